@@ -1,0 +1,324 @@
+//! The bundle: a compiled policy as it travels from `portcullis compile` to every Envoy.
+//!
+//! # Wire format (format version 1)
+//!
+//! | bytes | what |
+//! |---|---|
+//! | 8 | magic `PCLSBNDL` |
+//! | 2 | format version, little-endian `u16` |
+//! | 32 | SHA-256 of the payload |
+//! | rest | payload: a postcard-encoded [`BundleContent`] |
+//!
+//! The header is read before postcard is asked anything, so a bundle from a newer compiler is refused with a
+//! message that says so, and a corrupt one is refused by its hash before any decoding.
+//!
+//! # Example
+//!
+//! ```
+//! use portcullis_policies::{Bundle, BundleError};
+//! // Any bytes at all: loading validates and never panics.
+//! assert!(matches!(Bundle::from_bytes(b"not a bundle"), Err(BundleError { .. })));
+//! ```
+
+use core::fmt;
+
+use regex_automata::dfa::dense::DFA;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::program::{Node, Rule, Type};
+
+/// The first eight bytes of every bundle.
+pub const MAGIC: [u8; 8] = *b"PCLSBNDL";
+/// The bundle format this crate writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Largest bundle accepted, in bytes: a bound on what a control plane can make every worker hold.
+pub const MAX_BUNDLE_BYTES: usize = 16 * 1024 * 1024;
+/// Most rules in one bundle.
+pub const MAX_RULES: usize = 4096;
+/// Most nodes in one rule condition.
+pub const MAX_NODES_PER_RULE: usize = 4096;
+/// Deepest operand nesting in a condition; bounds the evaluator's recursion.
+pub const MAX_CONDITION_DEPTH: u16 = 64;
+/// Most DFAs in one bundle.
+pub const MAX_DFAS: usize = 4096;
+
+const HEADER_LEN: usize = 8 + 2 + 32;
+
+/// The payload of a bundle: everything the engine needs, plus where it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleContent {
+    /// The policy's name (the bundle name it is published under).
+    pub policy_name: String,
+    /// Revision id: increases with every compile of a policy (seconds since the epoch unless set explicitly).
+    pub revision: u64,
+    /// Version of the compiler that built the bundle, for support.
+    pub compiler_version: String,
+    /// The rules, in policy order.
+    pub rules: Vec<Rule>,
+    /// Serialized dense DFAs (little-endian, as `regex-automata` writes them), indexed by `Node::Matches::dfa`.
+    pub dfas: Vec<Vec<u8>>,
+}
+
+/// Why a bundle was refused. The message is static: safe to log, never echoes the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BundleError {
+    kind: BundleErrorKind,
+}
+
+/// The kinds of [`BundleError`], for callers that count refusals by reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BundleErrorKind {
+    /// Shorter than the header, or not starting with the magic.
+    NotABundle,
+    /// Larger than [`MAX_BUNDLE_BYTES`].
+    TooLarge,
+    /// Written by a newer (or unknown) format version.
+    UnsupportedVersion,
+    /// The payload does not match the SHA-256 in the header.
+    DigestMismatch,
+    /// The payload is not a valid postcard [`BundleContent`].
+    Malformed,
+    /// Decoded, but its rules break an invariant (bad operand, type, depth, limit, duplicate id).
+    InvalidRules,
+    /// A DFA failed `regex-automata`'s validation.
+    InvalidDfa,
+}
+
+impl BundleError {
+    const fn new(kind: BundleErrorKind) -> Self {
+        BundleError { kind }
+    }
+
+    /// What went wrong, as a kind.
+    pub fn kind(&self) -> BundleErrorKind {
+        self.kind
+    }
+
+    /// A short, static, log-safe description.
+    pub fn message(&self) -> &'static str {
+        match self.kind {
+            BundleErrorKind::NotABundle => "not a Portcullis bundle (bad magic or truncated header)",
+            BundleErrorKind::TooLarge => "bundle larger than the 16 MiB limit",
+            BundleErrorKind::UnsupportedVersion => "bundle format version not supported by this filter",
+            BundleErrorKind::DigestMismatch => "bundle content does not match its SHA-256 (corrupt or tampered)",
+            BundleErrorKind::Malformed => "bundle payload is malformed",
+            BundleErrorKind::InvalidRules => "bundle rules are invalid",
+            BundleErrorKind::InvalidDfa => "bundle carries an invalid DFA",
+        }
+    }
+}
+
+impl fmt::Display for BundleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for BundleError {}
+
+/// Encodes `content` as bundle bytes (header, hash, payload).
+///
+/// # Errors
+///
+/// Only if postcard cannot serialize the content, which does not happen for well-formed values.
+pub fn encode(content: &BundleContent) -> Result<Vec<u8>, BundleError> {
+    let payload = postcard::to_allocvec(content).map_err(|_| BundleError::new(BundleErrorKind::Malformed))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// The SHA-256 of a bundle's payload, read from its header without validating anything else.
+pub fn peek_digest(bytes: &[u8]) -> Option<[u8; 32]> {
+    bytes.get(10..HEADER_LEN)?.try_into().ok()
+}
+
+/// Lower-case hex of a digest (bundle ids in logs, ETags).
+pub fn hex(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+/// A validated bundle, ready to evaluate. Cheap to share behind an `Rc`/`Arc`: evaluation takes `&self`.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    pub(crate) policy_name: String,
+    pub(crate) revision: u64,
+    pub(crate) digest: [u8; 32],
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) dfas: Vec<DFA<Vec<u32>>>,
+}
+
+impl Bundle {
+    /// Validates `bytes` and loads the bundle they hold.
+    ///
+    /// Everything is checked: the magic and format version, the size limit, the SHA-256 of the payload, the
+    /// postcard decoding, every rule's operands, types and depth, unique rule ids, and every DFA through
+    /// `regex-automata`'s own validating deserializer.
+    ///
+    /// # Errors
+    ///
+    /// A [`BundleError`] naming the first check that failed.
+    ///
+    /// # Panics
+    ///
+    /// Never, for any input.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(BundleError::new(BundleErrorKind::TooLarge));
+        }
+        let (magic, rest) = bytes.split_at_checked(8).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        if magic != MAGIC {
+            return Err(BundleError::new(BundleErrorKind::NotABundle));
+        }
+        let (version, rest) = rest.split_at_checked(2).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        if version != FORMAT_VERSION.to_le_bytes() {
+            return Err(BundleError::new(BundleErrorKind::UnsupportedVersion));
+        }
+        let (digest, payload) = rest.split_at_checked(32).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        let digest: [u8; 32] = digest.try_into().map_err(|_| BundleError::new(BundleErrorKind::NotABundle))?;
+        if Sha256::digest(payload).as_slice() != digest {
+            return Err(BundleError::new(BundleErrorKind::DigestMismatch));
+        }
+        let content: BundleContent =
+            postcard::from_bytes(payload).map_err(|_| BundleError::new(BundleErrorKind::Malformed))?;
+        Bundle::from_content(content, digest)
+    }
+
+    fn from_content(content: BundleContent, digest: [u8; 32]) -> Result<Bundle, BundleError> {
+        let invalid = BundleError::new(BundleErrorKind::InvalidRules);
+        if content.rules.len() > MAX_RULES || content.dfas.len() > MAX_DFAS {
+            return Err(invalid);
+        }
+        for (i, rule) in content.rules.iter().enumerate() {
+            if rule.id.is_empty() || content.rules.iter().take(i).any(|r| r.id == rule.id) {
+                return Err(invalid);
+            }
+            if !(100..=599).contains(&rule.status) {
+                return Err(invalid);
+            }
+            check_condition(&rule.condition, content.dfas.len())?;
+        }
+        let mut dfas = Vec::with_capacity(content.dfas.len());
+        for bytes in &content.dfas {
+            dfas.push(load_dfa(bytes)?);
+        }
+        Ok(Bundle {
+            policy_name: content.policy_name,
+            revision: content.revision,
+            digest,
+            rules: content.rules,
+            dfas,
+        })
+    }
+
+    /// The policy's name.
+    pub fn policy_name(&self) -> &str {
+        &self.policy_name
+    }
+
+    /// The revision id the compiler gave this bundle.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The SHA-256 of the payload: the bundle's identity.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// The rules, in policy order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The id of rule number `index`, if there is one.
+    pub fn rule_id(&self, index: u16) -> Option<&str> {
+        self.rules.get(usize::from(index)).map(|r| r.id.as_str())
+    }
+}
+
+/// Copies DFA bytes to a 4-byte aligned buffer (regex-automata requires it) and validates them.
+fn load_dfa(bytes: &[u8]) -> Result<DFA<Vec<u32>>, BundleError> {
+    let invalid = BundleError::new(BundleErrorKind::InvalidDfa);
+    let mut buf = vec![0u8; bytes.len() + 3];
+    let offset = buf.as_ptr().align_offset(4);
+    let aligned = buf.get_mut(offset..offset.saturating_add(bytes.len())).ok_or(invalid)?;
+    aligned.copy_from_slice(bytes);
+    let (dfa, _) = DFA::from_bytes(aligned).map_err(|_| invalid)?;
+    Ok(dfa.to_owned())
+}
+
+/// Checks operand order, types and depth of one condition; the root must be a `bool`.
+fn check_condition(nodes: &[Node], dfa_count: usize) -> Result<(), BundleError> {
+    let invalid = BundleError::new(BundleErrorKind::InvalidRules);
+    if nodes.is_empty() || nodes.len() > MAX_NODES_PER_RULE {
+        return Err(invalid);
+    }
+    // (type, depth) of each node seen so far; operands must already be in here.
+    let mut seen: Vec<(Type, u16)> = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let operand = |i: u32| -> Result<(Type, u16), BundleError> {
+            seen.get(usize::try_from(i).map_err(|_| invalid)?).copied().ok_or(invalid)
+        };
+        let unary = |i: u32, want: Type, out: Type| -> Result<(Type, u16), BundleError> {
+            let (t, d) = operand(i)?;
+            if t != want {
+                return Err(invalid);
+            }
+            Ok((out, d + 1))
+        };
+        let binary = |a: u32, b: u32, want: Option<Type>, out: Type| -> Result<(Type, u16), BundleError> {
+            let (ta, da) = operand(a)?;
+            let (tb, db) = operand(b)?;
+            if ta != tb || want.is_some_and(|w| w != ta) {
+                return Err(invalid);
+            }
+            Ok((out, da.max(db) + 1))
+        };
+        let typed = match node {
+            Node::Bool(_) => (Type::Bool, 0),
+            Node::Int(_) => (Type::Int, 0),
+            Node::String(_) | Node::Attribute(_) | Node::Header(_) => (Type::String, 0),
+            Node::HasHeader(_) => (Type::Bool, 0),
+            Node::Not(a) => unary(*a, Type::Bool, Type::Bool)?,
+            Node::And(a, b) | Node::Or(a, b) => binary(*a, *b, Some(Type::Bool), Type::Bool)?,
+            Node::Eq(a, b) | Node::Ne(a, b) => binary(*a, *b, None, Type::Bool)?,
+            Node::Lt(a, b) | Node::Le(a, b) | Node::Gt(a, b) | Node::Ge(a, b) => {
+                let (t, d) = binary(*a, *b, None, Type::Bool)?;
+                if operand(*a)?.0 == Type::Bool {
+                    return Err(invalid);
+                }
+                (t, d)
+            }
+            Node::StartsWith(a, b) | Node::EndsWith(a, b) | Node::Contains(a, b) => {
+                binary(*a, *b, Some(Type::String), Type::Bool)?
+            }
+            Node::Matches { subject, dfa } => {
+                if usize::try_from(*dfa).map_err(|_| invalid)? >= dfa_count {
+                    return Err(invalid);
+                }
+                unary(*subject, Type::String, Type::Bool)?
+            }
+            Node::Size(a) => unary(*a, Type::String, Type::Int)?,
+        };
+        if typed.1 > MAX_CONDITION_DEPTH {
+            return Err(invalid);
+        }
+        seen.push(typed);
+    }
+    match seen.last() {
+        Some((Type::Bool, _)) => Ok(()),
+        _ => Err(invalid),
+    }
+}

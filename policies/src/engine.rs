@@ -1,0 +1,219 @@
+//! Evaluation of a loaded [`Bundle`] against one request.
+//!
+//! The engine reads the request through the [`Request`] trait, so the filter can hand it header bytes straight from
+//! Envoy and tests can hand it a table. Evaluation allocates only to join repeated headers, never panics, and follows
+//! CEL's rules for errors: a condition that reads an absent header is an error, `false && error` is `false`,
+//! `true || error` is `true`, and a rule whose condition ends in an error does not match (it is counted in
+//! [`Verdict::errors`]) — Portcullis never blocks on what it cannot evaluate.
+
+use std::borrow::Cow;
+
+use regex_automata::dfa::Automaton;
+use regex_automata::Input;
+
+use crate::bundle::Bundle;
+use crate::program::{Attribute, Node, NodeIndex, Rule};
+use crate::verdict::Verdict;
+
+/// A request as the engine sees it. Strings are bytes: nothing here assumes UTF-8.
+pub trait Request {
+    /// The value of a scalar attribute, or `None` when the request does not carry it.
+    fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>>;
+    /// The value of header `name` (lower-case); repeated headers joined with `,`. `None` when absent.
+    fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>>;
+}
+
+/// A value during evaluation. `Err` is CEL's error value: it propagates, except where `&&`/`||` absorb it.
+#[derive(Debug, Clone)]
+enum Value<'a> {
+    Bool(bool),
+    Int(i64),
+    Str(Cow<'a, [u8]>),
+}
+
+/// Evaluation did not produce a value (absent attribute, type confusion in a bad bundle, DFA quit).
+#[derive(Debug, Clone, Copy)]
+struct EvalError;
+
+type Eval<'a> = Result<Value<'a>, EvalError>;
+
+impl Bundle {
+    /// Evaluates every rule, in policy order, and returns the verdict. Stops at the first blocking rule.
+    pub fn evaluate(&self, request: &dyn Request) -> Verdict {
+        let mut verdict = Verdict::ALLOW;
+        for (index, rule) in self.rules.iter().enumerate() {
+            let Ok(index) = u16::try_from(index) else { break };
+            match self.rule_matches(rule, request) {
+                Ok(true) => {
+                    verdict = verdict.with_match(index, rule.action, rule.status);
+                    if verdict.is_block() {
+                        break;
+                    }
+                }
+                Ok(false) => {}
+                Err(EvalError) => verdict = verdict.with_error(),
+            }
+        }
+        verdict
+    }
+
+    fn rule_matches(&self, rule: &Rule, request: &dyn Request) -> Result<bool, EvalError> {
+        let root = rule.condition.len().checked_sub(1).ok_or(EvalError)?;
+        let root = NodeIndex::try_from(root).map_err(|_| EvalError)?;
+        let evaluator = Evaluator { bundle: self, nodes: &rule.condition, request };
+        match evaluator.eval(root)? {
+            Value::Bool(b) => Ok(b),
+            _ => Err(EvalError),
+        }
+    }
+}
+
+struct Evaluator<'a> {
+    bundle: &'a Bundle,
+    nodes: &'a [Node],
+    request: &'a dyn Request,
+}
+
+impl<'a> Evaluator<'a> {
+    // Recursion depth is bounded by `MAX_CONDITION_DEPTH`, checked when the bundle was loaded.
+    fn eval(&self, index: NodeIndex) -> Eval<'a> {
+        let node = usize::try_from(index).ok().and_then(|i| self.nodes.get(i)).ok_or(EvalError)?;
+        Ok(match node {
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Int(i) => Value::Int(*i),
+            Node::String(s) => Value::Str(Cow::Borrowed(s.as_bytes())),
+            Node::Attribute(a) => Value::Str(self.request.attribute(*a).ok_or(EvalError)?),
+            Node::Header(name) => Value::Str(self.request.header(name.as_bytes()).ok_or(EvalError)?),
+            Node::HasHeader(name) => Value::Bool(self.request.header(name.as_bytes()).is_some()),
+            Node::Not(a) => Value::Bool(!self.bool(*a)?),
+            Node::And(a, b) => match (self.bool(*a), self.bool(*b)) {
+                (Ok(false), _) | (_, Ok(false)) => Value::Bool(false),
+                (Ok(true), Ok(true)) => Value::Bool(true),
+                _ => return Err(EvalError),
+            },
+            Node::Or(a, b) => match self.bool(*a) {
+                Ok(true) => Value::Bool(true),
+                left => match (left, self.bool(*b)) {
+                    (_, Ok(true)) => Value::Bool(true),
+                    (Ok(false), Ok(false)) => Value::Bool(false),
+                    _ => return Err(EvalError),
+                },
+            },
+            Node::Eq(a, b) => Value::Bool(self.equal(*a, *b)?),
+            Node::Ne(a, b) => Value::Bool(!self.equal(*a, *b)?),
+            Node::Lt(a, b) => Value::Bool(self.compare(*a, *b)?.is_lt()),
+            Node::Le(a, b) => Value::Bool(self.compare(*a, *b)?.is_le()),
+            Node::Gt(a, b) => Value::Bool(self.compare(*a, *b)?.is_gt()),
+            Node::Ge(a, b) => Value::Bool(self.compare(*a, *b)?.is_ge()),
+            Node::StartsWith(a, b) => Value::Bool(self.str(*a)?.starts_with(&self.str(*b)?)),
+            Node::EndsWith(a, b) => Value::Bool(self.str(*a)?.ends_with(&self.str(*b)?)),
+            Node::Contains(a, b) => {
+                let (hay, needle) = (self.str(*a)?, self.str(*b)?);
+                Value::Bool(needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_ref()))
+            }
+            Node::Matches { subject, dfa } => {
+                let dfa = usize::try_from(*dfa).ok().and_then(|i| self.bundle.dfas.get(i)).ok_or(EvalError)?;
+                let subject = self.str(*subject)?;
+                let input = Input::new(subject.as_ref()).earliest(true);
+                Value::Bool(dfa.try_search_fwd(&input).map_err(|_| EvalError)?.is_some())
+            }
+            Node::Size(a) => Value::Int(i64::try_from(self.str(*a)?.len()).map_err(|_| EvalError)?),
+        })
+    }
+
+    fn bool(&self, index: NodeIndex) -> Result<bool, EvalError> {
+        match self.eval(index)? {
+            Value::Bool(b) => Ok(b),
+            _ => Err(EvalError),
+        }
+    }
+
+    fn str(&self, index: NodeIndex) -> Result<Cow<'a, [u8]>, EvalError> {
+        match self.eval(index)? {
+            Value::Str(s) => Ok(s),
+            _ => Err(EvalError),
+        }
+    }
+
+    fn equal(&self, a: NodeIndex, b: NodeIndex) -> Result<bool, EvalError> {
+        match (self.eval(a)?, self.eval(b)?) {
+            (Value::Bool(x), Value::Bool(y)) => Ok(x == y),
+            (Value::Int(x), Value::Int(y)) => Ok(x == y),
+            (Value::Str(x), Value::Str(y)) => Ok(x == y),
+            _ => Err(EvalError),
+        }
+    }
+
+    fn compare(&self, a: NodeIndex, b: NodeIndex) -> Result<std::cmp::Ordering, EvalError> {
+        match (self.eval(a)?, self.eval(b)?) {
+            (Value::Int(x), Value::Int(y)) => Ok(x.cmp(&y)),
+            (Value::Str(x), Value::Str(y)) => Ok(x.cmp(&y)),
+            _ => Err(EvalError),
+        }
+    }
+}
+
+/// A request held in memory: a method, a path and a header table. For tests, benches and tools.
+#[derive(Clone, Debug, Default)]
+pub struct TableRequest {
+    /// Scalar attributes that are present.
+    pub attributes: Vec<(Attribute, Vec<u8>)>,
+    /// Headers, lower-case names, in arrival order; repeated names allowed.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TableRequest {
+    /// A request with `method` and `path` (and `request.url_path` / `request.query` derived from it).
+    pub fn new(method: &str, path: &str) -> TableRequest {
+        let (url_path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let mut attributes = vec![
+            (Attribute::RequestMethod, method.as_bytes().to_vec()),
+            (Attribute::RequestPath, path.as_bytes().to_vec()),
+            (Attribute::RequestUrlPath, url_path.as_bytes().to_vec()),
+        ];
+        if let Some(q) = query {
+            attributes.push((Attribute::RequestQuery, q.as_bytes().to_vec()));
+        }
+        TableRequest { attributes, headers: Vec::new() }
+    }
+
+    /// Adds a header (name lower-cased).
+    #[must_use]
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> TableRequest {
+        self.headers.push((name.to_ascii_lowercase().into_bytes(), value.into()));
+        self
+    }
+}
+
+impl Request for TableRequest {
+    fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
+        self.attributes.iter().find(|(a, _)| *a == attribute).map(|(_, v)| Cow::Borrowed(v.as_slice()))
+    }
+
+    fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        join_headers(self.headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())), name)
+    }
+}
+
+/// Finds header `name` in `headers`, joining repeated values with `,` as Envoy's `request.headers` does.
+pub fn join_headers<'h>(headers: impl Iterator<Item = (&'h [u8], &'h [u8])>, name: &[u8]) -> Option<Cow<'h, [u8]>> {
+    let mut found: Option<Cow<'h, [u8]>> = None;
+    for (n, v) in headers {
+        if n != name {
+            continue;
+        }
+        found = Some(match found {
+            None => Cow::Borrowed(v),
+            Some(prev) => {
+                let mut joined = prev.into_owned();
+                joined.push(b',');
+                joined.extend_from_slice(v);
+                Cow::Owned(joined)
+            }
+        });
+    }
+    found
+}

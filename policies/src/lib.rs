@@ -1,0 +1,36 @@
+//! The Portcullis policy language, from YAML to a decision.
+//!
+//! # Overview
+//!
+//! A policy is a YAML file of rules whose conditions are [CEL] expressions. The life of a policy:
+//!
+//! 1. [`compiler`] (feature `compiler`, native only) parses the YAML and the CEL, checks names and types, builds a
+//!    DFA for every regular expression, and emits a [`bundle`]: a versioned, hashed, postcard-encoded file.
+//! 2. [`Bundle::from_bytes`] validates a bundle (header, SHA-256, structure, types, DFAs) and never panics on any
+//!    input; what it returns is ready to evaluate.
+//! 3. [`Bundle::evaluate`] runs the rules against a [`Request`] and returns a [`Verdict`]. It never parses
+//!    expressions or compiles regexes: the filter in Envoy only deserializes and searches.
+//!
+//! # Contents
+//!
+//! - [`program`]: the evaluable form of a rule condition (a flat node arena, children before parents).
+//! - [`bundle`]: the wire format and its validating loader.
+//! - [`engine`]: evaluation of a loaded bundle, and the [`Request`] view it reads.
+//! - [`verdict`]: what the engine decided, as a small `Copy` value.
+//!
+//! [CEL]: https://cel.dev
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+pub mod bundle;
+pub mod engine;
+pub mod program;
+pub mod verdict;
+
+#[cfg(feature = "compiler")]
+pub mod compiler;
+
+pub use bundle::{Bundle, BundleError};
+pub use engine::Request;
+pub use program::{Action, Attribute};
+pub use verdict::Verdict;

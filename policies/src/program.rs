@@ -1,0 +1,188 @@
+//! The evaluable form of a rule condition.
+//!
+//! A condition is a flat arena of [`Node`]s. Every node refers to its operands by index, and an operand always
+//! comes *before* the node that uses it; the last node is the root. That shape has three properties the filter
+//! relies on: it cannot contain a cycle, it is validated in one pass, and postcard never has to decode a recursive
+//! type (which, on hostile bytes, could exhaust the stack).
+
+use serde::{Deserialize, Serialize};
+
+/// Index of a node inside its rule's node arena.
+pub type NodeIndex = u32;
+
+/// What a rule does when its condition is true.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Action {
+    /// Record the verdict in the access log and let the request through.
+    Monitor,
+    /// Answer the request from the filter with the rule's status; nothing reaches the upstream.
+    Block,
+}
+
+impl Action {
+    /// The name used in policies and access logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Monitor => "monitor",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// A scalar request attribute, named after Envoy's attribute vocabulary.
+///
+/// See <https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes>.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Attribute {
+    /// `request.path`: the `:path` pseudo-header, query included.
+    RequestPath,
+    /// `request.url_path`: the path without the query string.
+    RequestUrlPath,
+    /// `request.host`: the `:authority` pseudo-header.
+    RequestHost,
+    /// `request.scheme`: the `:scheme` pseudo-header.
+    RequestScheme,
+    /// `request.method`: the `:method` pseudo-header.
+    RequestMethod,
+    /// `request.query`: the query string, without the `?`.
+    RequestQuery,
+    /// `request.id`: the `x-request-id` header.
+    RequestId,
+    /// `request.useragent`: the `user-agent` header.
+    RequestUserAgent,
+    /// `request.referer`: the `referer` header.
+    RequestReferer,
+    /// `request.protocol`: `HTTP/1.1`, `HTTP/2`, ...
+    RequestProtocol,
+    /// `source.address`: the downstream peer address, `ip:port`.
+    SourceAddress,
+    /// `destination.address`: the local address the request arrived on, `ip:port`.
+    DestinationAddress,
+}
+
+impl Attribute {
+    /// Every attribute, in a fixed order (used by the compiler's name lookup and by tests).
+    pub const ALL: [Attribute; 12] = [
+        Attribute::RequestPath,
+        Attribute::RequestUrlPath,
+        Attribute::RequestHost,
+        Attribute::RequestScheme,
+        Attribute::RequestMethod,
+        Attribute::RequestQuery,
+        Attribute::RequestId,
+        Attribute::RequestUserAgent,
+        Attribute::RequestReferer,
+        Attribute::RequestProtocol,
+        Attribute::SourceAddress,
+        Attribute::DestinationAddress,
+    ];
+
+    /// The attribute's name in policies, e.g. `request.path`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attribute::RequestPath => "request.path",
+            Attribute::RequestUrlPath => "request.url_path",
+            Attribute::RequestHost => "request.host",
+            Attribute::RequestScheme => "request.scheme",
+            Attribute::RequestMethod => "request.method",
+            Attribute::RequestQuery => "request.query",
+            Attribute::RequestId => "request.id",
+            Attribute::RequestUserAgent => "request.useragent",
+            Attribute::RequestReferer => "request.referer",
+            Attribute::RequestProtocol => "request.protocol",
+            Attribute::SourceAddress => "source.address",
+            Attribute::DestinationAddress => "destination.address",
+        }
+    }
+
+    /// Looks an attribute up by its policy name.
+    pub fn from_name(name: &str) -> Option<Attribute> {
+        Attribute::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// The static type of a node's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    /// `true` / `false`.
+    Bool,
+    /// A signed 64-bit integer.
+    Int,
+    /// A string; request strings are bytes and may not be UTF-8.
+    String,
+}
+
+impl Type {
+    /// The CEL name of the type, for error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Type::Bool => "bool",
+            Type::Int => "int",
+            Type::String => "string",
+        }
+    }
+}
+
+/// One operation in a condition. Operands are indices of earlier nodes in the same arena.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Node {
+    /// A boolean literal.
+    Bool(bool),
+    /// An integer literal.
+    Int(i64),
+    /// A string literal.
+    String(String),
+    /// A scalar request attribute; an error when the request does not carry it.
+    Attribute(Attribute),
+    /// `request.headers["name"]` (name lower-cased by the compiler); an error when the header is absent.
+    /// Repeated headers are joined with `,`, as Envoy does.
+    Header(String),
+    /// `"name" in request.headers`.
+    HasHeader(String),
+    /// `!x`.
+    Not(NodeIndex),
+    /// `a && b`, with CEL's error absorption (`false && error` is `false`).
+    And(NodeIndex, NodeIndex),
+    /// `a || b`, with CEL's error absorption (`true || error` is `true`).
+    Or(NodeIndex, NodeIndex),
+    /// `a == b` on operands of the same type.
+    Eq(NodeIndex, NodeIndex),
+    /// `a != b` on operands of the same type.
+    Ne(NodeIndex, NodeIndex),
+    /// `a < b` on two ints or two strings (bytewise).
+    Lt(NodeIndex, NodeIndex),
+    /// `a <= b`.
+    Le(NodeIndex, NodeIndex),
+    /// `a > b`.
+    Gt(NodeIndex, NodeIndex),
+    /// `a >= b`.
+    Ge(NodeIndex, NodeIndex),
+    /// `s.startsWith(prefix)`.
+    StartsWith(NodeIndex, NodeIndex),
+    /// `s.endsWith(suffix)`.
+    EndsWith(NodeIndex, NodeIndex),
+    /// `s.contains(needle)`.
+    Contains(NodeIndex, NodeIndex),
+    /// `s.matches("re")`: an unanchored search with the bundle's DFA number `dfa`.
+    Matches {
+        /// The string searched.
+        subject: NodeIndex,
+        /// Index into the bundle's DFA table.
+        dfa: u32,
+    },
+    /// `size(s)`: the number of bytes of a string.
+    Size(NodeIndex),
+}
+
+/// A compiled rule as it travels in a bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// The rule's id from the policy; unique in a bundle.
+    pub id: String,
+    /// What happens when the condition is true.
+    pub action: Action,
+    /// The HTTP status of a block (ignored for monitor).
+    pub status: u16,
+    /// The condition; the last node is the root and has type `bool`.
+    pub condition: Vec<Node>,
+}

@@ -1,0 +1,58 @@
+//! What the engine decided about one request.
+
+use crate::program::Action;
+
+/// The outcome of evaluating a bundle against a request. Small and `Copy`: the filter keeps it per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Verdict {
+    /// The strongest action of the rules that matched (`None`: no rule matched).
+    pub action: Option<Action>,
+    /// Index of the rule that decided: the first blocking rule, else the first monitoring rule.
+    pub rule: Option<u16>,
+    /// The HTTP status to answer with when the action is `Block`.
+    pub status: u16,
+    /// How many rules matched in all (a block stops evaluation, so later rules are not counted).
+    pub matched: u16,
+    /// How many rule conditions ended in an evaluation error (e.g. a header they read was absent) and so did not match.
+    pub errors: u16,
+}
+
+impl Verdict {
+    /// No rule matched.
+    pub const ALLOW: Verdict = Verdict { action: None, rule: None, status: 0, matched: 0, errors: 0 };
+
+    /// True when the request must be answered by the filter.
+    pub fn is_block(&self) -> bool {
+        self.action == Some(Action::Block)
+    }
+
+    /// Folds in a matching rule: a block outranks a monitor, and the first rule of an action keeps the decision.
+    #[must_use]
+    pub fn with_match(self, index: u16, action: Action, status: u16) -> Verdict {
+        let matched = self.matched.saturating_add(1);
+        match self.action {
+            Some(current) if current >= action => Verdict { matched, ..self },
+            _ => Verdict { action: Some(action), rule: Some(index), status, matched, errors: self.errors },
+        }
+    }
+
+    /// Counts a rule whose condition could not be evaluated.
+    #[must_use]
+    pub fn with_error(self) -> Verdict {
+        Verdict { errors: self.errors.saturating_add(1), ..self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_outranks_monitor_and_first_rule_of_an_action_wins() {
+        let v = Verdict::ALLOW.with_match(2, Action::Monitor, 0).with_match(3, Action::Monitor, 0);
+        assert_eq!((v.action, v.rule, v.matched), (Some(Action::Monitor), Some(2), 2));
+        let v = v.with_match(5, Action::Block, 451);
+        assert_eq!((v.action, v.rule, v.status, v.matched), (Some(Action::Block), Some(5), 451, 3));
+        assert!(v.is_block());
+    }
+}
