@@ -1,1 +1,29 @@
-//! placeholder
+//! Portcullis, the proxy-wasm filter Envoy loads.
+//!
+//! This is the only crate that knows proxy-wasm. It wires Envoy to plain-Rust parts:
+//! [`portcullis_policies`] evaluates bundles, [`portcullis_shared_state`] coordinates worker VMs.
+//!
+//! - [`root`]: configuration, the fetch loop (one VM per Envoy, under a lease), bundle swaps in every VM.
+//! - [`http`]: per request, evaluate and block, monitor or pass; the verdict goes to filter state.
+//! - [`config`], [`schedule`], [`evidence`]: pure logic, unit-tested natively.
+//!
+//! Nothing on the request path may panic: a panic kills the worker's VM. Clippy denies `unwrap`, `expect`,
+//! `panic!` and indexing, and the `String` header getters are disallowed (see `clippy.toml`).
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+pub mod config;
+pub mod evidence;
+pub mod host;
+pub mod http;
+pub mod metrics;
+pub mod root;
+pub mod schedule;
+
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::PortcullisRoot::new()) });
+}}

@@ -1,1 +1,101 @@
-//! placeholder
+//! State shared by every worker VM of one Envoy, over proxy-wasm shared data.
+//!
+//! Envoy's shared data is a process-wide map from string keys to byte values with a compare-and-swap token (`cas`)
+//! per key. It has no delete and no TTL, so everything here lives under a fixed, bounded set of keys and carries its
+//! own expiry inside the value.
+//!
+//! The map is reached through the small [`SharedData`] trait: the filter implements it with proxy-wasm hostcalls,
+//! and tests use [`MemoryStore`].
+//!
+//! # Contents
+//!
+//! - [`Lease`]: one holder at a time for a job that must not run in every worker (fetching bundles).
+//! - [`BundleSlot`]: the latest accepted bundle, published by the fetching VM and picked up by all the others.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+mod bundle_slot;
+mod lease;
+
+pub use bundle_slot::{BundleHead, BundleSlot, FetchRecord};
+pub use lease::Lease;
+
+/// A compare-and-swap token: the version of a key's value as the host last reported it.
+pub type Cas = u32;
+
+/// Why a write to shared data did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// Another VM wrote the key after we read it; read again and retry (or give up).
+    CasMismatch,
+    /// The host refused the write for another reason.
+    Failed,
+}
+
+/// Process-wide key/value storage with compare-and-swap, as proxy-wasm shared data provides.
+pub trait SharedData {
+    /// The value of `key` and its CAS token; `(None, None)` when the key was never written.
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<Cas>);
+    /// Writes `value`. With `cas: Some(c)` the write only happens if the key's token is still `c`;
+    /// with `None` it always happens.
+    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError>;
+}
+
+/// An in-memory [`SharedData`] with the host's semantics, for tests and native tools.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    entries: RefCell<HashMap<String, (Vec<u8>, Cas)>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Number of keys ever written (shared data never forgets a key).
+    pub fn key_count(&self) -> usize {
+        self.entries.borrow().len()
+    }
+}
+
+impl SharedData for MemoryStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<Cas>) {
+        match self.entries.borrow().get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError> {
+        let mut entries = self.entries.borrow_mut();
+        let current = entries.get(key).map(|(_, c)| *c);
+        // Envoy treats a cas of 0 as "no check"; any other token must match the current one.
+        if let Some(expected) = cas.filter(|c| *c != 0) {
+            if current != Some(expected) {
+                return Err(WriteError::CasMismatch);
+            }
+        }
+        let next = current.unwrap_or(0).wrapping_add(1).max(1);
+        entries.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_cas_is_refused() {
+        let store = MemoryStore::new();
+        store.set("k", b"a", None).unwrap();
+        let (_, cas) = store.get("k");
+        store.set("k", b"b", cas).unwrap();
+        assert_eq!(store.set("k", b"c", cas), Err(WriteError::CasMismatch));
+        assert_eq!(store.get("k").0.as_deref(), Some(&b"b"[..]));
+    }
+}

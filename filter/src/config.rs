@@ -1,0 +1,175 @@
+//! The plugin configuration: the JSON in the Envoy Wasm filter's `configuration` field.
+//!
+//! ```json
+//! {
+//!   "control_plane": {
+//!     "cluster": "portcullis_control_plane",
+//!     "bundle": "demo",
+//!     "poll_interval_ms": 5000,
+//!     "timeout_ms": 5000,
+//!     "max_backoff_ms": 60000
+//!   },
+//!   "failure_mode": "open"
+//! }
+//! ```
+//!
+//! It is validated whole in `on_configure`; an invalid one fails configuration with a message naming the field.
+
+use serde::Deserialize;
+
+/// What the filter does with requests before it has any bundle to enforce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Let requests through (the default: a missing control plane never takes traffic down).
+    #[default]
+    Open,
+    /// Answer 503: nothing passes that was not checked.
+    Closed,
+}
+
+/// Where and how often to fetch bundles.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// The Envoy cluster that reaches the control plane.
+    pub cluster: String,
+    /// The bundle name: the filter fetches `GET /v1/bundles/{bundle}`.
+    pub bundle: String,
+    /// The `:authority` of fetches (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Time between polls when the control plane answers.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Time a fetch may take before it counts as failed.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Longest wait between fetches while the control plane fails (backoff doubles up to it, with jitter).
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+/// The whole plugin configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Where bundles come from.
+    pub control_plane: ControlPlaneConfig,
+    /// Behaviour before the first bundle.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    5_000
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_max_backoff_ms() -> u64 {
+    60_000
+}
+
+/// A configuration that cannot be used; the message names the field (e.g. `control_plane.cluster: ...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PluginConfig {
+    /// Parses and validates the plugin configuration.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] that names the offending field.
+    pub fn parse(json: &[u8]) -> Result<PluginConfig, ConfigError> {
+        if json.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError("configuration is empty: it needs at least control_plane.cluster and control_plane.bundle".into()));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(json);
+        let config: PluginConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path == "?" || path.is_empty() {
+                ConfigError(format!("configuration: {inner}"))
+            } else {
+                ConfigError(format!("{path}: {inner}"))
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let cp = &self.control_plane;
+        let field = |name: &str, why: &str| Err(ConfigError(format!("control_plane.{name}: {why}")));
+        if cp.cluster.trim().is_empty() {
+            return field("cluster", "must name an Envoy cluster");
+        }
+        if !is_bundle_name(&cp.bundle) {
+            return field("bundle", "must match [a-z0-9][a-z0-9._-]{0,63}");
+        }
+        if cp.authority.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return field("authority", "must not be empty when set");
+        }
+        if !(100..=3_600_000).contains(&cp.poll_interval_ms) {
+            return field("poll_interval_ms", "must be between 100 and 3600000");
+        }
+        if !(100..=600_000).contains(&cp.timeout_ms) {
+            return field("timeout_ms", "must be between 100 and 600000");
+        }
+        if cp.max_backoff_ms < cp.poll_interval_ms || cp.max_backoff_ms > 3_600_000 {
+            return field("max_backoff_ms", "must be at least poll_interval_ms and at most 3600000");
+        }
+        Ok(())
+    }
+
+    /// The `:authority` to send fetches with.
+    pub fn authority(&self) -> &str {
+        self.control_plane.authority.as_deref().unwrap_or(&self.control_plane.cluster)
+    }
+}
+
+/// Bundle names are path segments: a strict charset keeps them from escaping `/v1/bundles/`.
+fn is_bundle_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    first_ok
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_configuration_gets_defaults() {
+        let c = PluginConfig::parse(br#"{"control_plane":{"cluster":"cp","bundle":"demo"}}"#).unwrap();
+        assert_eq!(c.failure_mode, FailureMode::Open);
+        assert_eq!(c.control_plane.poll_interval_ms, 5_000);
+        assert_eq!(c.authority(), "cp");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = |json: &str| PluginConfig::parse(json.as_bytes()).unwrap_err().0;
+        assert!(err(r#"{"control_plane":{"bundle":"demo"}}"#).starts_with("control_plane: missing field `cluster`"));
+        assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"demo","pol_interval_ms":1}}"#)
+            .starts_with("control_plane.pol_interval_ms: unknown field `pol_interval_ms`"));
+        assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"demo"},"failure_mode":"shut"}"#)
+            .starts_with("failure_mode: unknown variant `shut`"));
+        assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"../etc"}}"#).starts_with("control_plane.bundle:"));
+        assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"d","poll_interval_ms":5}}"#)
+            .starts_with("control_plane.poll_interval_ms:"));
+        assert!(err("").starts_with("configuration is empty"));
+        assert!(err("{").starts_with("configuration: EOF while parsing"), "{}", err("{"));
+    }
+}

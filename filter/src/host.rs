@@ -1,0 +1,85 @@
+//! Adapters from proxy-wasm hostcalls to the plain-Rust traits of `policies` and `shared-state`.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+
+use portcullis_policies::engine::join_headers;
+use portcullis_policies::{Attribute, Request};
+use portcullis_shared_state::{Cas, SharedData, WriteError};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+
+/// Envoy's shared data for this VM id.
+pub struct HostSharedData;
+
+impl SharedData for HostSharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<Cas>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            Status::CasMismatch => WriteError::CasMismatch,
+            _ => WriteError::Failed,
+        })
+    }
+}
+
+/// One request's headers as Envoy handed them over (bytes, never assumed UTF-8), plus attributes read on demand.
+pub struct HostRequest {
+    headers: Vec<(String, Vec<u8>)>,
+    protocol: OnceCell<Option<Vec<u8>>>,
+    source: OnceCell<Option<Vec<u8>>>,
+    destination: OnceCell<Option<Vec<u8>>>,
+}
+
+impl HostRequest {
+    /// Wraps the result of `get_http_request_headers_bytes`.
+    pub fn new(headers: Vec<(String, Vec<u8>)>) -> HostRequest {
+        HostRequest { headers, protocol: OnceCell::new(), source: OnceCell::new(), destination: OnceCell::new() }
+    }
+
+    /// The first value of header `name` (pseudo-headers included), without joining.
+    pub fn first(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    fn path_parts(&self) -> Option<(&[u8], &[u8])> {
+        let path = self.first(":path")?;
+        Some(match path.iter().position(|b| *b == b'?') {
+            Some(q) => (path.get(..q).unwrap_or(path), path.get(q + 1..).unwrap_or_default()),
+            None => (path, &[]),
+        })
+    }
+}
+
+/// Reads an Envoy attribute through `get_property`, once per request.
+fn property<'a>(cell: &'a OnceCell<Option<Vec<u8>>>, path: &[&str]) -> Option<Cow<'a, [u8]>> {
+    cell.get_or_init(|| hostcalls::get_property(path.to_vec()).ok().flatten())
+        .as_deref()
+        .map(Cow::Borrowed)
+}
+
+impl Request for HostRequest {
+    fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
+        let header = |name: &str| self.first(name).map(Cow::Borrowed);
+        match attribute {
+            Attribute::RequestPath => header(":path"),
+            Attribute::RequestUrlPath => self.path_parts().map(|(p, _)| Cow::Borrowed(p)),
+            Attribute::RequestQuery => self.path_parts().map(|(_, q)| Cow::Borrowed(q)),
+            Attribute::RequestHost => header(":authority"),
+            Attribute::RequestScheme => header(":scheme"),
+            Attribute::RequestMethod => header(":method"),
+            Attribute::RequestId => header("x-request-id"),
+            Attribute::RequestUserAgent => self.header(b"user-agent"),
+            Attribute::RequestReferer => self.header(b"referer"),
+            Attribute::RequestProtocol => property(&self.protocol, &["request", "protocol"]),
+            Attribute::SourceAddress => property(&self.source, &["source", "address"]),
+            Attribute::DestinationAddress => property(&self.destination, &["destination", "address"]),
+        }
+    }
+
+    fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        join_headers(self.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())), name)
+    }
+}
