@@ -177,21 +177,33 @@ impl Bundle {
         if bytes.len() > MAX_BUNDLE_BYTES {
             return Err(BundleError::new(BundleErrorKind::TooLarge));
         }
-        let (magic, rest) = bytes.split_at_checked(8).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        let (magic, rest) = bytes
+            .split_at_checked(8)
+            .ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
         if magic != MAGIC {
             return Err(BundleError::new(BundleErrorKind::NotABundle));
         }
-        let (version, rest) = rest.split_at_checked(2).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        let (version, rest) = rest
+            .split_at_checked(2)
+            .ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
         if version != FORMAT_VERSION.to_le_bytes() {
             return Err(BundleError::new(BundleErrorKind::UnsupportedVersion));
         }
-        let (digest, payload) = rest.split_at_checked(32).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
-        let digest: [u8; 32] = digest.try_into().map_err(|_| BundleError::new(BundleErrorKind::NotABundle))?;
+        let (digest, payload) = rest
+            .split_at_checked(32)
+            .ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        let digest: [u8; 32] = digest
+            .try_into()
+            .map_err(|_| BundleError::new(BundleErrorKind::NotABundle))?;
         if Sha256::digest(payload).as_slice() != digest {
             return Err(BundleError::new(BundleErrorKind::DigestMismatch));
         }
-        let content: BundleContent =
-            postcard::from_bytes(payload).map_err(|_| BundleError::new(BundleErrorKind::Malformed))?;
+        let (content, rest): (BundleContent, &[u8]) =
+            postcard::take_from_bytes(payload).map_err(|_| BundleError::new(BundleErrorKind::Malformed))?;
+        // Trailing bytes mean the payload is not what its writer encoded.
+        if !rest.is_empty() {
+            return Err(BundleError::new(BundleErrorKind::Malformed));
+        }
         Bundle::from_content(content, digest)
     }
 
@@ -269,7 +281,9 @@ fn check_condition(nodes: &[Node], dfa_count: usize) -> Result<(), BundleError> 
     let mut seen: Vec<(Type, u16)> = Vec::with_capacity(nodes.len());
     for node in nodes {
         let operand = |i: u32| -> Result<(Type, u16), BundleError> {
-            seen.get(usize::try_from(i).map_err(|_| invalid)?).copied().ok_or(invalid)
+            seen.get(usize::try_from(i).map_err(|_| invalid)?)
+                .copied()
+                .ok_or(invalid)
         };
         let unary = |i: u32, want: Type, out: Type| -> Result<(Type, u16), BundleError> {
             let (t, d) = operand(i)?;

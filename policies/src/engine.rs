@@ -60,7 +60,11 @@ impl Bundle {
     fn rule_matches(&self, rule: &Rule, request: &dyn Request) -> Result<bool, EvalError> {
         let root = rule.condition.len().checked_sub(1).ok_or(EvalError)?;
         let root = NodeIndex::try_from(root).map_err(|_| EvalError)?;
-        let evaluator = Evaluator { bundle: self, nodes: &rule.condition, request };
+        let evaluator = Evaluator {
+            bundle: self,
+            nodes: &rule.condition,
+            request,
+        };
         match evaluator.eval(root)? {
             Value::Bool(b) => Ok(b),
             _ => Err(EvalError),
@@ -77,7 +81,10 @@ struct Evaluator<'a> {
 impl<'a> Evaluator<'a> {
     // Recursion depth is bounded by `MAX_CONDITION_DEPTH`, checked when the bundle was loaded.
     fn eval(&self, index: NodeIndex) -> Eval<'a> {
-        let node = usize::try_from(index).ok().and_then(|i| self.nodes.get(i)).ok_or(EvalError)?;
+        let node = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.nodes.get(i))
+            .ok_or(EvalError)?;
         Ok(match node {
             Node::Bool(b) => Value::Bool(*b),
             Node::Int(i) => Value::Int(*i),
@@ -112,7 +119,10 @@ impl<'a> Evaluator<'a> {
                 Value::Bool(needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_ref()))
             }
             Node::Matches { subject, dfa } => {
-                let dfa = usize::try_from(*dfa).ok().and_then(|i| self.bundle.dfas.get(i)).ok_or(EvalError)?;
+                let dfa = usize::try_from(*dfa)
+                    .ok()
+                    .and_then(|i| self.bundle.dfas.get(i))
+                    .ok_or(EvalError)?;
                 let subject = self.str(*subject)?;
                 let input = Input::new(subject.as_ref()).earliest(true);
                 Value::Bool(dfa.try_search_fwd(&input).map_err(|_| EvalError)?.is_some())
@@ -163,34 +173,40 @@ pub struct TableRequest {
 }
 
 impl TableRequest {
-    /// A request with `method` and `path` (and `request.url_path` / `request.query` derived from it).
+    /// A request with `method` and `path` (and `request.url_path` / `request.query` derived from it; the query is
+    /// empty when the path has none, as in Envoy).
     pub fn new(method: &str, path: &str) -> TableRequest {
         let (url_path, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
         };
-        let mut attributes = vec![
+        let attributes = vec![
             (Attribute::RequestMethod, method.as_bytes().to_vec()),
             (Attribute::RequestPath, path.as_bytes().to_vec()),
             (Attribute::RequestUrlPath, url_path.as_bytes().to_vec()),
+            (Attribute::RequestQuery, query.unwrap_or("").as_bytes().to_vec()),
         ];
-        if let Some(q) = query {
-            attributes.push((Attribute::RequestQuery, q.as_bytes().to_vec()));
+        TableRequest {
+            attributes,
+            headers: Vec::new(),
         }
-        TableRequest { attributes, headers: Vec::new() }
     }
 
     /// Adds a header (name lower-cased).
     #[must_use]
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> TableRequest {
-        self.headers.push((name.to_ascii_lowercase().into_bytes(), value.into()));
+        self.headers
+            .push((name.to_ascii_lowercase().into_bytes(), value.into()));
         self
     }
 }
 
 impl Request for TableRequest {
     fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
-        self.attributes.iter().find(|(a, _)| *a == attribute).map(|(_, v)| Cow::Borrowed(v.as_slice()))
+        self.attributes
+            .iter()
+            .find(|(a, _)| *a == attribute)
+            .map(|(_, v)| Cow::Borrowed(v.as_slice()))
     }
 
     fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {

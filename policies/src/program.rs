@@ -44,7 +44,7 @@ pub enum Attribute {
     RequestScheme,
     /// `request.method`: the `:method` pseudo-header.
     RequestMethod,
-    /// `request.query`: the query string, without the `?`.
+    /// `request.query`: the query string, without the `?`; empty when there is none.
     RequestQuery,
     /// `request.id`: the `x-request-id` header.
     RequestId,

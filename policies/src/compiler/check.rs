@@ -1,0 +1,498 @@
+//! Name resolution, type checking and emission of the node arena, in one post-order walk.
+
+use crate::bundle::{MAX_CONDITION_DEPTH, MAX_NODES_PER_RULE};
+use crate::program::{Attribute, Node, NodeIndex, Type};
+
+use super::parser::{parse, Expr, ExprKind, LogicalOp, RelOp};
+use super::regex::Regexes;
+use super::ExprError;
+
+/// The map attribute; everything else in [`Attribute::ALL`] is a string.
+const HEADERS: &str = "request.headers";
+/// The functions a condition may call, for error messages.
+const FUNCTIONS: &str = "startsWith, endsWith, contains, matches, size";
+
+/// Compiles one `when` expression to its node arena (root last), adding its regexes to `regexes`.
+pub(crate) fn compile_condition(text: &str, regexes: &mut Regexes) -> Result<Vec<Node>, ExprError> {
+    let expr = parse(text)?;
+    let mut emitter = Emitter {
+        nodes: Vec::new(),
+        depths: Vec::new(),
+        regexes,
+    };
+    let (_, ty) = emitter.emit(&expr)?;
+    if ty != Type::Bool {
+        return Err(ExprError::new(
+            expr.start,
+            format!("type error: the condition must be a bool, found {}", ty.name()),
+        ));
+    }
+    Ok(emitter.nodes)
+}
+
+struct Emitter<'r> {
+    nodes: Vec<Node>,
+    // Operand depth of each node, as the bundle loader computes it.
+    depths: Vec<u16>,
+    regexes: &'r mut Regexes,
+}
+
+/// A node already emitted: its index and type.
+type Emitted = (NodeIndex, Type);
+
+impl Emitter<'_> {
+    /// Appends `node` over `operands`, refusing a condition too large or too deep for a bundle.
+    fn push(&mut self, node: Node, operands: &[NodeIndex], at: usize) -> Result<NodeIndex, ExprError> {
+        let depth = operands
+            .iter()
+            .filter_map(|&i| self.depths.get(usize::try_from(i).ok()?))
+            .max()
+            .map_or(0, |d| d + 1);
+        if depth > MAX_CONDITION_DEPTH {
+            return Err(ExprError::new(
+                at,
+                format!("condition nested too deeply (at most {MAX_CONDITION_DEPTH} levels once compiled)"),
+            ));
+        }
+        if self.nodes.len() >= MAX_NODES_PER_RULE {
+            return Err(ExprError::new(
+                at,
+                format!("condition too large (more than {MAX_NODES_PER_RULE} operations)"),
+            ));
+        }
+        let index =
+            NodeIndex::try_from(self.nodes.len()).map_err(|_| ExprError::new(at, "condition too large".to_owned()))?;
+        self.nodes.push(node);
+        self.depths.push(depth);
+        Ok(index)
+    }
+
+    fn emit(&mut self, e: &Expr) -> Result<Emitted, ExprError> {
+        match &e.kind {
+            ExprKind::Bool(b) => Ok((self.push(Node::Bool(*b), &[], e.start)?, Type::Bool)),
+            ExprKind::Int(i) => Ok((self.push(Node::Int(*i), &[], e.start)?, Type::Int)),
+            ExprKind::Str(s) => Ok((self.push(Node::String(s.clone()), &[], e.start)?, Type::String)),
+            ExprKind::Ident(_) | ExprKind::Member { .. } => self.attribute(e),
+            ExprKind::Index { target, index } => self.index(target, index),
+            ExprKind::Call {
+                target,
+                name,
+                name_start,
+                args,
+            } => self.call(target.as_deref(), name, *name_start, args),
+            ExprKind::Not(operand) => {
+                let (a, ty) = self.emit(operand)?;
+                if ty != Type::Bool {
+                    return Err(type_error(
+                        operand.start,
+                        format!("'!' needs a bool operand, found {}", ty.name()),
+                    ));
+                }
+                Ok((self.push(Node::Not(a), &[a], e.start)?, Type::Bool))
+            }
+            ExprKind::Logical { op, operands } => self.logical(*op, operands),
+            ExprKind::Relation { op, op_start, lhs, rhs } => self.relation(*op, *op_start, lhs, rhs),
+        }
+    }
+
+    /// `request.path`, `request.headers.name`, or an unknown name.
+    fn attribute(&mut self, e: &Expr) -> Result<Emitted, ExprError> {
+        let Some(name) = dotted_name(e) else {
+            let at = match &e.kind {
+                ExprKind::Member { field_start, .. } => *field_start,
+                _ => e.start,
+            };
+            return Err(ExprError::new(
+                at,
+                "field selection is only supported on attribute names",
+            ));
+        };
+        if let Some(attribute) = Attribute::from_name(&name) {
+            return Ok((self.push(Node::Attribute(attribute), &[], e.start)?, Type::String));
+        }
+        if name == HEADERS {
+            return Err(ExprError::new(
+                e.start,
+                "request.headers is a map: read a header with request.headers[\"name\"] \
+                 or test for one with \"name\" in request.headers",
+            ));
+        }
+        // CEL allows `map.key` for `map["key"]`.
+        if let Some(header) = name.strip_prefix("request.headers.").filter(|h| !h.contains('.')) {
+            return Ok((
+                self.push(Node::Header(header.to_ascii_lowercase()), &[], e.start)?,
+                Type::String,
+            ));
+        }
+        Err(unknown_attribute(e.start, &name))
+    }
+
+    /// `request.headers["name"]`.
+    fn index(&mut self, target: &Expr, index: &Expr) -> Result<Emitted, ExprError> {
+        match dotted_name(target) {
+            Some(name) if name == HEADERS => {}
+            Some(name) if Attribute::from_name(&name).is_none() => return Err(unknown_attribute(target.start, &name)),
+            _ => return Err(ExprError::new(target.start, "only request.headers can be indexed")),
+        }
+        let ExprKind::Str(header) = &index.kind else {
+            return Err(ExprError::new(index.start, "a header name must be a string literal"));
+        };
+        Ok((
+            self.push(Node::Header(header.to_ascii_lowercase()), &[], target.start)?,
+            Type::String,
+        ))
+    }
+
+    fn call(&mut self, target: Option<&Expr>, name: &str, at: usize, args: &[Expr]) -> Result<Emitted, ExprError> {
+        // `size(s)` and `matches(s, re)` also exist in global form: normalise to receiver + arguments.
+        let (receiver, args) = match (target, name, args) {
+            (Some(t), _, _) => (t, args),
+            (None, "size" | "matches", [first, rest @ ..]) => (first, rest),
+            (None, "size" | "matches", []) => {
+                let want = if name == "size" { 1 } else { 2 };
+                return Err(arity(at, name, want, 0));
+            }
+            (None, _, _) => return Err(unknown_function(at, name)),
+        };
+        let want = match name {
+            "startsWith" | "endsWith" | "contains" | "matches" => 1,
+            "size" => 0,
+            _ => return Err(unknown_function(at, name)),
+        };
+        if args.len() != want {
+            // Count the receiver too when the call was written in global form.
+            let extra = usize::from(target.is_none());
+            return Err(arity(at, name, want + extra, args.len() + extra));
+        }
+        let (subject, ty) = self.emit(receiver)?;
+        if ty != Type::String {
+            return Err(type_error(
+                receiver.start,
+                format!("'{name}' needs a string receiver, found {}", ty.name()),
+            ));
+        }
+        let Some(arg) = args.first() else {
+            return Ok((self.push(Node::Size(subject), &[subject], at)?, Type::Int));
+        };
+        if name == "matches" {
+            let ExprKind::Str(pattern) = &arg.kind else {
+                return Err(ExprError::new(
+                    arg.start,
+                    "the pattern of 'matches' must be a string literal",
+                ));
+            };
+            let dfa = self
+                .regexes
+                .intern(pattern)
+                .map_err(|message| ExprError::new(arg.start, message))?;
+            return Ok((self.push(Node::Matches { subject, dfa }, &[subject], at)?, Type::Bool));
+        }
+        let (needle, arg_ty) = self.emit(arg)?;
+        if arg_ty != Type::String {
+            return Err(type_error(
+                arg.start,
+                format!("'{name}' needs a string argument, found {}", arg_ty.name()),
+            ));
+        }
+        let node = match name {
+            "startsWith" => Node::StartsWith(subject, needle),
+            "endsWith" => Node::EndsWith(subject, needle),
+            _ => Node::Contains(subject, needle),
+        };
+        Ok((self.push(node, &[subject, needle], at)?, Type::Bool))
+    }
+
+    /// A `&&` / `||` chain, emitted as a balanced tree (both operators are associative, errors included).
+    fn logical(&mut self, op: LogicalOp, operands: &[Expr]) -> Result<Emitted, ExprError> {
+        let mut level = Vec::with_capacity(operands.len());
+        for operand in operands {
+            let (index, ty) = self.emit(operand)?;
+            if ty != Type::Bool {
+                return Err(type_error(
+                    operand.start,
+                    format!("'{}' needs bool operands, found {}", op.symbol(), ty.name()),
+                ));
+            }
+            level.push((index, operand.start));
+        }
+        while level.len() > 1 {
+            let mut next = Vec::with_capacity(level.len().div_ceil(2));
+            for pair in level.chunks(2) {
+                match *pair {
+                    [(a, at), (b, _)] => {
+                        let node = match op {
+                            LogicalOp::And => Node::And(a, b),
+                            LogicalOp::Or => Node::Or(a, b),
+                        };
+                        next.push((self.push(node, &[a, b], at)?, at));
+                    }
+                    _ => next.extend_from_slice(pair),
+                }
+            }
+            level = next;
+        }
+        let (root, _) = level
+            .first()
+            .copied()
+            .ok_or_else(|| ExprError::new(0, "empty condition"))?;
+        Ok((root, Type::Bool))
+    }
+
+    fn relation(&mut self, op: RelOp, at: usize, lhs: &Expr, rhs: &Expr) -> Result<Emitted, ExprError> {
+        if op == RelOp::In {
+            return self.has_header(at, lhs, rhs);
+        }
+        let (a, ta) = self.emit(lhs)?;
+        let (b, tb) = self.emit(rhs)?;
+        let symbol = op.symbol();
+        if ta != tb {
+            return Err(type_error(
+                at,
+                format!(
+                    "'{symbol}' needs operands of the same type, found {} and {}",
+                    ta.name(),
+                    tb.name()
+                ),
+            ));
+        }
+        let node = match op {
+            RelOp::Eq => Node::Eq(a, b),
+            RelOp::Ne => Node::Ne(a, b),
+            ordering => {
+                if ta == Type::Bool {
+                    return Err(type_error(
+                        at,
+                        format!("'{symbol}' needs int or string operands, found bool"),
+                    ));
+                }
+                match ordering {
+                    RelOp::Lt => Node::Lt(a, b),
+                    RelOp::Le => Node::Le(a, b),
+                    RelOp::Gt => Node::Gt(a, b),
+                    _ => Node::Ge(a, b),
+                }
+            }
+        };
+        Ok((self.push(node, &[a, b], at)?, Type::Bool))
+    }
+
+    /// `"name" in request.headers`, the only `in` the engine knows.
+    fn has_header(&mut self, at: usize, lhs: &Expr, rhs: &Expr) -> Result<Emitted, ExprError> {
+        let usage = "'in' is only supported as \"name\" in request.headers";
+        match dotted_name(rhs) {
+            Some(name) if name == HEADERS => {}
+            Some(name) if Attribute::from_name(&name).is_none() => return Err(unknown_attribute(rhs.start, &name)),
+            _ => return Err(ExprError::new(rhs.start, usage)),
+        }
+        let ExprKind::Str(header) = &lhs.kind else {
+            return Err(ExprError::new(lhs.start, usage));
+        };
+        Ok((
+            self.push(Node::HasHeader(header.to_ascii_lowercase()), &[], at)?,
+            Type::Bool,
+        ))
+    }
+}
+
+/// `a.b.c` for a chain of names, `None` for anything else.
+fn dotted_name(e: &Expr) -> Option<String> {
+    match &e.kind {
+        ExprKind::Ident(name) => Some(name.clone()),
+        ExprKind::Member { target, field, .. } => {
+            let mut name = dotted_name(target)?;
+            name.push('.');
+            name.push_str(field);
+            Some(name)
+        }
+        _ => None,
+    }
+}
+
+fn type_error(at: usize, message: String) -> ExprError {
+    ExprError::new(at, format!("type error: {message}"))
+}
+
+fn unknown_attribute(at: usize, name: &str) -> ExprError {
+    let known: Vec<&str> = Attribute::ALL.iter().map(|a| a.name()).chain([HEADERS]).collect();
+    ExprError::new(at, format!("unknown attribute '{name}' (known: {})", known.join(", ")))
+}
+
+fn unknown_function(at: usize, name: &str) -> ExprError {
+    ExprError::new(at, format!("unknown function '{name}' (known: {FUNCTIONS})"))
+}
+
+fn arity(at: usize, name: &str, want: usize, found: usize) -> ExprError {
+    let plural = if want == 1 { "" } else { "s" };
+    ExprError::new(at, format!("'{name}' takes {want} argument{plural}, found {found}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(text: &str) -> Result<Vec<Node>, (usize, String)> {
+        compile_condition(text, &mut Regexes::default()).map_err(|e| (e.offset, e.message))
+    }
+
+    #[test]
+    fn emits_post_order_with_root_last() {
+        let nodes = compile(r#"request.path.startsWith("/admin") && !("X-Admin-Key" in request.headers)"#).unwrap();
+        assert_eq!(
+            nodes,
+            vec![
+                Node::Attribute(Attribute::RequestPath),
+                Node::String("/admin".into()),
+                Node::StartsWith(0, 1),
+                Node::HasHeader("x-admin-key".into()),
+                Node::Not(3),
+                Node::And(2, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn headers_sizes_and_comparisons() {
+        assert_eq!(
+            compile(r#"size(request.headers["User-Agent"]) > 200"#).unwrap(),
+            vec![
+                Node::Header("user-agent".into()),
+                Node::Size(0),
+                Node::Int(200),
+                Node::Gt(1, 2)
+            ]
+        );
+        assert_eq!(
+            compile("request.headers.host.size() <= -1").unwrap(),
+            vec![
+                Node::Header("host".into()),
+                Node::Size(0),
+                Node::Int(-1),
+                Node::Le(1, 2)
+            ]
+        );
+        assert_eq!(
+            compile(r#"matches(request.query, "a") || true"#).unwrap(),
+            vec![
+                Node::Attribute(Attribute::RequestQuery),
+                Node::Matches { subject: 0, dfa: 0 },
+                Node::Bool(true),
+                Node::Or(1, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn long_chains_are_balanced() {
+        let text = (0..300)
+            .map(|i| format!("request.path == \"/{i}\""))
+            .collect::<Vec<_>>()
+            .join(" || ");
+        let nodes = compile(&text).unwrap();
+        assert_eq!(nodes.len(), 300 * 3 + 299);
+        let content = crate::bundle::BundleContent {
+            policy_name: "t".into(),
+            revision: 1,
+            compiler_version: "t".into(),
+            rules: vec![crate::program::Rule {
+                id: "r".into(),
+                action: crate::Action::Block,
+                status: 403,
+                condition: nodes,
+            }],
+            dfas: vec![],
+        };
+        assert!(crate::Bundle::from_bytes(&crate::bundle::encode(&content).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn too_large_is_refused() {
+        let text = vec!["true"; 5000].join(" && ");
+        assert_eq!(
+            compile(&text).unwrap_err().1,
+            "condition too large (more than 4096 operations)"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_both_types() {
+        assert_eq!(
+            compile(r#"request.path && true"#).unwrap_err(),
+            (0, "type error: '&&' needs bool operands, found string".into())
+        );
+        assert_eq!(
+            compile(r#"true || 1"#).unwrap_err(),
+            (8, "type error: '||' needs bool operands, found int".into())
+        );
+        assert_eq!(
+            compile(r#"request.path == 1"#).unwrap_err(),
+            (
+                13,
+                "type error: '==' needs operands of the same type, found string and int".into()
+            )
+        );
+        assert_eq!(
+            compile("true < false").unwrap_err(),
+            (5, "type error: '<' needs int or string operands, found bool".into())
+        );
+        assert_eq!(
+            compile("!request.path").unwrap_err(),
+            (1, "type error: '!' needs a bool operand, found string".into())
+        );
+        assert_eq!(
+            compile("size(1) == 1").unwrap_err(),
+            (5, "type error: 'size' needs a string receiver, found int".into())
+        );
+        assert_eq!(
+            compile("request.path.startsWith(1)").unwrap_err(),
+            (24, "type error: 'startsWith' needs a string argument, found int".into())
+        );
+        assert_eq!(
+            compile("request.path").unwrap_err(),
+            (0, "type error: the condition must be a bool, found string".into())
+        );
+    }
+
+    #[test]
+    fn name_errors() {
+        let (at, message) = compile(r#"request.pathz == "/""#).unwrap_err();
+        assert_eq!(at, 0);
+        assert!(message.starts_with("unknown attribute 'request.pathz' (known: request.path, request.url_path, "));
+        assert!(message.ends_with(", destination.address, request.headers)"));
+        assert_eq!(
+            compile(r#"request.path.foo("x")"#).unwrap_err().1,
+            format!("unknown function 'foo' (known: {FUNCTIONS})")
+        );
+        assert_eq!(
+            compile(r#"request.path.startsWith()"#).unwrap_err(),
+            (13, "'startsWith' takes 1 argument, found 0".into())
+        );
+        assert_eq!(
+            compile(r#"size()"#).unwrap_err(),
+            (0, "'size' takes 1 argument, found 0".into())
+        );
+        assert_eq!(
+            compile(r#"request.path.matches(request.host)"#).unwrap_err(),
+            (21, "the pattern of 'matches' must be a string literal".into())
+        );
+        assert_eq!(
+            compile(r#"request.headers[request.host] == "a""#).unwrap_err(),
+            (16, "a header name must be a string literal".into())
+        );
+        assert_eq!(
+            compile(r#"request.path["a"] == "a""#).unwrap_err(),
+            (0, "only request.headers can be indexed".into())
+        );
+        assert_eq!(
+            compile(r#"request.path in request.headers"#).unwrap_err().1,
+            "'in' is only supported as \"name\" in request.headers"
+        );
+        assert!(compile(r#"request.headers == "a""#)
+            .unwrap_err()
+            .1
+            .starts_with("request.headers is a map"));
+        assert_eq!(
+            compile(r#"request.path.matches("(")"#).unwrap_err(),
+            (21, "bad regex: unclosed group".into())
+        );
+    }
+}

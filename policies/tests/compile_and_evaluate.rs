@@ -1,0 +1,339 @@
+//! Policies compiled, loaded from bytes and evaluated: the whole path a rule takes from YAML to a verdict.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![cfg(feature = "compiler")]
+
+use portcullis_policies::bundle::{self, BundleContent};
+use portcullis_policies::compiler::{compile, compile_to_bytes, CompileOptions, COMPILER_VERSION};
+use portcullis_policies::engine::TableRequest;
+use portcullis_policies::{Action, Attribute, Bundle, Verdict};
+use sha2::{Digest, Sha256};
+
+const DEMO: &str = include_str!("fixtures/golden/demo.yaml");
+
+fn options(file_name: &str) -> CompileOptions {
+    CompileOptions {
+        policy_name: "demo".into(),
+        revision: 1,
+        file_name: file_name.into(),
+    }
+}
+
+fn demo_bytes() -> Vec<u8> {
+    compile_to_bytes(DEMO, &options("demo.yaml")).unwrap()
+}
+
+fn demo() -> Bundle {
+    Bundle::from_bytes(&demo_bytes()).unwrap()
+}
+
+/// Compiles a one-rule block policy with condition `when`.
+fn single(when: &str) -> Bundle {
+    let source = format!(
+        "version: 1\nrules:\n  - id: r\n    when: '{}'\n    action: block\n",
+        when.replace('\'', "''")
+    );
+    Bundle::from_bytes(&compile_to_bytes(&source, &options("single.yaml")).unwrap()).unwrap()
+}
+
+/// The id of the rule that decided, if any.
+fn decided_by(bundle: &Bundle, verdict: &Verdict) -> Option<String> {
+    verdict.rule.and_then(|i| bundle.rule_id(i)).map(str::to_owned)
+}
+
+#[test]
+fn admin_without_key_is_blocked_with_its_status() {
+    let bundle = demo();
+    let v = bundle.evaluate(&TableRequest::new("GET", "/admin/users"));
+    assert_eq!(v.action, Some(Action::Block));
+    assert_eq!(v.status, 403);
+    assert_eq!(decided_by(&bundle, &v).as_deref(), Some("admin-needs-key"));
+}
+
+#[test]
+fn admin_with_key_is_allowed() {
+    let bundle = demo();
+    let v = bundle.evaluate(&TableRequest::new("GET", "/admin/users").header("X-Admin-Key", "secret"));
+    assert_eq!(v.action, None);
+    assert_eq!(v.matched, 0);
+}
+
+#[test]
+fn scanner_user_agent_is_blocked_with_the_default_status() {
+    let bundle = demo();
+    let v = bundle.evaluate(&TableRequest::new("GET", "/").header("user-agent", "SQLMap/1.7"));
+    assert_eq!(v.action, Some(Action::Block));
+    assert_eq!(v.status, 403);
+    assert_eq!(decided_by(&bundle, &v).as_deref(), Some("scanner-user-agent"));
+    let v = bundle.evaluate(&TableRequest::new("GET", "/").header("user-agent", "Mozilla/5.0 (nuclei)"));
+    assert!(v.is_block());
+    let v = bundle.evaluate(&TableRequest::new("GET", "/").header("user-agent", "curl/8.5"));
+    assert_eq!(v.action, None);
+}
+
+#[test]
+fn exports_are_monitored_and_posts_pass() {
+    let bundle = demo();
+    let v = bundle.evaluate(&TableRequest::new("GET", "/api/v2/export?x=1").header("user-agent", "curl/8.5"));
+    assert_eq!(v.action, Some(Action::Monitor));
+    assert_eq!(decided_by(&bundle, &v).as_deref(), Some("watch-exports"));
+    assert_eq!(v.matched, 1);
+    let v = bundle.evaluate(&TableRequest::new("POST", "/api/v2/export?x=1").header("user-agent", "curl/8.5"));
+    assert_eq!(v, Verdict::ALLOW);
+}
+
+#[test]
+fn absent_user_agent_is_an_error_not_a_match() {
+    // The scanner rule reads a header the request does not carry: CEL says error, Portcullis says no match.
+    let v = demo().evaluate(&TableRequest::new("GET", "/"));
+    assert_eq!((v.action, v.errors), (None, 1));
+}
+
+#[test]
+fn non_utf8_header_bytes_never_panic() {
+    let bundle = demo();
+    let nasty: Vec<Vec<u8>> = vec![
+        vec![0xff, 0xfe, 0xfd],
+        b"sqlmap\xff".to_vec(),
+        b"\xc3\x28 nikto".to_vec(),
+        vec![0x80; 4096],
+        (0..=255u8).collect(),
+    ];
+    for value in nasty {
+        let request = TableRequest::new("GET", "/admin")
+            .header("user-agent", value.clone())
+            .header("x-admin-key", value.clone());
+        let _ = bundle.evaluate(&request);
+    }
+    let v = bundle.evaluate(&TableRequest::new("GET", "/").header("user-agent", b"\xffSQLMAP\xfe".to_vec()));
+    assert!(v.is_block(), "ASCII inside invalid UTF-8 still matches");
+}
+
+#[test]
+fn cel_error_semantics() {
+    let absent = single(r#"request.headers["x"] == "y""#);
+    let v = absent.evaluate(&TableRequest::new("GET", "/"));
+    assert_eq!((v.action, v.errors), (None, 1));
+    let v = absent.evaluate(&TableRequest::new("GET", "/").header("X", "y"));
+    assert_eq!((v.action, v.errors), (Some(Action::Block), 0));
+
+    let absorbed = single(r#"false && request.headers["absent"] == "a""#);
+    assert_eq!(absorbed.evaluate(&TableRequest::new("GET", "/")), Verdict::ALLOW);
+    let absorbed = single(r#"request.headers["absent"] == "a" || true"#);
+    assert!(absorbed.evaluate(&TableRequest::new("GET", "/")).is_block());
+    let negated = single(r#"!(request.headers["absent"] == "a")"#);
+    assert_eq!(negated.evaluate(&TableRequest::new("GET", "/")).errors, 1);
+}
+
+#[test]
+fn language_features_evaluate() {
+    let get = TableRequest::new("GET", "/a/b.php?q=1")
+        .header("Content-Length", "12")
+        .header("accept", "x");
+    let cases: &[(&str, bool)] = &[
+        (r#"request.url_path.endsWith(".php")"#, true),
+        (r#"request.query == "q=1""#, true),
+        (r#"request.path.contains("/b")"#, true),
+        (r#"request.path.contains("")"#, true),
+        ("size(request.path) == 12 && request.path.size() >= 12", true),
+        ("size(request.path) < 12", false),
+        (r#""accept" in request.headers && !("cookie" in request.headers)"#, true),
+        // Strings compare bytewise, as CEL does: "12" > "100".
+        (r#"request.headers["content-length"] > "100""#, true),
+        ("request.headers.accept == 'x'", true),
+        (r#"request.method != "GET" || request.path <= "/b""#, true),
+        (r#"request.path.matches("(?i)B\\.PHP")"#, true),
+        (r#"request.path.matches(r"^/a/b\.php$")"#, false),
+        (r#"matches(request.path, "q=[0-9]")"#, true),
+        ("-1 < 0 && 0x10 == 16 && true != false", true),
+        (r#""\u00e9" == "é" && 'a' < "b" && """x""" == "x""#, true),
+    ];
+    for &(when, expected) in cases {
+        assert_eq!(single(when).evaluate(&get).is_block(), expected, "{when}");
+    }
+}
+
+#[test]
+fn identical_patterns_share_a_dfa() {
+    let source = r#"version: 1
+rules:
+  - id: a
+    when: request.path.matches("x+")
+    action: monitor
+  - id: b
+    when: request.query.matches("x+") || request.path.matches("y")
+    action: monitor
+"#;
+    let content = compile(source, &options("p.yaml")).unwrap();
+    assert_eq!(content.dfas.len(), 2);
+}
+
+#[test]
+fn bundle_round_trips_with_its_metadata() {
+    let bytes = demo_bytes();
+    let bundle = Bundle::from_bytes(&bytes).unwrap();
+    assert_eq!(bundle.policy_name(), "demo");
+    assert_eq!(bundle.revision(), 1);
+    assert_eq!(bundle.digest(), &bundle::peek_digest(&bytes).unwrap());
+    let ids: Vec<&str> = bundle.rules().iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["admin-needs-key", "scanner-user-agent", "watch-exports"]);
+    let content: BundleContent = compile(DEMO, &options("demo.yaml")).unwrap();
+    assert_eq!(content.compiler_version, COMPILER_VERSION);
+    assert_eq!(bundle::encode(&content).unwrap(), bytes);
+    assert_eq!(content.rules[2].status, 403);
+    assert_eq!(
+        content.rules[0].condition[0],
+        portcullis_policies::program::Node::Attribute(Attribute::RequestPath)
+    );
+}
+
+#[test]
+fn compile_is_deterministic() {
+    assert_eq!(demo_bytes(), demo_bytes());
+}
+
+#[test]
+fn every_truncation_is_refused() {
+    let bytes = demo_bytes();
+    for len in 0..bytes.len() {
+        assert!(
+            Bundle::from_bytes(&bytes[..len]).is_err(),
+            "prefix of {len} bytes loaded"
+        );
+    }
+}
+
+#[test]
+fn every_flipped_byte_is_refused() {
+    let bytes = demo_bytes();
+    for i in 0..bytes.len() {
+        let mut corrupt = bytes.clone();
+        corrupt[i] ^= 0x5a;
+        assert!(Bundle::from_bytes(&corrupt).is_err(), "byte {i} flipped and loaded");
+    }
+}
+
+/// A deterministic pseudo-random sequence (xorshift64*), so fuzz failures replay.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap()).unwrap()
+    }
+}
+
+/// Wraps `payload` in a valid header with a matching digest, so the fuzz reaches postcard and validation.
+fn with_header(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(42 + payload.len());
+    out.extend_from_slice(&bundle::MAGIC);
+    out.extend_from_slice(&bundle::FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let real = demo_bytes();
+    let payload = &real[42..];
+    let requests = [
+        TableRequest::new("GET", "/admin").header("user-agent", "sqlmap"),
+        TableRequest::new("POST", "/api/v1/export").header("x-admin-key", b"\xff".to_vec()),
+    ];
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut loaded = 0;
+    for round in 0..20_000 {
+        let input = match round % 4 {
+            // Pure noise, sometimes behind the magic.
+            0 => (0..rng.below(256)).map(|_| rng.next() as u8).collect::<Vec<u8>>(),
+            1 => {
+                let mut v = bundle::MAGIC.to_vec();
+                v.extend((0..rng.below(512)).map(|_| rng.next() as u8));
+                v
+            }
+            // A real payload with a few bytes changed or cut, re-hashed so it gets past the digest.
+            _ => {
+                let mut p = payload.to_vec();
+                for _ in 0..1 + rng.below(4) {
+                    let i = rng.below(p.len());
+                    p[i] = rng.next() as u8;
+                }
+                if round % 8 == 3 {
+                    p.truncate(rng.below(p.len()));
+                }
+                with_header(&p)
+            }
+        };
+        if let Ok(bundle) = Bundle::from_bytes(&input) {
+            loaded += 1;
+            for request in &requests {
+                let _ = bundle.evaluate(request);
+            }
+        }
+    }
+    // Some mutations (e.g. of a string literal) are valid bundles: the evaluator ran on those too.
+    assert!(loaded > 0);
+}
+
+#[test]
+fn golden_bundle_is_up_to_date() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden");
+    let source = std::fs::read_to_string(format!("{dir}/demo.yaml")).unwrap();
+    let bytes = compile_to_bytes(&source, &options("demo.yaml")).unwrap();
+    let golden = format!("{dir}/demo.bundle");
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(&golden, &bytes).unwrap();
+        return;
+    }
+    let committed = std::fs::read(&golden).expect("missing golden bundle: run with UPDATE_GOLDEN=1");
+    assert!(
+        committed == bytes,
+        "tests/fixtures/golden/demo.bundle is stale: rerun this test with UPDATE_GOLDEN=1"
+    );
+    let bundle = Bundle::from_bytes(&committed).unwrap();
+    assert!(bundle.evaluate(&TableRequest::new("GET", "/admin")).is_block());
+}
+
+#[test]
+fn mutated_policies_never_panic_the_compiler() {
+    const ALPHABET: &[char] = &[
+        '"', '\'', '\\', '(', ')', '[', ']', '!', '&', '|', '=', '<', '>', '.', ':', '-', ' ', '\n', '\t', '#', '{',
+        'é', '0', 'x', 'r',
+    ];
+    let source: Vec<char> = DEMO.chars().collect();
+    let mut rng = XorShift(0x0123_4567_89ab_cdef);
+    let mut compiled = 0;
+    for _ in 0..3_000 {
+        let mut mutated = source.clone();
+        for _ in 0..1 + rng.below(3) {
+            let i = rng.below(mutated.len());
+            let c = ALPHABET[rng.below(ALPHABET.len())];
+            match rng.below(3) {
+                0 => mutated[i] = c,
+                1 => mutated.insert(i, c),
+                _ => {
+                    mutated.remove(i);
+                }
+            }
+        }
+        let text: String = mutated.into_iter().collect();
+        match compile_to_bytes(&text, &options("m.yaml")) {
+            Ok(bytes) => {
+                compiled += 1;
+                Bundle::from_bytes(&bytes).expect("a compiled bundle always loads");
+            }
+            Err(e) => {
+                assert!(e.line >= 1 && e.column >= 1, "{e}");
+                assert!(e.line <= text.lines().count() + 1, "{e}");
+            }
+        }
+    }
+    assert!(compiled > 0);
+}

@@ -1,0 +1,244 @@
+//! One fixture per failure mode in `tests/fixtures/errors/`, each asserting the exact `file:line:col: message`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![cfg(feature = "compiler")]
+
+use portcullis_policies::compiler::{compile, compile_to_bytes, CompileError, CompileOptions};
+
+/// The full error message for fixture `name`, compiled with the relative file name users would see.
+fn error_of(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/errors/{name}", env!("CARGO_MANIFEST_DIR"));
+    let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let options = CompileOptions {
+        policy_name: "t".into(),
+        revision: 1,
+        file_name: format!("fixtures/errors/{name}"),
+    };
+    match compile(&source, &options) {
+        Ok(_) => panic!("{name} compiled, but it is an error fixture"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const KNOWN: &str =
+    "known: request.path, request.url_path, request.host, request.scheme, request.method, request.query, \
+                     request.id, request.useragent, request.referer, request.protocol, source.address, \
+                     destination.address, request.headers";
+
+#[test]
+fn yaml_syntax() {
+    assert_eq!(
+        error_of("yaml_syntax.yaml"),
+        "fixtures/errors/yaml_syntax.yaml:4:11: invalid YAML: invalid indentation in quoted scalar"
+    );
+}
+
+#[test]
+fn empty_file() {
+    assert_eq!(
+        error_of("empty.yaml"),
+        "fixtures/errors/empty.yaml:1:1: empty policy: expected a mapping with keys version and rules"
+    );
+}
+
+#[test]
+fn unknown_field_in_policy() {
+    assert_eq!(
+        error_of("unknown_field_policy.yaml"),
+        "fixtures/errors/unknown_field_policy.yaml:2:1: unknown field 'rule' in policy \
+         (expected one of: version, rules)"
+    );
+}
+
+#[test]
+fn unknown_field_in_rule() {
+    assert_eq!(
+        error_of("unknown_field_rule.yaml"),
+        "fixtures/errors/unknown_field_rule.yaml:5:5: unknown field 'actoin' in rule \
+         (expected one of: id, when, action, status)"
+    );
+}
+
+#[test]
+fn unknown_attribute() {
+    assert_eq!(
+        error_of("unknown_attribute.yaml"),
+        format!("fixtures/errors/unknown_attribute.yaml:4:38: unknown attribute 'request.pathz' ({KNOWN})")
+    );
+}
+
+#[test]
+fn type_error_in_logical_operand() {
+    assert_eq!(
+        error_of("type_error.yaml"),
+        "fixtures/errors/type_error.yaml:4:48: type error: '&&' needs bool operands, found string"
+    );
+}
+
+#[test]
+fn type_error_in_comparison_names_both_types() {
+    assert_eq!(
+        error_of("type_error_comparison.yaml"),
+        "fixtures/errors/type_error_comparison.yaml:4:30: type error: '>' needs operands of the same type, \
+         found int and string"
+    );
+}
+
+#[test]
+fn condition_not_bool() {
+    assert_eq!(
+        error_of("not_bool.yaml"),
+        "fixtures/errors/not_bool.yaml:4:11: type error: the condition must be a bool, found string"
+    );
+}
+
+#[test]
+fn bad_regex() {
+    assert_eq!(
+        error_of("bad_regex.yaml"),
+        "fixtures/errors/bad_regex.yaml:4:49: bad regex: unclosed group"
+    );
+}
+
+#[test]
+fn unicode_word_boundary_is_refused() {
+    assert_eq!(
+        error_of("unicode_word_boundary.yaml"),
+        "fixtures/errors/unicode_word_boundary.yaml:4:33: bad regex: Unicode word boundaries (\\b, \\B) cannot be \
+         compiled to a DFA; use (?-u:\\b) for an ASCII word boundary"
+    );
+}
+
+#[test]
+fn regex_too_large() {
+    assert_eq!(
+        error_of("regex_too_large.yaml"),
+        "fixtures/errors/regex_too_large.yaml:4:32: bad regex: too large for a DFA (over the 2 MiB limit)"
+    );
+}
+
+#[test]
+fn duplicate_rule_id() {
+    assert_eq!(
+        error_of("duplicate_rule_id.yaml"),
+        "fixtures/errors/duplicate_rule_id.yaml:6:9: duplicate rule id 'x' (first defined at line 3)"
+    );
+}
+
+#[test]
+fn missing_required_field_in_rule() {
+    assert_eq!(
+        error_of("missing_field.yaml"),
+        "fixtures/errors/missing_field.yaml:3:5: missing required field 'action' in rule 'no-action'"
+    );
+}
+
+#[test]
+fn missing_required_field_in_policy() {
+    assert_eq!(
+        error_of("missing_version.yaml"),
+        "fixtures/errors/missing_version.yaml:1:1: missing required field 'version' in policy"
+    );
+}
+
+#[test]
+fn bad_action() {
+    assert_eq!(
+        error_of("bad_action.yaml"),
+        "fixtures/errors/bad_action.yaml:5:13: invalid action 'deny' (expected one of: block, monitor)"
+    );
+}
+
+#[test]
+fn bad_status() {
+    assert_eq!(
+        error_of("bad_status.yaml"),
+        "fixtures/errors/bad_status.yaml:6:13: invalid status 700 (expected an HTTP status from 100 to 599)"
+    );
+}
+
+#[test]
+fn bad_version() {
+    assert_eq!(
+        error_of("bad_version.yaml"),
+        "fixtures/errors/bad_version.yaml:1:10: unsupported policy version 2 (this compiler reads version 1)"
+    );
+}
+
+#[test]
+fn bad_rule_id() {
+    assert_eq!(
+        error_of("bad_id.yaml"),
+        "fixtures/errors/bad_id.yaml:3:9: invalid rule id 'Admin Rule' (use a-z, 0-9, '.', '_' and '-', starting \
+         with a letter or digit, at most 64 characters)"
+    );
+}
+
+#[test]
+fn cel_syntax_error() {
+    assert_eq!(
+        error_of("cel_syntax.yaml"),
+        "fixtures/errors/cel_syntax.yaml:4:34: syntax error: unexpected '&&'"
+    );
+}
+
+#[test]
+fn position_inside_double_quoted_scalar_counts_escapes() {
+    assert_eq!(
+        error_of("double_quoted.yaml"),
+        format!("fixtures/errors/double_quoted.yaml:4:55: unknown attribute 'requst.method' ({KNOWN})")
+    );
+}
+
+#[test]
+fn position_inside_single_quoted_scalar_counts_doubled_quotes() {
+    assert_eq!(
+        error_of("single_quoted.yaml"),
+        "fixtures/errors/single_quoted.yaml:4:50: unknown function 'endswith' \
+         (known: startsWith, endsWith, contains, matches, size)"
+    );
+}
+
+#[test]
+fn position_inside_block_scalar() {
+    assert_eq!(
+        error_of("block_scalar.yaml"),
+        "fixtures/errors/block_scalar.yaml:7:49: floating-point numbers are not supported"
+    );
+}
+
+#[test]
+fn position_inside_folded_plain_scalar() {
+    assert_eq!(
+        error_of("folded_plain.yaml"),
+        "fixtures/errors/folded_plain.yaml:5:31: type error: 'startsWith' needs a string argument, found int"
+    );
+}
+
+#[test]
+fn error_fields_and_display_agree() {
+    let options = CompileOptions {
+        policy_name: "t".into(),
+        revision: 1,
+        file_name: "p.yaml".into(),
+    };
+    let e: CompileError = compile_to_bytes("version: 1\nrules: {}\n", &options).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line, e.column), ("p.yaml", 2, 8));
+    assert_eq!(e.message, "'rules' must be a list, found a mapping");
+    assert_eq!(e.to_string(), "p.yaml:2:8: 'rules' must be a list, found a mapping");
+    let boxed: Box<dyn std::error::Error> = Box::new(e);
+    assert!(boxed.to_string().ends_with("found a mapping"));
+}
+
+#[test]
+fn every_fixture_has_a_test() {
+    let source = include_str!("compile_errors.rs");
+    let dir = format!("{}/tests/fixtures/errors", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            source.contains(&format!("error_of(\"{name}\")")),
+            "fixture {name} has no test"
+        );
+    }
+}
