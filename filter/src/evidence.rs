@@ -49,7 +49,9 @@ pub fn block_body(rule_id: &str, request_id: Option<&[u8]>) -> Vec<u8> {
 /// The JSON body answered in `failure_mode: closed` before any bundle is active.
 pub fn no_bundle_body(request_id: Option<&[u8]>) -> Vec<u8> {
     let request_id = request_id.map(String::from_utf8_lossy);
-    serde_json::json!({ "error": "no policy bundle loaded yet", "request_id": request_id }).to_string().into_bytes()
+    serde_json::json!({ "error": "no policy bundle loaded yet", "request_id": request_id })
+        .to_string()
+        .into_bytes()
 }
 
 #[cfg(test)]
@@ -57,7 +59,10 @@ mod tests {
     use super::*;
 
     fn label() -> BundleLabel {
-        BundleLabel { revision: 7, short_digest: "3f2a9c1d".into() }
+        BundleLabel {
+            revision: 7,
+            short_digest: "3f2a9c1d".into(),
+        }
     }
 
     #[test]

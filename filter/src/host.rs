@@ -36,7 +36,12 @@ pub struct HostRequest {
 impl HostRequest {
     /// Wraps the result of `get_http_request_headers_bytes`.
     pub fn new(headers: Vec<(String, Vec<u8>)>) -> HostRequest {
-        HostRequest { headers, protocol: OnceCell::new(), source: OnceCell::new(), destination: OnceCell::new() }
+        HostRequest {
+            headers,
+            protocol: OnceCell::new(),
+            source: OnceCell::new(),
+            destination: OnceCell::new(),
+        }
     }
 
     /// The first value of header `name` (pseudo-headers included), without joining.

@@ -10,7 +10,10 @@
 //! Nothing on the request path may panic: a panic kills the worker's VM. Clippy denies `unwrap`, `expect`,
 //! `panic!` and indexing, and the `String` header getters are disallowed (see `clippy.toml`).
 
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
 
 pub mod config;
 pub mod evidence;

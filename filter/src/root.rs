@@ -38,7 +38,10 @@ pub struct ActiveBundle {
 impl ActiveBundle {
     fn new(bundle: Bundle) -> ActiveBundle {
         let short_digest = bundle::hex(bundle.digest().get(..4).unwrap_or_default());
-        let label = BundleLabel { revision: bundle.revision(), short_digest };
+        let label = BundleLabel {
+            revision: bundle.revision(),
+            short_digest,
+        };
         ActiveBundle { bundle, label }
     }
 }
@@ -176,7 +179,9 @@ impl PortcullisRoot {
         let message = format!(
             "bundle fetch failed ({why}); {} consecutive failures, enforcing {}",
             schedule.failures(),
-            self.active.as_ref().map_or("no bundle yet".to_owned(), |a| format!("revision {}", a.label.revision))
+            self.active
+                .as_ref()
+                .map_or("no bundle yet".to_owned(), |a| format!("revision {}", a.label.revision))
         );
         proxy_wasm::hostcalls::log(level, &message).ok();
     }
@@ -197,10 +202,12 @@ impl PortcullisRoot {
         let store = HostSharedData;
         match Bundle::from_bytes(&body) {
             Ok(bundle) => {
-                let head = BundleHead { digest: *bundle.digest(), revision: bundle.revision() };
+                let head = BundleHead {
+                    digest: *bundle.digest(),
+                    revision: bundle.revision(),
+                };
                 if slot.publish(&store, head, &body).is_err() {
-                    proxy_wasm::hostcalls::log(LogLevel::Warn, "could not publish bundle to shared data")
-                        .ok();
+                    proxy_wasm::hostcalls::log(LogLevel::Warn, "could not publish bundle to shared data").ok();
                 }
                 // Even if publishing failed, this VM enforces what it validated.
                 self.activate(bundle, LogLevel::Info);
@@ -274,14 +281,19 @@ impl RootContext for PortcullisRoot {
         let config = match PluginConfig::parse(&raw) {
             Ok(config) => config,
             Err(e) => {
-                proxy_wasm::hostcalls::log(LogLevel::Error, &format!("invalid plugin configuration: {e}"))
-                    .ok();
+                proxy_wasm::hostcalls::log(LogLevel::Error, &format!("invalid plugin configuration: {e}")).ok();
                 return false;
             }
         };
         let cp = &config.control_plane;
-        let lease_ms = cp.timeout_ms.saturating_add(4 * u64::try_from(TICK.as_millis()).unwrap_or(1000));
-        self.lease = Some(Lease::new(format!("portcullis.bundle.{}.fetch-lease", cp.bundle), self.random(), lease_ms));
+        let lease_ms = cp
+            .timeout_ms
+            .saturating_add(4 * u64::try_from(TICK.as_millis()).unwrap_or(1000));
+        self.lease = Some(Lease::new(
+            format!("portcullis.bundle.{}.fetch-lease", cp.bundle),
+            self.random(),
+            lease_ms,
+        ));
         self.slot = Some(BundleSlot::new(&cp.bundle));
         self.schedule = Some(FetchSchedule::new(cp.poll_interval_ms, cp.max_backoff_ms));
         self.metrics = Metrics::define();

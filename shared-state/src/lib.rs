@@ -12,7 +12,10 @@
 //! - [`Lease`]: one holder at a time for a job that must not run in every worker (fetching bundles).
 //! - [`BundleSlot`]: the latest accepted bundle, published by the fetching VM and picked up by all the others.
 
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;
