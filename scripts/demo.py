@@ -102,7 +102,7 @@ def main():
     start("control-plane", [PORTCULLIS, "serve", "--listen", f"127.0.0.1:{CONTROL_PLANE}",
                             "--data-dir", os.path.join(RUN, "control-plane"), "--token-file", token_file])
     start("envoy", [ENVOY, "-c", "envoy-examples/envoy.yaml", "--concurrency", "2", "--base-id", "41",
-                    "--log-level", "info"])
+                    "--log-level", "info", "--file-flush-interval-msec", "250"])
     wait_for("Envoy", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/ready", timeout=1).status == 200)
     wait_for("the control plane", lambda: not port_free(CONTROL_PLANE))
     print(f"demo: upstream :{UPSTREAM}, control plane :{CONTROL_PLANE}, Envoy with Portcullis :{GATEWAY}"
@@ -130,10 +130,14 @@ def main():
         shown = " ".join(f"-H '{k}: {v}'" for k, v in headers.items())
         print(f"{label:32} GET {path} {shown}\n    -> {status} {body.strip()[:160]}")
 
-    time.sleep(1.0)  # Envoy flushes the access log about once a second.
+    def access_log():
+        with open(os.path.join(RUN, "access.log")) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    # Envoy flushes the access log on a timer: wait until our requests are in it.
+    wait_for("the access log", lambda: any(e.get("path") == cases[-1][1] for e in access_log()), timeout=10)
+    lines = access_log()
     print("\nEnvoy's access log (.run/demo/access.log), field `portcullis` is the verdict:")
-    with open(os.path.join(RUN, "access.log")) as f:
-        lines = [json.loads(line) for line in f if line.strip()]
     for entry in lines[-len(cases):]:
         print("  " + json.dumps(entry))
     if not any((e.get("portcullis") or "").startswith("action=block") for e in lines):
