@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
 use portcullis_policies::bundle::{self, BundleContent};
-use portcullis_policies::program::{Action, Node, Rule};
+use portcullis_policies::program::{Action, Node, Phase, Rule};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -26,13 +26,14 @@ fn valid_bundle(name: &str, revision: u64) -> Vec<u8> {
         action: Action::Block,
         status: 403,
         condition: vec![Node::Bool(true)],
+        phase: Phase::RequestHeaders,
     };
     bundle::encode(&BundleContent {
         policy_name: name.to_owned(),
         revision,
         compiler_version: "test".to_owned(),
         rules: vec![rule],
-        dfas: vec![],
+        ..BundleContent::default()
     })
     .unwrap()
 }

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
+use portcullis_policies::endpoint::endpoint_template;
 use portcullis_policies::engine::join_headers;
 use portcullis_policies::{Attribute, Request};
 use portcullis_shared_state::{Cas, SharedData, WriteError};
@@ -31,6 +32,7 @@ pub struct HostRequest {
     protocol: OnceCell<Option<Vec<u8>>>,
     source: OnceCell<Option<Vec<u8>>>,
     destination: OnceCell<Option<Vec<u8>>>,
+    endpoint: OnceCell<Vec<u8>>,
 }
 
 impl HostRequest {
@@ -41,12 +43,23 @@ impl HostRequest {
             protocol: OnceCell::new(),
             source: OnceCell::new(),
             destination: OnceCell::new(),
+            endpoint: OnceCell::new(),
         }
     }
 
     /// The first value of header `name` (pseudo-headers included), without joining.
     pub fn first(&self, name: &str) -> Option<&[u8]> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// The endpoint template (`GET host/users/{id}`), computed once.
+    pub fn endpoint(&self) -> &[u8] {
+        self.endpoint.get_or_init(|| {
+            let mut out = Vec::with_capacity(64);
+            let part = |name: &str| self.first(name).unwrap_or_default();
+            endpoint_template(part(":method"), part(":authority"), part(":path"), &mut out);
+            out
+        })
     }
 
     fn path_parts(&self) -> Option<(&[u8], &[u8])> {
@@ -81,6 +94,7 @@ impl Request for HostRequest {
             Attribute::RequestProtocol => property(&self.protocol, &["request", "protocol"]),
             Attribute::SourceAddress => property(&self.source, &["source", "address"]),
             Attribute::DestinationAddress => property(&self.destination, &["destination", "address"]),
+            Attribute::Endpoint => Some(Cow::Borrowed(self.endpoint())),
         }
     }
 

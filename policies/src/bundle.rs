@@ -1,6 +1,6 @@
 //! The bundle: a compiled policy as it travels from `portcullis compile` to every Envoy.
 //!
-//! # Wire format (format version 1)
+//! # Wire format (format version 2)
 //!
 //! | bytes | what |
 //! |---|---|
@@ -23,15 +23,17 @@
 use core::fmt;
 
 use regex_automata::dfa::dense::DFA;
+use regex_automata::dfa::Automaton;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::program::{Node, Rule, Type};
+use crate::detect::{ClassifierDef, DetectionDef, InspectionDef, ListDef, Location, ScanSetDef};
+use crate::program::{Node, Phase, Rule, Type};
 
 /// The first eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"PCLSBNDL";
 /// The bundle format this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Largest bundle accepted, in bytes: a bound on what a control plane can make every worker hold.
 pub const MAX_BUNDLE_BYTES: usize = 16 * 1024 * 1024;
 /// Most rules in one bundle.
@@ -42,11 +44,17 @@ pub const MAX_NODES_PER_RULE: usize = 4096;
 pub const MAX_CONDITION_DEPTH: u16 = 64;
 /// Most DFAs in one bundle.
 pub const MAX_DFAS: usize = 4096;
+/// Most classifiers, detections or lists in one bundle (indices are `u16`, and per-request state is sized by them).
+pub const MAX_DETECTION_ITEMS: usize = 256;
+/// Longest classifier match the scanner keeps for validation, in bytes.
+pub const MAX_CLASSIFIER_MATCH: u16 = 256;
+/// Most entries a list may be configured with.
+pub const MAX_LIST_ENTRIES: u32 = 1 << 20;
 
 const HEADER_LEN: usize = 8 + 2 + 32;
 
 /// The payload of a bundle: everything the engine needs, plus where it came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleContent {
     /// The policy's name (the bundle name it is published under).
     pub policy_name: String,
@@ -56,8 +64,19 @@ pub struct BundleContent {
     pub compiler_version: String,
     /// The rules, in policy order.
     pub rules: Vec<Rule>,
-    /// Serialized dense DFAs (little-endian, as `regex-automata` writes them), indexed by `Node::Matches::dfa`.
+    /// Serialized dense DFAs (little-endian, as `regex-automata` writes them), indexed by `Node::Matches::dfa`
+    /// and [`ScanSetDef::dfa`].
     pub dfas: Vec<Vec<u8>>,
+    /// Classifiers used by the detections.
+    pub classifiers: Vec<ClassifierDef>,
+    /// Detections, indexed by `Node::Detected`.
+    pub detections: Vec<DetectionDef>,
+    /// What each [`Location`] scans for, indexed by [`Location::index`] (`None`: nothing to look for there).
+    pub scan_sets: [Option<ScanSetDef>; 3],
+    /// Dynamic lists, indexed by `Node::InList::list`.
+    pub lists: Vec<ListDef>,
+    /// Body inspection limits.
+    pub inspection: InspectionDef,
 }
 
 /// Why a bundle was refused. The message is static: safe to log, never echoes the bytes.
@@ -157,6 +176,11 @@ pub struct Bundle {
     pub(crate) digest: [u8; 32],
     pub(crate) rules: Vec<Rule>,
     pub(crate) dfas: Vec<DFA<Vec<u32>>>,
+    pub(crate) classifiers: Vec<ClassifierDef>,
+    pub(crate) detections: Vec<DetectionDef>,
+    pub(crate) scan_sets: [Option<ScanSetDef>; 3],
+    pub(crate) lists: Vec<ListDef>,
+    pub(crate) inspection: InspectionDef,
 }
 
 impl Bundle {
@@ -212,6 +236,11 @@ impl Bundle {
         if content.rules.len() > MAX_RULES || content.dfas.len() > MAX_DFAS {
             return Err(invalid);
         }
+        let counts = Counts {
+            dfas: content.dfas.len(),
+            detections: content.detections.len(),
+            lists: content.lists.len(),
+        };
         for (i, rule) in content.rules.iter().enumerate() {
             if rule.id.is_empty() || content.rules.iter().take(i).any(|r| r.id == rule.id) {
                 return Err(invalid);
@@ -219,11 +248,33 @@ impl Bundle {
             if !(100..=599).contains(&rule.status) {
                 return Err(invalid);
             }
-            check_condition(&rule.condition, content.dfas.len())?;
+            check_condition(&rule.condition, &counts)?;
+            // A rule may not be decided before the data it reads exists.
+            if phase_of(&rule.condition, &content.detections) > rule.phase {
+                return Err(invalid);
+            }
+        }
+        check_detections(&content)?;
+        for list in &content.lists {
+            if list.id.is_empty() || list.max_entries == 0 || list.max_entries > MAX_LIST_ENTRIES {
+                return Err(invalid);
+            }
+            if !list.add_when.is_empty() {
+                check_condition(&list.add_when, &counts)?;
+            }
+        }
+        if content.inspection.max_body_bytes == 0 {
+            return Err(invalid);
         }
         let mut dfas = Vec::with_capacity(content.dfas.len());
         for bytes in &content.dfas {
             dfas.push(load_dfa(bytes)?);
+        }
+        for set in content.scan_sets.iter().flatten() {
+            let dfa = usize::try_from(set.dfa).ok().and_then(|i| dfas.get(i)).ok_or(invalid)?;
+            if dfa.pattern_len() != set.patterns.len() {
+                return Err(invalid);
+            }
         }
         Ok(Bundle {
             policy_name: content.policy_name,
@@ -231,6 +282,11 @@ impl Bundle {
             digest,
             rules: content.rules,
             dfas,
+            classifiers: content.classifiers,
+            detections: content.detections,
+            scan_sets: content.scan_sets,
+            lists: content.lists,
+            inspection: content.inspection,
         })
     }
 
@@ -254,6 +310,33 @@ impl Bundle {
         &self.rules
     }
 
+    /// The classifiers the detections use.
+    pub fn classifiers(&self) -> &[ClassifierDef] {
+        &self.classifiers
+    }
+
+    /// The detections, in policy order (`Node::Detected` indexes this).
+    pub fn detections(&self) -> &[DetectionDef] {
+        &self.detections
+    }
+
+    /// The dynamic lists (`Node::InList` indexes this).
+    pub fn lists(&self) -> &[ListDef] {
+        &self.lists
+    }
+
+    /// Body inspection limits.
+    pub fn inspection(&self) -> &InspectionDef {
+        &self.inspection
+    }
+
+    /// What `location` scans for, with its DFA; `None` when no detection looks there.
+    pub fn scan_set(&self, location: Location) -> Option<(&ScanSetDef, &DFA<Vec<u32>>)> {
+        let set = self.scan_sets.get(location.index())?.as_ref()?;
+        let dfa = self.dfas.get(usize::try_from(set.dfa).ok()?)?;
+        Some((set, dfa))
+    }
+
     /// The id of rule number `index`, if there is one.
     pub fn rule_id(&self, index: u16) -> Option<&str> {
         self.rules.get(usize::from(index)).map(|r| r.id.as_str())
@@ -271,8 +354,70 @@ fn load_dfa(bytes: &[u8]) -> Result<DFA<Vec<u32>>, BundleError> {
     Ok(dfa.to_owned())
 }
 
+/// Sizes of the tables conditions index into.
+struct Counts {
+    dfas: usize,
+    detections: usize,
+    lists: usize,
+}
+
+/// The phase a condition needs: the latest location its detections read (attributes and lists need only headers).
+pub fn phase_of(nodes: &[Node], detections: &[DetectionDef]) -> Phase {
+    nodes
+        .iter()
+        .filter_map(|n| match n {
+            Node::Detected(d) => detections.get(usize::from(*d)).map(|d| match d.location {
+                Location::RequestQuery => Phase::RequestHeaders,
+                Location::RequestBody => Phase::RequestBody,
+                Location::ResponseBody => Phase::Response,
+            }),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(Phase::RequestHeaders)
+}
+
+/// Checks classifier, detection and scan-set tables: indices in range, layering within one location, sane sizes.
+fn check_detections(content: &BundleContent) -> Result<(), BundleError> {
+    let invalid = BundleError::new(BundleErrorKind::InvalidRules);
+    if content.classifiers.len() > MAX_DETECTION_ITEMS
+        || content.detections.len() > MAX_DETECTION_ITEMS
+        || content.lists.len() > MAX_DETECTION_ITEMS
+    {
+        return Err(invalid);
+    }
+    for c in &content.classifiers {
+        if c.id.is_empty() || c.max_len == 0 || c.max_len > MAX_CLASSIFIER_MATCH || c.confidence > 100 {
+            return Err(invalid);
+        }
+    }
+    for (i, d) in content.detections.iter().enumerate() {
+        if usize::from(d.classifier) >= content.classifiers.len() {
+            return Err(invalid);
+        }
+        if let Some(r) = d.requires {
+            // Layering points backwards, to a detection in the same location: no cycles, one pass decides.
+            let required = content.detections.get(usize::from(r)).ok_or(invalid)?;
+            if usize::from(r) >= i || required.location != d.location {
+                return Err(invalid);
+            }
+        }
+    }
+    for set in content.scan_sets.iter().flatten() {
+        if set
+            .patterns
+            .iter()
+            .any(|p| usize::from(*p) >= content.classifiers.len())
+        {
+            return Err(invalid);
+        }
+    }
+    Ok(())
+}
+
 /// Checks operand order, types and depth of one condition; the root must be a `bool`.
-fn check_condition(nodes: &[Node], dfa_count: usize) -> Result<(), BundleError> {
+fn check_condition(nodes: &[Node], counts: &Counts) -> Result<(), BundleError> {
+    let dfa_count = counts.dfas;
     let invalid = BundleError::new(BundleErrorKind::InvalidRules);
     if nodes.is_empty() || nodes.len() > MAX_NODES_PER_RULE {
         return Err(invalid);
@@ -325,6 +470,18 @@ fn check_condition(nodes: &[Node], dfa_count: usize) -> Result<(), BundleError> 
                 unary(*subject, Type::String, Type::Bool)?
             }
             Node::Size(a) => unary(*a, Type::String, Type::Int)?,
+            Node::Detected(d) => {
+                if usize::from(*d) >= counts.detections {
+                    return Err(invalid);
+                }
+                (Type::Bool, 0)
+            }
+            Node::InList { list, key } => {
+                if usize::from(*list) >= counts.lists {
+                    return Err(invalid);
+                }
+                unary(*key, Type::String, Type::Bool)?
+            }
         };
         if typed.1 > MAX_CONDITION_DEPTH {
             return Err(invalid);

@@ -12,7 +12,7 @@ use regex_automata::dfa::Automaton;
 use regex_automata::Input;
 
 use crate::bundle::Bundle;
-use crate::program::{Attribute, Node, NodeIndex, Rule};
+use crate::program::{Attribute, Node, NodeIndex, Phase};
 use crate::verdict::Verdict;
 
 /// A request as the engine sees it. Strings are bytes: nothing here assumes UTF-8.
@@ -21,6 +21,17 @@ pub trait Request {
     fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>>;
     /// The value of header `name` (lower-case); repeated headers joined with `,`. `None` when absent.
     fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>>;
+    /// How many findings detection number `detection` has in this exchange so far (0: nothing, or not inspected).
+    fn detection_count(&self, detection: u16) -> u32 {
+        let _ = detection;
+        0
+    }
+    /// Whether `key` is a live entry of list number `list`; `None` when the lookup itself failed, which
+    /// evaluates as an error (the rule does not match).
+    fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
+        let _ = (list, key);
+        None
+    }
 }
 
 /// A value during evaluation. `Err` is CEL's error value: it propagates, except where `&&`/`||` absorb it.
@@ -38,12 +49,26 @@ struct EvalError;
 type Eval<'a> = Result<Value<'a>, EvalError>;
 
 impl Bundle {
-    /// Evaluates every rule, in policy order, and returns the verdict. Stops at the first blocking rule.
+    /// Evaluates every rule, whatever its phase, in policy order, and returns the verdict. Stops at the first
+    /// blocking rule. For tools and tests that have the whole exchange; the filter uses [`Bundle::evaluate_phase`].
     pub fn evaluate(&self, request: &dyn Request) -> Verdict {
+        self.evaluate_rules(None, request)
+    }
+
+    /// Evaluates the rules decided in `phase` (see [`Phase`]) and returns their verdict; the caller folds the
+    /// verdicts of successive phases together with [`Verdict::then`].
+    pub fn evaluate_phase(&self, phase: Phase, request: &dyn Request) -> Verdict {
+        self.evaluate_rules(Some(phase), request)
+    }
+
+    fn evaluate_rules(&self, phase: Option<Phase>, request: &dyn Request) -> Verdict {
         let mut verdict = Verdict::ALLOW;
         for (index, rule) in self.rules.iter().enumerate() {
+            if phase.is_some_and(|p| p != rule.phase) {
+                continue;
+            }
             let Ok(index) = u16::try_from(index) else { break };
-            match self.rule_matches(rule, request) {
+            match self.condition_holds(&rule.condition, request) {
                 Ok(true) => {
                     verdict = verdict.with_match(index, rule.action, rule.status);
                     if verdict.is_block() {
@@ -57,12 +82,23 @@ impl Bundle {
         verdict
     }
 
-    fn rule_matches(&self, rule: &Rule, request: &dyn Request) -> Result<bool, EvalError> {
-        let root = rule.condition.len().checked_sub(1).ok_or(EvalError)?;
+    /// The lists whose `add_when` holds for this exchange (evaluated once it is complete), as list indices.
+    pub fn lists_to_add(&self, request: &dyn Request) -> Vec<u16> {
+        self.lists
+            .iter()
+            .enumerate()
+            .filter(|(_, list)| !list.add_when.is_empty())
+            .filter(|(_, list)| matches!(self.condition_holds(&list.add_when, request), Ok(true)))
+            .filter_map(|(i, _)| u16::try_from(i).ok())
+            .collect()
+    }
+
+    fn condition_holds(&self, condition: &[Node], request: &dyn Request) -> Result<bool, EvalError> {
+        let root = condition.len().checked_sub(1).ok_or(EvalError)?;
         let root = NodeIndex::try_from(root).map_err(|_| EvalError)?;
         let evaluator = Evaluator {
             bundle: self,
-            nodes: &rule.condition,
+            nodes: condition,
             request,
         };
         match evaluator.eval(root)? {
@@ -128,6 +164,11 @@ impl<'a> Evaluator<'a> {
                 Value::Bool(dfa.try_search_fwd(&input).map_err(|_| EvalError)?.is_some())
             }
             Node::Size(a) => Value::Int(i64::try_from(self.str(*a)?.len()).map_err(|_| EvalError)?),
+            Node::Detected(d) => Value::Bool(self.request.detection_count(*d) > 0),
+            Node::InList { list, key } => {
+                let key = self.str(*key)?;
+                Value::Bool(self.request.in_list(*list, &key).ok_or(EvalError)?)
+            }
         })
     }
 

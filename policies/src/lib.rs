@@ -14,6 +14,8 @@
 //! # Contents
 //!
 //! - [`program`]: the evaluable form of a rule condition (a flat node arena, children before parents).
+//! - [`detect`]: classifiers, detections, body inspection limits and dynamic lists.
+//! - [`endpoint`]: endpoint templates (`GET host/users/{id}`), the key of endpoint lists.
 //! - [`bundle`]: the wire format and its validating loader.
 //! - [`engine`]: evaluation of a loaded bundle, and the [`Request`] view it reads.
 //! - [`verdict`]: what the engine decided, as a small `Copy` value.
@@ -26,6 +28,8 @@
 )]
 
 pub mod bundle;
+pub mod detect;
+pub mod endpoint;
 pub mod engine;
 pub mod program;
 pub mod verdict;
@@ -34,6 +38,7 @@ pub mod verdict;
 pub mod compiler;
 
 pub use bundle::{Bundle, BundleError};
+pub use detect::Location;
 pub use engine::Request;
-pub use program::{Action, Attribute};
+pub use program::{Action, Attribute, Phase};
 pub use verdict::Verdict;

@@ -58,11 +58,13 @@ pub enum Attribute {
     SourceAddress,
     /// `destination.address`: the local address the request arrived on, `ip:port`.
     DestinationAddress,
+    /// `endpoint`: the endpoint template, `METHOD host/path` with identifiers folded (`/users/{id}`).
+    Endpoint,
 }
 
 impl Attribute {
     /// Every attribute, in a fixed order (used by the compiler's name lookup and by tests).
-    pub const ALL: [Attribute; 12] = [
+    pub const ALL: [Attribute; 13] = [
         Attribute::RequestPath,
         Attribute::RequestUrlPath,
         Attribute::RequestHost,
@@ -75,6 +77,7 @@ impl Attribute {
         Attribute::RequestProtocol,
         Attribute::SourceAddress,
         Attribute::DestinationAddress,
+        Attribute::Endpoint,
     ];
 
     /// The attribute's name in policies, e.g. `request.path`.
@@ -92,6 +95,7 @@ impl Attribute {
             Attribute::RequestProtocol => "request.protocol",
             Attribute::SourceAddress => "source.address",
             Attribute::DestinationAddress => "destination.address",
+            Attribute::Endpoint => "endpoint",
         }
     }
 
@@ -172,6 +176,27 @@ pub enum Node {
     },
     /// `size(s)`: the number of bytes of a string.
     Size(NodeIndex),
+    /// `detected("id")`: detection number `.0` found something in this exchange.
+    Detected(u16),
+    /// `key in lists["id"]`: the string `key` is a live entry of list number `list`.
+    InList {
+        /// Index into the bundle's lists.
+        list: u16,
+        /// The key looked up.
+        key: NodeIndex,
+    },
+}
+
+/// When a rule can be decided: the latest part of the exchange its condition reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// With the request headers (attributes, headers, query detections, lists). Can block.
+    #[default]
+    RequestHeaders,
+    /// After the request body (or the inspection cap). Can block: the body is held until then.
+    RequestBody,
+    /// After the response body. Monitor only: the response is already flowing to the client.
+    Response,
 }
 
 /// A compiled rule as it travels in a bundle.
@@ -185,4 +210,6 @@ pub struct Rule {
     pub status: u16,
     /// The condition; the last node is the root and has type `bool`.
     pub condition: Vec<Node>,
+    /// When the rule is evaluated (computed by the compiler from what the condition reads).
+    pub phase: Phase,
 }

@@ -48,6 +48,20 @@ impl Verdict {
         }
     }
 
+    /// Folds in the verdict of a later phase: the stronger action wins (an earlier decision keeps a tie),
+    /// counts add up.
+    #[must_use]
+    pub fn then(self, later: Verdict) -> Verdict {
+        let matched = self.matched.saturating_add(later.matched);
+        let errors = self.errors.saturating_add(later.errors);
+        let decided = if later.action > self.action { later } else { self };
+        Verdict {
+            matched,
+            errors,
+            ..decided
+        }
+    }
+
     /// Counts a rule whose condition could not be evaluated.
     #[must_use]
     pub fn with_error(self) -> Verdict {
@@ -74,5 +88,21 @@ mod tests {
             (Some(Action::Block), Some(5), 451, 3)
         );
         assert!(v.is_block());
+    }
+
+    #[test]
+    fn later_phases_fold_in() {
+        let headers = Verdict::ALLOW.with_match(1, Action::Monitor, 0);
+        let body = Verdict::ALLOW.with_match(4, Action::Monitor, 0).with_error();
+        let v = headers.then(body);
+        assert_eq!(
+            (v.action, v.rule, v.matched, v.errors),
+            (Some(Action::Monitor), Some(1), 2, 1)
+        );
+        let v = v.then(Verdict::ALLOW.with_match(6, Action::Block, 409));
+        assert_eq!(
+            (v.action, v.rule, v.status, v.matched),
+            (Some(Action::Block), Some(6), 409, 3)
+        );
     }
 }

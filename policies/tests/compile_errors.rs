@@ -23,7 +23,7 @@ fn error_of(name: &str) -> String {
 const KNOWN: &str =
     "known: request.path, request.url_path, request.host, request.scheme, request.method, request.query, \
                      request.id, request.useragent, request.referer, request.protocol, source.address, \
-                     destination.address, request.headers";
+                     destination.address, endpoint, request.headers";
 
 #[test]
 fn yaml_syntax() {

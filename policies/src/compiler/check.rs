@@ -398,8 +398,9 @@ mod tests {
                 action: crate::Action::Block,
                 status: 403,
                 condition: nodes,
+                phase: crate::program::Phase::RequestHeaders,
             }],
-            dfas: vec![],
+            ..Default::default()
         };
         assert!(crate::Bundle::from_bytes(&crate::bundle::encode(&content).unwrap()).is_ok());
     }
@@ -457,7 +458,7 @@ mod tests {
         let (at, message) = compile(r#"request.pathz == "/""#).unwrap_err();
         assert_eq!(at, 0);
         assert!(message.starts_with("unknown attribute 'request.pathz' (known: request.path, request.url_path, "));
-        assert!(message.ends_with(", destination.address, request.headers)"));
+        assert!(message.ends_with(", destination.address, endpoint, request.headers)"));
         assert_eq!(
             compile(r#"request.path.foo("x")"#).unwrap_err().1,
             format!("unknown function 'foo' (known: {FUNCTIONS})")

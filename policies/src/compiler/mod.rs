@@ -21,7 +21,7 @@
 //! let error = compile(policy, &options).unwrap_err();
 //! assert_eq!(error.to_string(), format!("demo.yaml:5:48: unknown attribute 'request.pathz' (known: {})",
 //!     "request.path, request.url_path, request.host, request.scheme, request.method, request.query, request.id, \
-//!      request.useragent, request.referer, request.protocol, source.address, destination.address, request.headers"));
+//!      request.useragent, request.referer, request.protocol, source.address, destination.address, endpoint, request.headers"));
 //!
 //! let content = compile(&policy.replace("pathz", "method"), &options).unwrap();
 //! assert_eq!(content.rules.len(), 1);
@@ -121,6 +121,7 @@ pub fn compile(source: &str, options: &CompileOptions) -> Result<BundleContent, 
         compiler_version: COMPILER_VERSION.to_owned(),
         rules,
         dfas,
+        ..BundleContent::default()
     })
 }
 

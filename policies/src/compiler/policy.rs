@@ -219,6 +219,7 @@ impl Compiler<'_> {
             action,
             status,
             condition,
+            phase: crate::program::Phase::RequestHeaders,
         })
     }
 

@@ -1,0 +1,165 @@
+//! The sensitive-data side of a bundle: classifiers, detections, body inspection limits and dynamic lists.
+//!
+//! - A **classifier** recognises one kind of data (`credit_card`, `us_ssn`, a custom regex, ...): a pattern the
+//!   compiler turns into part of a multi-pattern DFA, plus a validator run on each candidate (Luhn, mod-97, ...).
+//! - A **detection** is a classifier looked for in one [`Location`] of the request or response, optionally layered
+//!   on another detection (`requires`): it only counts in a body where the required detection also fired.
+//! - A **scan set** is what one location scans for: one DFA built with every pattern the location needs, so a body
+//!   is read once whatever the number of classifiers.
+//! - A **list** is a dynamic, self-expiring set of keys (endpoints, later tokens and addresses) kept in proxy shared
+//!   data; a list's `add_when` condition adds the current request's key when it holds at the end of the exchange.
+//!
+//! Findings are counts per classifier and detection, never values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::program::Node;
+
+/// Where a detection looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Location {
+    /// The query string of the request (`request.query`), percent-decoded; available with the request headers.
+    RequestQuery,
+    /// The request body, up to the inspection cap.
+    RequestBody,
+    /// The response body, up to the inspection cap. Findings here act on *later* requests (through lists).
+    ResponseBody,
+}
+
+impl Location {
+    /// Every location, in the order of [`crate::bundle::BundleContent::scan_sets`].
+    pub const ALL: [Location; 3] = [Location::RequestQuery, Location::RequestBody, Location::ResponseBody];
+
+    /// The name used in policies: `request.query`, `request.body`, `response.body`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Location::RequestQuery => "request.query",
+            Location::RequestBody => "request.body",
+            Location::ResponseBody => "response.body",
+        }
+    }
+
+    /// Looks a location up by its policy name.
+    pub fn from_name(name: &str) -> Option<Location> {
+        Location::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// Index into per-location tables.
+    pub fn index(self) -> usize {
+        match self {
+            Location::RequestQuery => 0,
+            Location::RequestBody => 1,
+            Location::ResponseBody => 2,
+        }
+    }
+}
+
+/// How a classifier's candidates are confirmed after the DFA found them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Validator {
+    /// Every DFA match counts.
+    None,
+    /// The digits of the candidate pass the Luhn check.
+    Luhn,
+    /// Card number: Luhn, and issuer prefix and length fit a known network.
+    CreditCard,
+    /// The candidate (letters and digits) passes the ISO 13616 mod-97 check.
+    Mod97,
+    /// IBAN: country code with its registered length, then mod-97.
+    Iban,
+    /// US SSN area/group/serial rules (no 000, 666 or 9xx areas, no 00 group, no 0000 serial).
+    UsSsn,
+    /// A card expiry `MM/YY` or `MM/YYYY` with a valid month.
+    CardExpiry,
+    /// An email address with a plausible domain (a dot, a TLD of letters).
+    Email,
+    /// A phone number: E.164, or a national form with enough digits.
+    Phone,
+    /// Four octets, each 0–255.
+    Ipv4,
+    /// A valid IPv6 address (as `std::net::Ipv6Addr` parses it).
+    Ipv6,
+    /// A JWT: three base64url segments, the first two decoding to JSON objects.
+    Jwt,
+}
+
+/// One classifier as it travels in a bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassifierDef {
+    /// The classifier's id (`credit_card`, or a custom id from the policy).
+    pub id: String,
+    /// How candidates are confirmed.
+    pub validator: Validator,
+    /// Lower-case keywords, one of which must appear within `context_window` bytes before the match (empty: none needed).
+    pub context: Vec<String>,
+    /// How far before a match to look for a context keyword.
+    pub context_window: u16,
+    /// The longest match the pattern can produce (bytes), so the scanner keeps enough of the stream to validate it.
+    pub max_len: u16,
+    /// Confidence the policy author gives a confirmed finding (0–100), reported with findings.
+    pub confidence: u8,
+}
+
+/// One detection: a classifier in a location.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectionDef {
+    /// The detection's id (a policy id, or an implicit `classifier@location` for `detected("c", "loc")`).
+    pub id: String,
+    /// Index into [`crate::bundle::BundleContent::classifiers`].
+    pub classifier: u16,
+    /// Where it looks.
+    pub location: Location,
+    /// Index of a detection (same location) that must also have fired for this one to count.
+    pub requires: Option<u16>,
+}
+
+/// What one location scans for: a multi-pattern DFA whose pattern `i` belongs to classifier `patterns[i]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSetDef {
+    /// Index into [`crate::bundle::BundleContent::dfas`]: an unanchored, overlapping (`MatchKind::All`) DFA.
+    pub dfa: u32,
+    /// Classifier index of each DFA pattern.
+    pub patterns: Vec<u16>,
+}
+
+/// What identifies an entry of a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListKey {
+    /// The endpoint template: method, host and path with identifiers folded.
+    Endpoint,
+    /// The client address (`source.address` without the port).
+    SourceIp,
+}
+
+/// A dynamic list kept in shared data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListDef {
+    /// The list's id.
+    pub id: String,
+    /// What its entries are.
+    pub key: ListKey,
+    /// How long an entry stays after it was last added.
+    pub ttl_seconds: u64,
+    /// The most entries the list holds; past it, the entry closest to expiry in the key's bucket is evicted.
+    pub max_entries: u32,
+    /// When the current request's key is added (evaluated at the end of the exchange); empty: never (static use).
+    pub add_when: Vec<Node>,
+}
+
+/// Which bodies are inspected, and how much of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionDef {
+    /// Bytes inspected per direction; past it inspection stops and the verdict says the body was truncated.
+    pub max_body_bytes: u32,
+    /// Inspect bodies whose content type is not recognised as text (off by default: binary is skipped).
+    pub inspect_binary: bool,
+}
+
+impl Default for InspectionDef {
+    fn default() -> Self {
+        InspectionDef {
+            max_body_bytes: 256 * 1024,
+            inspect_binary: false,
+        }
+    }
+}
