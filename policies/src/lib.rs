@@ -15,6 +15,7 @@
 //!
 //! - [`program`]: the evaluable form of a rule condition (a flat node arena, children before parents).
 //! - [`detect`]: classifiers, detections, body inspection limits and dynamic lists.
+//! - [`scan`]: streaming inspection of bodies and values, built-in classifiers, findings per detection.
 //! - [`endpoint`]: endpoint templates (`GET host/users/{id}`), the key of endpoint lists.
 //! - [`bundle`]: the wire format and its validating loader.
 //! - [`engine`]: evaluation of a loaded bundle, and the [`Request`] view it reads.
@@ -32,6 +33,7 @@ pub mod detect;
 pub mod endpoint;
 pub mod engine;
 pub mod program;
+pub mod scan;
 pub mod verdict;
 
 #[cfg(feature = "compiler")]

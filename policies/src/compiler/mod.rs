@@ -64,6 +64,7 @@ mod lexer;
 mod parser;
 mod policy;
 mod regex;
+mod scan_set;
 mod source;
 
 /// The version of this compiler, written into every bundle it builds.
