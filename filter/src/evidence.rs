@@ -1,8 +1,11 @@
 //! What a decision leaves behind: the access-log verdict and the body of a blocked response.
 //!
 //! The verdict goes to Envoy filter state `wasm.portcullis.verdict` as one logfmt line, e.g.
-//! `action=block rule=admin-needs-key status=403 revision=7 bundle=3f2a9c1d`. It names the rule and the exact bundle,
-//! never request content: tokens, bodies and header values stay out of logs.
+//! `action=block rule=admin-needs-key status=403 endpoint="GET h/admin/users" revision=7 bundle=3f2a9c1d`, or, for an
+//! exchange whose response carried card numbers,
+//! `action=none rule=- detections=cards-out:2 lists+=sensitive-endpoints endpoint="GET h/users/{id}" revision=7 ...`.
+//! It names rules, detections (type and count), lists and the exact bundle, never request content: tokens, bodies
+//! and header values stay out of logs (the endpoint template has its identifiers folded).
 
 use portcullis_policies::{Action, Verdict};
 
@@ -18,21 +21,84 @@ pub struct BundleLabel {
     pub short_digest: String,
 }
 
-/// The logfmt verdict line for a request that matched a rule, or `None` when nothing matched.
-pub fn verdict_line(verdict: &Verdict, rule_id: Option<&str>, bundle: &BundleLabel) -> Option<String> {
-    let action = verdict.action?;
-    let mut line = format!("action={} rule={}", action.as_str(), rule_id.unwrap_or("-"));
-    if action == Action::Block {
-        line.push_str(&format!(" status={}", verdict.status));
+/// Everything one exchange leaves in the access log.
+#[derive(Clone, Debug)]
+pub struct Evidence<'a> {
+    /// The folded verdict of every phase so far.
+    pub verdict: Verdict,
+    /// The id of the rule that decided, if any.
+    pub rule_id: Option<&'a str>,
+    /// Detections that found something: id and count.
+    pub detections: Vec<(&'a str, u32)>,
+    /// The request body was longer than the inspection cap.
+    pub request_truncated: bool,
+    /// The response body was longer than the inspection cap.
+    pub response_truncated: bool,
+    /// Lists this exchange added its key to.
+    pub lists_added: Vec<&'a str>,
+    /// The endpoint template.
+    pub endpoint: &'a [u8],
+    /// The bundle that decided.
+    pub bundle: &'a BundleLabel,
+}
+
+impl Evidence<'_> {
+    /// True when there is something to log: a rule matched, a detection fired or a list was updated.
+    pub fn is_worth_logging(&self) -> bool {
+        self.verdict.action.is_some() || !self.detections.is_empty() || !self.lists_added.is_empty()
     }
-    if verdict.matched > 1 {
-        line.push_str(&format!(" matched={}", verdict.matched));
+}
+
+/// The logfmt verdict line, or `None` when nothing matched.
+pub fn verdict_line(e: &Evidence<'_>) -> Option<String> {
+    if !e.is_worth_logging() {
+        return None;
     }
-    if verdict.errors > 0 {
-        line.push_str(&format!(" errors={}", verdict.errors));
+    let v = &e.verdict;
+    let action = v.action.map_or("none", Action::as_str);
+    let mut line = format!("action={action} rule={}", e.rule_id.unwrap_or("-"));
+    if v.action == Some(Action::Block) {
+        line.push_str(&format!(" status={}", v.status));
     }
-    line.push_str(&format!(" revision={} bundle={}", bundle.revision, bundle.short_digest));
+    if v.matched > 1 {
+        line.push_str(&format!(" matched={}", v.matched));
+    }
+    if v.errors > 0 {
+        line.push_str(&format!(" errors={}", v.errors));
+    }
+    if !e.detections.is_empty() {
+        let list: Vec<String> = e.detections.iter().map(|(id, n)| format!("{id}:{n}")).collect();
+        line.push_str(&format!(" detections={}", list.join(",")));
+    }
+    match (e.request_truncated, e.response_truncated) {
+        (true, true) => line.push_str(" truncated=request,response"),
+        (true, false) => line.push_str(" truncated=request"),
+        (false, true) => line.push_str(" truncated=response"),
+        (false, false) => {}
+    }
+    if !e.lists_added.is_empty() {
+        line.push_str(&format!(" lists+={}", e.lists_added.join(",")));
+    }
+    line.push_str(" endpoint=\"");
+    escape_into(e.endpoint, &mut line);
+    line.push('"');
+    line.push_str(&format!(
+        " revision={} bundle={}",
+        e.bundle.revision, e.bundle.short_digest
+    ));
     Some(line)
+}
+
+/// Writes bytes into a quoted logfmt value: printable ASCII as is, `"` and `\` escaped, anything else as `\xNN`.
+fn escape_into(bytes: &[u8], out: &mut String) {
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
 }
 
 /// The JSON body of a blocked request: the rule and Envoy's request id, so a caller can quote it to support.
@@ -65,19 +131,48 @@ mod tests {
         }
     }
 
+    fn evidence(verdict: Verdict, rule_id: Option<&'static str>, label: &BundleLabel) -> Evidence<'_> {
+        Evidence {
+            verdict,
+            rule_id,
+            detections: vec![],
+            request_truncated: false,
+            response_truncated: false,
+            lists_added: vec![],
+            endpoint: b"GET h/admin",
+            bundle: label,
+        }
+    }
+
     #[test]
     fn block_and_monitor_lines() {
+        let label = label();
         let v = Verdict::ALLOW.with_match(0, Action::Block, 403);
         assert_eq!(
-            verdict_line(&v, Some("admin-needs-key"), &label()).unwrap(),
-            "action=block rule=admin-needs-key status=403 revision=7 bundle=3f2a9c1d"
+            verdict_line(&evidence(v, Some("admin-needs-key"), &label)).unwrap(),
+            "action=block rule=admin-needs-key status=403 endpoint=\"GET h/admin\" revision=7 bundle=3f2a9c1d"
         );
         let v = Verdict::ALLOW.with_match(2, Action::Monitor, 403).with_error();
         assert_eq!(
-            verdict_line(&v, Some("watch-exports"), &label()).unwrap(),
-            "action=monitor rule=watch-exports errors=1 revision=7 bundle=3f2a9c1d"
+            verdict_line(&evidence(v, Some("watch-exports"), &label)).unwrap(),
+            "action=monitor rule=watch-exports errors=1 endpoint=\"GET h/admin\" revision=7 bundle=3f2a9c1d"
         );
-        assert_eq!(verdict_line(&Verdict::ALLOW, None, &label()), None);
+        assert_eq!(verdict_line(&evidence(Verdict::ALLOW, None, &label)), None);
+    }
+
+    #[test]
+    fn detections_truncation_lists_and_hostile_endpoints() {
+        let label = label();
+        let mut e = evidence(Verdict::ALLOW, None, &label);
+        e.detections = vec![("cards-out", 2), ("expiry-out", 1)];
+        e.response_truncated = true;
+        e.lists_added = vec!["sensitive-endpoints"];
+        e.endpoint = b"GET h/a\"b\\c/\xff";
+        assert_eq!(
+            verdict_line(&e).unwrap(),
+            "action=none rule=- detections=cards-out:2,expiry-out:1 truncated=response lists+=sensitive-endpoints \
+             endpoint=\"GET h/a\\\"b\\\\c/\\xff\" revision=7 bundle=3f2a9c1d"
+        );
     }
 
     #[test]

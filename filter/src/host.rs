@@ -3,12 +3,21 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
+use portcullis_policies::detect::ListKey;
 use portcullis_policies::endpoint::endpoint_template;
 use portcullis_policies::engine::join_headers;
+use portcullis_policies::scan::Findings;
 use portcullis_policies::{Attribute, Request};
-use portcullis_shared_state::{Cas, SharedData, WriteError};
+use portcullis_shared_state::{Cas, SharedData, TtlList, WriteError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
+
+/// Milliseconds since the epoch, from the host's clock.
+pub fn now_ms() -> u64 {
+    let now = hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
+    let since_epoch = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Envoy's shared data for this VM id.
 pub struct HostSharedData;
@@ -100,5 +109,87 @@ impl Request for HostRequest {
 
     fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {
         join_headers(self.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())), name)
+    }
+}
+
+/// The request as rules see it at a phase: attributes and headers, the findings so far, and list membership.
+pub struct ExchangeView<'a> {
+    request: &'a HostRequest,
+    findings: &'a Findings,
+    lists: &'a [TtlList],
+    now_ms: u64,
+}
+
+impl<'a> ExchangeView<'a> {
+    /// A view at time `now_ms`.
+    pub fn new(request: &'a HostRequest, findings: &'a Findings, lists: &'a [TtlList], now_ms: u64) -> Self {
+        ExchangeView {
+            request,
+            findings,
+            lists,
+            now_ms,
+        }
+    }
+
+    /// The key this exchange has in a list of kind `key`.
+    pub fn list_key(&self, key: ListKey) -> Option<Vec<u8>> {
+        match key {
+            ListKey::Endpoint => Some(self.request.endpoint().to_vec()),
+            ListKey::SourceIp => self
+                .request
+                .attribute(Attribute::SourceAddress)
+                .map(|a| strip_port(&a).to_vec()),
+        }
+    }
+}
+
+impl Request for ExchangeView<'_> {
+    fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
+        self.request.attribute(attribute)
+    }
+
+    fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        self.request.header(name)
+    }
+
+    fn detection_count(&self, detection: u16) -> u32 {
+        self.findings.count(detection)
+    }
+
+    fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
+        Some(
+            self.lists
+                .get(usize::from(list))?
+                .contains(&HostSharedData, key, self.now_ms),
+        )
+    }
+}
+
+/// `1.2.3.4:5678` → `1.2.3.4`; `[::1]:5678` → `::1`; anything else unchanged.
+pub fn strip_port(address: &[u8]) -> &[u8] {
+    if let Some(rest) = address.strip_prefix(b"[") {
+        return match rest.iter().position(|b| *b == b']') {
+            Some(end) => rest.get(..end).unwrap_or(rest),
+            None => address,
+        };
+    }
+    match address.iter().rposition(|b| *b == b':') {
+        // One colon only: IPv4 with a port (a bare IPv6 address has several).
+        Some(i) if address.iter().filter(|b| **b == b':').count() == 1 => address.get(..i).unwrap_or(address),
+        _ => address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn ports_are_stripped_from_both_families() {
+        assert_eq!(strip_port(b"10.0.0.1:443"), b"10.0.0.1");
+        assert_eq!(strip_port(b"[2001:db8::1]:443"), b"2001:db8::1");
+        assert_eq!(strip_port(b"2001:db8::1"), b"2001:db8::1");
+        assert_eq!(strip_port(b"10.0.0.1"), b"10.0.0.1");
+        assert_eq!(strip_port(b"[oops"), b"[oops");
     }
 }

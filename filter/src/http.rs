@@ -1,36 +1,192 @@
-//! The per-request context: evaluate the snapshot bundle on request headers, then block, monitor or pass.
+//! The per-request context: one exchange from request headers to the end of the response.
+//!
+//! Rules are decided in phases (see `portcullis_policies::Phase`):
+//! 1. **request headers**: attributes, headers, the query string's detections and list membership; can block;
+//! 2. **request body**: detections in the request body, inspected as it streams up to the cap. When the bundle has
+//!    a *blocking* rule on the request body, the request (headers and body) is held until that rule is decided;
+//!    otherwise the body streams through untouched while it is inspected;
+//! 3. **response**: detections in the response body; monitor only, since the response is already on its way. Lists
+//!    are updated when the exchange is complete, which is how a response finding acts on *later* requests.
+//!
+//! The verdict (rules, detections, truncation, lists, endpoint) is written to filter state after each phase, so
+//! the access log sees the latest.
 
-use portcullis_policies::Action;
+use std::rc::Rc;
+
+use portcullis_policies::scan::{scan_value, BodyInspector, Findings};
+use portcullis_policies::{Action, Attribute, Location, Phase, Request, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action as Flow;
 
 use crate::config::FailureMode;
-use crate::evidence::{block_body, no_bundle_body, verdict_line, VERDICT_PROPERTY};
-use crate::host::HostRequest;
+use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
+use crate::host::{now_ms, ExchangeView, HostRequest, HostSharedData};
 use crate::metrics::Metrics;
-use crate::root::Snapshot;
+use crate::root::{ActiveBundle, Snapshot};
 
 /// One request. Holds the bundle that was active when the request began, so a swap never splits a request.
 pub struct RequestFilter {
     snapshot: Snapshot,
+    exchange: Option<Exchange>,
+}
+
+/// The state of one exchange under a bundle.
+struct Exchange {
+    active: Rc<ActiveBundle>,
+    request: HostRequest,
+    findings: Findings,
+    verdict: Verdict,
+    request_body: Option<BodyInspector>,
+    response_body: Option<BodyInspector>,
+    /// Headers and body are held until the request-body rules are decided.
+    holding_request: bool,
+    /// Bytes of the held request body already inspected (Envoy presents the whole buffer on each call).
+    request_seen: usize,
+    request_decided: bool,
+    concluded: bool,
+    lists_added: Vec<u16>,
 }
 
 impl RequestFilter {
     /// A request context over `snapshot`.
     pub fn new(snapshot: Snapshot) -> RequestFilter {
-        RequestFilter { snapshot }
+        RequestFilter {
+            snapshot,
+            exchange: None,
+        }
     }
 
     fn respond_json(&self, status: u32, body: &[u8]) {
         let headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
         self.send_http_response(status, headers, Some(body));
     }
+
+    /// Evaluates one phase and folds its verdict in; answers the request if it blocks. True when blocked.
+    fn decide(&mut self, phase: Phase) -> bool {
+        let Some(ex) = self.exchange.as_mut() else { return false };
+        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, now_ms());
+        ex.verdict = ex.verdict.then(ex.active.bundle.evaluate_phase(phase, &view));
+        if !ex.verdict.is_block() {
+            return false;
+        }
+        Metrics::bump(self.snapshot.metrics.requests_blocked);
+        self.conclude();
+        let Some(ex) = self.exchange.as_ref() else { return true };
+        let rule_id = ex.verdict.rule.and_then(|i| ex.active.bundle.rule_id(i)).unwrap_or("-");
+        let body = block_body(rule_id, ex.request.first("x-request-id"));
+        self.respond_json(u32::from(ex.verdict.status), &body);
+        true
+    }
+
+    /// Ends the exchange once: list updates, counters, and the final verdict in filter state.
+    fn conclude(&mut self) {
+        let Some(ex) = self.exchange.as_mut() else { return };
+        if ex.concluded {
+            return;
+        }
+        ex.concluded = true;
+        let now = now_ms();
+        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, now);
+        for list in ex.active.bundle.lists_to_add(&view) {
+            let (Some(def), Some(ttl_list)) = (
+                ex.active.bundle.lists().get(usize::from(list)),
+                ex.active.lists.get(usize::from(list)),
+            ) else {
+                continue;
+            };
+            let Some(key) = view.list_key(def.key) else { continue };
+            let ttl_ms = def.ttl_seconds.saturating_mul(1000);
+            match ttl_list.add(&HostSharedData, &key, now, ttl_ms) {
+                Ok(_) => {
+                    Metrics::bump(self.snapshot.metrics.list_additions);
+                    ex.lists_added.push(list);
+                }
+                Err(_) => Metrics::bump(self.snapshot.metrics.list_contention),
+            }
+        }
+        if ex.verdict.action == Some(Action::Monitor) {
+            Metrics::bump(self.snapshot.metrics.requests_monitored);
+        }
+        if ex.findings.nonzero().next().is_some() {
+            Metrics::bump(self.snapshot.metrics.exchanges_with_detections);
+        }
+        self.record();
+    }
+
+    /// Writes the current verdict line to filter state (the access log reads the last one written).
+    fn record(&self) {
+        let Some(ex) = self.exchange.as_ref() else { return };
+        let bundle = &ex.active.bundle;
+        let detections = ex
+            .findings
+            .nonzero()
+            .filter_map(|(d, n)| Some((bundle.detections().get(usize::from(d))?.id.as_str(), n)));
+        let evidence = Evidence {
+            verdict: ex.verdict,
+            rule_id: ex.verdict.rule.and_then(|i| bundle.rule_id(i)),
+            detections: detections.collect(),
+            request_truncated: ex.request_body.as_ref().is_some_and(BodyInspector::truncated),
+            response_truncated: ex.response_body.as_ref().is_some_and(BodyInspector::truncated),
+            lists_added: ex
+                .lists_added
+                .iter()
+                .filter_map(|l| Some(bundle.lists().get(usize::from(*l))?.id.as_str()))
+                .collect(),
+            endpoint: ex.request.endpoint(),
+            bundle: &ex.active.label,
+        };
+        if let Some(line) = verdict_line(&evidence) {
+            self.set_property(vec![VERDICT_PROPERTY], Some(line.as_bytes()));
+        }
+    }
+
+    /// Inspects the part of a body chunk that is still within the cap (fetching no more than that from Envoy).
+    fn inspect(&self, inspector: &mut BodyInspector, bundle: &ActiveBundle, start: usize, len: usize, request: bool) {
+        let cap = u64::from(bundle.bundle.inspection().max_body_bytes);
+        let remaining = usize::try_from(cap.saturating_sub(inspector.inspected_bytes())).unwrap_or(usize::MAX);
+        // One byte past the cap is enough to know the body was truncated.
+        let wanted = len.min(remaining.saturating_add(1));
+        if wanted == 0 {
+            return;
+        }
+        let chunk = if request {
+            self.get_http_request_body(start, wanted)
+        } else {
+            self.get_http_response_body(start, wanted)
+        };
+        if let Some(chunk) = chunk {
+            inspector.feed(&bundle.bundle, &chunk);
+        }
+    }
+
+    /// Request body finished (or past the cap): settle its detections and decide its rules.
+    fn decide_request_body(&mut self) -> Flow {
+        let Some(ex) = self.exchange.as_mut() else {
+            return Flow::Continue;
+        };
+        ex.request_decided = true;
+        if let Some(inspector) = ex.request_body.as_mut() {
+            inspector.finish(&ex.active.bundle);
+            if inspector.truncated() {
+                Metrics::bump(self.snapshot.metrics.bodies_truncated);
+            }
+            ex.findings
+                .absorb(&ex.active.bundle, Location::RequestBody, inspector.classifier_counts());
+        }
+        // Continuing from the body callback also releases held headers: Envoy resumes both in order.
+        ex.holding_request = false;
+        if self.decide(Phase::RequestBody) {
+            return Flow::Pause;
+        }
+        self.record();
+        Flow::Continue
+    }
 }
 
 impl Context for RequestFilter {}
 
 impl HttpContext for RequestFilter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> proxy_wasm::types::Action {
-        use proxy_wasm::types::Action as Flow;
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Flow {
         let Some(active) = self.snapshot.active.clone() else {
             Metrics::bump(self.snapshot.metrics.requests_without_bundle);
             return match self.snapshot.failure_mode {
@@ -43,24 +199,139 @@ impl HttpContext for RequestFilter {
             };
         };
         let request = HostRequest::new(self.get_http_request_headers_bytes());
-        let verdict = active.bundle.evaluate(&request);
-        let rule_id = verdict.rule.and_then(|i| active.bundle.rule_id(i));
-        let Some(line) = verdict_line(&verdict, rule_id, &active.label) else {
+        let mut findings = Findings::new(&active.bundle);
+        if active.bundle.scan_set(Location::RequestQuery).is_some() {
+            if let Some(query) = request.attribute(Attribute::RequestQuery).filter(|q| !q.is_empty()) {
+                let counts = scan_value(&active.bundle, Location::RequestQuery, &query);
+                findings.absorb(&active.bundle, Location::RequestQuery, &counts);
+            }
+        }
+        let request_body = if end_of_stream {
+            None
+        } else {
+            let content_type = request.first("content-type");
+            let encoding = request.first("content-encoding");
+            BodyInspector::new(&active.bundle, Location::RequestBody, content_type, encoding)
+        };
+        let holding_request = request_body.is_some() && active.hold_request_body;
+        self.exchange = Some(Exchange {
+            active,
+            request,
+            findings,
+            verdict: Verdict::ALLOW,
+            request_body,
+            response_body: None,
+            holding_request,
+            request_seen: 0,
+            request_decided: false,
+            concluded: false,
+            lists_added: Vec::new(),
+        });
+        if self.decide(Phase::RequestHeaders) {
+            return Flow::Pause;
+        }
+        if end_of_stream {
+            return self.decide_request_body();
+        }
+        self.record();
+        if holding_request {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        let Some(mut ex) = self.exchange.take() else {
             return Flow::Continue;
         };
-        self.set_property(vec![VERDICT_PROPERTY], Some(line.as_bytes()));
-        match verdict.action {
-            Some(Action::Block) => {
-                Metrics::bump(self.snapshot.metrics.requests_blocked);
-                let body = block_body(rule_id.unwrap_or("-"), request.first("x-request-id"));
-                self.respond_json(u32::from(verdict.status), &body);
-                Flow::Pause
-            }
-            Some(Action::Monitor) => {
-                Metrics::bump(self.snapshot.metrics.requests_monitored);
-                Flow::Continue
-            }
-            None => Flow::Continue,
+        if ex.request_decided || ex.concluded {
+            self.exchange = Some(ex);
+            return Flow::Continue;
         }
+        let full = match ex.request_body.take() {
+            Some(mut inspector) => {
+                // A held body is re-presented whole on every call; a streaming one arrives chunk by chunk.
+                let start = if ex.holding_request { ex.request_seen } else { 0 };
+                let len = body_size.saturating_sub(start);
+                self.inspect(&mut inspector, &ex.active, start, len, true);
+                ex.request_seen = body_size;
+                let full = inspector.truncated();
+                ex.request_body = Some(inspector);
+                full
+            }
+            None => false,
+        };
+        let holding = ex.holding_request;
+        self.exchange = Some(ex);
+        if end_of_stream || full {
+            return self.decide_request_body();
+        }
+        if holding {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Flow {
+        let wants_body = self.exchange.as_ref().is_some_and(|ex| !end_of_stream && !ex.concluded);
+        if wants_body {
+            let content_type = self.get_http_response_header_bytes("content-type");
+            let encoding = self.get_http_response_header_bytes("content-encoding");
+            if let Some(ex) = self.exchange.as_mut() {
+                ex.response_body = BodyInspector::new(
+                    &ex.active.bundle,
+                    Location::ResponseBody,
+                    content_type.as_deref(),
+                    encoding.as_deref(),
+                );
+            }
+        }
+        if end_of_stream {
+            self.finish_response();
+        }
+        Flow::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        let Some(mut ex) = self.exchange.take() else {
+            return Flow::Continue;
+        };
+        if let Some(mut inspector) = ex.response_body.take() {
+            self.inspect(&mut inspector, &ex.active, 0, body_size, false);
+            ex.response_body = Some(inspector);
+        }
+        self.exchange = Some(ex);
+        if end_of_stream {
+            self.finish_response();
+        }
+        Flow::Continue
+    }
+
+    fn on_log(&mut self) {
+        // A stream that ended early (reset, timeout) still updates lists; its access-log line may predate this.
+        self.conclude();
+    }
+}
+
+impl RequestFilter {
+    /// The response is complete: settle its detections, decide response rules (monitor only), conclude.
+    fn finish_response(&mut self) {
+        let Some(ex) = self.exchange.as_mut() else { return };
+        if ex.concluded {
+            return;
+        }
+        if let Some(inspector) = ex.response_body.as_mut() {
+            inspector.finish(&ex.active.bundle);
+            if inspector.truncated() {
+                Metrics::bump(self.snapshot.metrics.bodies_truncated);
+            }
+            ex.findings
+                .absorb(&ex.active.bundle, Location::ResponseBody, inspector.classifier_counts());
+        }
+        // Response rules are monitor-only (the compiler refuses a block there), so this never answers.
+        let _ = self.decide(Phase::Response);
+        self.conclude();
     }
 }

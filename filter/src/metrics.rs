@@ -19,6 +19,14 @@ pub struct Metrics {
     pub bundle_refused: Option<u32>,
     /// Fetches that failed (control plane unreachable, timeout, unexpected status).
     pub fetch_failed: Option<u32>,
+    /// Exchanges in which at least one detection found something.
+    pub exchanges_with_detections: Option<u32>,
+    /// Bodies longer than the inspection cap (inspected up to it).
+    pub bodies_truncated: Option<u32>,
+    /// Keys added to (or refreshed in) dynamic lists.
+    pub list_additions: Option<u32>,
+    /// List updates given up after bounded compare-and-swap retries.
+    pub list_contention: Option<u32>,
 }
 
 impl Metrics {
@@ -32,6 +40,10 @@ impl Metrics {
             bundle_loaded: counter("portcullis.bundle_loaded"),
             bundle_refused: counter("portcullis.bundle_refused"),
             fetch_failed: counter("portcullis.fetch_failed"),
+            exchanges_with_detections: counter("portcullis.exchanges_with_detections"),
+            bodies_truncated: counter("portcullis.bodies_truncated"),
+            list_additions: counter("portcullis.list_additions"),
+            list_contention: counter("portcullis.list_contention"),
         }
     }
 

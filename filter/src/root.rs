@@ -8,11 +8,11 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use portcullis_policies::bundle::{self, MAX_BUNDLE_BYTES};
-use portcullis_policies::Bundle;
-use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Lease};
+use portcullis_policies::{Action, Bundle, Phase};
+use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Lease, TtlList};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
@@ -33,6 +33,10 @@ pub struct ActiveBundle {
     pub bundle: Bundle,
     /// Its revision and short digest, as logged.
     pub label: BundleLabel,
+    /// The bundle's dynamic lists over shared data, indexed like `bundle.lists()`.
+    pub lists: Vec<TtlList>,
+    /// A blocking rule reads the request body: requests with a body are held until it is decided.
+    pub hold_request_body: bool,
 }
 
 impl ActiveBundle {
@@ -42,7 +46,21 @@ impl ActiveBundle {
             revision: bundle.revision(),
             short_digest,
         };
-        ActiveBundle { bundle, label }
+        let lists = bundle
+            .lists()
+            .iter()
+            .map(|l| TtlList::new(&l.id, l.max_entries))
+            .collect();
+        let hold_request_body = bundle
+            .rules()
+            .iter()
+            .any(|r| r.phase == Phase::RequestBody && r.action == Action::Block);
+        ActiveBundle {
+            bundle,
+            label,
+            lists,
+            hold_request_body,
+        }
     }
 }
 
@@ -86,8 +104,7 @@ impl PortcullisRoot {
     }
 
     fn now_ms(&self) -> u64 {
-        let since_epoch = self.get_current_time().duration_since(UNIX_EPOCH).unwrap_or_default();
-        u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+        crate::host::now_ms()
     }
 
     /// A fresh random number (WASI seeds `RandomState`), for jitter and the lease holder id.

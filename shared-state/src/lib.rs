@@ -11,6 +11,7 @@
 //!
 //! - [`Lease`]: one holder at a time for a job that must not run in every worker (fetching bundles).
 //! - [`BundleSlot`]: the latest accepted bundle, published by the fetching VM and picked up by all the others.
+//! - [`TtlList`]: a bounded, self-expiring set of keys (sensitive endpoints, abusive tokens) shared by all workers.
 
 #![cfg_attr(
     test,
@@ -22,9 +23,11 @@ use std::collections::HashMap;
 
 mod bundle_slot;
 mod lease;
+mod ttl_list;
 
 pub use bundle_slot::{BundleHead, BundleSlot, FetchRecord};
 pub use lease::Lease;
+pub use ttl_list::{AddOutcome, ListError, TtlList};
 
 /// A compare-and-swap token: the version of a key's value as the host last reported it.
 pub type Cas = u32;

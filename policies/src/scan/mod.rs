@@ -1,11 +1,13 @@
 //! Streaming inspection of bodies and values for sensitive data (STUB: being written).
 //!
-//! Contract used by the filter (keep these signatures):
+//! Contract used by the filter (keep these signatures). NOTE: the inspector OWNS its state and does not borrow
+//! the bundle (the filter keeps it next to an `Rc<Bundle>` for the whole exchange, so a borrow would be
+//! self-referential); the bundle is passed to `feed` and `finish` instead, like regex-automata's separate caches.
 //!
 //! ```ignore
 //! let mut inspector = BodyInspector::new(&bundle, Location::ResponseBody, content_type, content_encoding)?;
-//! inspector.feed(chunk);      // any number of times; never allocates; stops at the inspection cap
-//! inspector.finish();         // end of stream
+//! inspector.feed(&bundle, chunk);  // any number of times; never allocates; stops at the inspection cap
+//! inspector.finish(&bundle);       // end of stream
 //! findings.absorb(&bundle, Location::ResponseBody, inspector.classifier_counts());
 //! ```
 
@@ -25,8 +27,7 @@ pub enum SkipReason {
 
 /// Streams one body through the scan set of its location, chunk by chunk, up to the inspection cap.
 #[derive(Debug)]
-pub struct BodyInspector<'b> {
-    bundle: &'b Bundle,
+pub struct BodyInspector {
     location: Location,
     counts: Vec<u32>,
     inspected: u64,
@@ -34,18 +35,17 @@ pub struct BodyInspector<'b> {
     skipped: Option<SkipReason>,
 }
 
-impl<'b> BodyInspector<'b> {
+impl BodyInspector {
     /// An inspector for a body in `location`; `None` when the bundle looks for nothing there.
     pub fn new(
-        bundle: &'b Bundle,
+        bundle: &Bundle,
         location: Location,
         content_type: Option<&[u8]>,
         content_encoding: Option<&[u8]>,
-    ) -> Option<BodyInspector<'b>> {
+    ) -> Option<BodyInspector> {
         let _ = (content_type, content_encoding);
         bundle.scan_set(location)?;
         Some(BodyInspector {
-            bundle,
             location,
             counts: vec![0; bundle.classifiers().len()],
             inspected: 0,
@@ -55,12 +55,14 @@ impl<'b> BodyInspector<'b> {
     }
 
     /// Inspects the next chunk. Never allocates; past the cap it only records that the body was truncated.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        let _ = (self.bundle, self.location, chunk);
+    pub fn feed(&mut self, bundle: &Bundle, chunk: &[u8]) {
+        let _ = (bundle, self.location, chunk);
     }
 
     /// Ends the stream (flushes matches that end at the last byte).
-    pub fn finish(&mut self) {}
+    pub fn finish(&mut self, bundle: &Bundle) {
+        let _ = bundle;
+    }
 
     /// True when the body was longer than the inspection cap.
     pub fn truncated(&self) -> bool {
@@ -98,7 +100,9 @@ pub struct Findings {
 impl Findings {
     /// No findings yet, sized for `bundle`'s detections.
     pub fn new(bundle: &Bundle) -> Findings {
-        Findings { counts: vec![0; bundle.detections().len()] }
+        Findings {
+            counts: vec![0; bundle.detections().len()],
+        }
     }
 
     /// Sets the counts of the detections in `location` from that location's classifier counts, applying layering
@@ -127,6 +131,10 @@ impl Findings {
 
     /// `(detection index, count)` for every detection that found something.
     pub fn nonzero(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
-        self.counts.iter().enumerate().filter(|(_, c)| **c > 0).filter_map(|(i, c)| Some((u16::try_from(i).ok()?, *c)))
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .filter_map(|(i, c)| Some((u16::try_from(i).ok()?, *c)))
     }
 }
