@@ -20,7 +20,7 @@ use proxy_wasm::types::Action as Flow;
 
 use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
-use crate::host::{now_ms, ExchangeView, HostRequest, HostSharedData};
+use crate::host::{ExchangeView, HostRequest, HostSharedData};
 use crate::metrics::Metrics;
 use crate::root::{ActiveBundle, Snapshot};
 
@@ -64,7 +64,10 @@ impl RequestFilter {
     /// Evaluates one phase and folds its verdict in; answers the request if it blocks. True when blocked.
     fn decide(&mut self, phase: Phase) -> bool {
         let Some(ex) = self.exchange.as_mut() else { return false };
-        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, now_ms());
+        if !ex.active.has_rules(phase) {
+            return false;
+        }
+        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, ex.active.clock());
         ex.verdict = ex.verdict.then(ex.active.bundle.evaluate_phase(phase, &view));
         if !ex.verdict.is_block() {
             return false;
@@ -85,7 +88,7 @@ impl RequestFilter {
             return;
         }
         ex.concluded = true;
-        let now = now_ms();
+        let now = ex.active.clock();
         let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, now);
         for list in ex.active.bundle.lists_to_add(&view) {
             let (Some(def), Some(ttl_list)) = (
@@ -116,6 +119,10 @@ impl RequestFilter {
     /// Writes the current verdict line to filter state (the access log reads the last one written).
     fn record(&self) {
         let Some(ex) = self.exchange.as_ref() else { return };
+        // Most requests match nothing: leave before building anything.
+        if ex.verdict.action.is_none() && ex.lists_added.is_empty() && ex.findings.nonzero().next().is_none() {
+            return;
+        }
         let bundle = &ex.active.bundle;
         let detections = ex
             .findings
@@ -275,7 +282,9 @@ impl HttpContext for RequestFilter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Flow {
-        let wants_body = self.exchange.as_ref().is_some_and(|ex| !end_of_stream && !ex.concluded);
+        let wants_body = self.exchange.as_ref().is_some_and(|ex| {
+            !end_of_stream && !ex.concluded && ex.active.bundle.scan_set(Location::ResponseBody).is_some()
+        });
         if wants_body {
             let content_type = self.get_http_response_header_bytes("content-type");
             let encoding = self.get_http_response_header_bytes("content-encoding");

@@ -37,6 +37,8 @@ pub struct ActiveBundle {
     pub lists: Vec<TtlList>,
     /// A blocking rule reads the request body: requests with a body are held until it is decided.
     pub hold_request_body: bool,
+    /// Which phases have rules, so a request skips the empty ones.
+    phases_with_rules: [bool; 3],
 }
 
 impl ActiveBundle {
@@ -55,12 +57,35 @@ impl ActiveBundle {
             .rules()
             .iter()
             .any(|r| r.phase == Phase::RequestBody && r.action == Action::Block);
-        ActiveBundle {
-            bundle,
-            label,
-            lists,
-            hold_request_body,
+        let mut phases_with_rules = [false; 3];
+        for rule in bundle.rules() {
+            if let Some(slot) = phases_with_rules.get_mut(phase_index(rule.phase)) {
+                *slot = true;
+            }
         }
+        ActiveBundle { bundle, label, lists, hold_request_body, phases_with_rules }
+    }
+
+    /// True when some rule is decided in `phase`.
+    pub fn has_rules(&self, phase: Phase) -> bool {
+        self.phases_with_rules.get(phase_index(phase)).copied().unwrap_or(true)
+    }
+
+    /// The time list lookups use; without lists no hostcall is spent on the clock.
+    pub fn clock(&self) -> u64 {
+        if self.lists.is_empty() {
+            0
+        } else {
+            crate::host::now_ms()
+        }
+    }
+}
+
+fn phase_index(phase: Phase) -> usize {
+    match phase {
+        Phase::RequestHeaders => 0,
+        Phase::RequestBody => 1,
+        Phase::Response => 2,
     }
 }
 
