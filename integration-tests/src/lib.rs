@@ -49,6 +49,7 @@ pub mod artifacts;
 pub mod control_plane;
 pub mod envoy;
 pub mod http;
+pub mod load;
 mod process;
 pub mod upstream;
 
