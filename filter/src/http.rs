@@ -3,8 +3,10 @@
 //! Rules are decided in phases (see `portcullis_policies::Phase`):
 //! 1. **request headers**: attributes, headers, the query string's detections and list membership; can block;
 //! 2. **request body**: detections in the request body, inspected as it streams up to the cap. When the bundle has
-//!    a *blocking* rule on the request body, the request (headers and body) is held until that rule is decided;
-//!    otherwise the body streams through untouched while it is inspected;
+//!    a *blocking* rule on the request body, the body is held (Envoy buffers it, at most the cap plus one read)
+//!    until that rule is decided, so a blocked body never reaches the upstream; the request headers have gone
+//!    ahead, and the upstream request is reset when the block is answered. Otherwise the body streams through
+//!    untouched while it is inspected;
 //! 3. **response**: detections in the response body; monitor only, since the response is already on its way. Lists
 //!    are updated when the exchange is complete, which is how a response finding acts on *later* requests.
 //!
@@ -38,7 +40,7 @@ struct Exchange {
     verdict: Verdict,
     request_body: Option<BodyInspector>,
     response_body: Option<BodyInspector>,
-    /// Headers and body are held until the request-body rules are decided.
+    /// The body is held (buffered by Envoy) until the request-body rules are decided.
     holding_request: bool,
     /// Bytes of the held request body already inspected (Envoy presents the whole buffer on each call).
     request_seen: usize,
@@ -180,7 +182,6 @@ impl RequestFilter {
             ex.findings
                 .absorb(&ex.active.bundle, Location::RequestBody, inspector.classifier_counts());
         }
-        // Continuing from the body callback also releases held headers: Envoy resumes both in order.
         ex.holding_request = false;
         if self.decide(Phase::RequestBody) {
             return Flow::Pause;
@@ -220,7 +221,9 @@ impl HttpContext for RequestFilter {
             let encoding = request.first("content-encoding");
             BodyInspector::new(&active.bundle, Location::RequestBody, content_type, encoding)
         };
-        let holding_request = request_body.is_some() && active.hold_request_body;
+        // Only a body that will really be inspected is worth holding (not a skipped binary or compressed one).
+        let holding_request =
+            active.hold_request_body && request_body.as_ref().is_some_and(|inspector| inspector.skipped().is_none());
         self.exchange = Some(Exchange {
             active,
             request,
@@ -241,11 +244,9 @@ impl HttpContext for RequestFilter {
             return self.decide_request_body();
         }
         self.record();
-        if holding_request {
-            Flow::Pause
-        } else {
-            Flow::Continue
-        }
+        // Headers always continue: Envoy's proxy-wasm host turns a pause here into "stop all iteration", which
+        // would stop body callbacks too (proxy-wasm-cpp-host#143). A held body is paused chunk by chunk instead.
+        Flow::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {

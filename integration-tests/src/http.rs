@@ -4,8 +4,10 @@
 //! lower-case methods, oversized heads), and because a benchmark wants to choose exactly when connections are new.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::body::{BodyDigest, Checksum};
 
 /// How long a request may take before the client gives up: generous, a deadline rather than a measurement.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -166,6 +168,169 @@ pub fn send_raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<HttpRespons
     }
 }
 
+/// Writes `parts` one after the other on a fresh connection, pausing `pause` between them (so the server reads
+/// them separately: a body split across TCP segments), then reads one response.
+///
+/// # Errors
+///
+/// As [`send_raw`].
+pub fn send_in_parts(addr: SocketAddr, parts: &[&[u8]], pause: Duration) -> std::io::Result<HttpResponse> {
+    let stream = connect(addr, DEFAULT_TIMEOUT)?;
+    let mut conn = BufReader::new(stream);
+    let mut written = Ok(());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        written = conn.get_mut().write_all(part).and_then(|()| conn.get_mut().flush());
+        if written.is_err() {
+            break;
+        }
+    }
+    match read_response(&mut conn, false) {
+        Ok(response) => Ok(response),
+        Err(read_error) => Err(written.err().unwrap_or(read_error)),
+    }
+}
+
+/// A response whose body was checksummed as it arrived instead of kept.
+#[derive(Clone, Debug)]
+pub struct StreamedResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lower-cased) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// Length and checksum of the body, de-chunked.
+    pub body: BodyDigest,
+    /// Request body bytes written before the writer finished or the server stopped reading.
+    pub request_bytes_sent: u64,
+    /// From the first byte written to the last byte of the response.
+    pub elapsed: Duration,
+}
+
+/// Sends `head` (a request head, blank line included) and then `body_len` body bytes that `fill(offset, buf)`
+/// produces, in chunks of `chunk` bytes, on a fresh connection; reads the response while the body is still being
+/// written, and folds its body into a [`Checksum`] instead of keeping it.
+///
+/// Writing runs on its own thread, so a server that answers early (a block, a 413) is read rather than
+/// deadlocked on; a write error after the response is complete is not an error.
+///
+/// # Errors
+///
+/// Connection, read or parse failures, timeouts (`timeout` applies per read and write), or a write error when no
+/// response came.
+pub fn stream_request(
+    addr: SocketAddr,
+    head: &[u8],
+    body_len: u64,
+    chunk: usize,
+    timeout: Duration,
+    mut fill: impl FnMut(u64, &mut [u8]) + Send + 'static,
+) -> std::io::Result<StreamedResponse> {
+    let started = Instant::now();
+    let stream = connect(addr, timeout)?;
+    let mut writer = stream.try_clone()?;
+    let head = head.to_vec();
+    let chunk = chunk.max(1);
+    let writing =
+        std::thread::Builder::new()
+            .name("stream-request".into())
+            .spawn(move || -> (u64, std::io::Result<()>) {
+                let mut sent = 0;
+                let result = (|| {
+                    writer.write_all(&head)?;
+                    let mut buf = vec![0; chunk];
+                    while sent < body_len {
+                        let n = usize::try_from((body_len - sent).min(chunk as u64)).unwrap_or(chunk);
+                        fill(sent, &mut buf[..n]);
+                        writer.write_all(&buf[..n])?;
+                        sent += n as u64;
+                    }
+                    writer.flush()
+                })();
+                (sent, result)
+            })?;
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let read = read_streamed(&mut reader);
+    if read.is_err() {
+        // Unblock a writer stuck on a server that stopped reading.
+        let _ = reader.get_ref().shutdown(Shutdown::Both);
+    }
+    let (sent, written) = writing
+        .join()
+        .unwrap_or((0, Err(std::io::Error::other("the writer thread panicked"))));
+    let ((status, headers), body) = match (read, written) {
+        (Ok(read), _) => read,
+        (Err(read_error), Ok(())) => return Err(read_error),
+        (Err(_), Err(write_error)) => return Err(write_error),
+    };
+    Ok(StreamedResponse {
+        status,
+        headers,
+        body,
+        request_bytes_sent: sent,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A status code and headers (names lower-cased), in order.
+type ResponseHead = (u16, Vec<(String, String)>);
+
+/// Status line, headers, then the body (framed as [`read_response`] does) into a checksum.
+fn read_streamed(reader: &mut BufReader<TcpStream>) -> std::io::Result<(ResponseHead, BodyDigest)> {
+    let (status, headers) = read_head(reader)?;
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let mut checksum = Checksum::new();
+    let mut buf = vec![0; 64 * 1024];
+    let mut copy = |reader: &mut BufReader<TcpStream>, limit: Option<u64>| -> std::io::Result<()> {
+        let mut left = limit;
+        loop {
+            let want = left.map_or(buf.len(), |l| usize::try_from(l).unwrap_or(usize::MAX).min(buf.len()));
+            if want == 0 {
+                return Ok(());
+            }
+            let n = reader.read(&mut buf[..want])?;
+            if n == 0 {
+                return match left {
+                    Some(_) => Err(invalid("connection closed inside the response body")),
+                    None => Ok(()),
+                };
+            }
+            checksum.update(&buf[..n]);
+            left = left.map(|l| l - n as u64);
+        }
+    };
+    if status == 204 || status == 304 || (100..200).contains(&status) {
+        // No body.
+    } else if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line)?;
+            let size = size_line.split(';').next().unwrap_or("").trim();
+            let size = u64::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size"))?;
+            if size == 0 {
+                loop {
+                    let mut trailer = String::new();
+                    if reader.read_line(&mut trailer)? == 0 || trailer.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            copy(reader, Some(size))?;
+            let mut crlf = String::new();
+            reader.read_line(&mut crlf)?;
+        }
+    } else if let Some(length) = header("content-length") {
+        let length: u64 = length.parse().map_err(|_| invalid("bad content-length"))?;
+        copy(reader, Some(length))?;
+    } else {
+        copy(reader, None)?;
+    }
+    let body = checksum.finish();
+    Ok(((status, headers), body))
+}
+
 fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
@@ -200,6 +365,32 @@ fn invalid(message: &str) -> std::io::Error {
 
 /// Reads one response: status line, headers, then a body framed by `Content-Length`, chunks, or the end of stream.
 fn read_response(reader: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Result<HttpResponse> {
+    let (status, headers) = read_head(reader)?;
+    let mut response = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(response);
+    }
+    let chunked = response
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        response.body = read_chunked(reader)?;
+    } else if let Some(length) = response.header("content-length") {
+        let length: usize = length.parse().map_err(|_| invalid("bad content-length"))?;
+        response.body = vec![0; length];
+        reader.read_exact(&mut response.body)?;
+    } else {
+        reader.read_to_end(&mut response.body)?;
+    }
+    Ok(response)
+}
+
+/// Reads the status line and the headers (names lower-cased) up to the blank line.
+fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<ResponseHead> {
     let mut line = Vec::new();
     if reader.read_until(b'\n', &mut line)? == 0 {
         return Err(std::io::Error::new(
@@ -228,27 +419,7 @@ fn read_response(reader: &mut BufReader<TcpStream>, head_only: bool) -> std::io:
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
-    let mut response = HttpResponse {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
-        return Ok(response);
-    }
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        response.body = read_chunked(reader)?;
-    } else if let Some(length) = response.header("content-length") {
-        let length: usize = length.parse().map_err(|_| invalid("bad content-length"))?;
-        response.body = vec![0; length];
-        reader.read_exact(&mut response.body)?;
-    } else {
-        reader.read_to_end(&mut response.body)?;
-    }
-    Ok(response)
+    Ok((status, headers))
 }
 
 fn read_chunked(reader: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
@@ -307,6 +478,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(response.json()["upstream"], "ok");
+        assert_eq!(upstream.requests(), 5);
+    }
+
+    #[test]
+    fn routes_bodies_received_and_streamed_exchanges() {
+        use crate::body::{digest, fill_generated, generated_digest};
+        use crate::upstream::{Route, Upstream};
+
+        let upstream = Upstream::start_with([("/png", Route::bytes("image/png", b"\x89PNG".to_vec()))]);
+        upstream.set_route(
+            "/gz",
+            Route::json(b"x".to_vec())
+                .with_content_encoding("gzip")
+                .with_status(201),
+        );
+        upstream.set_route("/big", Route::generated("text/plain", 3_000_000, 5));
+        let png = get(upstream.addr(), "/png?x=1", &[]);
+        assert_eq!((png.status, png.header("content-type")), (200, Some("image/png")));
+        assert_eq!(png.body, b"\x89PNG");
+        let gz = get(upstream.addr(), "/gz", &[]);
+        assert_eq!((gz.status, gz.header("content-encoding")), (201, Some("gzip")));
+        assert_eq!(
+            get(upstream.addr(), "/other", &[]).text(),
+            crate::upstream::UPSTREAM_BODY
+        );
+
+        let response = send_in_parts(
+            upstream.addr(),
+            &[
+                b"POST /parts HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+                b"2\r\nde\r\n0\r\n\r\n",
+            ],
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(upstream.received_for("/parts"), vec![digest(b"abcde")]);
+        assert_eq!(upstream.received()[0].method, "POST");
+
+        let head = b"POST /big HTTP/1.1\r\nhost: h\r\ncontent-length: 2000000\r\nconnection: close\r\n\r\n";
+        let streamed = stream_request(
+            upstream.addr(),
+            head,
+            2_000_000,
+            50_000,
+            DEFAULT_TIMEOUT,
+            |offset, buf| fill_generated(4, offset, buf),
+        )
+        .unwrap();
+        assert_eq!(streamed.status, 200);
+        assert_eq!(streamed.request_bytes_sent, 2_000_000);
+        assert_eq!(streamed.body, generated_digest(5, 3_000_000));
+        assert_eq!(upstream.received_for("/big"), vec![generated_digest(4, 2_000_000)]);
         assert_eq!(upstream.requests(), 5);
     }
 }

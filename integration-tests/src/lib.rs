@@ -5,7 +5,9 @@
 //!
 //! Every piece starts on port 0 in its own temporary directory, so tests (and benchmarks) can run in parallel:
 //!
-//! - [`Upstream`]: a tiny HTTP/1.1 server that answers `200 {"upstream":"ok"}` and counts what reached it.
+//! - [`Upstream`]: a tiny HTTP/1.1 server that answers `200 {"upstream":"ok"}` (or a [`upstream::Route`] set for
+//!   the path) and counts what reached it.
+//! - [`body`]: generated bodies and running checksums, for bodies too large to hold.
 //! - [`ControlPlane`]: `portcullis serve` on a temporary data directory; [`ControlPlane::push`] publishes bundles,
 //!   [`ControlPlane::stop`] and [`ControlPlane::start`] take it down and bring it back on the same port.
 //! - [`compile`]: `portcullis compile` of a policy written inline in a test.
@@ -46,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod artifacts;
+pub mod body;
 pub mod control_plane;
 pub mod envoy;
 pub mod http;
