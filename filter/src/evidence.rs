@@ -131,7 +131,7 @@ mod tests {
         }
     }
 
-    fn evidence(verdict: Verdict, rule_id: Option<&'static str>, label: &BundleLabel) -> Evidence<'_> {
+    fn evidence<'a>(verdict: Verdict, rule_id: Option<&'a str>, label: &'a BundleLabel) -> Evidence<'a> {
         Evidence {
             verdict,
             rule_id,

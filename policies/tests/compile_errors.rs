@@ -4,6 +4,7 @@
 #![cfg(feature = "compiler")]
 
 use portcullis_policies::compiler::{compile, compile_to_bytes, CompileError, CompileOptions};
+use portcullis_policies::scan::builtin::BUILTINS;
 
 /// The full error message for fixture `name`, compiled with the relative file name users would see.
 fn error_of(name: &str) -> String {
@@ -46,7 +47,7 @@ fn unknown_field_in_policy() {
     assert_eq!(
         error_of("unknown_field_policy.yaml"),
         "fixtures/errors/unknown_field_policy.yaml:2:1: unknown field 'rule' in policy \
-         (expected one of: version, rules)"
+         (expected one of: version, inspection, classifiers, detections, lists, rules)"
     );
 }
 
@@ -195,7 +196,7 @@ fn position_inside_single_quoted_scalar_counts_doubled_quotes() {
     assert_eq!(
         error_of("single_quoted.yaml"),
         "fixtures/errors/single_quoted.yaml:4:50: unknown function 'endswith' \
-         (known: startsWith, endsWith, contains, matches, size)"
+         (known: startsWith, endsWith, contains, matches, size, detected)"
     );
 }
 
@@ -212,6 +213,227 @@ fn position_inside_folded_plain_scalar() {
     assert_eq!(
         error_of("folded_plain.yaml"),
         "fixtures/errors/folded_plain.yaml:5:31: type error: 'startsWith' needs a string argument, found int"
+    );
+}
+
+#[test]
+fn unknown_field_in_inspection() {
+    assert_eq!(
+        error_of("unknown_field_inspection.yaml"),
+        "fixtures/errors/unknown_field_inspection.yaml:4:3: unknown field 'inspect_binaries' in inspection \
+         (expected one of: max_body_bytes, inspect_binary)"
+    );
+}
+
+#[test]
+fn unknown_field_in_classifier() {
+    assert_eq!(
+        error_of("unknown_field_classifier.yaml"),
+        "fixtures/errors/unknown_field_classifier.yaml:5:5: unknown field 'validate' in classifier \
+         (expected one of: id, pattern, validator, context, context_window, confidence, max_length)"
+    );
+}
+
+#[test]
+fn unknown_field_in_detection() {
+    assert_eq!(
+        error_of("unknown_field_detection.yaml"),
+        "fixtures/errors/unknown_field_detection.yaml:5:5: unknown field 'location' in detection \
+         (expected one of: id, classifier, in, requires)"
+    );
+}
+
+#[test]
+fn unknown_field_in_list() {
+    assert_eq!(
+        error_of("unknown_field_list.yaml"),
+        "fixtures/errors/unknown_field_list.yaml:6:5: unknown field 'add_if' in list \
+         (expected one of: id, key, add_when, ttl, max_entries)"
+    );
+}
+
+#[test]
+fn unknown_classifier_lists_built_in_and_custom_ones() {
+    let builtins: Vec<&str> = BUILTINS.iter().map(|b| b.id).collect();
+    assert_eq!(
+        error_of("unknown_classifier.yaml"),
+        format!(
+            "fixtures/errors/unknown_classifier.yaml:7:17: unknown classifier 'credit-card' \
+             (known: {}, employee-id)",
+            builtins.join(", ")
+        )
+    );
+    assert!(builtins.starts_with(&["credit_card", "card_expiry"]));
+}
+
+#[test]
+fn unknown_location() {
+    assert_eq!(
+        error_of("unknown_location.yaml"),
+        "fixtures/errors/unknown_location.yaml:5:9: unknown location 'response.bodies' \
+         (expected one of: request.query, request.body, response.body)"
+    );
+}
+
+#[test]
+fn unknown_location_in_detected() {
+    assert_eq!(
+        error_of("unknown_location_in_detected.yaml"),
+        "fixtures/errors/unknown_location_in_detected.yaml:4:35: unknown location 'request.bodies' \
+         (expected one of: request.query, request.body, response.body)"
+    );
+}
+
+#[test]
+fn unknown_detection_in_detected() {
+    assert_eq!(
+        error_of("unknown_detection.yaml"),
+        "fixtures/errors/unknown_detection.yaml:11:48: unknown detection 'cards_in' (known: cards-out, cards-in)"
+    );
+}
+
+#[test]
+fn unknown_list() {
+    assert_eq!(
+        error_of("unknown_list.yaml"),
+        "fixtures/errors/unknown_list.yaml:8:29: unknown list 'sensitive-endpoint' (known: sensitive-endpoints)"
+    );
+}
+
+#[test]
+fn layered_builtin_without_requires() {
+    assert_eq!(
+        error_of("layered_without_requires.yaml"),
+        "fixtures/errors/layered_without_requires.yaml:7:17: classifier 'card_expiry' is layered on 'credit_card': \
+         add 'requires:' naming a credit_card detection in response.body"
+    );
+}
+
+#[test]
+fn layered_builtin_requiring_another_classifier() {
+    assert_eq!(
+        error_of("layered_wrong_requires.yaml"),
+        "fixtures/errors/layered_wrong_requires.yaml:10:17: classifier 'card_expiry' is layered on 'credit_card', \
+         but 'requires:' names 'staff-out', which detects employee-id: name a credit_card detection in response.body"
+    );
+}
+
+#[test]
+fn layered_builtin_in_implicit_detection() {
+    assert_eq!(
+        error_of("layered_implicit.yaml"),
+        "fixtures/errors/layered_implicit.yaml:4:20: classifier 'card_expiry' is layered on 'credit_card': \
+         declare it under detections, with 'requires:' naming a credit_card detection"
+    );
+}
+
+#[test]
+fn requires_pointing_forward() {
+    assert_eq!(
+        error_of("requires_forward.yaml"),
+        "fixtures/errors/requires_forward.yaml:6:15: detection 'expiry-out' requires 'cards-out', which is declared \
+         after it (line 7): 'requires' must name an earlier detection"
+    );
+}
+
+#[test]
+fn requires_in_another_location() {
+    assert_eq!(
+        error_of("requires_other_location.yaml"),
+        "fixtures/errors/requires_other_location.yaml:9:15: detection 'expiry-out' requires 'cards-in', which looks \
+         in request.body: a required detection must look in the same location (response.body)"
+    );
+}
+
+#[test]
+fn block_decided_on_the_response() {
+    assert_eq!(
+        error_of("block_on_response.yaml"),
+        "fixtures/errors/block_on_response.yaml:9:13: rule 'stop-leaks' reads response.body, which has already \
+         reached the client when it is decided: use action: monitor, or a list whose add_when uses the detection"
+    );
+}
+
+#[test]
+fn bad_ttl() {
+    assert_eq!(
+        error_of("bad_ttl.yaml"),
+        "fixtures/errors/bad_ttl.yaml:5:10: invalid ttl '1 day' (expected a duration such as 90s, 15m, 24h, 7d or \
+         1h30m)"
+    );
+}
+
+#[test]
+fn ttl_out_of_range() {
+    assert_eq!(
+        error_of("ttl_out_of_range.yaml"),
+        "fixtures/errors/ttl_out_of_range.yaml:5:10: ttl '31d' is out of range (from 1s to 30d)"
+    );
+}
+
+#[test]
+fn bad_max_entries() {
+    assert_eq!(
+        error_of("bad_max_entries.yaml"),
+        "fixtures/errors/bad_max_entries.yaml:6:18: invalid max_entries 2000000 (expected 1 to 1048576)"
+    );
+}
+
+#[test]
+fn bad_list_key() {
+    assert_eq!(
+        error_of("bad_list_key.yaml"),
+        "fixtures/errors/bad_list_key.yaml:4:10: invalid list key 'client_ip' (expected one of: endpoint, source_ip)"
+    );
+}
+
+#[test]
+fn custom_classifier_with_a_built_in_id() {
+    assert_eq!(
+        error_of("classifier_builtin_id.yaml"),
+        "fixtures/errors/classifier_builtin_id.yaml:3:9: classifier id 'credit_card' is taken by a built-in \
+         classifier (choose another id)"
+    );
+}
+
+#[test]
+fn unbounded_custom_pattern_needs_max_length() {
+    assert_eq!(
+        error_of("unbounded_pattern.yaml"),
+        "fixtures/errors/unbounded_pattern.yaml:4:14: pattern can match unbounded text: set max_length"
+    );
+}
+
+#[test]
+fn bad_custom_classifier_regex() {
+    assert_eq!(
+        error_of("bad_classifier_regex.yaml"),
+        "fixtures/errors/bad_classifier_regex.yaml:4:14: bad regex: unclosed character class"
+    );
+}
+
+#[test]
+fn duplicate_detection_id() {
+    assert_eq!(
+        error_of("duplicate_detection_id.yaml"),
+        "fixtures/errors/duplicate_detection_id.yaml:6:9: duplicate detection id 'cards' (first defined at line 3)"
+    );
+}
+
+#[test]
+fn duplicate_list_id() {
+    assert_eq!(
+        error_of("duplicate_list_id.yaml"),
+        "fixtures/errors/duplicate_list_id.yaml:6:9: duplicate list id 'hot' (first defined at line 3)"
+    );
+}
+
+#[test]
+fn duplicate_classifier_id() {
+    assert_eq!(
+        error_of("duplicate_classifier_id.yaml"),
+        "fixtures/errors/duplicate_classifier_id.yaml:5:9: duplicate classifier id 'employee-id' \
+         (first defined at line 3)"
     );
 }
 

@@ -1,24 +1,38 @@
 //! Name resolution, type checking and emission of the node arena, in one post-order walk.
 
 use crate::bundle::{MAX_CONDITION_DEPTH, MAX_NODES_PER_RULE};
+use crate::detect::Location;
 use crate::program::{Attribute, Node, NodeIndex, Type};
 
+use super::detections::{unknown_location, Tables};
 use super::parser::{parse, Expr, ExprKind, LogicalOp, RelOp};
 use super::regex::Regexes;
 use super::ExprError;
 
 /// The map attribute; everything else in [`Attribute::ALL`] is a string.
 const HEADERS: &str = "request.headers";
+/// The name dynamic lists are indexed under: `key in lists["id"]`.
+const LISTS: &str = "lists";
 /// The functions a condition may call, for error messages.
-const FUNCTIONS: &str = "startsWith, endsWith, contains, matches, size";
+const FUNCTIONS: &str = "startsWith, endsWith, contains, matches, size, detected";
 
-/// Compiles one `when` expression to its node arena (root last), adding its regexes to `regexes`.
-pub(crate) fn compile_condition(text: &str, regexes: &mut Regexes) -> Result<Vec<Node>, ExprError> {
+/// What a condition can refer to besides the request: the policy's regexes, detections and lists.
+pub(crate) struct Scope<'s> {
+    /// The DFAs of `matches`, shared by every condition of the policy.
+    pub regexes: &'s mut Regexes,
+    /// Classifiers and detections; `detected("classifier", "location")` adds implicit detections.
+    pub tables: &'s mut Tables,
+    /// The ids of the policy's lists, in declaration order (`Node::InList::list` indexes this).
+    pub lists: &'s [String],
+}
+
+/// Compiles one condition (`when`, `add_when`) to its node arena (root last), adding what it uses to `scope`.
+pub(crate) fn compile_condition(text: &str, scope: &mut Scope<'_>) -> Result<Vec<Node>, ExprError> {
     let expr = parse(text)?;
     let mut emitter = Emitter {
         nodes: Vec::new(),
         depths: Vec::new(),
-        regexes,
+        scope,
     };
     let (_, ty) = emitter.emit(&expr)?;
     if ty != Type::Bool {
@@ -30,17 +44,17 @@ pub(crate) fn compile_condition(text: &str, regexes: &mut Regexes) -> Result<Vec
     Ok(emitter.nodes)
 }
 
-struct Emitter<'r> {
+struct Emitter<'r, 's> {
     nodes: Vec<Node>,
     // Operand depth of each node, as the bundle loader computes it.
     depths: Vec<u16>,
-    regexes: &'r mut Regexes,
+    scope: &'r mut Scope<'s>,
 }
 
 /// A node already emitted: its index and type.
 type Emitted = (NodeIndex, Type);
 
-impl Emitter<'_> {
+impl Emitter<'_, '_> {
     /// Appends `node` over `operands`, refusing a condition too large or too deep for a bundle.
     fn push(&mut self, node: Node, operands: &[NodeIndex], at: usize) -> Result<NodeIndex, ExprError> {
         let depth = operands
@@ -131,6 +145,12 @@ impl Emitter<'_> {
     fn index(&mut self, target: &Expr, index: &Expr) -> Result<Emitted, ExprError> {
         match dotted_name(target) {
             Some(name) if name == HEADERS => {}
+            Some(name) if name == LISTS => {
+                return Err(ExprError::new(
+                    target.start,
+                    "lists[\"id\"] is only used on the right of 'in': key in lists[\"id\"]",
+                ));
+            }
             Some(name) if Attribute::from_name(&name).is_none() => return Err(unknown_attribute(target.start, &name)),
             _ => return Err(ExprError::new(target.start, "only request.headers can be indexed")),
         }
@@ -144,6 +164,15 @@ impl Emitter<'_> {
     }
 
     fn call(&mut self, target: Option<&Expr>, name: &str, at: usize, args: &[Expr]) -> Result<Emitted, ExprError> {
+        if name == "detected" {
+            if target.is_some() {
+                return Err(ExprError::new(
+                    at,
+                    "'detected' is a function, not a method: detected(\"id\") or detected(\"classifier\", \"location\")",
+                ));
+            }
+            return self.detected(at, args);
+        }
         // `size(s)` and `matches(s, re)` also exist in global form: normalise to receiver + arguments.
         let (receiver, args) = match (target, name, args) {
             (Some(t), _, _) => (t, args),
@@ -182,6 +211,7 @@ impl Emitter<'_> {
                 ));
             };
             let dfa = self
+                .scope
                 .regexes
                 .intern(pattern)
                 .map_err(|message| ExprError::new(arg.start, message))?;
@@ -200,6 +230,67 @@ impl Emitter<'_> {
             _ => Node::Contains(subject, needle),
         };
         Ok((self.push(node, &[subject, needle], at)?, Type::Bool))
+    }
+
+    /// `detected("id")` for a declared detection, `detected("classifier", "location")` for an implicit one.
+    fn detected(&mut self, at: usize, args: &[Expr]) -> Result<Emitted, ExprError> {
+        let index = match args {
+            [id] => {
+                let (id, id_at) = literal(id, "a detection id")?;
+                self.scope
+                    .tables
+                    .declared(id)
+                    .ok_or_else(|| self.unknown_detection(id_at, id))?
+            }
+            [classifier, location] => {
+                let (name, name_at) = literal(classifier, "a classifier id")?;
+                let (place, place_at) = literal(location, "a location")?;
+                let tables = &mut *self.scope.tables;
+                let Some(classifier) = tables.classifier(name) else {
+                    return Err(ExprError::new(name_at, tables.unknown_classifier(name)));
+                };
+                let Some(location) = Location::from_name(place) else {
+                    return Err(ExprError::new(place_at, unknown_location(place)));
+                };
+                if let Some(base) = Tables::layered_on(classifier) {
+                    return Err(ExprError::new(
+                        name_at,
+                        format!(
+                            "classifier '{name}' is layered on '{base}': declare it under detections, with \
+                             'requires:' naming a {base} detection"
+                        ),
+                    ));
+                }
+                tables
+                    .implicit(classifier, location)
+                    .map_err(|message| ExprError::new(at, message))?
+            }
+            _ => {
+                return Err(ExprError::new(
+                    at,
+                    format!("'detected' takes 1 or 2 arguments, found {}", args.len()),
+                ));
+            }
+        };
+        Ok((self.push(Node::Detected(index), &[], at)?, Type::Bool))
+    }
+
+    fn unknown_detection(&self, at: usize, id: &str) -> ExprError {
+        let tables = &*self.scope.tables;
+        if tables.classifier(id).is_some() {
+            return ExprError::new(
+                at,
+                format!(
+                    "unknown detection '{id}': '{id}' is a classifier; name a location too, \
+                     e.g. detected(\"{id}\", \"request.body\")"
+                ),
+            );
+        }
+        let known = tables.declared_ids();
+        if known.is_empty() {
+            return ExprError::new(at, format!("unknown detection '{id}' (no detections are declared)"));
+        }
+        ExprError::new(at, format!("unknown detection '{id}' (known: {})", known.join(", ")))
     }
 
     /// A `&&` / `||` chain, emitted as a balanced tree (both operators are associative, errors included).
@@ -240,6 +331,11 @@ impl Emitter<'_> {
 
     fn relation(&mut self, op: RelOp, at: usize, lhs: &Expr, rhs: &Expr) -> Result<Emitted, ExprError> {
         if op == RelOp::In {
+            if let ExprKind::Index { target, index } = &rhs.kind {
+                if dotted_name(target).as_deref() == Some(LISTS) {
+                    return self.in_list(at, lhs, index);
+                }
+            }
             return self.has_header(at, lhs, rhs);
         }
         let (a, ta) = self.emit(lhs)?;
@@ -276,9 +372,34 @@ impl Emitter<'_> {
         Ok((self.push(node, &[a, b], at)?, Type::Bool))
     }
 
-    /// `"name" in request.headers`, the only `in` the engine knows.
+    /// `key in lists["id"]`: the key is any string expression.
+    fn in_list(&mut self, at: usize, lhs: &Expr, index: &Expr) -> Result<Emitted, ExprError> {
+        let (key, ty) = self.emit(lhs)?;
+        if ty != Type::String {
+            return Err(type_error(
+                lhs.start,
+                format!("the key of 'in lists[...]' must be a string, found {}", ty.name()),
+            ));
+        }
+        let ExprKind::Str(id) = &index.kind else {
+            return Err(ExprError::new(index.start, "a list id must be a string literal"));
+        };
+        let lists = self.scope.lists;
+        let Some(list) = lists.iter().position(|l| l == id) else {
+            let message = if lists.is_empty() {
+                format!("unknown list '{id}' (no lists are declared)")
+            } else {
+                format!("unknown list '{id}' (known: {})", lists.join(", "))
+            };
+            return Err(ExprError::new(index.start, message));
+        };
+        let list = u16::try_from(list).map_err(|_| ExprError::new(index.start, "too many lists"))?;
+        Ok((self.push(Node::InList { list, key }, &[key], at)?, Type::Bool))
+    }
+
+    /// `"name" in request.headers`.
     fn has_header(&mut self, at: usize, lhs: &Expr, rhs: &Expr) -> Result<Emitted, ExprError> {
-        let usage = "'in' is only supported as \"name\" in request.headers";
+        let usage = "'in' is only supported as \"name\" in request.headers and key in lists[\"id\"]";
         match dotted_name(rhs) {
             Some(name) if name == HEADERS => {}
             Some(name) if Attribute::from_name(&name).is_none() => return Err(unknown_attribute(rhs.start, &name)),
@@ -308,6 +429,17 @@ fn dotted_name(e: &Expr) -> Option<String> {
     }
 }
 
+/// A string literal argument of `detected`, with its offset.
+fn literal<'e>(e: &'e Expr, what: &str) -> Result<(&'e str, usize), ExprError> {
+    match &e.kind {
+        ExprKind::Str(s) => Ok((s, e.start)),
+        _ => Err(ExprError::new(
+            e.start,
+            format!("the arguments of 'detected' are string literals: expected {what}"),
+        )),
+    }
+}
+
 fn type_error(at: usize, message: String) -> ExprError {
     ExprError::new(at, format!("type error: {message}"))
 }
@@ -331,7 +463,152 @@ mod tests {
     use super::*;
 
     fn compile(text: &str) -> Result<Vec<Node>, (usize, String)> {
-        compile_condition(text, &mut Regexes::default()).map_err(|e| (e.offset, e.message))
+        compile_in(text, &mut Tables::default(), &[])
+    }
+
+    fn compile_in(text: &str, tables: &mut Tables, lists: &[String]) -> Result<Vec<Node>, (usize, String)> {
+        let mut scope = Scope {
+            regexes: &mut Regexes::default(),
+            tables,
+            lists,
+        };
+        compile_condition(text, &mut scope).map_err(|e| (e.offset, e.message))
+    }
+
+    /// Tables with detections `cards` (credit_card in response.body) and `ssn-in` (credit_card in request.body).
+    fn tables() -> Tables {
+        let mut t = Tables::default();
+        let card = t.classifier("credit_card").unwrap();
+        t.declare("cards".into(), card, Location::ResponseBody, None).unwrap();
+        t.declare("ssn-in".into(), card, Location::RequestBody, None).unwrap();
+        t
+    }
+
+    #[test]
+    fn detections_and_lists() {
+        let mut t = tables();
+        let lists = ["hot".to_owned(), "sensitive".to_owned()];
+        assert_eq!(
+            compile_in(
+                r#"detected("ssn-in") || endpoint in lists["sensitive"]"#,
+                &mut t,
+                &lists
+            )
+            .unwrap(),
+            vec![
+                Node::Detected(1),
+                Node::Attribute(Attribute::Endpoint),
+                Node::InList { list: 1, key: 1 },
+                Node::Or(0, 2)
+            ]
+        );
+        // Implicit detections are appended once, whatever the number of uses.
+        assert_eq!(
+            compile_in(
+                r#"detected("credit_card", "request.query") && !detected("credit_card", "request.query")"#,
+                &mut t,
+                &lists
+            )
+            .unwrap(),
+            vec![Node::Detected(2), Node::Detected(2), Node::Not(1), Node::And(0, 2)]
+        );
+        assert_eq!(t.detections().len(), 3);
+        assert_eq!(t.detections()[2].id, "credit_card@request.query");
+        assert_eq!(
+            compile_in(
+                r#"request.headers["x"].size() > 1 && "a" in lists["hot"]"#,
+                &mut t,
+                &lists
+            )
+            .unwrap()
+            .last(),
+            Some(&Node::And(3, 5))
+        );
+    }
+
+    #[test]
+    fn detection_and_list_errors() {
+        let mut t = tables();
+        let lists = ["hot".to_owned()];
+        let mut err = |text: &str| compile_in(text, &mut t, &lists).unwrap_err();
+        assert_eq!(
+            err(r#"detected("nope")"#),
+            (9, "unknown detection 'nope' (known: cards, ssn-in)".into())
+        );
+        assert_eq!(
+            err(r#"detected("credit_card")"#).1,
+            "unknown detection 'credit_card': 'credit_card' is a classifier; name a location too, \
+             e.g. detected(\"credit_card\", \"request.body\")"
+        );
+        let builtins: Vec<&str> = crate::scan::builtin::BUILTINS.iter().map(|b| b.id).collect();
+        assert_eq!(
+            err(r#"detected("passport", "request.body")"#),
+            (
+                9,
+                format!("unknown classifier 'passport' (known: {})", builtins.join(", "))
+            )
+        );
+        assert_eq!(
+            err(r#"detected("credit_card", "request.bdy")"#),
+            (
+                24,
+                "unknown location 'request.bdy' (expected one of: request.query, request.body, response.body)".into()
+            )
+        );
+        assert_eq!(
+            err(r#"detected("card_expiry", "request.body")"#),
+            (
+                9,
+                "classifier 'card_expiry' is layered on 'credit_card': declare it under detections, with \
+                 'requires:' naming a credit_card detection"
+                    .into()
+            )
+        );
+        assert_eq!(
+            err("detected()"),
+            (0, "'detected' takes 1 or 2 arguments, found 0".into())
+        );
+        assert_eq!(
+            err("detected(request.path)"),
+            (
+                9,
+                "the arguments of 'detected' are string literals: expected a detection id".into()
+            )
+        );
+        assert_eq!(
+            err(r#"request.path.detected("cards")"#).1,
+            "'detected' is a function, not a method: detected(\"id\") or detected(\"classifier\", \"location\")"
+        );
+        assert_eq!(
+            err(r#"endpoint in lists["cold"]"#),
+            (18, "unknown list 'cold' (known: hot)".into())
+        );
+        assert_eq!(
+            err(r#"size(endpoint) in lists["hot"]"#),
+            (
+                0,
+                "type error: the key of 'in lists[...]' must be a string, found int".into()
+            )
+        );
+        assert_eq!(
+            err(r#"endpoint in lists[endpoint]"#),
+            (18, "a list id must be a string literal".into())
+        );
+        assert_eq!(
+            err(r#"lists["hot"] == "a""#),
+            (
+                0,
+                "lists[\"id\"] is only used on the right of 'in': key in lists[\"id\"]".into()
+            )
+        );
+        assert_eq!(
+            compile(r#"endpoint in lists["hot"]"#).unwrap_err(),
+            (18, "unknown list 'hot' (no lists are declared)".into())
+        );
+        assert_eq!(
+            compile(r#"detected("x")"#).unwrap_err(),
+            (9, "unknown detection 'x' (no detections are declared)".into())
+        );
     }
 
     #[test]
@@ -485,7 +762,7 @@ mod tests {
         );
         assert_eq!(
             compile(r#"request.path in request.headers"#).unwrap_err().1,
-            "'in' is only supported as \"name\" in request.headers"
+            "'in' is only supported as \"name\" in request.headers and key in lists[\"id\"]"
         );
         assert!(compile(r#"request.headers == "a""#)
             .unwrap_err()

@@ -2,10 +2,12 @@
 //!
 //! # Overview
 //!
-//! [`compile`] reads a policy file, checks every key, parses each rule's `when` condition as a [CEL] expression,
-//! resolves attribute names, type-checks, builds a dense DFA for every `matches` pattern and emits the flat node
-//! arena of [`crate::program`]. The first problem found stops compilation and is reported as a [`CompileError`]
-//! that points at the offending key, value or token: `file:line:col: message`.
+//! [`compile`] reads a policy file, checks every key, parses each rule's `when` condition (and each list's
+//! `add_when`) as a [CEL] expression, resolves attribute, detection and list names, type-checks, builds a dense DFA
+//! for every `matches` pattern and one multi-pattern scan-set DFA for every location a detection looks in, computes
+//! the phase each rule is decided in, and emits the flat node arenas of [`crate::program`] and the tables of
+//! [`crate::detect`]. The first problem found stops compilation and is reported as a [`CompileError`] that points at
+//! the offending key, value or token: `file:line:col: message`.
 //!
 //! ```
 //! use portcullis_policies::compiler::{compile, CompileOptions};
@@ -29,21 +31,99 @@
 //!
 //! # The language
 //!
-//! Top-level keys: `version` (required, `1`) and `rules` (required, a list). Rule keys: `id` (required,
-//! `[a-z0-9][a-z0-9._-]*`, at most 64 characters, unique), `when` (required, CEL), `action` (required, `block` or
-//! `monitor`) and `status` (optional, 100 to 599, default 403; used by `block` only).
+//! Top-level keys: `version` (required, `1`), `rules` (required, a list), and the optional `inspection`,
+//! `classifiers`, `detections` and `lists`. Unknown keys are errors at every level. Ids everywhere are
+//! `[a-z0-9][a-z0-9._-]*`, at most 64 characters, unique within their section.
 //!
-//! `when` is the subset of CEL the engine evaluates: string, int and bool literals (`"..."`, `'...'`, triple-quoted
-//! and `r"..."` raw strings, with CEL escapes), `!`, `&&`, `||`, `==`, `!=`, `<`, `<=`, `>`, `>=`,
+//! ```yaml
+//! version: 1
+//! inspection:
+//!   max_body_bytes: 262144          # per direction; 1 to 16 MiB, default 256 KiB
+//!   inspect_binary: false           # default false
+//! classifiers:
+//!   - id: employee-id               # must not be a built-in id
+//!     pattern: "EMP-[0-9]{6}"
+//!     validator: none               # none | luhn | mod97
+//!     context: [employee, staff]    # optional keywords, looked for before a match
+//! detections:
+//!   - id: cards-out
+//!     classifier: credit_card       # a built-in or a custom classifier
+//!     in: response.body             # request.query | request.body | response.body
+//!   - id: expiry-out
+//!     classifier: card_expiry
+//!     in: response.body
+//!     requires: cards-out           # counts only where cards-out also fired
+//! lists:
+//!   - id: sensitive-endpoints
+//!     key: endpoint                 # endpoint | source_ip
+//!     add_when: detected("cards-out")
+//!     ttl: 24h
+//! rules:
+//!   - id: cards-in-query
+//!     when: detected("credit_card", "request.query")
+//!     action: block
+//!   - id: watch-sensitive
+//!     when: endpoint in lists["sensitive-endpoints"]
+//!     action: monitor
+//! ```
+//!
+//! **Rules**: `id` (required), `when` (required, CEL), `action` (required, `block` or `monitor`) and `status`
+//! (optional, 100 to 599, default 403; used by `block` only).
+//!
+//! **Inspection**: `max_body_bytes` (1 to 16 MiB, default 256 KiB, per direction) and `inspect_binary` (default
+//! `false`).
+//!
+//! **Classifiers** (custom): `id` (required, not a built-in id), `pattern` (required; regex syntax as for `matches`,
+//! except that a match may be any bytes, e.g. `(?-u:[^0-9])`; it must not match the empty string), `validator`
+//! (`none`, `luhn` or `mod97`; default `none`), `context` (a list of keywords, lower-cased; one must appear shortly
+//! before a match), `context_window` (1 to 1024 bytes, default 64; only with `context`), `confidence` (0 to 100,
+//! default 80) and `max_length` (1 to 256 bytes; defaults to the longest match of the pattern, and is required when
+//! the pattern can match unbounded text).
+//!
+//! **Detections**: `id`, `classifier` (a built-in from [`crate::scan::builtin::BUILTINS`] or a custom classifier)
+//! and `in` (`request.query`, `request.body` or `response.body`) are required. `requires` names an *earlier*
+//! detection in the *same* location: the detection then counts only where that one also fired. A built-in layered on
+//! another (`card_expiry` on `credit_card`) must be declared with `requires` naming a detection of that classifier.
+//!
+//! **Lists**: `id`, `key` (`endpoint` or `source_ip`) and `ttl` (a duration: `90s`, `15m`, `24h`, `7d`, or
+//! combinations in that order such as `1h30m`; 1s to 30d) are required. `max_entries` is 1 to 1048576 (default
+//! 10000). `add_when` (optional) is a condition evaluated when the exchange is complete: when it holds, the
+//! exchange's key is added to the list. It is compiled like `when`, and may use everything `when` may.
+//!
+//! Sections are resolved in that order whatever their order in the file, so rules and `add_when` may name any
+//! detection or list.
+//!
+//! # Conditions
+//!
+//! `when` and `add_when` are the subset of CEL the engine evaluates: string, int and bool literals (`"..."`, `'...'`,
+//! triple-quoted and `r"..."` raw strings, with CEL escapes), `!`, `&&`, `||`, `==`, `!=`, `<`, `<=`, `>`, `>=`,
 //! `"name" in request.headers`, `request.headers["name"]` (the name is lower-cased, as Envoy lower-cases header
 //! names), `s.startsWith(t)`, `s.endsWith(t)`, `s.contains(t)`, `s.matches("re")`, `size(s)` and `s.size()`.
 //! Chains of `&&` / `||` are compiled as balanced trees, so long lists of alternatives stay shallow.
+//!
+//! Attributes are Envoy's names (`request.path`, `source.address`, ...) plus `endpoint`, the endpoint template
+//! (`METHOD host/path` with identifiers folded). Beyond them:
+//! - `detected("id")` is true when the declared detection `id` found something in this exchange;
+//! - `detected("classifier", "location")` does the same without a declaration: it adds the implicit detection
+//!   `classifier@location` (one per pair, however often it is used). A layered built-in cannot be used this way;
+//! - `key in lists["id"]` is true when the string `key` is a live entry of list `id`.
+//!
+//! # Phases
+//!
+//! A rule is decided as soon as what it reads exists: with the request headers (attributes, headers, lists and
+//! `request.query` detections), after the request body (`request.body` detections), or after the response body
+//! (`response.body` detections). A rule decided on the response can only `monitor`, since the response has already
+//! reached the client: `action: block` there is a compile error. To act on what a response revealed, add the
+//! request's key to a list with `add_when`, and block later requests with `key in lists["id"]`.
 //!
 //! # Regular expressions
 //!
 //! `matches` patterns use `regex-automata` syntax with Unicode enabled (`(?i)` folds case). Each distinct pattern
 //! becomes one dense DFA built for unanchored search, capped at 2 MiB. Unicode word boundaries (`\b`, `\B` in
 //! Unicode mode) are refused, because a DFA cannot search them; `(?-u:\b)` is the ASCII word boundary and works.
+//!
+//! Classifier patterns follow the same rules. The patterns of all classifiers a location looks for are compiled
+//! together into that location's scan set: one overlapping DFA, so a body is read once whatever their number.
 //!
 //! # Positions
 //!
@@ -60,6 +140,7 @@ use core::fmt;
 use crate::bundle::{self, BundleContent};
 
 mod check;
+mod detections;
 mod lexer;
 mod parser;
 mod policy;
@@ -110,7 +191,7 @@ impl std::error::Error for CompileError {}
 ///
 /// The first problem found in the policy, with its position.
 pub fn compile(source: &str, options: &CompileOptions) -> Result<BundleContent, CompileError> {
-    let (rules, dfas) = policy::compile_policy(source).map_err(|e| CompileError {
+    let content = policy::compile_policy(source).map_err(|e| CompileError {
         file: options.file_name.clone(),
         line: e.line,
         column: e.column,
@@ -120,9 +201,7 @@ pub fn compile(source: &str, options: &CompileOptions) -> Result<BundleContent, 
         policy_name: options.policy_name.clone(),
         revision: options.revision,
         compiler_version: COMPILER_VERSION.to_owned(),
-        rules,
-        dfas,
-        ..BundleContent::default()
+        ..content
     })
 }
 

@@ -1,24 +1,53 @@
-//! The YAML layer: reads a policy file's structure, checks every key and value, and compiles each rule.
+//! The YAML layer: reads a policy file's structure, checks every key and value, and compiles each section.
+//!
+//! Sections are compiled in dependency order whatever their order in the file: `inspection`, `classifiers`,
+//! `detections` (whose `requires` point backwards), `lists` (declared first, then their `add_when` conditions, which
+//! may name any list), then `rules`; the scan sets are built last, once every detection is known.
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
-use crate::bundle::MAX_RULES;
-use crate::program::{Action, Rule};
+use crate::bundle::{self, BundleContent, MAX_CLASSIFIER_MATCH, MAX_DETECTION_ITEMS, MAX_LIST_ENTRIES, MAX_RULES};
+use crate::detect::{ClassifierDef, InspectionDef, ListDef, ListKey, Location, Validator};
+use crate::program::{Action, Node, Phase, Rule};
+use crate::scan::builtin;
 
-use super::check::compile_condition;
-use super::regex::Regexes;
+use super::check::{compile_condition, Scope};
+use super::detections::{unknown_location, CustomClassifier, ScanSetBuilder, Tables};
+use super::regex::{parse_classifier_pattern, Regexes};
+use super::scan_set::build_scan_set;
 use super::source::{offset_in_scalar, SourceMap};
 
 /// The only policy language version this compiler reads.
 const POLICY_VERSION: i64 = 1;
 /// Keys of the top-level mapping.
-const POLICY_KEYS: &str = "version, rules";
+const POLICY_KEYS: &str = "version, inspection, classifiers, detections, lists, rules";
 /// Keys of a rule.
 const RULE_KEYS: &str = "id, when, action, status";
-/// Longest rule id, in bytes (ids are ASCII).
+/// Keys of `inspection`.
+const INSPECTION_KEYS: &str = "max_body_bytes, inspect_binary";
+/// Keys of a custom classifier.
+const CLASSIFIER_KEYS: &str = "id, pattern, validator, context, context_window, confidence, max_length";
+/// Keys of a detection.
+const DETECTION_KEYS: &str = "id, classifier, in, requires";
+/// Keys of a list.
+const LIST_KEYS: &str = "id, key, add_when, ttl, max_entries";
+/// Longest id, in bytes (ids are ASCII).
 const MAX_ID_LEN: usize = 64;
 /// The status of a block when the rule does not say.
 const DEFAULT_STATUS: u16 = 403;
+/// Most body bytes inspected per direction that a policy may ask for.
+const MAX_BODY_BYTES: u32 = 16 * 1024 * 1024;
+/// How far before a match a custom classifier looks for context, when it has context and does not say.
+const DEFAULT_CONTEXT_WINDOW: u16 = 64;
+/// The widest context window: the scanner keeps this much of the stream behind every match.
+const MAX_CONTEXT_WINDOW: u16 = 1024;
+/// A custom classifier's confidence when it does not say.
+const DEFAULT_CONFIDENCE: u8 = 80;
+/// A list's capacity when it does not say.
+const DEFAULT_MAX_ENTRIES: u32 = 10_000;
+/// The longest list ttl: 30 days.
+const MAX_TTL_SECONDS: u64 = 30 * DAY;
+const DAY: u64 = 86_400;
 
 /// A policy error with its position (1-based line and column).
 #[derive(Debug)]
@@ -28,10 +57,16 @@ pub(crate) struct PolicyError {
     pub message: String,
 }
 
-/// Compiles a policy file to its rules and DFAs.
-pub(crate) fn compile_policy(source: &str) -> Result<(Vec<Rule>, Vec<Vec<u8>>), PolicyError> {
+/// Compiles a policy file to the content of a bundle (everything but the name, revision and compiler version).
+pub(crate) fn compile_policy(source: &str) -> Result<BundleContent, PolicyError> {
+    compile_policy_with(source, build_scan_set)
+}
+
+/// [`compile_policy`], building scan sets with `build`.
+fn compile_policy_with(source: &str, build: ScanSetBuilder) -> Result<BundleContent, PolicyError> {
     let compiler = Compiler {
         map: SourceMap::new(source),
+        build,
     };
     let docs = MarkedYaml::load_from_str(source).map_err(|e| PolicyError {
         line: e.marker().line(),
@@ -54,7 +89,19 @@ pub(crate) fn compile_policy(source: &str) -> Result<(Vec<Rule>, Vec<Vec<u8>>), 
 
 struct Compiler<'s> {
     map: SourceMap<'s>,
+    build: ScanSetBuilder,
 }
+
+/// The fields of one mapping, in file order: name, key node, value node.
+type Fields<'n, 'i> = Vec<(String, &'n MarkedYaml<'i>, &'n MarkedYaml<'i>)>;
+
+/// The value of field `name`, if present.
+fn field<'n, 'i>(fields: &Fields<'n, 'i>, name: &str) -> Option<&'n MarkedYaml<'i>> {
+    fields.iter().find(|(n, _, _)| n == name).map(|&(_, _, v)| v)
+}
+
+/// Ids already defined in one namespace, each with its line, for duplicate errors.
+type Ids = Vec<(String, usize)>;
 
 impl Compiler<'_> {
     fn error(&self, node: &MarkedYaml<'_>, message: impl Into<String>) -> PolicyError {
@@ -70,12 +117,7 @@ impl Compiler<'_> {
     }
 
     /// The fields of a mapping in file order, refusing keys not in `known` (`what` names the mapping).
-    fn fields<'n, 'i>(
-        &self,
-        node: &'n MarkedYaml<'i>,
-        known: &str,
-        what: &str,
-    ) -> Result<Vec<(String, &'n MarkedYaml<'i>, &'n MarkedYaml<'i>)>, PolicyError> {
+    fn fields<'n, 'i>(&self, node: &'n MarkedYaml<'i>, known: &str, what: &str) -> Result<Fields<'n, 'i>, PolicyError> {
         let YamlData::Mapping(mapping) = &node.data else {
             return Err(self.error(
                 node,
@@ -94,6 +136,14 @@ impl Compiler<'_> {
             fields.push((name, key, value));
         }
         Ok(fields)
+    }
+
+    /// The items of a list-valued field.
+    fn sequence<'n, 'i>(&self, field: &str, node: &'n MarkedYaml<'i>) -> Result<&'n [MarkedYaml<'i>], PolicyError> {
+        match &node.data {
+            YamlData::Sequence(items) => Ok(items),
+            _ => Err(self.error(node, format!("'{field}' must be a list, found {}", kind(node)))),
+        }
     }
 
     /// The text of a scalar as written: decoded strings, and plain scalars YAML read as another type.
@@ -123,12 +173,84 @@ impl Compiler<'_> {
         }
     }
 
-    fn policy(&self, root: &MarkedYaml<'_>) -> Result<(Vec<Rule>, Vec<Vec<u8>>), PolicyError> {
+    /// An integer field in `range`, converted to `T`; the error names the range.
+    fn int_in<T: TryFrom<i64> + Copy + Into<i64>>(
+        &self,
+        field: &str,
+        node: &MarkedYaml<'_>,
+        range: core::ops::RangeInclusive<T>,
+    ) -> Result<T, PolicyError> {
+        let value = self.int(field, node)?;
+        let (low, high) = (*range.start(), *range.end());
+        T::try_from(value)
+            .ok()
+            .filter(|v| (low.into()..=high.into()).contains(&(*v).into()))
+            .ok_or_else(|| {
+                self.error(
+                    node,
+                    format!("invalid {field} {value} (expected {} to {})", low.into(), high.into()),
+                )
+            })
+    }
+
+    fn bool(&self, field: &str, node: &MarkedYaml<'_>) -> Result<bool, PolicyError> {
+        match node.data {
+            YamlData::Value(Scalar::Boolean(b)) => Ok(b),
+            _ => Err(self.error(node, format!("'{field}' must be true or false, found {}", kind(node)))),
+        }
+    }
+
+    /// A required field's value, or an error at `node` naming what it belongs to.
+    fn required<'n, 'i>(
+        &self,
+        fields: &Fields<'n, 'i>,
+        name: &str,
+        node: &MarkedYaml<'_>,
+        owner: &str,
+    ) -> Result<&'n MarkedYaml<'i>, PolicyError> {
+        field(fields, name).ok_or_else(|| self.error(node, format!("missing required field '{name}' in {owner}")))
+    }
+
+    /// The `id` of an item (`what`: rule, classifier, ...): well formed and not already in `ids`, then added to it.
+    fn id(
+        &self,
+        fields: &Fields<'_, '_>,
+        node: &MarkedYaml<'_>,
+        what: &str,
+        ids: &mut Ids,
+    ) -> Result<String, PolicyError> {
+        let id_node = self.required(fields, "id", node, what)?;
+        let id = self.text("id", id_node)?;
+        if !valid_id(&id) {
+            return Err(self.error(
+                id_node,
+                format!(
+                    "invalid {what} id '{id}' (use a-z, 0-9, '.', '_' and '-', starting with a letter or digit, \
+                     at most {MAX_ID_LEN} characters)"
+                ),
+            ));
+        }
+        if what == "classifier" && builtin::builtin(&id).is_some() {
+            return Err(self.error(
+                id_node,
+                format!("classifier id '{id}' is taken by a built-in classifier (choose another id)"),
+            ));
+        }
+        if let Some((_, line)) = ids.iter().find(|(seen, _)| *seen == id) {
+            return Err(self.error(
+                id_node,
+                format!("duplicate {what} id '{id}' (first defined at line {line})"),
+            ));
+        }
+        ids.push((id.clone(), id_node.span.start.line()));
+        Ok(id)
+    }
+
+    fn policy(&self, root: &MarkedYaml<'_>) -> Result<BundleContent, PolicyError> {
         let fields = self.fields(root, POLICY_KEYS, "policy")?;
-        let field = |name: &str| fields.iter().find(|(n, _, _)| n == name).map(|&(_, _, v)| v);
         let missing = |name: &str| self.error(root, format!("missing required field '{name}' in policy"));
 
-        let version = field("version").ok_or_else(|| missing("version"))?;
+        let version = field(&fields, "version").ok_or_else(|| missing("version"))?;
         match self.int("version", version)? {
             POLICY_VERSION => {}
             other => {
@@ -138,56 +260,383 @@ impl Compiler<'_> {
                 ));
             }
         }
+        let rules = field(&fields, "rules").ok_or_else(|| missing("rules"))?;
+        let rules = self.sequence("rules", rules)?;
 
-        let rules = field("rules").ok_or_else(|| missing("rules"))?;
-        let YamlData::Sequence(items) = &rules.data else {
-            return Err(self.error(rules, format!("'rules' must be a list, found {}", kind(rules))));
+        let inspection = match field(&fields, "inspection") {
+            Some(node) => self.inspection(node)?,
+            None => InspectionDef::default(),
         };
+        let mut tables = Tables::default();
+        if let Some(node) = field(&fields, "classifiers") {
+            self.classifiers(self.sequence("classifiers", node)?, &mut tables)?;
+        }
+        if let Some(node) = field(&fields, "detections") {
+            self.detections(self.sequence("detections", node)?, &mut tables)?;
+        }
+
+        // Lists are declared before any condition compiles: add_when and rules may name any of them.
+        let list_items = match field(&fields, "lists") {
+            Some(node) => self.sequence("lists", node)?,
+            None => &[],
+        };
+        let mut lists = Vec::with_capacity(list_items.len());
+        let mut add_whens = Vec::with_capacity(list_items.len());
+        let mut list_ids = Ids::new();
+        for (index, item) in list_items.iter().enumerate() {
+            if index >= MAX_DETECTION_ITEMS {
+                return Err(self.error(item, format!("too many lists (at most {MAX_DETECTION_ITEMS})")));
+            }
+            let (list, add_when) = self.list(item, &mut list_ids)?;
+            lists.push(list);
+            add_whens.push(add_when);
+        }
+        let names: Vec<String> = list_ids.into_iter().map(|(id, _)| id).collect();
+
         let mut regexes = Regexes::default();
-        let mut compiled: Vec<Rule> = Vec::with_capacity(items.len());
-        // Each id with the line it was defined on, for duplicate errors.
-        let mut ids: Vec<(String, usize)> = Vec::with_capacity(items.len());
-        for (index, item) in items.iter().enumerate() {
+        let mut scope = Scope {
+            regexes: &mut regexes,
+            tables: &mut tables,
+            lists: &names,
+        };
+        for (list, add_when) in lists.iter_mut().zip(add_whens) {
+            if let Some(node) = add_when {
+                list.add_when = self.condition("add_when", node, &mut scope)?;
+            }
+        }
+        let mut compiled: Vec<Rule> = Vec::with_capacity(rules.len());
+        let mut rule_ids = Ids::new();
+        for (index, item) in rules.iter().enumerate() {
             if index >= MAX_RULES {
                 return Err(self.error(item, format!("too many rules (at most {MAX_RULES})")));
             }
-            let rule = self.rule(item, &mut ids, &mut regexes)?;
-            compiled.push(rule);
+            compiled.push(self.rule(item, &mut rule_ids, &mut scope)?);
         }
-        Ok((compiled, regexes.into_dfas()))
+
+        let mut dfas = regexes.into_dfas();
+        let finished = tables.finish(&mut dfas, self.build).map_err(|e| {
+            let (line, column) = e.at.unwrap_or((1, 1));
+            PolicyError {
+                line,
+                column,
+                message: e.message,
+            }
+        })?;
+        Ok(BundleContent {
+            rules: compiled,
+            dfas,
+            classifiers: finished.classifiers,
+            detections: finished.detections,
+            scan_sets: finished.scan_sets,
+            lists,
+            inspection,
+            ..BundleContent::default()
+        })
     }
 
-    fn rule(
+    fn inspection(&self, node: &MarkedYaml<'_>) -> Result<InspectionDef, PolicyError> {
+        let fields = self.fields(node, INSPECTION_KEYS, "inspection")?;
+        let mut inspection = InspectionDef::default();
+        if let Some(value) = field(&fields, "max_body_bytes") {
+            inspection.max_body_bytes = self.int_in("max_body_bytes", value, 1..=MAX_BODY_BYTES)?;
+        }
+        if let Some(value) = field(&fields, "inspect_binary") {
+            inspection.inspect_binary = self.bool("inspect_binary", value)?;
+        }
+        Ok(inspection)
+    }
+
+    fn classifiers(&self, items: &[MarkedYaml<'_>], tables: &mut Tables) -> Result<(), PolicyError> {
+        let mut ids = Ids::new();
+        for (index, item) in items.iter().enumerate() {
+            if index >= MAX_DETECTION_ITEMS {
+                return Err(self.error(item, format!("too many classifiers (at most {MAX_DETECTION_ITEMS})")));
+            }
+            let classifier = self.classifier(item, &mut ids)?;
+            tables.add_custom(classifier);
+        }
+        Ok(())
+    }
+
+    fn classifier(&self, node: &MarkedYaml<'_>, ids: &mut Ids) -> Result<CustomClassifier, PolicyError> {
+        let fields = self.fields(node, CLASSIFIER_KEYS, "classifier")?;
+        let id = self.id(&fields, node, "classifier", ids)?;
+        let owner = format!("classifier '{id}'");
+
+        let pattern_node = self.required(&fields, "pattern", node, &owner)?;
+        let pattern = self.text("pattern", pattern_node)?;
+        let lengths = parse_classifier_pattern(&pattern).map_err(|message| self.error(pattern_node, message))?;
+        if lengths.min == Some(0) {
+            return Err(self.error(
+                pattern_node,
+                "pattern can match the empty string: a classifier must match at least one character",
+            ));
+        }
+
+        let validator = match field(&fields, "validator") {
+            None => Validator::None,
+            Some(value) => match self.text("validator", value)?.as_str() {
+                "none" => Validator::None,
+                "luhn" => Validator::Luhn,
+                "mod97" => Validator::Mod97,
+                other => {
+                    return Err(self.error(
+                        value,
+                        format!("invalid validator '{other}' (expected one of: none, luhn, mod97)"),
+                    ));
+                }
+            },
+        };
+
+        let mut context = Vec::new();
+        if let Some(value) = field(&fields, "context") {
+            for keyword in self.sequence("context", value)? {
+                let text = self.text("context", keyword)?;
+                if text.trim().is_empty() {
+                    return Err(self.error(keyword, "a context keyword must not be empty"));
+                }
+                context.push(text.to_lowercase());
+            }
+        }
+        let context_window = match field(&fields, "context_window") {
+            Some(value) if context.is_empty() => {
+                return Err(self.error(
+                    value,
+                    "'context_window' has no effect without 'context' keywords: add context or remove it",
+                ));
+            }
+            Some(value) => self.int_in("context_window", value, 1..=MAX_CONTEXT_WINDOW)?,
+            None if context.is_empty() => 0,
+            None => DEFAULT_CONTEXT_WINDOW,
+        };
+        let confidence = match field(&fields, "confidence") {
+            Some(value) => self.int_in("confidence", value, 0..=100u8)?,
+            None => DEFAULT_CONFIDENCE,
+        };
+
+        let max_len = match field(&fields, "max_length") {
+            Some(value) => {
+                let max = self.int_in("max_length", value, 1..=MAX_CLASSIFIER_MATCH)?;
+                if let Some(min) = lengths.min.filter(|&min| min > usize::from(max)) {
+                    return Err(self.error(
+                        value,
+                        format!("max_length {max} is shorter than the shortest match of the pattern ({min} bytes)"),
+                    ));
+                }
+                max
+            }
+            None => match lengths.max {
+                None => return Err(self.error(pattern_node, "pattern can match unbounded text: set max_length")),
+                Some(max) => u16::try_from(max)
+                    .ok()
+                    .filter(|&m| m <= MAX_CLASSIFIER_MATCH)
+                    .ok_or_else(|| {
+                        self.error(
+                            pattern_node,
+                            format!(
+                                "pattern can match {max} bytes, more than the {MAX_CLASSIFIER_MATCH} a classifier \
+                                 may: set max_length"
+                            ),
+                        )
+                    })?,
+            },
+        };
+        Ok(CustomClassifier {
+            def: ClassifierDef {
+                id,
+                validator,
+                context,
+                context_window,
+                max_len,
+                confidence,
+            },
+            pattern,
+            pattern_at: (pattern_node.span.start.line(), pattern_node.span.start.col() + 1),
+        })
+    }
+
+    fn detections(&self, items: &[MarkedYaml<'_>], tables: &mut Tables) -> Result<(), PolicyError> {
+        // Every id with its line, so a `requires` that points forward can say so.
+        let all: Ids = items.iter().filter_map(|item| self.peek_id(item)).collect();
+        let mut ids = Ids::new();
+        for (index, item) in items.iter().enumerate() {
+            if index >= MAX_DETECTION_ITEMS {
+                return Err(self.error(item, format!("too many detections (at most {MAX_DETECTION_ITEMS})")));
+            }
+            self.detection(item, &mut ids, &all, tables)?;
+        }
+        Ok(())
+    }
+
+    /// The `id` of a mapping item and its line, without checking anything else.
+    fn peek_id(&self, item: &MarkedYaml<'_>) -> Option<(String, usize)> {
+        let YamlData::Mapping(mapping) = &item.data else {
+            return None;
+        };
+        let (_, value) = mapping
+            .iter()
+            .find(|(key, _)| self.scalar_text(key).as_deref() == Some("id"))?;
+        Some((self.scalar_text(value)?, value.span.start.line()))
+    }
+
+    fn detection(
         &self,
         node: &MarkedYaml<'_>,
-        ids: &mut Vec<(String, usize)>,
-        regexes: &mut Regexes,
-    ) -> Result<Rule, PolicyError> {
-        let fields = self.fields(node, RULE_KEYS, "rule")?;
-        let field = |name: &str| fields.iter().find(|(n, _, _)| n == name).map(|&(_, _, v)| v);
+        ids: &mut Ids,
+        all: &Ids,
+        tables: &mut Tables,
+    ) -> Result<(), PolicyError> {
+        let fields = self.fields(node, DETECTION_KEYS, "detection")?;
+        let id = self.id(&fields, node, "detection", ids)?;
+        let owner = format!("detection '{id}'");
 
-        let id_node = field("id").ok_or_else(|| self.error(node, "missing required field 'id' in rule"))?;
-        let id = self.text("id", id_node)?;
-        if !valid_id(&id) {
-            return Err(self.error(
-                id_node,
+        let classifier_node = self.required(&fields, "classifier", node, &owner)?;
+        let name = self.text("classifier", classifier_node)?;
+        let classifier = tables
+            .classifier(&name)
+            .ok_or_else(|| self.error(classifier_node, tables.unknown_classifier(&name)))?;
+        let in_node = self.required(&fields, "in", node, &owner)?;
+        let place = self.text("in", in_node)?;
+        let location = Location::from_name(&place).ok_or_else(|| self.error(in_node, unknown_location(&place)))?;
+
+        let requires = match field(&fields, "requires") {
+            None => None,
+            Some(value) => Some(self.requires(&id, location, value, all, tables)?),
+        };
+        if let Some(base) = Tables::layered_on(classifier) {
+            match requires.map(|r| (r, tables.detection_classifier(r))) {
+                Some((_, Some(found))) if found == base => {}
+                Some((r, found)) => {
+                    let required = tables.detection(r).map_or("", |d| d.id.as_str());
+                    return Err(self.error(
+                        classifier_node,
+                        format!(
+                            "classifier '{name}' is layered on '{base}', but 'requires:' names '{required}', which \
+                             detects {}: name a {base} detection in {}",
+                            found.unwrap_or("?"),
+                            location.name()
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(self.error(
+                        classifier_node,
+                        format!(
+                            "classifier '{name}' is layered on '{base}': add 'requires:' naming a {base} detection \
+                             in {}",
+                            location.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        tables
+            .declare(id, classifier, location, requires)
+            .map_err(|message| self.error(node, message))?;
+        Ok(())
+    }
+
+    /// The detection a `requires` value names: declared earlier, in the same location.
+    fn requires(
+        &self,
+        id: &str,
+        location: Location,
+        node: &MarkedYaml<'_>,
+        all: &Ids,
+        tables: &Tables,
+    ) -> Result<u16, PolicyError> {
+        let required = self.text("requires", node)?;
+        let Some(index) = tables.declared(&required) else {
+            let message = if required == id {
+                format!("detection '{id}' cannot require itself")
+            } else if let Some((_, line)) = all.iter().find(|(other, _)| *other == required) {
                 format!(
-                    "invalid rule id '{id}' (use a-z, 0-9, '.', '_' and '-', starting with a letter or digit, \
-                     at most {MAX_ID_LEN} characters)"
+                    "detection '{id}' requires '{required}', which is declared after it (line {line}): \
+                     'requires' must name an earlier detection"
+                )
+            } else {
+                let known = tables.declared_ids();
+                if known.is_empty() {
+                    format!("unknown detection '{required}' (no detection is declared before '{id}')")
+                } else {
+                    format!(
+                        "unknown detection '{required}' (declared before '{id}': {})",
+                        known.join(", ")
+                    )
+                }
+            };
+            return Err(self.error(node, message));
+        };
+        match tables.detection(index).map(|d| d.location) {
+            Some(other) if other != location => Err(self.error(
+                node,
+                format!(
+                    "detection '{id}' requires '{required}', which looks in {}: a required detection must look in \
+                     the same location ({})",
+                    other.name(),
+                    location.name()
                 ),
-            ));
+            )),
+            _ => Ok(index),
         }
-        if let Some((_, line)) = ids.iter().find(|(seen, _)| *seen == id) {
-            return Err(self.error(
-                id_node,
-                format!("duplicate rule id '{id}' (first defined at line {line})"),
-            ));
-        }
-        ids.push((id.clone(), id_node.span.start.line()));
-        let missing = |name: &str| self.error(node, format!("missing required field '{name}' in rule '{id}'"));
+    }
 
-        let when = field("when").ok_or_else(|| missing("when"))?;
-        let action_node = field("action").ok_or_else(|| missing("action"))?;
+    /// A list's declaration, and its `add_when` node to compile once every list is known.
+    fn list<'n, 'i>(
+        &self,
+        node: &'n MarkedYaml<'i>,
+        ids: &mut Ids,
+    ) -> Result<(ListDef, Option<&'n MarkedYaml<'i>>), PolicyError> {
+        let fields = self.fields(node, LIST_KEYS, "list")?;
+        let id = self.id(&fields, node, "list", ids)?;
+        let owner = format!("list '{id}'");
+
+        let key_node = self.required(&fields, "key", node, &owner)?;
+        let key = match self.text("key", key_node)?.as_str() {
+            "endpoint" => ListKey::Endpoint,
+            "source_ip" => ListKey::SourceIp,
+            other => {
+                return Err(self.error(
+                    key_node,
+                    format!("invalid list key '{other}' (expected one of: endpoint, source_ip)"),
+                ));
+            }
+        };
+        let ttl_node = self.required(&fields, "ttl", node, &owner)?;
+        let ttl = self.text("ttl", ttl_node)?;
+        let ttl_seconds = match parse_duration(&ttl) {
+            None => {
+                return Err(self.error(
+                    ttl_node,
+                    format!("invalid ttl '{ttl}' (expected a duration such as 90s, 15m, 24h, 7d or 1h30m)"),
+                ));
+            }
+            Some(seconds) if !(1..=MAX_TTL_SECONDS).contains(&seconds) => {
+                return Err(self.error(ttl_node, format!("ttl '{ttl}' is out of range (from 1s to 30d)")));
+            }
+            Some(seconds) => seconds,
+        };
+        let max_entries = match field(&fields, "max_entries") {
+            Some(value) => self.int_in("max_entries", value, 1..=MAX_LIST_ENTRIES)?,
+            None => DEFAULT_MAX_ENTRIES,
+        };
+        let list = ListDef {
+            id,
+            key,
+            ttl_seconds,
+            max_entries,
+            add_when: Vec::new(),
+        };
+        Ok((list, field(&fields, "add_when")))
+    }
+
+    fn rule(&self, node: &MarkedYaml<'_>, ids: &mut Ids, scope: &mut Scope<'_>) -> Result<Rule, PolicyError> {
+        let fields = self.fields(node, RULE_KEYS, "rule")?;
+        let id = self.id(&fields, node, "rule", ids)?;
+        let owner = format!("rule '{id}'");
+
+        let when = self.required(&fields, "when", node, &owner)?;
+        let action_node = self.required(&fields, "action", node, &owner)?;
         let action = match self.text("action", action_node)?.as_str() {
             "block" => Action::Block,
             "monitor" => Action::Monitor,
@@ -198,7 +647,7 @@ impl Compiler<'_> {
                 ));
             }
         };
-        let status = match field("status") {
+        let status = match field(&fields, "status") {
             None => DEFAULT_STATUS,
             Some(status_node) => {
                 let status = self.int("status", status_node)?;
@@ -213,27 +662,33 @@ impl Compiler<'_> {
                     })?
             }
         };
-        let condition = self.condition(when, regexes)?;
+        let condition = self.condition("when", when, scope)?;
+        let phase = bundle::phase_of(&condition, scope.tables.detections());
+        if action == Action::Block && phase == Phase::Response {
+            return Err(self.error(
+                action_node,
+                format!(
+                    "rule '{id}' reads response.body, which has already reached the client when it is decided: \
+                     use action: monitor, or a list whose add_when uses the detection"
+                ),
+            ));
+        }
         Ok(Rule {
             id,
             action,
             status,
             condition,
-            phase: crate::program::Phase::RequestHeaders,
+            phase,
         })
     }
 
-    /// Compiles a `when` value; errors point at the offending token inside the scalar.
-    fn condition(
-        &self,
-        node: &MarkedYaml<'_>,
-        regexes: &mut Regexes,
-    ) -> Result<Vec<crate::program::Node>, PolicyError> {
-        let text = self.text("when", node)?;
+    /// Compiles a condition (`field`: `when` or `add_when`); errors point at the offending token inside the scalar.
+    fn condition(&self, field: &str, node: &MarkedYaml<'_>, scope: &mut Scope<'_>) -> Result<Vec<Node>, PolicyError> {
+        let text = self.text(field, node)?;
         if text.trim().is_empty() {
-            return Err(self.error(node, "'when' must not be empty"));
+            return Err(self.error(node, format!("'{field}' must not be empty")));
         }
-        compile_condition(&text, regexes).map_err(|e| {
+        compile_condition(&text, scope).map_err(|e| {
             let start = self.map.offset(node.span.start.line(), node.span.start.col());
             let offset = start + offset_in_scalar(self.map.rest(start), &text, e.offset);
             let (line, column) = self.map.position(offset);
@@ -244,6 +699,32 @@ impl Compiler<'_> {
             }
         })
     }
+}
+
+/// A duration: one or more `<digits><unit>` with units `d`, `h`, `m`, `s` in that order, each at most once
+/// (`90s`, `24h`, `1h30m`). `None` when malformed or past `u64`.
+fn parse_duration(text: &str) -> Option<u64> {
+    const UNITS: [(char, u64); 4] = [('d', DAY), ('h', 3_600), ('m', 60), ('s', 1)];
+    if text.is_empty() {
+        return None;
+    }
+    let mut rest = text;
+    let mut total: u64 = 0;
+    // Units still allowed: those after the last one used.
+    let mut allowed: &[(char, u64)] = &UNITS;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, tail) = rest.split_at_checked(digits)?;
+        let number: u64 = number.parse().ok()?;
+        let mut chars = tail.chars();
+        let unit = chars.next()?;
+        let position = allowed.iter().position(|&(u, _)| u == unit)?;
+        let (_, seconds) = *allowed.get(position)?;
+        total = total.checked_add(number.checked_mul(seconds)?)?;
+        allowed = allowed.get(position + 1..)?;
+        rest = chars.as_str();
+    }
+    Some(total)
 }
 
 /// `[a-z0-9][a-z0-9._-]*`, at most [`MAX_ID_LEN`] characters.
@@ -272,10 +753,404 @@ fn kind(node: &MarkedYaml<'_>) -> &'static str {
         YamlData::BadValue => "an invalid value",
     }
 }
-
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use regex_automata::dfa::{dense, StartKind};
+    use regex_automata::nfa::thompson;
+    use regex_automata::util::syntax;
+    use regex_automata::MatchKind;
+
     use super::*;
+    use crate::detect::{DetectionDef, ScanSetDef};
+    use crate::engine::Request;
+    use crate::program::Attribute;
+    use crate::Bundle;
+
+    /// The example of the language documentation.
+    const EXAMPLE: &str = r#"version: 1
+inspection:
+  max_body_bytes: 262144
+  inspect_binary: false
+classifiers:
+  - id: employee-id
+    pattern: "EMP-[0-9]{6}"
+    validator: none
+    context: [Employee, staff]
+    confidence: 70
+detections:
+  - id: cards-out
+    classifier: credit_card
+    in: response.body
+  - id: expiry-out
+    classifier: card_expiry
+    in: response.body
+    requires: cards-out
+  - id: staff-in
+    classifier: employee-id
+    in: request.body
+lists:
+  - id: sensitive-endpoints
+    key: endpoint
+    add_when: detected("cards-out")
+    ttl: 24h
+    max_entries: 500
+  - id: static
+    key: source_ip
+    ttl: 1h30m
+rules:
+  - id: cards-in-query
+    when: detected("credit_card", "request.query")
+    action: block
+  - id: watch-sensitive
+    when: endpoint in lists["sensitive-endpoints"]
+    action: monitor
+  - id: staff-upload
+    when: detected("staff-in") && request.method == "POST"
+    action: block
+  - id: cards-leaving
+    when: detected("cards-out") && detected("expiry-out")
+    action: monitor
+"#;
+
+    /// What `scan_set::build_scan_set` promises: an unanchored, overlapping multi-pattern DFA over bytes, serialized
+    /// little-endian. Built here so these tests pin the compiler's side of the contract on their own.
+    fn test_scan_set(patterns: &[(&str, u16)]) -> Result<(Vec<u8>, Vec<u16>), String> {
+        let regexes: Vec<&str> = patterns.iter().map(|p| p.0).collect();
+        let config = dense::Config::new()
+            .match_kind(MatchKind::All)
+            .start_kind(StartKind::Unanchored);
+        let dfa = dense::Builder::new()
+            .configure(config)
+            .syntax(syntax::Config::new().utf8(false))
+            .thompson(thompson::Config::new().utf8(false))
+            .build_many(&regexes)
+            .map_err(|e| format!("bad regex: {e}"))?;
+        let (bytes, padding) = dfa.to_bytes_little_endian();
+        Ok((bytes[padding..].to_vec(), patterns.iter().map(|p| p.1).collect()))
+    }
+
+    fn compile(source: &str) -> Result<BundleContent, (usize, usize, String)> {
+        compile_policy_with(source, test_scan_set).map_err(|e| (e.line, e.column, e.message))
+    }
+
+    fn load(content: &BundleContent) -> Bundle {
+        Bundle::from_bytes(&bundle::encode(content).unwrap()).unwrap()
+    }
+
+    /// A request with fixed detection counts and list contents.
+    struct Exchange {
+        method: &'static str,
+        counts: Vec<(u16, u32)>,
+        lists: Vec<(u16, &'static [u8])>,
+    }
+
+    impl Request for Exchange {
+        fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
+            match attribute {
+                Attribute::RequestMethod => Some(Cow::Borrowed(self.method.as_bytes())),
+                Attribute::Endpoint => Some(Cow::Borrowed(b"GET api.example/users/{id}")),
+                _ => None,
+            }
+        }
+        fn header(&self, _: &[u8]) -> Option<Cow<'_, [u8]>> {
+            None
+        }
+        fn detection_count(&self, detection: u16) -> u32 {
+            self.counts.iter().find(|(d, _)| *d == detection).map_or(0, |&(_, n)| n)
+        }
+        fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
+            Some(self.lists.iter().any(|&(l, k)| l == list && k == key))
+        }
+    }
+
+    #[test]
+    fn the_example_compiles_to_the_intended_tables() {
+        let c = compile(EXAMPLE).unwrap();
+        let ids: Vec<&str> = c.detections.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["cards-out", "expiry-out", "staff-in", "credit_card@request.query"]
+        );
+        let classifiers: Vec<&str> = c.classifiers.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(classifiers, ["credit_card", "card_expiry", "employee-id"]);
+        assert_eq!(
+            c.detections[1],
+            DetectionDef {
+                id: "expiry-out".into(),
+                classifier: 1,
+                location: Location::ResponseBody,
+                requires: Some(0)
+            }
+        );
+        assert_eq!(c.detections[3].classifier, 0, "the built-in is shared across locations");
+        assert_eq!(
+            c.classifiers[2],
+            ClassifierDef {
+                id: "employee-id".into(),
+                validator: Validator::None,
+                context: vec!["employee".into(), "staff".into()],
+                context_window: 64,
+                max_len: 10,
+                confidence: 70,
+            }
+        );
+        assert_eq!(
+            c.classifiers[0].max_len,
+            builtin::builtin("credit_card").unwrap().max_len
+        );
+        assert_eq!(
+            c.scan_sets,
+            [
+                Some(ScanSetDef {
+                    dfa: 0,
+                    patterns: vec![0]
+                }),
+                Some(ScanSetDef {
+                    dfa: 1,
+                    patterns: vec![2]
+                }),
+                Some(ScanSetDef {
+                    dfa: 2,
+                    patterns: vec![0, 1]
+                }),
+            ]
+        );
+        assert_eq!(c.dfas.len(), 3);
+        assert_eq!(
+            c.lists[0],
+            ListDef {
+                id: "sensitive-endpoints".into(),
+                key: ListKey::Endpoint,
+                ttl_seconds: 86_400,
+                max_entries: 500,
+                add_when: vec![Node::Detected(0)],
+            }
+        );
+        assert_eq!((c.lists[1].ttl_seconds, c.lists[1].max_entries), (5_400, 10_000));
+        assert!(c.lists[1].add_when.is_empty());
+        let phases: Vec<Phase> = c.rules.iter().map(|r| r.phase).collect();
+        assert_eq!(
+            phases,
+            [
+                Phase::RequestHeaders,
+                Phase::RequestHeaders,
+                Phase::RequestBody,
+                Phase::Response
+            ]
+        );
+        assert_eq!(c.inspection, InspectionDef::default());
+    }
+
+    #[test]
+    fn the_example_loads_and_evaluates() {
+        let bundle = load(&compile(EXAMPLE).unwrap());
+        let quiet = Exchange {
+            method: "POST",
+            counts: vec![],
+            lists: vec![],
+        };
+        assert_eq!(bundle.evaluate(&quiet).matched, 0);
+        assert!(bundle.lists_to_add(&quiet).is_empty());
+
+        let card_in_query = Exchange {
+            method: "GET",
+            counts: vec![(3, 1)],
+            lists: vec![],
+        };
+        let v = bundle.evaluate_phase(Phase::RequestHeaders, &card_in_query);
+        assert_eq!(bundle.rule_id(v.rule.unwrap()), Some("cards-in-query"));
+        assert!(v.is_block());
+
+        let leak = Exchange {
+            method: "GET",
+            counts: vec![(0, 2), (1, 1)],
+            lists: vec![],
+        };
+        let v = bundle.evaluate_phase(Phase::Response, &leak);
+        assert_eq!(
+            (v.action, bundle.rule_id(v.rule.unwrap())),
+            (Some(Action::Monitor), Some("cards-leaving"))
+        );
+        assert_eq!(bundle.lists_to_add(&leak), [0]);
+
+        let listed = Exchange {
+            method: "GET",
+            counts: vec![],
+            lists: vec![(0, b"GET api.example/users/{id}")],
+        };
+        let v = bundle.evaluate_phase(Phase::RequestHeaders, &listed);
+        assert_eq!(
+            (v.action, bundle.rule_id(v.rule.unwrap())),
+            (Some(Action::Monitor), Some("watch-sensitive"))
+        );
+        assert_eq!(bundle.evaluate_phase(Phase::RequestHeaders, &quiet).matched, 0);
+
+        let staff = Exchange {
+            method: "POST",
+            counts: vec![(2, 1)],
+            lists: vec![],
+        };
+        assert!(bundle.evaluate_phase(Phase::RequestBody, &staff).is_block());
+        assert!(!bundle.evaluate_phase(Phase::RequestHeaders, &staff).is_block());
+    }
+
+    #[test]
+    fn declaration_order_in_the_file_does_not_matter() {
+        let source = r#"version: 1
+rules:
+  - id: r
+    when: endpoint in lists["l"] || detected("d")
+    action: block
+lists:
+  - id: l
+    key: endpoint
+    ttl: 10m
+    add_when: detected("d") && "x" in lists["l"]
+detections:
+  - id: d
+    classifier: credit_card
+    in: request.body
+"#;
+        let c = compile(source).unwrap();
+        assert_eq!(c.rules[0].phase, Phase::RequestBody);
+        assert_eq!(c.lists[0].add_when.last(), Some(&Node::And(0, 2)));
+    }
+
+    #[test]
+    fn classifier_defaults_and_limits() {
+        let with = |classifier: &str| {
+            compile(&format!(
+                "version: 1\nclassifiers:\n  - id: c\n{classifier}\ndetections:\n  - id: d\n    classifier: c\n    \
+                 in: request.body\nrules: []\n"
+            ))
+        };
+        let c = with("    pattern: 'x[0-9]{3}'").unwrap();
+        assert_eq!(
+            (
+                c.classifiers[0].max_len,
+                c.classifiers[0].context_window,
+                c.classifiers[0].confidence
+            ),
+            (4, 0, 80)
+        );
+        let c = with("    pattern: 'x[0-9]+'\n    max_length: 20\n    validator: luhn").unwrap();
+        assert_eq!(
+            (c.classifiers[0].max_len, c.classifiers[0].validator),
+            (20, Validator::Luhn)
+        );
+        assert_eq!(
+            with("    pattern: 'x?'").unwrap_err(),
+            (
+                4,
+                14,
+                "pattern can match the empty string: a classifier must match at least one character".into()
+            )
+        );
+        assert_eq!(
+            with("    pattern: 'x{300}'").unwrap_err(),
+            (
+                4,
+                14,
+                "pattern can match 300 bytes, more than the 256 a classifier may: set max_length".into()
+            )
+        );
+        assert_eq!(
+            with("    pattern: 'x{30}'\n    max_length: 10").unwrap_err(),
+            (
+                5,
+                17,
+                "max_length 10 is shorter than the shortest match of the pattern (30 bytes)".into()
+            )
+        );
+        assert_eq!(
+            with("    pattern: 'x'\n    max_length: 257").unwrap_err().2,
+            "invalid max_length 257 (expected 1 to 256)"
+        );
+        assert_eq!(
+            with("    pattern: 'x'\n    context_window: 8").unwrap_err().2,
+            "'context_window' has no effect without 'context' keywords: add context or remove it"
+        );
+        assert_eq!(
+            with("    pattern: 'x'\n    context: [a]\n    context_window: 0")
+                .unwrap_err()
+                .2,
+            "invalid context_window 0 (expected 1 to 1024)"
+        );
+        assert_eq!(
+            with("    pattern: 'x'\n    confidence: 101").unwrap_err().2,
+            "invalid confidence 101 (expected 0 to 100)"
+        );
+        assert_eq!(
+            with("    pattern: 'x'\n    validator: iban").unwrap_err().2,
+            "invalid validator 'iban' (expected one of: none, luhn, mod97)"
+        );
+        assert_eq!(
+            with("    pattern: '\\bx'").unwrap_err().2,
+            "bad regex: Unicode word boundaries (\\b, \\B) cannot be compiled to a DFA; use (?-u:\\b) for an \
+             ASCII word boundary"
+        );
+        assert_eq!(
+            with("    pattern: 'x'\n    context: ['  ']").unwrap_err(),
+            (5, 15, "a context keyword must not be empty".into())
+        );
+    }
+
+    #[test]
+    fn inspection_values() {
+        let with = |inspection: &str| compile(&format!("version: 1\ninspection:\n{inspection}\nrules: []\n"));
+        let c = with("  max_body_bytes: 1024\n  inspect_binary: true").unwrap();
+        assert_eq!(
+            c.inspection,
+            InspectionDef {
+                max_body_bytes: 1024,
+                inspect_binary: true
+            }
+        );
+        assert_eq!(
+            with("  max_body_bytes: 0").unwrap_err(),
+            (3, 19, "invalid max_body_bytes 0 (expected 1 to 16777216)".into())
+        );
+        assert_eq!(
+            with("  inspect_binary: yes").unwrap_err().2,
+            "'inspect_binary' must be true or false, found a string"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("24h"), Some(86_400));
+        assert_eq!(parse_duration("7d"), Some(604_800));
+        assert_eq!(parse_duration("1d2h3m4s"), Some(93_784));
+        assert_eq!(parse_duration("1h30m"), Some(5_400));
+        for bad in [
+            "",
+            "10",
+            "h",
+            "1m1h",
+            "1h1h",
+            "1.5h",
+            "1 h",
+            "-1s",
+            "1w",
+            "99999999999999999999s",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_duration("0s"), Some(0));
+    }
+
+    #[test]
+    fn limits_on_items() {
+        let many: String = (0..=MAX_DETECTION_ITEMS)
+            .map(|i| format!("  - {{id: l{i}, key: endpoint, ttl: 1h}}\n"))
+            .collect();
+        let e = compile(&format!("version: 1\nlists:\n{many}rules: []\n")).unwrap_err();
+        assert_eq!(e, (259, 5, "too many lists (at most 256)".into()));
+    }
 
     #[test]
     fn ids() {

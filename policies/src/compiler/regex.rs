@@ -42,10 +42,29 @@ fn too_many() -> String {
     format!("too many distinct regexes (at most {MAX_DFAS} per policy)")
 }
 
-/// Builds and serializes (little-endian, padding stripped: the loader realigns) the DFA for `pattern`.
-fn build(pattern: &str) -> Result<Vec<u8>, String> {
-    // Parse first: regex-syntax's errors are multi-line diagrams; keep their one-line summary.
-    let hir = syntax::parse(pattern).map_err(|e| format!("bad regex: {}", summary(&e.to_string())))?;
+/// What the compiler needs to know about a pattern's matches, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MatchLengths {
+    /// The shortest match (`Some(0)`: the pattern can match the empty string).
+    pub min: Option<usize>,
+    /// The longest match; `None` when unbounded.
+    pub max: Option<usize>,
+}
+
+/// Parses a `matches` pattern, refusing what a DFA cannot search. The error is a one-line `bad regex: ...` message.
+pub(crate) fn parse_pattern(pattern: &str) -> Result<MatchLengths, String> {
+    parse_with(pattern, &syntax::Config::new())
+}
+
+/// Parses a custom classifier's pattern as the scan set compiles it: like [`parse_pattern`], except that a match
+/// need not be valid UTF-8 (`(?-u:[^0-9])` may match any byte), since bodies are bytes.
+pub(crate) fn parse_classifier_pattern(pattern: &str) -> Result<MatchLengths, String> {
+    parse_with(pattern, &syntax::Config::new().utf8(false))
+}
+
+fn parse_with(pattern: &str, config: &syntax::Config) -> Result<MatchLengths, String> {
+    // regex-syntax's errors are multi-line diagrams; keep their one-line summary.
+    let hir = syntax::parse_with(pattern, config).map_err(|e| format!("bad regex: {}", summary(&e.to_string())))?;
     if hir.properties().look_set().contains_word_unicode() {
         return Err(
             "bad regex: Unicode word boundaries (\\b, \\B) cannot be compiled to a DFA; \
@@ -53,6 +72,16 @@ fn build(pattern: &str) -> Result<Vec<u8>, String> {
                 .to_owned(),
         );
     }
+    Ok(MatchLengths {
+        min: hir.properties().minimum_len(),
+        max: hir.properties().maximum_len(),
+    })
+}
+
+/// Builds and serializes (little-endian, padding stripped: the loader realigns) the DFA for `pattern`.
+fn build(pattern: &str) -> Result<Vec<u8>, String> {
+    // Parse first, for the one-line errors and the word-boundary check.
+    parse_pattern(pattern)?;
     let config = dense::Config::new()
         .start_kind(StartKind::Unanchored)
         .dfa_size_limit(Some(DFA_SIZE_LIMIT))
@@ -133,6 +162,17 @@ mod tests {
              use (?-u:\\b) for an ASCII word boundary"
         );
         assert!(r.intern(r"(?-u:\b)word(?-u:\b)").is_ok());
+        assert_eq!(
+            parse_pattern("EMP-[0-9]{6}|x"),
+            Ok(MatchLengths {
+                min: Some(1),
+                max: Some(10)
+            })
+        );
+        assert_eq!(parse_pattern("é+").unwrap().max, None);
+        assert_eq!(parse_pattern("a?").unwrap().min, Some(0));
+        assert!(parse_pattern("(?-u:[^0-9])").is_err());
+        assert_eq!(parse_classifier_pattern("(?-u:[^0-9])").unwrap().max, Some(1));
         assert_eq!(
             r.intern(r"\w{200}[a-z]{50}\w{200}").unwrap_err(),
             "bad regex: too large for a DFA (over the 2 MiB limit)"
