@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::detect::{ClassifierDef, DetectionDef, InspectionDef, ListDef, Location, ScanSetDef};
 use crate::program::{Node, Phase, Rule, Type};
+use crate::token::TokenPolicy;
 
 /// The first eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"PCLSBNDL";
@@ -77,6 +78,8 @@ pub struct BundleContent {
     pub lists: Vec<ListDef>,
     /// Body inspection limits.
     pub inspection: InspectionDef,
+    /// Token sources, identity and JWT checks; `None` when the policy has no `tokens:` section.
+    pub tokens: Option<TokenPolicy>,
 }
 
 /// Why a bundle was refused. The message is static: safe to log, never echoes the bytes.
@@ -181,6 +184,7 @@ pub struct Bundle {
     pub(crate) scan_sets: [Option<ScanSetDef>; 3],
     pub(crate) lists: Vec<ListDef>,
     pub(crate) inspection: InspectionDef,
+    pub(crate) tokens: Option<TokenPolicy>,
 }
 
 impl Bundle {
@@ -287,6 +291,7 @@ impl Bundle {
             scan_sets: content.scan_sets,
             lists: content.lists,
             inspection: content.inspection,
+            tokens: content.tokens,
         })
     }
 
@@ -323,6 +328,11 @@ impl Bundle {
     /// The dynamic lists (`Node::InList` indexes this).
     pub fn lists(&self) -> &[ListDef] {
         &self.lists
+    }
+
+    /// The token section, if the policy has one.
+    pub fn tokens(&self) -> Option<&TokenPolicy> {
+        self.tokens.as_ref()
     }
 
     /// Body inspection limits.
@@ -476,6 +486,8 @@ fn check_condition(nodes: &[Node], counts: &Counts) -> Result<(), BundleError> {
                 }
                 (Type::Bool, 0)
             }
+            Node::TokenPresent | Node::JwtFinding(_) => (Type::Bool, 0),
+            Node::TokenField(_) | Node::TokenClaim(_) | Node::TokenHeader(_) => (Type::String, 0),
             Node::InList { list, key } => {
                 if usize::from(*list) >= counts.lists {
                     return Err(invalid);

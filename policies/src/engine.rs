@@ -13,6 +13,7 @@ use regex_automata::Input;
 
 use crate::bundle::Bundle;
 use crate::program::{Attribute, Node, NodeIndex, Phase};
+use crate::token::{JwtFinding, TokenField};
 use crate::verdict::Verdict;
 
 /// A request as the engine sees it. Strings are bytes: nothing here assumes UTF-8.
@@ -31,6 +32,30 @@ pub trait Request {
     fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
         let _ = (list, key);
         None
+    }
+    /// True when the request carries a token in one of the policy's sources.
+    fn token_present(&self) -> bool {
+        false
+    }
+    /// `token.id` or `token.kind`; `None` without a token.
+    fn token_field(&self, field: TokenField) -> Option<Cow<'_, [u8]>> {
+        let _ = field;
+        None
+    }
+    /// A claim of the request's JWT as a string; `None` without a JWT or without that claim.
+    fn token_claim(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        let _ = name;
+        None
+    }
+    /// A JOSE header field of the request's JWT as a string; `None` when absent.
+    fn token_header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        let _ = name;
+        None
+    }
+    /// True when the analysis of the request's JWT found `finding`.
+    fn jwt_finding(&self, finding: JwtFinding) -> bool {
+        let _ = finding;
+        false
     }
 }
 
@@ -165,6 +190,11 @@ impl<'a> Evaluator<'a> {
             }
             Node::Size(a) => Value::Int(i64::try_from(self.str(*a)?.len()).map_err(|_| EvalError)?),
             Node::Detected(d) => Value::Bool(self.request.detection_count(*d) > 0),
+            Node::TokenPresent => Value::Bool(self.request.token_present()),
+            Node::TokenField(f) => Value::Str(self.request.token_field(*f).ok_or(EvalError)?),
+            Node::TokenClaim(name) => Value::Str(self.request.token_claim(name).ok_or(EvalError)?),
+            Node::TokenHeader(name) => Value::Str(self.request.token_header(name).ok_or(EvalError)?),
+            Node::JwtFinding(f) => Value::Bool(self.request.jwt_finding(*f)),
             Node::InList { list, key } => {
                 let key = self.str(*key)?;
                 Value::Bool(self.request.in_list(*list, &key).ok_or(EvalError)?)

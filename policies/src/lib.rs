@@ -16,6 +16,7 @@
 //! - [`program`]: the evaluable form of a rule condition (a flat node arena, children before parents).
 //! - [`detect`]: classifiers, detections, body inspection limits and dynamic lists.
 //! - [`scan`]: streaming inspection of bodies and values, built-in classifiers, findings per detection.
+//! - [`token`]: token sources, caller identity, JWT policy and the JWT findings rules can name.
 //! - [`endpoint`]: endpoint templates (`GET host/users/{id}`), the key of endpoint lists.
 //! - [`bundle`]: the wire format and its validating loader.
 //! - [`engine`]: evaluation of a loaded bundle, and the [`Request`] view it reads.
@@ -34,6 +35,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod program;
 pub mod scan;
+pub mod token;
 pub mod verdict;
 
 #[cfg(feature = "compiler")]

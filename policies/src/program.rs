@@ -178,6 +178,16 @@ pub enum Node {
     Size(NodeIndex),
     /// `detected("id")`: detection number `.0` found something in this exchange.
     Detected(u16),
+    /// `token.present`: the request carries a token in one of the policy's sources.
+    TokenPresent,
+    /// `token.id` / `token.kind`; an error when there is no token.
+    TokenField(crate::token::TokenField),
+    /// `token.claims["name"]` as a string (numbers in decimal, other JSON as JSON text); an error when absent.
+    TokenClaim(String),
+    /// `token.header["name"]`, like [`Node::TokenClaim`] for the JOSE header.
+    TokenHeader(String),
+    /// `detected("jwt.…")`: the token's analysis found this.
+    JwtFinding(crate::token::JwtFinding),
     /// `key in lists["id"]`: the string `key` is a live entry of list number `list`.
     InList {
         /// Index into the bundle's lists.
