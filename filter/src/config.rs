@@ -9,7 +9,8 @@
 //!     "timeout_ms": 5000,
 //!     "max_backoff_ms": 60000
 //!   },
-//!   "failure_mode": "open"
+//!   "failure_mode": "open",
+//!   "token_hash_key": "a secret of at least 16 bytes"
 //! }
 //! ```
 //!
@@ -59,6 +60,11 @@ pub struct PluginConfig {
     /// Behaviour before the first bundle.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Secret key for token identities (`token.id` is a keyed hash of the token): at least 16 bytes. Give every
+    /// Envoy of a fleet the same key so a caller has one identity everywhere. Without it the bundle's key is used,
+    /// and without that each Envoy makes a random one.
+    #[serde(default)]
+    pub token_hash_key: Option<String>,
 }
 
 fn default_poll_interval_ms() -> u64 {
@@ -133,6 +139,9 @@ impl PluginConfig {
                 "must be at least poll_interval_ms and at most 3600000",
             );
         }
+        if self.token_hash_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(ConfigError("token_hash_key: must be at least 16 bytes".into()));
+        }
         Ok(())
     }
 
@@ -186,6 +195,10 @@ mod tests {
                 .starts_with("control_plane.poll_interval_ms:")
         );
         assert!(err("").starts_with("configuration is empty"));
+        assert_eq!(
+            err(r#"{"control_plane":{"cluster":"cp","bundle":"d"},"token_hash_key":"short"}"#),
+            "token_hash_key: must be at least 16 bytes"
+        );
         assert!(err("{").starts_with("configuration: EOF while parsing"), "{}", err("{"));
     }
 }
