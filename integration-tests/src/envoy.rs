@@ -39,6 +39,12 @@ pub const LISTENER_STAT_PREFIX: &str = "ingress";
 /// test keeps it regardless.
 pub const KEEP_FILES_ENV: &str = "PORTCULLIS_KEEP_FILES";
 
+/// The body of a [`EnvoyConfig::direct_response`] answer.
+pub const DIRECT_RESPONSE_BODY: &str = r#"{"direct":"ok"}"#;
+
+/// Envoy's default limit on a direct response body (`max_direct_response_body_size_bytes`), in bytes.
+const DEFAULT_MAX_DIRECT_RESPONSE_BODY: usize = 4096;
+
 /// How long Envoy may take to start (V8 compiles the module once per worker).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -104,6 +110,8 @@ pub struct EnvoyConfig {
     filter: Option<WasmFilter>,
     concurrency: u32,
     direct_response: bool,
+    /// The body and content type of a direct response other than [`DIRECT_RESPONSE_BODY`].
+    direct_body: Option<(String, String)>,
     access_log: bool,
     log_level: String,
 }
@@ -123,6 +131,7 @@ impl EnvoyConfig {
             filter: None,
             concurrency: 2,
             direct_response: false,
+            direct_body: None,
             access_log: true,
             log_level: "info".into(),
         }
@@ -165,6 +174,16 @@ impl EnvoyConfig {
     /// without an upstream.
     pub fn direct_response(mut self, on: bool) -> Self {
         self.direct_response = on;
+        self
+    }
+
+    /// Answers `200` with `body` and `content-type: content_type` from the route itself, like
+    /// [`EnvoyConfig::direct_response`] but with a body of any size: the route configuration's
+    /// `max_direct_response_body_size_bytes` (4 KiB by default) is raised to fit it. The response passes through
+    /// the wasm filter's response callbacks like an upstream's would.
+    pub fn direct_response_body(mut self, body: impl Into<String>, content_type: &str) -> Self {
+        self.direct_response = true;
+        self.direct_body = Some((body.into(), content_type.into()));
         self
     }
 
@@ -233,13 +252,34 @@ impl EnvoyConfig {
                 yaml.push_str(&format!("                  {field}: {}\n", q(&operator)));
             }
         }
-        yaml.push_str("          route_config:\n            name: local\n            virtual_hosts:\n");
+        yaml.push_str("          route_config:\n            name: local\n");
+        let direct_body = self.direct_body.as_ref().filter(|_| self.direct_response);
+        if let Some((body, _)) = direct_body.filter(|(body, _)| body.len() > DEFAULT_MAX_DIRECT_RESPONSE_BODY) {
+            yaml.push_str(&format!(
+                "            max_direct_response_body_size_bytes: {}\n",
+                body.len()
+            ));
+        }
+        yaml.push_str("            virtual_hosts:\n");
         yaml.push_str("            - name: all\n              domains: [\"*\"]\n              routes:\n");
         yaml.push_str("              - match: { prefix: \"/\" }\n");
-        if self.direct_response {
-            yaml.push_str(
-                "                direct_response: { status: 200, body: { inline_string: '{\"direct\":\"ok\"}' } }\n",
-            );
+        if let Some((body, content_type)) = direct_body {
+            yaml.push_str(&format!(
+                "                direct_response: {{ status: 200, body: {{ inline_string: {} }} }}\n",
+                q(body)
+            ));
+            // Envoy would answer `text/plain`; a header the route adds is set before that default applies.
+            yaml.push_str("                response_headers_to_add:\n");
+            yaml.push_str(&format!(
+                "                - header: {{ key: content-type, value: {} }}\n",
+                q(content_type)
+            ));
+            yaml.push_str("                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n");
+        } else if self.direct_response {
+            yaml.push_str(&format!(
+                "                direct_response: {{ status: 200, body: {{ inline_string: {} }} }}\n",
+                q(DIRECT_RESPONSE_BODY)
+            ));
         } else {
             yaml.push_str("                route: { cluster: upstream, timeout: 10s }\n");
         }
@@ -669,6 +709,37 @@ mod tests {
         assert_eq!(verdict["flag"], "");
         assert_eq!(verdict_of(&serde_json::json!({"portcullis": null})), None);
         assert_eq!(verdict_of(&serde_json::json!({"portcullis": "-"})), None);
+    }
+
+    #[test]
+    fn direct_response_bodies_past_4_kib_raise_the_limit() {
+        let dir = Path::new("/tmp");
+        let default = EnvoyConfig::new().direct_response(true).bootstrap_yaml(dir);
+        assert!(default.contains(r#"inline_string: "{\"direct\":\"ok\"}""#), "{default}");
+        assert!(!default.contains("max_direct_response_body_size_bytes"));
+        assert!(!default.contains("response_headers_to_add"));
+
+        let small = EnvoyConfig::new()
+            .direct_response_body("{}", "application/json")
+            .bootstrap_yaml(dir);
+        assert!(!small.contains("max_direct_response_body_size_bytes"), "{small}");
+        assert!(
+            small.contains(r#"key: content-type, value: "application/json""#),
+            "{small}"
+        );
+
+        let large = EnvoyConfig::new()
+            .direct_response_body("x".repeat(20_000), "text/csv")
+            .bootstrap_yaml(dir);
+        assert!(
+            large.contains("max_direct_response_body_size_bytes: 20000\n"),
+            "{large}"
+        );
+        let off = EnvoyConfig::new()
+            .direct_response_body("{}", "application/json")
+            .direct_response(false)
+            .bootstrap_yaml(dir);
+        assert!(off.contains("route: { cluster: upstream"), "{off}");
     }
 
     #[test]

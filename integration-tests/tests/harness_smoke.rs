@@ -72,6 +72,25 @@ fn harness_direct_response_without_upstream() {
 }
 
 #[test]
+fn harness_direct_response_with_a_large_json_body() {
+    // Past Envoy's default 4 KiB limit on direct response bodies, with characters JSON and YAML must escape.
+    let body = format!(
+        r#"{{"note":"it's \"quoted\"","items":[{}]}}"#,
+        vec!["1234567890"; 1000].join(",")
+    );
+    let envoy = EnvoyConfig::new()
+        .concurrency(1)
+        .direct_response_body(body.clone(), "application/json")
+        .access_log(false)
+        .start();
+    let response = envoy.get("/api/v1/orders?page=2", &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.text(), body);
+    assert_eq!(response.json()["note"], r#"it's "quoted""#);
+}
+
+#[test]
 fn harness_loads_a_wasm_filter_in_v8() {
     let upstream = Upstream::start();
     let envoy = EnvoyConfig::new()

@@ -2,26 +2,42 @@
 //!
 //! # What runs
 //!
-//! Three Envoys at once, each with one worker (`--concurrency 1`), no access log, and a route answering
-//! `200 {"direct":"ok"}` by itself, so no upstream takes part:
+//! Five Envoys at once, each with one worker (`--concurrency 1`), no access log, and a route answering by itself
+//! (Envoy's direct response), so no upstream takes part. Three answer `200 {"direct":"ok"}` and measure the rules on
+//! request headers:
 //!
 //! - **plain**: no wasm filter;
 //! - **no-op wasm**: `dist/noop.wasm`, the cost of the V8 runtime and the proxy-wasm calls alone;
 //! - **Portcullis**: `dist/portcullis.wasm` enforcing `envoy-examples/policies/demo.yaml`, compiled and pushed to
 //!   a control plane the bench starts; measuring begins once `GET /admin` is refused with 403.
 //!
+//! Two answer with a realistic ~16 KiB JSON page of orders ([`orders_document`]: names, addresses, emails, phone
+//! numbers, order ids, amounts, timestamps and two test card numbers) and measure sensitive-data inspection:
+//!
+//! - **no-op wasm + JSON**: the baseline, the no-op filter passing the same response;
+//! - **Portcullis + JSON**: [`SENSITIVE_POLICY`], which puts every built-in classifier on `response.body`, adds the
+//!   endpoint to a list when a card number goes out and monitors requests to listed endpoints, so every request runs
+//!   the whole path: scan, list addition, list lookup, verdict. Measuring begins once a response was seen to be
+//!   inspected (`exchanges_with_detections` grew) and the next request was monitored (`requests_monitored` grew);
+//!   afterwards every measured request must have counted in both.
+//!
+//! The pair's result is the CPU time Portcullis adds per request, and the response bytes divided by it: an estimate
+//! of the MB/s scanned inside the VM that charges all added time to the scan.
+//!
 //! # How it measures
 //!
 //! A closed-loop generator ([`portcullis_integration_tests::load`]) sends one realistic allowed request
 //! (`GET /api/v1/orders?page=2` with browser headers, a bearer token and cookies; every demo rule has to be
 //! evaluated to let it through) over 8 keep-alive connections. After one warm-up run of N per variant, each of R
-//! rounds runs the three variants in rotated order, N requests each, recording wall time and the CPU time the Envoy
+//! rounds runs the variants in rotated order, N requests each, recording wall time and the CPU time the Envoy
 //! process spent (summed over its threads from `/proc/<pid>/task/*/schedstat`). Interleaving spreads machine noise
-//! over all three variants alike. The report gives medians over the rounds, and how much CPU other processes took
-//! meanwhile, so a noisy run says so.
+//! over all variants alike. The report gives medians over the rounds, and how much CPU other processes took
+//! meanwhile, so a noisy run says so. The JSON pair takes part in the same rounds and rotation (five variants), with
+//! its own request count, since each of its requests costs several times more.
 //!
-//! `BENCH_REQUESTS` (N, default 20000), `BENCH_ROUNDS` (R, default 5) and `BENCH_CONNECTIONS` (default 8)
-//! override the defaults. `BENCH_PIN=1` pins the Envoys to the last CPU and the generator to the others, so the
+//! `BENCH_REQUESTS` (N, default 20000), `BENCH_SENSITIVE_REQUESTS` (N of the JSON pair, default
+//! [`DEFAULT_SENSITIVE_REQUESTS`]), `BENCH_ROUNDS` (R, default 5) and `BENCH_CONNECTIONS` (default 8) override the
+//! defaults. `BENCH_PIN=1` pins the Envoys to the last CPU and the generator to the others, so the
 //! worker under load has a core to itself; not the default, because on a busy machine Envoy then cannot move away
 //! from other work. The report goes to stdout and `target/bench/report.md`. Timings are never asserted: the exit
 //! status is non-zero only when something broke (a process did not start, a response was not 200, Portcullis did
@@ -33,6 +49,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::artifacts::{envoy_binary, repo_root};
+use portcullis_integration_tests::envoy::{parse_stat, WASM_STAT_PREFIX};
 use portcullis_integration_tests::load::{self, LoadReport};
 use portcullis_integration_tests::{compile, eventually, plugin_config, ControlPlane, Envoy, EnvoyConfig, WasmFilter};
 
@@ -62,6 +79,115 @@ const PORTCULLIS_COUNTERS: [&str; 3] = [
     "portcullis.requests_without_bundle",
 ];
 
+/// N of the JSON pair unless `BENCH_SENSITIVE_REQUESTS` says otherwise: each of its requests costs several times
+/// one of the others, so fewer keep a round short.
+const DEFAULT_SENSITIVE_REQUESTS: u64 = 8_000;
+
+/// The bundle name of [`SENSITIVE_POLICY`].
+const SENSITIVE_BUNDLE: &str = "sensitive";
+
+/// Every built-in classifier (`policies/src/scan/builtin.rs`, `BUILTINS`) on `response.body`; `card_expiry` is
+/// layered on the card detection, as the compiler requires. A card number going out lists the endpoint, and requests
+/// to a listed endpoint are monitored: after the first response, every request runs scan, list addition, list
+/// lookup and verdict. A unit test keeps the detections in step with `BUILTINS`.
+const SENSITIVE_POLICY: &str = r#"version: 1
+detections:
+  - id: cards-out
+    classifier: credit_card
+    in: response.body
+  - id: expiry-out
+    classifier: card_expiry
+    in: response.body
+    requires: cards-out
+  - id: ssn-out
+    classifier: us_ssn
+    in: response.body
+  - id: iban-out
+    classifier: iban
+    in: response.body
+  - id: email-out
+    classifier: email
+    in: response.body
+  - id: phone-out
+    classifier: phone
+    in: response.body
+  - id: ipv4-out
+    classifier: ipv4
+    in: response.body
+  - id: ipv6-out
+    classifier: ipv6
+    in: response.body
+  - id: aws-key-out
+    classifier: aws_access_key_id
+    in: response.body
+  - id: github-token-out
+    classifier: github_token
+    in: response.body
+  - id: slack-token-out
+    classifier: slack_token
+    in: response.body
+  - id: stripe-key-out
+    classifier: stripe_secret_key
+    in: response.body
+  - id: private-key-out
+    classifier: private_key
+    in: response.body
+  - id: jwt-out
+    classifier: jwt
+    in: response.body
+lists:
+  - id: sensitive-endpoints
+    key: endpoint
+    add_when: detected("cards-out")
+    ttl: 1h
+rules:
+  - id: watch-sensitive
+    when: endpoint in lists["sensitive-endpoints"]
+    action: monitor
+"#;
+
+/// The content type of the JSON pair's response.
+const JSON: &str = "application/json";
+
+/// The size the generated orders page stays within.
+const DOCUMENT_MAX_BYTES: usize = 16 * 1024;
+
+/// The Luhn-valid test card numbers the orders page leaks (Visa and Mastercard), with their expiry dates.
+const TEST_CARDS: [(&str, &str); 2] = [("4111 1111 1111 1111", "12/29"), ("5555 5555 5555 4444", "08/27")];
+
+/// Which order (by position on the page) carries which of [`TEST_CARDS`].
+const CARD_ORDERS: [usize; 2] = [3, 14];
+
+/// Every how many orders the customer left a phone number.
+const PHONE_EVERY: usize = 4;
+
+/// The counters of Portcullis with [`SENSITIVE_POLICY`] that every measured request bumps by one: its response was
+/// inspected and held a card number, the endpoint was listed (again), and the request was monitored.
+const SENSITIVE_COUNTERS_PER_REQUEST: [&str; 3] = [
+    "portcullis.exchanges_with_detections",
+    "portcullis.list_additions",
+    "portcullis.requests_monitored",
+];
+
+/// The counters of Portcullis with [`SENSITIVE_POLICY`] that must not move while measuring.
+const SENSITIVE_COUNTERS_STILL: [&str; 4] = [
+    "portcullis.requests_blocked",
+    "portcullis.requests_without_bundle",
+    "portcullis.bodies_truncated",
+    "portcullis.list_contention",
+];
+
+/// Where plain Envoy is in the list of variants.
+const PLAIN: usize = 0;
+/// Where the no-op wasm filter is.
+const NOOP: usize = 1;
+/// Where Portcullis with the demo policy is.
+const PORTCULLIS: usize = 2;
+/// Where the no-op wasm filter with the JSON response is.
+const NOOP_JSON: usize = 3;
+/// Where Portcullis with every classifier and the JSON response is.
+const PORTCULLIS_JSON: usize = 4;
+
 fn main() -> ExitCode {
     stop_children_on_panic();
     match run() {
@@ -76,6 +202,7 @@ fn main() -> ExitCode {
 /// N, R, the connection count and whether to pin CPUs, from the environment or the defaults.
 struct Settings {
     requests: u64,
+    sensitive_requests: u64,
     rounds: usize,
     connections: usize,
     pin: bool,
@@ -85,6 +212,7 @@ impl Settings {
     fn from_env() -> Result<Self, String> {
         Ok(Self {
             requests: env_number("BENCH_REQUESTS", 20_000)?,
+            sensitive_requests: env_number("BENCH_SENSITIVE_REQUESTS", DEFAULT_SENSITIVE_REQUESTS)?,
             rounds: env_number("BENCH_ROUNDS", 5)?,
             connections: env_number("BENCH_CONNECTIONS", 8)?,
             pin: std::env::var("BENCH_PIN").is_ok_and(|v| v.trim() == "1"),
@@ -162,6 +290,8 @@ impl std::fmt::Display for Placement {
 struct Variant {
     name: &'static str,
     envoy: Envoy,
+    /// Requests per run.
+    requests: u64,
     runs: Vec<Run>,
     totals: LoadReport,
 }
@@ -170,6 +300,8 @@ struct Variant {
 #[derive(Clone, Copy)]
 struct Run {
     round: usize,
+    /// Requests sent (and answered or failed).
+    completed: u64,
     requests_per_second: f64,
     /// Envoy's CPU time per request.
     cpu_us_per_request: f64,
@@ -202,13 +334,15 @@ fn run() -> Result<(), String> {
     let envoy_version = envoy_version();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let placement = Placement::plan(settings.pin)?;
-    let preamble = preamble(&settings, &envoy_version, cores, &placement);
+    let document = orders_document();
+    let preamble = preamble(&settings, &envoy_version, cores, &placement, &document);
     println!("# Portcullis benchmark\n\n{preamble}");
 
     let started = Instant::now();
     let policy = std::fs::read_to_string(repo_root().join(POLICY)).map_err(|e| format!("read {POLICY}: {e}"))?;
     let control_plane = ControlPlane::start_new();
     control_plane.push(BUNDLE, &compile(&policy, BUNDLE, 1));
+    control_plane.push(SENSITIVE_BUNDLE, &compile(SENSITIVE_POLICY, SENSITIVE_BUNDLE, 1));
     let config = || {
         EnvoyConfig::new()
             .concurrency(1)
@@ -216,37 +350,59 @@ fn run() -> Result<(), String> {
             .access_log(false)
             .log_level("warn")
     };
+    let json_config = || config().direct_response_body(document.json.clone(), JSON);
     // "open" so that a 403 for /admin proves the bundle is loaded rather than the filter failing closed.
     let portcullis_filter = WasmFilter::portcullis(&plugin_config(BUNDLE, "open"));
+    let sensitive_filter = WasmFilter::portcullis(&plugin_config(SENSITIVE_BUNDLE, "open"));
+    let (n, n_json) = (settings.requests, settings.sensitive_requests);
     let mut variants = vec![
-        Variant::new("plain Envoy", config().start()),
-        Variant::new("+ no-op wasm", config().wasm_filter(WasmFilter::noop()).start()),
+        Variant::new("plain Envoy", config().start(), n),
+        Variant::new("+ no-op wasm", config().wasm_filter(WasmFilter::noop()).start(), n),
         Variant::new(
             "+ Portcullis (demo policy)",
             config()
                 .control_plane(control_plane.addr())
                 .wasm_filter(portcullis_filter)
                 .start(),
+            n,
+        ),
+        Variant::new(
+            "+ no-op wasm, 16 KiB JSON response",
+            json_config().wasm_filter(WasmFilter::noop()).start(),
+            n_json,
+        ),
+        Variant::new(
+            "+ Portcullis (all classifiers), 16 KiB JSON response",
+            json_config()
+                .control_plane(control_plane.addr())
+                .wasm_filter(sensitive_filter)
+                .start(),
+            n_json,
         ),
     ];
     placement.apply(&variants)?;
     let headers = request_headers();
-    wait_until_enforcing(&variants[2].envoy, &headers)?;
+    wait_until_enforcing(&variants[PORTCULLIS].envoy, &headers)?;
+    check_json_response(&variants[NOOP_JSON].envoy, &headers, &document.json)?;
+    wait_until_inspecting(&variants[PORTCULLIS_JSON].envoy, &headers, &document.json)?;
     let request = load::get_request(PATH, &headers);
     eprintln!(
-        "bench: three Envoys up, Portcullis enforcing ({:.1} s)",
+        "bench: {} Envoys up, Portcullis enforcing and inspecting ({:.1} s)",
+        variants.len(),
         started.elapsed().as_secs_f64()
     );
 
     // A full run each, uncounted: V8 tiers the modules up to optimised code in the background meanwhile.
     for variant in &mut variants {
-        variant.measure(&request, settings.connections, settings.requests, None)?;
+        variant.measure(&request, settings.connections, None)?;
     }
-    let counters_before = portcullis_counters(&variants[2].envoy);
+    let counters_before = counters(&variants[PORTCULLIS].envoy, &PORTCULLIS_COUNTERS);
+    let sensitive_before = SensitiveCounters::read(&variants[PORTCULLIS_JSON].envoy);
     for round in 0..settings.rounds {
         for i in 0..variants.len() {
-            let variant = &mut variants[(round + i) % 3];
-            variant.measure(&request, settings.connections, settings.requests, Some(round))?;
+            let count = variants.len();
+            let variant = &mut variants[(round + i) % count];
+            variant.measure(&request, settings.connections, Some(round))?;
         }
         eprintln!(
             "bench: round {}/{} done ({:.1} s)",
@@ -255,9 +411,11 @@ fn run() -> Result<(), String> {
             started.elapsed().as_secs_f64()
         );
     }
-    let counters_after = portcullis_counters(&variants[2].envoy);
+    let counters_after = counters(&variants[PORTCULLIS].envoy, &PORTCULLIS_COUNTERS);
+    let measured_json: u64 = variants[PORTCULLIS_JSON].runs.iter().map(|r| r.completed).sum();
+    let inspected = check_inspected(&variants[PORTCULLIS_JSON].envoy, &sensitive_before, measured_json);
 
-    let tables = tables(&variants);
+    let tables = tables(&variants, &document, &inspected);
     println!("{tables}");
     let path = write_report(&format!("# Portcullis benchmark\n\n{preamble}\n{tables}"))?;
     eprintln!(
@@ -280,32 +438,89 @@ fn run() -> Result<(), String> {
              {PORTCULLIS_COUNTERS:?} went from {counters_before:?} to {counters_after:?}"
         ));
     }
+    inspected?;
     for variant in &variants {
         variant.envoy.assert_no_critical_wasm();
     }
     Ok(())
 }
 
+/// The counters of Portcullis with [`SENSITIVE_POLICY`], read together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SensitiveCounters {
+    /// [`SENSITIVE_COUNTERS_PER_REQUEST`], in order.
+    per_request: Vec<u64>,
+    /// [`SENSITIVE_COUNTERS_STILL`], in order.
+    still: Vec<u64>,
+}
+
+impl SensitiveCounters {
+    fn read(envoy: &Envoy) -> Self {
+        let read =
+            |names: &[&str]| -> Vec<u64> { counters(envoy, names).into_iter().map(|c| c.unwrap_or(0)).collect() };
+        Self {
+            per_request: read(&SENSITIVE_COUNTERS_PER_REQUEST),
+            still: read(&SENSITIVE_COUNTERS_STILL),
+        }
+    }
+
+    /// `name=value` for every counter.
+    fn describe(&self) -> String {
+        let names = SENSITIVE_COUNTERS_PER_REQUEST.iter().chain(&SENSITIVE_COUNTERS_STILL);
+        let values = self.per_request.iter().chain(&self.still);
+        names
+            .zip(values)
+            .map(|(name, value)| format!("{}={value}", name.trim_start_matches("portcullis.")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Checks that each of the `measured` requests since `before` was inspected, found a card, listed the endpoint and
+/// was monitored, and nothing else happened. Returns a sentence for the report, or what went wrong.
+fn check_inspected(envoy: &Envoy, before: &SensitiveCounters, measured: u64) -> Result<String, String> {
+    let expected = SensitiveCounters {
+        per_request: before.per_request.iter().map(|c| c + measured).collect(),
+        still: before.still.clone(),
+    };
+    let mut after = SensitiveCounters::read(envoy);
+    // Counters are bumped before the response is sent; the wait only covers a slow admin read.
+    eventually(Duration::from_secs(2), || {
+        after = SensitiveCounters::read(envoy);
+        after == expected
+    });
+    if after != expected {
+        return Err(format!(
+            "Portcullis with all classifiers did not inspect and monitor each of the {measured} measured requests \
+             (and nothing else): counters went from {} to {}, expected {}",
+            before.describe(),
+            after.describe(),
+            expected.describe()
+        ));
+    }
+    Ok(format!(
+        "Checked from the filter's stats: each of the {measured} measured requests had its response inspected with a \
+         detection (`exchanges_with_detections` +{measured}), listed its endpoint (`list_additions` +{measured}) and \
+         was monitored (`requests_monitored` +{measured}); none was blocked, truncated or without a bundle."
+    ))
+}
+
 impl Variant {
-    fn new(name: &'static str, envoy: Envoy) -> Self {
+    fn new(name: &'static str, envoy: Envoy, requests: u64) -> Self {
         Self {
             name,
             envoy,
+            requests,
             runs: Vec::new(),
             totals: LoadReport::default(),
         }
     }
 
-    /// Sends `requests` and records the run under `round` (a warm-up when `None`); statuses are counted either way.
-    fn measure(
-        &mut self,
-        request: &[u8],
-        connections: usize,
-        requests: u64,
-        round: Option<usize>,
-    ) -> Result<(), String> {
+    /// Sends its number of requests and records the run under `round` (a warm-up when `None`); statuses are
+    /// counted either way.
+    fn measure(&mut self, request: &[u8], connections: usize, round: Option<usize>) -> Result<(), String> {
         let before = CpuSnapshot::take(self)?;
-        let result = load::run(self.envoy.addr(), request, connections, requests);
+        let result = load::run(self.envoy.addr(), request, connections, self.requests);
         let after = CpuSnapshot::take(self)?;
         if !self.envoy.is_running() {
             return Err(format!("{} exited during a run:\n{}", self.name, self.envoy.log_text()));
@@ -320,6 +535,7 @@ impl Variant {
                 .saturating_sub(envoy + generator);
             self.runs.push(Run {
                 round,
+                completed: result.completed(),
                 requests_per_second: result.throughput(),
                 cpu_us_per_request: per_request(envoy),
                 generator_us_per_request: per_request(generator),
@@ -374,6 +590,224 @@ fn request_headers() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// The JSON pair's response: a page of orders as an e-commerce API returns it.
+struct OrdersDocument {
+    /// The compact JSON text.
+    json: String,
+    /// Orders on the page.
+    orders: usize,
+    /// Customers' phone numbers on the page.
+    phones: usize,
+}
+
+/// A small deterministic generator (xorshift64*), so that every run scans the same bytes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
+    }
+
+    /// `len` characters from `alphabet`.
+    fn token(&mut self, alphabet: &[u8], len: usize) -> String {
+        (0..len)
+            .map(|_| char::from(alphabet[self.below(alphabet.len() as u64) as usize]))
+            .collect()
+    }
+}
+
+/// Page 2 of `GET /api/v1/orders`: as many orders as fit in [`DOCUMENT_MAX_BYTES`], each with an id, timestamps, the
+/// customer's name and email (every [`PHONE_EVERY`]th with a phone number), a shipping address, items, amounts and
+/// the payment, which for the orders at [`CARD_ORDERS`] leaks a full test card number and its expiry date.
+fn orders_document() -> OrdersDocument {
+    const FIRST: &[&str] = &[
+        "Olivia", "Liam", "Emma", "Noah", "Amelia", "Mateo", "Sofia", "Lucas", "Priya", "Kenji", "Amara", "Jonas",
+        "Chloe", "Diego", "Hannah", "Omar",
+    ];
+    const LAST: &[&str] = &[
+        "Martin",
+        "Nguyen",
+        "Garcia",
+        "Okafor",
+        "Schmidt",
+        "Tanaka",
+        "Rossi",
+        "Kowalski",
+        "Patel",
+        "Johansson",
+        "Dubois",
+        "Murphy",
+        "Silva",
+        "Cohen",
+    ];
+    const STREETS: &[&str] = &[
+        "Maple Avenue",
+        "Oak Street",
+        "Sunset Boulevard",
+        "Harbor Road",
+        "Elm Court",
+        "Mission Street",
+        "Lakeview Drive",
+        "Cedar Lane",
+    ];
+    const CITIES: &[(&str, &str, &str)] = &[
+        ("San Francisco", "CA", "941"),
+        ("Portland", "OR", "972"),
+        ("Austin", "TX", "787"),
+        ("Chicago", "IL", "606"),
+        ("Brooklyn", "NY", "112"),
+        ("Denver", "CO", "802"),
+    ];
+    const PRODUCTS: &[(&str, u64)] = &[
+        ("Espresso beans, 1 kg", 2490),
+        ("Ceramic pour-over dripper", 3200),
+        ("Merino wool socks, 3 pairs", 2750),
+        ("USB-C charging cable, 2 m", 1299),
+        ("Cast iron skillet, 26 cm", 4599),
+        ("Noise-cancelling headphones", 19900),
+        ("Paperback: The Left Hand of Darkness", 1150),
+        ("Yoga mat, 6 mm", 3800),
+    ];
+    const STATUSES: &[&str] = &[
+        "pending",
+        "paid",
+        "shipped",
+        "shipped",
+        "delivered",
+        "delivered",
+        "refunded",
+    ];
+    const BRANDS: &[(&str, &str)] = &[
+        ("visa", "4242"),
+        ("mastercard", "4444"),
+        ("amex", "8431"),
+        ("visa", "1881"),
+    ];
+    const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let money = |cents: u64| format!("{}.{:02}", cents / 100, cents % 100);
+
+    let mut rng = Rng(0x0b5e_55ed_c0ff_ee00);
+    let mut orders: Vec<String> = Vec::new();
+    let mut phones = 0;
+    let mut body_len = 0;
+    for i in 0.. {
+        let (first, last) = (rng.pick(FIRST), rng.pick(LAST));
+        let (city, state, zip) = CITIES[rng.below(CITIES.len() as u64) as usize];
+        let day = 1 + rng.below(28);
+        let (hour, minute, second) = (rng.below(24), rng.below(60), rng.below(60));
+        let created = format!("2024-05-{day:02}T{hour:02}:{minute:02}:{second:02}Z");
+        let updated = format!("2024-05-{:02}T{:02}:{minute:02}:{second:02}Z", day + 2, rng.below(24));
+        let email = format!(
+            "{}.{}{}@{}",
+            first.to_lowercase(),
+            last.to_lowercase(),
+            rng.below(100),
+            rng.pick(&["example.com", "mail.example.org", "example.net"])
+        );
+        let has_phone = i % PHONE_EVERY == 1;
+        let phone = if has_phone {
+            format!(
+                r#","phone":"+1 {}-555-{:04}""#,
+                rng.pick(&["415", "503", "512", "312"]),
+                rng.below(10_000)
+            )
+        } else {
+            String::new()
+        };
+        let mut items = Vec::new();
+        let mut subtotal = 0;
+        for _ in 0..1 + rng.below(3) {
+            let (name, price) = PRODUCTS[rng.below(PRODUCTS.len() as u64) as usize];
+            let quantity = 1 + rng.below(3);
+            subtotal += price * quantity;
+            items.push(format!(
+                r#"{{"sku":"SKU-{:05}","name":"{name}","quantity":{quantity},"unit_price":"{}"}}"#,
+                10_000 + rng.below(90_000),
+                money(price)
+            ));
+        }
+        let shipping = if subtotal > 5000 { 0 } else { 499 };
+        let tax = subtotal * 8 / 100;
+        let payment = match CARD_ORDERS.iter().position(|&at| at == i) {
+            Some(card) => {
+                let (number, expiry) = TEST_CARDS[card];
+                format!(r#"{{"method":"card","card_number":"{number}","expiry":"{expiry}","holder":"{first} {last}"}}"#)
+            }
+            None => {
+                let (brand, last4) = BRANDS[rng.below(BRANDS.len() as u64) as usize];
+                format!(r#"{{"method":"card","brand":"{brand}","last4":"{last4}","status":"captured"}}"#)
+            }
+        };
+        let order = format!(
+            concat!(
+                r#"{{"id":"ord_{id}","number":"A-{number}","status":"{status}","created_at":"{created}","#,
+                r#""updated_at":"{updated}","customer":{{"id":"cus_{customer}","name":"{first} {last}","#,
+                r#""email":"{email}"{phone}}},"shipping_address":{{"name":"{first} {last}","#,
+                r#""line1":"{house} {street}","line2":null,"city":"{city}","state":"{state}","#,
+                r#""postal_code":"{zip}{zip_tail:02}","country":"US"}},"items":[{items}],"#,
+                r#""subtotal":"{subtotal}","shipping":"{shipping}","tax":"{tax}","total":"{total}","#,
+                r#""currency":"USD","payment":{payment}}}"#
+            ),
+            id = rng.token(ALNUM, 16),
+            number = 100_000 + 20 + i,
+            status = rng.pick(STATUSES),
+            customer = rng.token(ALNUM, 10),
+            house = 1 + rng.below(2400),
+            street = rng.pick(STREETS),
+            zip_tail = rng.below(100),
+            items = items.join(","),
+            subtotal = money(subtotal),
+            shipping = money(shipping),
+            tax = money(tax),
+            total = money(subtotal + shipping + tax),
+            // Named explicitly: a format string built by `concat!` cannot capture variables.
+            created = created,
+            updated = updated,
+            first = first,
+            last = last,
+            email = email,
+            phone = phone,
+            city = city,
+            state = state,
+            zip = zip,
+            payment = payment,
+        );
+        // The envelope (with a two-digit `per_page`), the orders so far, this one, and a comma before each but the
+        // first.
+        if envelope(99).len() + body_len + order.len() + orders.len() > DOCUMENT_MAX_BYTES {
+            break;
+        }
+        body_len += order.len();
+        orders.push(order);
+        phones += usize::from(has_phone);
+    }
+    let envelope = envelope(orders.len());
+    let (head, tail) = envelope.split_at(envelope.len() - "]}".len());
+    OrdersDocument {
+        json: format!("{head}{}{tail}", orders.join(",")),
+        orders: orders.len(),
+        phones,
+    }
+}
+
+/// The orders page without its orders, `per_page` being their number: it ends with `[]}`, and the orders go between
+/// the brackets.
+fn envelope(per_page: usize) -> String {
+    format!(r#"{{"page":2,"per_page":{per_page},"total_count":1342,"has_more":true,"orders":[]}}"#)
+}
+
 /// Waits until Portcullis refuses `GET /admin` (rule `admin-needs-key`) and lets the load request through.
 fn wait_until_enforcing(envoy: &Envoy, headers: &[(&str, &str)]) -> Result<(), String> {
     let mut last = 0;
@@ -397,8 +831,62 @@ fn wait_until_enforcing(envoy: &Envoy, headers: &[(&str, &str)]) -> Result<(), S
     Ok(())
 }
 
-fn portcullis_counters(envoy: &Envoy) -> Vec<Option<u64>> {
-    PORTCULLIS_COUNTERS.iter().map(|name| envoy.wasm_stat(name)).collect()
+/// Checks that `envoy` answers the load request with `document` as `application/json`.
+fn check_json_response(envoy: &Envoy, headers: &[(&str, &str)], document: &str) -> Result<(), String> {
+    let response = envoy.get(PATH, headers);
+    if response.status != 200 || response.header("content-type") != Some(JSON) || response.body != document.as_bytes() {
+        return Err(format!(
+            "GET {PATH} did not answer 200 with the {}-byte orders page as {JSON}: {} {:?}, {} bytes",
+            document.len(),
+            response.status,
+            response.header("content-type"),
+            response.body.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Waits until Portcullis with [`SENSITIVE_POLICY`] inspects the response to the load request (a response counts in
+/// `exchanges_with_detections`), then checks that the endpoint is listed: the next request is monitored.
+fn wait_until_inspecting(envoy: &Envoy, headers: &[(&str, &str)], document: &str) -> Result<(), String> {
+    let stat = |name: &str| envoy.wasm_stat(&format!("portcullis.{name}")).unwrap_or(0);
+    let mut last = Ok(());
+    let inspecting = eventually(ENFORCE_TIMEOUT, || {
+        let before = stat("exchanges_with_detections");
+        last = check_json_response(envoy, headers, document);
+        last.is_ok()
+            && eventually(Duration::from_millis(500), || {
+                stat("exchanges_with_detections") > before
+            })
+    });
+    last?;
+    let describe = || SensitiveCounters::read(envoy).describe();
+    if !inspecting {
+        return Err(format!(
+            "Portcullis with all classifiers on response.body did not report a detection in the orders page within \
+             {ENFORCE_TIMEOUT:?} ({}).\nEnvoy's portcullis log lines:\n{}",
+            describe(),
+            envoy.log_lines_containing("portcullis").join("\n")
+        ));
+    }
+    let monitored = stat("requests_monitored");
+    check_json_response(envoy, headers, document)?;
+    if !eventually(Duration::from_secs(2), || stat("requests_monitored") > monitored) {
+        return Err(format!(
+            "the card number in the orders page did not get GET {PATH} monitored: rule `watch-sensitive` did not \
+             match after list `sensitive-endpoints` should have listed the endpoint ({})",
+            describe()
+        ));
+    }
+    Ok(())
+}
+
+fn counters(envoy: &Envoy, names: &[&str]) -> Vec<Option<u64>> {
+    let stats = envoy.stats();
+    names
+        .iter()
+        .map(|name| parse_stat(&stats, &format!("{WASM_STAT_PREFIX}{name}")))
+        .collect()
 }
 
 fn envoy_version() -> String {
@@ -424,14 +912,20 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn preamble(settings: &Settings, envoy_version: &str, cores: usize, placement: &Placement) -> String {
+fn preamble(
+    settings: &Settings,
+    envoy_version: &str,
+    cores: usize,
+    placement: &Placement,
+    document: &OrdersDocument,
+) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "- Command: `{COMMAND}`");
     let _ = writeln!(
         text,
-        "- N = {} requests per variant and round, R = {} rounds (rotated order, after one uncounted warm-up \
-         run each), {} keep-alive connections",
-        settings.requests, settings.rounds, settings.connections
+        "- N = {} requests per variant and round ({} for the two JSON-response variants), R = {} rounds (five \
+         variants in rotated order, after one uncounted warm-up run each), {} keep-alive connections",
+        settings.requests, settings.sensitive_requests, settings.rounds, settings.connections
     );
     let _ = writeln!(
         text,
@@ -441,54 +935,37 @@ fn preamble(settings: &Settings, envoy_version: &str, cores: usize, placement: &
         text,
         "- Envoy: {envoy_version}; one worker each, direct response, access log off, log level warn"
     );
+    let _ = writeln!(
+        text,
+        "- JSON response: {} bytes of `{JSON}`, page 2 of an orders API: {} orders with ids, timestamps, names, \
+         emails, {} phone numbers, shipping addresses, items, amounts, and {} leaked test card numbers with expiry \
+         dates; Portcullis has {} detections on `response.body`, one per built-in classifier",
+        document.json.len(),
+        document.orders,
+        document.phones,
+        TEST_CARDS.len(),
+        SENSITIVE_POLICY.matches("classifier:").count(),
+    );
     let _ = writeln!(text, "- Machine: {cores} cores ({}); {placement}", cpu_model());
     text
 }
 
-/// The summary table, a note on how to read it, and every run.
-fn tables(variants: &[Variant]) -> String {
-    let rps = |r: &Run| r.requests_per_second;
-    let cpu = |r: &Run| r.cpu_us_per_request;
-    let (plain, noop) = (&variants[0], &variants[1]);
-    let (plain_rps, plain_cpu, noop_cpu) = (plain.median(rps), plain.median(cpu), noop.median(cpu));
-    let mut text = String::from(
-        "| Variant | req/s (median) | × plain | Envoy CPU µs/req (median) | (min–max) | × plain \
-         | added CPU µs/req vs plain | vs no-op | non-200 |\n",
-    );
-    text.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (i, variant) in variants.iter().enumerate() {
-        let (v_rps, v_cpu) = (variant.median(rps), variant.median(cpu));
-        let (lo, hi) = variant.range(cpu);
-        let vs_noop = if i >= 1 {
-            format!("{:+.1}", v_cpu - noop_cpu)
-        } else {
-            "–".into()
-        };
-        let _ = writeln!(
-            text,
-            "| {} | {:.0} | {:.2} | {:.1} | {:.1}–{:.1} | {:.2} | {:+.1} | {} | {} |",
-            variant.name,
-            v_rps,
-            v_rps / plain_rps,
-            v_cpu,
-            lo,
-            hi,
-            v_cpu / plain_cpu,
-            v_cpu - plain_cpu,
-            vs_noop,
-            variant.totals.errors(),
-        );
-    }
+/// The summary tables, notes on how to read them, and every run.
+fn tables(variants: &[Variant], document: &OrdersDocument, inspected: &Result<String, String>) -> String {
+    let mut text = String::from("## Rules on request headers (demo policy), `{\"direct\":\"ok\"}` response\n\n");
+    text.push_str(&headers_table(variants));
+    text.push_str(&sensitive_table(
+        &variants[NOOP_JSON],
+        &variants[PORTCULLIS_JSON],
+        document,
+        inspected,
+    ));
     let all_runs = || variants.iter().flat_map(|v| v.runs.iter());
-    let generator = median(all_runs().map(|r| r.generator_us_per_request).collect());
     let others = median(all_runs().map(|r| r.other_cores).collect());
     let others_max = all_runs().map(|r| r.other_cores).fold(0.0, f64::max);
     let _ = write!(
         text,
-        "\nEnvoy CPU is the Envoy process's time on a CPU (all threads, from schedstat) during a run, divided by its \
-         requests. \"Added\" is the difference of medians. Throughput is closed-loop on a shared machine (the load \
-         generator, median {generator:.1} µs CPU/request, competes with Envoy for cores), so the CPU columns are the \
-         steadier measure of cost. Other processes used a median {others:.2} cores during runs (max {others_max:.2})",
+        "\nOther processes used a median {others:.2} cores during runs (max {others_max:.2})",
     );
     text.push_str(if others_max > NOISY_OTHER_CORES {
         ": the machine was not idle, expect noise.\n"
@@ -505,7 +982,7 @@ fn tables(variants: &[Variant]) -> String {
         .enumerate()
         .flat_map(|(i, v)| v.runs.iter().map(move |r| (i, v.name, *r)))
         .collect();
-    // Round r ran variant r mod 3 first (see `run`).
+    // Round r ran variant r mod (number of variants) first (see `run`).
     runs.sort_by_key(|(i, _, r)| {
         (
             r.round,
@@ -526,6 +1003,148 @@ fn tables(variants: &[Variant]) -> String {
     }
     for variant in variants.iter().filter(|v| v.totals.errors() > 0) {
         let _ = writeln!(text, "\n{}: {}", variant.name, describe_errors(&variant.totals));
+    }
+    text
+}
+
+/// Plain Envoy, no-op wasm and Portcullis with the demo policy: ratios and added CPU against the first two.
+fn headers_table(variants: &[Variant]) -> String {
+    let rps = |r: &Run| r.requests_per_second;
+    let cpu = |r: &Run| r.cpu_us_per_request;
+    let (plain, noop) = (&variants[PLAIN], &variants[NOOP]);
+    let variants = &variants[PLAIN..=PORTCULLIS];
+    let (plain_rps, plain_cpu, noop_cpu) = (plain.median(rps), plain.median(cpu), noop.median(cpu));
+    let mut text = String::from(
+        "| Variant | req/s (median) | × plain | Envoy CPU µs/req (median) | (min–max) | × plain \
+         | added CPU µs/req vs plain | vs no-op | non-200 |\n",
+    );
+    text.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (i, variant) in variants.iter().enumerate() {
+        let (v_rps, v_cpu) = (variant.median(rps), variant.median(cpu));
+        let (lo, hi) = variant.range(cpu);
+        let vs_noop = if i >= NOOP {
+            format!("{:+.1}", v_cpu - noop_cpu)
+        } else {
+            "–".into()
+        };
+        let _ = writeln!(
+            text,
+            "| {} | {:.0} | {:.2} | {:.1} | {:.1}–{:.1} | {:.2} | {:+.1} | {} | {} |",
+            variant.name,
+            v_rps,
+            v_rps / plain_rps,
+            v_cpu,
+            lo,
+            hi,
+            v_cpu / plain_cpu,
+            v_cpu - plain_cpu,
+            vs_noop,
+            variant.totals.errors(),
+        );
+    }
+    let generator = median(
+        variants
+            .iter()
+            .flat_map(|v| v.runs.iter().map(|r| r.generator_us_per_request))
+            .collect(),
+    );
+    let _ = writeln!(
+        text,
+        "\nEnvoy CPU is the Envoy process's time on a CPU (all threads, from schedstat) during a run, divided by its \
+         requests. \"Added\" is the difference of medians. Throughput is closed-loop on a shared machine (the load \
+         generator, median {generator:.1} µs CPU/request, competes with Envoy for cores), so the CPU columns are the \
+         steadier measure of cost.",
+    );
+    text
+}
+
+/// The JSON pair: Envoy CPU of each, what Portcullis adds, and the scan rate that implies.
+fn sensitive_table(
+    noop: &Variant,
+    portcullis: &Variant,
+    document: &OrdersDocument,
+    inspected: &Result<String, String>,
+) -> String {
+    let rps = |r: &Run| r.requests_per_second;
+    let cpu = |r: &Run| r.cpu_us_per_request;
+    let bytes = document.json.len();
+    let mut text = format!(
+        "\n## Sensitive data: Portcullis inspecting a {:.1} KiB JSON response with every built-in classifier\n\n",
+        bytes as f64 / 1024.0
+    );
+    text.push_str(
+        "| Variant | req/s (median) | Envoy CPU µs/req (median) | (min–max) | added CPU µs/req vs no-op | non-200 |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    let noop_cpu = noop.median(cpu);
+    for variant in [noop, portcullis] {
+        let v_cpu = variant.median(cpu);
+        let (lo, hi) = variant.range(cpu);
+        let added = if std::ptr::eq(variant, noop) {
+            "–".to_string()
+        } else {
+            format!("{:+.1}", v_cpu - noop_cpu)
+        };
+        let _ = writeln!(
+            text,
+            "| {} | {:.0} | {:.1} | {:.1}–{:.1} | {} | {} |",
+            variant.name,
+            variant.median(rps),
+            v_cpu,
+            lo,
+            hi,
+            added,
+            variant.totals.errors(),
+        );
+    }
+    let added = portcullis.median(cpu) - noop_cpu;
+    // The same round's difference: both ran within seconds of each other, under the same machine noise.
+    let paired: Vec<f64> = portcullis
+        .runs
+        .iter()
+        .filter_map(|p| {
+            let n = noop.runs.iter().find(|n| n.round == p.round)?;
+            Some(p.cpu_us_per_request - n.cpu_us_per_request)
+        })
+        .collect();
+    let (paired_lo, paired_hi) = paired.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(*v), hi.max(*v))
+    });
+    let paired_median = median(paired);
+    let rate = |added_us: f64| {
+        if added_us > 0.0 {
+            // Bytes per microsecond are 10^6 bytes per second.
+            format!("{:.0} MB/s", bytes as f64 / added_us)
+        } else {
+            "n/a (no added CPU measured)".to_string()
+        }
+    };
+    let _ = writeln!(
+        text,
+        "\n- **Added CPU per request** (Portcullis − no-op, difference of medians): **{added:.1} µs**. Per round \
+         (the pair's runs of the same round): median {paired_median:.1} µs, range {paired_lo:.1}–{paired_hi:.1} µs."
+    );
+    let _ = writeln!(
+        text,
+        "- **MB/s scanned inside the VM**: {bytes} response bytes / {added:.1} µs = **{}** (MB = 10^6 bytes; {} from \
+         the per-round median). An upper-bound-style estimate of the scan's cost: all of the added time is charged \
+         to the scan, although it also pays for copying the body into the VM, evaluating the rule, the list \
+         addition and lookup and the verdict. The scan alone runs at least this fast.",
+        rate(added),
+        rate(paired_median),
+    );
+    let _ = writeln!(
+        text,
+        "- The no-op filter passes the same response through the same proxy-wasm body callbacks, so the difference is \
+         Portcullis' own work."
+    );
+    match inspected {
+        Ok(check) => {
+            let _ = writeln!(text, "- {check}");
+        }
+        Err(problem) => {
+            let _ = writeln!(text, "- **FAILED**: {problem}");
+        }
     }
     text
 }
@@ -601,6 +1220,69 @@ mod tests {
         assert_eq!(headers.len(), 8);
         let token = headers.iter().find(|(n, _)| *n == "authorization").unwrap().1;
         assert_eq!(token.strip_prefix("Bearer ").unwrap().len(), 200);
+    }
+
+    #[test]
+    fn the_orders_page_is_about_16_kib_of_json_with_the_test_cards() {
+        let document = orders_document();
+        let json = &document.json;
+        assert!(
+            (DOCUMENT_MAX_BYTES - 1024..=DOCUMENT_MAX_BYTES).contains(&json.len()),
+            "{} bytes",
+            json.len()
+        );
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let orders = value["orders"].as_array().unwrap();
+        assert_eq!(orders.len(), document.orders);
+        assert_eq!(value["per_page"], document.orders);
+        assert!(document.orders >= 15, "{} orders", document.orders);
+        for ((number, expiry), at) in TEST_CARDS.iter().zip(CARD_ORDERS) {
+            assert_eq!(orders[at]["payment"]["card_number"], *number);
+            assert_eq!(orders[at]["payment"]["expiry"], *expiry);
+            let digits: Vec<u32> = number.chars().filter_map(|c| c.to_digit(10)).collect();
+            let luhn: u32 = digits
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, &d)| match (i % 2, d * 2) {
+                    (1, doubled) if doubled > 9 => doubled - 9,
+                    (1, doubled) => doubled,
+                    _ => d,
+                })
+                .sum();
+            assert_eq!(luhn % 10, 0, "{number} passes Luhn");
+        }
+        let card_numbers = orders
+            .iter()
+            .filter(|o| o["payment"]["card_number"].is_string())
+            .count();
+        assert_eq!(card_numbers, TEST_CARDS.len());
+        let phones = orders.iter().filter(|o| o["customer"]["phone"].is_string()).count();
+        assert_eq!(phones, document.phones);
+        assert!(phones >= 3);
+        assert!(orders
+            .iter()
+            .all(|o| o["customer"]["email"].as_str().unwrap().contains('@')));
+        assert_eq!(orders_document().json, *json, "deterministic");
+    }
+
+    #[test]
+    fn the_sensitive_policy_puts_every_builtin_classifier_on_the_response_body() {
+        let builtins = std::fs::read_to_string(repo_root().join("policies/src/scan/builtin.rs")).unwrap();
+        let table = builtins.split_once("pub const BUILTINS").unwrap().1;
+        let table = table.split_once("\n];").unwrap().0;
+        let ids: Vec<&str> = table
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("id: \"")?.strip_suffix("\","))
+            .collect();
+        assert!(ids.len() >= 14, "{ids:?}");
+        for id in &ids {
+            assert!(
+                SENSITIVE_POLICY.contains(&format!("    classifier: {id}\n    in: response.body\n")),
+                "built-in `{id}` missing from SENSITIVE_POLICY"
+            );
+        }
+        assert_eq!(SENSITIVE_POLICY.matches("classifier:").count(), ids.len());
     }
 
     #[test]
