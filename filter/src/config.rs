@@ -134,10 +134,7 @@ impl PluginConfig {
             return field("timeout_ms", "must be between 100 and 600000");
         }
         if cp.max_backoff_ms < cp.poll_interval_ms || cp.max_backoff_ms > 3_600_000 {
-            return field(
-                "max_backoff_ms",
-                "must be at least poll_interval_ms and at most 3600000",
-            );
+            return field("max_backoff_ms", "must be at least poll_interval_ms and at most 3600000");
         }
         if self.token_hash_key.as_deref().is_some_and(|k| k.len() < 16) {
             return Err(ConfigError("token_hash_key: must be at least 16 bytes".into()));
@@ -147,19 +144,14 @@ impl PluginConfig {
 
     /// The `:authority` to send fetches with.
     pub fn authority(&self) -> &str {
-        self.control_plane
-            .authority
-            .as_deref()
-            .unwrap_or(&self.control_plane.cluster)
+        self.control_plane.authority.as_deref().unwrap_or(&self.control_plane.cluster)
     }
 }
 
 /// Bundle names are path segments: a strict charset keeps them from escaping `/v1/bundles/`.
 fn is_bundle_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     first_ok
         && name.len() <= 64
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
@@ -181,19 +173,13 @@ mod tests {
     fn errors_name_the_field() {
         let err = |json: &str| PluginConfig::parse(json.as_bytes()).unwrap_err().0;
         assert!(err(r#"{"control_plane":{"bundle":"demo"}}"#).starts_with("control_plane: missing field `cluster`"));
-        assert!(
-            err(r#"{"control_plane":{"cluster":"cp","bundle":"demo","pol_interval_ms":1}}"#)
-                .starts_with("control_plane.pol_interval_ms: unknown field `pol_interval_ms`")
-        );
-        assert!(
-            err(r#"{"control_plane":{"cluster":"cp","bundle":"demo"},"failure_mode":"shut"}"#)
-                .starts_with("failure_mode: unknown variant `shut`")
-        );
+        assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"demo","pol_interval_ms":1}}"#)
+            .starts_with("control_plane.pol_interval_ms: unknown field `pol_interval_ms`"));
+        assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"demo"},"failure_mode":"shut"}"#)
+            .starts_with("failure_mode: unknown variant `shut`"));
         assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"../etc"}}"#).starts_with("control_plane.bundle:"));
-        assert!(
-            err(r#"{"control_plane":{"cluster":"cp","bundle":"d","poll_interval_ms":5}}"#)
-                .starts_with("control_plane.poll_interval_ms:")
-        );
+        assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"d","poll_interval_ms":5}}"#)
+            .starts_with("control_plane.poll_interval_ms:"));
         assert!(err("").starts_with("configuration is empty"));
         assert_eq!(
             err(r#"{"control_plane":{"cluster":"cp","bundle":"d"},"token_hash_key":"short"}"#),

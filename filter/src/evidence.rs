@@ -4,9 +4,11 @@
 //! `action=block rule=admin-needs-key status=403 endpoint="GET h/admin/users" revision=7 bundle=3f2a9c1d`, or, for an
 //! exchange whose response carried card numbers,
 //! `action=none rule=- detections=cards-out:2 lists+=sensitive-endpoints endpoint="GET h/users/{id}" revision=7 ...`.
-//! It names rules, detections (type and count), lists and the exact bundle, never request content: tokens, bodies
-//! and header values stay out of logs (the endpoint template has its identifiers folded).
+//! It names rules, detections (type and count), JWT findings, lists, the caller's token identity (a keyed hash) and
+//! the exact bundle, never request content: tokens, bodies and header values stay out of logs (the endpoint template
+//! has its identifiers folded).
 
+use portcullis_policies::token::JwtFindings;
 use portcullis_policies::{Action, Verdict};
 
 /// Filter-state key of the verdict (Envoy prefixes `wasm.`; the access log reads `wasm.portcullis.verdict`).
@@ -38,6 +40,10 @@ pub struct Evidence<'a> {
     pub lists_added: Vec<&'a str>,
     /// The endpoint template.
     pub endpoint: &'a [u8],
+    /// The caller's token identity (a keyed hash), when the request carried a token.
+    pub token_id: Option<&'a str>,
+    /// What the analysis of the caller's JWT found.
+    pub jwt_findings: JwtFindings,
     /// The bundle that decided.
     pub bundle: &'a BundleLabel,
 }
@@ -45,7 +51,10 @@ pub struct Evidence<'a> {
 impl Evidence<'_> {
     /// True when there is something to log: a rule matched, a detection fired or a list was updated.
     pub fn is_worth_logging(&self) -> bool {
-        self.verdict.action.is_some() || !self.detections.is_empty() || !self.lists_added.is_empty()
+        self.verdict.action.is_some()
+            || !self.detections.is_empty()
+            || !self.lists_added.is_empty()
+            || !self.jwt_findings.is_empty()
     }
 }
 
@@ -76,16 +85,20 @@ pub fn verdict_line(e: &Evidence<'_>) -> Option<String> {
         (false, true) => line.push_str(" truncated=response"),
         (false, false) => {}
     }
+    if !e.jwt_findings.is_empty() {
+        let names: Vec<&str> = e.jwt_findings.iter().map(|f| f.name().trim_start_matches("jwt.")).collect();
+        line.push_str(&format!(" jwt={}", names.join(",")));
+    }
     if !e.lists_added.is_empty() {
         line.push_str(&format!(" lists+={}", e.lists_added.join(",")));
+    }
+    if let Some(id) = e.token_id {
+        line.push_str(&format!(" token={id}"));
     }
     line.push_str(" endpoint=\"");
     escape_into(e.endpoint, &mut line);
     line.push('"');
-    line.push_str(&format!(
-        " revision={} bundle={}",
-        e.bundle.revision, e.bundle.short_digest
-    ));
+    line.push_str(&format!(" revision={} bundle={}", e.bundle.revision, e.bundle.short_digest));
     Some(line)
 }
 
@@ -115,9 +128,7 @@ pub fn block_body(rule_id: &str, request_id: Option<&[u8]>) -> Vec<u8> {
 /// The JSON body answered in `failure_mode: closed` before any bundle is active.
 pub fn no_bundle_body(request_id: Option<&[u8]>) -> Vec<u8> {
     let request_id = request_id.map(String::from_utf8_lossy);
-    serde_json::json!({ "error": "no policy bundle loaded yet", "request_id": request_id })
-        .to_string()
-        .into_bytes()
+    serde_json::json!({ "error": "no policy bundle loaded yet", "request_id": request_id }).to_string().into_bytes()
 }
 
 #[cfg(test)]
@@ -125,10 +136,7 @@ mod tests {
     use super::*;
 
     fn label() -> BundleLabel {
-        BundleLabel {
-            revision: 7,
-            short_digest: "3f2a9c1d".into(),
-        }
+        BundleLabel { revision: 7, short_digest: "3f2a9c1d".into() }
     }
 
     fn evidence<'a>(verdict: Verdict, rule_id: Option<&'a str>, label: &'a BundleLabel) -> Evidence<'a> {
@@ -140,6 +148,8 @@ mod tests {
             response_truncated: false,
             lists_added: vec![],
             endpoint: b"GET h/admin",
+            token_id: None,
+            jwt_findings: JwtFindings::default(),
             bundle: label,
         }
     }
@@ -173,6 +183,25 @@ mod tests {
             "action=none rule=- detections=cards-out:2,expiry-out:1 truncated=response lists+=sensitive-endpoints \
              endpoint=\"GET h/a\\\"b\\\\c/\\xff\" revision=7 bundle=3f2a9c1d"
         );
+    }
+
+    #[test]
+    fn token_identity_and_jwt_findings_are_named_never_shown() {
+        let label = label();
+        let v = Verdict::ALLOW.with_match(3, Action::Block, 401);
+        let mut e = evidence(v, Some("forged-token"), &label);
+        e.token_id = Some("0123456789abcdef0123456789abcdef");
+        e.jwt_findings.insert(portcullis_policies::token::JwtFinding::AlgNone);
+        e.jwt_findings.insert(portcullis_policies::token::JwtFinding::MissingExp);
+        assert_eq!(
+            verdict_line(&e).unwrap(),
+            "action=block rule=forged-token status=401 jwt=alg_none,missing_exp \
+             token=0123456789abcdef0123456789abcdef endpoint=\"GET h/admin\" revision=7 bundle=3f2a9c1d"
+        );
+        // A JWT finding alone is worth a line, even when no rule names it.
+        let mut quiet = evidence(Verdict::ALLOW, None, &label);
+        quiet.jwt_findings.insert(portcullis_policies::token::JwtFinding::Expired);
+        assert!(verdict_line(&quiet).unwrap().starts_with("action=none rule=- jwt=expired"));
     }
 
     #[test]

@@ -7,8 +7,11 @@ use portcullis_policies::detect::ListKey;
 use portcullis_policies::endpoint::endpoint_template;
 use portcullis_policies::engine::join_headers;
 use portcullis_policies::scan::Findings;
+use portcullis_policies::token::{JwtFinding, TokenField};
 use portcullis_policies::{Attribute, Request};
 use portcullis_shared_state::{Cas, SharedData, TtlList, WriteError};
+
+use crate::token::CallerToken;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
@@ -17,6 +20,19 @@ pub fn now_ms() -> u64 {
     let now = hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
     let since_epoch = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A secret shared by every VM of this Envoy: the value at `key`, or `candidate` if this VM is first to set it.
+pub fn envoy_secret(key: &str, candidate: &[u8]) -> Vec<u8> {
+    let store = HostSharedData;
+    if let (Some(existing), _) = store.get(key) {
+        if !existing.is_empty() {
+            return existing;
+        }
+    }
+    // Two VMs may race here; both re-read, so whichever write landed last is the one everybody uses from now on.
+    let _ = store.set(key, candidate, None);
+    store.get(key).0.filter(|v| !v.is_empty()).unwrap_or_else(|| candidate.to_vec())
 }
 
 /// Envoy's shared data for this VM id.
@@ -82,9 +98,7 @@ impl HostRequest {
 
 /// Reads an Envoy attribute through `get_property`, once per request.
 fn property<'a>(cell: &'a OnceCell<Option<Vec<u8>>>, path: &[&str]) -> Option<Cow<'a, [u8]>> {
-    cell.get_or_init(|| hostcalls::get_property(path.to_vec()).ok().flatten())
-        .as_deref()
-        .map(Cow::Borrowed)
+    cell.get_or_init(|| hostcalls::get_property(path.to_vec()).ok().flatten()).as_deref().map(Cow::Borrowed)
 }
 
 impl Request for HostRequest {
@@ -117,28 +131,28 @@ pub struct ExchangeView<'a> {
     request: &'a HostRequest,
     findings: &'a Findings,
     lists: &'a [TtlList],
+    token: Option<&'a CallerToken>,
     now_ms: u64,
 }
 
 impl<'a> ExchangeView<'a> {
     /// A view at time `now_ms`.
-    pub fn new(request: &'a HostRequest, findings: &'a Findings, lists: &'a [TtlList], now_ms: u64) -> Self {
-        ExchangeView {
-            request,
-            findings,
-            lists,
-            now_ms,
-        }
+    pub fn new(
+        request: &'a HostRequest,
+        findings: &'a Findings,
+        lists: &'a [TtlList],
+        token: Option<&'a CallerToken>,
+        now_ms: u64,
+    ) -> Self {
+        ExchangeView { request, findings, lists, token, now_ms }
     }
 
     /// The key this exchange has in a list of kind `key`.
     pub fn list_key(&self, key: ListKey) -> Option<Vec<u8>> {
         match key {
             ListKey::Endpoint => Some(self.request.endpoint().to_vec()),
-            ListKey::SourceIp => self
-                .request
-                .attribute(Attribute::SourceAddress)
-                .map(|a| strip_port(&a).to_vec()),
+            ListKey::SourceIp => self.request.attribute(Attribute::SourceAddress).map(|a| strip_port(&a).to_vec()),
+            ListKey::Token => self.token.map(|t| t.id.as_bytes().to_vec()),
         }
     }
 }
@@ -157,11 +171,27 @@ impl Request for ExchangeView<'_> {
     }
 
     fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
-        Some(
-            self.lists
-                .get(usize::from(list))?
-                .contains(&HostSharedData, key, self.now_ms),
-        )
+        Some(self.lists.get(usize::from(list))?.contains(&HostSharedData, key, self.now_ms))
+    }
+
+    fn token_present(&self) -> bool {
+        self.token.is_some()
+    }
+
+    fn token_field(&self, field: TokenField) -> Option<Cow<'_, [u8]>> {
+        self.token.map(|t| t.field(field))
+    }
+
+    fn token_claim(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        self.token?.claim(name)
+    }
+
+    fn token_header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        self.token?.header(name)
+    }
+
+    fn jwt_finding(&self, finding: JwtFinding) -> bool {
+        self.token.is_some_and(|t| t.has(finding))
     }
 }
 

@@ -22,7 +22,8 @@ use proxy_wasm::types::Action as Flow;
 
 use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
-use crate::host::{ExchangeView, HostRequest, HostSharedData};
+use crate::host::{now_ms, ExchangeView, HostRequest, HostSharedData};
+use crate::token::CallerToken;
 use crate::metrics::Metrics;
 use crate::root::{ActiveBundle, Snapshot};
 
@@ -36,6 +37,8 @@ pub struct RequestFilter {
 struct Exchange {
     active: Rc<ActiveBundle>,
     request: HostRequest,
+    /// The caller's token, found and judged with the request headers.
+    token: Option<CallerToken>,
     findings: Findings,
     verdict: Verdict,
     request_body: Option<BodyInspector>,
@@ -52,10 +55,7 @@ struct Exchange {
 impl RequestFilter {
     /// A request context over `snapshot`.
     pub fn new(snapshot: Snapshot) -> RequestFilter {
-        RequestFilter {
-            snapshot,
-            exchange: None,
-        }
+        RequestFilter { snapshot, exchange: None }
     }
 
     fn respond_json(&self, status: u32, body: &[u8]) {
@@ -69,7 +69,7 @@ impl RequestFilter {
         if !ex.active.has_rules(phase) {
             return false;
         }
-        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, ex.active.clock());
+        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, ex.token.as_ref(), ex.active.clock());
         ex.verdict = ex.verdict.then(ex.active.bundle.evaluate_phase(phase, &view));
         if !ex.verdict.is_block() {
             return false;
@@ -91,12 +91,11 @@ impl RequestFilter {
         }
         ex.concluded = true;
         let now = ex.active.clock();
-        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, now);
+        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, ex.token.as_ref(), now);
         for list in ex.active.bundle.lists_to_add(&view) {
-            let (Some(def), Some(ttl_list)) = (
-                ex.active.bundle.lists().get(usize::from(list)),
-                ex.active.lists.get(usize::from(list)),
-            ) else {
+            let (Some(def), Some(ttl_list)) =
+                (ex.active.bundle.lists().get(usize::from(list)), ex.active.lists.get(usize::from(list)))
+            else {
                 continue;
             };
             let Some(key) = view.list_key(def.key) else { continue };
@@ -122,14 +121,14 @@ impl RequestFilter {
     fn record(&self) {
         let Some(ex) = self.exchange.as_ref() else { return };
         // Most requests match nothing: leave before building anything.
-        if ex.verdict.action.is_none() && ex.lists_added.is_empty() && ex.findings.nonzero().next().is_none() {
+        let jwt_clean = ex.token.as_ref().is_none_or(|t| t.findings.is_empty());
+        if ex.verdict.action.is_none() && ex.lists_added.is_empty() && jwt_clean && ex.findings.nonzero().next().is_none()
+        {
             return;
         }
         let bundle = &ex.active.bundle;
-        let detections = ex
-            .findings
-            .nonzero()
-            .filter_map(|(d, n)| Some((bundle.detections().get(usize::from(d))?.id.as_str(), n)));
+        let detections =
+            ex.findings.nonzero().filter_map(|(d, n)| Some((bundle.detections().get(usize::from(d))?.id.as_str(), n)));
         let evidence = Evidence {
             verdict: ex.verdict,
             rule_id: ex.verdict.rule.and_then(|i| bundle.rule_id(i)),
@@ -142,6 +141,8 @@ impl RequestFilter {
                 .filter_map(|l| Some(bundle.lists().get(usize::from(*l))?.id.as_str()))
                 .collect(),
             endpoint: ex.request.endpoint(),
+            token_id: ex.token.as_ref().map(|t| t.id.as_str()),
+            jwt_findings: ex.token.as_ref().map(|t| t.findings).unwrap_or_default(),
             bundle: &ex.active.label,
         };
         if let Some(line) = verdict_line(&evidence) {
@@ -179,8 +180,7 @@ impl RequestFilter {
             if inspector.truncated() {
                 Metrics::bump(self.snapshot.metrics.bodies_truncated);
             }
-            ex.findings
-                .absorb(&ex.active.bundle, Location::RequestBody, inspector.classifier_counts());
+            ex.findings.absorb(&ex.active.bundle, Location::RequestBody, inspector.classifier_counts());
         }
         ex.holding_request = false;
         if self.decide(Phase::RequestBody) {
@@ -207,6 +207,11 @@ impl HttpContext for RequestFilter {
             };
         };
         let request = HostRequest::new(self.get_http_request_headers_bytes());
+        let token = active.bundle.tokens().and_then(|_| {
+            let now_unix = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+            let (verifier, key, cache) = (active.verifier.as_ref(), &active.token_key, &self.snapshot.token_cache);
+            CallerToken::of(&active.bundle, verifier, key, cache, &request, now_unix)
+        });
         let mut findings = Findings::new(&active.bundle);
         if active.bundle.scan_set(Location::RequestQuery).is_some() {
             if let Some(query) = request.attribute(Attribute::RequestQuery).filter(|q| !q.is_empty()) {
@@ -227,6 +232,7 @@ impl HttpContext for RequestFilter {
         self.exchange = Some(Exchange {
             active,
             request,
+            token,
             findings,
             verdict: Verdict::ALLOW,
             request_body,
@@ -337,8 +343,7 @@ impl RequestFilter {
             if inspector.truncated() {
                 Metrics::bump(self.snapshot.metrics.bodies_truncated);
             }
-            ex.findings
-                .absorb(&ex.active.bundle, Location::ResponseBody, inspector.classifier_counts());
+            ex.findings.absorb(&ex.active.bundle, Location::ResponseBody, inspector.classifier_counts());
         }
         // Response rules are monitor-only (the compiler refuses a block there), so this never answers.
         let _ = self.decide(Phase::Response);

@@ -5,15 +5,13 @@
 //!
 //! - [`root`]: configuration, the fetch loop (one VM per Envoy, under a lease), bundle swaps in every VM.
 //! - [`http`]: per request, evaluate and block, monitor or pass; the verdict goes to filter state.
+//! - [`token`]: the caller's token: extraction, keyed identity, JWT analysis through a bounded per-VM cache.
 //! - [`config`], [`schedule`], [`evidence`]: pure logic, unit-tested natively.
 //!
 //! Nothing on the request path may panic: a panic kills the worker's VM. Clippy denies `unwrap`, `expect`,
 //! `panic!` and indexing, and the `String` header getters are disallowed (see `clippy.toml`).
 
-#![cfg_attr(
-    test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod config;
 pub mod evidence;
@@ -22,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod root;
 pub mod schedule;
+pub mod token;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use portcullis_policies::bundle::{self, MAX_BUNDLE_BYTES};
+use portcullis_policies::token_analysis::JwtVerifier;
 use portcullis_policies::{Action, Bundle, Phase};
 use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Lease, TtlList};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -22,6 +23,10 @@ use crate::host::HostSharedData;
 use crate::http::RequestFilter;
 use crate::metrics::Metrics;
 use crate::schedule::FetchSchedule;
+use crate::token::{new_cache, SharedCache};
+
+/// Shared-data key of this Envoy's random token-identity key (used when neither configuration nor bundle has one).
+const TOKEN_KEY: &str = "portcullis.token-identity-key";
 
 /// How often every VM looks for a newer bundle in shared data: the bound on propagation between workers.
 const TICK: Duration = Duration::from_millis(250);
@@ -39,31 +44,28 @@ pub struct ActiveBundle {
     pub hold_request_body: bool,
     /// Which phases have rules, so a request skips the empty ones.
     phases_with_rules: [bool; 3],
+    /// The JWT verifier built from the bundle's keys, when the policy judges JWTs.
+    pub verifier: Option<JwtVerifier>,
+    /// The key of token identities (plugin configuration, else bundle, else this Envoy's random key).
+    pub token_key: Vec<u8>,
 }
 
 impl ActiveBundle {
-    fn new(bundle: Bundle) -> ActiveBundle {
+    fn new(bundle: Bundle, token_key: Vec<u8>) -> ActiveBundle {
         let short_digest = bundle::hex(bundle.digest().get(..4).unwrap_or_default());
-        let label = BundleLabel {
-            revision: bundle.revision(),
-            short_digest,
-        };
-        let lists = bundle
-            .lists()
-            .iter()
-            .map(|l| TtlList::new(&l.id, l.max_entries))
-            .collect();
-        let hold_request_body = bundle
-            .rules()
-            .iter()
-            .any(|r| r.phase == Phase::RequestBody && r.action == Action::Block);
+        let label = BundleLabel { revision: bundle.revision(), short_digest };
+        let lists = bundle.lists().iter().map(|l| TtlList::new(&l.id, l.max_entries)).collect();
+        let hold_request_body =
+            bundle.rules().iter().any(|r| r.phase == Phase::RequestBody && r.action == Action::Block);
         let mut phases_with_rules = [false; 3];
         for rule in bundle.rules() {
             if let Some(slot) = phases_with_rules.get_mut(phase_index(rule.phase)) {
                 *slot = true;
             }
         }
-        ActiveBundle { bundle, label, lists, hold_request_body, phases_with_rules }
+        // The loader already built this verifier once to validate the bundle, so it cannot fail here.
+        let verifier = bundle.tokens().and_then(|t| t.jwt.as_ref()).and_then(|jwt| JwtVerifier::new(jwt).ok());
+        ActiveBundle { bundle, label, lists, hold_request_body, phases_with_rules, verifier, token_key }
     }
 
     /// True when some rule is decided in `phase`.
@@ -90,7 +92,7 @@ fn phase_index(phase: Phase) -> usize {
 }
 
 /// What a request context needs from the root; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Snapshot {
     /// The bundle to enforce, if any arrived yet.
     pub active: Option<Rc<ActiveBundle>>,
@@ -98,6 +100,8 @@ pub struct Snapshot {
     pub failure_mode: FailureMode,
     /// Counter ids.
     pub metrics: Metrics,
+    /// This VM's cache of token analyses.
+    pub token_cache: SharedCache,
 }
 
 /// The plugin's root context (one per worker VM).
@@ -111,6 +115,7 @@ pub struct PortcullisRoot {
     schedule: Option<FetchSchedule>,
     random: RandomState,
     metrics: Metrics,
+    token_cache: SharedCache,
 }
 
 impl PortcullisRoot {
@@ -125,6 +130,7 @@ impl PortcullisRoot {
             schedule: None,
             random: RandomState::new(),
             metrics: Metrics::default(),
+            token_cache: new_cache(),
         }
     }
 
@@ -163,7 +169,10 @@ impl PortcullisRoot {
     }
 
     fn activate(&mut self, bundle: Bundle, level: LogLevel) {
-        let active = ActiveBundle::new(bundle);
+        let token_key = self.token_key(&bundle);
+        let active = ActiveBundle::new(bundle, token_key);
+        // Analyses depend on the bundle's keys and rules: start afresh with a new bundle.
+        self.token_cache = new_cache();
         let message = format!(
             "enforcing bundle '{}' revision {} (sha256 {}, {} rules)",
             active.bundle.policy_name(),
@@ -173,6 +182,25 @@ impl PortcullisRoot {
         );
         proxy_wasm::hostcalls::log(level, &message).ok();
         self.active = Some(Rc::new(active));
+    }
+
+    /// The key of token identities: the plugin configuration's, else the bundle's, else one random key per Envoy
+    /// kept in shared data (so every worker names a token alike).
+    fn token_key(&self, bundle: &Bundle) -> Vec<u8> {
+        if let Some(key) = self.config.as_ref().and_then(|c| c.token_hash_key.as_deref()) {
+            return key.as_bytes().to_vec();
+        }
+        if let Some(key) = bundle.tokens().and_then(|t| t.hash_key.as_deref()) {
+            return key.to_vec();
+        }
+        let fresh: Vec<u8> = (0..4u64)
+            .flat_map(|i| {
+                let mut hasher = self.random.build_hasher();
+                hasher.write_u64(self.now_ms() ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                hasher.finish().to_le_bytes()
+            })
+            .collect();
+        crate::host::envoy_secret(TOKEN_KEY, &fresh)
     }
 
     /// If this VM holds the fetch lease and a fetch is due, asks the control plane for a newer bundle.
@@ -221,9 +249,7 @@ impl PortcullisRoot {
         let message = format!(
             "bundle fetch failed ({why}); {} consecutive failures, enforcing {}",
             schedule.failures(),
-            self.active
-                .as_ref()
-                .map_or("no bundle yet".to_owned(), |a| format!("revision {}", a.label.revision))
+            self.active.as_ref().map_or("no bundle yet".to_owned(), |a| format!("revision {}", a.label.revision))
         );
         proxy_wasm::hostcalls::log(level, &message).ok();
     }
@@ -244,10 +270,7 @@ impl PortcullisRoot {
         let store = HostSharedData;
         match Bundle::from_bytes(&body) {
             Ok(bundle) => {
-                let head = BundleHead {
-                    digest: *bundle.digest(),
-                    revision: bundle.revision(),
-                };
+                let head = BundleHead { digest: *bundle.digest(), revision: bundle.revision() };
                 if slot.publish(&store, head, &body).is_err() {
                     proxy_wasm::hostcalls::log(LogLevel::Warn, "could not publish bundle to shared data").ok();
                 }
@@ -328,14 +351,8 @@ impl RootContext for PortcullisRoot {
             }
         };
         let cp = &config.control_plane;
-        let lease_ms = cp
-            .timeout_ms
-            .saturating_add(4 * u64::try_from(TICK.as_millis()).unwrap_or(1000));
-        self.lease = Some(Lease::new(
-            format!("portcullis.bundle.{}.fetch-lease", cp.bundle),
-            self.random(),
-            lease_ms,
-        ));
+        let lease_ms = cp.timeout_ms.saturating_add(4 * u64::try_from(TICK.as_millis()).unwrap_or(1000));
+        self.lease = Some(Lease::new(format!("portcullis.bundle.{}.fetch-lease", cp.bundle), self.random(), lease_ms));
         self.slot = Some(BundleSlot::new(&cp.bundle));
         self.schedule = Some(FetchSchedule::new(cp.poll_interval_ms, cp.max_backoff_ms));
         self.metrics = Metrics::define();
@@ -361,6 +378,7 @@ impl RootContext for PortcullisRoot {
             active: self.active.clone(),
             failure_mode,
             metrics: self.metrics,
+            token_cache: self.token_cache.clone(),
         })))
     }
 }

@@ -13,13 +13,7 @@ pub struct FetchSchedule {
 impl FetchSchedule {
     /// A schedule that is due at once.
     pub fn new(poll_interval_ms: u64, max_backoff_ms: u64) -> FetchSchedule {
-        FetchSchedule {
-            poll_interval_ms,
-            max_backoff_ms,
-            failures: 0,
-            next_at_ms: 0,
-            in_flight: None,
-        }
+        FetchSchedule { poll_interval_ms, max_backoff_ms, failures: 0, next_at_ms: 0, in_flight: None }
     }
 
     /// True when no fetch is in flight and the next one is due.
@@ -58,10 +52,7 @@ impl FetchSchedule {
         self.in_flight = None;
         self.failures = self.failures.saturating_add(1);
         let exponent = self.failures.min(20);
-        let backoff = self
-            .poll_interval_ms
-            .saturating_mul(1u64 << exponent)
-            .min(self.max_backoff_ms);
+        let backoff = self.poll_interval_ms.saturating_mul(1u64 << exponent).min(self.max_backoff_ms);
         let half = backoff / 2;
         self.next_at_ms = now_ms.saturating_add(half).saturating_add(random % half.max(1));
     }

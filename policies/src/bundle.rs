@@ -106,6 +106,8 @@ pub enum BundleErrorKind {
     InvalidRules,
     /// A DFA failed `regex-automata`'s validation.
     InvalidDfa,
+    /// The token section's JWKS cannot be loaded as verification keys.
+    InvalidKeys,
 }
 
 impl BundleError {
@@ -128,6 +130,7 @@ impl BundleError {
             BundleErrorKind::Malformed => "bundle payload is malformed",
             BundleErrorKind::InvalidRules => "bundle rules are invalid",
             BundleErrorKind::InvalidDfa => "bundle carries an invalid DFA",
+            BundleErrorKind::InvalidKeys => "bundle carries JWT keys that cannot be loaded",
         }
     }
 }
@@ -205,24 +208,16 @@ impl Bundle {
         if bytes.len() > MAX_BUNDLE_BYTES {
             return Err(BundleError::new(BundleErrorKind::TooLarge));
         }
-        let (magic, rest) = bytes
-            .split_at_checked(8)
-            .ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        let (magic, rest) = bytes.split_at_checked(8).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
         if magic != MAGIC {
             return Err(BundleError::new(BundleErrorKind::NotABundle));
         }
-        let (version, rest) = rest
-            .split_at_checked(2)
-            .ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        let (version, rest) = rest.split_at_checked(2).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
         if version != FORMAT_VERSION.to_le_bytes() {
             return Err(BundleError::new(BundleErrorKind::UnsupportedVersion));
         }
-        let (digest, payload) = rest
-            .split_at_checked(32)
-            .ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
-        let digest: [u8; 32] = digest
-            .try_into()
-            .map_err(|_| BundleError::new(BundleErrorKind::NotABundle))?;
+        let (digest, payload) = rest.split_at_checked(32).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+        let digest: [u8; 32] = digest.try_into().map_err(|_| BundleError::new(BundleErrorKind::NotABundle))?;
         if Sha256::digest(payload).as_slice() != digest {
             return Err(BundleError::new(BundleErrorKind::DigestMismatch));
         }
@@ -240,11 +235,8 @@ impl Bundle {
         if content.rules.len() > MAX_RULES || content.dfas.len() > MAX_DFAS {
             return Err(invalid);
         }
-        let counts = Counts {
-            dfas: content.dfas.len(),
-            detections: content.detections.len(),
-            lists: content.lists.len(),
-        };
+        let counts =
+            Counts { dfas: content.dfas.len(), detections: content.detections.len(), lists: content.lists.len() };
         for (i, rule) in content.rules.iter().enumerate() {
             if rule.id.is_empty() || content.rules.iter().take(i).any(|r| r.id == rule.id) {
                 return Err(invalid);
@@ -269,6 +261,9 @@ impl Bundle {
         }
         if content.inspection.max_body_bytes == 0 {
             return Err(invalid);
+        }
+        if let Some(tokens) = &content.tokens {
+            check_tokens(tokens)?;
         }
         let mut dfas = Vec::with_capacity(content.dfas.len());
         for bytes in &content.dfas {
@@ -387,6 +382,22 @@ pub fn phase_of(nodes: &[Node], detections: &[DetectionDef]) -> Phase {
         .unwrap_or(Phase::RequestHeaders)
 }
 
+/// Checks the token section: sources to look in, a usable identity key, and JWKS keys the verifier can load.
+fn check_tokens(tokens: &TokenPolicy) -> Result<(), BundleError> {
+    let invalid = BundleError::new(BundleErrorKind::InvalidRules);
+    if tokens.sources.is_empty() || tokens.sources.len() > 8 {
+        return Err(invalid);
+    }
+    if tokens.hash_key.as_ref().is_some_and(|k| k.len() < 16) {
+        return Err(invalid);
+    }
+    if let Some(jwt) = &tokens.jwt {
+        // The same construction the filter does at activation: a key it cannot load is refused here, once.
+        crate::token_analysis::JwtVerifier::new(jwt).map_err(|_| BundleError::new(BundleErrorKind::InvalidKeys))?;
+    }
+    Ok(())
+}
+
 /// Checks classifier, detection and scan-set tables: indices in range, layering within one location, sane sizes.
 fn check_detections(content: &BundleContent) -> Result<(), BundleError> {
     let invalid = BundleError::new(BundleErrorKind::InvalidRules);
@@ -414,11 +425,7 @@ fn check_detections(content: &BundleContent) -> Result<(), BundleError> {
         }
     }
     for set in content.scan_sets.iter().flatten() {
-        if set
-            .patterns
-            .iter()
-            .any(|p| usize::from(*p) >= content.classifiers.len())
-        {
+        if set.patterns.iter().any(|p| usize::from(*p) >= content.classifiers.len()) {
             return Err(invalid);
         }
     }
@@ -436,9 +443,7 @@ fn check_condition(nodes: &[Node], counts: &Counts) -> Result<(), BundleError> {
     let mut seen: Vec<(Type, u16)> = Vec::with_capacity(nodes.len());
     for node in nodes {
         let operand = |i: u32| -> Result<(Type, u16), BundleError> {
-            seen.get(usize::try_from(i).map_err(|_| invalid)?)
-                .copied()
-                .ok_or(invalid)
+            seen.get(usize::try_from(i).map_err(|_| invalid)?).copied().ok_or(invalid)
         };
         let unary = |i: u32, want: Type, out: Type| -> Result<(Type, u16), BundleError> {
             let (t, d) = operand(i)?;

@@ -6,8 +6,9 @@
 //!   on another detection (`requires`): it only counts in a body where the required detection also fired.
 //! - A **scan set** is what one location scans for: one DFA built with every pattern the location needs, so a body
 //!   is read once whatever the number of classifiers.
-//! - A **list** is a dynamic, self-expiring set of keys (endpoints, later tokens and addresses) kept in proxy shared
-//!   data; a list's `add_when` condition adds the current request's key when it holds at the end of the exchange.
+//! - A **list** is a dynamic, self-expiring set of keys (endpoints, client addresses, token identities) kept in
+//!   proxy shared data; a list's `add_when` condition adds the current request's key when it holds at the end of
+//!   the exchange.
 //!
 //! Findings are counts per classifier and detection, never values.
 
@@ -129,6 +130,9 @@ pub enum ListKey {
     Endpoint,
     /// The client address (`source.address` without the port).
     SourceIp,
+    /// The caller's token identity (`token.id`, a keyed hash, never the token); an exchange without a token has no
+    /// key and is not added.
+    Token,
 }
 
 /// A dynamic list kept in shared data.
@@ -157,9 +161,6 @@ pub struct InspectionDef {
 
 impl Default for InspectionDef {
     fn default() -> Self {
-        InspectionDef {
-            max_body_bytes: 256 * 1024,
-            inspect_binary: false,
-        }
+        InspectionDef { max_body_bytes: 256 * 1024, inspect_binary: false }
     }
 }

@@ -93,25 +93,15 @@ mod tests {
     #[test]
     fn identifiers_fold_names_stay() {
         assert_eq!(
-            template(
-                "GET",
-                "API.example.com",
-                "/users/8812/orders/5f0c9a2be4b0c1d2e3f40516?x=1"
-            ),
+            template("GET", "API.example.com", "/users/8812/orders/5f0c9a2be4b0c1d2e3f40516?x=1"),
             "GET api.example.com/users/{id}/orders/{id}"
         );
         assert_eq!(
             template("DELETE", "h", "/v2/items/123e4567-e89b-12d3-a456-426614174000/"),
             "DELETE h/v2/items/{id}"
         );
-        assert_eq!(
-            template("GET", "h", "/files/dGhpcyBpcyBhIHRva2VuMTIz"),
-            "GET h/files/{id}"
-        );
-        assert_eq!(
-            template("GET", "h", "/charges/ch_3MmlLrLkdIwHu7ix0snN0B15"),
-            "GET h/charges/{id}"
-        );
+        assert_eq!(template("GET", "h", "/files/dGhpcyBpcyBhIHRva2VuMTIz"), "GET h/files/{id}");
+        assert_eq!(template("GET", "h", "/charges/ch_3MmlLrLkdIwHu7ix0snN0B15"), "GET h/charges/{id}");
         assert_eq!(template("GET", "h", "/customers/cus-12ab34cd"), "GET h/customers/{id}");
         assert_eq!(
             template("GET", "h", "/organization-settings/billing-history"),

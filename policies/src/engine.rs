@@ -121,11 +121,7 @@ impl Bundle {
     fn condition_holds(&self, condition: &[Node], request: &dyn Request) -> Result<bool, EvalError> {
         let root = condition.len().checked_sub(1).ok_or(EvalError)?;
         let root = NodeIndex::try_from(root).map_err(|_| EvalError)?;
-        let evaluator = Evaluator {
-            bundle: self,
-            nodes: condition,
-            request,
-        };
+        let evaluator = Evaluator { bundle: self, nodes: condition, request };
         match evaluator.eval(root)? {
             Value::Bool(b) => Ok(b),
             _ => Err(EvalError),
@@ -142,10 +138,7 @@ struct Evaluator<'a> {
 impl<'a> Evaluator<'a> {
     // Recursion depth is bounded by `MAX_CONDITION_DEPTH`, checked when the bundle was loaded.
     fn eval(&self, index: NodeIndex) -> Eval<'a> {
-        let node = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.nodes.get(i))
-            .ok_or(EvalError)?;
+        let node = usize::try_from(index).ok().and_then(|i| self.nodes.get(i)).ok_or(EvalError)?;
         Ok(match node {
             Node::Bool(b) => Value::Bool(*b),
             Node::Int(i) => Value::Int(*i),
@@ -180,10 +173,7 @@ impl<'a> Evaluator<'a> {
                 Value::Bool(needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_ref()))
             }
             Node::Matches { subject, dfa } => {
-                let dfa = usize::try_from(*dfa)
-                    .ok()
-                    .and_then(|i| self.bundle.dfas.get(i))
-                    .ok_or(EvalError)?;
+                let dfa = usize::try_from(*dfa).ok().and_then(|i| self.bundle.dfas.get(i)).ok_or(EvalError)?;
                 let subject = self.str(*subject)?;
                 let input = Input::new(subject.as_ref()).earliest(true);
                 Value::Bool(dfa.try_search_fwd(&input).map_err(|_| EvalError)?.is_some())
@@ -257,27 +247,20 @@ impl TableRequest {
             (Attribute::RequestUrlPath, url_path.as_bytes().to_vec()),
             (Attribute::RequestQuery, query.unwrap_or("").as_bytes().to_vec()),
         ];
-        TableRequest {
-            attributes,
-            headers: Vec::new(),
-        }
+        TableRequest { attributes, headers: Vec::new() }
     }
 
     /// Adds a header (name lower-cased).
     #[must_use]
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> TableRequest {
-        self.headers
-            .push((name.to_ascii_lowercase().into_bytes(), value.into()));
+        self.headers.push((name.to_ascii_lowercase().into_bytes(), value.into()));
         self
     }
 }
 
 impl Request for TableRequest {
     fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
-        self.attributes
-            .iter()
-            .find(|(a, _)| *a == attribute)
-            .map(|(_, v)| Cow::Borrowed(v.as_slice()))
+        self.attributes.iter().find(|(a, _)| *a == attribute).map(|(_, v)| Cow::Borrowed(v.as_slice()))
     }
 
     fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {

@@ -17,6 +17,8 @@
 //! - [`detect`]: classifiers, detections, body inspection limits and dynamic lists.
 //! - [`scan`]: streaming inspection of bodies and values, built-in classifiers, findings per detection.
 //! - [`token`]: token sources, caller identity, JWT policy and the JWT findings rules can name.
+//! - [`token_analysis`]: finding the token in a request, the caller's identity, JWT decoding, signature
+//!   verification and forgery checks, and the per-VM cache of analyses.
 //! - [`endpoint`]: endpoint templates (`GET host/users/{id}`), the key of endpoint lists.
 //! - [`bundle`]: the wire format and its validating loader.
 //! - [`engine`]: evaluation of a loaded bundle, and the [`Request`] view it reads.
@@ -24,10 +26,7 @@
 //!
 //! [CEL]: https://cel.dev
 
-#![cfg_attr(
-    test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod bundle;
 pub mod detect;
@@ -36,6 +35,7 @@ pub mod engine;
 pub mod program;
 pub mod scan;
 pub mod token;
+pub mod token_analysis;
 pub mod verdict;
 
 #[cfg(feature = "compiler")]

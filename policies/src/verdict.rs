@@ -19,13 +19,7 @@ pub struct Verdict {
 
 impl Verdict {
     /// No rule matched.
-    pub const ALLOW: Verdict = Verdict {
-        action: None,
-        rule: None,
-        status: 0,
-        matched: 0,
-        errors: 0,
-    };
+    pub const ALLOW: Verdict = Verdict { action: None, rule: None, status: 0, matched: 0, errors: 0 };
 
     /// True when the request must be answered by the filter.
     pub fn is_block(&self) -> bool {
@@ -38,13 +32,7 @@ impl Verdict {
         let matched = self.matched.saturating_add(1);
         match self.action {
             Some(current) if current >= action => Verdict { matched, ..self },
-            _ => Verdict {
-                action: Some(action),
-                rule: Some(index),
-                status,
-                matched,
-                errors: self.errors,
-            },
+            _ => Verdict { action: Some(action), rule: Some(index), status, matched, errors: self.errors },
         }
     }
 
@@ -55,20 +43,13 @@ impl Verdict {
         let matched = self.matched.saturating_add(later.matched);
         let errors = self.errors.saturating_add(later.errors);
         let decided = if later.action > self.action { later } else { self };
-        Verdict {
-            matched,
-            errors,
-            ..decided
-        }
+        Verdict { matched, errors, ..decided }
     }
 
     /// Counts a rule whose condition could not be evaluated.
     #[must_use]
     pub fn with_error(self) -> Verdict {
-        Verdict {
-            errors: self.errors.saturating_add(1),
-            ..self
-        }
+        Verdict { errors: self.errors.saturating_add(1), ..self }
     }
 }
 
@@ -78,15 +59,10 @@ mod tests {
 
     #[test]
     fn block_outranks_monitor_and_first_rule_of_an_action_wins() {
-        let v = Verdict::ALLOW
-            .with_match(2, Action::Monitor, 0)
-            .with_match(3, Action::Monitor, 0);
+        let v = Verdict::ALLOW.with_match(2, Action::Monitor, 0).with_match(3, Action::Monitor, 0);
         assert_eq!((v.action, v.rule, v.matched), (Some(Action::Monitor), Some(2), 2));
         let v = v.with_match(5, Action::Block, 451);
-        assert_eq!(
-            (v.action, v.rule, v.status, v.matched),
-            (Some(Action::Block), Some(5), 451, 3)
-        );
+        assert_eq!((v.action, v.rule, v.status, v.matched), (Some(Action::Block), Some(5), 451, 3));
         assert!(v.is_block());
     }
 
@@ -95,14 +71,8 @@ mod tests {
         let headers = Verdict::ALLOW.with_match(1, Action::Monitor, 0);
         let body = Verdict::ALLOW.with_match(4, Action::Monitor, 0).with_error();
         let v = headers.then(body);
-        assert_eq!(
-            (v.action, v.rule, v.matched, v.errors),
-            (Some(Action::Monitor), Some(1), 2, 1)
-        );
+        assert_eq!((v.action, v.rule, v.matched, v.errors), (Some(Action::Monitor), Some(1), 2, 1));
         let v = v.then(Verdict::ALLOW.with_match(6, Action::Block, 409));
-        assert_eq!(
-            (v.action, v.rule, v.status, v.matched),
-            (Some(Action::Block), Some(6), 409, 3)
-        );
+        assert_eq!((v.action, v.rule, v.status, v.matched), (Some(Action::Block), Some(6), 409, 3));
     }
 }

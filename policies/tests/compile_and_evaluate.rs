@@ -10,6 +10,7 @@ use portcullis_policies::compiler::{compile, compile_to_bytes, CompileOptions, C
 use portcullis_policies::detect::{ListKey, Location};
 use portcullis_policies::engine::{Request, TableRequest};
 use portcullis_policies::program::{Node, Phase};
+use portcullis_policies::token::{JwtFinding, TokenField, TokenIdentity, TokenSource};
 use portcullis_policies::{Action, Attribute, Bundle, Verdict};
 use sha2::{Digest, Sha256};
 
@@ -18,11 +19,7 @@ const DEMO: &str = include_str!("fixtures/golden/demo.yaml");
 const SENSITIVE: &str = include_str!("fixtures/policies/sensitive.yaml");
 
 fn options(file_name: &str) -> CompileOptions {
-    CompileOptions {
-        policy_name: "demo".into(),
-        revision: 1,
-        file_name: file_name.into(),
-    }
+    CompileOptions { policy_name: "demo".into(), revision: 1, file_name: file_name.into() }
 }
 
 fn demo_bytes() -> Vec<u8> {
@@ -35,10 +32,8 @@ fn demo() -> Bundle {
 
 /// Compiles a one-rule block policy with condition `when`.
 fn single(when: &str) -> Bundle {
-    let source = format!(
-        "version: 1\nrules:\n  - id: r\n    when: '{}'\n    action: block\n",
-        when.replace('\'', "''")
-    );
+    let source =
+        format!("version: 1\nrules:\n  - id: r\n    when: '{}'\n    action: block\n", when.replace('\'', "''"));
     Bundle::from_bytes(&compile_to_bytes(&source, &options("single.yaml")).unwrap()).unwrap()
 }
 
@@ -106,9 +101,8 @@ fn non_utf8_header_bytes_never_panic() {
         (0..=255u8).collect(),
     ];
     for value in nasty {
-        let request = TableRequest::new("GET", "/admin")
-            .header("user-agent", value.clone())
-            .header("x-admin-key", value.clone());
+        let request =
+            TableRequest::new("GET", "/admin").header("user-agent", value.clone()).header("x-admin-key", value.clone());
         let _ = bundle.evaluate(&request);
     }
     let v = bundle.evaluate(&TableRequest::new("GET", "/").header("user-agent", b"\xffSQLMAP\xfe".to_vec()));
@@ -133,9 +127,7 @@ fn cel_error_semantics() {
 
 #[test]
 fn language_features_evaluate() {
-    let get = TableRequest::new("GET", "/a/b.php?q=1")
-        .header("Content-Length", "12")
-        .header("accept", "x");
+    let get = TableRequest::new("GET", "/a/b.php?q=1").header("Content-Length", "12").header("accept", "x");
     let cases: &[(&str, bool)] = &[
         (r#"request.url_path.endsWith(".php")"#, true),
         (r#"request.query == "q=1""#, true),
@@ -187,10 +179,7 @@ fn bundle_round_trips_with_its_metadata() {
     assert_eq!(content.compiler_version, COMPILER_VERSION);
     assert_eq!(bundle::encode(&content).unwrap(), bytes);
     assert_eq!(content.rules[2].status, 403);
-    assert_eq!(
-        content.rules[0].condition[0],
-        portcullis_policies::program::Node::Attribute(Attribute::RequestPath)
-    );
+    assert_eq!(content.rules[0].condition[0], portcullis_policies::program::Node::Attribute(Attribute::RequestPath));
 }
 
 #[test]
@@ -202,10 +191,7 @@ fn compile_is_deterministic() {
 fn every_truncation_is_refused() {
     let bytes = demo_bytes();
     for len in 0..bytes.len() {
-        assert!(
-            Bundle::from_bytes(&bytes[..len]).is_err(),
-            "prefix of {len} bytes loaded"
-        );
+        assert!(Bundle::from_bytes(&bytes[..len]).is_err(), "prefix of {len} bytes loaded");
     }
 }
 
@@ -299,10 +285,7 @@ fn golden_bundle_is_up_to_date() {
         return;
     }
     let committed = std::fs::read(&golden).expect("missing golden bundle: run with UPDATE_GOLDEN=1");
-    assert!(
-        committed == bytes,
-        "tests/fixtures/golden/demo.bundle is stale: rerun this test with UPDATE_GOLDEN=1"
-    );
+    assert!(committed == bytes, "tests/fixtures/golden/demo.bundle is stale: rerun this test with UPDATE_GOLDEN=1");
     let bundle = Bundle::from_bytes(&committed).unwrap();
     assert!(bundle.evaluate(&TableRequest::new("GET", "/admin")).is_block());
 }
@@ -356,6 +339,12 @@ fn mutated_sensitive_policies_never_panic_the_compiler() {
     assert!(fuzz_compiler(SENSITIVE, 0xfeed_face_cafe_beef, 300) > 0);
 }
 
+#[test]
+fn mutated_token_policies_never_panic_the_compiler() {
+    // Every bundle the compiler accepts loads: the JWT keys it let through are keys the verifier can use.
+    assert!(fuzz_compiler(TOKENS, 0x5eed_70ce_c0de_0001, 2_000) > 0);
+}
+
 /// A request with what inspection found and what the lists hold, as the filter would supply them.
 struct Exchange {
     request: TableRequest,
@@ -370,11 +359,7 @@ impl Exchange {
         let mut request = TableRequest::new(method, path);
         let endpoint = format!("{method} api.example{path}");
         request.attributes.push((Attribute::Endpoint, endpoint.into_bytes()));
-        Exchange {
-            request,
-            counts: Vec::new(),
-            entries: Vec::new(),
-        }
+        Exchange { request, counts: Vec::new(), entries: Vec::new() }
     }
 
     fn found(mut self, detection: u16, count: u32) -> Exchange {
@@ -425,10 +410,7 @@ fn detection(bundle: &Bundle, id: &str) -> u16 {
 fn sensitive_policy_compiles_to_tables_and_phases() {
     let (content, bundle) = sensitive();
     let ids: Vec<&str> = content.detections.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["cards-out", "expiry-out", "staff-in", "credit_card@request.query"]
-    );
+    assert_eq!(ids, ["cards-out", "expiry-out", "staff-in", "credit_card@request.query"]);
     assert_eq!(content.detections[1].requires, Some(0));
     assert_eq!(content.detections[3].location, Location::RequestQuery);
     let classifiers: Vec<&str> = content.classifiers.iter().map(|c| c.id.as_str()).collect();
@@ -457,10 +439,7 @@ fn sensitive_policy_compiles_to_tables_and_phases() {
         ]
     );
     let list = &bundle.lists()[0];
-    assert_eq!(
-        (list.key, list.ttl_seconds, list.max_entries),
-        (ListKey::Endpoint, 86_400, 10_000)
-    );
+    assert_eq!((list.key, list.ttl_seconds, list.max_entries), (ListKey::Endpoint, 86_400, 10_000));
     assert_eq!(list.add_when, [Node::Detected(0)]);
     assert_eq!(bundle.inspection().max_body_bytes, 256 * 1024);
 }
@@ -536,24 +515,15 @@ fn lists_compile_and_evaluate_through_in_list() {
     let content = compile(LISTS_ONLY, &options("lists.yaml")).unwrap();
     assert!(content.detections.is_empty() && content.classifiers.is_empty());
     assert_eq!(content.scan_sets, [None, None, None]);
-    assert_eq!(
-        (content.lists[0].key, content.lists[0].ttl_seconds),
-        (ListKey::SourceIp, 5_400)
-    );
-    assert_eq!(
-        (content.lists[1].ttl_seconds, content.lists[1].max_entries),
-        (604_800, 64)
-    );
+    assert_eq!((content.lists[0].key, content.lists[0].ttl_seconds), (ListKey::SourceIp, 5_400));
+    assert_eq!((content.lists[1].ttl_seconds, content.lists[1].max_entries), (604_800, 64));
     assert!(content.lists[1].add_when.is_empty());
     assert!(content.rules.iter().all(|r| r.phase == Phase::RequestHeaders));
     let bundle = Bundle::from_bytes(&compile_to_bytes(LISTS_ONLY, &options("lists.yaml")).unwrap()).unwrap();
 
     let admin = "GET api.example/admin";
     let v = bundle.evaluate(&Exchange::new("GET", "/admin").listed(1, admin));
-    assert_eq!(
-        (v.action, decided_by(&bundle, &v).as_deref()),
-        (Some(Action::Monitor), Some("watch-admin"))
-    );
+    assert_eq!((v.action, decided_by(&bundle, &v).as_deref()), (Some(Action::Monitor), Some("watch-admin")));
     let v = bundle.evaluate(&Exchange::new("GET", "/admin").listed(1, admin).listed(0, "10.0.0.7"));
     assert_eq!((v.action, v.status), (Some(Action::Block), 429));
     assert_eq!(bundle.evaluate(&Exchange::new("GET", "/admin")), Verdict::ALLOW);
@@ -563,4 +533,184 @@ fn lists_compile_and_evaluate_through_in_list() {
 
     assert_eq!(bundle.lists_to_add(&Exchange::new("GET", "/export/all")), [0]);
     assert!(bundle.lists_to_add(&Exchange::new("POST", "/export/all")).is_empty());
+}
+
+// Tokens: the engine reads what the filter's token analysis found through `Request`; here a table stands in for it.
+
+/// Token sources, identity, JWT checks, and rules on findings, claims and a token list.
+const TOKENS: &str = include_str!("fixtures/policies/tokens.yaml");
+
+/// A request with a token (or none): its identity, kind, claims, header fields and JWT findings.
+#[derive(Default)]
+struct TokenExchange {
+    path: &'static str,
+    /// `None`: the request carries no token.
+    id: Option<&'static str>,
+    claims: Vec<(&'static str, &'static str)>,
+    header: Vec<(&'static str, &'static str)>,
+    findings: Vec<JwtFinding>,
+    /// Live entries of the token list.
+    listed: Vec<&'static str>,
+}
+
+impl TokenExchange {
+    fn jwt(path: &'static str, claims: &[(&'static str, &'static str)], findings: &[JwtFinding]) -> TokenExchange {
+        TokenExchange {
+            path,
+            id: Some("5f2c"),
+            claims: claims.to_vec(),
+            header: vec![("alg", "ES256"), ("kid", "k1")],
+            findings: findings.to_vec(),
+            listed: Vec::new(),
+        }
+    }
+}
+
+impl Request for TokenExchange {
+    fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
+        match attribute {
+            Attribute::RequestPath => Some(Cow::Borrowed(self.path.as_bytes())),
+            _ => None,
+        }
+    }
+
+    fn header(&self, _: &[u8]) -> Option<Cow<'_, [u8]>> {
+        None
+    }
+
+    fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
+        assert_eq!(list, 0);
+        Some(self.listed.iter().any(|k| k.as_bytes() == key))
+    }
+
+    fn token_present(&self) -> bool {
+        self.id.is_some()
+    }
+
+    fn token_field(&self, field: TokenField) -> Option<Cow<'_, [u8]>> {
+        let id = self.id?;
+        Some(Cow::Borrowed(match field {
+            TokenField::Id => id.as_bytes(),
+            TokenField::Kind => b"jwt",
+        }))
+    }
+
+    fn token_claim(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        let (_, value) = self.claims.iter().find(|(n, _)| *n == name)?;
+        Some(Cow::Borrowed(value.as_bytes()))
+    }
+
+    fn token_header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        let (_, value) = self.header.iter().find(|(n, _)| *n == name)?;
+        Some(Cow::Borrowed(value.as_bytes()))
+    }
+
+    fn jwt_finding(&self, finding: JwtFinding) -> bool {
+        self.findings.contains(&finding)
+    }
+}
+
+fn tokens() -> (BundleContent, Bundle) {
+    let content = compile(TOKENS, &options("tokens.yaml")).unwrap();
+    let bundle = Bundle::from_bytes(&compile_to_bytes(TOKENS, &options("tokens.yaml")).unwrap()).unwrap();
+    (content, bundle)
+}
+
+#[test]
+fn token_section_compiles_to_the_token_policy() {
+    let (content, bundle) = tokens();
+    let policy = content.tokens.as_ref().unwrap();
+    assert_eq!(bundle.tokens(), Some(policy));
+    assert_eq!(
+        policy.sources,
+        [
+            TokenSource::Header { name: "authorization".into(), scheme: Some("Bearer".into()) },
+            TokenSource::Header { name: "x-api-key".into(), scheme: None },
+            TokenSource::Cookie { name: "session".into() },
+            TokenSource::Query { name: "api_key".into() },
+        ]
+    );
+    assert_eq!(policy.identity, TokenIdentity::Claims(vec!["iss".into(), "sub".into()]));
+    assert_eq!(policy.hash_key, Some((0..16).collect::<Vec<u8>>()));
+    let jwt = policy.jwt.as_ref().unwrap();
+    assert_eq!(jwt.allowed_algs, ["ES256", "RS256"]);
+    assert_eq!(jwt.issuers, ["https://auth.example.com"]);
+    assert_eq!(jwt.audiences, ["orders-api"]);
+    assert_eq!((jwt.max_lifetime_seconds, jwt.clock_skew_seconds, jwt.require_exp), (Some(86_400), 60, true));
+    // The JWKS travels as JSON, members as written.
+    let jwks: serde_json::Value = serde_json::from_str(&jwt.jwks).unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        keys[0],
+        serde_json::json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+            "kid": "k1",
+            "alg": "ES256",
+            "use": "sig"
+        })
+    );
+    assert_eq!((keys[1]["kty"].as_str(), keys[1]["e"].as_str()), (Some("RSA"), Some("AQAB")));
+
+    assert_eq!(content.lists[0].key, ListKey::Token);
+    assert_eq!(
+        content.lists[0].add_when,
+        [Node::JwtFinding(JwtFinding::BadSignature), Node::JwtFinding(JwtFinding::WeakSecret), Node::Or(0, 1)]
+    );
+    assert_eq!(content.rules[1].condition, [Node::TokenField(TokenField::Id), Node::InList { list: 0, key: 0 }]);
+    assert!(content.rules.iter().all(|r| r.phase == Phase::RequestHeaders));
+}
+
+#[test]
+fn forged_tokens_are_refused_with_401_only_when_a_finding_says_so() {
+    let (_, bundle) = tokens();
+    let alice = [("sub", "alice"), ("iss", "https://auth.example.com")];
+    let clean = TokenExchange::jwt("/orders/1", &alice, &[]);
+    let v = bundle.evaluate(&clean);
+    assert!(!v.is_block());
+
+    for finding in [JwtFinding::AlgNone, JwtFinding::BadSignature, JwtFinding::KeyConfusion] {
+        let forged = TokenExchange::jwt("/orders/1", &alice, &[finding]);
+        let v = bundle.evaluate_phase(Phase::RequestHeaders, &forged);
+        assert_eq!((v.action, v.status), (Some(Action::Block), 401), "{}", finding.name());
+        assert_eq!(decided_by(&bundle, &v).as_deref(), Some("forged-token"));
+    }
+    // Findings the rule does not name do not block.
+    let expired = TokenExchange::jwt("/orders/1", &alice, &[JwtFinding::Expired, JwtFinding::MissingExp]);
+    assert!(!bundle.evaluate(&expired).is_block());
+
+    assert_eq!(bundle.lists_to_add(&TokenExchange::jwt("/", &alice, &[JwtFinding::BadSignature])), [0]);
+    assert!(bundle.lists_to_add(&clean).is_empty());
+    let mut listed = TokenExchange::jwt("/", &alice, &[]);
+    listed.listed.push("5f2c");
+    let v = bundle.evaluate(&listed);
+    assert_eq!((v.action, v.status), (Some(Action::Block), 429));
+    assert_eq!(decided_by(&bundle, &v).as_deref(), Some("abusive-token"));
+}
+
+#[test]
+fn claims_header_fields_and_presence_evaluate() {
+    let (_, bundle) = tokens();
+    let v = bundle.evaluate(&TokenExchange::jwt("/admin", &[("sub", "alice")], &[]));
+    assert_eq!(
+        (v.action, decided_by(&bundle, &v).as_deref(), v.errors),
+        (Some(Action::Monitor), Some("alice-on-admin"), 0)
+    );
+    let v = bundle.evaluate(&TokenExchange::jwt("/admin", &[("sub", "bob")], &[]));
+    assert_eq!((v.action, v.errors), (None, 0));
+
+    // An absent claim is an error: the rule does not match, and the verdict counts it.
+    let v = bundle.evaluate(&TokenExchange::jwt("/admin", &[("iss", "x")], &[]));
+    assert_eq!((v.action, v.errors), (None, 1));
+
+    // No token: `token.present` is false, and every rule reading the token is an error, never a match.
+    let anonymous = TokenExchange { path: "/orders/7", ..TokenExchange::default() };
+    let v = bundle.evaluate(&anonymous);
+    assert_eq!((v.action, v.status), (Some(Action::Block), 401));
+    assert_eq!(decided_by(&bundle, &v).as_deref(), Some("orders-need-a-token"));
+    let v = bundle.evaluate(&TokenExchange { path: "/", ..TokenExchange::default() });
+    assert_eq!((v.action, v.errors), (None, 2), "token.id and token.claims are errors without a token");
 }

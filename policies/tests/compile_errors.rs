@@ -5,16 +5,13 @@
 
 use portcullis_policies::compiler::{compile, compile_to_bytes, CompileError, CompileOptions};
 use portcullis_policies::scan::builtin::BUILTINS;
+use portcullis_policies::token::JwtFinding;
 
 /// The full error message for fixture `name`, compiled with the relative file name users would see.
 fn error_of(name: &str) -> String {
     let path = format!("{}/tests/fixtures/errors/{name}", env!("CARGO_MANIFEST_DIR"));
     let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let options = CompileOptions {
-        policy_name: "t".into(),
-        revision: 1,
-        file_name: format!("fixtures/errors/{name}"),
-    };
+    let options = CompileOptions { policy_name: "t".into(), revision: 1, file_name: format!("fixtures/errors/{name}") };
     match compile(&source, &options) {
         Ok(_) => panic!("{name} compiled, but it is an error fixture"),
         Err(e) => e.to_string(),
@@ -47,7 +44,7 @@ fn unknown_field_in_policy() {
     assert_eq!(
         error_of("unknown_field_policy.yaml"),
         "fixtures/errors/unknown_field_policy.yaml:2:1: unknown field 'rule' in policy \
-         (expected one of: version, inspection, classifiers, detections, lists, rules)"
+         (expected one of: version, inspection, tokens, classifiers, detections, lists, rules)"
     );
 }
 
@@ -95,10 +92,7 @@ fn condition_not_bool() {
 
 #[test]
 fn bad_regex() {
-    assert_eq!(
-        error_of("bad_regex.yaml"),
-        "fixtures/errors/bad_regex.yaml:4:49: bad regex: unclosed group"
-    );
+    assert_eq!(error_of("bad_regex.yaml"), "fixtures/errors/bad_regex.yaml:4:49: bad regex: unclosed group");
 }
 
 #[test]
@@ -177,10 +171,7 @@ fn bad_rule_id() {
 
 #[test]
 fn cel_syntax_error() {
-    assert_eq!(
-        error_of("cel_syntax.yaml"),
-        "fixtures/errors/cel_syntax.yaml:4:34: syntax error: unexpected '&&'"
-    );
+    assert_eq!(error_of("cel_syntax.yaml"), "fixtures/errors/cel_syntax.yaml:4:34: syntax error: unexpected '&&'");
 }
 
 #[test]
@@ -383,7 +374,8 @@ fn bad_max_entries() {
 fn bad_list_key() {
     assert_eq!(
         error_of("bad_list_key.yaml"),
-        "fixtures/errors/bad_list_key.yaml:4:10: invalid list key 'client_ip' (expected one of: endpoint, source_ip)"
+        "fixtures/errors/bad_list_key.yaml:4:10: invalid list key 'client_ip' (expected one of: endpoint, source_ip, \
+         token)"
     );
 }
 
@@ -438,12 +430,243 @@ fn duplicate_classifier_id() {
 }
 
 #[test]
+fn unknown_field_in_tokens() {
+    assert_eq!(
+        error_of("tokens_unknown_field.yaml"),
+        "fixtures/errors/tokens_unknown_field.yaml:4:3: unknown field 'identiy' in tokens (expected one of: \
+         sources, identity, hash_key, jwt)"
+    );
+}
+
+#[test]
+fn unknown_field_in_jwt() {
+    assert_eq!(
+        error_of("tokens_unknown_field_jwt.yaml"),
+        "fixtures/errors/tokens_unknown_field_jwt.yaml:7:5: unknown field 'issuer' in jwt (expected one of: keys, \
+         allowed_algs, issuers, audiences, max_lifetime, clock_skew, require_exp, weak_secrets)"
+    );
+}
+
+#[test]
+fn unknown_field_in_token_source() {
+    assert_eq!(
+        error_of("tokens_unknown_field_source.yaml"),
+        "fixtures/errors/tokens_unknown_field_source.yaml:4:32: unknown field 'prefix' in token source (expected \
+         one of: header, scheme, cookie, query)"
+    );
+}
+
+#[test]
+fn token_source_without_a_place() {
+    assert_eq!(
+        error_of("tokens_source_without_place.yaml"),
+        "fixtures/errors/tokens_source_without_place.yaml:5:7: a token source needs one of header, cookie or query"
+    );
+}
+
+#[test]
+fn token_source_with_two_places() {
+    assert_eq!(
+        error_of("tokens_source_two_places.yaml"),
+        "fixtures/errors/tokens_source_two_places.yaml:4:28: a token source names one place, found 'header' and \
+         'query' (list them as two sources, tried in order)"
+    );
+}
+
+#[test]
+fn empty_token_sources() {
+    assert_eq!(
+        error_of("tokens_empty_sources.yaml"),
+        "fixtures/errors/tokens_empty_sources.yaml:3:12: 'sources' must name at least one place to find the token"
+    );
+}
+
+#[test]
+fn bad_identity_points_inside_the_value() {
+    assert_eq!(
+        error_of("tokens_bad_identity.yaml"),
+        "fixtures/errors/tokens_bad_identity.yaml:4:24: expected ',' or ')' after a claim name, found 's'"
+    );
+}
+
+#[test]
+fn hash_key_too_short() {
+    assert_eq!(
+        error_of("tokens_bad_hash_key.yaml"),
+        "fixtures/errors/tokens_bad_hash_key.yaml:4:13: invalid hash_key: 4 bytes (expected base64:... or hex:... \
+         of 16 to 64 bytes)"
+    );
+}
+
+#[test]
+fn unknown_alg() {
+    assert_eq!(
+        error_of("jwt_unknown_alg.yaml"),
+        "fixtures/errors/jwt_unknown_alg.yaml:6:27: unknown alg 'ES512' (known: HS256, HS384, HS512, RS256, RS384, \
+         RS512, PS256, \
+         PS384, PS512, ES256, ES384, EdDSA)"
+    );
+}
+
+#[test]
+fn alg_none_is_never_allowed() {
+    assert_eq!(
+        error_of("jwt_alg_none.yaml"),
+        "fixtures/errors/jwt_alg_none.yaml:6:27: alg none can never be allowed: it means an unsigned token"
+    );
+}
+
+#[test]
+fn allowed_alg_without_a_key() {
+    assert_eq!(
+        error_of("jwt_alg_without_key.yaml"),
+        "fixtures/errors/jwt_alg_without_key.yaml:6:27: no key in the JWKS verifies RS256 (it needs an RSA key): \
+         add one, or remove RS256"
+    );
+}
+
+#[test]
+fn bad_weak_secrets() {
+    assert_eq!(
+        error_of("jwt_bad_weak_secrets.yaml"),
+        "fixtures/errors/jwt_bad_weak_secrets.yaml:7:19: invalid weak_secrets 'all' (expected builtin, none or a \
+         list of secrets)"
+    );
+}
+
+#[test]
+fn jwks_not_a_mapping() {
+    assert_eq!(
+        error_of("jwks_not_a_mapping.yaml"),
+        "fixtures/errors/jwks_not_a_mapping.yaml:6:13: 'jwks' must be a JWKS document: a mapping with a 'keys' \
+         list, found a string"
+    );
+}
+
+#[test]
+fn jwks_without_keys() {
+    assert_eq!(
+        error_of("jwks_without_keys.yaml"),
+        "fixtures/errors/jwks_without_keys.yaml:6:13: missing required field 'keys' in jwks"
+    );
+}
+
+#[test]
+fn jwks_bad_kty() {
+    assert_eq!(
+        error_of("jwks_bad_kty.yaml"),
+        "fixtures/errors/jwks_bad_kty.yaml:8:20: invalid kty 'DSA' (expected one of: RSA, EC, OKP, oct)"
+    );
+}
+
+#[test]
+fn jwks_ec_key_without_y() {
+    assert_eq!(
+        error_of("jwks_ec_without_y.yaml"),
+        "fixtures/errors/jwks_ec_without_y.yaml:8:13: missing required field 'y' in key 'k1'"
+    );
+}
+
+#[test]
+fn jwks_rsa_key_without_e() {
+    assert_eq!(
+        error_of("jwks_rsa_without_e.yaml"),
+        "fixtures/errors/jwks_rsa_without_e.yaml:9:13: missing required field 'e' in key 2"
+    );
+}
+
+#[test]
+fn jwks_oct_key_without_k() {
+    assert_eq!(
+        error_of("jwks_oct_without_k.yaml"),
+        "fixtures/errors/jwks_oct_without_k.yaml:8:13: missing required field 'k' in key 'shared'"
+    );
+}
+
+#[test]
+fn jwks_okp_key_without_x() {
+    assert_eq!(
+        error_of("jwks_okp_without_x.yaml"),
+        "fixtures/errors/jwks_okp_without_x.yaml:8:13: missing required field 'x' in key 'ed'"
+    );
+}
+
+#[test]
+fn jwks_bad_base64url_points_at_the_character() {
+    assert_eq!(
+        error_of("jwks_bad_base64url.yaml"),
+        "fixtures/errors/jwks_bad_base64url.yaml:11:18: invalid base64url in 'y' of key 1: '/' is standard base64, \
+         not base64url (use '-' for '+' and '_' for '/')"
+    );
+}
+
+#[test]
+fn jwks_private_key_material() {
+    assert_eq!(
+        error_of("jwks_private_key.yaml"),
+        "fixtures/errors/jwks_private_key.yaml:13:13: key 'k1' carries private key material ('d'): a policy goes to \
+         every proxy, give the public key only"
+    );
+}
+
+#[test]
+fn token_attribute_without_tokens_section() {
+    assert_eq!(
+        error_of("token_without_tokens.yaml"),
+        "fixtures/errors/token_without_tokens.yaml:4:39: token attributes need a 'tokens:' section"
+    );
+}
+
+#[test]
+fn unknown_jwt_finding() {
+    let known: Vec<&str> = JwtFinding::ALL.iter().map(|f| f.name()).collect();
+    assert_eq!(
+        error_of("jwt_unknown_finding.yaml"),
+        format!(
+            "fixtures/errors/jwt_unknown_finding.yaml:9:48: unknown JWT finding 'jwt.forged' (known: {})",
+            known.join(", ")
+        )
+    );
+}
+
+#[test]
+fn jwt_finding_without_jwt_section() {
+    assert_eq!(
+        error_of("jwt_finding_without_jwt.yaml"),
+        "fixtures/errors/jwt_finding_without_jwt.yaml:6:37: JWT findings need a 'jwt:' section under 'tokens:' \
+         ('jwt.alg_none' is never reported without one)"
+    );
+}
+
+#[test]
+fn token_list_key_without_tokens_section() {
+    assert_eq!(
+        error_of("list_token_key_without_tokens.yaml"),
+        "fixtures/errors/list_token_key_without_tokens.yaml:4:10: list key 'token' needs a 'tokens:' section (where \
+         to find the token)"
+    );
+}
+
+#[test]
+fn detection_id_with_the_jwt_prefix() {
+    assert_eq!(
+        error_of("detection_id_reserved.yaml"),
+        "fixtures/errors/detection_id_reserved.yaml:3:9: detection id 'jwt.in-body' is reserved: ids starting with \
+         'jwt.' name JWT findings"
+    );
+}
+
+#[test]
+fn jwks_key_the_verifier_cannot_load() {
+    assert_eq!(
+        error_of("jwks_point_off_curve.yaml"),
+        "fixtures/errors/jwks_point_off_curve.yaml:8:13: key 'k1' cannot be loaded: not a point on the curve"
+    );
+}
+
+#[test]
 fn error_fields_and_display_agree() {
-    let options = CompileOptions {
-        policy_name: "t".into(),
-        revision: 1,
-        file_name: "p.yaml".into(),
-    };
+    let options = CompileOptions { policy_name: "t".into(), revision: 1, file_name: "p.yaml".into() };
     let e: CompileError = compile_to_bytes("version: 1\nrules: {}\n", &options).unwrap_err();
     assert_eq!((e.file.as_str(), e.line, e.column), ("p.yaml", 2, 8));
     assert_eq!(e.message, "'rules' must be a list, found a mapping");
@@ -458,9 +681,6 @@ fn every_fixture_has_a_test() {
     let dir = format!("{}/tests/fixtures/errors", env!("CARGO_MANIFEST_DIR"));
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        assert!(
-            source.contains(&format!("error_of(\"{name}\")")),
-            "fixture {name} has no test"
-        );
+        assert!(source.contains(&format!("error_of(\"{name}\")")), "fixture {name} has no test");
     }
 }

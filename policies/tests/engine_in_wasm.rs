@@ -37,19 +37,10 @@ fn demo_policy_decisions() {
         decide(&b, &TableRequest::new("GET", "/admin/users")),
         (Some(Action::Block), Some("admin-needs-key"), 403)
     );
-    assert_eq!(
-        decide(&b, &TableRequest::new("GET", "/admin").header("x-admin-key", "k")).0,
-        None
-    );
+    assert_eq!(decide(&b, &TableRequest::new("GET", "/admin").header("x-admin-key", "k")).0, None);
     let scanner = TableRequest::new("GET", "/").header("user-agent", "Mozilla/5.0 NUCLEI/3");
-    assert_eq!(
-        decide(&b, &scanner),
-        (Some(Action::Block), Some("scanner-user-agent"), 403)
-    );
-    assert_eq!(
-        decide(&b, &TableRequest::new("GET", "/api/v12/export?all")).1,
-        Some("watch-exports")
-    );
+    assert_eq!(decide(&b, &scanner), (Some(Action::Block), Some("scanner-user-agent"), 403));
+    assert_eq!(decide(&b, &TableRequest::new("GET", "/api/v12/export?all")).1, Some("watch-exports"));
     assert_eq!(decide(&b, &TableRequest::new("GET", "/api/vX/export")).0, None);
     assert_eq!(decide(&b, &TableRequest::new("POST", "/api/v1/export")).0, None);
 }
@@ -58,17 +49,11 @@ fn demo_policy_decisions() {
 fn hostile_header_bytes_are_evaluated_not_trusted() {
     let b = golden();
     let bytes = TableRequest::new("GET", "/").header("user-agent", b"\xff\xfe sqlmap \x80".to_vec());
-    assert_eq!(
-        decide(&b, &bytes).1,
-        Some("scanner-user-agent"),
-        "a match survives invalid UTF-8 around it"
-    );
+    assert_eq!(decide(&b, &bytes).1, Some("scanner-user-agent"), "a match survives invalid UTF-8 around it");
     let long = TableRequest::new("GET", "/").header("user-agent", vec![b'a'; 1 << 20]);
     assert_eq!(decide(&b, &long).0, None);
     // A repeated header is joined, so a scanner cannot hide behind a first, innocent value.
-    let repeated = TableRequest::new("GET", "/")
-        .header("user-agent", "curl/8")
-        .header("user-agent", "Nikto");
+    let repeated = TableRequest::new("GET", "/").header("user-agent", "curl/8").header("user-agent", "Nikto");
     assert_eq!(decide(&b, &repeated).1, Some("scanner-user-agent"));
 }
 
@@ -150,9 +135,6 @@ fn mutated_payloads_with_valid_digests_never_panic() {
     }
     assert!(refused > 0, "mutations reach the validators");
     for len in 0..payload.len() {
-        assert!(
-            Bundle::from_bytes(&with_valid_digest(&payload[..len])).is_err(),
-            "payload prefix {len}"
-        );
+        assert!(Bundle::from_bytes(&with_valid_digest(&payload[..len])).is_err(), "payload prefix {len}");
     }
 }

@@ -3,9 +3,11 @@
 use crate::bundle::{MAX_CONDITION_DEPTH, MAX_NODES_PER_RULE};
 use crate::detect::Location;
 use crate::program::{Attribute, Node, NodeIndex, Type};
+use crate::token::{JwtFinding, TokenField, TokenPolicy};
 
 use super::detections::{unknown_location, Tables};
 use super::parser::{parse, Expr, ExprKind, LogicalOp, RelOp};
+use super::policy::JWT_PREFIX;
 use super::regex::Regexes;
 use super::ExprError;
 
@@ -13,6 +15,18 @@ use super::ExprError;
 const HEADERS: &str = "request.headers";
 /// The name dynamic lists are indexed under: `key in lists["id"]`.
 const LISTS: &str = "lists";
+/// The root of the token attributes (`token.present`, `token.claims["sub"]`, ...).
+const TOKEN: &str = "token";
+/// The token's JWT claims, a map: `token.claims["name"]`.
+const TOKEN_CLAIMS: &str = "token.claims";
+/// The token's JOSE header, a map: `token.header["name"]`.
+const TOKEN_HEADER: &str = "token.header";
+/// The token attributes, for error messages.
+const TOKEN_ATTRIBUTES: &str = "token.present, token.id, token.kind, token.claims, token.header";
+/// What an index (`x["name"]`) applies to.
+const NOT_INDEXABLE: &str = "only request.headers, token.claims and token.header can be indexed";
+/// Why a token attribute cannot be used.
+const NO_TOKENS: &str = "token attributes need a 'tokens:' section";
 /// The functions a condition may call, for error messages.
 const FUNCTIONS: &str = "startsWith, endsWith, contains, matches, size, detected";
 
@@ -24,16 +38,14 @@ pub(crate) struct Scope<'s> {
     pub tables: &'s mut Tables,
     /// The ids of the policy's lists, in declaration order (`Node::InList::list` indexes this).
     pub lists: &'s [String],
+    /// The policy's `tokens:` section; token attributes and JWT findings need it.
+    pub tokens: Option<&'s TokenPolicy>,
 }
 
 /// Compiles one condition (`when`, `add_when`) to its node arena (root last), adding what it uses to `scope`.
 pub(crate) fn compile_condition(text: &str, scope: &mut Scope<'_>) -> Result<Vec<Node>, ExprError> {
     let expr = parse(text)?;
-    let mut emitter = Emitter {
-        nodes: Vec::new(),
-        depths: Vec::new(),
-        scope,
-    };
+    let mut emitter = Emitter { nodes: Vec::new(), depths: Vec::new(), scope };
     let (_, ty) = emitter.emit(&expr)?;
     if ty != Type::Bool {
         return Err(ExprError::new(
@@ -57,11 +69,8 @@ type Emitted = (NodeIndex, Type);
 impl Emitter<'_, '_> {
     /// Appends `node` over `operands`, refusing a condition too large or too deep for a bundle.
     fn push(&mut self, node: Node, operands: &[NodeIndex], at: usize) -> Result<NodeIndex, ExprError> {
-        let depth = operands
-            .iter()
-            .filter_map(|&i| self.depths.get(usize::try_from(i).ok()?))
-            .max()
-            .map_or(0, |d| d + 1);
+        let depth =
+            operands.iter().filter_map(|&i| self.depths.get(usize::try_from(i).ok()?)).max().map_or(0, |d| d + 1);
         if depth > MAX_CONDITION_DEPTH {
             return Err(ExprError::new(
                 at,
@@ -69,10 +78,7 @@ impl Emitter<'_, '_> {
             ));
         }
         if self.nodes.len() >= MAX_NODES_PER_RULE {
-            return Err(ExprError::new(
-                at,
-                format!("condition too large (more than {MAX_NODES_PER_RULE} operations)"),
-            ));
+            return Err(ExprError::new(at, format!("condition too large (more than {MAX_NODES_PER_RULE} operations)")));
         }
         let index =
             NodeIndex::try_from(self.nodes.len()).map_err(|_| ExprError::new(at, "condition too large".to_owned()))?;
@@ -88,19 +94,11 @@ impl Emitter<'_, '_> {
             ExprKind::Str(s) => Ok((self.push(Node::String(s.clone()), &[], e.start)?, Type::String)),
             ExprKind::Ident(_) | ExprKind::Member { .. } => self.attribute(e),
             ExprKind::Index { target, index } => self.index(target, index),
-            ExprKind::Call {
-                target,
-                name,
-                name_start,
-                args,
-            } => self.call(target.as_deref(), name, *name_start, args),
+            ExprKind::Call { target, name, name_start, args } => self.call(target.as_deref(), name, *name_start, args),
             ExprKind::Not(operand) => {
                 let (a, ty) = self.emit(operand)?;
                 if ty != Type::Bool {
-                    return Err(type_error(
-                        operand.start,
-                        format!("'!' needs a bool operand, found {}", ty.name()),
-                    ));
+                    return Err(type_error(operand.start, format!("'!' needs a bool operand, found {}", ty.name())));
                 }
                 Ok((self.push(Node::Not(a), &[a], e.start)?, Type::Bool))
             }
@@ -116,13 +114,13 @@ impl Emitter<'_, '_> {
                 ExprKind::Member { field_start, .. } => *field_start,
                 _ => e.start,
             };
-            return Err(ExprError::new(
-                at,
-                "field selection is only supported on attribute names",
-            ));
+            return Err(ExprError::new(at, "field selection is only supported on attribute names"));
         };
         if let Some(attribute) = Attribute::from_name(&name) {
             return Ok((self.push(Node::Attribute(attribute), &[], e.start)?, Type::String));
+        }
+        if name == TOKEN || name.starts_with("token.") {
+            return self.token_attribute(&name, e.start);
         }
         if name == HEADERS {
             return Err(ExprError::new(
@@ -133,10 +131,7 @@ impl Emitter<'_, '_> {
         }
         // CEL allows `map.key` for `map["key"]`.
         if let Some(header) = name.strip_prefix("request.headers.").filter(|h| !h.contains('.')) {
-            return Ok((
-                self.push(Node::Header(header.to_ascii_lowercase()), &[], e.start)?,
-                Type::String,
-            ));
+            return Ok((self.push(Node::Header(header.to_ascii_lowercase()), &[], e.start)?, Type::String));
         }
         Err(unknown_attribute(e.start, &name))
     }
@@ -145,6 +140,18 @@ impl Emitter<'_, '_> {
     fn index(&mut self, target: &Expr, index: &Expr) -> Result<Emitted, ExprError> {
         match dotted_name(target) {
             Some(name) if name == HEADERS => {}
+            Some(name) if name == TOKEN_CLAIMS || name == TOKEN_HEADER => {
+                self.need_tokens(target.start)?;
+                let what = if name == TOKEN_CLAIMS { "claim" } else { "header field" };
+                let ExprKind::Str(key) = &index.kind else {
+                    return Err(ExprError::new(index.start, format!("a {what} name must be a string literal")));
+                };
+                return self.token_map_entry(&name, key, target.start);
+            }
+            Some(name) if name == TOKEN || name.starts_with("token.") => {
+                self.token_attribute(&name, target.start)?;
+                return Err(ExprError::new(target.start, NOT_INDEXABLE));
+            }
             Some(name) if name == LISTS => {
                 return Err(ExprError::new(
                     target.start,
@@ -152,15 +159,12 @@ impl Emitter<'_, '_> {
                 ));
             }
             Some(name) if Attribute::from_name(&name).is_none() => return Err(unknown_attribute(target.start, &name)),
-            _ => return Err(ExprError::new(target.start, "only request.headers can be indexed")),
+            _ => return Err(ExprError::new(target.start, NOT_INDEXABLE)),
         }
         let ExprKind::Str(header) = &index.kind else {
             return Err(ExprError::new(index.start, "a header name must be a string literal"));
         };
-        Ok((
-            self.push(Node::Header(header.to_ascii_lowercase()), &[], target.start)?,
-            Type::String,
-        ))
+        Ok((self.push(Node::Header(header.to_ascii_lowercase()), &[], target.start)?, Type::String))
     }
 
     fn call(&mut self, target: Option<&Expr>, name: &str, at: usize, args: &[Expr]) -> Result<Emitted, ExprError> {
@@ -195,34 +199,21 @@ impl Emitter<'_, '_> {
         }
         let (subject, ty) = self.emit(receiver)?;
         if ty != Type::String {
-            return Err(type_error(
-                receiver.start,
-                format!("'{name}' needs a string receiver, found {}", ty.name()),
-            ));
+            return Err(type_error(receiver.start, format!("'{name}' needs a string receiver, found {}", ty.name())));
         }
         let Some(arg) = args.first() else {
             return Ok((self.push(Node::Size(subject), &[subject], at)?, Type::Int));
         };
         if name == "matches" {
             let ExprKind::Str(pattern) = &arg.kind else {
-                return Err(ExprError::new(
-                    arg.start,
-                    "the pattern of 'matches' must be a string literal",
-                ));
+                return Err(ExprError::new(arg.start, "the pattern of 'matches' must be a string literal"));
             };
-            let dfa = self
-                .scope
-                .regexes
-                .intern(pattern)
-                .map_err(|message| ExprError::new(arg.start, message))?;
+            let dfa = self.scope.regexes.intern(pattern).map_err(|message| ExprError::new(arg.start, message))?;
             return Ok((self.push(Node::Matches { subject, dfa }, &[subject], at)?, Type::Bool));
         }
         let (needle, arg_ty) = self.emit(arg)?;
         if arg_ty != Type::String {
-            return Err(type_error(
-                arg.start,
-                format!("'{name}' needs a string argument, found {}", arg_ty.name()),
-            ));
+            return Err(type_error(arg.start, format!("'{name}' needs a string argument, found {}", arg_ty.name())));
         }
         let node = match name {
             "startsWith" => Node::StartsWith(subject, needle),
@@ -237,10 +228,10 @@ impl Emitter<'_, '_> {
         let index = match args {
             [id] => {
                 let (id, id_at) = literal(id, "a detection id")?;
-                self.scope
-                    .tables
-                    .declared(id)
-                    .ok_or_else(|| self.unknown_detection(id_at, id))?
+                if id.starts_with(JWT_PREFIX) {
+                    return self.jwt_finding(id, id_at);
+                }
+                self.scope.tables.declared(id).ok_or_else(|| self.unknown_detection(id_at, id))?
             }
             [classifier, location] => {
                 let (name, name_at) = literal(classifier, "a classifier id")?;
@@ -261,15 +252,10 @@ impl Emitter<'_, '_> {
                         ),
                     ));
                 }
-                tables
-                    .implicit(classifier, location)
-                    .map_err(|message| ExprError::new(at, message))?
+                tables.implicit(classifier, location).map_err(|message| ExprError::new(at, message))?
             }
             _ => {
-                return Err(ExprError::new(
-                    at,
-                    format!("'detected' takes 1 or 2 arguments, found {}", args.len()),
-                ));
+                return Err(ExprError::new(at, format!("'detected' takes 1 or 2 arguments, found {}", args.len())));
             }
         };
         Ok((self.push(Node::Detected(index), &[], at)?, Type::Bool))
@@ -291,6 +277,63 @@ impl Emitter<'_, '_> {
             return ExprError::new(at, format!("unknown detection '{id}' (no detections are declared)"));
         }
         ExprError::new(at, format!("unknown detection '{id}' (known: {})", known.join(", ")))
+    }
+
+    /// Refuses a token attribute (at `at`) in a policy without a `tokens:` section.
+    fn need_tokens(&self, at: usize) -> Result<&TokenPolicy, ExprError> {
+        self.scope.tokens.ok_or_else(|| ExprError::new(at, NO_TOKENS))
+    }
+
+    /// `token.present`, `token.id`, `token.kind`, and `token.claims.name` / `token.header.name` (CEL's `map.key`).
+    fn token_attribute(&mut self, name: &str, at: usize) -> Result<Emitted, ExprError> {
+        let (node, ty) = match name {
+            "token.present" => (Node::TokenPresent, Type::Bool),
+            "token.id" => (Node::TokenField(TokenField::Id), Type::String),
+            "token.kind" => (Node::TokenField(TokenField::Kind), Type::String),
+            TOKEN_CLAIMS | TOKEN_HEADER => {
+                self.need_tokens(at)?;
+                let (what, example) = if name == TOKEN_CLAIMS { ("claim", "sub") } else { ("header field", "kid") };
+                return Err(ExprError::new(at, format!("{name} is a map: read a {what} with {name}[\"{example}\"]")));
+            }
+            _ => {
+                let entry = [TOKEN_CLAIMS, TOKEN_HEADER].into_iter().find_map(|map| {
+                    let key = name.strip_prefix(map)?.strip_prefix('.')?;
+                    (!key.contains('.')).then_some((map, key))
+                });
+                let Some((map, key)) = entry else {
+                    return Err(ExprError::new(
+                        at,
+                        format!("unknown token attribute '{name}' (known: {TOKEN_ATTRIBUTES})"),
+                    ));
+                };
+                self.need_tokens(at)?;
+                return self.token_map_entry(map, key, at);
+            }
+        };
+        self.need_tokens(at)?;
+        Ok((self.push(node, &[], at)?, ty))
+    }
+
+    /// `token.claims["name"]` or `token.header["name"]` (`map` names which); names are case-sensitive, as in JSON.
+    fn token_map_entry(&mut self, map: &str, key: &str, at: usize) -> Result<Emitted, ExprError> {
+        let node =
+            if map == TOKEN_CLAIMS { Node::TokenClaim(key.to_owned()) } else { Node::TokenHeader(key.to_owned()) };
+        Ok((self.push(node, &[], at)?, Type::String))
+    }
+
+    /// `detected("jwt.…")`: a finding of the JWT analysis, which needs `tokens.jwt`.
+    fn jwt_finding(&mut self, name: &str, at: usize) -> Result<Emitted, ExprError> {
+        let Some(finding) = JwtFinding::from_name(name) else {
+            let known: Vec<&str> = JwtFinding::ALL.iter().map(|f| f.name()).collect();
+            return Err(ExprError::new(at, format!("unknown JWT finding '{name}' (known: {})", known.join(", "))));
+        };
+        if self.need_tokens(at)?.jwt.is_none() {
+            return Err(ExprError::new(
+                at,
+                format!("JWT findings need a 'jwt:' section under 'tokens:' ('{name}' is never reported without one)"),
+            ));
+        }
+        Ok((self.push(Node::JwtFinding(finding), &[], at)?, Type::Bool))
     }
 
     /// A `&&` / `||` chain, emitted as a balanced tree (both operators are associative, errors included).
@@ -322,10 +365,7 @@ impl Emitter<'_, '_> {
             }
             level = next;
         }
-        let (root, _) = level
-            .first()
-            .copied()
-            .ok_or_else(|| ExprError::new(0, "empty condition"))?;
+        let (root, _) = level.first().copied().ok_or_else(|| ExprError::new(0, "empty condition"))?;
         Ok((root, Type::Bool))
     }
 
@@ -344,11 +384,7 @@ impl Emitter<'_, '_> {
         if ta != tb {
             return Err(type_error(
                 at,
-                format!(
-                    "'{symbol}' needs operands of the same type, found {} and {}",
-                    ta.name(),
-                    tb.name()
-                ),
+                format!("'{symbol}' needs operands of the same type, found {} and {}", ta.name(), tb.name()),
             ));
         }
         let node = match op {
@@ -356,10 +392,7 @@ impl Emitter<'_, '_> {
             RelOp::Ne => Node::Ne(a, b),
             ordering => {
                 if ta == Type::Bool {
-                    return Err(type_error(
-                        at,
-                        format!("'{symbol}' needs int or string operands, found bool"),
-                    ));
+                    return Err(type_error(at, format!("'{symbol}' needs int or string operands, found bool")));
                 }
                 match ordering {
                     RelOp::Lt => Node::Lt(a, b),
@@ -402,16 +435,26 @@ impl Emitter<'_, '_> {
         let usage = "'in' is only supported as \"name\" in request.headers and key in lists[\"id\"]";
         match dotted_name(rhs) {
             Some(name) if name == HEADERS => {}
+            Some(name) if name == TOKEN_CLAIMS || name == TOKEN_HEADER => {
+                return Err(ExprError::new(
+                    at,
+                    format!(
+                        "'in' is not supported on {name}: read the entry with {name}[\"name\"] (an absent one is an \
+                         error, so the rule does not match)"
+                    ),
+                ));
+            }
+            Some(name) if name == TOKEN || name.starts_with("token.") => {
+                self.token_attribute(&name, rhs.start)?;
+                return Err(ExprError::new(rhs.start, usage));
+            }
             Some(name) if Attribute::from_name(&name).is_none() => return Err(unknown_attribute(rhs.start, &name)),
             _ => return Err(ExprError::new(rhs.start, usage)),
         }
         let ExprKind::Str(header) = &lhs.kind else {
             return Err(ExprError::new(lhs.start, usage));
         };
-        Ok((
-            self.push(Node::HasHeader(header.to_ascii_lowercase()), &[], at)?,
-            Type::Bool,
-        ))
+        Ok((self.push(Node::HasHeader(header.to_ascii_lowercase()), &[], at)?, Type::Bool))
     }
 }
 
@@ -433,10 +476,7 @@ fn dotted_name(e: &Expr) -> Option<String> {
 fn literal<'e>(e: &'e Expr, what: &str) -> Result<(&'e str, usize), ExprError> {
     match &e.kind {
         ExprKind::Str(s) => Ok((s, e.start)),
-        _ => Err(ExprError::new(
-            e.start,
-            format!("the arguments of 'detected' are string literals: expected {what}"),
-        )),
+        _ => Err(ExprError::new(e.start, format!("the arguments of 'detected' are string literals: expected {what}"))),
     }
 }
 
@@ -467,11 +507,7 @@ mod tests {
     }
 
     fn compile_in(text: &str, tables: &mut Tables, lists: &[String]) -> Result<Vec<Node>, (usize, String)> {
-        let mut scope = Scope {
-            regexes: &mut Regexes::default(),
-            tables,
-            lists,
-        };
+        let mut scope = Scope { regexes: &mut Regexes::default(), tables, lists, tokens: None };
         compile_condition(text, &mut scope).map_err(|e| (e.offset, e.message))
     }
 
@@ -489,12 +525,7 @@ mod tests {
         let mut t = tables();
         let lists = ["hot".to_owned(), "sensitive".to_owned()];
         assert_eq!(
-            compile_in(
-                r#"detected("ssn-in") || endpoint in lists["sensitive"]"#,
-                &mut t,
-                &lists
-            )
-            .unwrap(),
+            compile_in(r#"detected("ssn-in") || endpoint in lists["sensitive"]"#, &mut t, &lists).unwrap(),
             vec![
                 Node::Detected(1),
                 Node::Attribute(Attribute::Endpoint),
@@ -515,13 +546,7 @@ mod tests {
         assert_eq!(t.detections().len(), 3);
         assert_eq!(t.detections()[2].id, "credit_card@request.query");
         assert_eq!(
-            compile_in(
-                r#"request.headers["x"].size() > 1 && "a" in lists["hot"]"#,
-                &mut t,
-                &lists
-            )
-            .unwrap()
-            .last(),
+            compile_in(r#"request.headers["x"].size() > 1 && "a" in lists["hot"]"#, &mut t, &lists).unwrap().last(),
             Some(&Node::And(3, 5))
         );
     }
@@ -531,10 +556,7 @@ mod tests {
         let mut t = tables();
         let lists = ["hot".to_owned()];
         let mut err = |text: &str| compile_in(text, &mut t, &lists).unwrap_err();
-        assert_eq!(
-            err(r#"detected("nope")"#),
-            (9, "unknown detection 'nope' (known: cards, ssn-in)".into())
-        );
+        assert_eq!(err(r#"detected("nope")"#), (9, "unknown detection 'nope' (known: cards, ssn-in)".into()));
         assert_eq!(
             err(r#"detected("credit_card")"#).1,
             "unknown detection 'credit_card': 'credit_card' is a classifier; name a location too, \
@@ -543,17 +565,11 @@ mod tests {
         let builtins: Vec<&str> = crate::scan::builtin::BUILTINS.iter().map(|b| b.id).collect();
         assert_eq!(
             err(r#"detected("passport", "request.body")"#),
-            (
-                9,
-                format!("unknown classifier 'passport' (known: {})", builtins.join(", "))
-            )
+            (9, format!("unknown classifier 'passport' (known: {})", builtins.join(", ")))
         );
         assert_eq!(
             err(r#"detected("credit_card", "request.bdy")"#),
-            (
-                24,
-                "unknown location 'request.bdy' (expected one of: request.query, request.body, response.body)".into()
-            )
+            (24, "unknown location 'request.bdy' (expected one of: request.query, request.body, response.body)".into())
         );
         assert_eq!(
             err(r#"detected("card_expiry", "request.body")"#),
@@ -564,42 +580,24 @@ mod tests {
                     .into()
             )
         );
-        assert_eq!(
-            err("detected()"),
-            (0, "'detected' takes 1 or 2 arguments, found 0".into())
-        );
+        assert_eq!(err("detected()"), (0, "'detected' takes 1 or 2 arguments, found 0".into()));
         assert_eq!(
             err("detected(request.path)"),
-            (
-                9,
-                "the arguments of 'detected' are string literals: expected a detection id".into()
-            )
+            (9, "the arguments of 'detected' are string literals: expected a detection id".into())
         );
         assert_eq!(
             err(r#"request.path.detected("cards")"#).1,
             "'detected' is a function, not a method: detected(\"id\") or detected(\"classifier\", \"location\")"
         );
-        assert_eq!(
-            err(r#"endpoint in lists["cold"]"#),
-            (18, "unknown list 'cold' (known: hot)".into())
-        );
+        assert_eq!(err(r#"endpoint in lists["cold"]"#), (18, "unknown list 'cold' (known: hot)".into()));
         assert_eq!(
             err(r#"size(endpoint) in lists["hot"]"#),
-            (
-                0,
-                "type error: the key of 'in lists[...]' must be a string, found int".into()
-            )
+            (0, "type error: the key of 'in lists[...]' must be a string, found int".into())
         );
-        assert_eq!(
-            err(r#"endpoint in lists[endpoint]"#),
-            (18, "a list id must be a string literal".into())
-        );
+        assert_eq!(err(r#"endpoint in lists[endpoint]"#), (18, "a list id must be a string literal".into()));
         assert_eq!(
             err(r#"lists["hot"] == "a""#),
-            (
-                0,
-                "lists[\"id\"] is only used on the right of 'in': key in lists[\"id\"]".into()
-            )
+            (0, "lists[\"id\"] is only used on the right of 'in': key in lists[\"id\"]".into())
         );
         assert_eq!(
             compile(r#"endpoint in lists["hot"]"#).unwrap_err(),
@@ -609,6 +607,127 @@ mod tests {
             compile(r#"detected("x")"#).unwrap_err(),
             (9, "unknown detection 'x' (no detections are declared)".into())
         );
+    }
+
+    /// A token section with `jwt` (`with_jwt`) or without.
+    fn token_policy(with_jwt: bool) -> TokenPolicy {
+        TokenPolicy {
+            sources: vec![crate::token::TokenSource::Cookie { name: "s".into() }],
+            identity: crate::token::TokenIdentity::Token,
+            hash_key: None,
+            jwt: with_jwt.then(|| crate::token::JwtPolicy {
+                jwks: "{}".into(),
+                allowed_algs: vec![],
+                issuers: vec![],
+                audiences: vec![],
+                max_lifetime_seconds: None,
+                clock_skew_seconds: 60,
+                require_exp: true,
+                weak_secrets: vec![],
+            }),
+        }
+    }
+
+    fn compile_with_tokens(text: &str, tokens: Option<&TokenPolicy>) -> Result<Vec<Node>, (usize, String)> {
+        let mut scope = Scope {
+            regexes: &mut Regexes::default(),
+            tables: &mut Tables::default(),
+            lists: &["hot".to_owned()],
+            tokens,
+        };
+        compile_condition(text, &mut scope).map_err(|e| (e.offset, e.message))
+    }
+
+    #[test]
+    fn token_attributes() {
+        let policy = token_policy(true);
+        let ok = |text: &str| compile_with_tokens(text, Some(&policy)).unwrap();
+        assert_eq!(
+            ok(r#"token.present && token.kind == "jwt" && token.id in lists["hot"]"#),
+            vec![
+                Node::TokenPresent,
+                Node::TokenField(TokenField::Kind),
+                Node::String("jwt".into()),
+                Node::Eq(1, 2),
+                Node::TokenField(TokenField::Id),
+                Node::InList { list: 0, key: 4 },
+                Node::And(0, 3),
+                Node::And(6, 5),
+            ]
+        );
+        // Claim and header names keep their case; `map.key` is `map["key"]`.
+        assert_eq!(
+            ok(r#"token.claims["Roles"].contains("admin") || token.header.kid == "k1""#),
+            vec![
+                Node::TokenClaim("Roles".into()),
+                Node::String("admin".into()),
+                Node::Contains(0, 1),
+                Node::TokenHeader("kid".into()),
+                Node::String("k1".into()),
+                Node::Eq(3, 4),
+                Node::Or(2, 5),
+            ]
+        );
+        assert_eq!(
+            ok(r#"detected("jwt.alg_none") && !detected("jwt.expired")"#),
+            vec![
+                Node::JwtFinding(JwtFinding::AlgNone),
+                Node::JwtFinding(JwtFinding::Expired),
+                Node::Not(1),
+                Node::And(0, 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn token_attribute_errors() {
+        let with_jwt = token_policy(true);
+        let err = |text: &str| compile_with_tokens(text, Some(&with_jwt)).unwrap_err();
+        let known = "known: token.present, token.id, token.kind, token.claims, token.header";
+        assert_eq!(err(r#"token.sub == "a""#), (0, format!("unknown token attribute 'token.sub' ({known})")));
+        assert_eq!(err(r#"token == "a""#), (0, format!("unknown token attribute 'token' ({known})")));
+        assert_eq!(
+            err(r#"token.claims == "a""#),
+            (0, "token.claims is a map: read a claim with token.claims[\"sub\"]".into())
+        );
+        assert_eq!(err(r#"token.header["a"]["b"] == "a""#), (0, NOT_INDEXABLE.into()));
+        assert_eq!(err(r#"token.claims[token.id] == "a""#), (13, "a claim name must be a string literal".into()));
+        assert_eq!(err(r#"token.id["x"] == "a""#), (0, NOT_INDEXABLE.into()));
+        assert_eq!(
+            err(r#""sub" in token.claims"#).1,
+            "'in' is not supported on token.claims: read the entry with token.claims[\"name\"] (an absent one is \
+             an error, so the rule does not match)"
+        );
+        assert_eq!(
+            err("token.present == 1"),
+            (14, "type error: '==' needs operands of the same type, found bool and int".into())
+        );
+        assert!(err(r#"detected("jwt.nope")"#).1.starts_with("unknown JWT finding 'jwt.nope' (known: jwt.malformed, "));
+
+        let no_jwt = token_policy(false);
+        assert_eq!(
+            compile_with_tokens(r#"token.present || detected("jwt.bad_signature")"#, Some(&no_jwt)).unwrap_err(),
+            (
+                26,
+                "JWT findings need a 'jwt:' section under 'tokens:' ('jwt.bad_signature' is never reported without \
+                 one)"
+                    .into()
+            )
+        );
+        assert!(compile_with_tokens(r#"token.claims["sub"] == "a""#, Some(&no_jwt)).is_ok());
+        for (text, at) in [
+            ("token.present", 0),
+            (r#"true && token.claims["sub"] == "a""#, 8),
+            (r#"token.header.alg == "a""#, 0),
+            (r#"detected("jwt.alg_none")"#, 9),
+            (r#"token.id in lists["hot"]"#, 0),
+        ] {
+            assert_eq!(
+                compile_with_tokens(text, None).unwrap_err(),
+                (at, "token attributes need a 'tokens:' section".into()),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -631,21 +750,11 @@ mod tests {
     fn headers_sizes_and_comparisons() {
         assert_eq!(
             compile(r#"size(request.headers["User-Agent"]) > 200"#).unwrap(),
-            vec![
-                Node::Header("user-agent".into()),
-                Node::Size(0),
-                Node::Int(200),
-                Node::Gt(1, 2)
-            ]
+            vec![Node::Header("user-agent".into()), Node::Size(0), Node::Int(200), Node::Gt(1, 2)]
         );
         assert_eq!(
             compile("request.headers.host.size() <= -1").unwrap(),
-            vec![
-                Node::Header("host".into()),
-                Node::Size(0),
-                Node::Int(-1),
-                Node::Le(1, 2)
-            ]
+            vec![Node::Header("host".into()), Node::Size(0), Node::Int(-1), Node::Le(1, 2)]
         );
         assert_eq!(
             compile(r#"matches(request.query, "a") || true"#).unwrap(),
@@ -660,10 +769,7 @@ mod tests {
 
     #[test]
     fn long_chains_are_balanced() {
-        let text = (0..300)
-            .map(|i| format!("request.path == \"/{i}\""))
-            .collect::<Vec<_>>()
-            .join(" || ");
+        let text = (0..300).map(|i| format!("request.path == \"/{i}\"")).collect::<Vec<_>>().join(" || ");
         let nodes = compile(&text).unwrap();
         assert_eq!(nodes.len(), 300 * 3 + 299);
         let content = crate::bundle::BundleContent {
@@ -685,10 +791,7 @@ mod tests {
     #[test]
     fn too_large_is_refused() {
         let text = vec!["true"; 5000].join(" && ");
-        assert_eq!(
-            compile(&text).unwrap_err().1,
-            "condition too large (more than 4096 operations)"
-        );
+        assert_eq!(compile(&text).unwrap_err().1, "condition too large (more than 4096 operations)");
     }
 
     #[test]
@@ -697,16 +800,10 @@ mod tests {
             compile(r#"request.path && true"#).unwrap_err(),
             (0, "type error: '&&' needs bool operands, found string".into())
         );
-        assert_eq!(
-            compile(r#"true || 1"#).unwrap_err(),
-            (8, "type error: '||' needs bool operands, found int".into())
-        );
+        assert_eq!(compile(r#"true || 1"#).unwrap_err(), (8, "type error: '||' needs bool operands, found int".into()));
         assert_eq!(
             compile(r#"request.path == 1"#).unwrap_err(),
-            (
-                13,
-                "type error: '==' needs operands of the same type, found string and int".into()
-            )
+            (13, "type error: '==' needs operands of the same type, found string and int".into())
         );
         assert_eq!(
             compile("true < false").unwrap_err(),
@@ -744,10 +841,7 @@ mod tests {
             compile(r#"request.path.startsWith()"#).unwrap_err(),
             (13, "'startsWith' takes 1 argument, found 0".into())
         );
-        assert_eq!(
-            compile(r#"size()"#).unwrap_err(),
-            (0, "'size' takes 1 argument, found 0".into())
-        );
+        assert_eq!(compile(r#"size()"#).unwrap_err(), (0, "'size' takes 1 argument, found 0".into()));
         assert_eq!(
             compile(r#"request.path.matches(request.host)"#).unwrap_err(),
             (21, "the pattern of 'matches' must be a string literal".into())
@@ -756,21 +850,12 @@ mod tests {
             compile(r#"request.headers[request.host] == "a""#).unwrap_err(),
             (16, "a header name must be a string literal".into())
         );
-        assert_eq!(
-            compile(r#"request.path["a"] == "a""#).unwrap_err(),
-            (0, "only request.headers can be indexed".into())
-        );
+        assert_eq!(compile(r#"request.path["a"] == "a""#).unwrap_err(), (0, NOT_INDEXABLE.into()));
         assert_eq!(
             compile(r#"request.path in request.headers"#).unwrap_err().1,
             "'in' is only supported as \"name\" in request.headers and key in lists[\"id\"]"
         );
-        assert!(compile(r#"request.headers == "a""#)
-            .unwrap_err()
-            .1
-            .starts_with("request.headers is a map"));
-        assert_eq!(
-            compile(r#"request.path.matches("(")"#).unwrap_err(),
-            (21, "bad regex: unclosed group".into())
-        );
+        assert!(compile(r#"request.headers == "a""#).unwrap_err().1.starts_with("request.headers is a map"));
+        assert_eq!(compile(r#"request.path.matches("(")"#).unwrap_err(), (21, "bad regex: unclosed group".into()));
     }
 }

@@ -119,11 +119,7 @@ impl Tables {
 
     /// The ids of the declared detections, for "known: ..." in messages.
     pub(crate) fn declared_ids(&self) -> Vec<&str> {
-        self.detections
-            .iter()
-            .take(self.declared)
-            .map(|d| d.id.as_str())
-            .collect()
+        self.detections.iter().take(self.declared).map(|d| d.id.as_str()).collect()
     }
 
     /// Detection number `index`.
@@ -171,12 +167,7 @@ impl Tables {
         }
         let index = u16::try_from(self.detections.len()).map_err(|_| too_many_detections())?;
         let classifier = self.intern(classifier)?;
-        self.detections.push(DetectionDef {
-            id,
-            classifier,
-            location,
-            requires,
-        });
+        self.detections.push(DetectionDef { id, classifier, location, requires });
         Ok(index)
     }
 
@@ -188,11 +179,9 @@ impl Tables {
             None => {
                 let def = match classifier {
                     ClassifierRef::Builtin(b) => builtin_def(b),
-                    ClassifierRef::Custom(i) => self
-                        .custom
-                        .get(i)
-                        .map(|c| c.def.clone())
-                        .ok_or_else(|| format!("unknown classifier '{id}'"))?,
+                    ClassifierRef::Custom(i) => {
+                        self.custom.get(i).map(|c| c.def.clone()).ok_or_else(|| format!("unknown classifier '{id}'"))?
+                    }
                 };
                 self.used.push((classifier, def));
                 self.used.len() - 1
@@ -207,10 +196,9 @@ impl Tables {
     fn pattern(&self, classifier: ClassifierRef) -> (&str, Option<(usize, usize)>) {
         match classifier {
             ClassifierRef::Builtin(b) => (b.pattern, None),
-            ClassifierRef::Custom(i) => self
-                .custom
-                .get(i)
-                .map_or(("", None), |c| (c.pattern.as_str(), Some(c.pattern_at))),
+            ClassifierRef::Custom(i) => {
+                self.custom.get(i).map_or(("", None), |c| (c.pattern.as_str(), Some(c.pattern_at)))
+            }
         }
     }
 
@@ -245,16 +233,11 @@ impl Tables {
                     ),
                 });
             }
-            let index = u32::try_from(dfas.len()).map_err(|_| ScanSetError {
-                at: None,
-                message: "too many DFAs".to_owned(),
-            })?;
+            let index = u32::try_from(dfas.len())
+                .map_err(|_| ScanSetError { at: None, message: "too many DFAs".to_owned() })?;
             dfas.push(dfa);
             if let Some(slot) = scan_sets.get_mut(location.index()) {
-                *slot = Some(ScanSetDef {
-                    dfa: index,
-                    patterns: pattern_classifiers,
-                });
+                *slot = Some(ScanSetDef { dfa: index, patterns: pattern_classifiers });
             }
         }
         Ok(Finished {
@@ -279,17 +262,11 @@ impl Tables {
         for &(classifier, index) in members {
             if let (pattern, Some(at)) = self.pattern(classifier) {
                 if let Err(alone) = build(&[(pattern, index)]) {
-                    return Err(ScanSetError {
-                        at: Some(at),
-                        message: alone,
-                    });
+                    return Err(ScanSetError { at: Some(at), message: alone });
                 }
             }
         }
-        Err(ScanSetError {
-            at: None,
-            message: format!("cannot build the scan set of {}: {message}", location.name()),
-        })
+        Err(ScanSetError { at: None, message: format!("cannot build the scan set of {}: {message}", location.name()) })
     }
 }
 
@@ -360,11 +337,7 @@ mod tests {
         assert_eq!(t.implicit(card, Location::RequestQuery), Ok(2));
         assert_eq!(t.implicit(emp, Location::RequestQuery), Ok(3));
         assert_eq!(t.declared("a"), Some(0));
-        assert_eq!(
-            t.declared("credit_card@request.query"),
-            None,
-            "implicit ids are not declared names"
-        );
+        assert_eq!(t.declared("credit_card@request.query"), None, "implicit ids are not declared names");
         assert_eq!(t.declared_ids(), ["a", "b"]);
         assert_eq!(t.detection_classifier(3), Some("emp"));
         let mut dfas = vec![vec![9u8]];
@@ -372,13 +345,7 @@ mod tests {
         assert_eq!(f.classifiers.len(), 2);
         assert_eq!(f.detections[2].id, "credit_card@request.query");
         assert_eq!(dfas, [vec![9], vec![2], vec![2]]);
-        assert_eq!(
-            f.scan_sets[0],
-            Some(ScanSetDef {
-                dfa: 1,
-                patterns: vec![0, 1]
-            })
-        );
+        assert_eq!(f.scan_sets[0], Some(ScanSetDef { dfa: 1, patterns: vec![0, 1] }));
         assert_eq!(f.scan_sets[1], None);
         assert_eq!(f.scan_sets[2].as_ref().map(|s| s.dfa), Some(2));
     }
@@ -388,13 +355,7 @@ mod tests {
         let mut t = Tables::default();
         t.add_custom(custom("emp", "BAD"));
         let emp = t.classifier("emp").unwrap();
-        t.declare(
-            "a".into(),
-            t.classifier("credit_card").unwrap(),
-            Location::RequestBody,
-            None,
-        )
-        .unwrap();
+        t.declare("a".into(), t.classifier("credit_card").unwrap(), Location::RequestBody, None).unwrap();
         t.declare("b".into(), emp, Location::RequestBody, None).unwrap();
         let e = t.finish(&mut vec![], fake).unwrap_err();
         assert_eq!((e.at, e.message.as_str()), (Some((7, 14)), "bad regex: nope"));
@@ -407,9 +368,6 @@ mod tests {
         for i in 0..MAX_DETECTION_ITEMS {
             t.declare(format!("d{i}"), card, Location::RequestBody, None).unwrap();
         }
-        assert!(t
-            .implicit(card, Location::RequestQuery)
-            .unwrap_err()
-            .starts_with("too many detections (at most 256"));
+        assert!(t.implicit(card, Location::RequestQuery).unwrap_err().starts_with("too many detections (at most 256"));
     }
 }

@@ -125,12 +125,7 @@ const RESERVED: [&str; 17] = [
 
 /// Splits `text` into tokens; the last one is always [`Tok::Eof`].
 pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ExprError> {
-    let mut lexer = Lexer {
-        text,
-        chars: text.char_indices().collect(),
-        pos: 0,
-        tokens: Vec::new(),
-    };
+    let mut lexer = Lexer { text, chars: text.char_indices().collect(), pos: 0, tokens: Vec::new() };
     lexer.run()?;
     Ok(lexer.tokens)
 }
@@ -183,11 +178,7 @@ impl Lexer<'_> {
             }
         }
         let end = self.text.len();
-        self.tokens.push(Token {
-            tok: Tok::Eof,
-            start: end,
-            end,
-        });
+        self.tokens.push(Token { tok: Tok::Eof, start: end, end });
         Ok(())
     }
 
@@ -238,10 +229,7 @@ impl Lexer<'_> {
         while self.peek().is_some_and(|c| c == '_' || c.is_ascii_alphanumeric()) {
             self.pos += 1;
         }
-        let word = self
-            .text
-            .get(self.offset(start)..self.offset(self.pos))
-            .unwrap_or_default();
+        let word = self.text.get(self.offset(start)..self.offset(self.pos)).unwrap_or_default();
         let quote_next = matches!(self.peek(), Some('"' | '\''));
         if quote_next && (word == "r" || word == "R") {
             let s = self.string(start, true)?;
@@ -257,10 +245,7 @@ impl Lexer<'_> {
             "null" => Tok::Null,
             "in" => Tok::In,
             w if RESERVED.contains(&w) => {
-                return Err(ExprError::new(
-                    self.offset(start),
-                    format!("syntax error: '{w}' is a reserved word"),
-                ));
+                return Err(ExprError::new(self.offset(start), format!("syntax error: '{w}' is a reserved word")));
             }
             w => Tok::Ident(w.to_owned()),
         };
@@ -281,10 +266,7 @@ impl Lexer<'_> {
         while self.peek().is_some_and(|c| c.is_digit(radix)) {
             self.pos += 1;
         }
-        let digits = self
-            .text
-            .get(self.offset(digits_start)..self.offset(self.pos))
-            .unwrap_or_default();
+        let digits = self.text.get(self.offset(digits_start)..self.offset(self.pos)).unwrap_or_default();
         let at = self.offset(start);
         if digits.is_empty() {
             return Err(ExprError::new(at, "syntax error: hexadecimal literal without digits"));
@@ -437,75 +419,45 @@ mod tests {
 
     #[test]
     fn numbers() {
-        assert_eq!(
-            toks("0 42 0x1F"),
-            vec![Tok::Int(0), Tok::Int(42), Tok::Int(31), Tok::Eof]
-        );
-        assert_eq!(
-            toks("9223372036854775808"),
-            vec![Tok::Int(9_223_372_036_854_775_808), Tok::Eof]
-        );
+        assert_eq!(toks("0 42 0x1F"), vec![Tok::Int(0), Tok::Int(42), Tok::Int(31), Tok::Eof]);
+        assert_eq!(toks("9223372036854775808"), vec![Tok::Int(9_223_372_036_854_775_808), Tok::Eof]);
         assert_eq!(err("1 == 1.5").1, "floating-point numbers are not supported");
         assert_eq!(err("x == 1e3"), (5, "floating-point numbers are not supported".into()));
         assert_eq!(err("3u").1, "unsigned integers are not supported");
-        assert_eq!(
-            err("99999999999999999999").1,
-            "integer literal out of range (ints are 64-bit signed)"
-        );
+        assert_eq!(err("99999999999999999999").1, "integer literal out of range (ints are 64-bit signed)");
     }
 
     #[test]
     fn strings_and_escapes() {
-        assert_eq!(
-            toks(r#"'a"b' "c'd""#),
-            vec![Tok::Str("a\"b".into()), Tok::Str("c'd".into()), Tok::Eof]
-        );
+        assert_eq!(toks(r#"'a"b' "c'd""#), vec![Tok::Str("a\"b".into()), Tok::Str("c'd".into()), Tok::Eof]);
         assert_eq!(
             toks(r#""\n\t\\\"\x41\u00e9\U0001F600\101\?\`""#),
             vec![Tok::Str("\n\t\\\"Aé😀A?`".into()), Tok::Eof]
         );
-        assert_eq!(
-            toks(r#"r"\d+\"" R'\w'"#),
-            vec![Tok::Str(r#"\d+\""#.into()), Tok::Str(r"\w".into()), Tok::Eof]
-        );
+        assert_eq!(toks(r#"r"\d+\"" R'\w'"#), vec![Tok::Str(r#"\d+\""#.into()), Tok::Str(r"\w".into()), Tok::Eof]);
         assert_eq!(toks("\"\"\"a\"b\nc\"\"\""), vec![Tok::Str("a\"b\nc".into()), Tok::Eof]);
         assert_eq!(toks("''"), vec![Tok::Str(String::new()), Tok::Eof]);
     }
 
     #[test]
     fn string_errors() {
-        assert_eq!(
-            err("x == \"abc"),
-            (5, "syntax error: unterminated string literal".into())
-        );
+        assert_eq!(err("x == \"abc"), (5, "syntax error: unterminated string literal".into()));
         assert_eq!(err("\"a\nb\"").1, "syntax error: unterminated string literal");
-        assert_eq!(
-            err(r#""ab\q""#),
-            (3, "syntax error: invalid escape sequence '\\q'".into())
-        );
+        assert_eq!(err(r#""ab\q""#), (3, "syntax error: invalid escape sequence '\\q'".into()));
         assert_eq!(
             err(r#""\ud800""#).1,
             "syntax error: invalid escape sequence '\\u': U+D800 is not a Unicode scalar value"
         );
-        assert_eq!(
-            err(r#""\x4""#).1,
-            "syntax error: invalid escape sequence '\\x': expected 2 more digits"
-        );
+        assert_eq!(err(r#""\x4""#).1, "syntax error: invalid escape sequence '\\x': expected 2 more digits");
         assert_eq!(err("b\"x\"").1, "bytes literals are not supported");
     }
 
     #[test]
     fn symbol_errors_and_comments() {
-        assert_eq!(
-            err("a & b"),
-            (2, "syntax error: unexpected '&' (did you mean '&&'?)".into())
-        );
+        assert_eq!(err("a & b"), (2, "syntax error: unexpected '&' (did you mean '&&'?)".into()));
         assert_eq!(err("a = b").1, "syntax error: unexpected '=' (did you mean '=='?)");
         assert_eq!(err("a # b"), (2, "syntax error: unexpected character '#'".into()));
         assert_eq!(err("if").1, "syntax error: 'if' is a reserved word");
-        assert_eq!(
-            toks("a // comment\n|| b"),
-            vec![Tok::Ident("a".into()), Tok::Or, Tok::Ident("b".into()), Tok::Eof]
-        );
+        assert_eq!(toks("a // comment\n|| b"), vec![Tok::Ident("a".into()), Tok::Or, Tok::Ident("b".into()), Tok::Eof]);
     }
 }

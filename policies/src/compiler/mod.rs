@@ -31,7 +31,7 @@
 //!
 //! # The language
 //!
-//! Top-level keys: `version` (required, `1`), `rules` (required, a list), and the optional `inspection`,
+//! Top-level keys: `version` (required, `1`), `rules` (required, a list), and the optional `inspection`, `tokens`,
 //! `classifiers`, `detections` and `lists`. Unknown keys are errors at every level. Ids everywhere are
 //! `[a-z0-9][a-z0-9._-]*`, at most 64 characters, unique within their section.
 //!
@@ -40,6 +40,16 @@
 //! inspection:
 //!   max_body_bytes: 262144          # per direction; 1 to 16 MiB, default 256 KiB
 //!   inspect_binary: false           # default false
+//! tokens:
+//!   sources:                        # required; tried in order, the first one present wins
+//!     - { header: authorization, scheme: Bearer }
+//!     - { cookie: session }
+//!   identity: claims(iss, sub)      # token (default) | claims(name, ...)
+//!   jwt:
+//!     keys: { jwks: { keys: [ { kty: EC, crv: P-256, x: "...", y: "...", kid: k1, alg: ES256 } ] } }
+//!     allowed_algs: [ES256]
+//!     issuers: [https://auth.example.com]
+//!     max_lifetime: 24h
 //! classifiers:
 //!   - id: employee-id               # must not be a built-in id
 //!     pattern: "EMP-[0-9]{6}"
@@ -55,9 +65,13 @@
 //!     requires: cards-out           # counts only where cards-out also fired
 //! lists:
 //!   - id: sensitive-endpoints
-//!     key: endpoint                 # endpoint | source_ip
+//!     key: endpoint                 # endpoint | source_ip | token
 //!     add_when: detected("cards-out")
 //!     ttl: 24h
+//!   - id: abusive-tokens
+//!     key: token                    # token.id; needs the tokens section
+//!     add_when: detected("jwt.bad_signature")
+//!     ttl: 1h
 //! rules:
 //!   - id: cards-in-query
 //!     when: detected("credit_card", "request.query")
@@ -65,6 +79,10 @@
 //!   - id: watch-sensitive
 //!     when: endpoint in lists["sensitive-endpoints"]
 //!     action: monitor
+//!   - id: forged-token
+//!     when: detected("jwt.alg_none") || detected("jwt.bad_signature") || token.id in lists["abusive-tokens"]
+//!     action: block
+//!     status: 401
 //! ```
 //!
 //! **Rules**: `id` (required), `when` (required, CEL), `action` (required, `block` or `monitor`) and `status`
@@ -85,10 +103,35 @@
 //! detection in the *same* location: the detection then counts only where that one also fired. A built-in layered on
 //! another (`card_expiry` on `credit_card`) must be declared with `requires` naming a detection of that classifier.
 //!
-//! **Lists**: `id`, `key` (`endpoint` or `source_ip`) and `ttl` (a duration: `90s`, `15m`, `24h`, `7d`, or
-//! combinations in that order such as `1h30m`; 1s to 30d) are required. `max_entries` is 1 to 1048576 (default
-//! 10000). `add_when` (optional) is a condition evaluated when the exchange is complete: when it holds, the
-//! exchange's key is added to the list. It is compiled like `when`, and may use everything `when` may.
+//! **Tokens**: where the caller's token is found, what identifies a caller, and how JWTs are judged.
+//! - `sources` (required, 1 to 8): each names one place, `header` (lower-cased; with an optional `scheme` such as
+//!   `Bearer`, matched case-insensitively and stripped), `cookie` or `query`. The first source present wins.
+//! - `identity`: `token` (default: a keyed hash of the token, so a refreshed token is a new caller) or
+//!   `claims(name, ...)` (a keyed hash of those JWT claims, so a caller keeps its identity across refreshes; at most
+//!   8 names, any characters but spaces, commas, parentheses and quotes).
+//! - `hash_key`: the key of those hashes, `base64:...` or `hex:...`, 16 to 64 bytes. Usually left to the plugin
+//!   configuration; without either, each proxy makes a random one.
+//! - `jwt` (optional; without it tokens are identified but not judged): `keys` and `allowed_algs` are required.
+//!   - `keys: { jwks: {...} }`: an inline JWKS document (RFC 7517) written as YAML, carried in the bundle as JSON.
+//!     Each key needs `kty` (`RSA`, `EC`, `OKP` or `oct`) and its members, unpadded base64url: `n` and `e` (RSA, at
+//!     least 2048 bits), `crv` (`P-256` or `P-384`), `x` and `y` (EC), `crv: Ed25519` and `x` (OKP), `k` (oct, at
+//!     least 32 bytes). Private members (`d`, `p`, ...) are refused: a bundle goes to every proxy. `kid`s are
+//!     unique; a key's `alg` must fit it; a key with `use` other than `sig` (or `key_ops` without `verify`)
+//!     verifies nothing. Every key is then loaded as the filter will load it, so a key it cannot use (a point off
+//!     its curve) is a compile error.
+//!   - `allowed_algs`: from `HS256`, `HS384`, `HS512`, `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`,
+//!     `ES256`, `ES384`, `EdDSA`, each verifiable by some key. `none` can never be allowed.
+//!   - `issuers`, `audiences`: accepted `iss` and `aud` values (empty or absent: any).
+//!   - `max_lifetime` (1s to 365d), `clock_skew` (0s to 1h, default `60s`): durations as for list ttls.
+//!   - `require_exp` (default `true`).
+//!   - `weak_secrets`: `builtin` (default: the filter's list of well-known HMAC secrets, copied into the bundle),
+//!     `none`, or a list of secrets. An `oct` key that is itself one of them is a compile error.
+//!
+//! **Lists**: `id`, `key` (`endpoint`, `source_ip` or `token`; `token` needs a `tokens` section) and `ttl` (a
+//! duration: `90s`, `15m`, `24h`, `7d`, or combinations in that order such as `1h30m`; 1s to 30d) are required.
+//! `max_entries` is 1 to 1048576 (default 10000). `add_when` (optional) is a condition evaluated when the exchange
+//! is complete: when it holds, the exchange's key is added to the list (an exchange without a token has no `token`
+//! key). It is compiled like `when`, and may use everything `when` may.
 //!
 //! Sections are resolved in that order whatever their order in the file, so rules and `add_when` may name any
 //! detection or list.
@@ -106,15 +149,24 @@
 //! - `detected("id")` is true when the declared detection `id` found something in this exchange;
 //! - `detected("classifier", "location")` does the same without a declaration: it adds the implicit detection
 //!   `classifier@location` (one per pair, however often it is used). A layered built-in cannot be used this way;
-//! - `key in lists["id"]` is true when the string `key` is a live entry of list `id`.
+//! - `key in lists["id"]` is true when the string `key` is a live entry of list `id`;
+//! - with a `tokens` section: `token.present` (bool), `token.id` (the caller's identity, a keyed hash in hex) and
+//!   `token.kind` (`"jwt"` or `"opaque"`), `token.claims["name"]` and `token.header["name"]` (a JWT claim or JOSE
+//!   header field as a string, numbers in decimal, other JSON as JSON text; names are case-sensitive; also
+//!   `token.claims.name`). All but `token.present` are errors without a token, and an absent claim or field is an
+//!   error, so a rule reading one does not match;
+//! - with `tokens.jwt`: `detected("jwt.alg_none")` and the other findings of [`crate::token::JwtFinding`]
+//!   (`jwt.malformed`, `jwt.bad_signature`, `jwt.key_confusion`, `jwt.expired`, ...), true when the analysis of the
+//!   request's JWT found it. Detection ids starting with `jwt.` are reserved for them.
 //!
 //! # Phases
 //!
-//! A rule is decided as soon as what it reads exists: with the request headers (attributes, headers, lists and
-//! `request.query` detections), after the request body (`request.body` detections), or after the response body
-//! (`response.body` detections). A rule decided on the response can only `monitor`, since the response has already
-//! reached the client: `action: block` there is a compile error. To act on what a response revealed, add the
-//! request's key to a list with `add_when`, and block later requests with `key in lists["id"]`.
+//! A rule is decided as soon as what it reads exists: with the request headers (attributes, headers, lists, token
+//! attributes, JWT findings and `request.query` detections), after the request body (`request.body` detections),
+//! or after the response body (`response.body` detections). A rule decided on the response can only `monitor`,
+//! since the response has already reached the client: `action: block` there is a compile error. To act on what a
+//! response revealed, add the request's key to a list with `add_when`, and block later requests with
+//! `key in lists["id"]`.
 //!
 //! # Regular expressions
 //!
@@ -141,12 +193,14 @@ use crate::bundle::{self, BundleContent};
 
 mod check;
 mod detections;
+mod jwks;
 mod lexer;
 mod parser;
 mod policy;
 mod regex;
 mod scan_set;
 mod source;
+mod tokens;
 
 /// The version of this compiler, written into every bundle it builds.
 pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -212,12 +266,7 @@ pub fn compile(source: &str, options: &CompileOptions) -> Result<BundleContent, 
 /// As [`compile`]; also when the bundle would exceed [`bundle::MAX_BUNDLE_BYTES`] (reported at line 1, column 1).
 pub fn compile_to_bytes(source: &str, options: &CompileOptions) -> Result<Vec<u8>, CompileError> {
     let content = compile(source, options)?;
-    let whole_file = |message: String| CompileError {
-        file: options.file_name.clone(),
-        line: 1,
-        column: 1,
-        message,
-    };
+    let whole_file = |message: String| CompileError { file: options.file_name.clone(), line: 1, column: 1, message };
     let bytes = bundle::encode(&content).map_err(|e| whole_file(format!("cannot encode the bundle: {e}")))?;
     if bytes.len() > bundle::MAX_BUNDLE_BYTES {
         return Err(whole_file(format!(
@@ -241,9 +290,6 @@ pub(crate) struct ExprError {
 impl ExprError {
     /// An error at `offset`.
     pub(crate) fn new(offset: usize, message: impl Into<String>) -> ExprError {
-        ExprError {
-            offset,
-            message: message.into(),
-        }
+        ExprError { offset, message: message.into() }
     }
 }

@@ -111,19 +111,12 @@ pub(crate) enum ExprKind {
 /// Parses a whole expression.
 pub(crate) fn parse(text: &str) -> Result<Expr, ExprError> {
     let tokens = tokenize(text)?;
-    let mut parser = Parser {
-        tokens,
-        pos: 0,
-        depth: 0,
-    };
+    let mut parser = Parser { tokens, pos: 0, depth: 0 };
     let expr = parser.expr()?;
     let next = parser.peek();
     match next.tok {
         Tok::Eof => Ok(expr),
-        Tok::Question => Err(ExprError::new(
-            next.start,
-            "the conditional operator '?:' is not supported",
-        )),
+        Tok::Question => Err(ExprError::new(next.start, "the conditional operator '?:' is not supported")),
         _ => Err(unexpected(next)),
     }
 }
@@ -131,14 +124,10 @@ pub(crate) fn parse(text: &str) -> Result<Expr, ExprError> {
 fn unexpected(token: &Token) -> ExprError {
     match token.tok {
         Tok::Eof => ExprError::new(token.start, "syntax error: unexpected end of expression"),
-        Tok::Plus | Tok::Minus | Tok::Star | Tok::Slash | Tok::Percent => ExprError::new(
-            token.start,
-            format!("arithmetic operator '{}' is not supported", token.tok.symbol()),
-        ),
-        _ => ExprError::new(
-            token.start,
-            format!("syntax error: unexpected {}", token.tok.describe()),
-        ),
+        Tok::Plus | Tok::Minus | Tok::Star | Tok::Slash | Tok::Percent => {
+            ExprError::new(token.start, format!("arithmetic operator '{}' is not supported", token.tok.symbol()))
+        }
+        _ => ExprError::new(token.start, format!("syntax error: unexpected {}", token.tok.describe())),
     }
 }
 
@@ -153,11 +142,7 @@ struct Parser {
 }
 
 /// The token the parser sees past the end; `tokenize` always ends with one, this is only a fallback.
-const EOF: Token = Token {
-    tok: Tok::Eof,
-    start: 0,
-    end: 0,
-};
+const EOF: Token = Token { tok: Tok::Eof, start: 0, end: 0 };
 
 impl Parser {
     fn peek(&self) -> &Token {
@@ -179,11 +164,7 @@ impl Parser {
         }
         Err(ExprError::new(
             next.start,
-            format!(
-                "syntax error: expected '{}' but found {}",
-                tok.symbol(),
-                next.tok.describe()
-            ),
+            format!("syntax error: expected '{}' but found {}", tok.symbol(), next.tok.describe()),
         ))
     }
 
@@ -233,11 +214,7 @@ impl Parser {
             operands.push(operand(self)?);
         }
         let height = Parser::height(&operands.iter().collect::<Vec<_>>(), last_op)?;
-        Ok(Expr {
-            kind: ExprKind::Logical { op, operands },
-            start,
-            height,
-        })
+        Ok(Expr { kind: ExprKind::Logical { op, operands }, start, height })
     }
 
     fn relation(&mut self) -> Result<Expr, ExprError> {
@@ -258,12 +235,7 @@ impl Parser {
             let rhs = self.unary()?;
             let start = lhs.start;
             let height = Parser::height(&[&lhs, &rhs], op_start)?;
-            let kind = ExprKind::Relation {
-                op,
-                op_start,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-            };
+            let kind = ExprKind::Relation { op, op_start, lhs: Box::new(lhs), rhs: Box::new(rhs) };
             lhs = Expr { kind, start, height };
         }
     }
@@ -278,30 +250,19 @@ impl Parser {
                 self.leave();
                 let operand = operand?;
                 let height = Parser::height(&[&operand], token.start)?;
-                Ok(Expr {
-                    kind: ExprKind::Not(Box::new(operand)),
-                    start: token.start,
-                    height,
-                })
+                Ok(Expr { kind: ExprKind::Not(Box::new(operand)), start: token.start, height })
             }
             Tok::Minus => {
                 self.bump();
                 let next = self.peek().clone();
                 let Tok::Int(magnitude) = next.tok else {
-                    return Err(ExprError::new(
-                        token.start,
-                        "unary '-' is only supported on integer literals",
-                    ));
+                    return Err(ExprError::new(token.start, "unary '-' is only supported on integer literals"));
                 };
                 self.bump();
                 let value = 0i64.checked_sub_unsigned(magnitude).ok_or_else(|| {
                     ExprError::new(token.start, "integer literal out of range (ints are 64-bit signed)")
                 })?;
-                self.postfix(Expr {
-                    kind: ExprKind::Int(value),
-                    start: token.start,
-                    height: 0,
-                })
+                self.postfix(Expr { kind: ExprKind::Int(value), start: token.start, height: 0 })
             }
             _ => {
                 let primary = self.primary()?;
@@ -320,10 +281,7 @@ impl Parser {
                     let Tok::Ident(field) = name.tok else {
                         return Err(ExprError::new(
                             name.start,
-                            format!(
-                                "syntax error: expected a name after '.' but found {}",
-                                name.tok.describe()
-                            ),
+                            format!("syntax error: expected a name after '.' but found {}", name.tok.describe()),
                         ));
                     };
                     let start = expr.start;
@@ -332,20 +290,12 @@ impl Parser {
                         let mut children: Vec<&Expr> = args.iter().collect();
                         children.push(&expr);
                         let height = Parser::height(&children, name.start)?;
-                        let kind = ExprKind::Call {
-                            target: Some(Box::new(expr)),
-                            name: field,
-                            name_start: name.start,
-                            args,
-                        };
+                        let kind =
+                            ExprKind::Call { target: Some(Box::new(expr)), name: field, name_start: name.start, args };
                         expr = Expr { kind, start, height };
                     } else {
                         let height = Parser::height(&[&expr], name.start)?;
-                        let kind = ExprKind::Member {
-                            target: Box::new(expr),
-                            field,
-                            field_start: name.start,
-                        };
+                        let kind = ExprKind::Member { target: Box::new(expr), field, field_start: name.start };
                         expr = Expr { kind, start, height };
                     }
                 }
@@ -358,10 +308,7 @@ impl Parser {
                     self.expect(&Tok::RBracket)?;
                     let (start, height) = (expr.start, Parser::height(&[&expr, &index], token.start)?);
                     expr = Expr {
-                        kind: ExprKind::Index {
-                            target: Box::new(expr),
-                            index: Box::new(index),
-                        },
+                        kind: ExprKind::Index { target: Box::new(expr), index: Box::new(index) },
                         start,
                         height,
                     };
@@ -405,13 +352,7 @@ impl Parser {
 
     fn primary(&mut self) -> Result<Expr, ExprError> {
         let token = self.peek().clone();
-        let leaf = |kind| {
-            Ok(Expr {
-                kind,
-                start: token.start,
-                height: 0,
-            })
-        };
+        let leaf = |kind| Ok(Expr { kind, start: token.start, height: 0 });
         match token.tok {
             Tok::Int(magnitude) => {
                 self.bump();
@@ -441,17 +382,8 @@ impl Parser {
                 let args = self.args()?;
                 let children: Vec<&Expr> = args.iter().collect();
                 let height = Parser::height(&children, token.start)?;
-                let kind = ExprKind::Call {
-                    target: None,
-                    name: name.clone(),
-                    name_start: token.start,
-                    args,
-                };
-                Ok(Expr {
-                    kind,
-                    start: token.start,
-                    height,
-                })
+                let kind = ExprKind::Call { target: None, name: name.clone(), name_start: token.start, args };
+                Ok(Expr { kind, start: token.start, height })
             }
             Tok::LParen => {
                 self.bump();
@@ -468,10 +400,7 @@ impl Parser {
 }
 
 fn too_deep(at: usize) -> ExprError {
-    ExprError::new(
-        at,
-        format!("expression nested too deeply (at most {MAX_NESTING} levels)"),
-    )
+    ExprError::new(at, format!("expression nested too deeply (at most {MAX_NESTING} levels)"))
 }
 
 #[cfg(test)]
@@ -525,10 +454,7 @@ mod tests {
 
     #[test]
     fn postfix_forms() {
-        assert_eq!(
-            p(r#"request.headers["X"].matches("a")"#),
-            r#"request.headers["X"].matches("a")"#
-        );
+        assert_eq!(p(r#"request.headers["X"].matches("a")"#), r#"request.headers["X"].matches("a")"#);
         assert_eq!(p("size(request.path) > 3"), "(size(request.path) > 3)");
         assert_eq!(p("request.path.size()"), "request.path.size()");
         assert_eq!(p(r#""k" in request.headers"#), r#"("k" in request.headers)"#);
@@ -537,52 +463,28 @@ mod tests {
     #[test]
     fn positions() {
         let e = parse("a &&  b.c").unwrap();
-        let ExprKind::Logical { operands, .. } = &e.kind else {
-            panic!("{e:?}")
-        };
+        let ExprKind::Logical { operands, .. } = &e.kind else { panic!("{e:?}") };
         assert_eq!(operands[1].start, 6);
-        let ExprKind::Member { field_start, .. } = &operands[1].kind else {
-            panic!()
-        };
+        let ExprKind::Member { field_start, .. } = &operands[1].kind else { panic!() };
         assert_eq!(*field_start, 8);
         let e = parse("x  == y").unwrap();
-        let ExprKind::Relation { op_start, .. } = e.kind else {
-            panic!()
-        };
+        let ExprKind::Relation { op_start, .. } = e.kind else { panic!() };
         assert_eq!(op_start, 3);
     }
 
     #[test]
     fn syntax_errors() {
         assert_eq!(err("a &&"), (4, "syntax error: unexpected end of expression".into()));
-        assert_eq!(
-            err("(a || b"),
-            (7, "syntax error: expected ')' but found end of expression".into())
-        );
+        assert_eq!(err("(a || b"), (7, "syntax error: expected ')' but found end of expression".into()));
         assert_eq!(err("a b"), (2, "syntax error: unexpected identifier 'b'".into()));
-        assert_eq!(
-            err("f(a b)"),
-            (4, "syntax error: expected ',' or ')' but found identifier 'b'".into())
-        );
-        assert_eq!(
-            err("a.1"),
-            (2, "syntax error: expected a name after '.' but found integer 1".into())
-        );
-        assert_eq!(
-            err("x + 1 == 2"),
-            (2, "arithmetic operator '+' is not supported".into())
-        );
-        assert_eq!(
-            err("a ? b : c"),
-            (2, "the conditional operator '?:' is not supported".into())
-        );
+        assert_eq!(err("f(a b)"), (4, "syntax error: expected ',' or ')' but found identifier 'b'".into()));
+        assert_eq!(err("a.1"), (2, "syntax error: expected a name after '.' but found integer 1".into()));
+        assert_eq!(err("x + 1 == 2"), (2, "arithmetic operator '+' is not supported".into()));
+        assert_eq!(err("a ? b : c"), (2, "the conditional operator '?:' is not supported".into()));
         assert_eq!(err("-x"), (0, "unary '-' is only supported on integer literals".into()));
         assert_eq!(err("x == null").1, "null is not supported");
         assert_eq!(err("x in [1]"), (5, "list literals are not supported".into()));
-        assert_eq!(
-            err("9223372036854775808 == x").1,
-            "integer literal out of range (ints are 64-bit signed)"
-        );
+        assert_eq!(err("9223372036854775808 == x").1, "integer literal out of range (ints are 64-bit signed)");
     }
 
     #[test]

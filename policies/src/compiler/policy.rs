@@ -1,8 +1,8 @@
 //! The YAML layer: reads a policy file's structure, checks every key and value, and compiles each section.
 //!
-//! Sections are compiled in dependency order whatever their order in the file: `inspection`, `classifiers`,
-//! `detections` (whose `requires` point backwards), `lists` (declared first, then their `add_when` conditions, which
-//! may name any list), then `rules`; the scan sets are built last, once every detection is known.
+//! Sections are compiled in dependency order whatever their order in the file: `inspection`, `tokens`,
+//! `classifiers`, `detections` (whose `requires` point backwards), `lists` (declared first, then their `add_when`
+//! conditions, which may name any list), then `rules`; the scan sets are built last, once every detection is known.
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
@@ -10,6 +10,7 @@ use crate::bundle::{self, BundleContent, MAX_CLASSIFIER_MATCH, MAX_DETECTION_ITE
 use crate::detect::{ClassifierDef, InspectionDef, ListDef, ListKey, Location, Validator};
 use crate::program::{Action, Node, Phase, Rule};
 use crate::scan::builtin;
+use crate::token::TokenPolicy;
 
 use super::check::{compile_condition, Scope};
 use super::detections::{unknown_location, CustomClassifier, ScanSetBuilder, Tables};
@@ -20,7 +21,7 @@ use super::source::{offset_in_scalar, SourceMap};
 /// The only policy language version this compiler reads.
 const POLICY_VERSION: i64 = 1;
 /// Keys of the top-level mapping.
-const POLICY_KEYS: &str = "version, inspection, classifiers, detections, lists, rules";
+const POLICY_KEYS: &str = "version, inspection, tokens, classifiers, detections, lists, rules";
 /// Keys of a rule.
 const RULE_KEYS: &str = "id, when, action, status";
 /// Keys of `inspection`.
@@ -31,6 +32,8 @@ const CLASSIFIER_KEYS: &str = "id, pattern, validator, context, context_window, 
 const DETECTION_KEYS: &str = "id, classifier, in, requires";
 /// Keys of a list.
 const LIST_KEYS: &str = "id, key, add_when, ttl, max_entries";
+/// Detection names starting with this are JWT findings (`detected("jwt.alg_none")`), never declared detections.
+pub(super) const JWT_PREFIX: &str = "jwt.";
 /// Longest id, in bytes (ids are ASCII).
 const MAX_ID_LEN: usize = 64;
 /// The status of a block when the rule does not say.
@@ -64,10 +67,7 @@ pub(crate) fn compile_policy(source: &str) -> Result<BundleContent, PolicyError>
 
 /// [`compile_policy`], building scan sets with `build`.
 fn compile_policy_with(source: &str, build: ScanSetBuilder) -> Result<BundleContent, PolicyError> {
-    let compiler = Compiler {
-        map: SourceMap::new(source),
-        build,
-    };
+    let compiler = Compiler { map: SourceMap::new(source), build };
     let docs = MarkedYaml::load_from_str(source).map_err(|e| PolicyError {
         line: e.marker().line(),
         column: e.marker().col() + 1,
@@ -87,16 +87,17 @@ fn compile_policy_with(source: &str, build: ScanSetBuilder) -> Result<BundleCont
     compiler.policy(root)
 }
 
-struct Compiler<'s> {
+/// The compiler of one policy file: its source map, and how scan sets are built.
+pub(super) struct Compiler<'s> {
     map: SourceMap<'s>,
     build: ScanSetBuilder,
 }
 
 /// The fields of one mapping, in file order: name, key node, value node.
-type Fields<'n, 'i> = Vec<(String, &'n MarkedYaml<'i>, &'n MarkedYaml<'i>)>;
+pub(super) type Fields<'n, 'i> = Vec<(String, &'n MarkedYaml<'i>, &'n MarkedYaml<'i>)>;
 
 /// The value of field `name`, if present.
-fn field<'n, 'i>(fields: &Fields<'n, 'i>, name: &str) -> Option<&'n MarkedYaml<'i>> {
+pub(super) fn field<'n, 'i>(fields: &Fields<'n, 'i>, name: &str) -> Option<&'n MarkedYaml<'i>> {
     fields.iter().find(|(n, _, _)| n == name).map(|&(_, _, v)| v)
 }
 
@@ -104,34 +105,29 @@ fn field<'n, 'i>(fields: &Fields<'n, 'i>, name: &str) -> Option<&'n MarkedYaml<'
 type Ids = Vec<(String, usize)>;
 
 impl Compiler<'_> {
-    fn error(&self, node: &MarkedYaml<'_>, message: impl Into<String>) -> PolicyError {
+    pub(super) fn error(&self, node: &MarkedYaml<'_>, message: impl Into<String>) -> PolicyError {
         self.error_at(node.span.start.line(), node.span.start.col(), message)
     }
 
     fn error_at(&self, line: usize, col: usize, message: impl Into<String>) -> PolicyError {
-        PolicyError {
-            line,
-            column: col + 1,
-            message: message.into(),
-        }
+        PolicyError { line, column: col + 1, message: message.into() }
     }
 
     /// The fields of a mapping in file order, refusing keys not in `known` (`what` names the mapping).
-    fn fields<'n, 'i>(&self, node: &'n MarkedYaml<'i>, known: &str, what: &str) -> Result<Fields<'n, 'i>, PolicyError> {
+    pub(super) fn fields<'n, 'i>(
+        &self,
+        node: &'n MarkedYaml<'i>,
+        known: &str,
+        what: &str,
+    ) -> Result<Fields<'n, 'i>, PolicyError> {
         let YamlData::Mapping(mapping) = &node.data else {
-            return Err(self.error(
-                node,
-                format!("{what} must be a mapping with keys {known}, found {}", kind(node)),
-            ));
+            return Err(self.error(node, format!("{what} must be a mapping with keys {known}, found {}", kind(node))));
         };
         let mut fields = Vec::with_capacity(mapping.len());
         for (key, value) in mapping {
             let name = self.scalar_text(key).unwrap_or_else(|| format!("<{}>", kind(key)));
             if !known.split(", ").any(|k| k == name) {
-                return Err(self.error(
-                    key,
-                    format!("unknown field '{name}' in {what} (expected one of: {known})"),
-                ));
+                return Err(self.error(key, format!("unknown field '{name}' in {what} (expected one of: {known})")));
             }
             fields.push((name, key, value));
         }
@@ -139,7 +135,11 @@ impl Compiler<'_> {
     }
 
     /// The items of a list-valued field.
-    fn sequence<'n, 'i>(&self, field: &str, node: &'n MarkedYaml<'i>) -> Result<&'n [MarkedYaml<'i>], PolicyError> {
+    pub(super) fn sequence<'n, 'i>(
+        &self,
+        field: &str,
+        node: &'n MarkedYaml<'i>,
+    ) -> Result<&'n [MarkedYaml<'i>], PolicyError> {
         match &node.data {
             YamlData::Sequence(items) => Ok(items),
             _ => Err(self.error(node, format!("'{field}' must be a list, found {}", kind(node)))),
@@ -147,7 +147,7 @@ impl Compiler<'_> {
     }
 
     /// The text of a scalar as written: decoded strings, and plain scalars YAML read as another type.
-    fn scalar_text(&self, node: &MarkedYaml<'_>) -> Option<String> {
+    pub(super) fn scalar_text(&self, node: &MarkedYaml<'_>) -> Option<String> {
         match &node.data {
             YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
             YamlData::Value(Scalar::Null) => None,
@@ -161,7 +161,7 @@ impl Compiler<'_> {
     }
 
     /// A field's value as text, or an error naming what was found instead.
-    fn text(&self, field: &str, node: &MarkedYaml<'_>) -> Result<String, PolicyError> {
+    pub(super) fn text(&self, field: &str, node: &MarkedYaml<'_>) -> Result<String, PolicyError> {
         self.scalar_text(node)
             .ok_or_else(|| self.error(node, format!("'{field}' must be a string, found {}", kind(node))))
     }
@@ -182,18 +182,12 @@ impl Compiler<'_> {
     ) -> Result<T, PolicyError> {
         let value = self.int(field, node)?;
         let (low, high) = (*range.start(), *range.end());
-        T::try_from(value)
-            .ok()
-            .filter(|v| (low.into()..=high.into()).contains(&(*v).into()))
-            .ok_or_else(|| {
-                self.error(
-                    node,
-                    format!("invalid {field} {value} (expected {} to {})", low.into(), high.into()),
-                )
-            })
+        T::try_from(value).ok().filter(|v| (low.into()..=high.into()).contains(&(*v).into())).ok_or_else(|| {
+            self.error(node, format!("invalid {field} {value} (expected {} to {})", low.into(), high.into()))
+        })
     }
 
-    fn bool(&self, field: &str, node: &MarkedYaml<'_>) -> Result<bool, PolicyError> {
+    pub(super) fn bool(&self, field: &str, node: &MarkedYaml<'_>) -> Result<bool, PolicyError> {
         match node.data {
             YamlData::Value(Scalar::Boolean(b)) => Ok(b),
             _ => Err(self.error(node, format!("'{field}' must be true or false, found {}", kind(node)))),
@@ -201,7 +195,7 @@ impl Compiler<'_> {
     }
 
     /// A required field's value, or an error at `node` naming what it belongs to.
-    fn required<'n, 'i>(
+    pub(super) fn required<'n, 'i>(
         &self,
         fields: &Fields<'n, 'i>,
         name: &str,
@@ -230,6 +224,12 @@ impl Compiler<'_> {
                 ),
             ));
         }
+        if what == "detection" && id.starts_with(JWT_PREFIX) {
+            return Err(self.error(
+                id_node,
+                format!("detection id '{id}' is reserved: ids starting with '{JWT_PREFIX}' name JWT findings"),
+            ));
+        }
         if what == "classifier" && builtin::builtin(&id).is_some() {
             return Err(self.error(
                 id_node,
@@ -237,10 +237,7 @@ impl Compiler<'_> {
             ));
         }
         if let Some((_, line)) = ids.iter().find(|(seen, _)| *seen == id) {
-            return Err(self.error(
-                id_node,
-                format!("duplicate {what} id '{id}' (first defined at line {line})"),
-            ));
+            return Err(self.error(id_node, format!("duplicate {what} id '{id}' (first defined at line {line})")));
         }
         ids.push((id.clone(), id_node.span.start.line()));
         Ok(id)
@@ -267,6 +264,10 @@ impl Compiler<'_> {
             Some(node) => self.inspection(node)?,
             None => InspectionDef::default(),
         };
+        let tokens = match field(&fields, "tokens") {
+            Some(node) => Some(self.tokens(node)?),
+            None => None,
+        };
         let mut tables = Tables::default();
         if let Some(node) = field(&fields, "classifiers") {
             self.classifiers(self.sequence("classifiers", node)?, &mut tables)?;
@@ -287,18 +288,14 @@ impl Compiler<'_> {
             if index >= MAX_DETECTION_ITEMS {
                 return Err(self.error(item, format!("too many lists (at most {MAX_DETECTION_ITEMS})")));
             }
-            let (list, add_when) = self.list(item, &mut list_ids)?;
+            let (list, add_when) = self.list(item, &mut list_ids, tokens.as_ref())?;
             lists.push(list);
             add_whens.push(add_when);
         }
         let names: Vec<String> = list_ids.into_iter().map(|(id, _)| id).collect();
 
         let mut regexes = Regexes::default();
-        let mut scope = Scope {
-            regexes: &mut regexes,
-            tables: &mut tables,
-            lists: &names,
-        };
+        let mut scope = Scope { regexes: &mut regexes, tables: &mut tables, lists: &names, tokens: tokens.as_ref() };
         for (list, add_when) in lists.iter_mut().zip(add_whens) {
             if let Some(node) = add_when {
                 list.add_when = self.condition("add_when", node, &mut scope)?;
@@ -316,11 +313,7 @@ impl Compiler<'_> {
         let mut dfas = regexes.into_dfas();
         let finished = tables.finish(&mut dfas, self.build).map_err(|e| {
             let (line, column) = e.at.unwrap_or((1, 1));
-            PolicyError {
-                line,
-                column,
-                message: e.message,
-            }
+            PolicyError { line, column, message: e.message }
         })?;
         Ok(BundleContent {
             rules: compiled,
@@ -330,6 +323,7 @@ impl Compiler<'_> {
             scan_sets: finished.scan_sets,
             lists,
             inspection,
+            tokens,
             ..BundleContent::default()
         })
     }
@@ -380,10 +374,9 @@ impl Compiler<'_> {
                 "luhn" => Validator::Luhn,
                 "mod97" => Validator::Mod97,
                 other => {
-                    return Err(self.error(
-                        value,
-                        format!("invalid validator '{other}' (expected one of: none, luhn, mod97)"),
-                    ));
+                    return Err(
+                        self.error(value, format!("invalid validator '{other}' (expected one of: none, luhn, mod97)"))
+                    );
                 }
             },
         };
@@ -427,29 +420,19 @@ impl Compiler<'_> {
             }
             None => match lengths.max {
                 None => return Err(self.error(pattern_node, "pattern can match unbounded text: set max_length")),
-                Some(max) => u16::try_from(max)
-                    .ok()
-                    .filter(|&m| m <= MAX_CLASSIFIER_MATCH)
-                    .ok_or_else(|| {
-                        self.error(
-                            pattern_node,
-                            format!(
-                                "pattern can match {max} bytes, more than the {MAX_CLASSIFIER_MATCH} a classifier \
+                Some(max) => u16::try_from(max).ok().filter(|&m| m <= MAX_CLASSIFIER_MATCH).ok_or_else(|| {
+                    self.error(
+                        pattern_node,
+                        format!(
+                            "pattern can match {max} bytes, more than the {MAX_CLASSIFIER_MATCH} a classifier \
                                  may: set max_length"
-                            ),
-                        )
-                    })?,
+                        ),
+                    )
+                })?,
             },
         };
         Ok(CustomClassifier {
-            def: ClassifierDef {
-                id,
-                validator,
-                context,
-                context_window,
-                max_len,
-                confidence,
-            },
+            def: ClassifierDef { id, validator, context, context_window, max_len, confidence },
             pattern,
             pattern_at: (pattern_node.span.start.line(), pattern_node.span.start.col() + 1),
         })
@@ -473,9 +456,7 @@ impl Compiler<'_> {
         let YamlData::Mapping(mapping) = &item.data else {
             return None;
         };
-        let (_, value) = mapping
-            .iter()
-            .find(|(key, _)| self.scalar_text(key).as_deref() == Some("id"))?;
+        let (_, value) = mapping.iter().find(|(key, _)| self.scalar_text(key).as_deref() == Some("id"))?;
         Some((self.scalar_text(value)?, value.span.start.line()))
     }
 
@@ -492,9 +473,8 @@ impl Compiler<'_> {
 
         let classifier_node = self.required(&fields, "classifier", node, &owner)?;
         let name = self.text("classifier", classifier_node)?;
-        let classifier = tables
-            .classifier(&name)
-            .ok_or_else(|| self.error(classifier_node, tables.unknown_classifier(&name)))?;
+        let classifier =
+            tables.classifier(&name).ok_or_else(|| self.error(classifier_node, tables.unknown_classifier(&name)))?;
         let in_node = self.required(&fields, "in", node, &owner)?;
         let place = self.text("in", in_node)?;
         let location = Location::from_name(&place).ok_or_else(|| self.error(in_node, unknown_location(&place)))?;
@@ -530,9 +510,7 @@ impl Compiler<'_> {
                 }
             }
         }
-        tables
-            .declare(id, classifier, location, requires)
-            .map_err(|message| self.error(node, message))?;
+        tables.declare(id, classifier, location, requires).map_err(|message| self.error(node, message))?;
         Ok(())
     }
 
@@ -559,10 +537,7 @@ impl Compiler<'_> {
                 if known.is_empty() {
                     format!("unknown detection '{required}' (no detection is declared before '{id}')")
                 } else {
-                    format!(
-                        "unknown detection '{required}' (declared before '{id}': {})",
-                        known.join(", ")
-                    )
+                    format!("unknown detection '{required}' (declared before '{id}': {})", known.join(", "))
                 }
             };
             return Err(self.error(node, message));
@@ -586,6 +561,7 @@ impl Compiler<'_> {
         &self,
         node: &'n MarkedYaml<'i>,
         ids: &mut Ids,
+        tokens: Option<&TokenPolicy>,
     ) -> Result<(ListDef, Option<&'n MarkedYaml<'i>>), PolicyError> {
         let fields = self.fields(node, LIST_KEYS, "list")?;
         let id = self.id(&fields, node, "list", ids)?;
@@ -595,10 +571,16 @@ impl Compiler<'_> {
         let key = match self.text("key", key_node)?.as_str() {
             "endpoint" => ListKey::Endpoint,
             "source_ip" => ListKey::SourceIp,
+            "token" if tokens.is_none() => {
+                return Err(
+                    self.error(key_node, "list key 'token' needs a 'tokens:' section (where to find the token)")
+                );
+            }
+            "token" => ListKey::Token,
             other => {
                 return Err(self.error(
                     key_node,
-                    format!("invalid list key '{other}' (expected one of: endpoint, source_ip)"),
+                    format!("invalid list key '{other}' (expected one of: endpoint, source_ip, token)"),
                 ));
             }
         };
@@ -620,13 +602,7 @@ impl Compiler<'_> {
             Some(value) => self.int_in("max_entries", value, 1..=MAX_LIST_ENTRIES)?,
             None => DEFAULT_MAX_ENTRIES,
         };
-        let list = ListDef {
-            id,
-            key,
-            ttl_seconds,
-            max_entries,
-            add_when: Vec::new(),
-        };
+        let list = ListDef { id, key, ttl_seconds, max_entries, add_when: Vec::new() };
         Ok((list, field(&fields, "add_when")))
     }
 
@@ -641,25 +617,21 @@ impl Compiler<'_> {
             "block" => Action::Block,
             "monitor" => Action::Monitor,
             other => {
-                return Err(self.error(
-                    action_node,
-                    format!("invalid action '{other}' (expected one of: block, monitor)"),
-                ));
+                return Err(
+                    self.error(action_node, format!("invalid action '{other}' (expected one of: block, monitor)"))
+                );
             }
         };
         let status = match field(&fields, "status") {
             None => DEFAULT_STATUS,
             Some(status_node) => {
                 let status = self.int("status", status_node)?;
-                u16::try_from(status)
-                    .ok()
-                    .filter(|s| (100..=599).contains(s))
-                    .ok_or_else(|| {
-                        self.error(
-                            status_node,
-                            format!("invalid status {status} (expected an HTTP status from 100 to 599)"),
-                        )
-                    })?
+                u16::try_from(status).ok().filter(|s| (100..=599).contains(s)).ok_or_else(|| {
+                    self.error(
+                        status_node,
+                        format!("invalid status {status} (expected an HTTP status from 100 to 599)"),
+                    )
+                })?
             }
         };
         let condition = self.condition("when", when, scope)?;
@@ -673,13 +645,7 @@ impl Compiler<'_> {
                 ),
             ));
         }
-        Ok(Rule {
-            id,
-            action,
-            status,
-            condition,
-            phase,
-        })
+        Ok(Rule { id, action, status, condition, phase })
     }
 
     /// Compiles a condition (`field`: `when` or `add_when`); errors point at the offending token inside the scalar.
@@ -688,22 +654,28 @@ impl Compiler<'_> {
         if text.trim().is_empty() {
             return Err(self.error(node, format!("'{field}' must not be empty")));
         }
-        compile_condition(&text, scope).map_err(|e| {
-            let start = self.map.offset(node.span.start.line(), node.span.start.col());
-            let offset = start + offset_in_scalar(self.map.rest(start), &text, e.offset);
-            let (line, column) = self.map.position(offset);
-            PolicyError {
-                line,
-                column,
-                message: e.message,
-            }
-        })
+        compile_condition(&text, scope).map_err(|e| self.error_in_scalar(node, &text, e.offset, e.message))
+    }
+
+    /// An error at byte `offset` of `text`, the decoded value of scalar `node`: the position is the character's
+    /// in the file, through quotes, escapes and folding.
+    pub(super) fn error_in_scalar(
+        &self,
+        node: &MarkedYaml<'_>,
+        text: &str,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> PolicyError {
+        let start = self.map.offset(node.span.start.line(), node.span.start.col());
+        let at = start + offset_in_scalar(self.map.rest(start), text, offset);
+        let (line, column) = self.map.position(at);
+        PolicyError { line, column, message: message.into() }
     }
 }
 
 /// A duration: one or more `<digits><unit>` with units `d`, `h`, `m`, `s` in that order, each at most once
 /// (`90s`, `24h`, `1h30m`). `None` when malformed or past `u64`.
-fn parse_duration(text: &str) -> Option<u64> {
+pub(super) fn parse_duration(text: &str) -> Option<u64> {
     const UNITS: [(char, u64); 4] = [('d', DAY), ('h', 3_600), ('m', 60), ('s', 1)];
     if text.is_empty() {
         return None;
@@ -730,16 +702,14 @@ fn parse_duration(text: &str) -> Option<u64> {
 /// `[a-z0-9][a-z0-9._-]*`, at most [`MAX_ID_LEN`] characters.
 fn valid_id(id: &str) -> bool {
     let mut chars = id.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     first_ok
         && id.len() <= MAX_ID_LEN
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
 /// What a node is, for "found ..." in messages.
-fn kind(node: &MarkedYaml<'_>) -> &'static str {
+pub(super) fn kind(node: &MarkedYaml<'_>) -> &'static str {
     match &node.data {
         YamlData::Mapping(_) => "a mapping",
         YamlData::Sequence(_) => "a list",
@@ -766,6 +736,7 @@ mod tests {
     use crate::detect::{DetectionDef, ScanSetDef};
     use crate::engine::Request;
     use crate::program::Attribute;
+    use crate::token::{TokenIdentity, TokenSource};
     use crate::Bundle;
 
     /// The example of the language documentation.
@@ -818,9 +789,7 @@ rules:
     /// little-endian. Built here so these tests pin the compiler's side of the contract on their own.
     fn test_scan_set(patterns: &[(&str, u16)]) -> Result<(Vec<u8>, Vec<u16>), String> {
         let regexes: Vec<&str> = patterns.iter().map(|p| p.0).collect();
-        let config = dense::Config::new()
-            .match_kind(MatchKind::All)
-            .start_kind(StartKind::Unanchored);
+        let config = dense::Config::new().match_kind(MatchKind::All).start_kind(StartKind::Unanchored);
         let dfa = dense::Builder::new()
             .configure(config)
             .syntax(syntax::Config::new().utf8(false))
@@ -869,10 +838,7 @@ rules:
     fn the_example_compiles_to_the_intended_tables() {
         let c = compile(EXAMPLE).unwrap();
         let ids: Vec<&str> = c.detections.iter().map(|d| d.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            ["cards-out", "expiry-out", "staff-in", "credit_card@request.query"]
-        );
+        assert_eq!(ids, ["cards-out", "expiry-out", "staff-in", "credit_card@request.query"]);
         let classifiers: Vec<&str> = c.classifiers.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(classifiers, ["credit_card", "card_expiry", "employee-id"]);
         assert_eq!(
@@ -896,25 +862,13 @@ rules:
                 confidence: 70,
             }
         );
-        assert_eq!(
-            c.classifiers[0].max_len,
-            builtin::builtin("credit_card").unwrap().max_len
-        );
+        assert_eq!(c.classifiers[0].max_len, builtin::builtin("credit_card").unwrap().max_len);
         assert_eq!(
             c.scan_sets,
             [
-                Some(ScanSetDef {
-                    dfa: 0,
-                    patterns: vec![0]
-                }),
-                Some(ScanSetDef {
-                    dfa: 1,
-                    patterns: vec![2]
-                }),
-                Some(ScanSetDef {
-                    dfa: 2,
-                    patterns: vec![0, 1]
-                }),
+                Some(ScanSetDef { dfa: 0, patterns: vec![0] }),
+                Some(ScanSetDef { dfa: 1, patterns: vec![2] }),
+                Some(ScanSetDef { dfa: 2, patterns: vec![0, 1] }),
             ]
         );
         assert_eq!(c.dfas.len(), 3);
@@ -931,67 +885,33 @@ rules:
         assert_eq!((c.lists[1].ttl_seconds, c.lists[1].max_entries), (5_400, 10_000));
         assert!(c.lists[1].add_when.is_empty());
         let phases: Vec<Phase> = c.rules.iter().map(|r| r.phase).collect();
-        assert_eq!(
-            phases,
-            [
-                Phase::RequestHeaders,
-                Phase::RequestHeaders,
-                Phase::RequestBody,
-                Phase::Response
-            ]
-        );
+        assert_eq!(phases, [Phase::RequestHeaders, Phase::RequestHeaders, Phase::RequestBody, Phase::Response]);
         assert_eq!(c.inspection, InspectionDef::default());
     }
 
     #[test]
     fn the_example_loads_and_evaluates() {
         let bundle = load(&compile(EXAMPLE).unwrap());
-        let quiet = Exchange {
-            method: "POST",
-            counts: vec![],
-            lists: vec![],
-        };
+        let quiet = Exchange { method: "POST", counts: vec![], lists: vec![] };
         assert_eq!(bundle.evaluate(&quiet).matched, 0);
         assert!(bundle.lists_to_add(&quiet).is_empty());
 
-        let card_in_query = Exchange {
-            method: "GET",
-            counts: vec![(3, 1)],
-            lists: vec![],
-        };
+        let card_in_query = Exchange { method: "GET", counts: vec![(3, 1)], lists: vec![] };
         let v = bundle.evaluate_phase(Phase::RequestHeaders, &card_in_query);
         assert_eq!(bundle.rule_id(v.rule.unwrap()), Some("cards-in-query"));
         assert!(v.is_block());
 
-        let leak = Exchange {
-            method: "GET",
-            counts: vec![(0, 2), (1, 1)],
-            lists: vec![],
-        };
+        let leak = Exchange { method: "GET", counts: vec![(0, 2), (1, 1)], lists: vec![] };
         let v = bundle.evaluate_phase(Phase::Response, &leak);
-        assert_eq!(
-            (v.action, bundle.rule_id(v.rule.unwrap())),
-            (Some(Action::Monitor), Some("cards-leaving"))
-        );
+        assert_eq!((v.action, bundle.rule_id(v.rule.unwrap())), (Some(Action::Monitor), Some("cards-leaving")));
         assert_eq!(bundle.lists_to_add(&leak), [0]);
 
-        let listed = Exchange {
-            method: "GET",
-            counts: vec![],
-            lists: vec![(0, b"GET api.example/users/{id}")],
-        };
+        let listed = Exchange { method: "GET", counts: vec![], lists: vec![(0, b"GET api.example/users/{id}")] };
         let v = bundle.evaluate_phase(Phase::RequestHeaders, &listed);
-        assert_eq!(
-            (v.action, bundle.rule_id(v.rule.unwrap())),
-            (Some(Action::Monitor), Some("watch-sensitive"))
-        );
+        assert_eq!((v.action, bundle.rule_id(v.rule.unwrap())), (Some(Action::Monitor), Some("watch-sensitive")));
         assert_eq!(bundle.evaluate_phase(Phase::RequestHeaders, &quiet).matched, 0);
 
-        let staff = Exchange {
-            method: "POST",
-            counts: vec![(2, 1)],
-            lists: vec![],
-        };
+        let staff = Exchange { method: "POST", counts: vec![(2, 1)], lists: vec![] };
         assert!(bundle.evaluate_phase(Phase::RequestBody, &staff).is_block());
         assert!(!bundle.evaluate_phase(Phase::RequestHeaders, &staff).is_block());
     }
@@ -1028,41 +948,22 @@ detections:
         };
         let c = with("    pattern: 'x[0-9]{3}'").unwrap();
         assert_eq!(
-            (
-                c.classifiers[0].max_len,
-                c.classifiers[0].context_window,
-                c.classifiers[0].confidence
-            ),
+            (c.classifiers[0].max_len, c.classifiers[0].context_window, c.classifiers[0].confidence),
             (4, 0, 80)
         );
         let c = with("    pattern: 'x[0-9]+'\n    max_length: 20\n    validator: luhn").unwrap();
-        assert_eq!(
-            (c.classifiers[0].max_len, c.classifiers[0].validator),
-            (20, Validator::Luhn)
-        );
+        assert_eq!((c.classifiers[0].max_len, c.classifiers[0].validator), (20, Validator::Luhn));
         assert_eq!(
             with("    pattern: 'x?'").unwrap_err(),
-            (
-                4,
-                14,
-                "pattern can match the empty string: a classifier must match at least one character".into()
-            )
+            (4, 14, "pattern can match the empty string: a classifier must match at least one character".into())
         );
         assert_eq!(
             with("    pattern: 'x{300}'").unwrap_err(),
-            (
-                4,
-                14,
-                "pattern can match 300 bytes, more than the 256 a classifier may: set max_length".into()
-            )
+            (4, 14, "pattern can match 300 bytes, more than the 256 a classifier may: set max_length".into())
         );
         assert_eq!(
             with("    pattern: 'x{30}'\n    max_length: 10").unwrap_err(),
-            (
-                5,
-                17,
-                "max_length 10 is shorter than the shortest match of the pattern (30 bytes)".into()
-            )
+            (5, 17, "max_length 10 is shorter than the shortest match of the pattern (30 bytes)".into())
         );
         assert_eq!(
             with("    pattern: 'x'\n    max_length: 257").unwrap_err().2,
@@ -1073,9 +974,7 @@ detections:
             "'context_window' has no effect without 'context' keywords: add context or remove it"
         );
         assert_eq!(
-            with("    pattern: 'x'\n    context: [a]\n    context_window: 0")
-                .unwrap_err()
-                .2,
+            with("    pattern: 'x'\n    context: [a]\n    context_window: 0").unwrap_err().2,
             "invalid context_window 0 (expected 1 to 1024)"
         );
         assert_eq!(
@@ -1101,13 +1000,7 @@ detections:
     fn inspection_values() {
         let with = |inspection: &str| compile(&format!("version: 1\ninspection:\n{inspection}\nrules: []\n"));
         let c = with("  max_body_bytes: 1024\n  inspect_binary: true").unwrap();
-        assert_eq!(
-            c.inspection,
-            InspectionDef {
-                max_body_bytes: 1024,
-                inspect_binary: true
-            }
-        );
+        assert_eq!(c.inspection, InspectionDef { max_body_bytes: 1024, inspect_binary: true });
         assert_eq!(
             with("  max_body_bytes: 0").unwrap_err(),
             (3, 19, "invalid max_body_bytes 0 (expected 1 to 16777216)".into())
@@ -1126,18 +1019,7 @@ detections:
         assert_eq!(parse_duration("7d"), Some(604_800));
         assert_eq!(parse_duration("1d2h3m4s"), Some(93_784));
         assert_eq!(parse_duration("1h30m"), Some(5_400));
-        for bad in [
-            "",
-            "10",
-            "h",
-            "1m1h",
-            "1h1h",
-            "1.5h",
-            "1 h",
-            "-1s",
-            "1w",
-            "99999999999999999999s",
-        ] {
+        for bad in ["", "10", "h", "1m1h", "1h1h", "1.5h", "1 h", "-1s", "1w", "99999999999999999999s"] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
         assert_eq!(parse_duration("0s"), Some(0));
@@ -1145,11 +1027,241 @@ detections:
 
     #[test]
     fn limits_on_items() {
-        let many: String = (0..=MAX_DETECTION_ITEMS)
-            .map(|i| format!("  - {{id: l{i}, key: endpoint, ttl: 1h}}\n"))
-            .collect();
+        let many: String =
+            (0..=MAX_DETECTION_ITEMS).map(|i| format!("  - {{id: l{i}, key: endpoint, ttl: 1h}}\n")).collect();
         let e = compile(&format!("version: 1\nlists:\n{many}rules: []\n")).unwrap_err();
         assert_eq!(e, (259, 5, "too many lists (at most 256)".into()));
+    }
+
+    /// The RFC 7515 appendix A.3 P-256 public key, as a flow mapping.
+    const EC_KEY: &str = "{ kty: EC, crv: P-256, x: f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU, \
+                          y: x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0 }";
+    /// A 32-byte HMAC key, base64url.
+    const OCT_KEY: &str = "{ kty: oct, kid: h1, \
+                           k: AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow }";
+
+    /// A policy whose `tokens:` section is `tokens` (indented by two).
+    fn with_tokens(tokens: &str) -> Result<BundleContent, (usize, usize, String)> {
+        compile(&format!("version: 1\ntokens:\n{tokens}\nrules: []\n"))
+    }
+
+    /// A policy with one cookie source and `jwt` (indented by four).
+    fn with_jwt(jwt: &str) -> Result<BundleContent, (usize, usize, String)> {
+        with_tokens(&format!("  sources: [{{ cookie: s }}]\n  jwt:\n{jwt}"))
+    }
+
+    #[test]
+    fn token_defaults() {
+        let c = with_tokens("  sources: [{ header: Authorization, scheme: Bearer }]").unwrap();
+        let tokens = c.tokens.unwrap();
+        assert_eq!(tokens.identity, TokenIdentity::Token);
+        assert_eq!((tokens.hash_key, tokens.jwt), (None, None));
+        assert_eq!(
+            tokens.sources,
+            [TokenSource::Header { name: "authorization".into(), scheme: Some("Bearer".into()) }]
+        );
+        assert_eq!(compile("version: 1\nrules: []\n").unwrap().tokens, None);
+
+        let c = with_jwt(&format!("    keys: {{ jwks: {{ keys: [{EC_KEY}] }} }}\n    allowed_algs: [ES256]")).unwrap();
+        let jwt = c.tokens.unwrap().jwt.unwrap();
+        assert_eq!((jwt.clock_skew_seconds, jwt.require_exp, jwt.max_lifetime_seconds), (60, true, None));
+        assert!(jwt.issuers.is_empty() && jwt.audiences.is_empty());
+        let builtin: Vec<String> =
+            crate::token_analysis::BUILTIN_WEAK_SECRETS.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(jwt.weak_secrets, builtin);
+    }
+
+    #[test]
+    fn token_values() {
+        let c = with_tokens(
+            "  sources: [{ query: key }]\n  hash_key: base64:AAECAwQFBgcICQoLDA0ODw==\n  identity: claims(sub)",
+        )
+        .unwrap();
+        let tokens = c.tokens.unwrap();
+        assert_eq!(tokens.hash_key, Some((0..16).collect()));
+        assert_eq!(tokens.identity, TokenIdentity::Claims(vec!["sub".into()]));
+
+        let keys = format!("    keys: {{ jwks: {{ keys: [{OCT_KEY}, {EC_KEY}] }} }}\n");
+        let jwt = |rest: &str| with_jwt(&format!("{keys}{rest}"));
+        let c =
+            jwt("    allowed_algs: [HS256, ES256]\n    weak_secrets: [hunter2, changeme]\n    clock_skew: 0s\n    \
+                     require_exp: false\n    max_lifetime: 1h30m")
+            .unwrap();
+        let policy = c.tokens.unwrap().jwt.unwrap();
+        assert_eq!(policy.weak_secrets, ["hunter2", "changeme"]);
+        assert_eq!(
+            (policy.clock_skew_seconds, policy.require_exp, policy.max_lifetime_seconds),
+            (0, false, Some(5_400))
+        );
+        assert!(jwt("    allowed_algs: [HS256]\n    weak_secrets: none")
+            .unwrap()
+            .tokens
+            .unwrap()
+            .jwt
+            .unwrap()
+            .weak_secrets
+            .is_empty());
+
+        let err = |rest: &str| jwt(rest).unwrap_err().2;
+        assert_eq!(err("    allowed_algs: []"), "'allowed_algs' must name at least one alg");
+        assert_eq!(err("    allowed_algs: [ES256, ES256]"), "alg 'ES256' is listed twice");
+        assert_eq!(err("    allowed_algs: [NONE]"), "alg none can never be allowed: it means an unsigned token");
+        assert_eq!(
+            err("    allowed_algs: [EdDSA]"),
+            "no key in the JWKS verifies EdDSA (it needs an OKP Ed25519 key): add one, or remove EdDSA"
+        );
+        assert_eq!(
+            err("    allowed_algs: [ES256]\n    max_lifetime: 0s"),
+            "max_lifetime '0s' is out of range (from 1s to 365d)"
+        );
+        assert_eq!(
+            err("    allowed_algs: [ES256]\n    clock_skew: 2h"),
+            "clock_skew '2h' is out of range (from 0s to 1h)"
+        );
+        assert_eq!(
+            err("    allowed_algs: [ES256]\n    clock_skew: 60"),
+            "invalid clock_skew '60' (expected a duration such as 90s, 15m, 24h, 7d or 1h30m)"
+        );
+        assert_eq!(
+            err("    allowed_algs: [ES256]\n    weak_secrets: ['']"),
+            "an entry of 'weak_secrets' must not be empty"
+        );
+        assert_eq!(
+            err("    allowed_algs: [ES256]\n    weak_secrets: 3"),
+            "invalid weak_secrets '3' (expected builtin, none or a list of secrets)"
+        );
+        assert_eq!(
+            err("    allowed_algs: [ES256]\n    require_exp: yes"),
+            "'require_exp' must be true or false, found a string"
+        );
+        assert_eq!(
+            with_jwt(&format!("    keys: {{ jwks: {{ keys: [{EC_KEY}] }} }}")).unwrap_err().2,
+            "missing required field 'allowed_algs' in jwt"
+        );
+        // A policy's own weak secret list is checked against its HMAC keys.
+        // base64url of "secret-secret-secret-secret-secret".
+        let k = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA";
+        let c = with_jwt(&format!(
+            "    keys: {{ jwks: {{ keys: [{{ kty: oct, k: {k} }}] }} }}\n    allowed_algs: [HS256]\n    \
+             weak_secrets: [secret-secret-secret-secret-secret]"
+        ));
+        assert_eq!(c.unwrap_err().2, "key 1 is a known weak secret: anyone can sign tokens with it");
+    }
+
+    #[test]
+    fn token_source_errors() {
+        let err = |sources: &str| with_tokens(&format!("  sources:\n{sources}")).unwrap_err();
+        assert_eq!(
+            err("    - { cookie: s, scheme: Bearer }"),
+            (4, 20, "'scheme' applies to header sources, not to a cookie".into())
+        );
+        assert_eq!(err("    - { header: 'x y' }"), (4, 17, "invalid header name 'x y'".into()));
+        assert_eq!(err("    - { query: 'a=b' }"), (4, 16, "invalid query name 'a=b'".into()));
+        assert_eq!(
+            err("    - { header: authorization, scheme: 'Bearer x' }"),
+            (4, 40, "invalid scheme 'Bearer x' (one word, such as Bearer)".into())
+        );
+        assert_eq!(
+            err("    - cookie").2,
+            "token source must be a mapping with keys header, scheme, cookie, query, found a string"
+        );
+        let many: String = (0..9).map(|i| format!("    - {{ cookie: c{i} }}\n")).collect();
+        assert_eq!(err(many.trim_end()), (12, 7, "too many token sources (at most 8)".into()));
+        assert_eq!(
+            with_tokens("  identity: token").unwrap_err(),
+            (3, 3, "missing required field 'sources' in tokens".into())
+        );
+        assert_eq!(
+            with_tokens("  sources: [{ cookie: s }]\n  identity: \"claims( iss, \\\"sub\\\")\"").unwrap_err(),
+            (4, 27, "expected a claim name, found '\"'".into())
+        );
+        for (key, message) in [
+            ("hash_key: 'base64:AAEC'", "invalid hash_key: 3 bytes (expected base64:... or hex:... of 16 to 64 bytes)"),
+            (
+                "hash_key: 'base64:A'",
+                "invalid hash_key: malformed base64 (expected base64:... or hex:... of 16 to 64 bytes)",
+            ),
+            (
+                "hash_key: 'hex:zz'",
+                "invalid hash_key: malformed hex (expected base64:... or hex:... of 16 to 64 bytes)",
+            ),
+            ("hash_key: 'secret'", "invalid hash_key (expected base64:... or hex:... of 16 to 64 bytes)"),
+        ] {
+            assert_eq!(with_tokens(&format!("  sources: [{{ cookie: s }}]\n  {key}")).unwrap_err().2, message);
+        }
+    }
+
+    #[test]
+    fn jwks_checks() {
+        let err = |keys: &str, algs: &str| {
+            with_jwt(&format!("    keys: {{ jwks: {{ keys: [{keys}] }} }}\n    allowed_algs: [{algs}]")).unwrap_err().2
+        };
+        assert_eq!(err("", "ES256"), "a JWKS needs at least one key");
+        assert_eq!(
+            err(&format!("{EC_KEY}, {{ kty: EC, crv: P-256, kid: a }}"), "ES256"),
+            "missing required field 'x' in key 'a'"
+        );
+        assert_eq!(
+            err(&EC_KEY.replace("P-256", "P-384"), "ES384"),
+            "'x' of key 1 must be 48 bytes for its curve, found 32"
+        );
+        assert_eq!(
+            err(&EC_KEY.replace("P-256", "secp256k1"), "ES256"),
+            "invalid crv 'secp256k1' for an EC key (expected one of: P-256, P-384)"
+        );
+        assert_eq!(
+            err("{ kty: OKP, crv: X25519, x: AA }", "EdDSA"),
+            "invalid crv 'X25519' for an OKP key (expected Ed25519)"
+        );
+        assert_eq!(
+            err("{ kty: RSA, n: AQAB, e: AQAB }", "RS256"),
+            "the RSA modulus of key 1 has 24 bits; at least 2048 are needed"
+        );
+        assert_eq!(
+            err("{ kty: oct, k: c2hvcnQ }", "HS256"),
+            "the secret of key 1 is 5 bytes; an HMAC key needs at least 32"
+        );
+        assert_eq!(
+            err(&EC_KEY.replace("}", ", alg: RS256 }"), "ES256"),
+            "alg 'RS256' does not fit key 1, an EC P-256 key"
+        );
+        assert_eq!(
+            err(&EC_KEY.replace("}", ", alg: ES256 }"), "ES256, HS256"),
+            "no key in the JWKS verifies HS256 (it needs an oct key): add one, or remove HS256"
+        );
+        // A key for another use verifies nothing.
+        assert_eq!(
+            err(&EC_KEY.replace("}", ", use: enc }"), "ES256"),
+            "no key in the JWKS verifies ES256 (it needs an EC P-256 key): add one, or remove ES256"
+        );
+        assert_eq!(
+            err(&EC_KEY.replace("}", ", key_ops: [sign] }"), "ES256"),
+            "no key in the JWKS verifies ES256 (it needs an EC P-256 key): add one, or remove ES256"
+        );
+        assert_eq!(
+            err(&format!("{}, {}", EC_KEY.replace("}", ", kid: 7 }"), EC_KEY.replace("}", ", kid: '7' }")), "ES256"),
+            "duplicate kid '7' (first used at line 5)"
+        );
+        assert_eq!(err("[]", "ES256"), "a JWK must be a mapping with 'kty', found a list");
+        assert_eq!(
+            with_jwt("    keys: { jwks: { keys: [] }, url: x }\n    allowed_algs: [ES256]").unwrap_err().2,
+            "unknown field 'url' in keys (expected one of: jwks)"
+        );
+
+        // What passes travels as JSON, with YAML scalars that look like numbers kept as the strings they name.
+        let c = with_jwt(&format!(
+            "    keys: {{ jwks: {{ keys: [{}, {}], note: 1.5 }} }}\n    allowed_algs: [ES256]",
+            EC_KEY.replace("}", ", kid: 7, x5c: [a, b], exp: 12, ok: true }"),
+            EC_KEY.replace("}", ", use: enc }"),
+        ));
+        let jwt = c.unwrap().tokens.unwrap().jwt.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&jwt.jwks).unwrap();
+        assert_eq!(json["keys"][0]["kid"], "7");
+        assert_eq!(json["keys"][0]["exp"], 12);
+        assert_eq!(json["keys"][0]["ok"], true);
+        assert_eq!(json["keys"][0]["x5c"], serde_json::json!(["a", "b"]));
+        assert_eq!(json["keys"][1]["use"], "enc");
+        assert_eq!(json["note"], 1.5);
     }
 
     #[test]

@@ -66,16 +66,11 @@ fn parse_with(pattern: &str, config: &syntax::Config) -> Result<MatchLengths, St
     // regex-syntax's errors are multi-line diagrams; keep their one-line summary.
     let hir = syntax::parse_with(pattern, config).map_err(|e| format!("bad regex: {}", summary(&e.to_string())))?;
     if hir.properties().look_set().contains_word_unicode() {
-        return Err(
-            "bad regex: Unicode word boundaries (\\b, \\B) cannot be compiled to a DFA; \
+        return Err("bad regex: Unicode word boundaries (\\b, \\B) cannot be compiled to a DFA; \
                     use (?-u:\\b) for an ASCII word boundary"
-                .to_owned(),
-        );
+            .to_owned());
     }
-    Ok(MatchLengths {
-        min: hir.properties().minimum_len(),
-        max: hir.properties().maximum_len(),
-    })
+    Ok(MatchLengths { min: hir.properties().minimum_len(), max: hir.properties().maximum_len() })
 }
 
 /// Builds and serializes (little-endian, padding stripped: the loader realigns) the DFA for `pattern`.
@@ -88,19 +83,13 @@ fn build(pattern: &str) -> Result<Vec<u8>, String> {
         .determinize_size_limit(Some(DFA_SIZE_LIMIT));
     let dfa = dense::Builder::new().configure(config).build(pattern).map_err(|e| {
         if e.is_size_limit_exceeded() {
-            format!(
-                "bad regex: too large for a DFA (over the {} MiB limit)",
-                DFA_SIZE_LIMIT / (1024 * 1024)
-            )
+            format!("bad regex: too large for a DFA (over the {} MiB limit)", DFA_SIZE_LIMIT / (1024 * 1024))
         } else {
             format!("bad regex: {}", summary(&e.to_string()))
         }
     })?;
     let (bytes, padding) = dfa.to_bytes_little_endian();
-    bytes
-        .get(padding..)
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| "bad regex: cannot serialize its DFA".to_owned())
+    bytes.get(padding..).map(<[u8]>::to_vec).ok_or_else(|| "bad regex: cannot serialize its DFA".to_owned())
 }
 
 /// The `error: ...` line of a regex-syntax message, or the whole message on one line.
@@ -108,10 +97,7 @@ fn summary(message: &str) -> String {
     message
         .lines()
         .find_map(|line| line.trim().strip_prefix("error: "))
-        .map_or_else(
-            || message.split_whitespace().collect::<Vec<_>>().join(" "),
-            str::to_owned,
-        )
+        .map_or_else(|| message.split_whitespace().collect::<Vec<_>>().join(" "), str::to_owned)
 }
 
 #[cfg(test)]
@@ -128,9 +114,7 @@ mod tests {
         let aligned = &mut buf[offset..offset + bytes.len()];
         aligned.copy_from_slice(bytes);
         let (dfa, _) = dense::DFA::from_bytes(aligned).unwrap();
-        dfa.try_search_fwd(&Input::new(haystack).earliest(true))
-            .unwrap()
-            .is_some()
+        dfa.try_search_fwd(&Input::new(haystack).earliest(true)).unwrap().is_some()
     }
 
     #[test]
@@ -139,11 +123,7 @@ mod tests {
         let i = r.intern("(?i)(sqlmap|nikto)").unwrap();
         let j = r.intern("^/api/v[0-9]+/export").unwrap();
         assert_eq!((i, j), (0, 1));
-        assert_eq!(
-            r.intern("(?i)(sqlmap|nikto)").unwrap(),
-            0,
-            "identical patterns share one DFA"
-        );
+        assert_eq!(r.intern("(?i)(sqlmap|nikto)").unwrap(), 0, "identical patterns share one DFA");
         let dfas = r.into_dfas();
         assert!(is_match(&dfas[0], b"Mozilla SQLMap/1.7"));
         assert!(!is_match(&dfas[0], b"curl/8"));
@@ -162,13 +142,7 @@ mod tests {
              use (?-u:\\b) for an ASCII word boundary"
         );
         assert!(r.intern(r"(?-u:\b)word(?-u:\b)").is_ok());
-        assert_eq!(
-            parse_pattern("EMP-[0-9]{6}|x"),
-            Ok(MatchLengths {
-                min: Some(1),
-                max: Some(10)
-            })
-        );
+        assert_eq!(parse_pattern("EMP-[0-9]{6}|x"), Ok(MatchLengths { min: Some(1), max: Some(10) }));
         assert_eq!(parse_pattern("é+").unwrap().max, None);
         assert_eq!(parse_pattern("a?").unwrap().min, Some(0));
         assert!(parse_pattern("(?-u:[^0-9])").is_err());

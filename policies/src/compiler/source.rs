@@ -17,11 +17,7 @@ impl<'s> SourceMap<'s> {
 
     /// The byte offset of 1-based `line` and 0-based character column `col` (clamped to the text).
     pub(crate) fn offset(&self, line: usize, col: usize) -> usize {
-        let start = self
-            .line_starts
-            .get(line.saturating_sub(1))
-            .copied()
-            .unwrap_or(self.text.len());
+        let start = self.line_starts.get(line.saturating_sub(1)).copied().unwrap_or(self.text.len());
         let rest = self.text.get(start..).unwrap_or_default();
         rest.char_indices().nth(col).map_or(self.text.len(), |(i, _)| start + i)
     }

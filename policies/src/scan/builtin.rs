@@ -1,5 +1,15 @@
-//! The built-in classifiers (STUB: being written): patterns the compiler builds into scan sets, and how their
-//! candidates are validated.
+//! The built-in classifiers: the patterns the compiler builds into scan sets, and how their candidates are
+//! confirmed.
+//!
+//! A pattern only *finds* candidates: it runs in one unanchored, overlapping DFA with every other pattern of its
+//! location, so it reports where a candidate may end, not where it starts. The validator then walks back from that
+//! end over the bytes the kind of data is made of (digits and separators for a card, hex and `:` for IPv6, ...),
+//! which fixes the candidate's start, checks what surrounds it, and confirms it (Luhn, mod-97, area rules, ...).
+//!
+//! Some patterns end with a *terminator* (the byte after a card number that is not a digit, or a separator followed
+//! by a non-digit, or the end of the input). Without it, a prefix of a longer number (`1.2.3.4` in `1.2.3.4.5`)
+//! would be reported and could validate; with it, the pattern only fires once the number is over. The validators
+//! skip a terminator before walking back.
 
 use crate::detect::Validator;
 
@@ -24,11 +34,32 @@ pub struct Builtin {
     pub requires: Option<&'static str>,
 }
 
+/// What follows the end of a number: no digit within the next two separators (a third separator, another byte, or
+/// the end of the input). A number followed by `.5` or ` 12` is not over yet, so its prefix is never reported.
+macro_rules! number_end {
+    () => {
+        r"(?-u:[ .()\-]?[^0-9 .()\-]|[ .()\-]{2}[^0-9]|[ .()\-]{0,2}$)"
+    };
+}
+
+/// Keywords that make a national phone number (no leading `+`) count; they must start a word.
+pub const PHONE_CONTEXT: &[&str] = &[
+    "phone", "tel", "mobile", "cell", "call", "fax", "contact", "desk", "sms", "text", "message", "whatsapp", "dial",
+    "reach", "landline", "hotline",
+];
+
+/// Keywords that make a bare nine-digit number (no separators) count as a US SSN.
+pub const SSN_CONTEXT: &[&str] = &["ssn", "social security", "social sec", "soc sec", "taxpayer id"];
+
+/// How far before a bare SSN or a national phone number its keywords are looked for, unless the classifier says.
+pub const DEFAULT_CONTEXT_WINDOW: u16 = 48;
+
 /// Every built-in classifier.
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         id: "credit_card",
-        pattern: r"[0-9](?:[ -]?[0-9]){12,18}",
+        // The end of a number (the validator walks back over 12–19 digits with single space or dash separators).
+        pattern: concat!("[0-9]{2}", number_end!()),
         validator: Validator::CreditCard,
         max_len: 40,
         context: &[],
@@ -38,7 +69,7 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         id: "card_expiry",
-        pattern: r"(?:0[1-9]|1[0-2])/(?:[0-9]{2}|20[0-9]{2})",
+        pattern: r"(?:0[1-9]|1[0-2])/(?:20)?[0-9]{2}",
         validator: Validator::CardExpiry,
         max_len: 7,
         context: &[],
@@ -46,9 +77,1117 @@ pub const BUILTINS: &[Builtin] = &[
         confidence: 80,
         requires: Some("credit_card"),
     },
+    Builtin {
+        id: "us_ssn",
+        // The last two groups; the validator reads the whole `AAA-GG-SSSS` (bare nine digits only after a keyword).
+        pattern: r"[0-9]{2}[ \-]?[0-9]{4}(?-u:[^0-9]|$)",
+        validator: Validator::UsSsn,
+        max_len: 11,
+        context: &[],
+        context_window: DEFAULT_CONTEXT_WINDOW,
+        confidence: 85,
+        requires: None,
+    },
+    Builtin {
+        id: "iban",
+        // Country and check digits start a tracked token; at each word end the validator fixes the length.
+        pattern: r"[A-Za-z]{2}[0-9]{2}",
+        validator: Validator::Iban,
+        max_len: 44,
+        context: &[],
+        context_window: 0,
+        confidence: 95,
+        requires: None,
+    },
+    Builtin {
+        id: "email",
+        pattern: r"[A-Za-z0-9._%+\-]@[A-Za-z0-9]",
+        validator: Validator::Email,
+        max_len: 254,
+        context: &[],
+        context_window: 0,
+        confidence: 90,
+        requires: None,
+    },
+    Builtin {
+        id: "phone",
+        // The end of a number; the validator walks back over digits and separators and decides what counts.
+        pattern: concat!("[0-9]{2}", number_end!()),
+        validator: Validator::Phone,
+        max_len: 40,
+        context: &[],
+        context_window: DEFAULT_CONTEXT_WINDOW,
+        confidence: 70,
+        requires: None,
+    },
+    Builtin {
+        id: "ipv4",
+        pattern: concat!(r"\.[0-9]{1,3}", number_end!()),
+        validator: Validator::Ipv4,
+        max_len: 17,
+        context: &[],
+        context_window: 0,
+        confidence: 80,
+        requires: None,
+    },
+    Builtin {
+        id: "ipv6",
+        // `::` or a group between colons starts a tracked token; the validator parses the whole address.
+        pattern: r"::|[0-9A-Fa-f]:[0-9A-Fa-f]{1,4}:",
+        validator: Validator::Ipv6,
+        max_len: 40,
+        context: &[],
+        context_window: 0,
+        confidence: 80,
+        requires: None,
+    },
+    Builtin {
+        id: "aws_access_key_id",
+        pattern: r"AKIA|ASIA",
+        validator: Validator::None,
+        max_len: 20,
+        context: &[],
+        context_window: 0,
+        confidence: 95,
+        requires: None,
+    },
+    Builtin {
+        id: "github_token",
+        pattern: r"gh[pousr]_|github_pat_",
+        validator: Validator::None,
+        max_len: 93,
+        context: &[],
+        context_window: 0,
+        confidence: 95,
+        requires: None,
+    },
+    Builtin {
+        id: "slack_token",
+        pattern: r"xox[abposr]-",
+        validator: Validator::None,
+        max_len: 256,
+        context: &[],
+        context_window: 0,
+        confidence: 90,
+        requires: None,
+    },
+    Builtin {
+        id: "stripe_secret_key",
+        pattern: r"[sr]k_(?:live|test)_",
+        validator: Validator::None,
+        max_len: 256,
+        context: &[],
+        context_window: 0,
+        confidence: 95,
+        requires: None,
+    },
+    Builtin {
+        id: "private_key",
+        // Five dashes and a capital start a tracked token; the validator reads the whole PEM header line.
+        pattern: r"-----[A-Z]",
+        validator: Validator::None,
+        max_len: 48,
+        context: &[],
+        context_window: 0,
+        confidence: 99,
+        requires: None,
+    },
+    Builtin {
+        id: "jwt",
+        // The end of the header segment and the start of the payload: the validator decodes the header.
+        pattern: r"[A-Za-z0-9_\-]\.eyJ",
+        validator: Validator::Jwt,
+        max_len: 256,
+        context: &[],
+        context_window: 0,
+        confidence: 90,
+        requires: None,
+    },
 ];
 
 /// Looks a built-in classifier up by id.
 pub fn builtin(id: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.id == id)
+}
+
+/// Confirms a candidate of `validator` whose match ends at the end of `tail` (the bytes before it, as many as the
+/// scanner kept), `next` being the byte after the match (`None` at the end of the input).
+///
+/// Returns the candidate's `(start, end)` offsets in `tail`, or `None` when it does not hold. `window` bounds how far
+/// before the candidate the validator's own keywords (bare SSNs, national phone numbers) are looked for.
+/// [`Validator::None`] has no candidate to confirm and always returns `None`: the scanner counts its matches.
+pub(crate) fn confirm(validator: Validator, tail: &[u8], next: Option<u8>, window: usize) -> Option<(usize, usize)> {
+    match validator {
+        Validator::None => None,
+        Validator::CreditCard => digits_run(tail, true),
+        Validator::Luhn => digits_run(tail, false),
+        Validator::CardExpiry => card_expiry(tail, next),
+        Validator::UsSsn => us_ssn(tail, window),
+        Validator::Iban => iban(tail, next, true),
+        Validator::Mod97 => iban(tail, next, false),
+        Validator::Email => email(tail, next),
+        Validator::Phone => phone(tail, window),
+        Validator::Ipv4 => ipv4(tail),
+        Validator::Ipv6 => ipv6(tail, next),
+        Validator::Jwt => jwt(tail),
+    }
+}
+
+/// Classifiers whose pattern finds where a token *starts*: the scanner then follows the token byte by byte (a
+/// [`Track`]) and confirms it where it ends. Their bodies are long or unbounded (`sk_live_` and 24+ characters, an
+/// IBAN's 11–30), and a counted repetition over letters and digits in the shared DFA multiplies its size by every
+/// other pattern's states; a short start pattern does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Track {
+    /// `iban`: letters and digits, single spaces between groups.
+    Iban,
+    /// `email`: from the `@`, domain characters and dots.
+    Email,
+    /// `ipv6`: hex digits and colons.
+    Ipv6,
+    /// `aws_access_key_id`: `AKIA`/`ASIA` and 16 upper-case letters or digits.
+    AwsAccessKeyId,
+    /// `github_token`: `gh?_` and 36 letters or digits, or `github_pat_` and 82.
+    GithubToken,
+    /// `slack_token`: `xox?-` and dash-separated letters and digits.
+    SlackToken,
+    /// `stripe_secret_key`: `sk_live_`, `rk_live_`, `sk_test_` or `rk_test_` and 24+ letters or digits.
+    StripeSecretKey,
+    /// `private_key`: a PEM header line, `-----BEGIN (RSA |EC |...)PRIVATE KEY-----`.
+    PrivateKey,
+}
+
+impl Track {
+    /// The tracked classifier with this id, if it is one.
+    pub fn for_id(id: &str) -> Option<Track> {
+        Some(match id {
+            "iban" => Track::Iban,
+            "email" => Track::Email,
+            "ipv6" => Track::Ipv6,
+            "aws_access_key_id" => Track::AwsAccessKeyId,
+            "github_token" => Track::GithubToken,
+            "slack_token" => Track::SlackToken,
+            "stripe_secret_key" => Track::StripeSecretKey,
+            "private_key" => Track::PrivateKey,
+            _ => return None,
+        })
+    }
+
+    /// Whether `b` continues the token.
+    #[inline]
+    pub(crate) fn continues(self, b: u8) -> bool {
+        match self {
+            Track::Iban => b.is_ascii_alphanumeric(),
+            Track::Email => is_domain_char(b) || b == b'.',
+            Track::Ipv6 => b.is_ascii_hexdigit() || b == b':',
+            Track::AwsAccessKeyId => b.is_ascii_uppercase() || b.is_ascii_digit(),
+            Track::GithubToken | Track::StripeSecretKey => b.is_ascii_alphanumeric() || b == b'_',
+            Track::SlackToken => b.is_ascii_alphanumeric() || b == b'-',
+            Track::PrivateKey => b.is_ascii_uppercase() || b == b' ' || b == b'-',
+        }
+    }
+
+    /// Whether a single space continues the token (an IBAN printed in groups of four).
+    pub(crate) fn spaced(self) -> bool {
+        self == Track::Iban
+    }
+
+    /// Bytes after the start pattern past which the token cannot be one (tracking stops).
+    pub(crate) fn max_span(self) -> u64 {
+        match self {
+            Track::Iban => 48,
+            Track::Ipv6 => 40,
+            Track::AwsAccessKeyId => 20,
+            Track::GithubToken => 96,
+            Track::PrivateKey => 48,
+            Track::Email | Track::SlackToken | Track::StripeSecretKey => 256,
+        }
+    }
+
+    /// Confirms the token that ends the tail (`next`: the byte that ended it).
+    pub(crate) fn confirm(self, tail: &[u8], next: Option<u8>) -> Option<(usize, usize)> {
+        match self {
+            Track::Iban => iban(tail, next, true),
+            Track::Email => email(tail, next),
+            Track::Ipv6 => ipv6(tail, next),
+            Track::AwsAccessKeyId | Track::GithubToken | Track::SlackToken | Track::StripeSecretKey => {
+                secret(self, tail, next)
+            }
+            Track::PrivateKey => private_key(tail),
+        }
+    }
+}
+
+fn is_word(b: Option<u8>) -> bool {
+    b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A secret token: the run of its characters that ends the tail, with the right prefix and length, standing alone.
+fn secret(track: Track, tail: &[u8], next: Option<u8>) -> Option<(usize, usize)> {
+    let end = tail.len();
+    let mut start = end;
+    while before(tail, start).is_some_and(|b| track.continues(b)) {
+        start -= 1;
+        if end - start > 255 {
+            return None;
+        }
+    }
+    if is_word(before(tail, start)) || is_word(next) {
+        return None;
+    }
+    let token = tail.get(start..end)?;
+    let body = |prefix: usize| token.get(prefix..).unwrap_or(&[]);
+    let ok = match track {
+        Track::AwsAccessKeyId => token.len() == 20 && (token.starts_with(b"AKIA") || token.starts_with(b"ASIA")),
+        Track::GithubToken => {
+            let classic = token.len() == 40
+                && token.starts_with(b"gh")
+                && matches!(token.get(2), Some(b'p' | b'o' | b'u' | b's' | b'r'))
+                && token.get(3) == Some(&b'_')
+                && body(4).iter().all(u8::is_ascii_alphanumeric);
+            classic || (token.len() == 93 && token.starts_with(b"github_pat_"))
+        }
+        Track::SlackToken => {
+            let dashes = token.iter().filter(|b| **b == b'-').count();
+            token.starts_with(b"xox") && token.get(4) == Some(&b'-') && dashes >= 2 && (15..=255).contains(&token.len())
+        }
+        Track::StripeSecretKey => {
+            let prefixed = [b"sk_live_", b"rk_live_", b"sk_test_", b"rk_test_"].iter().any(|p| token.starts_with(*p));
+            prefixed && token.len() >= 32 && body(8).iter().all(u8::is_ascii_alphanumeric)
+        }
+        Track::Iban | Track::Email | Track::Ipv6 | Track::PrivateKey => false,
+    };
+    ok.then_some((start, end))
+}
+
+/// `-----BEGIN [RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP ]PRIVATE KEY[ BLOCK]-----` ending the tail.
+fn private_key(tail: &[u8]) -> Option<(usize, usize)> {
+    let end = tail.len();
+    let mut start = end;
+    while before(tail, start).is_some_and(|b| Track::PrivateKey.continues(b)) && end - start < 48 {
+        start -= 1;
+    }
+    let line = tail.get(start..end)?;
+    let inner = line.strip_prefix(b"-----BEGIN ")?.strip_suffix(b"-----")?;
+    let kind = inner.strip_suffix(b"PRIVATE KEY").or_else(|| inner.strip_suffix(b"PRIVATE KEY BLOCK"))?;
+    let known: [&[u8]; 7] = [b"", b"RSA ", b"EC ", b"DSA ", b"OPENSSH ", b"ENCRYPTED ", b"PGP "];
+    known.contains(&kind).then_some((start, end))
+}
+
+/// True when a keyword appears in `before` (case-insensitively), starting a word: `tel` counts in `Tel:` but not
+/// in `hotel`.
+pub(crate) fn has_keyword<'k>(before: &[u8], keywords: impl IntoIterator<Item = &'k [u8]> + Clone) -> bool {
+    // Only word starts can begin a keyword: visit them once, not every offset for every keyword.
+    let mut prev_alpha = false;
+    for (i, b) in before.iter().enumerate() {
+        let alpha = b.is_ascii_alphabetic();
+        if alpha && !prev_alpha {
+            let first = b.to_ascii_lowercase();
+            let rest = before.get(i..).unwrap_or(&[]);
+            // Keywords are lower case: the first byte rules most out before any slice is compared.
+            if keywords.clone().into_iter().any(|k| {
+                k.first().is_some_and(|f| f.to_ascii_lowercase() == first)
+                    && rest.get(..k.len()).is_some_and(|w| w.eq_ignore_ascii_case(k))
+            }) {
+                return true;
+            }
+        }
+        prev_alpha = alpha;
+    }
+    false
+}
+
+fn at(tail: &[u8], i: usize) -> Option<u8> {
+    tail.get(i).copied()
+}
+
+/// The byte before offset `i`, if any.
+fn before(tail: &[u8], i: usize) -> Option<u8> {
+    i.checked_sub(1).and_then(|j| at(tail, j))
+}
+
+fn is_digit(b: Option<u8>) -> bool {
+    b.is_some_and(|b| b.is_ascii_digit())
+}
+
+fn is_alnum(b: Option<u8>) -> bool {
+    b.is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// The end of the candidate once a terminator of at most `max` bytes that are not `keep` is skipped.
+fn skip_terminator(tail: &[u8], max: usize, keep: impl Fn(u8) -> bool) -> usize {
+    let mut end = tail.len();
+    for _ in 0..max {
+        match before(tail, end) {
+            Some(b) if !keep(b) => end -= 1,
+            _ => break,
+        }
+    }
+    end
+}
+
+/// The `window` bytes before offset `start`.
+fn window_before(tail: &[u8], start: usize, window: usize) -> &[u8] {
+    let from = start.saturating_sub(window);
+    tail.get(from..start).unwrap_or(&[])
+}
+
+/// A card number (or any Luhn number): the digits, with single space or dash separators, that end the tail.
+fn digits_run(tail: &[u8], card: bool) -> Option<(usize, usize)> {
+    let end = skip_terminator(tail, 3, |b| b.is_ascii_digit());
+    const MAX_DIGITS: usize = 19;
+    let mut digits = [0u8; MAX_DIGITS];
+    let mut n = 0usize;
+    let mut start = end;
+    let mut i = end;
+    while let Some(b) = before(tail, i) {
+        if b.is_ascii_digit() {
+            if n == MAX_DIGITS {
+                return None; // longer than any card: a different kind of number
+            }
+            n += 1;
+            if let Some(slot) = digits.get_mut(MAX_DIGITS - n) {
+                *slot = b;
+            }
+            i -= 1;
+            start = i;
+        } else if (b == b' ' || b == b'-') && start == i && is_digit(before(tail, i - 1)) {
+            i -= 1; // a separator between two digits
+        } else {
+            break;
+        }
+    }
+    // A run glued to a word (`id4111...`) is an identifier, not a card.
+    if is_alnum(before(tail, start)) {
+        return None;
+    }
+    let digits = digits.get(MAX_DIGITS - n..)?;
+    let valid = if card { card_network(digits) } else { n >= 2 };
+    (valid && luhn::valid(core::str::from_utf8(digits).ok()?)).then_some((start, end))
+}
+
+fn number(digits: &[u8], len: usize) -> u32 {
+    digits.iter().take(len).fold(0, |acc, d| acc * 10 + u32::from(d.wrapping_sub(b'0')))
+}
+
+/// Issuer prefix and length fit a known network.
+fn card_network(digits: &[u8]) -> bool {
+    let len = digits.len();
+    let (p1, p2, p3, p4) = (number(digits, 1), number(digits, 2), number(digits, 3), number(digits, 4));
+    let visa = p1 == 4 && matches!(len, 13 | 16 | 19);
+    let mastercard = ((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && len == 16;
+    let amex = matches!(p2, 34 | 37) && len == 15;
+    let discover = (p4 == 6011 || (644..=649).contains(&p3) || p2 == 65) && (16..=19).contains(&len);
+    let diners = ((300..=305).contains(&p3) || p4 == 3095 || matches!(p2, 36 | 38 | 39)) && (14..=19).contains(&len);
+    // JCB: 35 as the networks' own brand tables use (3528–3589 assigned today), and the legacy 15-digit 1800/2131.
+    let jcb = (p2 == 35 && (16..=19).contains(&len)) || (matches!(p4, 1800 | 2131) && len == 15);
+    let unionpay = p2 == 62 && (16..=19).contains(&len);
+    // Maestro: 50, 56–59, 63 and 67 ranges, 12–19 digits.
+    let maestro = (p2 == 50 || (56..=59).contains(&p2) || p2 == 63 || p2 == 67) && (12..=19).contains(&len);
+    visa || mastercard || amex || discover || diners || jcb || unionpay || maestro
+}
+
+/// `MM/YY` or `MM/YYYY`, not part of a longer date (`12/05/2024`).
+fn card_expiry(tail: &[u8], next: Option<u8>) -> Option<(usize, usize)> {
+    if is_digit(next) || next == Some(b'/') {
+        return None;
+    }
+    let end = tail.len();
+    let year_len = if end >= 7 && at(tail, end - 5) == Some(b'/') { 4 } else { 2 };
+    let start = end.checked_sub(3 + year_len)?;
+    let text = tail.get(start..end)?;
+    let month = number(text, 2);
+    let ok = text.get(2) == Some(&b'/')
+        && (1..=12).contains(&month)
+        && text.iter().enumerate().all(|(i, b)| i == 2 || b.is_ascii_digit())
+        && (year_len == 2 || text.get(3..5) == Some(b"20"));
+    let prev = before(tail, start);
+    (ok && !is_alnum(prev) && prev != Some(b'/')).then_some((start, end))
+}
+
+/// `AAA-GG-SSSS` (or with spaces) under the SSA's rules; bare nine digits only after an SSN keyword.
+fn us_ssn(tail: &[u8], window: usize) -> Option<(usize, usize)> {
+    // The pattern ends with the byte after the number (if any): not a letter, not a dash going on.
+    let end = skip_terminator(tail, 1, |b| b.is_ascii_digit());
+    let after = at(tail, end);
+    if is_alnum(after) || after == Some(b'-') {
+        return None;
+    }
+    let sep_at = |i: usize| at(tail, i).filter(|b| *b == b'-' || *b == b' ');
+    // From the end: four digits, a separator or not, two digits, a separator or not, three digits.
+    let s2 = end.checked_sub(5).and_then(sep_at);
+    let group_end = if s2.is_some() { end - 5 } else { end.checked_sub(4)? };
+    let s1 = group_end.checked_sub(3).and_then(sep_at);
+    let area_end = if s1.is_some() { group_end - 3 } else { group_end.checked_sub(2)? };
+    let start = area_end.checked_sub(3)?;
+    if s1 != s2 {
+        return None; // `123-45 6789`: not written as an SSN
+    }
+    let mut digits = [0u8; 9];
+    let mut n = 0;
+    for b in tail.get(start..end)?.iter().filter(|b| b.is_ascii_digit()) {
+        *digits.get_mut(n)? = *b;
+        n += 1;
+    }
+    if n != 9 {
+        return None;
+    }
+    let (area, group, serial) = (number(&digits, 3), number(digits.get(3..)?, 2), number(digits.get(5..)?, 4));
+    let prev = before(tail, start);
+    if is_alnum(prev) || matches!(prev, Some(b'-' | b'.' | b'+' | b'/')) {
+        return None;
+    }
+    if area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0 {
+        return None;
+    }
+    if s1.is_none() && !has_keyword(window_before(tail, start, window), SSN_CONTEXT.iter().map(|k| k.as_bytes())) {
+        return None;
+    }
+    Some((start, end))
+}
+
+/// IBAN registry: country code and total length.
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DJ", 27),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MN", 20),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NI", 28),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"OM", 23),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+    (b"YE", 30),
+];
+
+/// An IBAN (`registry`: the country's registered length must fit) or any ISO 13616 mod-97 string, compact or in
+/// groups of four.
+fn iban(tail: &[u8], next: Option<u8>, registry: bool) -> Option<(usize, usize)> {
+    if is_alnum(next) {
+        return None;
+    }
+    let end = tail.len();
+    // The run of letters and digits, with single spaces, that ends the tail (at most 34 characters and spaces).
+    let mut run_start = end;
+    let mut i = end;
+    while let Some(b) = before(tail, i) {
+        if end - i >= 44 {
+            break;
+        }
+        if b.is_ascii_alphanumeric() {
+            i -= 1;
+            run_start = i;
+        } else if b == b' ' && run_start == i && is_alnum(before(tail, i - 1)) {
+            i -= 1;
+        } else {
+            break;
+        }
+    }
+    // Try every word start in the run, longest first: `IBAN GB82 WEST ...` starts at `GB82`.
+    let mut s = run_start;
+    while s + 4 <= end {
+        let word_start = s == run_start || before(tail, s) == Some(b' ');
+        if word_start {
+            if let Some(found) = iban_at(tail.get(s..end)?, registry) {
+                if found {
+                    return Some((s, end));
+                }
+            }
+        }
+        s += 1;
+    }
+    None
+}
+
+/// `Some(true)` when `text` (compact, or spaced every four characters) is a valid IBAN.
+fn iban_at(text: &[u8], registry: bool) -> Option<bool> {
+    let head = text.get(..4)?;
+    let shape = head.iter().take(2).all(u8::is_ascii_alphabetic) && head.iter().skip(2).all(u8::is_ascii_digit);
+    if !shape {
+        return None;
+    }
+    let mut compact = [0u8; 34];
+    let mut n = 0usize;
+    let spaced = text.contains(&b' ');
+    for (i, b) in text.iter().enumerate() {
+        if *b == b' ' {
+            // Printed form: a space after every fourth character.
+            if !spaced || n % 4 != 0 || (i + 1) % 5 != 0 {
+                return Some(false);
+            }
+            continue;
+        }
+        *compact.get_mut(n)? = b.to_ascii_uppercase();
+        n += 1;
+    }
+    let compact = compact.get(..n)?;
+    let length_ok = if registry {
+        IBAN_LENGTHS.iter().find(|(cc, _)| compact.get(..2) == Some(cc.as_slice())).is_some_and(|(_, len)| *len == n)
+    } else {
+        (5..=34).contains(&n)
+    };
+    Some(length_ok && mod97(compact))
+}
+
+/// ISO 7064 mod 97-10 as ISO 13616 applies it: the first four characters moved to the end, letters as 10–35.
+fn mod97(compact: &[u8]) -> bool {
+    let (head, rest) = match compact.split_at_checked(4) {
+        Some(parts) => parts,
+        None => return false,
+    };
+    let mut remainder: u32 = 0;
+    for b in rest.iter().chain(head) {
+        let value = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        remainder = if value >= 10 { (remainder * 100 + value) % 97 } else { (remainder * 10 + value) % 97 };
+    }
+    remainder == 1
+}
+
+fn is_domain_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-'
+}
+
+fn is_local_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+/// `local@domain.tld`: a domain of non-empty labels, a TLD of two or more letters, a local part of 1–64 characters.
+fn email(tail: &[u8], next: Option<u8>) -> Option<(usize, usize)> {
+    if next.is_some_and(is_domain_char) {
+        return None; // the TLD goes on
+    }
+    // A sentence may end right after the address: `write to a@b.com.`
+    let mut end = tail.len();
+    while before(tail, end) == Some(b'.') {
+        end -= 1;
+    }
+    let mut i = end;
+    let mut label_len = 0usize;
+    let mut labels = 0usize;
+    let mut tld_alpha = true;
+    // The domain, right to left, up to the `@`.
+    loop {
+        match before(tail, i)? {
+            b'@' => break,
+            b'.' => {
+                if label_len == 0 || end - i > 253 {
+                    return None;
+                }
+                labels += 1;
+                label_len = 0;
+            }
+            b if is_domain_char(b) => {
+                if labels == 0 && !b.is_ascii_alphabetic() {
+                    tld_alpha = false;
+                }
+                label_len += 1;
+            }
+            _ => return None,
+        }
+        i -= 1;
+    }
+    if label_len == 0 || labels == 0 || !tld_alpha {
+        return None;
+    }
+    let at_sign = i - 1;
+    let mut start = at_sign;
+    while let Some(b) = before(tail, start) {
+        if !is_local_char(b) || at_sign - start >= 64 {
+            break;
+        }
+        start -= 1;
+    }
+    // A local part does not start with a dot (`see.a@b.com` is fine, `..a@b.com` starts at `a`).
+    while at(tail, start) == Some(b'.') {
+        start += 1;
+    }
+    (start < at_sign && !before(tail, start).is_some_and(is_local_char)).then_some((start, end))
+}
+
+fn is_phone_sep(b: u8) -> bool {
+    matches!(b, b' ' | b'.' | b'-' | b'(' | b')')
+}
+
+/// E.164 (`+` and 8–15 digits) anywhere; national forms (7–15 digits) only after a phone keyword.
+fn phone(tail: &[u8], window: usize) -> Option<(usize, usize)> {
+    let end = skip_terminator(tail, 3, |b| b.is_ascii_digit());
+    let mut i = end;
+    let mut start = end;
+    let mut digits = 0usize;
+    let mut seps = 0usize;
+    while let Some(b) = before(tail, i) {
+        if b.is_ascii_digit() {
+            digits += 1;
+            seps = 0;
+            i -= 1;
+            start = i;
+        } else if is_phone_sep(b) && seps < 2 {
+            seps += 1;
+            i -= 1;
+        } else {
+            break;
+        }
+        if end - i > 40 {
+            return None;
+        }
+    }
+    // An opening parenthesis right before the first digit belongs to the number: `(555) 123-4567`.
+    if before(tail, start) == Some(b'(') {
+        start -= 1;
+    }
+    let plus = before(tail, start) == Some(b'+');
+    if plus {
+        start -= 1;
+    }
+    let text = tail.get(start..end)?;
+    let prev = before(tail, start);
+    if is_alnum(prev) || matches!(prev, Some(b'.' | b'-' | b'/' | b':' | b'_')) {
+        return None;
+    }
+    let opens = text.iter().filter(|b| **b == b'(').count();
+    let closes = text.iter().filter(|b| **b == b')').count();
+    if opens != closes || opens > 1 {
+        return None;
+    }
+    if looks_like_ipv4_or_date(text) {
+        return None;
+    }
+    let international = plus || text.starts_with(b"00");
+    let enough = if international { (8..=15).contains(&digits) } else { (7..=15).contains(&digits) };
+    if !enough {
+        return None;
+    }
+    if !plus && !has_keyword(window_before(tail, start, window), PHONE_CONTEXT.iter().map(|k| k.as_bytes())) {
+        return None;
+    }
+    Some((start, end))
+}
+
+/// Four dot-separated groups of 1–3 digits, or `YYYY-MM-DD` / `DD.MM.YYYY` shapes: numbers, not phone numbers.
+fn looks_like_ipv4_or_date(text: &[u8]) -> bool {
+    let groups = || text.split(|b| !b.is_ascii_digit());
+    let lens: [usize; 4] = {
+        let mut lens = [0usize; 4];
+        let mut n = 0;
+        for g in groups() {
+            if let Some(slot) = lens.get_mut(n) {
+                *slot = g.len();
+            }
+            n += 1;
+        }
+        if n != 4 && n != 3 {
+            return false;
+        }
+        lens
+    };
+    let dots = text.iter().filter(|b| **b == b'.').count();
+    let dashes = text.iter().filter(|b| **b == b'-').count();
+    let ipv4 = dots == 3 && text.len() == dots + lens.iter().sum::<usize>() && lens.iter().all(|l| (1..=3).contains(l));
+    let date = (dots == 2 || dashes == 2) && matches!(lens, [4, 2, 2, 0] | [2, 2, 4, 0]) && text.len() == 10;
+    ipv4 || date
+}
+
+/// Four decimal octets 0–255 without leading zeros, not part of a longer dotted number (`1.2.3.4.5`) or a word.
+fn ipv4(tail: &[u8]) -> Option<(usize, usize)> {
+    let end = skip_terminator(tail, 3, |b| b.is_ascii_digit());
+    let mut start = end;
+    while let Some(b) = before(tail, start) {
+        if !(b.is_ascii_digit() || b == b'.') || end - start > 16 {
+            break;
+        }
+        start -= 1;
+    }
+    if is_alnum(before(tail, start)) {
+        return None;
+    }
+    let text = tail.get(start..end)?;
+    let mut octets = 0;
+    for group in text.split(|b| *b == b'.') {
+        octets += 1;
+        let value = number(group, 3);
+        if group.is_empty() || group.len() > 3 || value > 255 || (group.len() > 1 && group.first() == Some(&b'0')) {
+            return None;
+        }
+    }
+    (octets == 4).then_some((start, end))
+}
+
+/// An IPv6 address in its textual form, as the standard library parses it (no embedded IPv4).
+fn ipv6(tail: &[u8], next: Option<u8>) -> Option<(usize, usize)> {
+    // An embedded IPv4 (`::ffff:1.2.3.4`) or a longer word is not read.
+    if is_alnum(next) || matches!(next, Some(b'.' | b'_')) {
+        return None;
+    }
+    let end = tail.len();
+    let mut start = end;
+    while let Some(b) = before(tail, start) {
+        if !(b.is_ascii_hexdigit() || b == b':') {
+            break;
+        }
+        if end - start >= 39 {
+            return None;
+        }
+        start -= 1;
+    }
+    let prev = before(tail, start);
+    if is_alnum(prev) || matches!(prev, Some(b'.' | b'_')) {
+        return None;
+    }
+    let text = core::str::from_utf8(tail.get(start..end)?).ok()?;
+    let hex_digits = text.bytes().filter(u8::is_ascii_hexdigit).count();
+    // `a::b` in code or `::` alone are not addresses worth reporting; `::1` and `fe80::1` are.
+    let plausible = hex_digits >= 4 || text.starts_with("::");
+    (plausible && text.parse::<std::net::Ipv6Addr>().is_ok()).then_some((start, end))
+}
+
+/// Decodes base64url (no padding) into `out`; `None` when a character is not base64url or `out` is too small.
+fn base64url_decode<'o>(text: &[u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut acc: u32 = 0;
+    let mut bits = 0u32;
+    let mut n = 0usize;
+    for b in text {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            *out.get_mut(n)? = u8::try_from((acc >> bits) & 0xff).ok()?;
+            n += 1;
+        }
+    }
+    out.get(..n)
+}
+
+fn is_b64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// A JWT (JWS or JWE compact form): a header segment that decodes to a JSON object naming `"alg"`, followed by a
+/// payload segment that starts as a JSON object (`eyJ` is base64url for `{"`).
+fn jwt(tail: &[u8]) -> Option<(usize, usize)> {
+    let end = tail.len();
+    let dot = end.checked_sub(4)?; // `.eyJ` ends the match
+    let mut start = dot;
+    while before(tail, start).is_some_and(is_b64url) {
+        start -= 1;
+    }
+    if start == 0 && tail.len() >= usize::from(crate::bundle::MAX_CLASSIFIER_MATCH) {
+        return None; // the header went on past what the scanner keeps
+    }
+    let header = tail.get(start..dot)?;
+    if !header.starts_with(b"eyJ") || before(tail, start) == Some(b'.') {
+        return None;
+    }
+    let mut decoded = [0u8; 192];
+    let json = base64url_decode(header, &mut decoded)?;
+    let object = json.first() == Some(&b'{') && json.windows(5).any(|w| w == b"\"alg\"");
+    object.then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a validator as the scanner would at the end of `text`, with `next` after it.
+    fn check(v: Validator, text: &str, next: Option<u8>) -> Option<String> {
+        let tail = text.as_bytes();
+        confirm(v, tail, next, 48).map(|(s, e)| text[s..e].to_owned())
+    }
+
+    fn card(text: &str) -> Option<String> {
+        // The pattern includes a terminator; emulate it with a trailing space-and-quote.
+        check(Validator::CreditCard, &format!("{text}\""), None)
+    }
+
+    #[test]
+    fn credit_cards() {
+        for good in [
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "5555555555554444",
+            "2223003122003222",
+            "378282246310005",
+            "3782 822463 10005",
+            "6011111111111117",
+            "30569309025904",
+            "3530111333300000",
+            "6200000000000005",
+            "4222222222222",
+            "630427373398",
+        ] {
+            assert!(card(&format!("card {good}")).is_some(), "{good}");
+        }
+        assert_eq!(card("pan=4111 1111 1111 1111").as_deref(), Some("4111 1111 1111 1111"));
+        // Terminators of up to three bytes: `. C`, a sentence going on.
+        assert!(check(Validator::CreditCard, "card 4574911566148561. C", None).is_some());
+        for bad in [
+            "4111111111111112",     // Luhn fails
+            "1234567812345670",     // Luhn passes, no network
+            "9111111111111111",     // no network
+            "41111111111111111111", // 20 digits
+            "id4111111111111111",   // glued to a word
+            "5555555555554444555",  // Mastercard is 16 only... and Luhn fails
+            "4111  1111 1111 1111", // double separator: only the tail is a run
+            "371449635398431 23",   // Amex then more digits: the whole run does not fit
+        ] {
+            assert!(card(bad).is_none(), "{bad}");
+        }
+        assert!(check(Validator::Luhn, "x 79927398713 ", None).is_some());
+        assert!(check(Validator::Luhn, "x 79927398710 ", None).is_none());
+    }
+
+    #[test]
+    fn card_expiries() {
+        assert_eq!(check(Validator::CardExpiry, "exp 12/25", Some(b' ')).as_deref(), Some("12/25"));
+        assert_eq!(check(Validator::CardExpiry, "exp 01/2031", None).as_deref(), Some("01/2031"));
+        assert!(check(Validator::CardExpiry, "on 12/05", Some(b'/')).is_none());
+        assert!(check(Validator::CardExpiry, "12/05/2024", None).is_none());
+        assert!(check(Validator::CardExpiry, "exp 12/20", Some(b'2')).is_none());
+        assert!(check(Validator::CardExpiry, "exp 13/25", None).is_none());
+    }
+
+    #[test]
+    fn ssns() {
+        assert_eq!(check(Validator::UsSsn, "SSN: 123-45-6789", Some(b'"')).as_deref(), Some("123-45-6789"));
+        assert!(check(Validator::UsSsn, "x 123 45 6789", None).is_some());
+        assert!(check(Validator::UsSsn, "my ssn is 123456789", None).is_some());
+        for bad in ["x 123456789", "x 000-12-3456", "x 666-12-3456", "x 912-12-3456", "x 123-00-4567", "x 123-45-0000"]
+        {
+            assert!(check(Validator::UsSsn, bad, None).is_none(), "{bad}");
+        }
+        assert!(check(Validator::UsSsn, "x 123-45 6789", None).is_none());
+        assert!(check(Validator::UsSsn, "x 123-45-67890", None).is_none());
+        assert!(check(Validator::UsSsn, "x 123-45-6789-", None).is_none());
+        assert!(check(Validator::UsSsn, "x1123-45-6789", None).is_none());
+    }
+
+    #[test]
+    fn ibans() {
+        for good in [
+            "GB82WEST12345698765432",
+            "GB82 WEST 1234 5698 7654 32",
+            "DE89370400440532013000",
+            "gb82west12345698765432",
+            "NO9386011117947",
+        ] {
+            assert!(check(Validator::Iban, &format!("iban {good}"), Some(b' ')).is_some(), "{good}");
+        }
+        assert_eq!(
+            check(Validator::Iban, "pay to GB82 WEST 1234 5698 7654 32", None).as_deref(),
+            Some("GB82 WEST 1234 5698 7654 32")
+        );
+        for bad in [
+            "GB82WEST12345698765433",
+            "GB82WEST1234569876543",
+            "XX82WEST12345698765432",
+            "GB8 2WEST12345698765432",
+            "GB82 WEST12 345698765432",
+        ] {
+            assert!(check(Validator::Iban, &format!("iban {bad}"), None).is_none(), "{bad}");
+        }
+        assert!(check(Validator::Iban, "GB82WEST12345698765432", Some(b'1')).is_none());
+        assert!(check(Validator::Mod97, "ref GB82WEST12345698765432", None).is_some());
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            check(Validator::Email, "mail: jane.doe+x@mail.example.co.uk", Some(b'"')).as_deref(),
+            Some("jane.doe+x@mail.example.co.uk")
+        );
+        assert_eq!(check(Validator::Email, "<a@b.io", Some(b'>')).as_deref(), Some("a@b.io"));
+        assert!(check(Validator::Email, "a@b.io", Some(b'x')).is_none());
+        assert!(check(Validator::Email, "a@b.c1", None).is_none());
+        assert!(check(Validator::Email, "@b.com", None).is_none());
+        assert!(check(Validator::Email, "a@.com", None).is_none());
+    }
+
+    #[test]
+    fn phones() {
+        let ok = |t: &str| check(Validator::Phone, &format!("{t}\n"), None);
+        assert_eq!(ok("+44 20 7946 0958").as_deref(), Some("+44 20 7946 0958"));
+        assert!(ok("reach me: +14155552671").is_some());
+        assert_eq!(ok("Phone: (555) 123-4567").as_deref(), Some("(555) 123-4567"));
+        assert!(ok("call 555-123-4567").is_some());
+        assert!(ok("Tel: 030 1234567").is_some());
+        assert!(ok("order 555-123-4567").is_none(), "national form without a keyword");
+        assert!(ok("hotel 555-123-4567").is_none(), "keywords start a word");
+        assert!(ok("phone 106.31.73.20").is_none());
+        assert!(ok("call 2024-01-15").is_none());
+        assert!(ok("+1234567").is_none(), "too short");
+        assert!(ok("+1234567890123456").is_none(), "too long");
+        assert!(ok("v1.555-123-4567").is_none());
+    }
+
+    #[test]
+    fn ip_addresses() {
+        let v4 = |t: &str| check(Validator::Ipv4, t, None);
+        assert_eq!(v4("ip 192.168.0.1 ").as_deref(), Some("192.168.0.1"));
+        assert_eq!(v4("ip 10.0.0.255").as_deref(), Some("10.0.0.255"));
+        assert!(v4("v 1.2.3.4.5 ").is_none());
+        assert!(v4("ip 256.1.1.1 ").is_none());
+        assert!(v4("ip 01.2.3.4 ").is_none());
+        assert!(v4("v1.2.3.4 ").is_none());
+        let v6 = |t: &str| check(Validator::Ipv6, t, Some(b' '));
+        assert_eq!(v6("addr 2001:db8:85a3::8a2e:370:7334").as_deref(), Some("2001:db8:85a3::8a2e:370:7334"));
+        assert_eq!(check(Validator::Ipv6, "x fe80::1", None).as_deref(), Some("fe80::1"));
+        assert!(check(Validator::Ipv6, "x 2001:db8::1", Some(b'g')).is_none());
+        assert!(v6("x ::1").is_some());
+        assert!(v6("at 12:34:56").is_none());
+        assert!(v6("mac aa:bb:cc:dd:ee:ff").is_none());
+        assert!(v6("std::fmt").is_none());
+        assert!(v6("x 1:2:3:4:5:6:7:8:9").is_none());
+    }
+
+    #[test]
+    fn jwts() {
+        // {"alg":"HS256","typ":"JWT"} . {"sub":"1234567890"...
+        let header = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+        assert!(check(Validator::Jwt, &format!("Bearer {header}.eyJ"), None).is_some());
+        // {"foo":"bar"}: an object, but no "alg".
+        assert!(check(Validator::Jwt, "x eyJmb28iOiJiYXIifQ.eyJ", None).is_none());
+        assert!(check(Validator::Jwt, "x eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9x.eyJ", None).is_none());
+        assert!(check(Validator::Jwt, &format!("a.{header}.eyJ"), None).is_none());
+    }
+
+    fn token(track: Track, text: &str, next: Option<u8>) -> Option<String> {
+        track.confirm(text.as_bytes(), next).map(|(s, e)| text[s..e].to_owned())
+    }
+
+    #[test]
+    fn secrets() {
+        let aws = "AKIAIOSFODNN7EXAMPLE";
+        assert_eq!(token(Track::AwsAccessKeyId, &format!("key={aws}"), Some(b'&')).as_deref(), Some(aws));
+        assert!(token(Track::AwsAccessKeyId, &format!("key={aws}"), Some(b'x')).is_none());
+        assert!(token(Track::AwsAccessKeyId, "key=AKIAIOSFODNN7EXAMPL", None).is_none());
+        assert!(token(Track::AwsAccessKeyId, "xAKIAIOSFODNN7EXAMPLE", None).is_none());
+        let gh = format!("ghp_{}", "a1B2".repeat(9));
+        assert!(token(Track::GithubToken, &format!("token {gh}"), Some(b'"')).is_some());
+        assert!(token(Track::GithubToken, &format!("token {gh}x"), None).is_none());
+        assert!(token(Track::GithubToken, &format!("github_pat_{}", "A_b1".repeat(20) + "xy"), None).is_some());
+        assert!(token(Track::SlackToken, "xoxb-123456789012-1234567890123-AbCdEfGhIjKl", None).is_some());
+        assert!(token(Track::SlackToken, "xoxb-short", None).is_none());
+        assert!(token(Track::StripeSecretKey, &format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc"), None).is_some());
+        assert!(token(Track::StripeSecretKey, "sk_live_tooShort123", None).is_none());
+        assert_eq!(Track::for_id("github_token"), Some(Track::GithubToken));
+        assert_eq!(Track::for_id("credit_card"), None);
+        for good in
+            ["-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN PGP PRIVATE KEY BLOCK-----"]
+        {
+            assert!(token(Track::PrivateKey, &format!("\n{good}"), Some(b'\n')).is_some(), "{good}");
+        }
+        assert!(token(Track::PrivateKey, "-----BEGIN PUBLIC KEY-----", None).is_none());
+        assert!(token(Track::PrivateKey, "-----BEGIN CERTIFICATE-----", None).is_none());
+    }
+
+    #[test]
+    fn keywords() {
+        assert!(has_keyword(b"Tel: ", [b"tel".as_slice()]));
+        assert!(has_keyword(b"MOBILE ", [b"mobile".as_slice()]));
+        assert!(!has_keyword(b"hotel ", [b"tel".as_slice()]));
+        assert!(!has_keyword(b"", [b"tel".as_slice()]));
+    }
+
+    #[test]
+    fn builtin_table() {
+        assert!(builtin("credit_card").is_some());
+        assert!(builtin("nope").is_none());
+        for b in BUILTINS {
+            assert!(b.max_len > 0 && b.max_len <= crate::bundle::MAX_CLASSIFIER_MATCH, "{}", b.id);
+            assert!(b.requires.is_none_or(|r| builtin(r).is_some()));
+        }
+    }
 }

@@ -1,8 +1,26 @@
-//! Streaming inspection of bodies and values for sensitive data (STUB: being written).
+//! Streaming inspection of bodies and values for sensitive data.
 //!
-//! Contract used by the filter (keep these signatures). NOTE: the inspector OWNS its state and does not borrow
-//! the bundle (the filter keeps it next to an `Rc<Bundle>` for the whole exchange, so a borrow would be
-//! self-referential); the bundle is passed to `feed` and `finish` instead, like regex-automata's separate caches.
+//! # Overview
+//!
+//! A location's scan set is one unanchored, overlapping (`MatchKind::All`) dense DFA holding the pattern of every
+//! classifier the location looks for, so a body is read once whatever the number of classifiers. The scanner steps
+//! that DFA by hand, one byte at a time, and keeps its state from one chunk to the next: a match that spans two
+//! chunks is found like any other. The last [`RING`] bytes are kept in a ring buffer; when a pattern matches, the
+//! classifier's validator walks back from the match end over the ring to find the candidate, confirms it (Luhn,
+//! mod-97, area rules, ...; see [`builtin`]) and checks its context keywords. Only counts per classifier are kept,
+//! never values.
+//!
+//! Before the scanner, the content type picks a decoder: text and JSON as they are, form bodies percent-decoded,
+//! multipart bodies split into parts (binary parts skipped). Binary and compressed bodies are not inspected.
+//!
+//! All per-body state is allocated once in [`BodyInspector::new`]; [`BodyInspector::feed`] never allocates (the
+//! `scan_allocations` test counts).
+//!
+//! # Contract
+//!
+//! The inspector owns its state and does not borrow the bundle (the filter keeps it next to an `Rc<Bundle>` for the
+//! whole exchange); the bundle is passed to `feed` and `finish`, like regex-automata's separate caches. A different
+//! bundle than the one the inspector was made for is ignored.
 //!
 //! ```ignore
 //! let mut inspector = BodyInspector::new(&bundle, Location::ResponseBody, content_type, content_encoding)?;
@@ -12,9 +30,27 @@
 //! ```
 
 pub mod builtin;
+mod decode;
 
-use crate::bundle::Bundle;
-use crate::detect::Location;
+use core::fmt;
+
+use regex_automata::dfa::dense::DFA;
+use regex_automata::dfa::Automaton;
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::start;
+use regex_automata::Anchored;
+
+use crate::bundle::{Bundle, MAX_CLASSIFIER_MATCH};
+use crate::detect::{ClassifierDef, Location, ScanSetDef, Validator};
+use decode::{BodyKind, FormDecoder, Multipart, Sink};
+
+/// Bytes of the stream the scanner keeps for validation and context: the longest match plus the context window.
+pub const RING: usize = 1024;
+/// Widest context window honoured: what the ring holds beyond the longest match and a terminator.
+pub const MAX_CONTEXT_WINDOW: usize = RING - MAX_CLASSIFIER_MATCH as usize - 16;
+/// Match ends of a classifier without a validator that are at most this far apart are one finding: an overlapping
+/// DFA reports every end of `[0-9]{12,18}` in a 20-digit run, and the run is one thing.
+const RUN_GAP: u64 = 2;
 
 /// Why a body was not inspected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,43 +61,490 @@ pub enum SkipReason {
     Encoded,
 }
 
+/// What one location scans with, borrowed from the bundle for one call.
+struct Ctx<'a> {
+    set: &'a ScanSetDef,
+    dfa: &'a DFA<Vec<u32>>,
+    classifiers: &'a [ClassifierDef],
+}
+
+impl<'a> Ctx<'a> {
+    fn of(bundle: &'a Bundle, location: Location) -> Option<Ctx<'a>> {
+        let (set, dfa) = bundle.scan_set(location)?;
+        Some(Ctx { set, dfa, classifiers: bundle.classifiers() })
+    }
+}
+
+/// Steps the DFA over `bytes` until a special state: `(index of the byte that led to it, that state)`, or
+/// `(bytes.len(), state)` when there was none.
+#[inline]
+fn run(dfa: &DFA<Vec<u32>>, mut state: StateID, bytes: &[u8]) -> (usize, StateID) {
+    for (i, &b) in bytes.iter().enumerate() {
+        state = dfa.next_state(state, b);
+        if dfa.is_special_state(state) {
+            return (i, state);
+        }
+    }
+    (bytes.len(), state)
+}
+
+/// The unanchored start state, given the byte before (for `(?-u:\b)` at a restart).
+fn start_state(dfa: &DFA<Vec<u32>>, look_behind: Option<u8>) -> Option<StateID> {
+    let config = start::Config::new().anchored(Anchored::No).look_behind(look_behind);
+    dfa.start_state(&config).ok()
+}
+
+/// The DFA walk, the ring of recent bytes and the counts: everything that crosses chunk boundaries.
+struct Scanner {
+    /// `None` when the DFA has no unanchored start state (not one the compiler built): nothing is scanned.
+    state: Option<StateID>,
+    /// The last `RING` bytes before the current chunk, each written at `i` and `i + RING` (see [`Scanner::tail`]).
+    ring: Box<[u8; 2 * RING]>,
+    /// Where a candidate straddling the ring and the current chunk is put together.
+    scratch: Box<[u8; RING]>,
+    /// Bytes scanned so far (decoded), i.e. the absolute offset of the next byte.
+    pos: u64,
+    /// Validators do not walk back before this offset (the start of the current multipart part).
+    floor: u64,
+    /// Per classifier: the end of the last counted candidate (overlap deduplication), or the last match end of a
+    /// classifier without a validator.
+    last_end: Vec<u64>,
+    counts: Vec<u32>,
+    /// Per classifier: whether its pattern starts a tracked token (see [`builtin::Track`]).
+    tracks: Vec<Option<builtin::Track>>,
+    /// Tokens being followed; a fixed array, as the hot loop must not allocate.
+    trackers: [Option<Tracker>; MAX_TRACKERS],
+    /// How many of `trackers` are in use: the hot loop looks at them only when some are.
+    active: usize,
+}
+
+/// The chunk being scanned and the stream offset of its first byte; the bytes before it are in the ring.
+#[derive(Clone, Copy)]
+struct Here<'c> {
+    chunk: &'c [u8],
+    base: u64,
+}
+
+impl Here<'_> {
+    /// Outside a chunk (end of input): everything is in the ring.
+    fn committed(pos: u64) -> Here<'static> {
+        Here { chunk: &[], base: pos }
+    }
+}
+
+/// Tokens followed at once (one per tracked classifier); a start when all are busy is dropped.
+const MAX_TRACKERS: usize = 8;
+
+/// A token being followed from its start pattern to its end.
+#[derive(Clone, Copy, Debug)]
+struct Tracker {
+    classifier: usize,
+    track: builtin::Track,
+    /// Stream offset where tracking began.
+    since: u64,
+    /// The last byte was a space inside the token (a second one ends it).
+    after_space: bool,
+}
+
+impl Scanner {
+    fn new(ctx: &Ctx<'_>) -> Scanner {
+        let n = ctx.classifiers.len();
+        Scanner {
+            state: start_state(ctx.dfa, None),
+            ring: Box::new([0; 2 * RING]),
+            scratch: Box::new([0; RING]),
+            pos: 0,
+            floor: 0,
+            last_end: vec![0; n],
+            counts: vec![0; n],
+            tracks: ctx.classifiers.iter().map(|c| builtin::Track::for_id(&c.id)).collect(),
+            trackers: [None; MAX_TRACKERS],
+            active: 0,
+        }
+    }
+
+    /// Scans the next decoded bytes.
+    fn scan(&mut self, ctx: &Ctx<'_>, bytes: &[u8]) {
+        let Some(mut state) = self.state else {
+            return;
+        };
+        let dfa = ctx.dfa;
+        let here = Here { chunk: bytes, base: self.pos };
+        let mut i = 0usize;
+        while let Some(rest) = bytes.get(i..).filter(|r| !r.is_empty()) {
+            // The fast path: no call and nothing but the DFA and locals until a state is special. The ring is
+            // refreshed once per chunk, below, so the loop does not write memory the DFA table might alias.
+            let (stop, next_state) = if self.active == 0 {
+                run(dfa, state, rest)
+            } else {
+                (0, dfa.next_state(state, rest.first().copied().unwrap_or(0)))
+            };
+            state = next_state;
+            let at = i + stop;
+            let Some(&b) = bytes.get(at) else {
+                break;
+            };
+            self.pos = here.base + at as u64 + 1;
+            if dfa.is_special_state(state) {
+                // Matches are reported one byte late: this state is for a match that ends before `b`.
+                state = self.special(ctx, here, state, self.pos - 1, Some(b));
+            }
+            if self.active != 0 {
+                self.track(ctx, here, b);
+            }
+            i = at + 1;
+        }
+        self.pos = here.base + bytes.len() as u64;
+        self.remember(bytes);
+        self.state = Some(state);
+    }
+
+    /// Keeps the last `RING` bytes of `bytes` (which end at `self.pos`) in the ring, each written twice.
+    fn remember(&mut self, bytes: &[u8]) {
+        let k = bytes.len().min(RING);
+        let Some(src) = bytes.get(bytes.len() - k..) else {
+            return;
+        };
+        let start = (self.pos - k as u64) as usize & (RING - 1);
+        let first = k.min(RING - start);
+        let (head, wrapped) = src.split_at(first);
+        for offset in [0, RING] {
+            if let Some(dst) = self.ring.get_mut(start + offset..start + offset + first) {
+                dst.copy_from_slice(head);
+            }
+            if let Some(dst) = self.ring.get_mut(offset..offset + wrapped.len()) {
+                dst.copy_from_slice(wrapped);
+            }
+        }
+    }
+
+    /// Follows the tracked tokens over `b` (already in the ring); a byte that does not continue a token ends it.
+    fn track(&mut self, ctx: &Ctx<'_>, here: Here<'_>, b: u8) {
+        for slot in 0..MAX_TRACKERS {
+            let Some(Some(mut t)) = self.trackers.get(slot).copied() else {
+                continue;
+            };
+            let keep = if t.track.continues(b) && self.pos - t.since <= t.track.max_span() {
+                t.after_space = false;
+                true
+            } else if t.after_space {
+                false // two spaces: the token ended at the first, which was confirmed then
+            } else {
+                self.confirm(ctx, here, t.classifier, self.pos - 1, Some(b));
+                t.track.spaced() && b == b' ' && self.pos - t.since <= t.track.max_span() && {
+                    t.after_space = true;
+                    true
+                }
+            };
+            if let Some(entry) = self.trackers.get_mut(slot) {
+                if keep {
+                    *entry = Some(t);
+                } else {
+                    *entry = None;
+                    self.active -= 1;
+                }
+            }
+        }
+    }
+
+    /// Ends every tracked token at the end of the input.
+    fn end_tracks(&mut self, ctx: &Ctx<'_>, flush: bool) {
+        let here = Here::committed(self.pos);
+        for slot in 0..MAX_TRACKERS {
+            if let Some(t) = self.trackers.get_mut(slot).and_then(Option::take) {
+                self.active -= 1;
+                if flush && !t.after_space {
+                    self.confirm(ctx, here, t.classifier, self.pos, None);
+                }
+            }
+        }
+    }
+
+    /// A tracked classifier's start pattern matched: follow its token, unless it is followed already.
+    fn start_tracking(&mut self, classifier: usize, track: builtin::Track) {
+        if self.trackers.iter().flatten().any(|t| t.classifier == classifier) {
+            return;
+        }
+        if let Some(free) = self.trackers.iter_mut().find(|t| t.is_none()) {
+            *free = Some(Tracker { classifier, track, since: self.pos, after_space: false });
+            self.active += 1;
+        }
+    }
+
+    /// Matches ending at the end of the input (or of a part), then a fresh start for what follows.
+    fn end_segment(&mut self, ctx: &Ctx<'_>, flush: bool) {
+        if let (Some(state), true) = (self.state, flush) {
+            let eoi = ctx.dfa.next_eoi_state(state);
+            if ctx.dfa.is_match_state(eoi) {
+                self.special(ctx, Here::committed(self.pos), eoi, self.pos, None);
+            }
+        }
+        self.end_tracks(ctx, flush);
+        self.state = start_state(ctx.dfa, None);
+        self.floor = self.pos;
+    }
+
+    fn special(&mut self, ctx: &Ctx<'_>, here: Here<'_>, state: StateID, end: u64, next: Option<u8>) -> StateID {
+        let dfa = ctx.dfa;
+        if dfa.is_match_state(state) {
+            for i in 0..dfa.match_len(state) {
+                let pattern = dfa.match_pattern(state, i);
+                if let Some(&classifier) = ctx.set.patterns.get(pattern.as_usize()) {
+                    self.candidate(ctx, here, usize::from(classifier), end, next);
+                }
+            }
+            state
+        } else if dfa.is_dead_state(state) || dfa.is_quit_state(state) {
+            // An unanchored scan set never dies; if a foreign DFA does, start over rather than stop looking.
+            start_state(dfa, next).unwrap_or(state)
+        } else {
+            state
+        }
+    }
+
+    /// The bytes before `end` (at most `want`, within what is kept and the current part), as one slice: from the
+    /// current chunk when they are all in it, from the ring (every byte is written twice, `RING` apart, so any
+    /// window of it is contiguous) when they all came before it, and assembled in `scratch` when they straddle.
+    fn tail<'a>(&'a mut self, here: Here<'a>, end: u64, want: usize) -> &'a [u8] {
+        // Kept: the ring's [base - RING, base), then the chunk's [base, base + chunk.len()).
+        let oldest = here.base.saturating_sub(RING as u64).max(self.floor);
+        let n = end.saturating_sub(oldest).min(want as u64).min(RING as u64 - 1);
+        let from = end - n;
+        if from >= here.base {
+            let (a, b) = ((from - here.base) as usize, (end - here.base) as usize);
+            return here.chunk.get(a..b).unwrap_or(&[]);
+        }
+        let ring_end = end.min(here.base);
+        let ring_base = (ring_end as usize & (RING - 1)) + RING;
+        let ring_part = self.ring.get(ring_base - (ring_end - from) as usize..ring_base).unwrap_or(&[]);
+        if end <= here.base {
+            return ring_part;
+        }
+        let chunk_part = here.chunk.get(..(end - here.base) as usize).unwrap_or(&[]);
+        let total = ring_part.len() + chunk_part.len();
+        if let Some(dst) = self.scratch.get_mut(..ring_part.len()) {
+            dst.copy_from_slice(ring_part);
+        }
+        if let Some(dst) = self.scratch.get_mut(ring_part.len()..total) {
+            dst.copy_from_slice(chunk_part);
+        }
+        self.scratch.get(..total).unwrap_or(&[])
+    }
+
+    /// A match of `classifier` ends at `end`: start following its token, or confirm it now.
+    fn candidate(&mut self, ctx: &Ctx<'_>, here: Here<'_>, classifier: usize, end: u64, next: Option<u8>) {
+        match self.tracks.get(classifier).copied().flatten() {
+            Some(track) if next.is_some() => self.start_tracking(classifier, track),
+            // At the end of the input the token ends where its start pattern did.
+            _ => self.confirm(ctx, here, classifier, end, next),
+        }
+    }
+
+    /// A candidate of `classifier` ends at `end`: confirm it, check its context, count it once.
+    fn confirm(&mut self, ctx: &Ctx<'_>, here: Here<'_>, classifier: usize, end: u64, next: Option<u8>) {
+        let track = self.tracks.get(classifier).copied().flatten();
+        let Some(def) = ctx.classifiers.get(classifier) else {
+            return;
+        };
+        let (Some(last_end), Some(count)) =
+            (self.last_end.get(classifier).copied(), self.counts.get(classifier).copied())
+        else {
+            return;
+        };
+        let configured = usize::from(def.context_window).min(MAX_CONTEXT_WINDOW);
+        let max_len = usize::from(def.max_len.min(MAX_CLASSIFIER_MATCH));
+        let keywords = || def.context.iter().map(|k| k.as_bytes());
+        if def.validator == Validator::None && track.is_none() {
+            // No validator, no start: a run of nearby ends is one finding.
+            let fresh = count == 0 || end > last_end + RUN_GAP;
+            self.set_last_end(classifier, end);
+            if !fresh {
+                return;
+            }
+            if !def.context.is_empty() {
+                let tail = self.tail(here, end, max_len + configured);
+                if !builtin::has_keyword(tail, keywords()) {
+                    return;
+                }
+            }
+        } else {
+            let window = if configured == 0 { usize::from(builtin::DEFAULT_CONTEXT_WINDOW) } else { configured };
+            // A terminator (up to 3 bytes) may follow the candidate inside the match.
+            let tail = self.tail(here, end, max_len + 4 + window);
+            let found = match track {
+                Some(track) => track.confirm(tail, next),
+                None => builtin::confirm(def.validator, tail, next, window),
+            };
+            let Some((s, e)) = found else {
+                return;
+            };
+            if !def.context.is_empty() {
+                let before = tail.get(s.saturating_sub(configured)..s).unwrap_or(&[]);
+                if !builtin::has_keyword(before, keywords()) {
+                    return;
+                }
+            }
+            let base = end - tail.len() as u64;
+            let (start, stop) = (base + s as u64, base + e as u64);
+            // Overlapping candidates (`a@b.co` then `a@b.co.uk`, a card seen at several ends) are one finding.
+            self.set_last_end(classifier, last_end.max(stop));
+            if start < last_end && count > 0 {
+                return;
+            }
+        }
+        if let Some(count) = self.counts.get_mut(classifier) {
+            *count = count.saturating_add(1);
+        }
+    }
+
+    fn set_last_end(&mut self, classifier: usize, end: u64) {
+        if let Some(slot) = self.last_end.get_mut(classifier) {
+            *slot = end;
+        }
+    }
+}
+
+/// Hands decoded bytes to the scanner.
+struct ScanSink<'s, 'c> {
+    scanner: &'s mut Scanner,
+    ctx: &'s Ctx<'c>,
+}
+
+impl Sink for ScanSink<'_, '_> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.scanner.scan(self.ctx, bytes);
+    }
+
+    fn segment_end(&mut self) {
+        self.scanner.end_segment(self.ctx, true);
+    }
+}
+
+/// How a body's bytes reach the scanner.
+enum Decoder {
+    Plain,
+    Form(FormDecoder),
+    Multipart(Box<Multipart>),
+}
+
 /// Streams one body through the scan set of its location, chunk by chunk, up to the inspection cap.
-#[derive(Debug)]
 pub struct BodyInspector {
     location: Location,
-    counts: Vec<u32>,
+    /// The bundle this inspector was made for: its DFA states mean nothing to another bundle's DFA.
+    digest: [u8; 32],
+    scanner: Scanner,
+    decoder: Decoder,
+    cap: u64,
     inspected: u64,
     truncated: bool,
     skipped: Option<SkipReason>,
+    finished: bool,
+}
+
+impl fmt::Debug for BodyInspector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the ring: it holds body bytes.
+        f.debug_struct("BodyInspector")
+            .field("location", &self.location)
+            .field("inspected", &self.inspected)
+            .field("truncated", &self.truncated)
+            .field("skipped", &self.skipped)
+            .field("counts", &self.scanner.counts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BodyInspector {
     /// An inspector for a body in `location`; `None` when the bundle looks for nothing there.
+    ///
+    /// `content_type` and `content_encoding` are the header values (`None`: absent). A compressed body
+    /// (any encoding but `identity`) is skipped as [`SkipReason::Encoded`]; a content type not recognised as text
+    /// is skipped as [`SkipReason::Binary`] unless the bundle inspects binary. Text (and no content type), JSON,
+    /// XML, form-urlencoded and multipart bodies are inspected.
     pub fn new(
         bundle: &Bundle,
         location: Location,
         content_type: Option<&[u8]>,
         content_encoding: Option<&[u8]>,
     ) -> Option<BodyInspector> {
-        let _ = (content_type, content_encoding);
-        bundle.scan_set(location)?;
+        let ctx = Ctx::of(bundle, location)?;
+        let inspect_binary = bundle.inspection().inspect_binary;
+        let mut skipped = None;
+        let decoder = match decode::classify(content_type) {
+            _ if !decode::is_identity(content_encoding) => {
+                skipped = Some(SkipReason::Encoded);
+                Decoder::Plain
+            }
+            BodyKind::Text => Decoder::Plain,
+            BodyKind::Form => Decoder::Form(FormDecoder::default()),
+            BodyKind::Multipart => content_type
+                .and_then(decode::boundary)
+                .and_then(|b| Multipart::new(b, inspect_binary))
+                // Without a usable boundary the parts cannot be told apart: read it all as text.
+                .map_or(Decoder::Plain, |m| Decoder::Multipart(Box::new(m))),
+            BodyKind::Binary if inspect_binary => Decoder::Plain,
+            BodyKind::Binary => {
+                skipped = Some(SkipReason::Binary);
+                Decoder::Plain
+            }
+        };
         Some(BodyInspector {
             location,
-            counts: vec![0; bundle.classifiers().len()],
+            digest: *bundle.digest(),
+            scanner: Scanner::new(&ctx),
+            decoder,
+            cap: u64::from(bundle.inspection().max_body_bytes),
             inspected: 0,
             truncated: false,
-            skipped: None,
+            skipped,
+            finished: false,
         })
     }
 
     /// Inspects the next chunk. Never allocates; past the cap it only records that the body was truncated.
     pub fn feed(&mut self, bundle: &Bundle, chunk: &[u8]) {
-        let _ = (bundle, self.location, chunk);
+        if self.finished || self.skipped.is_some() || chunk.is_empty() || bundle.digest() != &self.digest {
+            return;
+        }
+        let room = self.cap.saturating_sub(self.inspected);
+        let len = chunk.len() as u64;
+        if len > room {
+            self.truncated = true;
+        }
+        let take = len.min(room) as usize;
+        let Some(part) = chunk.get(..take).filter(|p| !p.is_empty()) else {
+            return;
+        };
+        let Some(ctx) = Ctx::of(bundle, self.location) else {
+            return;
+        };
+        self.inspected += take as u64;
+        let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
+        match &mut self.decoder {
+            Decoder::Plain => sink.bytes(part),
+            Decoder::Form(d) => d.feed(part, &mut sink),
+            Decoder::Multipart(m) => m.feed(part, &mut sink),
+        }
     }
 
-    /// Ends the stream (flushes matches that end at the last byte).
+    /// Ends the stream (flushes matches that end at the last byte). A truncated body is not flushed: what the cap
+    /// cut in two is not a candidate. Idempotent.
     pub fn finish(&mut self, bundle: &Bundle) {
-        let _ = bundle;
+        if self.finished || self.skipped.is_some() || bundle.digest() != &self.digest {
+            return;
+        }
+        self.finished = true;
+        let Some(ctx) = Ctx::of(bundle, self.location) else {
+            return;
+        };
+        let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
+        match &mut self.decoder {
+            Decoder::Plain => {}
+            Decoder::Form(d) => d.finish(&mut sink),
+            Decoder::Multipart(m) => m.finish(&mut sink),
+        }
+        let flush = !self.truncated;
+        self.scanner.end_segment(&ctx, flush);
     }
 
     /// True when the body was longer than the inspection cap.
@@ -74,21 +557,31 @@ impl BodyInspector {
         self.skipped
     }
 
-    /// Bytes inspected so far.
+    /// Bytes inspected so far (as received, before any decoding).
     pub fn inspected_bytes(&self) -> u64 {
         self.inspected
     }
 
     /// Confirmed findings so far, per classifier index.
     pub fn classifier_counts(&self) -> &[u32] {
-        &self.counts
+        &self.scanner.counts
     }
 }
 
 /// Scans a complete value (e.g. the query string, percent-decoded) and returns confirmed findings per classifier.
+///
+/// The value is percent-decoded here, `+` as a space, as a query string is: the filter passes `request.query` raw.
 pub fn scan_value(bundle: &Bundle, location: Location, value: &[u8]) -> Vec<u32> {
-    let _ = (location, value);
-    vec![0; bundle.classifiers().len()]
+    let Some(ctx) = Ctx::of(bundle, location) else {
+        return vec![0; bundle.classifiers().len()];
+    };
+    let mut scanner = Scanner::new(&ctx);
+    let mut decoder = FormDecoder::default();
+    let mut sink = ScanSink { scanner: &mut scanner, ctx: &ctx };
+    decoder.feed(value, &mut sink);
+    decoder.finish(&mut sink);
+    scanner.end_segment(&ctx, true);
+    scanner.counts
 }
 
 /// Findings per detection for one exchange.
@@ -100,9 +593,7 @@ pub struct Findings {
 impl Findings {
     /// No findings yet, sized for `bundle`'s detections.
     pub fn new(bundle: &Bundle) -> Findings {
-        Findings {
-            counts: vec![0; bundle.detections().len()],
-        }
+        Findings { counts: vec![0; bundle.detections().len()] }
     }
 
     /// Sets the counts of the detections in `location` from that location's classifier counts, applying layering
@@ -131,10 +622,244 @@ impl Findings {
 
     /// `(detection index, count)` for every detection that found something.
     pub fn nonzero(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
-        self.counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .filter_map(|(i, c)| Some((u16::try_from(i).ok()?, *c)))
+        self.counts.iter().enumerate().filter(|(_, c)| **c > 0).filter_map(|(i, c)| Some((u16::try_from(i).ok()?, *c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{encode, BundleContent};
+
+    #[test]
+    fn nothing_to_look_for() {
+        let bundle = Bundle::from_bytes(&encode(&BundleContent::default()).unwrap()).unwrap();
+        assert!(BodyInspector::new(&bundle, Location::RequestBody, None, None).is_none());
+        assert_eq!(scan_value(&bundle, Location::RequestQuery, b"a=4111111111111111"), Vec::<u32>::new());
+    }
+}
+
+/// Scanner tests against a bundle with every built-in, built by the compiler.
+#[cfg(all(test, feature = "compiler"))]
+mod scanner_tests {
+    use super::*;
+    use crate::compiler::{compile_to_bytes, CompileOptions};
+
+    /// A policy with one detection per built-in in every location.
+    fn policy(inspection: &str) -> String {
+        let mut yaml = format!("version: 1\n{inspection}detections:\n");
+        for location in Location::ALL {
+            let loc = location.name();
+            for b in builtin::BUILTINS {
+                yaml.push_str(&format!("  - id: d-{}-{loc}\n    classifier: {}\n    in: {loc}\n", b.id, b.id));
+                if let Some(r) = b.requires {
+                    yaml.push_str(&format!("    requires: d-{r}-{loc}\n"));
+                }
+            }
+        }
+        yaml.push_str("rules:\n  - id: r\n    when: request.method == \"NOPE\"\n    action: monitor\n");
+        yaml
+    }
+
+    fn bundle_with(inspection: &str) -> Bundle {
+        let options = CompileOptions { policy_name: "t".into(), revision: 1, file_name: "t.yaml".into() };
+        let bytes = compile_to_bytes(&policy(inspection), &options).unwrap();
+        Bundle::from_bytes(&bytes).unwrap()
+    }
+
+    fn bundle() -> Bundle {
+        bundle_with("")
+    }
+
+    /// Counts by classifier id, zeros left out.
+    fn named(bundle: &Bundle, counts: &[u32]) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> =
+            bundle.classifiers().iter().zip(counts).filter(|(_, n)| **n > 0).map(|(c, n)| (c.id.clone(), *n)).collect();
+        out.sort();
+        out
+    }
+
+    fn scan_chunks(bundle: &Bundle, ct: Option<&[u8]>, chunks: &[&[u8]]) -> Vec<(String, u32)> {
+        let mut inspector = BodyInspector::new(bundle, Location::RequestBody, ct, None).unwrap();
+        for c in chunks {
+            inspector.feed(bundle, c);
+        }
+        inspector.finish(bundle);
+        named(bundle, inspector.classifier_counts())
+    }
+
+    fn scan(bundle: &Bundle, body: &[u8]) -> Vec<(String, u32)> {
+        scan_chunks(bundle, Some(b"application/json"), &[body])
+    }
+
+    fn expect(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> = list.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect();
+        v.sort();
+        v
+    }
+
+    const SAMPLE: &str = r#"{"card":"4111 1111 1111 1111","exp":"12/27","ssn":"123-45-6789",
+"iban":"GB82 WEST 1234 5698 7654 32","email":"jane.doe@example.co.uk","phone":"+44 20 7946 0958",
+"ip":"192.168.10.1","ip6":"2001:db8::8a2e:370:7334","aws":"AKIAIOSFODNN7EXAMPLE",
+"gh":"ghp_a1B2a1B2a1B2a1B2a1B2a1B2a1B2a1B2a1B2","slack":"xoxb-123456789012-1234567890123-AbCdEfGhIjKl",
+"stripe":"sk_live_4eC39HqLyjWDarjtT1zdp7dc","key":"-----BEGIN RSA PRIVATE KEY-----\nMIIE",
+"jwt":"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig","n":[1,22,333,4444,1.5,"2024-01-15"]}"#;
+
+    fn sample_counts() -> Vec<(String, u32)> {
+        expect(&[
+            ("aws_access_key_id", 1),
+            ("card_expiry", 1),
+            ("credit_card", 1),
+            ("email", 1),
+            ("github_token", 1),
+            ("iban", 1),
+            ("ipv4", 1),
+            ("ipv6", 1),
+            ("jwt", 1),
+            ("phone", 1),
+            ("private_key", 1),
+            ("slack_token", 1),
+            ("stripe_secret_key", 1),
+            ("us_ssn", 1),
+        ])
+    }
+
+    #[test]
+    fn every_builtin_once() {
+        let bundle = bundle();
+        assert_eq!(scan(&bundle, SAMPLE.as_bytes()), sample_counts());
+        // Repeating the body repeats every finding: nothing is counted twice, nothing is lost.
+        let twice = format!("{SAMPLE}\n{SAMPLE}");
+        let doubled: Vec<(String, u32)> = sample_counts().into_iter().map(|(k, n)| (k, n * 2)).collect();
+        assert_eq!(scan(&bundle, twice.as_bytes()), doubled);
+    }
+
+    #[test]
+    fn split_at_every_offset() {
+        let bundle = bundle();
+        let body = SAMPLE.as_bytes();
+        for split in 0..=body.len() {
+            let (a, b) = body.split_at(split);
+            assert_eq!(scan_chunks(&bundle, None, &[a, b]), sample_counts(), "split at {split}");
+        }
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(scan_chunks(&bundle, None, &bytes), sample_counts(), "byte by byte");
+    }
+
+    #[test]
+    fn no_double_counting() {
+        let bundle = bundle();
+        let one = |text: &str, id: &str| {
+            assert_eq!(scan(&bundle, text.as_bytes()), expect(&[(id, 1)]), "{text}");
+        };
+        one("pan 4111111111111111 ok", "credit_card");
+        one("my card 4574911566148561. Could you", "credit_card");
+        one("pan 4111-1111-1111-1111", "credit_card");
+        one("mail a@mail.example.co.uk.", "email");
+        one("iban GB82WEST12345698765432 and more words", "iban");
+        one("ssn 123 45 6789", "us_ssn");
+        assert_eq!(scan(&bundle, b"4111111111111111 and 5555555555554444"), expect(&[("credit_card", 2)]));
+        // Not cards: Luhn fails, too long, a version string, a bare nine-digit number without a keyword.
+        assert_eq!(scan(&bundle, b"4111111111111112 41111111111111111111 1.2.3.4.5 123456789"), expect(&[]));
+    }
+
+    #[test]
+    fn cap_truncates() {
+        let bundle = bundle_with("inspection:\n  max_body_bytes: 64\n");
+        let mut body = b"card 4111111111111111 ".to_vec();
+        body.resize(64, b' ');
+        body.extend_from_slice(b"5555555555554444 beyond the cap");
+        let mut inspector = BodyInspector::new(&bundle, Location::RequestBody, None, None).unwrap();
+        for chunk in body.chunks(10) {
+            inspector.feed(&bundle, chunk);
+        }
+        inspector.finish(&bundle);
+        assert!(inspector.truncated());
+        assert_eq!(inspector.inspected_bytes(), 64);
+        assert_eq!(named(&bundle, inspector.classifier_counts()), expect(&[("credit_card", 1)]));
+        // Exactly at the cap is not truncated.
+        let mut inspector = BodyInspector::new(&bundle, Location::RequestBody, None, None).unwrap();
+        inspector.feed(&bundle, &body[..64]);
+        inspector.finish(&bundle);
+        assert!(!inspector.truncated());
+    }
+
+    #[test]
+    fn content_types_and_encodings() {
+        let bundle = bundle();
+        let card = b"4111111111111111";
+        let skipped = |ct: Option<&[u8]>, ce: Option<&[u8]>| {
+            let mut i = BodyInspector::new(&bundle, Location::ResponseBody, ct, ce).unwrap();
+            i.feed(&bundle, card);
+            i.finish(&bundle);
+            (i.skipped(), i.classifier_counts().iter().sum::<u32>())
+        };
+        assert_eq!(skipped(Some(b"image/png"), None), (Some(SkipReason::Binary), 0));
+        assert_eq!(skipped(Some(b"application/grpc"), None), (Some(SkipReason::Binary), 0));
+        assert_eq!(skipped(Some(b"application/json"), Some(b"gzip")), (Some(SkipReason::Encoded), 0));
+        assert_eq!(skipped(Some(b"text/plain"), Some(b"identity")), (None, 1));
+        assert_eq!(skipped(None, None), (None, 1));
+        let binary = bundle_with("inspection:\n  inspect_binary: true\n");
+        let mut i =
+            BodyInspector::new(&binary, Location::ResponseBody, Some(b"application/octet-stream"), None).unwrap();
+        i.feed(&binary, card);
+        i.finish(&binary);
+        assert_eq!((i.skipped(), i.classifier_counts().iter().sum::<u32>()), (None, 1));
+    }
+
+    #[test]
+    fn forms_and_multipart() {
+        let bundle = bundle();
+        let form = b"email=jane%40example.com&card=4111+1111+1111+1111&x=%4";
+        for split in 0..=form.len() {
+            let (a, b) = form.split_at(split);
+            assert_eq!(
+                scan_chunks(&bundle, Some(b"application/x-www-form-urlencoded"), &[a, b]),
+                expect(&[("credit_card", 1), ("email", 1)]),
+                "split at {split}"
+            );
+        }
+        let ct = b"multipart/form-data; boundary=----b0undary";
+        let body = b"------b0undary\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nmail jane@example.com\r\n\
+------b0undary\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n\
+4111111111111111\r\n------b0undary\r\nContent-Type: text/plain\r\n\r\n5555555555554444\r\n------b0undary--\r\n";
+        for split in 0..=body.len() {
+            let (a, b) = body.split_at(split);
+            assert_eq!(
+                scan_chunks(&bundle, Some(ct), &[a, b]),
+                expect(&[("credit_card", 1), ("email", 1)]),
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_values() {
+        let bundle = bundle();
+        let counts = scan_value(&bundle, Location::RequestQuery, b"to=jane%40example.com&pan=4111+1111+1111+1111");
+        assert_eq!(named(&bundle, &counts), expect(&[("credit_card", 1), ("email", 1)]));
+        assert_eq!(named(&bundle, &scan_value(&bundle, Location::RequestQuery, b"page=2")), expect(&[]));
+    }
+
+    #[test]
+    fn layering_and_other_bundles() {
+        let bundle = bundle();
+        let mut findings = Findings::new(&bundle);
+        let mut i = BodyInspector::new(&bundle, Location::ResponseBody, None, None).unwrap();
+        i.feed(&bundle, b"exp 12/27 only");
+        i.finish(&bundle);
+        findings.absorb(&bundle, Location::ResponseBody, i.classifier_counts());
+        assert_eq!(findings.nonzero().count(), 0, "an expiry without a card does not count");
+        let mut i = BodyInspector::new(&bundle, Location::ResponseBody, None, None).unwrap();
+        i.feed(&bundle, b"4111111111111111 exp 12/27");
+        i.finish(&bundle);
+        findings.absorb(&bundle, Location::ResponseBody, i.classifier_counts());
+        assert_eq!(findings.nonzero().count(), 2);
+        // A different bundle than the inspector was made for is ignored, never misread.
+        let other = bundle_with("inspection:\n  max_body_bytes: 100\n");
+        let mut i = BodyInspector::new(&bundle, Location::ResponseBody, None, None).unwrap();
+        i.feed(&other, b"4111111111111111 ");
+        i.finish(&other);
+        assert_eq!(i.classifier_counts().iter().sum::<u32>(), 0);
     }
 }
