@@ -65,8 +65,11 @@ demo: build ## Run Envoy + Portcullis + control plane + demo upstream, push the 
 bench: build ## Envoy alone vs no-op wasm vs Portcullis: throughput ratios and added CPU per request
 	cargo run --release -p portcullis-integration-tests --bin bench
 
-eval: ## Scores against ../shared/corpora (arrives with the sensitive-data and token issues)
-	@echo "make eval: no evaluations yet (the classifier and JWT evaluations come with later issues)"
+eval: ## Score the classifiers and the JWT checks on third-party corpora in ../shared/corpora (not for CI)
+	@status=0; \
+	cargo run --release -q -p portcullis-policies --features compiler --example eval_classifiers -- ../shared/corpora/presidio-synth || status=$$?; \
+	cargo run --release -q -p portcullis-policies --example eval_jwt -- ../shared/corpora/wycheproof/json_web_signature_test.json || status=$$?; \
+	exit $$status
 
 clean: ## Remove build output and run state (keeps .venv)
 	cargo clean
