@@ -32,12 +32,8 @@ struct RuleSummary<'a> {
 pub fn inspect(path: &Path) -> Result<String> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", path.display())))?;
-    let loaded = Bundle::from_bytes(&bytes).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidBundle,
-            format!("invalid bundle {}: {e}", path.display()),
-        )
-    })?;
+    let loaded = Bundle::from_bytes(&bytes)
+        .map_err(|e| Error::new(ErrorKind::InvalidBundle, format!("invalid bundle {}: {e}", path.display())))?;
     let summary = Summary {
         policy: loaded.policy_name(),
         revision: loaded.revision(),
@@ -45,11 +41,7 @@ pub fn inspect(path: &Path) -> Result<String> {
         rules: loaded
             .rules()
             .iter()
-            .map(|rule| RuleSummary {
-                id: &rule.id,
-                action: rule.action.as_str(),
-                status: rule.status,
-            })
+            .map(|rule| RuleSummary { id: &rule.id, action: rule.action.as_str(), status: rule.status })
             .collect(),
     };
     serde_json::to_string_pretty(&summary)

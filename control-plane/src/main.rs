@@ -10,10 +10,7 @@
 //! The upload token comes from `--token-file` or the `PORTCULLIS_TOKEN` environment variable, never from a
 //! flag value. Every command exits 1 on failure with one line on stderr.
 
-#![cfg_attr(
-    test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod compile;
 mod error;
@@ -34,11 +31,7 @@ use crate::error::{ErrorKind, Result};
 
 /// Command-line arguments.
 #[derive(Parser)]
-#[command(
-    name = "portcullis",
-    version,
-    about = "Compile, inspect, push and serve Portcullis policy bundles."
-)]
+#[command(name = "portcullis", version, about = "Compile, inspect, push and serve Portcullis policy bundles.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,12 +105,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Compile {
-            policy,
-            output,
-            name,
-            revision,
-        } => {
+        Command::Compile { policy, output, name, revision } => {
             let line = compile::compile(&policy, &output, name, revision)?;
             print_line(&mut std::io::stderr(), &line)
         }
@@ -125,20 +113,11 @@ fn run(command: Command) -> Result<()> {
             let json = inspect::inspect(&bundle)?;
             print_line(&mut std::io::stdout(), &json)
         }
-        Command::Serve {
-            listen,
-            data_dir,
-            token_file,
-        } => {
+        Command::Serve { listen, data_dir, token_file } => {
             let token = token::load(token_file.as_deref())?;
             server::serve(&listen, &data_dir, token::TokenCheck::new(&token))
         }
-        Command::Push {
-            server,
-            name,
-            bundle,
-            token_file,
-        } => {
+        Command::Push { server, name, bundle, token_file } => {
             let token = token::load(token_file.as_deref())?;
             let line = push::push(&server, &name, &bundle, &token)?;
             print_line(&mut std::io::stderr(), &line)

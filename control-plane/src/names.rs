@@ -14,9 +14,7 @@ pub fn is_valid(name: &str) -> bool {
     };
     bytes.len() <= MAX_NAME_LEN
         && (first.is_ascii_lowercase() || first.is_ascii_digit())
-        && rest
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && rest.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The message given for a name that is not valid.
@@ -37,20 +35,7 @@ mod tests {
 
     #[test]
     fn refuses_traversal_hidden_upper_and_long_names() {
-        for name in [
-            "",
-            ".",
-            "..",
-            ".hidden",
-            "-x",
-            "_x",
-            "a/b",
-            "../etc",
-            "A",
-            "caf\u{e9}",
-            "a b",
-            &"a".repeat(65),
-        ] {
+        for name in ["", ".", "..", ".hidden", "-x", "_x", "a/b", "../etc", "A", "caf\u{e9}", "a b", &"a".repeat(65)] {
             assert!(!is_valid(name), "{name}");
         }
     }

@@ -36,10 +36,7 @@ pub fn push(server: &str, name: &str, path: &Path, token: &str) -> Result<String
         std::fs::read(path).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", path.display())))?;
     // Refuse locally: the server would too, but an operator should not need a round trip to learn it.
     Bundle::from_bytes(&bytes).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidBundle,
-            format!("refusing to push {}: invalid bundle: {e}", path.display()),
-        )
+        Error::new(ErrorKind::InvalidBundle, format!("refusing to push {}: invalid bundle: {e}", path.display()))
     })?;
     let url = format!("{}/v1/bundles/{name}", server.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -62,17 +59,9 @@ pub fn push(server: &str, name: &str, path: &Path, token: &str) -> Result<String
         let message = serde_json::from_str::<ErrorBody>(&body)
             .map(|b| b.error)
             .unwrap_or_else(|_| status.canonical_reason().unwrap_or("unexpected response").to_owned());
-        return Err(Error::new(
-            ErrorKind::Http,
-            format!("push to {url} failed (HTTP {}): {message}", status.as_u16()),
-        ));
+        return Err(Error::new(ErrorKind::Http, format!("push to {url} failed (HTTP {}): {message}", status.as_u16())));
     }
     let stored: Stored = serde_json::from_str(&body)
         .map_err(|e| Error::new(ErrorKind::Http, format!("unexpected response from {url}: {e}")))?;
-    Ok(format!(
-        "pushed {} as {name} (revision {}, sha256 {})",
-        path.display(),
-        stored.revision,
-        stored.sha256
-    ))
+    Ok(format!("pushed {} as {name} (revision {}, sha256 {})", path.display(), stored.revision, stored.sha256))
 }

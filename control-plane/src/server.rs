@@ -65,18 +65,14 @@ async fn run(listen: &str, state: AppState) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot listen on {listen}: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read the bound address: {e}")))?;
+    let addr =
+        listener.local_addr().map_err(|e| Error::new(ErrorKind::Io, format!("cannot read the bound address: {e}")))?;
     announce(addr)?;
     log(format_args!("bundles in {}", state.bundles_dir.display()));
-    axum::serve(
-        listener,
-        router(Arc::new(state)).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| Error::new(ErrorKind::Io, format!("server failed: {e}")))?;
+    axum::serve(listener, router(Arc::new(state)).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("server failed: {e}")))?;
     log(format_args!("stopped"));
     Ok(())
 }
@@ -147,10 +143,7 @@ async fn get_bundle(
     (
         StatusCode::OK,
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
             (header::ETAG, etag_value),
             // Caches may keep it but must ask again: a new PUT must reach every Envoy.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -165,10 +158,7 @@ fn if_none_match_hits(value: Option<&HeaderValue>, etag: &str) -> bool {
     let Some(value) = value.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+    value.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 /// The body of a successful upload.
@@ -181,15 +171,11 @@ struct Stored<'a> {
 
 async fn put_bundle(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<String>, request: Request) -> Response {
     // Authorize before reading a byte of the body.
-    let authorized = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .is_some_and(|value| state.token.authorizes(value.as_bytes()));
+    let authorized =
+        request.headers().get(header::AUTHORIZATION).is_some_and(|value| state.token.authorizes(value.as_bytes()));
     if !authorized {
         let mut response = json_error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token".to_owned());
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     }
     if !names::is_valid(&name) {
@@ -214,11 +200,7 @@ async fn put_bundle(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<S
         Ok(Err(e)) => return internal_error(format!("cannot store bundle: {e}")),
         Err(e) => return internal_error(format!("store task failed: {e}")),
     }
-    let stored = Stored {
-        name: &name,
-        revision: loaded.revision(),
-        sha256: bundle::hex(loaded.digest()),
-    };
+    let stored = Stored { name: &name, revision: loaded.revision(), sha256: bundle::hex(loaded.digest()) };
     let note = LogNote(format!("stored revision {} sha256 {}", stored.revision, stored.sha256));
     let mut response = json(StatusCode::OK, &stored);
     response.extensions_mut().insert(note);
@@ -230,10 +212,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn too_large() -> Response {
-    json_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("bundle larger than the {MAX_BUNDLE_BYTES}-byte limit"),
-    )
+    json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("bundle larger than the {MAX_BUNDLE_BYTES}-byte limit"))
 }
 
 /// The JSON error body every failure uses: `{"error": message}`.
@@ -255,11 +234,7 @@ fn internal_error(cause: String) -> Response {
 
 fn json(status: StatusCode, value: &impl Serialize) -> Response {
     match serde_json::to_vec(value) {
-        Ok(body) => (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            Body::from(body),
-        )
+        Ok(body) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], Body::from(body))
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }

@@ -61,12 +61,7 @@ fn random_u64() -> u64 {
     // RandomState is seeded from the OS per process; the counter and clock separate calls within one.
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     hasher.write_u32(std::process::id());
     hasher.finish()
 }

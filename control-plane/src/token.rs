@@ -22,12 +22,8 @@ pub const TOKEN_ENV: &str = "PORTCULLIS_TOKEN";
 pub fn load(file: Option<&Path>) -> Result<String> {
     let token = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::new(
-                    ErrorKind::Usage,
-                    format!("cannot read token file {}: {e}", path.display()),
-                )
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::new(ErrorKind::Usage, format!("cannot read token file {}: {e}", path.display())))?;
             text.trim_end_matches(['\r', '\n']).to_owned()
         }
         None => std::env::var(TOKEN_ENV).unwrap_or_default(),
@@ -51,9 +47,7 @@ pub struct TokenCheck {
 impl TokenCheck {
     /// Remembers the digest of `token`.
     pub fn new(token: &str) -> Self {
-        TokenCheck {
-            digest: Sha256::digest(token.as_bytes()).into(),
-        }
+        TokenCheck { digest: Sha256::digest(token.as_bytes()).into() }
     }
 
     /// Whether an `Authorization` header value carries the token as `Bearer TOKEN`.
@@ -87,15 +81,9 @@ mod tests {
         let check = TokenCheck::new("s3cret");
         assert!(check.authorizes(b"Bearer s3cret"));
         assert!(check.authorizes(b"bearer  s3cret"));
-        for value in [
-            &b""[..],
-            b"Bearer",
-            b"Bearer ",
-            b"Bearer s3cre",
-            b"Bearer s3cret2",
-            b"Basic s3cret",
-            b"Bearers3cret",
-        ] {
+        for value in
+            [&b""[..], b"Bearer", b"Bearer ", b"Bearer s3cre", b"Bearer s3cret2", b"Basic s3cret", b"Bearers3cret"]
+        {
             assert!(!check.authorizes(value), "{}", String::from_utf8_lossy(value));
         }
     }

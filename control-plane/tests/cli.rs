@@ -84,20 +84,9 @@ impl Server {
         let url = line
             .trim_end()
             .strip_prefix("portcullis: serving on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {line:?}; log: {}",
-                    fs::read_to_string(&log).unwrap()
-                )
-            })
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", fs::read_to_string(&log).unwrap()))
             .to_owned();
-        Server {
-            child,
-            url,
-            log,
-            _log_dir: log_dir,
-            _stdout: stdout,
-        }
+        Server { child, url, log, _log_dir: log_dir, _stdout: stdout }
     }
 
     fn bundle_url(&self, name: &str) -> String {
@@ -110,10 +99,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit.
     fn stop(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
         self.child.wait().unwrap()
     }
@@ -221,14 +207,8 @@ fn put_invalid_bundle_is_400_and_stores_nothing() {
     let mut corrupt = valid_bundle("api", 1);
     *corrupt.last_mut().unwrap() ^= 1;
     for (body, message) in [
-        (
-            &b"not a bundle"[..],
-            "invalid bundle: not a Portcullis bundle (bad magic or truncated header)",
-        ),
-        (
-            &corrupt[..],
-            "invalid bundle: bundle content does not match its SHA-256 (corrupt or tampered)",
-        ),
+        (&b"not a bundle"[..], "invalid bundle: not a Portcullis bundle (bad magic or truncated header)"),
+        (&corrupt[..], "invalid bundle: bundle content does not match its SHA-256 (corrupt or tampered)"),
     ] {
         let reply = put(&server.bundle_url("api"), Some(TOKEN), body);
         assert_eq!(reply.status, 400);
@@ -260,12 +240,7 @@ fn put_then_get_with_etag_and_conditional_304() {
     let etag = format!("\"{}\"", hex_sha256(&body));
     assert_eq!(fetched.etag.as_deref(), Some(etag.as_str()));
 
-    for tag in [
-        etag.clone(),
-        format!("W/{etag}"),
-        "*".to_owned(),
-        format!("\"other\", {etag}"),
-    ] {
+    for tag in [etag.clone(), format!("W/{etag}"), "*".to_owned(), format!("\"other\", {etag}")] {
         let not_modified = get(&server.bundle_url("checkout"), Some(&tag));
         assert_eq!(not_modified.status, 304, "If-None-Match: {tag}");
         assert_eq!(not_modified.etag.as_deref(), Some(etag.as_str()));
@@ -303,11 +278,7 @@ fn bad_names_are_400() {
         let got = get(&server.bundle_url(name), None);
         assert_eq!(got.status, 400, "GET {name}");
         assert!(got.json_error().starts_with("invalid bundle name"), "GET {name}");
-        assert_eq!(
-            put(&server.bundle_url(name), Some(TOKEN), &body).status,
-            400,
-            "PUT {name}"
-        );
+        assert_eq!(put(&server.bundle_url(name), Some(TOKEN), &body).status, 400, "PUT {name}");
     }
     assert_eq!(fs::read_dir(dir.path().join("bundles")).unwrap().count(), 0);
 }
@@ -360,18 +331,12 @@ fn logs_one_line_per_request_and_never_the_token() {
 #[test]
 fn serve_without_token_refuses_to_start() {
     let dir = data_dir();
-    let output = portcullis()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output =
+        portcullis().args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(
-        stderr.contains("PORTCULLIS_TOKEN") && stderr.contains("--token-file"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("PORTCULLIS_TOKEN") && stderr.contains("--token-file"), "{stderr}");
 }
 
 #[test]
@@ -384,14 +349,8 @@ fn serve_reads_the_token_from_a_file() {
         &dir.path().join("data"),
         &[OsStr::new("--token-file"), token_file.as_os_str()],
     );
-    assert_eq!(
-        put(&server.bundle_url("f"), Some("from-file"), &valid_bundle("f", 1)).status,
-        200
-    );
-    assert_eq!(
-        put(&server.bundle_url("f"), Some("from-fil"), &valid_bundle("f", 1)).status,
-        401
-    );
+    assert_eq!(put(&server.bundle_url("f"), Some("from-file"), &valid_bundle("f", 1)).status, 200);
+    assert_eq!(put(&server.bundle_url("f"), Some("from-fil"), &valid_bundle("f", 1)).status, 401);
 }
 
 fn run(command: &mut Command) -> (Output, String) {
@@ -414,24 +373,14 @@ fn push_uploads_a_valid_bundle_end_to_end() {
         .arg(&file));
     assert!(output.status.success(), "{stderr}");
     let digest = bundle::hex(&bundle::peek_digest(&body).unwrap());
-    assert_eq!(
-        stderr.trim_end(),
-        format!("pushed {} as orders (revision 99, sha256 {digest})", file.display())
-    );
+    assert_eq!(stderr.trim_end(), format!("pushed {} as orders (revision 99, sha256 {digest})", file.display()));
     assert_eq!(get(&server.bundle_url("orders"), None).body, body);
 
     // Token from a file, and a trailing slash on the server URL.
     let token_file = dir.path().join("token");
     fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let (output, stderr) = run(portcullis()
-        .args([
-            "push",
-            "--server",
-            &format!("{}/", server.url),
-            "--name",
-            "orders-copy",
-            "--token-file",
-        ])
+        .args(["push", "--server", &format!("{}/", server.url), "--name", "orders-copy", "--token-file"])
         .arg(&token_file)
         .arg(&file));
     assert!(output.status.success(), "{stderr}");
@@ -465,10 +414,7 @@ fn push_reports_the_server_error() {
         .args(["push", "--server", &server.url, "--name", "ok"])
         .arg(&file));
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("401") && stderr.contains("missing or invalid bearer token"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("401") && stderr.contains("missing or invalid bearer token"), "{stderr}");
 }
 
 #[test]
@@ -476,9 +422,8 @@ fn push_without_token_fails() {
     let dir = data_dir();
     let file = dir.path().join("ok.bundle");
     fs::write(&file, valid_bundle("ok", 1)).unwrap();
-    let (output, stderr) = run(portcullis()
-        .args(["push", "--server", "http://127.0.0.1:9", "--name", "ok"])
-        .arg(&file));
+    let (output, stderr) =
+        run(portcullis().args(["push", "--server", "http://127.0.0.1:9", "--name", "ok"]).arg(&file));
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr.contains("PORTCULLIS_TOKEN"), "{stderr}");
 }
@@ -526,9 +471,7 @@ fn compile_error_prints_file_line_col_and_exits_1() {
     let (output, stderr) = run(portcullis().arg("compile").arg(&policy).arg("-o").arg(&output_file));
     assert_eq!(output.status.code(), Some(1));
     let line = stderr.lines().next().unwrap();
-    let rest = line
-        .strip_prefix(&format!("{}:", policy.display()))
-        .unwrap_or_else(|| panic!("{stderr}"));
+    let rest = line.strip_prefix(&format!("{}:", policy.display())).unwrap_or_else(|| panic!("{stderr}"));
     let mut parts = rest.splitn(3, ':');
     let (line_no, column) = (parts.next().unwrap(), parts.next().unwrap());
     assert_eq!((line_no, column), ("4", "11"), "{stderr}");
@@ -546,12 +489,8 @@ fn compile_then_inspect_round_trip() {
     )
     .unwrap();
     let output_file = dir.path().join("admin.bundle");
-    let (output, stderr) = run(portcullis()
-        .arg("compile")
-        .arg(&policy)
-        .arg("-o")
-        .arg(&output_file)
-        .args(["--revision", "17"]));
+    let (output, stderr) =
+        run(portcullis().arg("compile").arg(&policy).arg("-o").arg(&output_file).args(["--revision", "17"]));
     assert!(output.status.success(), "{stderr}");
     let bytes = fs::read(&output_file).unwrap();
     let digest = bundle::hex(&bundle::peek_digest(&bytes).unwrap());

@@ -23,9 +23,9 @@ use proxy_wasm::types::Action as Flow;
 use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
 use crate::host::{now_ms, ExchangeView, HostRequest, HostSharedData};
-use crate::token::CallerToken;
 use crate::metrics::Metrics;
 use crate::root::{ActiveBundle, Snapshot};
+use crate::token::CallerToken;
 
 /// One request. Holds the bundle that was active when the request began, so a swap never splits a request.
 pub struct RequestFilter {
@@ -122,7 +122,10 @@ impl RequestFilter {
         let Some(ex) = self.exchange.as_ref() else { return };
         // Most requests match nothing: leave before building anything.
         let jwt_clean = ex.token.as_ref().is_none_or(|t| t.findings.is_empty());
-        if ex.verdict.action.is_none() && ex.lists_added.is_empty() && jwt_clean && ex.findings.nonzero().next().is_none()
+        if ex.verdict.action.is_none()
+            && ex.lists_added.is_empty()
+            && jwt_clean
+            && ex.findings.nonzero().next().is_none()
         {
             return;
         }

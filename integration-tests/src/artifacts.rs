@@ -16,10 +16,7 @@ pub const NOOP_WASM_ENV: &str = "PORTCULLIS_NOOP_WASM";
 
 /// The workspace root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("integration-tests lives inside the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("integration-tests lives inside the workspace").to_path_buf()
 }
 
 /// The Envoy binary: `$PORTCULLIS_ENVOY`, else `<repo>/.venv/bin/envoy`.

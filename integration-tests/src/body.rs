@@ -59,12 +59,7 @@ impl Checksum {
     /// The checksum of nothing yet.
     pub fn new() -> Self {
         Self {
-            lanes: [
-                0x6a09_e667_f3bc_c908,
-                0xbb67_ae85_84ca_a73b,
-                0x3c6e_f372_fe94_f82b,
-                0xa54f_f53a_5f1d_36f1,
-            ],
+            lanes: [0x6a09_e667_f3bc_c908, 0xbb67_ae85_84ca_a73b, 0x3c6e_f372_fe94_f82b, 0xa54f_f53a_5f1d_36f1],
             len: 0,
             block: Vec::with_capacity(CHECKSUM_BLOCK),
         }
@@ -95,10 +90,7 @@ impl Checksum {
         for lane in lanes {
             state = mix(state ^ lane);
         }
-        BodyDigest {
-            len: self.len,
-            checksum: mix(state),
-        }
+        BodyDigest { len: self.len, checksum: mix(state) }
     }
 }
 
@@ -202,11 +194,7 @@ fn block_for(seed: u64) -> Rc<[u8]> {
             return Rc::clone(block);
         }
         let block: Rc<[u8]> = (0..PERIOD as u64)
-            .map(|i| {
-                letter(splitmix64(
-                    seed ^ 0xa076_1d64_78bd_642f ^ i.wrapping_mul(0xd6e8_feb8_6659_fd93),
-                ))
-            })
+            .map(|i| letter(splitmix64(seed ^ 0xa076_1d64_78bd_642f ^ i.wrapping_mul(0xd6e8_feb8_6659_fd93))))
             .collect();
         if blocks.len() >= 4 {
             blocks.remove(0);

@@ -37,18 +37,9 @@ impl ControlPlane {
     ///
     /// If the binary is missing, exits early, or does not print its address in time.
     pub fn start_new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("portcullis-cp-")
-            .tempdir()
-            .expect("control plane temp dir");
+        let dir = tempfile::Builder::new().prefix("portcullis-cp-").tempdir().expect("control plane temp dir");
         std::fs::create_dir_all(dir.path().join("data")).expect("create the data directory");
-        let mut control_plane = Self {
-            dir,
-            token: random_token(),
-            addr: None,
-            child: None,
-            starts: 0,
-        };
+        let mut control_plane = Self { dir, token: random_token(), addr: None, child: None, starts: 0 };
         control_plane.start();
         control_plane
     }
@@ -120,9 +111,7 @@ impl ControlPlane {
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// The address it serves on (kept across stop and start).
@@ -200,9 +189,7 @@ impl Drop for ControlPlane {
 /// If the compiler fails, with its output.
 pub fn compile(policy_yaml: &str, name: &str, revision: u64) -> PathBuf {
     let dir =
-        repo_root()
-            .join("target/portcullis-it/compiled")
-            .join(format!("{}-{}", std::process::id(), unique_number()));
+        repo_root().join("target/portcullis-it/compiled").join(format!("{}-{}", std::process::id(), unique_number()));
     std::fs::create_dir_all(&dir).expect("create the compile directory");
     let policy = dir.join(format!("{name}.yaml"));
     let out = dir.join(format!("{name}-r{revision}.bundle"));

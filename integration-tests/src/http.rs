@@ -47,8 +47,7 @@ impl HttpResponse {
 
     /// Whether the server asked to close the connection after this response.
     fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
 }
 
@@ -63,21 +62,13 @@ pub struct HttpClient {
 impl HttpClient {
     /// A keep-alive client for `addr`.
     pub fn new(addr: SocketAddr) -> Self {
-        Self {
-            addr,
-            new_connection_each: false,
-            timeout: DEFAULT_TIMEOUT,
-            conn: None,
-        }
+        Self { addr, new_connection_each: false, timeout: DEFAULT_TIMEOUT, conn: None }
     }
 
     /// A client that sends `Connection: close` and opens a new connection for every request, so Envoy assigns
     /// each one to a worker afresh.
     pub fn new_connection_each(addr: SocketAddr) -> Self {
-        Self {
-            new_connection_each: true,
-            ..Self::new(addr)
-        }
+        Self { new_connection_each: true, ..Self::new(addr) }
     }
 
     /// Sets the per-request timeout.
@@ -233,44 +224,34 @@ pub fn stream_request(
     let head = head.to_vec();
     let chunk = chunk.max(1);
     let writing =
-        std::thread::Builder::new()
-            .name("stream-request".into())
-            .spawn(move || -> (u64, std::io::Result<()>) {
-                let mut sent = 0;
-                let result = (|| {
-                    writer.write_all(&head)?;
-                    let mut buf = vec![0; chunk];
-                    while sent < body_len {
-                        let n = usize::try_from((body_len - sent).min(chunk as u64)).unwrap_or(chunk);
-                        fill(sent, &mut buf[..n]);
-                        writer.write_all(&buf[..n])?;
-                        sent += n as u64;
-                    }
-                    writer.flush()
-                })();
-                (sent, result)
-            })?;
+        std::thread::Builder::new().name("stream-request".into()).spawn(move || -> (u64, std::io::Result<()>) {
+            let mut sent = 0;
+            let result = (|| {
+                writer.write_all(&head)?;
+                let mut buf = vec![0; chunk];
+                while sent < body_len {
+                    let n = usize::try_from((body_len - sent).min(chunk as u64)).unwrap_or(chunk);
+                    fill(sent, &mut buf[..n]);
+                    writer.write_all(&buf[..n])?;
+                    sent += n as u64;
+                }
+                writer.flush()
+            })();
+            (sent, result)
+        })?;
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let read = read_streamed(&mut reader);
     if read.is_err() {
         // Unblock a writer stuck on a server that stopped reading.
         let _ = reader.get_ref().shutdown(Shutdown::Both);
     }
-    let (sent, written) = writing
-        .join()
-        .unwrap_or((0, Err(std::io::Error::other("the writer thread panicked"))));
+    let (sent, written) = writing.join().unwrap_or((0, Err(std::io::Error::other("the writer thread panicked"))));
     let ((status, headers), body) = match (read, written) {
         (Ok(read), _) => read,
         (Err(read_error), Ok(())) => return Err(read_error),
         (Err(_), Err(write_error)) => return Err(write_error),
     };
-    Ok(StreamedResponse {
-        status,
-        headers,
-        body,
-        request_bytes_sent: sent,
-        elapsed: started.elapsed(),
-    })
+    Ok(StreamedResponse { status, headers, body, request_bytes_sent: sent, elapsed: started.elapsed() })
 }
 
 /// A status code and headers (names lower-cased), in order.
@@ -366,17 +347,11 @@ fn invalid(message: &str) -> std::io::Error {
 /// Reads one response: status line, headers, then a body framed by `Content-Length`, chunks, or the end of stream.
 fn read_response(reader: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Result<HttpResponse> {
     let (status, headers) = read_head(reader)?;
-    let mut response = HttpResponse {
-        status,
-        headers,
-        body: Vec::new(),
-    };
+    let mut response = HttpResponse { status, headers, body: Vec::new() };
     if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(response);
     }
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked = response.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     if chunked {
         response.body = read_chunked(reader)?;
     } else if let Some(length) = response.header("content-length") {
@@ -393,10 +368,7 @@ fn read_response(reader: &mut BufReader<TcpStream>, head_only: bool) -> std::io:
 fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<ResponseHead> {
     let mut line = Vec::new();
     if reader.read_until(b'\n', &mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed before a response",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a response"));
     }
     let status_line = String::from_utf8_lossy(&line).trim_end().to_string();
     let status = status_line
@@ -452,10 +424,7 @@ mod tests {
     #[test]
     fn requests_are_encoded_with_host_and_close() {
         let bytes = encode_request("GET", "/a", &[("x-k", "v")], b"", true);
-        assert_eq!(
-            bytes,
-            b"GET /a HTTP/1.1\r\nhost: portcullis.test\r\nx-k: v\r\nconnection: close\r\n\r\n"
-        );
+        assert_eq!(bytes, b"GET /a HTTP/1.1\r\nhost: portcullis.test\r\nx-k: v\r\nconnection: close\r\n\r\n");
     }
 
     #[test]
@@ -472,11 +441,8 @@ mod tests {
         let response = get(upstream.addr(), "/y", &[]);
         assert_eq!(response.status, 200);
         assert_eq!(upstream.connections(), 2);
-        let response = send_raw(
-            upstream.addr(),
-            b"POST /z HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\r\nabc",
-        )
-        .unwrap();
+        let response =
+            send_raw(upstream.addr(), b"POST /z HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\r\nabc").unwrap();
         assert_eq!(response.json()["upstream"], "ok");
         assert_eq!(upstream.requests(), 5);
     }
@@ -487,22 +453,14 @@ mod tests {
         use crate::upstream::{Route, Upstream};
 
         let upstream = Upstream::start_with([("/png", Route::bytes("image/png", b"\x89PNG".to_vec()))]);
-        upstream.set_route(
-            "/gz",
-            Route::json(b"x".to_vec())
-                .with_content_encoding("gzip")
-                .with_status(201),
-        );
+        upstream.set_route("/gz", Route::json(b"x".to_vec()).with_content_encoding("gzip").with_status(201));
         upstream.set_route("/big", Route::generated("text/plain", 3_000_000, 5));
         let png = get(upstream.addr(), "/png?x=1", &[]);
         assert_eq!((png.status, png.header("content-type")), (200, Some("image/png")));
         assert_eq!(png.body, b"\x89PNG");
         let gz = get(upstream.addr(), "/gz", &[]);
         assert_eq!((gz.status, gz.header("content-encoding")), (201, Some("gzip")));
-        assert_eq!(
-            get(upstream.addr(), "/other", &[]).text(),
-            crate::upstream::UPSTREAM_BODY
-        );
+        assert_eq!(get(upstream.addr(), "/other", &[]).text(), crate::upstream::UPSTREAM_BODY);
 
         let response = send_in_parts(
             upstream.addr(),
@@ -518,14 +476,9 @@ mod tests {
         assert_eq!(upstream.received()[0].method, "POST");
 
         let head = b"POST /big HTTP/1.1\r\nhost: h\r\ncontent-length: 2000000\r\nconnection: close\r\n\r\n";
-        let streamed = stream_request(
-            upstream.addr(),
-            head,
-            2_000_000,
-            50_000,
-            DEFAULT_TIMEOUT,
-            |offset, buf| fill_generated(4, offset, buf),
-        )
+        let streamed = stream_request(upstream.addr(), head, 2_000_000, 50_000, DEFAULT_TIMEOUT, |offset, buf| {
+            fill_generated(4, offset, buf)
+        })
         .unwrap();
         assert_eq!(streamed.status, 200);
         assert_eq!(streamed.request_bytes_sent, 2_000_000);

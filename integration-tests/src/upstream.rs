@@ -147,10 +147,7 @@ impl Upstream {
         let routes = routes.into_iter().map(|(path, route)| (path.into(), route)).collect();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream on 127.0.0.1:0");
         let addr = listener.local_addr().expect("upstream local address");
-        let shared = Arc::new(Shared {
-            routes: Mutex::new(routes),
-            ..Shared::default()
-        });
+        let shared = Arc::new(Shared { routes: Mutex::new(routes), ..Shared::default() });
         let acceptor = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -158,11 +155,7 @@ impl Upstream {
                 .spawn(move || accept_loop(&listener, &shared))
                 .expect("spawn the upstream acceptor")
         };
-        Self {
-            addr,
-            shared,
-            acceptor: Some(acceptor),
-        }
+        Self { addr, shared, acceptor: Some(acceptor) }
     }
 
     /// The address it listens on.
@@ -199,11 +192,7 @@ impl Upstream {
 
     /// The bodies received for requests whose path (query string included) is exactly `path`.
     pub fn received_for(&self, path: &str) -> Vec<BodyDigest> {
-        lock(&self.shared.received)
-            .iter()
-            .filter(|r| r.path == path)
-            .map(|r| r.body)
-            .collect()
+        lock(&self.shared.received).iter().filter(|r| r.path == path).map(|r| r.body).collect()
     }
 }
 
@@ -295,11 +284,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
 }
 
 fn write_route(writer: &mut impl Write, route: &Route, close: &str) -> std::io::Result<()> {
-    let encoding = route
-        .content_encoding
-        .as_ref()
-        .map(|e| format!("content-encoding: {e}\r\n"))
-        .unwrap_or_default();
+    let encoding = route.content_encoding.as_ref().map(|e| format!("content-encoding: {e}\r\n")).unwrap_or_default();
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {}\r\n{encoding}content-length: {}\r\n{close}\r\n",
         route.status,
@@ -339,11 +324,7 @@ fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<u8>>> {
         let before = head.len();
         let n = reader.read_until(b'\n', &mut head)?;
         if n == 0 {
-            return if head.is_empty() {
-                Ok(None)
-            } else {
-                Err(std::io::ErrorKind::UnexpectedEof.into())
-            };
+            return if head.is_empty() { Ok(None) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) };
         }
         let line = &head[before..];
         if line == b"\r\n" || line == b"\n" {
@@ -367,13 +348,7 @@ fn parse_head(head: &[u8]) -> RequestHead {
     let method = request_line.split(' ').next().unwrap_or("").to_string();
     let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
     let http10 = request_line.ends_with("HTTP/1.0");
-    let mut request = RequestHead {
-        method,
-        path,
-        content_length: 0,
-        chunked: false,
-        close: http10,
-    };
+    let mut request = RequestHead { method, path, content_length: 0, chunked: false, close: http10 };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;

@@ -63,9 +63,7 @@ fn assert_block_body(response: &portcullis_integration_tests::HttpResponse, rule
 }
 
 fn assert_block_verdict(envoy: &Envoy, request_id: &str, rule: &str, revision: u64) {
-    let verdict = envoy
-        .verdict_for(request_id)
-        .unwrap_or_else(|| panic!("no verdict logged for {request_id}"));
+    let verdict = envoy.verdict_for(request_id).unwrap_or_else(|| panic!("no verdict logged for {request_id}"));
     assert_eq!(verdict.get("action").map(String::as_str), Some("block"), "{verdict:?}");
     assert_eq!(verdict.get("rule").map(String::as_str), Some(rule), "{verdict:?}");
     assert_eq!(verdict.get("status").map(String::as_str), Some("403"), "{verdict:?}");
@@ -82,34 +80,21 @@ fn allowed_blocked_and_monitored_requests_with_access_log_verdict() {
     let stack = Stack::start("open");
     push_demo_and_wait(&stack, 7);
     let envoy = &stack.envoy;
-    assert!(
-        envoy.wasm_stat("portcullis.bundle_loaded").unwrap_or(0) > 0,
-        "bundle_loaded stat"
-    );
+    assert!(envoy.wasm_stat("portcullis.bundle_loaded").unwrap_or(0) > 0, "bundle_loaded stat");
     let upstream_before = stack.upstream.requests();
 
     let blocked = envoy.get("/admin/users", &[("x-request-id", "t1-admin")]);
     assert_eq!(blocked.status, 403, "{}", blocked.text());
     assert_block_body(&blocked, "admin-needs-key", "t1-admin");
 
-    let keyed = envoy.get(
-        "/admin/users",
-        &[("x-admin-key", "k"), ("x-request-id", "t1-admin-key")],
-    );
+    let keyed = envoy.get("/admin/users", &[("x-admin-key", "k"), ("x-request-id", "t1-admin-key")]);
     assert_eq!(keyed.status, 200, "{}", keyed.text());
     assert_eq!(keyed.json()["upstream"], "ok");
 
-    let scanner = envoy.get(
-        "/search?q=1",
-        &[("user-agent", "sqlmap/1.7.2#stable"), ("x-request-id", "t1-scanner")],
-    );
+    let scanner = envoy.get("/search?q=1", &[("user-agent", "sqlmap/1.7.2#stable"), ("x-request-id", "t1-scanner")]);
     assert_eq!(scanner.status, 403, "{}", scanner.text());
     assert_block_body(&scanner, "scanner-user-agent", "t1-scanner");
-    assert!(
-        scanner.header("content-type").is_some_and(|v| v.contains("json")),
-        "{:?}",
-        scanner.headers
-    );
+    assert!(scanner.header("content-type").is_some_and(|v| v.contains("json")), "{:?}", scanner.headers);
 
     let export = envoy.get("/api/v1/export?format=csv", &[("x-request-id", "t1-export")]);
     assert_eq!(export.status, 200, "{}", export.text());
@@ -120,20 +105,9 @@ fn allowed_blocked_and_monitored_requests_with_access_log_verdict() {
 
     // The access log carries the verdict for matched requests only.
     let monitor = envoy.verdict_for("t1-export").expect("monitor verdict for the export");
-    assert_eq!(
-        monitor.get("action").map(String::as_str),
-        Some("monitor"),
-        "{monitor:?}"
-    );
-    assert_eq!(
-        monitor.get("rule").map(String::as_str),
-        Some("watch-exports"),
-        "{monitor:?}"
-    );
-    let raw = envoy.wait_access_log_entry("t1-export")["portcullis"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    assert_eq!(monitor.get("action").map(String::as_str), Some("monitor"), "{monitor:?}");
+    assert_eq!(monitor.get("rule").map(String::as_str), Some("watch-exports"), "{monitor:?}");
+    let raw = envoy.wait_access_log_entry("t1-export")["portcullis"].as_str().unwrap_or("").to_string();
     assert!(raw.contains("action=monitor rule=watch-exports"), "{raw}");
     assert_block_verdict(envoy, "t1-admin", "admin-needs-key", 7);
     assert_block_verdict(envoy, "t1-scanner", "scanner-user-agent", 7);
@@ -147,11 +121,7 @@ fn allowed_blocked_and_monitored_requests_with_access_log_verdict() {
     );
 
     // Blocked requests never reached the upstream; the other three did.
-    assert_eq!(
-        stack.upstream.requests_for("/admin/users"),
-        1,
-        "only the keyed /admin request"
-    );
+    assert_eq!(stack.upstream.requests_for("/admin/users"), 1, "only the keyed /admin request");
     assert_eq!(stack.upstream.requests_for("/search?q=1"), 0);
     assert_eq!(stack.upstream.requests() - upstream_before, 3);
     assert!(envoy.wasm_stat("portcullis.requests_blocked").unwrap_or(0) >= 2);
@@ -164,11 +134,7 @@ fn new_bundle_pushed_during_traffic_is_enforced_by_both_workers() {
     let stack = Arc::new(Stack::start("open"));
     push_demo_and_wait(&stack, 1);
     let pid = stack.envoy.pid();
-    assert_eq!(
-        stack.envoy.get("/newly-blocked", &[]).status,
-        200,
-        "not blocked by revision 1"
-    );
+    assert_eq!(stack.envoy.get("/newly-blocked", &[]).status, 200, "not blocked by revision 1");
 
     // Background traffic over new connections while the bundle changes; bounded in time.
     let stop = Arc::new(AtomicBool::new(false));
@@ -183,10 +149,7 @@ fn new_bundle_pushed_during_traffic_is_enforced_by_both_workers() {
                 for (path, allowed) in [("/", &[200][..]), ("/admin", &[403]), ("/newly-blocked", &[200, 403])] {
                     match client.try_request("GET", path, &[], b"") {
                         Ok(r) if allowed.contains(&r.status) => {}
-                        Ok(r) => problems
-                            .lock()
-                            .unwrap()
-                            .push(format!("{path}: {} {}", r.status, r.text())),
+                        Ok(r) => problems.lock().unwrap().push(format!("{path}: {} {}", r.status, r.text())),
                         Err(e) => problems.lock().unwrap().push(format!("{path}: {e}")),
                     }
                     sent += 1;
@@ -205,11 +168,7 @@ fn new_bundle_pushed_during_traffic_is_enforced_by_both_workers() {
     let sent = background.join().unwrap();
     assert!(sent > 0);
     let problems = problems.lock().unwrap().clone();
-    assert!(
-        problems.is_empty(),
-        "background traffic saw {} problems: {problems:#?}",
-        problems.len()
-    );
+    assert!(problems.is_empty(), "background traffic saw {} problems: {problems:#?}", problems.len());
 
     // Every worker swaps on its own tick: within the 10 s, each of them blocks.
     let remaining = Duration::from_secs(10).saturating_sub(pushed.elapsed());
@@ -251,11 +210,7 @@ fn control_plane_down_enforcement_continues() {
     let outage_end = Instant::now() + SEVERAL_POLLS;
     let mut checked = 0;
     while Instant::now() < outage_end {
-        assert_eq!(
-            stack.envoy.get("/admin", &[]).status,
-            403,
-            "enforcement lapsed during the outage"
-        );
+        assert_eq!(stack.envoy.get("/admin", &[]).status, 403, "enforcement lapsed during the outage");
         assert_eq!(stack.envoy.get("/", &[]).status, 200);
         checked += 1;
         std::thread::sleep(Duration::from_millis(100));
@@ -268,10 +223,7 @@ fn control_plane_down_enforcement_continues() {
         "fetch_failed did not increase while the control plane was down"
     );
     assert!(
-        eventually(Duration::from_secs(5), || !stack
-            .envoy
-            .log_lines_containing(FETCH_FAILED_LOG)
-            .is_empty()),
+        eventually(Duration::from_secs(5), || !stack.envoy.log_lines_containing(FETCH_FAILED_LOG).is_empty()),
         "no `{FETCH_FAILED_LOG}` line in Envoy's log; portcullis lines:\n{}",
         stack.envoy.log_lines_containing("portcullis").join("\n")
     );
@@ -298,29 +250,19 @@ fn corrupt_bundle_is_refused_previous_stays_active() {
     let mut corrupt = std::fs::read(compile(&demo_v2(), "demo", 2)).unwrap();
     *corrupt.last_mut().unwrap() ^= 0x5a;
     let served = stack.control_plane.bundle_path("demo");
-    assert!(
-        served.is_file(),
-        "the pushed bundle should be served from {}",
-        served.display()
-    );
+    assert!(served.is_file(), "the pushed bundle should be served from {}", served.display());
     // Written beside and renamed over: the server never reads a half-written file.
     let staging = served.with_extension("staging");
     std::fs::write(&staging, &corrupt).unwrap();
     std::fs::rename(&staging, &served).unwrap();
 
     assert!(
-        eventually(ENFORCEMENT_TIMEOUT, || {
-            stack.envoy.wasm_stat("portcullis.bundle_refused").unwrap_or(0) > 0
-        }),
+        eventually(ENFORCEMENT_TIMEOUT, || { stack.envoy.wasm_stat("portcullis.bundle_refused").unwrap_or(0) > 0 }),
         "bundle_refused never increased; portcullis log lines:\n{}",
         stack.envoy.log_lines_containing("portcullis").join("\n")
     );
     assert_eq!(stack.envoy.get("/admin", &[]).status, 403, "revision 1 still enforced");
-    assert_eq!(
-        stack.envoy.get("/newly-blocked", &[]).status,
-        200,
-        "the corrupt revision's rule is not"
-    );
+    assert_eq!(stack.envoy.get("/newly-blocked", &[]).status, 200, "the corrupt revision's rule is not");
 
     // Many polls later: still the same, and the refusal was logged once, not once per poll.
     let until = Instant::now() + SEVERAL_POLLS;
@@ -329,17 +271,9 @@ fn corrupt_bundle_is_refused_previous_stays_active() {
         assert_eq!(stack.envoy.get("/newly-blocked", &[]).status, 200);
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(eventually(Duration::from_secs(2), || !stack
-        .envoy
-        .log_lines_containing(REFUSED_LOG)
-        .is_empty()));
+    assert!(eventually(Duration::from_secs(2), || !stack.envoy.log_lines_containing(REFUSED_LOG).is_empty()));
     let refusals = stack.envoy.log_lines_containing(REFUSED_LOG);
-    assert_eq!(
-        refusals.len(),
-        1,
-        "the refusal should be logged exactly once:\n{}",
-        refusals.join("\n")
-    );
+    assert_eq!(refusals.len(), 1, "the refusal should be logged exactly once:\n{}", refusals.join("\n"));
     assert!(refusals[0].contains("[warning]"), "logged at warn: {}", refusals[0]);
     stack.envoy.assert_no_critical_wasm();
 }
@@ -353,10 +287,8 @@ fn hostile_requests_are_answered_normally() {
         |what: &str, request: &[u8]| send_raw(addr, request).unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
 
     // Non-UTF-8 bytes (obs-text) reach the filter: Envoy accepts them, so they must be evaluated and passed.
-    let r = answer(
-        "binary header",
-        b"GET /bin HTTP/1.1\r\nhost: x\r\nx-bin: \xff\xfe\x80\r\nconnection: close\r\n\r\n",
-    );
+    let r =
+        answer("binary header", b"GET /bin HTTP/1.1\r\nhost: x\r\nx-bin: \xff\xfe\x80\r\nconnection: close\r\n\r\n");
     assert_eq!(r.status, 200, "binary header value: {}", r.text());
     let r = answer(
         "binary user-agent",
@@ -376,20 +308,12 @@ fn hostile_requests_are_answered_normally() {
 
     // Headers near Envoy's 60 KiB limit: a normal answer or Envoy's own 431, never a failure.
     let big = |kib: usize| {
-        format!(
-            "GET /big HTTP/1.1\r\nhost: x\r\nx-big: {}\r\nconnection: close\r\n\r\n",
-            "a".repeat(kib * 1024)
-        )
+        format!("GET /big HTTP/1.1\r\nhost: x\r\nx-big: {}\r\nconnection: close\r\n\r\n", "a".repeat(kib * 1024))
     };
     let r = answer("30 KiB header", big(30).as_bytes());
     assert_eq!(r.status, 200, "30 KiB header: {}", r.text());
     let r = answer("60 KiB header", big(60).as_bytes());
-    assert!(
-        r.status == 200 || r.status == 431,
-        "60 KiB header: {} {}",
-        r.status,
-        r.text()
-    );
+    assert!(r.status == 200 || r.status == 431, "60 KiB header: {} {}", r.status, r.text());
 
     // Odd methods: the codec may refuse some (400), nothing may fail.
     for method in ["PROPFIND", "FOO", "M-SEARCH", "get", "OPTIONS", "DELETE"] {
@@ -397,15 +321,9 @@ fn hostile_requests_are_answered_normally() {
         let r = answer(method, request.as_bytes());
         assert!(r.status < 500, "{method}: {} {}", r.status, r.text());
     }
-    let r = answer(
-        "odd method on /admin",
-        b"PROPFIND /admin HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-    );
+    let r = answer("odd method on /admin", b"PROPFIND /admin HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     assert_eq!(r.status, 403, "the rule does not depend on the method: {}", r.text());
-    let r = answer(
-        "non-UTF-8 path",
-        b"GET /caf\xe9 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-    );
+    let r = answer("non-UTF-8 path", b"GET /caf\xe9 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     assert!(r.status < 500, "non-UTF-8 path: {} {}", r.status, r.text());
 
     // Still healthy, and still enforcing on every worker (a dead VM would stop blocking).

@@ -9,10 +9,7 @@ fn harness_smoke() {
     let upstream = Upstream::start();
     let envoy = EnvoyConfig::new().upstream(upstream.addr()).start();
 
-    let response = envoy.get(
-        "/hello?x=1",
-        &[("x-request-id", "smoke-1"), ("user-agent", "smoke/1.0")],
-    );
+    let response = envoy.get("/hello?x=1", &[("x-request-id", "smoke-1"), ("user-agent", "smoke/1.0")]);
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.json()["upstream"], "ok");
     assert_eq!(upstream.requests_for("/hello?x=1"), 1);
@@ -29,10 +26,7 @@ fn harness_smoke() {
     assert_eq!(entry["status"], 200);
     assert_eq!(entry["user_agent"], "smoke/1.0");
     assert_eq!(entry["upstream_host"], upstream.addr().to_string());
-    assert!(
-        entry["portcullis"].is_null() || entry["portcullis"] == "-",
-        "no filter, no verdict: {entry}"
-    );
+    assert!(entry["portcullis"].is_null() || entry["portcullis"] == "-", "no filter, no verdict: {entry}");
     assert!(eventually(Duration::from_secs(5), || envoy.access_log_lines().len() == 6));
 
     // Both workers accept connections, and their stats are readable by name.
@@ -40,10 +34,7 @@ fn harness_smoke() {
     assert!(
         eventually(Duration::from_secs(10), || {
             envoy.get("/spread", &[]);
-            seen = [
-                envoy.worker_stat(0, "downstream_cx_total"),
-                envoy.worker_stat(1, "downstream_cx_total"),
-            ];
+            seen = [envoy.worker_stat(0, "downstream_cx_total"), envoy.worker_stat(1, "downstream_cx_total")];
             seen[0] > 0 && seen[1] > 0
         }),
         "connections never reached both workers: {seen:?}"
@@ -54,11 +45,7 @@ fn harness_smoke() {
 
 #[test]
 fn harness_direct_response_without_upstream() {
-    let envoy = EnvoyConfig::new()
-        .concurrency(1)
-        .direct_response(true)
-        .access_log(false)
-        .start();
+    let envoy = EnvoyConfig::new().concurrency(1).direct_response(true).access_log(false).start();
     let mut client = envoy.client();
     for _ in 0..3 {
         let response = client.get("/anything", &[]);
@@ -74,10 +61,7 @@ fn harness_direct_response_without_upstream() {
 #[test]
 fn harness_direct_response_with_a_large_json_body() {
     // Past Envoy's default 4 KiB limit on direct response bodies, with characters JSON and YAML must escape.
-    let body = format!(
-        r#"{{"note":"it's \"quoted\"","items":[{}]}}"#,
-        vec!["1234567890"; 1000].join(",")
-    );
+    let body = format!(r#"{{"note":"it's \"quoted\"","items":[{}]}}"#, vec!["1234567890"; 1000].join(","));
     let envoy = EnvoyConfig::new()
         .concurrency(1)
         .direct_response_body(body.clone(), "application/json")
@@ -93,10 +77,7 @@ fn harness_direct_response_with_a_large_json_body() {
 #[test]
 fn harness_loads_a_wasm_filter_in_v8() {
     let upstream = Upstream::start();
-    let envoy = EnvoyConfig::new()
-        .upstream(upstream.addr())
-        .wasm_filter(WasmFilter::noop())
-        .start();
+    let envoy = EnvoyConfig::new().upstream(upstream.addr()).wasm_filter(WasmFilter::noop()).start();
     let mut client = envoy.client_new_connection_each();
     for _ in 0..10 {
         assert_eq!(client.get("/through-wasm", &[]).status, 200);

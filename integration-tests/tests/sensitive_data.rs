@@ -104,12 +104,9 @@ type Verdict = BTreeMap<String, String>;
 
 /// The verdict of `id`, which must have one.
 fn verdict(envoy: &Envoy, id: &str) -> Verdict {
-    envoy.verdict_for(id).unwrap_or_else(|| {
-        panic!(
-            "no verdict logged for {id}; access log entry: {}",
-            envoy.wait_access_log_entry(id)
-        )
-    })
+    envoy
+        .verdict_for(id)
+        .unwrap_or_else(|| panic!("no verdict logged for {id}; access log entry: {}", envoy.wait_access_log_entry(id)))
 }
 
 /// Asserts that `id` left no verdict (nothing matched, nothing detected, no list changed).
@@ -215,17 +212,11 @@ fn luhn_invalid_numbers(count: usize) -> Vec<String> {
     };
     (0..count)
         .map(|i| {
-            let mut digits: Vec<u8> = if i % 2 == 0 {
-                vec![b'4']
-            } else {
-                vec![b'5', b'1' + (next() % 5) as u8]
-            };
+            let mut digits: Vec<u8> = if i % 2 == 0 { vec![b'4'] } else { vec![b'5', b'1' + (next() % 5) as u8] };
             while digits.len() < 15 {
                 digits.push(b'0' + (next() % 10) as u8);
             }
-            let check = (0..10u8)
-                .find(|c| luhn_valid(&[&digits[..], &[b'0' + c]].concat()))
-                .unwrap_or(0);
+            let check = (0..10u8).find(|c| luhn_valid(&[&digits[..], &[b'0' + c]].concat())).unwrap_or(0);
             // Any other check digit fails Luhn.
             digits.push(b'0' + (check + 1 + (next() % 9) as u8) % 10);
             assert!(!luhn_valid(&digits));
@@ -250,11 +241,7 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -279,13 +266,9 @@ fn card_in_response_lists_the_endpoint_then_later_requests_are_monitored_until_t
     let stack = stack_with(POLICY);
     let envoy = &stack.envoy;
     // Only user 8812's cards come back with a number; user 9999's never do.
-    stack
-        .upstream
-        .set_route("/users/8812/cards", Route::json(card_json(CARD_SPACED)));
+    stack.upstream.set_route("/users/8812/cards", Route::json(card_json(CARD_SPACED)));
     stack.upstream.set_route("/users/9999/cards", Route::json(NO_CARD_JSON));
-    stack
-        .upstream
-        .set_route("/users/8812/profile", Route::json(r#"{"user":8812,"name":"A. Lee"}"#));
+    stack.upstream.set_route("/users/8812/profile", Route::json(r#"{"user":8812,"name":"A. Lee"}"#));
     let cards_endpoint = format!("GET {HOST}/users/{{id}}/cards");
 
     // The exchange whose response carries a card: detected, and the endpoint listed. Not monitored itself: the
@@ -413,11 +396,7 @@ fn card_in_response_lists_the_endpoint_then_later_requests_are_monitored_until_t
     let v = verdict(envoy, "t1-relisted");
     assert_field(&v, "action", Some("monitor"));
     assert_field(&v, "rule", Some("watch-sensitive"));
-    assert!(
-        counter(envoy, "list_additions") >= 2,
-        "two exchanges listed the endpoint: {}",
-        counters(envoy)
-    );
+    assert!(counter(envoy, "list_additions") >= 2, "two exchanges listed the endpoint: {}", counters(envoy));
     envoy.assert_no_critical_wasm();
 }
 
@@ -440,9 +419,7 @@ fn luhn_invalid_numbers_do_nothing() {
     let invalid = serde_json::json!({ "user": 1, "cards": formatted.iter().map(|n| serde_json::json!({"number": n})).collect::<Vec<_>>() })
         .to_string();
     stack.upstream.set_route("/users/1/cards", Route::json(invalid.clone()));
-    stack
-        .upstream
-        .set_route("/users/2/cards", Route::json(card_json(CARD_PLAIN)));
+    stack.upstream.set_route("/users/2/cards", Route::json(card_json(CARD_PLAIN)));
 
     for i in 0..3 {
         let id = format!("t2-invalid-{i}");
@@ -483,17 +460,10 @@ fn card_in_query_is_blocked() {
         assert_blocked(envoy, &response, &id, "cards-in-query", 403);
         assert_eq!(stack.upstream.requests_for(&path), 0, "{path} reached the upstream");
     }
-    assert_eq!(
-        stack.upstream.requests(),
-        upstream_before,
-        "no blocked request reached the upstream"
-    );
+    assert_eq!(stack.upstream.requests(), upstream_before, "no blocked request reached the upstream");
 
     // What is not a card passes: a Luhn-invalid number, short numbers.
-    for (i, path) in ["/pay?card=4111111111111112", "/pay?amount=100&order=12345678&cvc=123"]
-        .iter()
-        .enumerate()
-    {
+    for (i, path) in ["/pay?card=4111111111111112", "/pay?amount=100&order=12345678&cvc=123"].iter().enumerate() {
         let id = format!("t3-fine-{i}");
         let response = get(envoy, path, &id);
         assert_eq!(response.status, 200, "{path}: {}", response.text());
@@ -516,11 +486,7 @@ fn card_in_request_body_is_blocked_before_the_upstream() {
     let response = post(envoy, "/orders", "t4-json", "application/json", body.as_bytes());
     let v = assert_blocked(envoy, &response, "t4-json", "cards-in-body", 422);
     assert_field(&v, "detections", Some("cards-in:1"));
-    assert_eq!(
-        stack.upstream.requests(),
-        upstream_before,
-        "the blocked request reached the upstream"
-    );
+    assert_eq!(stack.upstream.requests(), upstream_before, "the blocked request reached the upstream");
     assert!(stack.upstream.received_for("/orders").is_empty());
 
     // No card: 200, and the upstream got exactly the body (just under the cap, all of it inspected).
@@ -572,32 +538,20 @@ fn card_in_request_body_is_blocked_before_the_upstream() {
     assert_blocked(envoy, &response, "t4-chunked", "cards-in-body", 422);
 
     // A form, percent-encoded as browsers send it.
-    for (i, form) in [
-        "name=A.+Lee&card=4111%201111%201111%201111&exp=12%2F29",
-        "name=A.+Lee&card=4111+1111+1111+1111&exp=12%2F29",
-    ]
-    .iter()
-    .enumerate()
+    for (i, form) in
+        ["name=A.+Lee&card=4111%201111%201111%201111&exp=12%2F29", "name=A.+Lee&card=4111+1111+1111+1111&exp=12%2F29"]
+            .iter()
+            .enumerate()
     {
         let id = format!("t4-form-{i}");
-        let response = post(
-            envoy,
-            "/checkout",
-            &id,
-            "application/x-www-form-urlencoded",
-            form.as_bytes(),
-        );
+        let response = post(envoy, "/checkout", &id, "application/x-www-form-urlencoded", form.as_bytes());
         assert_blocked(envoy, &response, &id, "cards-in-body", 422);
     }
 
     for path in ["/orders", "/orders-split", "/orders-chunked", "/checkout"] {
         assert_eq!(stack.upstream.requests_for(path), 0, "{path} reached the upstream");
     }
-    assert_eq!(
-        stack.upstream.requests(),
-        upstream_before + 1,
-        "only the body without a card reached the upstream"
-    );
+    assert_eq!(stack.upstream.requests(), upstream_before + 1, "only the body without a card reached the upstream");
     assert!(counter(envoy, "requests_blocked") >= 5, "{}", counters(envoy));
     envoy.assert_no_critical_wasm();
 }
@@ -617,9 +571,7 @@ fn fifty_mib_bodies_pass_untouched_with_bounded_memory() {
     let policy = format!("{POLICY}{WATCH_POSTS_RULE}");
     let stack = stack_with(&policy);
     let envoy = &stack.envoy;
-    stack
-        .upstream
-        .set_route("/upload", Route::generated("text/plain", BODY_LEN, RESPONSE_SEED));
+    stack.upstream.set_route("/upload", Route::generated("text/plain", BODY_LEN, RESPONSE_SEED));
 
     let request_body = |offset: u64, buf: &mut [u8]| {
         fill_generated(REQUEST_SEED, offset, buf);
@@ -660,15 +612,9 @@ fn fifty_mib_bodies_pass_untouched_with_bounded_memory() {
         "POST /upload HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: text/plain\r\ncontent-length: {BODY_LEN}\r\n\
          x-request-id: t5-big\r\nconnection: close\r\n\r\n"
     );
-    let response = stream_request(
-        envoy.addr(),
-        head.as_bytes(),
-        BODY_LEN,
-        64 * 1024,
-        Duration::from_secs(30),
-        request_body,
-    )
-    .unwrap_or_else(|e| panic!("50 MiB exchange failed: {e}; {}", counters(envoy)));
+    let response =
+        stream_request(envoy.addr(), head.as_bytes(), BODY_LEN, 64 * 1024, Duration::from_secs(30), request_body)
+            .unwrap_or_else(|e| panic!("50 MiB exchange failed: {e}; {}", counters(envoy)));
     let rss_after = memory_kib(pid, "VmRSS");
     let peak_after = memory_kib(pid, "VmHWM");
     eprintln!(
@@ -679,10 +625,7 @@ fn fifty_mib_bodies_pass_untouched_with_bounded_memory() {
 
     assert_eq!(response.status, 200, "{:?}", response.headers);
     assert_eq!(response.request_bytes_sent, BODY_LEN);
-    assert_eq!(
-        response.body, expected_response,
-        "the client should receive the exact response bytes"
-    );
+    assert_eq!(response.body, expected_response, "the client should receive the exact response bytes");
     assert_eq!(
         stack.upstream.received_for("/upload"),
         vec![expected_request],
@@ -695,8 +638,7 @@ fn fifty_mib_bodies_pass_untouched_with_bounded_memory() {
     assert_field(&v, "truncated", Some("request,response"));
     assert_field(&v, "detections", None);
     assert!(
-        eventually(Duration::from_secs(5), || counter(envoy, "bodies_truncated")
-            >= truncated_before + 2),
+        eventually(Duration::from_secs(5), || counter(envoy, "bodies_truncated") >= truncated_before + 2),
         "bodies_truncated should count both bodies: {truncated_before} before, now {}",
         counters(envoy)
     );
@@ -719,26 +661,15 @@ fn binary_and_compressed_bodies_are_skipped() {
     let stack = stack_with(POLICY);
     let envoy = &stack.envoy;
     let json = card_json(CARD_SPACED);
-    let png = [
-        &b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..],
-        json.as_bytes(),
-        b"\0\0IEND\xaeB`\x82",
-    ]
-    .concat();
+    let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], json.as_bytes(), b"\0\0IEND\xaeB`\x82"].concat();
     let gzipped = gzip_stored(json.as_bytes());
     // Compressed bodies are not inspected; a deployment that wants them inspected puts Envoy's decompressor filter
     // before Portcullis. The stored block keeps the number readable in the raw bytes, so nothing but the header
     // explains a miss.
     let skipped = [
         ("/files/card.png", Route::bytes("image/png", png)),
-        (
-            "/files/card.bin",
-            Route::bytes("application/octet-stream", json.clone().into_bytes()),
-        ),
-        (
-            "/files/cards.json.gz",
-            Route::json(gzipped.clone()).with_content_encoding("gzip"),
-        ),
+        ("/files/card.bin", Route::bytes("application/octet-stream", json.clone().into_bytes())),
+        ("/files/cards.json.gz", Route::json(gzipped.clone()).with_content_encoding("gzip")),
     ];
     for (path, route) in &skipped {
         stack.upstream.set_route(path, route.clone());
@@ -749,15 +680,9 @@ fn binary_and_compressed_bodies_are_skipped() {
         let id = format!("t6-response-{i}");
         let response = get(envoy, path, &id);
         assert_eq!(response.status, 200, "{path}: {}", response.text());
-        let portcullis_integration_tests::upstream::RouteBody::Bytes(sent) = &route.body else {
-            unreachable!()
-        };
+        let portcullis_integration_tests::upstream::RouteBody::Bytes(sent) = &route.body else { unreachable!() };
         assert_eq!(&response.body, sent, "{path}: the body passes untouched");
-        assert_no_verdict(
-            envoy,
-            &id,
-            &format!("{path} ({:?}) is not inspected", route.content_type),
-        );
+        assert_no_verdict(envoy, &id, &format!("{path} ({:?}) is not inspected", route.content_type));
     }
 
     // Request bodies the same way: not inspected, so not blocked, and forwarded as sent.
@@ -775,9 +700,7 @@ fn binary_and_compressed_bodies_are_skipped() {
         if let Some(encoding) = encoding {
             headers.push(("content-encoding", encoding));
         }
-        let response = envoy
-            .client_new_connection_each()
-            .request("POST", &path, &headers, body);
+        let response = envoy.client_new_connection_each().request("POST", &path, &headers, body);
         assert_eq!(
             response.status,
             200,

@@ -79,10 +79,7 @@ impl BundleSlot {
     pub fn last_fetch(&self, store: &dyn SharedData) -> Option<FetchRecord> {
         let value = store.get(&self.fetch_key).0?;
         let (flag, etag) = value.split_first()?;
-        Some(FetchRecord {
-            etag: String::from_utf8(etag.to_vec()).ok()?,
-            refused: *flag == 1,
-        })
+        Some(FetchRecord { etag: String::from_utf8(etag.to_vec()).ok()?, refused: *flag == 1 })
     }
 
     /// Records what the control plane served.
@@ -108,17 +105,11 @@ mod tests {
         let store = MemoryStore::new();
         let slot = BundleSlot::new("demo");
         assert_eq!(slot.head(&store), None);
-        let head = BundleHead {
-            digest: [7; 32],
-            revision: 42,
-        };
+        let head = BundleHead { digest: [7; 32], revision: 42 };
         slot.publish(&store, head, b"bundle").unwrap();
         assert_eq!(slot.head(&store), Some(head));
         assert_eq!(slot.bytes(&store).as_deref(), Some(&b"bundle"[..]));
-        let record = FetchRecord {
-            etag: "\"abc\"".into(),
-            refused: true,
-        };
+        let record = FetchRecord { etag: "\"abc\"".into(), refused: true };
         slot.record_fetch(&store, &record).unwrap();
         assert_eq!(slot.last_fetch(&store), Some(record));
         assert_eq!(store.key_count(), 3, "a bundle name costs exactly three keys");

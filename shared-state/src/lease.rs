@@ -16,11 +16,7 @@ pub struct Lease {
 impl Lease {
     /// A lease on `key`, taken on behalf of `holder` (a random id per VM), for `duration_ms` at a time.
     pub fn new(key: impl Into<String>, holder: u64, duration_ms: u64) -> Lease {
-        Lease {
-            key: key.into(),
-            holder,
-            duration_ms,
-        }
+        Lease { key: key.into(), holder, duration_ms }
     }
 
     /// Takes or renews the lease at time `now_ms`. True when this holder has it until `now_ms + duration_ms`.
@@ -39,12 +35,7 @@ impl Lease {
         e.copy_from_slice(&now_ms.saturating_add(self.duration_ms).to_le_bytes());
         // A never-written key has no cas: the host then accepts any writer, so guard with a re-read below.
         match store.set(&self.key, &next, cas) {
-            Ok(()) => store
-                .get(&self.key)
-                .0
-                .as_deref()
-                .and_then(decode)
-                .is_some_and(|(h, _)| h == self.holder),
+            Ok(()) => store.get(&self.key).0.as_deref().and_then(decode).is_some_and(|(h, _)| h == self.holder),
             Err(WriteError::CasMismatch | WriteError::Failed) => false,
         }
     }

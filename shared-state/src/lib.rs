@@ -13,10 +13,7 @@
 //! - [`BundleSlot`]: the latest accepted bundle, published by the fetching VM and picked up by all the others.
 //! - [`TtlList`]: a bounded, self-expiring set of keys (sensitive endpoints, abusive tokens) shared by all workers.
 
-#![cfg_attr(
-    test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::cell::RefCell;
 use std::collections::HashMap;

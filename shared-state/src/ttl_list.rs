@@ -226,10 +226,7 @@ impl TtlList {
     ///
     /// Every VM must use the same `id` and `max_entries` for the same list: they decide where a key lives.
     pub fn new(id: &str, max_entries: u32) -> TtlList {
-        TtlList {
-            id: id.into(),
-            buckets: max_entries.div_ceil(TtlList::WAYS).max(1),
-        }
+        TtlList { id: id.into(), buckets: max_entries.div_ceil(TtlList::WAYS).max(1) }
     }
 
     /// The list's name.
@@ -255,9 +252,7 @@ impl TtlList {
     /// True when `key` was added and has not expired at `now_ms`. One shared-data read; no other allocation.
     pub fn contains(&self, store: &dyn SharedData, key: &[u8], now_ms: u64) -> bool {
         let (bucket, fingerprint) = self.locate(key);
-        self.with_bucket_key(bucket, |bucket_key| {
-            holds(store.get(bucket_key).0.as_deref(), &fingerprint, now_ms)
-        })
+        self.with_bucket_key(bucket, |bucket_key| holds(store.get(bucket_key).0.as_deref(), &fingerprint, now_ms))
     }
 
     /// Adds `key` until `now_ms + ttl_ms` (a TTL of 0 counts as 1 ms), or extends its expiry if present.
@@ -333,9 +328,7 @@ impl TtlList {
             .map(|bucket| {
                 self.with_bucket_key(bucket, |bucket_key| {
                     let value = store.get(bucket_key).0;
-                    slots(value.as_deref().unwrap_or_default())
-                        .filter(|slot| slot.is_live(now_ms))
-                        .count()
+                    slots(value.as_deref().unwrap_or_default()).filter(|slot| slot.is_live(now_ms)).count()
                 })
             })
             .sum()
@@ -343,12 +336,8 @@ impl TtlList {
 
     /// The bucket and fingerprint of `key`: SHA-256 of `id || 0x00 || key`.
     fn locate(&self, key: &[u8]) -> (u32, Fingerprint) {
-        let digest: [u8; 32] = Sha256::new()
-            .chain_update(self.id.as_bytes())
-            .chain_update([0u8])
-            .chain_update(key)
-            .finalize()
-            .into();
+        let digest: [u8; 32] =
+            Sha256::new().chain_update(self.id.as_bytes()).chain_update([0u8]).chain_update(key).finalize().into();
         let (head, rest) = digest.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
         let fingerprint = rest.first_chunk::<FINGERPRINT_LEN>().copied().unwrap_or_default();
         // The remainder is below `buckets`, a u32, so it always fits.
@@ -380,10 +369,7 @@ fn place(slots: &mut Bucket, fingerprint: &Fingerprint, now_ms: u64, expires_at:
         slot.expires_at = expires_at;
         return Change::Refreshed;
     }
-    let new = Slot {
-        fingerprint: *fingerprint,
-        expires_at,
-    };
+    let new = Slot { fingerprint: *fingerprint, expires_at };
     if let Some(slot) = slots.iter_mut().find(|slot| !slot.is_live(now_ms)) {
         *slot = new;
         return Change::Added;
@@ -429,11 +415,7 @@ mod tests {
 
     /// `n` keys that land in `bucket` of `list`.
     fn keys_in_bucket(list: &TtlList, bucket: u32, n: usize) -> Vec<Vec<u8>> {
-        (0u32..)
-            .map(|i| format!("key-{i}").into_bytes())
-            .filter(|key| list.locate(key).0 == bucket)
-            .take(n)
-            .collect()
+        (0u32..).map(|i| format!("key-{i}").into_bytes()).filter(|key| list.locate(key).0 == bucket).take(n).collect()
     }
 
     /// A cheap deterministic generator (SplitMix64).
@@ -455,16 +437,10 @@ mod tests {
         let list = TtlList::new("sensitive-endpoints", 100);
         assert!(!list.contains(&store, b"GET /a", 0));
         assert_eq!(store.key_count(), 0, "a read creates no key");
-        assert_eq!(
-            list.add(&store, b"GET /a", 1_000, 500),
-            Ok(AddOutcome::Added { retries: 0 })
-        );
+        assert_eq!(list.add(&store, b"GET /a", 1_000, 500), Ok(AddOutcome::Added { retries: 0 }));
         assert!(list.contains(&store, b"GET /a", 1_000));
         assert!(list.contains(&store, b"GET /a", 1_499));
-        assert!(
-            !list.contains(&store, b"GET /a", 1_500),
-            "gone after the TTL, with no sweep"
-        );
+        assert!(!list.contains(&store, b"GET /a", 1_500), "gone after the TTL, with no sweep");
         assert!(!list.contains(&store, b"GET /b", 1_000));
         assert_eq!(list.live_entries(&store, 1_000), 1);
         assert_eq!(list.live_entries(&store, 1_500), 0);
@@ -477,18 +453,12 @@ mod tests {
         let store = MemoryStore::new();
         let list = TtlList::new("l", 100);
         list.add(&store, b"k", 0, 1_000).unwrap();
-        assert_eq!(
-            list.add(&store, b"k", 500, 1_000),
-            Ok(AddOutcome::Refreshed { retries: 0 })
-        );
+        assert_eq!(list.add(&store, b"k", 500, 1_000), Ok(AddOutcome::Refreshed { retries: 0 }));
         assert!(list.contains(&store, b"k", 1_499));
         assert!(!list.contains(&store, b"k", 1_500));
         // A shorter TTL leaves the later expiry, and writes nothing.
         let (_, cas_before) = store.get(&list.key_for(b"k"));
-        assert_eq!(
-            list.add(&store, b"k", 600, 10),
-            Ok(AddOutcome::Refreshed { retries: 0 })
-        );
+        assert_eq!(list.add(&store, b"k", 600, 10), Ok(AddOutcome::Refreshed { retries: 0 }));
         assert_eq!(store.get(&list.key_for(b"k")).1, cas_before);
         assert!(list.contains(&store, b"k", 1_499));
         assert_eq!(list.live_entries(&store, 600), 1, "refreshed, not duplicated");
@@ -521,28 +491,12 @@ mod tests {
             let ttl = if i == 3 { 500 } else { 1_000 + i as u64 };
             assert_eq!(list.add(&store, key, 0, ttl), Ok(AddOutcome::Added { retries: 0 }));
         }
-        assert_eq!(
-            list.add(&store, &keys[WAYS], 10, 1_000),
-            Ok(AddOutcome::Evicted { retries: 0 })
-        );
-        assert!(
-            !list.contains(&store, &keys[3], 10),
-            "the entry closest to expiry is replaced"
-        );
-        assert!(keys
-            .iter()
-            .take(WAYS + 1)
-            .enumerate()
-            .all(|(i, key)| i == 3 || list.contains(&store, key, 10)));
+        assert_eq!(list.add(&store, &keys[WAYS], 10, 1_000), Ok(AddOutcome::Evicted { retries: 0 }));
+        assert!(!list.contains(&store, &keys[3], 10), "the entry closest to expiry is replaced");
+        assert!(keys.iter().take(WAYS + 1).enumerate().all(|(i, key)| i == 3 || list.contains(&store, key, 10)));
         // Refreshing entry 0 (the earliest now) moves eviction to entry 1.
-        assert_eq!(
-            list.add(&store, &keys[0], 20, 5_000),
-            Ok(AddOutcome::Refreshed { retries: 0 })
-        );
-        assert_eq!(
-            list.add(&store, &keys[WAYS + 1], 20, 1_000),
-            Ok(AddOutcome::Evicted { retries: 0 })
-        );
+        assert_eq!(list.add(&store, &keys[0], 20, 5_000), Ok(AddOutcome::Refreshed { retries: 0 }));
+        assert_eq!(list.add(&store, &keys[WAYS + 1], 20, 1_000), Ok(AddOutcome::Evicted { retries: 0 }));
         assert!(list.contains(&store, &keys[0], 20));
         assert!(!list.contains(&store, &keys[1], 20));
         assert_eq!(list.live_entries(&store, 20), WAYS);
@@ -554,11 +508,7 @@ mod tests {
         let store = MemoryStore::new();
         let list = TtlList::new("l", 100);
         assert_eq!(list.remove(&store, b"k", 0), Ok(false));
-        assert_eq!(
-            store.key_count(),
-            0,
-            "removing from a never-written bucket writes nothing"
-        );
+        assert_eq!(store.key_count(), 0, "removing from a never-written bucket writes nothing");
         list.add(&store, b"k", 0, 1_000).unwrap();
         list.add(&store, b"other", 0, 1_000).unwrap();
         assert_eq!(list.remove(&store, b"k", 10), Ok(true));
@@ -625,12 +575,7 @@ mod tests {
         let inner = MemoryStore::new();
         // The bucket exists, so every write is checked.
         list.add(&inner, &keys[0], 0, 1_000).unwrap();
-        Meddler {
-            inner,
-            list,
-            other_keys: keys[1..].to_vec(),
-            interfere: Cell::new(interfere),
-        }
+        Meddler { inner, list, other_keys: keys[1..].to_vec(), interfere: Cell::new(interfere) }
     }
 
     #[test]
@@ -640,10 +585,7 @@ mod tests {
         let ours = keys_in_bucket(&list, 0, 7).pop().unwrap();
         assert_eq!(list.add(&store, &ours, 0, 1_000), Ok(AddOutcome::Added { retries: 3 }));
         assert!(list.contains(&store, &ours, 0));
-        assert!(
-            store.other_keys[..3].iter().all(|key| list.contains(&store, key, 0)),
-            "their entries kept"
-        );
+        assert!(store.other_keys[..3].iter().all(|key| list.contains(&store, key, 0)), "their entries kept");
         assert_eq!(list.live_entries(&store, 0), 5);
     }
 
@@ -691,10 +633,7 @@ mod tests {
             rival_value: scratch.get(&list.key_for(b"theirs")).0.unwrap(),
             armed: Cell::new(true),
         };
-        assert_eq!(
-            list.add(&store, b"ours", 0, 1_000),
-            Ok(AddOutcome::Added { retries: 1 })
-        );
+        assert_eq!(list.add(&store, b"ours", 0, 1_000), Ok(AddOutcome::Added { retries: 1 }));
         assert!(list.contains(&store, b"ours", 0));
         assert!(list.contains(&store, b"theirs", 0));
     }
@@ -710,10 +649,7 @@ mod tests {
                 Err(WriteError::Failed)
             }
         }
-        assert_eq!(
-            TtlList::new("l", 8).add(&Refusing, b"k", 0, 10),
-            Err(ListError::WriteFailed)
-        );
+        assert_eq!(TtlList::new("l", 8).add(&Refusing, b"k", 0, 10), Err(ListError::WriteFailed));
     }
 
     #[test]
@@ -737,11 +673,7 @@ mod tests {
     /// Under Wasmtime (a debug build, interpreted hashing is slow) the flood is 200,000 keys.
     #[test]
     fn flood_stays_bounded_and_keeps_heavy_hitters() {
-        const FLOOD: u64 = if cfg!(target_arch = "wasm32") {
-            200_000
-        } else {
-            1_000_000
-        };
+        const FLOOD: u64 = if cfg!(target_arch = "wasm32") { 200_000 } else { 1_000_000 };
         const HITTERS: u64 = 100;
         // Entries outlive the flood: the bucket stays full and only eviction makes room.
         const TTL_MS: u64 = 10_000_000;
@@ -766,12 +698,7 @@ mod tests {
         let live = list.live_entries(&store, now);
         let present = (0..HITTERS).filter(|i| list.contains(&store, &hitter(*i), now)).count();
         let bytes: u64 = (0..list.buckets())
-            .map(|b| {
-                store
-                    .get(&format!("portcullis.list.sensitive-endpoints.{b}"))
-                    .0
-                    .map_or(0, |v| v.len() as u64)
-            })
+            .map(|b| store.get(&format!("portcullis.list.sensitive-endpoints.{b}")).0.map_or(0, |v| v.len() as u64))
             .sum();
         eprintln!(
             "flood: {FLOOD} keys in {:?}; {} keys, {bytes} bytes (budget {}), {live} live, {evicted} evicted, \
@@ -781,17 +708,10 @@ mod tests {
             list.shared_bytes_budget(),
         );
         assert_eq!(retries, 0);
-        assert_eq!(
-            store.key_count(),
-            list.buckets() as usize,
-            "one key per bucket, nothing else"
-        );
+        assert_eq!(store.key_count(), list.buckets() as usize, "one key per bucket, nothing else");
         assert_eq!(bytes, list.shared_bytes_budget());
         assert!(live as u64 <= list.capacity());
-        assert!(
-            live as u64 >= list.capacity() * 9 / 10,
-            "the flood fills the list: {live}"
-        );
+        assert!(live as u64 >= list.capacity() * 9 / 10, "the flood fills the list: {live}");
         assert!(evicted > 0);
         assert!(present >= 95, "heavy hitters survive the flood: {present}/100");
     }
