@@ -16,6 +16,7 @@
 //! - [`program`]: the evaluable form of a rule condition (a flat node arena, children before parents).
 //! - [`detect`]: classifiers, detections, body inspection limits and dynamic lists.
 //! - [`scan`]: streaming inspection of bodies and values, built-in classifiers, findings per detection.
+//! - [`signing`]: Ed25519 signatures over bundles, the envelope that carries them, key files.
 //! - [`token`]: token sources, caller identity, JWT policy and the JWT findings rules can name.
 //! - [`token_analysis`]: finding the token in a request, the caller's identity, JWT decoding, signature
 //!   verification and forgery checks, and the per-VM cache of analyses.
@@ -34,6 +35,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod program;
 pub mod scan;
+pub mod signing;
 pub mod token;
 pub mod token_analysis;
 pub mod verdict;
