@@ -16,6 +16,7 @@
 //!
 //! It is validated whole in `on_configure`; an invalid one fails configuration with a message naming the field.
 
+use portcullis_policies::signing::{decode_hex, is_key_id, TrustedKey};
 use serde::Deserialize;
 
 /// What the filter does with requests before it has any bundle to enforce.
@@ -49,6 +50,12 @@ pub struct ControlPlaneConfig {
     /// Longest wait between fetches while the control plane fails (backoff doubles up to it, with jitter).
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// How long the control plane may hold a fetch until a newer bundle exists (long polling); 0 polls plainly.
+    #[serde(default = "default_long_poll_seconds")]
+    pub long_poll_seconds: u64,
+    /// How often this Envoy reports its status (`POST /v1/status`); 0 never reports.
+    #[serde(default = "default_status_interval_ms")]
+    pub status_interval_ms: u64,
 }
 
 /// The whole plugin configuration.
@@ -60,6 +67,16 @@ pub struct PluginConfig {
     /// Behaviour before the first bundle.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Public keys trusted to sign bundles, by key id (64 hex digits each, as `portcullis keygen` prints them).
+    /// With any key configured, unsigned bundles and bundles signed by other keys are refused.
+    #[serde(default)]
+    pub trusted_keys: std::collections::BTreeMap<String, String>,
+    /// A bundle to enforce from the start (base64), for gateways that start while the control plane is down.
+    #[serde(default)]
+    pub bundle_base64: Option<String>,
+    /// This Envoy's name in fleet status (default: Envoy's node id).
+    #[serde(default)]
+    pub node: Option<String>,
     /// Secret key for token identities (`token.id` is a keyed hash of the token): at least 16 bytes. Give every
     /// Envoy of a fleet the same key so a caller has one identity everywhere. Without it the bundle's key is used,
     /// and without that each Envoy makes a random one.
@@ -77,6 +94,14 @@ fn default_timeout_ms() -> u64 {
 
 fn default_max_backoff_ms() -> u64 {
     60_000
+}
+
+fn default_long_poll_seconds() -> u64 {
+    30
+}
+
+fn default_status_interval_ms() -> u64 {
+    5_000
 }
 
 /// A configuration that cannot be used; the message names the field (e.g. `control_plane.cluster: ...`).
@@ -136,16 +161,79 @@ impl PluginConfig {
         if cp.max_backoff_ms < cp.poll_interval_ms || cp.max_backoff_ms > 3_600_000 {
             return field("max_backoff_ms", "must be at least poll_interval_ms and at most 3600000");
         }
+        if cp.long_poll_seconds > 60 {
+            return field("long_poll_seconds", "must be at most 60");
+        }
+        if cp.status_interval_ms != 0 && !(1_000..=3_600_000).contains(&cp.status_interval_ms) {
+            return field("status_interval_ms", "must be 0 (no reports) or between 1000 and 3600000");
+        }
         if self.token_hash_key.as_deref().is_some_and(|k| k.len() < 16) {
             return Err(ConfigError("token_hash_key: must be at least 16 bytes".into()));
         }
+        self.trusted_keys()?;
+        if let Some(b64) = &self.bundle_base64 {
+            decode_base64(b64).ok_or_else(|| ConfigError("bundle_base64: not valid base64".into()))?;
+        }
+        if self.node.as_deref().is_some_and(|n| n.is_empty() || n.len() > 128) {
+            return Err(ConfigError("node: must be 1 to 128 characters".into()));
+        }
         Ok(())
+    }
+
+    /// The trusted signing keys, decoded.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the key whose id or value is invalid.
+    pub fn trusted_keys(&self) -> Result<Vec<TrustedKey>, ConfigError> {
+        self.trusted_keys
+            .iter()
+            .map(|(key_id, hex)| {
+                let bad =
+                    || ConfigError(format!("trusted_keys.{key_id}: must be an Ed25519 public key in 64 hex digits"));
+                if !is_key_id(key_id) {
+                    return Err(ConfigError(format!("trusted_keys.{key_id}: key ids are 1 to 64 of [A-Za-z0-9._-]")));
+                }
+                let bytes = decode_hex(hex.trim()).ok_or_else(bad)?;
+                let public_key: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+                Ok(TrustedKey { key_id: key_id.clone(), public_key })
+            })
+            .collect()
+    }
+
+    /// The inline bundle's bytes, if the configuration carries one.
+    pub fn inline_bundle(&self) -> Option<Vec<u8>> {
+        self.bundle_base64.as_deref().and_then(decode_base64)
     }
 
     /// The `:authority` to send fetches with.
     pub fn authority(&self) -> &str {
         self.control_plane.authority.as_deref().unwrap_or(&self.control_plane.cluster)
     }
+}
+
+/// Standard or URL-safe base64, padding optional, whitespace ignored (configuration files wrap long values).
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
+        }
+    }
+    Some(out)
 }
 
 /// Bundle names are path segments: a strict charset keeps them from escaping `/v1/bundles/`.
@@ -160,6 +248,15 @@ fn is_bundle_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_in_both_alphabets_with_or_without_padding() {
+        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(decode_base64("-_8=").unwrap(), decode_base64("+/8=").unwrap());
+        assert_eq!(decode_base64("aGVs\nbG8=").unwrap(), b"hello");
+        assert!(decode_base64("a*b").is_none());
+    }
 
     #[test]
     fn minimal_configuration_gets_defaults() {
@@ -181,6 +278,18 @@ mod tests {
         assert!(err(r#"{"control_plane":{"cluster":"cp","bundle":"d","poll_interval_ms":5}}"#)
             .starts_with("control_plane.poll_interval_ms:"));
         assert!(err("").starts_with("configuration is empty"));
+        assert_eq!(
+            err(r#"{"control_plane":{"cluster":"cp","bundle":"d"},"trusted_keys":{"k1":"abcd"}}"#),
+            "trusted_keys.k1: must be an Ed25519 public key in 64 hex digits"
+        );
+        assert_eq!(
+            err(r#"{"control_plane":{"cluster":"cp","bundle":"d"},"bundle_base64":"***"}"#),
+            "bundle_base64: not valid base64"
+        );
+        assert_eq!(
+            err(r#"{"control_plane":{"cluster":"cp","bundle":"d","long_poll_seconds":90}}"#),
+            "control_plane.long_poll_seconds: must be at most 60"
+        );
         assert_eq!(
             err(r#"{"control_plane":{"cluster":"cp","bundle":"d"},"token_hash_key":"short"}"#),
             "token_hash_key: must be at least 16 bytes"

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use portcullis_policies::bundle::{self, MAX_BUNDLE_BYTES};
+use portcullis_policies::signing::{self, TrustedKey};
 use portcullis_policies::token_analysis::JwtVerifier;
 use portcullis_policies::{Action, Bundle, Phase};
 use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Lease, TtlList};
@@ -116,6 +117,21 @@ pub struct PortcullisRoot {
     random: RandomState,
     metrics: Metrics,
     token_cache: SharedCache,
+    /// Keys trusted to sign bundles (empty: unsigned bundles are accepted).
+    trusted: Vec<TrustedKey>,
+    /// When the fetch in flight was sent, to tell a long poll that waited from a server that answered at once.
+    fetch_sent_ms: u64,
+    /// What this Envoy reports to the control plane.
+    fleet: FleetStatus,
+}
+
+/// This Envoy's status as reported to the control plane (`POST /v1/status`) by the VM holding the fetch lease.
+#[derive(Debug, Default)]
+struct FleetStatus {
+    last_fetch_ok_ms: Option<u64>,
+    last_error: Option<String>,
+    next_report_ms: u64,
+    call: Option<u32>,
 }
 
 impl PortcullisRoot {
@@ -131,6 +147,9 @@ impl PortcullisRoot {
             random: RandomState::new(),
             metrics: Metrics::default(),
             token_cache: new_cache(),
+            trusted: Vec::new(),
+            fetch_sent_ms: 0,
+            fleet: FleetStatus::default(),
         }
     }
 
@@ -154,10 +173,11 @@ impl PortcullisRoot {
             return;
         }
         let Some(bytes) = slot.bytes(&store) else { return };
-        match Bundle::from_bytes(&bytes) {
+        match self.accept(&bytes) {
             Ok(bundle) => self.activate(bundle, LogLevel::Debug),
             Err(e) => {
-                // Only a mixed fleet of filter versions gets here: a newer VM published what this one cannot read.
+                // Only a mixed fleet (filter versions or trusted keys) gets here: another VM published what this
+                // one cannot accept.
                 self.refused_head = Some(head);
                 proxy_wasm::hostcalls::log(
                     LogLevel::Warn,
@@ -166,6 +186,25 @@ impl PortcullisRoot {
                 .ok();
             }
         }
+    }
+
+    /// Checks bundle bytes as they arrived (signature envelope, bundle, revision) and loads the bundle.
+    fn accept(&self, bytes: &[u8]) -> Result<Bundle, String> {
+        let envelope = signing::open(bytes).map_err(|e| e.to_string())?;
+        if !self.trusted.is_empty() {
+            envelope.verify(&self.trusted).map_err(|e| e.to_string())?;
+        }
+        let bundle = Bundle::from_bytes(envelope.bundle).map_err(|e| e.to_string())?;
+        if let Some(active) = &self.active {
+            let (new, old) = (bundle.revision(), active.bundle.revision());
+            // A replayed older bundle must not undo a newer policy; a rollback is published as a new revision.
+            if new < old || (new == old && bundle.digest() != active.bundle.digest()) {
+                return Err(format!(
+                    "revision {new} is not newer than the active revision {old} (replayed or rolled-back bundle)"
+                ));
+            }
+        }
+        Ok(bundle)
     }
 
     fn activate(&mut self, bundle: Bundle, level: LogLevel) {
@@ -215,8 +254,14 @@ impl PortcullisRoot {
             return;
         }
         let cp = &config.control_plane;
-        let path = format!("/v1/bundles/{}", cp.bundle);
         let if_none_match = slot.last_fetch(&HostSharedData).map(|r| r.etag);
+        // Long poll only when there is a version to wait on: the server holds the request until it changes.
+        let long_poll = cp.long_poll_seconds > 0 && if_none_match.is_some();
+        let path = if long_poll {
+            format!("/v1/bundles/{}?wait={}", cp.bundle, cp.long_poll_seconds)
+        } else {
+            format!("/v1/bundles/{}", cp.bundle)
+        };
         let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
@@ -227,9 +272,11 @@ impl PortcullisRoot {
         if let Some(etag) = if_none_match.as_deref() {
             headers.push(("if-none-match", etag));
         }
-        let timeout = Duration::from_millis(cp.timeout_ms);
+        let wait_ms = if long_poll { cp.long_poll_seconds.saturating_mul(1000) } else { 0 };
+        let timeout = Duration::from_millis(cp.timeout_ms.saturating_add(wait_ms));
         match self.dispatch_http_call(&cp.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
+                self.fetch_sent_ms = now;
                 if let Some(s) = self.schedule.as_mut() {
                     s.started(token);
                 }
@@ -243,6 +290,7 @@ impl PortcullisRoot {
         let Some(schedule) = self.schedule.as_mut() else { return };
         let first = schedule.failures() == 0;
         schedule.failed(now, random);
+        self.fleet.last_error = Some(format!("fetch failed: {why}"));
         Metrics::bump(self.metrics.fetch_failed);
         // Log the first failure of a streak at warn; the rest at debug so a long outage does not flood the log.
         let level = if first { LogLevel::Warn } else { LogLevel::Debug };
@@ -254,13 +302,70 @@ impl PortcullisRoot {
         proxy_wasm::hostcalls::log(level, &message).ok();
     }
 
-    fn fetch_answered(&mut self) {
+    /// The control plane answered. After a long poll that waited (or that brought a bundle) the next one goes out
+    /// at once; a server that answered a long poll immediately gets the plain poll interval, so a control plane
+    /// without long polling is never polled in a tight loop.
+    fn fetch_answered(&mut self, changed: bool) {
         let (now, random) = (self.now_ms(), self.random());
+        self.fleet.last_fetch_ok_ms = Some(now);
+        if self.fleet.last_error.as_deref().is_some_and(|e| e.starts_with("fetch failed")) {
+            self.fleet.last_error = None;
+        }
+        let long_poll = self.config.as_ref().is_some_and(|c| c.control_plane.long_poll_seconds > 0);
+        let waited = now.saturating_sub(self.fetch_sent_ms) >= 1_000;
         if let Some(schedule) = self.schedule.as_mut() {
             if schedule.failures() > 0 {
                 proxy_wasm::hostcalls::log(LogLevel::Info, "control plane reachable again").ok();
             }
-            schedule.succeeded(now, random);
+            if long_poll && (changed || waited) {
+                schedule.succeeded_now(now);
+            } else {
+                schedule.succeeded(now, random);
+            }
+        }
+    }
+
+    /// The fetch-lease holder reports this Envoy's status every `status_interval_ms`.
+    fn maybe_report(&mut self) {
+        let now = self.now_ms();
+        let Some(config) = &self.config else { return };
+        let interval = config.control_plane.status_interval_ms;
+        if interval == 0 || now < self.fleet.next_report_ms || self.fleet.call.is_some() {
+            return;
+        }
+        if !self.lease.as_ref().is_some_and(|l| l.try_acquire(&HostSharedData, now)) {
+            return;
+        }
+        self.fleet.next_report_ms = now.saturating_add(interval);
+        let node = config.node.clone().unwrap_or_else(|| {
+            self.get_property(vec!["node", "id"])
+                .and_then(|id| String::from_utf8(id).ok())
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| "unknown".to_owned())
+        });
+        let active = self.active.as_ref();
+        let body = serde_json::json!({
+            "node": node,
+            "bundle": config.control_plane.bundle,
+            "revision": active.map(|a| a.label.revision),
+            "sha256": active.map(|a| bundle::hex(a.bundle.digest())),
+            "last_fetch_ok_ms": self.fleet.last_fetch_ok_ms,
+            "last_error": self.fleet.last_error,
+            "filter_version": env!("CARGO_PKG_VERSION"),
+        })
+        .to_string();
+        let headers = vec![
+            (":method", "POST"),
+            (":path", "/v1/status"),
+            (":authority", config.authority()),
+            ("content-type", "application/json"),
+            ("user-agent", "portcullis-filter"),
+        ];
+        let timeout = Duration::from_millis(config.control_plane.timeout_ms);
+        let cluster = config.control_plane.cluster.clone();
+        // Status is best effort: a failed report is simply retried at the next interval.
+        if let Ok(token) = self.dispatch_http_call(&cluster, headers, Some(body.as_bytes()), vec![], timeout) {
+            self.fleet.call = Some(token);
         }
     }
 
@@ -268,8 +373,9 @@ impl PortcullisRoot {
     fn receive_bundle(&mut self, body: Vec<u8>, etag: String) {
         let Some(slot) = self.slot.clone() else { return };
         let store = HostSharedData;
-        match Bundle::from_bytes(&body) {
+        match self.accept(&body) {
             Ok(bundle) => {
+                self.fleet.last_error = None;
                 let head = BundleHead { digest: *bundle.digest(), revision: bundle.revision() };
                 if slot.publish(&store, head, &body).is_err() {
                     proxy_wasm::hostcalls::log(LogLevel::Warn, "could not publish bundle to shared data").ok();
@@ -290,6 +396,7 @@ impl PortcullisRoot {
                     let message = format!("refused bundle {etag} from control plane: {e}; still enforcing {keeping}");
                     proxy_wasm::hostcalls::log(LogLevel::Warn, &message).ok();
                 }
+                self.fleet.last_error = Some(format!("refused bundle {etag}: {e}"));
                 let _ = slot.record_fetch(&store, &FetchRecord { etag, refused: true });
             }
         }
@@ -304,13 +411,17 @@ impl Default for PortcullisRoot {
 
 impl Context for PortcullisRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if self.fleet.call == Some(token_id) {
+            self.fleet.call = None;
+            return;
+        }
         if !self.schedule.as_mut().is_some_and(|s| s.finish(token_id)) {
             return;
         }
         let status = self.get_http_call_response_header_bytes(":status");
         match status.as_deref() {
             Some(b"200") => {
-                self.fetch_answered();
+                self.fetch_answered(true);
                 if body_size > MAX_BUNDLE_BYTES {
                     self.receive_bundle(Vec::new(), etag_of(self));
                     return;
@@ -319,9 +430,9 @@ impl Context for PortcullisRoot {
                 let etag = etag_of(self);
                 self.receive_bundle(body, etag);
             }
-            Some(b"304") => self.fetch_answered(),
+            Some(b"304") => self.fetch_answered(false),
             Some(b"404") => {
-                self.fetch_answered();
+                self.fetch_answered(false);
                 proxy_wasm::hostcalls::log(LogLevel::Debug, "control plane has no such bundle yet").ok();
             }
             Some(other) => {
@@ -329,6 +440,30 @@ impl Context for PortcullisRoot {
                 self.fetch_failed(&format!("status {other}"));
             }
             None => self.fetch_failed("no response: control plane unreachable or timed out"),
+        }
+    }
+}
+
+impl PortcullisRoot {
+    /// Enforces the plugin configuration's inline bundle unless a newer one is already active (from shared data).
+    /// False when the inline bundle itself is unacceptable: a configuration error.
+    fn load_inline(&mut self, bytes: &[u8]) -> bool {
+        match self.accept(bytes) {
+            Ok(bundle) => {
+                let head = BundleHead { digest: *bundle.digest(), revision: bundle.revision() };
+                if let Some(slot) = &self.slot {
+                    let _ = slot.publish(&HostSharedData, head, bytes);
+                }
+                self.activate(bundle, LogLevel::Info);
+                true
+            }
+            // Older than what the fleet already enforces: keep the newer one.
+            Err(_) if self.active.is_some() => true,
+            Err(e) => {
+                let message = format!("invalid plugin configuration: bundle_base64: {e}");
+                proxy_wasm::hostcalls::log(LogLevel::Error, &message).ok();
+                false
+            }
         }
     }
 }
@@ -350,15 +485,33 @@ impl RootContext for PortcullisRoot {
                 return false;
             }
         };
+        let trusted = match config.trusted_keys() {
+            Ok(keys) => keys,
+            Err(e) => {
+                proxy_wasm::hostcalls::log(LogLevel::Error, &format!("invalid plugin configuration: {e}")).ok();
+                return false;
+            }
+        };
         let cp = &config.control_plane;
-        let lease_ms = cp.timeout_ms.saturating_add(4 * u64::try_from(TICK.as_millis()).unwrap_or(1000));
+        // The holder keeps the lease through a whole long poll.
+        let lease_ms = cp
+            .timeout_ms
+            .saturating_add(cp.long_poll_seconds.saturating_mul(1000))
+            .saturating_add(4 * u64::try_from(TICK.as_millis()).unwrap_or(1000));
         self.lease = Some(Lease::new(format!("portcullis.bundle.{}.fetch-lease", cp.bundle), self.random(), lease_ms));
         self.slot = Some(BundleSlot::new(&cp.bundle));
         self.schedule = Some(FetchSchedule::new(cp.poll_interval_ms, cp.max_backoff_ms));
         self.metrics = Metrics::define();
+        self.trusted = trusted;
+        let inline = config.inline_bundle();
         self.config = Some(config);
         // A VM that starts after others (a new worker, a reconfiguration) enforces what they have at once.
         self.sync_from_shared_data();
+        if let Some(bytes) = inline {
+            if !self.load_inline(&bytes) {
+                return false;
+            }
+        }
         self.set_tick_period(TICK);
         true
     }
@@ -366,6 +519,7 @@ impl RootContext for PortcullisRoot {
     fn on_tick(&mut self) {
         self.sync_from_shared_data();
         self.maybe_fetch();
+        self.maybe_report();
     }
 
     fn get_type(&self) -> Option<ContextType> {

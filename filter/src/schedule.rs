@@ -47,6 +47,12 @@ impl FetchSchedule {
         self.next_at_ms = now_ms.saturating_add(spread(self.poll_interval_ms, random, 10));
     }
 
+    /// A long poll came back: ask again at once (the server does the waiting).
+    pub fn succeeded_now(&mut self, now_ms: u64) {
+        self.failures = 0;
+        self.next_at_ms = now_ms;
+    }
+
     /// The fetch failed: wait `min(max, poll * 2^failures)`, with "equal jitter" (half fixed, half random).
     pub fn failed(&mut self, now_ms: u64, random: u64) {
         self.in_flight = None;

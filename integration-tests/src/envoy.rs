@@ -42,6 +42,9 @@ pub const KEEP_FILES_ENV: &str = "PORTCULLIS_KEEP_FILES";
 /// The body of a [`EnvoyConfig::direct_response`] answer.
 pub const DIRECT_RESPONSE_BODY: &str = r#"{"direct":"ok"}"#;
 
+/// The name of the provider of [`EnvoyConfig::jwt_authn`].
+pub const JWT_PROVIDER: &str = "portcullis_bench";
+
 /// Envoy's default limit on a direct response body (`max_direct_response_body_size_bytes`), in bytes.
 const DEFAULT_MAX_DIRECT_RESPONSE_BODY: usize = 4096;
 
@@ -81,11 +84,7 @@ impl WasmFilter {
     ///
     /// If the module has not been built.
     pub fn portcullis(configuration: &serde_json::Value) -> Self {
-        Self {
-            wasm: filter_wasm(),
-            configuration: configuration.to_string(),
-            name: "portcullis".into(),
-        }
+        Self { wasm: filter_wasm(), configuration: configuration.to_string(), name: "portcullis".into() }
     }
 
     /// The no-op baseline filter from [`noop_wasm`]: the cost of the wasm runtime alone.
@@ -94,11 +93,7 @@ impl WasmFilter {
     ///
     /// If the module has not been built.
     pub fn noop() -> Self {
-        Self {
-            wasm: noop_wasm(),
-            configuration: String::new(),
-            name: "noop".into(),
-        }
+        Self { wasm: noop_wasm(), configuration: String::new(), name: "noop".into() }
     }
 }
 
@@ -114,6 +109,8 @@ pub struct EnvoyConfig {
     direct_body: Option<(String, String)>,
     access_log: bool,
     log_level: String,
+    /// The inline JWKS of a `jwt_authn` filter before the wasm filter, when there is one.
+    jwt_authn: Option<String>,
 }
 
 impl Default for EnvoyConfig {
@@ -134,6 +131,7 @@ impl EnvoyConfig {
             direct_body: None,
             access_log: true,
             log_level: "info".into(),
+            jwt_authn: None,
         }
     }
 
@@ -190,6 +188,15 @@ impl EnvoyConfig {
     /// Writes the JSON access log (on by default).
     pub fn access_log(mut self, on: bool) -> Self {
         self.access_log = on;
+        self
+    }
+
+    /// Adds Envoy's native `jwt_authn` filter (before the wasm filter, if any) with one provider, [`JWT_PROVIDER`]:
+    /// the keys of `jwks` (a JWKS document, inline as `local_jwks`), tokens from `Authorization: Bearer`, forwarded
+    /// upstream (`forward: true`), and required on every path. A request without a valid token gets 401 from Envoy
+    /// itself; the provider accepts any issuer and audience.
+    pub fn jwt_authn(mut self, jwks: &serde_json::Value) -> Self {
+        self.jwt_authn = Some(jwks.to_string());
         self
     }
 
@@ -255,10 +262,7 @@ impl EnvoyConfig {
         yaml.push_str("          route_config:\n            name: local\n");
         let direct_body = self.direct_body.as_ref().filter(|_| self.direct_response);
         if let Some((body, _)) = direct_body.filter(|(body, _)| body.len() > DEFAULT_MAX_DIRECT_RESPONSE_BODY) {
-            yaml.push_str(&format!(
-                "            max_direct_response_body_size_bytes: {}\n",
-                body.len()
-            ));
+            yaml.push_str(&format!("            max_direct_response_body_size_bytes: {}\n", body.len()));
         }
         yaml.push_str("            virtual_hosts:\n");
         yaml.push_str("            - name: all\n              domains: [\"*\"]\n              routes:\n");
@@ -270,10 +274,7 @@ impl EnvoyConfig {
             ));
             // Envoy would answer `text/plain`; a header the route adds is set before that default applies.
             yaml.push_str("                response_headers_to_add:\n");
-            yaml.push_str(&format!(
-                "                - header: {{ key: content-type, value: {} }}\n",
-                q(content_type)
-            ));
+            yaml.push_str(&format!("                - header: {{ key: content-type, value: {} }}\n", q(content_type)));
             yaml.push_str("                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n");
         } else if self.direct_response {
             yaml.push_str(&format!(
@@ -284,6 +285,18 @@ impl EnvoyConfig {
             yaml.push_str("                route: { cluster: upstream, timeout: 10s }\n");
         }
         yaml.push_str("          http_filters:\n");
+        if let Some(jwks) = &self.jwt_authn {
+            yaml.push_str("          - name: envoy.filters.http.jwt_authn\n            typed_config:\n");
+            yaml.push_str(concat!(
+                "              \"@type\": type.googleapis.com/",
+                "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication\n",
+            ));
+            yaml.push_str(&format!("              providers:\n                {JWT_PROVIDER}:\n"));
+            yaml.push_str(&format!("                  local_jwks: {{ inline_string: {} }}\n", q(jwks)));
+            yaml.push_str("                  forward: true\n");
+            yaml.push_str("              rules:\n              - match: { prefix: \"/\" }\n");
+            yaml.push_str(&format!("                requires: {{ provider_name: {JWT_PROVIDER} }}\n"));
+        }
         if let Some(filter) = &self.filter {
             let name = q(&filter.name);
             yaml.push_str(&format!("          - name: {name}\n            typed_config:\n"));
@@ -293,9 +306,7 @@ impl EnvoyConfig {
             yaml.push_str("                configuration:\n");
             yaml.push_str("                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n");
             yaml.push_str(&format!("                  value: {}\n", q(&filter.configuration)));
-            yaml.push_str(&format!(
-                "                vm_config:\n                  vm_id: {name}\n"
-            ));
+            yaml.push_str(&format!("                vm_config:\n                  vm_id: {name}\n"));
             yaml.push_str("                  runtime: envoy.wasm.runtime.v8\n");
             yaml.push_str(&format!(
                 "                  code: {{ local: {{ filename: {} }} }}\n",
@@ -309,9 +320,7 @@ impl EnvoyConfig {
         for (name, addr) in [("upstream", self.upstream), (CONTROL_PLANE_CLUSTER, self.control_plane)] {
             let Some(addr) = addr else { continue };
             any_cluster = true;
-            yaml.push_str(&format!(
-                "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n"
-            ));
+            yaml.push_str(&format!("  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n"));
             yaml.push_str(&format!(
                 "    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
             ));
@@ -341,10 +350,7 @@ pub struct Envoy {
 impl Envoy {
     fn start(config: &EnvoyConfig) -> Self {
         let envoy = envoy_binary();
-        let dir = tempfile::Builder::new()
-            .prefix("portcullis-envoy-")
-            .tempdir()
-            .expect("envoy temp dir");
+        let dir = tempfile::Builder::new().prefix("portcullis-envoy-").tempdir().expect("envoy temp dir");
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, config.bootstrap_yaml(dir.path())).expect("write envoy.yaml");
         let admin_path = dir.path().join("admin.txt");
@@ -387,14 +393,10 @@ impl Envoy {
             if !self.is_running() {
                 return true;
             }
-            admin = std::fs::read_to_string(admin_path)
-                .ok()
-                .and_then(|s| s.trim().parse::<SocketAddr>().ok());
+            admin = std::fs::read_to_string(admin_path).ok().and_then(|s| s.trim().parse::<SocketAddr>().ok());
             admin.is_some()
         });
-        let Some(admin) = admin.filter(|_| found) else {
-            self.fail_start("did not write its admin address")
-        };
+        let Some(admin) = admin.filter(|_| found) else { self.fail_start("did not write its admin address") };
         self.admin = admin;
         let ready = eventually(START_TIMEOUT, || {
             !self.is_running() || self.try_admin_get("/ready").is_ok_and(|r| r.status == 200)
@@ -474,14 +476,16 @@ impl Envoy {
     ///
     /// On an I/O error.
     pub fn admin_get(&self, path: &str) -> HttpResponse {
-        self.try_admin_get(path)
-            .unwrap_or_else(|e| panic!("admin GET {path}: {e}"))
+        self.try_admin_get(path).unwrap_or_else(|e| panic!("admin GET {path}: {e}"))
     }
 
     fn try_admin_get(&self, path: &str) -> std::io::Result<HttpResponse> {
-        HttpClient::new_connection_each(self.admin)
-            .with_timeout(Duration::from_secs(5))
-            .try_request("GET", path, &[], b"")
+        HttpClient::new_connection_each(self.admin).with_timeout(Duration::from_secs(5)).try_request(
+            "GET",
+            path,
+            &[],
+            b"",
+        )
     }
 
     /// All stats, as the admin `/stats` text (`name: value` lines).
@@ -508,9 +512,7 @@ impl Envoy {
     /// Connections each worker has accepted so far (`listener.ingress.worker_N.downstream_cx_total`), indexed by
     /// worker.
     pub fn worker_connections(&self) -> Vec<u64> {
-        let stats = self
-            .admin_get(&format!("/stats?filter=listener.{LISTENER_STAT_PREFIX}.worker_"))
-            .text();
+        let stats = self.admin_get(&format!("/stats?filter=listener.{LISTENER_STAT_PREFIX}.worker_")).text();
         (0..self.concurrency)
             .map(|w| {
                 let name = format!("listener.{LISTENER_STAT_PREFIX}.worker_{w}.downstream_cx_total");
@@ -545,11 +547,7 @@ impl Envoy {
 
     /// Lines of Envoy's log containing `needle`.
     pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_string)
-            .collect()
+        self.log_text().lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
     }
 
     /// The access log, one JSON object per request, in the order written. Lines flush within ~100 ms of the
@@ -568,9 +566,7 @@ impl Envoy {
 
     /// The access log entry for the request whose `x-request-id` was `request_id`, once it has been written.
     pub fn access_log_entry(&self, request_id: &str) -> Option<serde_json::Value> {
-        self.access_log_lines()
-            .into_iter()
-            .find(|l| l["request_id"] == request_id)
+        self.access_log_lines().into_iter().find(|l| l["request_id"] == request_id)
     }
 
     /// The Portcullis verdict logged for `request_id` (see [`verdict_of`]), waiting for its access log entry.
@@ -599,26 +595,17 @@ impl Envoy {
     /// Panics if Envoy's log has a [`CRITICAL_WASM`] line (a panicked or failed VM), quoting them.
     pub fn assert_no_critical_wasm(&self) {
         let critical = self.log_lines_containing(CRITICAL_WASM);
-        assert!(
-            critical.is_empty(),
-            "Envoy logged {CRITICAL_WASM}:\n{}",
-            critical.join("\n")
-        );
+        assert!(critical.is_empty(), "Envoy logged {CRITICAL_WASM}:\n{}", critical.join("\n"));
     }
 
     fn read_file(&self, name: &str) -> String {
-        std::fs::read(self.dir.path().join(name))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        std::fs::read(self.dir.path().join(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 }
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        terminate(
-            self.child.get_mut().unwrap_or_else(|e| e.into_inner()),
-            Duration::from_secs(5),
-        );
+        terminate(self.child.get_mut().unwrap_or_else(|e| e.into_inner()), Duration::from_secs(5));
         let panicking = std::thread::panicking();
         let critical = self.log_lines_containing(CRITICAL_WASM);
         if panicking {
@@ -630,11 +617,7 @@ impl Drop for Envoy {
             eprintln!("kept Envoy's files in {}", dir.keep().display());
         }
         if !panicking {
-            assert!(
-                critical.is_empty(),
-                "Envoy logged {CRITICAL_WASM}:\n{}",
-                critical.join("\n")
-            );
+            assert!(critical.is_empty(), "Envoy logged {CRITICAL_WASM}:\n{}", critical.join("\n"));
         }
     }
 }
@@ -719,27 +702,39 @@ mod tests {
         assert!(!default.contains("max_direct_response_body_size_bytes"));
         assert!(!default.contains("response_headers_to_add"));
 
-        let small = EnvoyConfig::new()
-            .direct_response_body("{}", "application/json")
-            .bootstrap_yaml(dir);
+        let small = EnvoyConfig::new().direct_response_body("{}", "application/json").bootstrap_yaml(dir);
         assert!(!small.contains("max_direct_response_body_size_bytes"), "{small}");
-        assert!(
-            small.contains(r#"key: content-type, value: "application/json""#),
-            "{small}"
-        );
+        assert!(small.contains(r#"key: content-type, value: "application/json""#), "{small}");
 
-        let large = EnvoyConfig::new()
-            .direct_response_body("x".repeat(20_000), "text/csv")
-            .bootstrap_yaml(dir);
-        assert!(
-            large.contains("max_direct_response_body_size_bytes: 20000\n"),
-            "{large}"
-        );
+        let large = EnvoyConfig::new().direct_response_body("x".repeat(20_000), "text/csv").bootstrap_yaml(dir);
+        assert!(large.contains("max_direct_response_body_size_bytes: 20000\n"), "{large}");
         let off = EnvoyConfig::new()
             .direct_response_body("{}", "application/json")
             .direct_response(false)
             .bootstrap_yaml(dir);
         assert!(off.contains("route: { cluster: upstream"), "{off}");
+    }
+
+    #[test]
+    fn jwt_authn_comes_first_and_requires_its_provider() {
+        let dir = Path::new("/tmp");
+        let jwks = serde_json::json!({ "keys": [{ "kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "k" }] });
+        let yaml = EnvoyConfig::new()
+            .direct_response(true)
+            .wasm_filter(WasmFilter {
+                wasm: PathBuf::from("/x.wasm"),
+                configuration: String::new(),
+                name: "noop".into(),
+            })
+            .jwt_authn(&jwks)
+            .bootstrap_yaml(dir);
+        let jwt = yaml.find("envoy.filters.http.jwt_authn").unwrap();
+        assert!(jwt < yaml.find("name: \"noop\"").unwrap(), "{yaml}");
+        assert!(
+            yaml.contains(&format!("local_jwks: {{ inline_string: {} }}", serde_json::Value::from(jwks.to_string())))
+        );
+        assert!(yaml.contains("requires: { provider_name: portcullis_bench }"), "{yaml}");
+        assert!(!EnvoyConfig::new().bootstrap_yaml(dir).contains("jwt_authn"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`compile`]: `portcullis compile` of a policy written inline in a test.
 //! - [`Envoy`]: a generated bootstrap (wasm filter optional, JSON access log), started and waited for until ready;
 //!   stats, logs and the access log are read back through it.
+//! - [`jwt`]: signing keys, their JWKS, valid JWTs and hand-built forgeries, for the token tests and the benchmark.
 //! - [`http`]: a raw-TCP HTTP/1.1 client, able to send the malformed requests a real client library refuses to.
 //! - [`Stack`]: the three processes wired together the way most tests want them.
 //! - [`eventually`]: polling with a generous deadline instead of fixed sleeps.
@@ -52,6 +53,7 @@ pub mod body;
 pub mod control_plane;
 pub mod envoy;
 pub mod http;
+pub mod jwt;
 pub mod load;
 mod process;
 pub mod upstream;
@@ -116,16 +118,8 @@ impl Stack {
     pub fn start_with(config: EnvoyConfig, plugin: serde_json::Value) -> Self {
         let upstream = Upstream::start();
         let control_plane = ControlPlane::start_new();
-        let envoy = config
-            .upstream(upstream.addr())
-            .control_plane(control_plane.addr())
-            .portcullis(&plugin)
-            .start();
-        Self {
-            envoy,
-            control_plane,
-            upstream,
-        }
+        let envoy = config.upstream(upstream.addr()).control_plane(control_plane.addr()).portcullis(&plugin).start();
+        Self { envoy, control_plane, upstream }
     }
     /// Waits up to `timeout` until every worker has answered `GET path` with `status` (each VM swaps bundles on
     /// its own tick, so the first answer only proves one). Needs the listener to itself: it tells workers apart by
@@ -152,13 +146,7 @@ impl Stack {
             confirmed.iter().all(|c| *c)
         });
         if !reached {
-            self.wait_failed(
-                path,
-                status,
-                timeout,
-                last,
-                &format!(" on every worker (confirmed: {confirmed:?})"),
-            );
+            self.wait_failed(path, status, timeout, last, &format!(" on every worker (confirmed: {confirmed:?})"));
         }
     }
 

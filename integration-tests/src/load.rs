@@ -5,7 +5,8 @@
 //! [`run`] opens `connections` keep-alive connections, one thread each, and has them send the same request back to
 //! back (the next only after the previous response has been read, by its `Content-Length`) until `requests` have
 //! been sent in total. Raw TCP with one reusable buffer per connection keeps the generator's own cost per request
-//! small and constant, so that what varies between runs is the server.
+//! small and constant, so that what varies between runs is the server. [`run_rotating`] sends several prepared
+//! requests round-robin instead ([`get_requests`] builds them, e.g. one per token).
 //!
 //! [`process_cpu_ns`] reads how long a process has been on a CPU, summed over its threads, so a benchmark can
 //! charge a run with exactly what the server spent on it.
@@ -104,10 +105,26 @@ pub fn get_request(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
 ///
 /// If a connection cannot be opened at the start (nothing to measure), or `connections` is 0.
 pub fn run(addr: SocketAddr, request: &[u8], connections: usize, requests: u64) -> LoadReport {
+    run_rotating(addr, &[request], connections, requests)
+}
+
+/// Like [`run`], but request number `k` (counted over all connections, from 0) is `variants[k % variants.len()]`:
+/// a different token per request, say, round-robin. Build the variants up front (with [`get_requests`]) so that
+/// the generator's cost per request stays what it is for one request.
+///
+/// # Panics
+///
+/// As [`run`], and if `variants` is empty.
+pub fn run_rotating<R: AsRef<[u8]> + Sync>(
+    addr: SocketAddr,
+    variants: &[R],
+    connections: usize,
+    requests: u64,
+) -> LoadReport {
     assert!(connections > 0, "at least one connection");
-    let streams: Vec<TcpStream> = (0..connections)
-        .map(|_| connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}")))
-        .collect();
+    assert!(!variants.is_empty(), "at least one request");
+    let streams: Vec<TcpStream> =
+        (0..connections).map(|_| connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))).collect();
     let next = AtomicU64::new(0);
     // All connections start together so the clock measures the server, not the setup.
     let start = Barrier::new(connections + 1);
@@ -117,7 +134,7 @@ pub fn run(addr: SocketAddr, request: &[u8], connections: usize, requests: u64) 
             let (next, start, total) = (&next, &start, &total);
             scope.spawn(move || {
                 start.wait();
-                let report = drive(addr, stream, request, next, requests);
+                let report = drive(addr, stream, variants, next, requests);
                 total.lock().unwrap_or_else(|e| e.into_inner()).merge(report);
             });
         }
@@ -129,12 +146,38 @@ pub fn run(addr: SocketAddr, request: &[u8], connections: usize, requests: u64) 
     report
 }
 
-/// One connection's loop: claim a request number, send, read the response, until all are claimed.
-fn drive(addr: SocketAddr, stream: TcpStream, request: &[u8], next: &AtomicU64, requests: u64) -> LoadReport {
+/// `GET path` with `headers`, once per value of `values`, each time with header `name: value` added last: the
+/// variants [`run_rotating`] sends.
+pub fn get_requests<S: AsRef<str>>(path: &str, headers: &[(&str, &str)], name: &str, values: &[S]) -> Vec<Vec<u8>> {
+    values
+        .iter()
+        .map(|value| {
+            let mut all = headers.to_vec();
+            all.push((name, value.as_ref()));
+            get_request(path, &all)
+        })
+        .collect()
+}
+
+/// One connection's loop: claim a request number, send its variant, read the response, until all are claimed.
+fn drive<R: AsRef<[u8]>>(
+    addr: SocketAddr,
+    stream: TcpStream,
+    variants: &[R],
+    next: &AtomicU64,
+    requests: u64,
+) -> LoadReport {
     let mut report = LoadReport::default();
     let mut conn = Some(stream);
     let mut buf = vec![0_u8; BUFFER_SIZE];
-    while next.fetch_add(1, Ordering::Relaxed) < requests {
+    loop {
+        let number = next.fetch_add(1, Ordering::Relaxed);
+        if number >= requests {
+            break;
+        }
+        let Some(request) = usize::try_from(number % variants.len() as u64).ok().and_then(|i| variants.get(i)) else {
+            break;
+        };
         let stream = match conn.take() {
             Some(stream) => stream,
             None => match connect(addr) {
@@ -145,7 +188,7 @@ fn drive(addr: SocketAddr, stream: TcpStream, request: &[u8], next: &AtomicU64, 
                 }
             },
         };
-        match exchange(&stream, request, &mut buf) {
+        match exchange(&stream, request.as_ref(), &mut buf) {
             Ok((status, keep_alive)) => {
                 if status == 200 {
                     report.ok += 1;
@@ -185,9 +228,7 @@ fn exchange(mut stream: &TcpStream, request: &[u8], buf: &mut [u8]) -> io::Resul
     let (status, content_length, keep_alive) = parse_head(head)?;
     let total = head_len + content_length;
     if total > buf.len() {
-        return Err(invalid(format!(
-            "response of {total} bytes is larger than the {BUFFER_SIZE}-byte buffer"
-        )));
+        return Err(invalid(format!("response of {total} bytes is larger than the {BUFFER_SIZE}-byte buffer")));
     }
     while filled < total {
         filled += read_more(&mut stream, buf, filled)?;
@@ -203,10 +244,7 @@ fn read_more(stream: &mut &TcpStream, buf: &mut [u8], filled: usize) -> io::Resu
         return Err(invalid(format!("response head larger than {BUFFER_SIZE} bytes")));
     };
     match stream.read(free)? {
-        0 => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed mid-response",
-        )),
+        0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-response")),
         n => Ok(n),
     }
 }
@@ -304,9 +342,7 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: CPU_ISSET reads `set` within CPU_SETSIZE.
-    Ok((0..libc::CPU_SETSIZE as usize)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect())
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
 }
 
 /// Restricts every thread of process `pid` to `cpus`; threads it starts later inherit the mask from their creator.
@@ -384,10 +420,7 @@ mod tests {
         assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));
         assert_eq!(find_head_end(b"HTTP/1.1 200 OK\r\n"), None);
         assert_eq!(parse_head(head).unwrap(), (403, 12, false));
-        assert_eq!(
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap(),
-            (200, 0, true)
-        );
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap(), (200, 0, true));
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
         assert!(parse_head(b"SSH-2.0\r\n\r\n").is_err());
     }
@@ -396,6 +429,41 @@ mod tests {
     fn requests_are_written_in_order() {
         let request = get_request("/a?b=1", &[("host", "x"), ("accept", "*/*")]);
         assert_eq!(request, b"GET /a?b=1 HTTP/1.1\r\nhost: x\r\naccept: */*\r\n\r\n");
+        let variants = get_requests("/", &[("host", "x")], "authorization", &["Bearer a", "Bearer b"]);
+        assert_eq!(
+            variants,
+            vec![
+                b"GET / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer a\r\n\r\n".to_vec(),
+                b"GET / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer b\r\n\r\n".to_vec(),
+            ]
+        );
+    }
+
+    #[test]
+    fn variants_are_sent_round_robin() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0_u8; 256];
+            let mut pending = Vec::new();
+            while seen.len() < 5 {
+                let n = stream.read(&mut buf).unwrap();
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = find_head_end(&pending) {
+                    let head: Vec<u8> = pending.drain(..end).collect();
+                    seen.push(String::from_utf8(head).unwrap().lines().nth(1).unwrap().to_string());
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+                }
+            }
+            seen
+        });
+        let variants = get_requests("/", &[], "x-n", &["0", "1", "2"]);
+        let report = run_rotating(addr, &variants, 1, 5);
+        assert_eq!(report.ok, 5, "{report:?}");
+        assert_eq!(seen.join().unwrap(), ["x-n: 0", "x-n: 1", "x-n: 2", "x-n: 0", "x-n: 1"]);
     }
 
     #[test]
@@ -420,9 +488,6 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert!(
-            own_cpu_ns().unwrap() >= own + 10_000_000,
-            "an exited thread's CPU time still counts"
-        );
+        assert!(own_cpu_ns().unwrap() >= own + 10_000_000, "an exited thread's CPU time still counts");
     }
 }

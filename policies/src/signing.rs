@@ -223,11 +223,11 @@ mod tests {
         let env = open(&sealed).unwrap();
         assert_eq!(env.bundle, &bundle[..]);
         assert_eq!(env.verify(&[k1.clone(), k2.clone()]), Ok("k1"));
-        assert_eq!(env.verify(&[k2.clone()]), Err(SignatureError::UnknownKey));
-        assert_eq!(open(&bundle).unwrap().verify(&[k1.clone()]), Err(SignatureError::Unsigned));
+        assert_eq!(env.verify(std::slice::from_ref(&k2)), Err(SignatureError::UnknownKey));
+        assert_eq!(open(&bundle).unwrap().verify(std::slice::from_ref(&k1)), Err(SignatureError::Unsigned));
         // Same id, other key: a stolen id does not help.
         let forged = seal(&bundle, "k1", &s2).unwrap();
-        assert_eq!(open(&forged).unwrap().verify(&[k1.clone()]), Err(SignatureError::BadSignature));
+        assert_eq!(open(&forged).unwrap().verify(std::slice::from_ref(&k1)), Err(SignatureError::BadSignature));
         // Swapping the bundle under a valid signature is caught (its digest differs).
         let mut swapped = sealed.clone();
         let tail = swapped.len() - bundle.len();
@@ -242,7 +242,7 @@ mod tests {
         let sealed = seal(&bundle_bytes(1), "k1", &s1).unwrap();
         for len in 0..sealed.len() {
             if let Ok(env) = open(&sealed[..len]) {
-                assert!(env.verify(&[k1.clone()]).is_err() || crate::Bundle::from_bytes(env.bundle).is_err());
+                assert!(env.verify(std::slice::from_ref(&k1)).is_err() || crate::Bundle::from_bytes(env.bundle).is_err());
             }
         }
         for i in 0..sealed.len() {
@@ -250,7 +250,7 @@ mod tests {
             bytes[i] ^= 0x40;
             let accepted = open(&bytes)
                 .ok()
-                .filter(|env| env.verify(&[k1.clone()]).is_ok())
+                .filter(|env| env.verify(std::slice::from_ref(&k1)).is_ok())
                 .map(|env| crate::Bundle::from_bytes(env.bundle));
             assert!(!matches!(accepted, Some(Ok(_))), "flip at {i} accepted");
         }

@@ -2,7 +2,7 @@
 //!
 //! # What runs
 //!
-//! Five Envoys at once, each with one worker (`--concurrency 1`), no access log, and a route answering by itself
+//! Eleven Envoys at once, each with one worker (`--concurrency 1`), no access log, and a route answering by itself
 //! (Envoy's direct response), so no upstream takes part. Three answer `200 {"direct":"ok"}` and measure the rules on
 //! request headers:
 //!
@@ -24,6 +24,23 @@
 //! The pair's result is the CPU time Portcullis adds per request, and the response bytes divided by it: an estimate
 //! of the MB/s scanned inside the VM that charges all added time to the scan.
 //!
+//! Six verify JWTs, minted by the bench with an ES256 and an RS256 key ([`portcullis_integration_tests::jwt`]) and
+//! sent as `Authorization: Bearer` in place of the opaque token:
+//!
+//! - **jwt_authn ES256 / RS256**: Envoy's native `jwt_authn` filter with the two public keys as an inline JWKS
+//!   (`local_jwks`, `forward: true`, required on every path), one token on every request (`jwt_authn` keeps no
+//!   cache of verified tokens unless configured to, so each request is verified); compared with plain Envoy;
+//! - **Portcullis ES256 / RS256, cached**: [`tokens_policy`] (the same keys, issuer, audience, lifetime checks and
+//!   blocking rules for forged, stale and misaddressed tokens), the same token on every request: after the first,
+//!   each request costs a SHA-256 and a lookup in the filter's per-VM analysis cache;
+//! - **Portcullis ES256 / RS256, uncached**: a different token on every request, from `BENCH_UNCACHED_TOKENS`
+//!   tokens (distinct `jti`) sent round-robin, one pass per run: more than twice the filter's cache (1024 analyses,
+//!   CLOCK eviction), so a cyclic pass never finds a token still cached and every request verifies a signature.
+//!
+//! Portcullis is compared with the no-op wasm filter. Before measuring, each of the six must answer 200 to its
+//! token and 401 to the same token with its signature tampered with, and Portcullis must not block any measured
+//! request (`requests_blocked` unchanged).
+//!
 //! # How it measures
 //!
 //! A closed-loop generator ([`portcullis_integration_tests::load`]) sends one realistic allowed request
@@ -32,11 +49,13 @@
 //! rounds runs the variants in rotated order, N requests each, recording wall time and the CPU time the Envoy
 //! process spent (summed over its threads from `/proc/<pid>/task/*/schedstat`). Interleaving spreads machine noise
 //! over all variants alike. The report gives medians over the rounds, and how much CPU other processes took
-//! meanwhile, so a noisy run says so. The JSON pair takes part in the same rounds and rotation (five variants), with
-//! its own request count, since each of its requests costs several times more.
+//! meanwhile, so a noisy run says so. The JSON pair and the JWT variants take part in the same rounds and rotation
+//! (eleven variants), each with its own request count.
 //!
 //! `BENCH_REQUESTS` (N, default 20000), `BENCH_SENSITIVE_REQUESTS` (N of the JSON pair, default
-//! [`DEFAULT_SENSITIVE_REQUESTS`]), `BENCH_ROUNDS` (R, default 5) and `BENCH_CONNECTIONS` (default 8) override the
+//! [`DEFAULT_SENSITIVE_REQUESTS`]), `BENCH_TOKEN_REQUESTS` (N of `jwt_authn` and cached Portcullis, default
+//! [`DEFAULT_TOKEN_REQUESTS`]), `BENCH_UNCACHED_TOKENS` (tokens per key, and N, of uncached Portcullis, default
+//! [`DEFAULT_UNCACHED_TOKENS`]), `BENCH_ROUNDS` (R, default 5) and `BENCH_CONNECTIONS` (default 8) override the
 //! defaults. `BENCH_PIN=1` pins the Envoys to the last CPU and the generator to the others, so the
 //! worker under load has a core to itself; not the default, because on a busy machine Envoy then cannot move away
 //! from other work. The report goes to stdout and `target/bench/report.md`. Timings are never asserted: the exit
@@ -50,6 +69,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::artifacts::{envoy_binary, repo_root};
 use portcullis_integration_tests::envoy::{parse_stat, WASM_STAT_PREFIX};
+use portcullis_integration_tests::jwt::{self, TokenKeys, AUDIENCE, ISSUER};
 use portcullis_integration_tests::load::{self, LoadReport};
 use portcullis_integration_tests::{compile, eventually, plugin_config, ControlPlane, Envoy, EnvoyConfig, WasmFilter};
 
@@ -73,11 +93,8 @@ const NOISY_OTHER_CORES: f64 = 0.2;
 
 /// The filter counters that must not move while measuring: the load request is neither blocked nor monitored,
 /// and a bundle is active throughout.
-const PORTCULLIS_COUNTERS: [&str; 3] = [
-    "portcullis.requests_blocked",
-    "portcullis.requests_monitored",
-    "portcullis.requests_without_bundle",
-];
+const PORTCULLIS_COUNTERS: [&str; 3] =
+    ["portcullis.requests_blocked", "portcullis.requests_monitored", "portcullis.requests_without_bundle"];
 
 /// N of the JSON pair unless `BENCH_SENSITIVE_REQUESTS` says otherwise: each of its requests costs several times
 /// one of the others, so fewer keep a round short.
@@ -163,11 +180,8 @@ const PHONE_EVERY: usize = 4;
 
 /// The counters of Portcullis with [`SENSITIVE_POLICY`] that every measured request bumps by one: its response was
 /// inspected and held a card number, the endpoint was listed (again), and the request was monitored.
-const SENSITIVE_COUNTERS_PER_REQUEST: [&str; 3] = [
-    "portcullis.exchanges_with_detections",
-    "portcullis.list_additions",
-    "portcullis.requests_monitored",
-];
+const SENSITIVE_COUNTERS_PER_REQUEST: [&str; 3] =
+    ["portcullis.exchanges_with_detections", "portcullis.list_additions", "portcullis.requests_monitored"];
 
 /// The counters of Portcullis with [`SENSITIVE_POLICY`] that must not move while measuring.
 const SENSITIVE_COUNTERS_STILL: [&str; 4] = [
@@ -176,6 +190,19 @@ const SENSITIVE_COUNTERS_STILL: [&str; 4] = [
     "portcullis.bodies_truncated",
     "portcullis.list_contention",
 ];
+
+/// N of `jwt_authn` and cached Portcullis unless `BENCH_TOKEN_REQUESTS` says otherwise.
+const DEFAULT_TOKEN_REQUESTS: u64 = 10_000;
+
+/// Distinct tokens per key (and N) of uncached Portcullis unless `BENCH_UNCACHED_TOKENS` says otherwise: more than
+/// twice the filter's per-VM cache of 1024 analyses, so that a round-robin pass never hits it.
+const DEFAULT_UNCACHED_TOKENS: u64 = 3_000;
+
+/// The bundle name of [`tokens_policy`].
+const TOKENS_BUNDLE: &str = "tokens";
+
+/// How long the minted tokens are valid: longer than any bench run, inside the policy's `max_lifetime`.
+const TOKEN_LIFETIME_SECONDS: i64 = 4 * 3600;
 
 /// Where plain Envoy is in the list of variants.
 const PLAIN: usize = 0;
@@ -187,6 +214,54 @@ const PORTCULLIS: usize = 2;
 const NOOP_JSON: usize = 3;
 /// Where Portcullis with every classifier and the JSON response is.
 const PORTCULLIS_JSON: usize = 4;
+/// Where Envoy's `jwt_authn` verifying an ES256 token is.
+const JWT_AUTHN_ES256: usize = 5;
+/// Where Envoy's `jwt_authn` verifying an RS256 token is.
+const JWT_AUTHN_RS256: usize = 6;
+/// Where Portcullis with one ES256 token on every request is.
+const PORTCULLIS_ES256_CACHED: usize = 7;
+/// Where Portcullis with a different ES256 token on every request is.
+const PORTCULLIS_ES256_UNCACHED: usize = 8;
+/// Where Portcullis with one RS256 token on every request is.
+const PORTCULLIS_RS256_CACHED: usize = 9;
+/// Where Portcullis with a different RS256 token on every request is.
+const PORTCULLIS_RS256_UNCACHED: usize = 10;
+/// The Portcullis variants that verify tokens.
+const PORTCULLIS_TOKENS: [usize; 4] =
+    [PORTCULLIS_ES256_CACHED, PORTCULLIS_ES256_UNCACHED, PORTCULLIS_RS256_CACHED, PORTCULLIS_RS256_UNCACHED];
+
+/// The policy of the JWT variants: the keys of `jwks`, the checks of the token issue, and rules blocking forged
+/// (401), stale (401) and misaddressed (403) tokens. A valid token matches no rule.
+fn tokens_policy(jwks: &serde_json::Value) -> String {
+    format!(
+        r#"version: 1
+tokens:
+  sources: [ {{ header: authorization, scheme: Bearer }} ]
+  identity: claims(iss, sub)
+  jwt:
+    keys: {{ jwks: {jwks} }}
+    allowed_algs: [ES256, RS256]
+    issuers: [{ISSUER}]
+    audiences: [{AUDIENCE}]
+    max_lifetime: 24h
+    clock_skew: 60s
+    weak_secrets: builtin
+rules:
+  - id: forged-token
+    when: detected("jwt.alg_none") || detected("jwt.bad_signature") || detected("jwt.key_confusion") || detected("jwt.embedded_key") || detected("jwt.empty_signature") || detected("jwt.malformed") || detected("jwt.alg_not_allowed") || detected("jwt.weak_secret")
+    action: block
+    status: 401
+  - id: stale-token
+    when: detected("jwt.expired") || detected("jwt.not_yet_valid") || detected("jwt.missing_exp") || detected("jwt.lifetime_too_long")
+    action: block
+    status: 401
+  - id: wrong-audience
+    when: detected("jwt.audience_mismatch") || detected("jwt.issuer_mismatch")
+    action: block
+    status: 403
+"#
+    )
+}
 
 fn main() -> ExitCode {
     stop_children_on_panic();
@@ -203,6 +278,8 @@ fn main() -> ExitCode {
 struct Settings {
     requests: u64,
     sensitive_requests: u64,
+    token_requests: u64,
+    uncached_tokens: u64,
     rounds: usize,
     connections: usize,
     pin: bool,
@@ -213,6 +290,8 @@ impl Settings {
         Ok(Self {
             requests: env_number("BENCH_REQUESTS", 20_000)?,
             sensitive_requests: env_number("BENCH_SENSITIVE_REQUESTS", DEFAULT_SENSITIVE_REQUESTS)?,
+            token_requests: env_number("BENCH_TOKEN_REQUESTS", DEFAULT_TOKEN_REQUESTS)?,
+            uncached_tokens: env_number("BENCH_UNCACHED_TOKENS", DEFAULT_UNCACHED_TOKENS)?,
             rounds: env_number("BENCH_ROUNDS", 5)?,
             connections: env_number("BENCH_CONNECTIONS", 8)?,
             pin: std::env::var("BENCH_PIN").is_ok_and(|v| v.trim() == "1"),
@@ -222,10 +301,9 @@ impl Settings {
 
 fn env_number<T: std::str::FromStr + PartialOrd + From<u8>>(var: &str, default: T) -> Result<T, String> {
     let value = match std::env::var(var) {
-        Ok(text) if !text.trim().is_empty() => text
-            .trim()
-            .parse::<T>()
-            .map_err(|_| format!("{var}={text:?} is not a number"))?,
+        Ok(text) if !text.trim().is_empty() => {
+            text.trim().parse::<T>().map_err(|_| format!("{var}={text:?} is not a number"))?
+        }
         _ => default,
     };
     if value < T::from(1) {
@@ -251,10 +329,7 @@ impl Placement {
         let mut cpus = load::allowed_cpus().map_err(|e| format!("CPU affinity: {e}"))?;
         // The last allowed CPU for Envoy; the generator keeps the rest.
         match cpus.pop() {
-            Some(last) if !cpus.is_empty() => Ok(Self::Pinned {
-                envoy: vec![last],
-                generator: cpus,
-            }),
+            Some(last) if !cpus.is_empty() => Ok(Self::Pinned { envoy: vec![last], generator: cpus }),
             _ => Ok(Self::Unpinned("one CPU")),
         }
     }
@@ -277,10 +352,7 @@ impl std::fmt::Display for Placement {
         match self {
             Self::Unpinned(why) => write!(f, "nothing pinned ({why})"),
             Self::Pinned { envoy, generator } => {
-                write!(
-                    f,
-                    "Envoys pinned to CPU {envoy:?}, load generator to {generator:?} (`BENCH_PIN=1`)"
-                )
+                write!(f, "Envoys pinned to CPU {envoy:?}, load generator to {generator:?} (`BENCH_PIN=1`)")
             }
         }
     }
@@ -292,6 +364,8 @@ struct Variant {
     envoy: Envoy,
     /// Requests per run.
     requests: u64,
+    /// Requests of its own, sent round-robin, instead of the shared load request.
+    own_requests: Option<Vec<Vec<u8>>>,
     runs: Vec<Run>,
     totals: LoadReport,
 }
@@ -343,27 +417,41 @@ fn run() -> Result<(), String> {
     let control_plane = ControlPlane::start_new();
     control_plane.push(BUNDLE, &compile(&policy, BUNDLE, 1));
     control_plane.push(SENSITIVE_BUNDLE, &compile(SENSITIVE_POLICY, SENSITIVE_BUNDLE, 1));
-    let config = || {
-        EnvoyConfig::new()
-            .concurrency(1)
-            .direct_response(true)
-            .access_log(false)
-            .log_level("warn")
-    };
+    let config = || EnvoyConfig::new().concurrency(1).direct_response(true).access_log(false).log_level("warn");
     let json_config = || config().direct_response_body(document.json.clone(), JSON);
     // "open" so that a 403 for /admin proves the bundle is loaded rather than the filter failing closed.
     let portcullis_filter = WasmFilter::portcullis(&plugin_config(BUNDLE, "open"));
     let sensitive_filter = WasmFilter::portcullis(&plugin_config(SENSITIVE_BUNDLE, "open"));
     let (n, n_json) = (settings.requests, settings.sensitive_requests);
+    let keys = TokenKeys::new();
+    let minting = Instant::now();
+    let tokens = MintedTokens::mint(&keys, settings.uncached_tokens);
+    eprintln!(
+        "bench: minted {} ES256 and {} RS256 tokens ({:.1} s)",
+        tokens.es256.len() + 1,
+        tokens.rs256.len() + 1,
+        minting.elapsed().as_secs_f64()
+    );
+    control_plane.push(TOKENS_BUNDLE, &compile(&tokens_policy(&keys.jwks()), TOKENS_BUNDLE, 1));
+    let portcullis_tokens = || {
+        config()
+            .control_plane(control_plane.addr())
+            .wasm_filter(WasmFilter::portcullis(&plugin_config(TOKENS_BUNDLE, "open")))
+            .start()
+    };
+    let jwt_authn = || config().jwt_authn(&keys.jwks()).start();
+    let (n_tokens, n_uncached) = (settings.token_requests, settings.uncached_tokens);
+    let one = |token: &str| vec![load::get_request(PATH, &pairs(&token_headers(token)))];
+    let many = |all: &[String]| {
+        let bearers: Vec<String> = all.iter().map(|t| format!("Bearer {t}")).collect();
+        load::get_requests(PATH, &pairs(&token_headers("")), "authorization", &bearers)
+    };
     let mut variants = vec![
         Variant::new("plain Envoy", config().start(), n),
         Variant::new("+ no-op wasm", config().wasm_filter(WasmFilter::noop()).start(), n),
         Variant::new(
             "+ Portcullis (demo policy)",
-            config()
-                .control_plane(control_plane.addr())
-                .wasm_filter(portcullis_filter)
-                .start(),
+            config().control_plane(control_plane.addr()).wasm_filter(portcullis_filter).start(),
             n,
         ),
         Variant::new(
@@ -373,18 +461,31 @@ fn run() -> Result<(), String> {
         ),
         Variant::new(
             "+ Portcullis (all classifiers), 16 KiB JSON response",
-            json_config()
-                .control_plane(control_plane.addr())
-                .wasm_filter(sensitive_filter)
-                .start(),
+            json_config().control_plane(control_plane.addr()).wasm_filter(sensitive_filter).start(),
             n_json,
         ),
+        Variant::new("jwt_authn ES256", jwt_authn(), n_tokens).with_requests(one(&tokens.es256_cached)),
+        Variant::new("jwt_authn RS256", jwt_authn(), n_tokens).with_requests(one(&tokens.rs256_cached)),
+        Variant::new("Portcullis ES256 cached", portcullis_tokens(), n_tokens).with_requests(one(&tokens.es256_cached)),
+        Variant::new("Portcullis ES256 uncached", portcullis_tokens(), n_uncached).with_requests(many(&tokens.es256)),
+        Variant::new("Portcullis RS256 cached", portcullis_tokens(), n_tokens).with_requests(one(&tokens.rs256_cached)),
+        Variant::new("Portcullis RS256 uncached", portcullis_tokens(), n_uncached).with_requests(many(&tokens.rs256)),
     ];
     placement.apply(&variants)?;
     let headers = request_headers();
     wait_until_enforcing(&variants[PORTCULLIS].envoy, &headers)?;
     check_json_response(&variants[NOOP_JSON].envoy, &headers, &document.json)?;
     wait_until_inspecting(&variants[PORTCULLIS_JSON].envoy, &headers, &document.json)?;
+    for (at, token, last) in [
+        (JWT_AUTHN_ES256, &tokens.es256_cached, None),
+        (JWT_AUTHN_RS256, &tokens.rs256_cached, None),
+        (PORTCULLIS_ES256_CACHED, &tokens.es256_cached, None),
+        (PORTCULLIS_ES256_UNCACHED, &tokens.es256[0], tokens.es256.last()),
+        (PORTCULLIS_RS256_CACHED, &tokens.rs256_cached, None),
+        (PORTCULLIS_RS256_UNCACHED, &tokens.rs256[0], tokens.rs256.last()),
+    ] {
+        check_token_verification(&variants[at], token, last)?;
+    }
     let request = load::get_request(PATH, &headers);
     eprintln!(
         "bench: {} Envoys up, Portcullis enforcing and inspecting ({:.1} s)",
@@ -397,6 +498,10 @@ fn run() -> Result<(), String> {
         variant.measure(&request, settings.connections, None)?;
     }
     let counters_before = counters(&variants[PORTCULLIS].envoy, &PORTCULLIS_COUNTERS);
+    let token_counters = |variants: &[Variant]| -> Vec<Vec<Option<u64>>> {
+        PORTCULLIS_TOKENS.iter().map(|&at| counters(&variants[at].envoy, &PORTCULLIS_COUNTERS)).collect()
+    };
+    let tokens_before = token_counters(&variants);
     let sensitive_before = SensitiveCounters::read(&variants[PORTCULLIS_JSON].envoy);
     for round in 0..settings.rounds {
         for i in 0..variants.len() {
@@ -404,25 +509,17 @@ fn run() -> Result<(), String> {
             let variant = &mut variants[(round + i) % count];
             variant.measure(&request, settings.connections, Some(round))?;
         }
-        eprintln!(
-            "bench: round {}/{} done ({:.1} s)",
-            round + 1,
-            settings.rounds,
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("bench: round {}/{} done ({:.1} s)", round + 1, settings.rounds, started.elapsed().as_secs_f64());
     }
     let counters_after = counters(&variants[PORTCULLIS].envoy, &PORTCULLIS_COUNTERS);
+    let tokens_after = token_counters(&variants);
     let measured_json: u64 = variants[PORTCULLIS_JSON].runs.iter().map(|r| r.completed).sum();
     let inspected = check_inspected(&variants[PORTCULLIS_JSON].envoy, &sensitive_before, measured_json);
 
     let tables = tables(&variants, &document, &inspected);
     println!("{tables}");
     let path = write_report(&format!("# Portcullis benchmark\n\n{preamble}\n{tables}"))?;
-    eprintln!(
-        "bench: report written to {} ({:.1} s in all)",
-        path.display(),
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("bench: report written to {} ({:.1} s in all)", path.display(), started.elapsed().as_secs_f64());
 
     let broken: Vec<String> = variants
         .iter()
@@ -439,6 +536,12 @@ fn run() -> Result<(), String> {
         ));
     }
     inspected?;
+    if tokens_before != tokens_after {
+        return Err(format!(
+            "Portcullis verifying JWTs blocked, monitored or passed without a bundle some load requests: \
+             {PORTCULLIS_COUNTERS:?} of the four went from {tokens_before:?} to {tokens_after:?}"
+        ));
+    }
     for variant in &variants {
         variant.envoy.assert_no_critical_wasm();
     }
@@ -458,10 +561,7 @@ impl SensitiveCounters {
     fn read(envoy: &Envoy) -> Self {
         let read =
             |names: &[&str]| -> Vec<u64> { counters(envoy, names).into_iter().map(|c| c.unwrap_or(0)).collect() };
-        Self {
-            per_request: read(&SENSITIVE_COUNTERS_PER_REQUEST),
-            still: read(&SENSITIVE_COUNTERS_STILL),
-        }
+        Self { per_request: read(&SENSITIVE_COUNTERS_PER_REQUEST), still: read(&SENSITIVE_COUNTERS_STILL) }
     }
 
     /// `name=value` for every counter.
@@ -507,20 +607,23 @@ fn check_inspected(envoy: &Envoy, before: &SensitiveCounters, measured: u64) -> 
 
 impl Variant {
     fn new(name: &'static str, envoy: Envoy, requests: u64) -> Self {
-        Self {
-            name,
-            envoy,
-            requests,
-            runs: Vec::new(),
-            totals: LoadReport::default(),
-        }
+        Self { name, envoy, requests, own_requests: None, runs: Vec::new(), totals: LoadReport::default() }
+    }
+
+    /// Sends `requests` round-robin instead of the shared load request.
+    fn with_requests(mut self, requests: Vec<Vec<u8>>) -> Self {
+        self.own_requests = Some(requests);
+        self
     }
 
     /// Sends its number of requests and records the run under `round` (a warm-up when `None`); statuses are
     /// counted either way.
     fn measure(&mut self, request: &[u8], connections: usize, round: Option<usize>) -> Result<(), String> {
         let before = CpuSnapshot::take(self)?;
-        let result = load::run(self.envoy.addr(), request, connections, self.requests);
+        let result = match &self.own_requests {
+            Some(own) => load::run_rotating(self.envoy.addr(), own, connections, self.requests),
+            None => load::run(self.envoy.addr(), request, connections, self.requests),
+        };
         let after = CpuSnapshot::take(self)?;
         if !self.envoy.is_running() {
             return Err(format!("{} exited during a run:\n{}", self.name, self.envoy.log_text()));
@@ -529,10 +632,7 @@ impl Variant {
             let per_request = |ns: u64| ns as f64 / 1000.0 / result.completed().max(1) as f64;
             let envoy = after.envoy.saturating_sub(before.envoy);
             let generator = after.generator.saturating_sub(before.generator);
-            let others = after
-                .machine
-                .saturating_sub(before.machine)
-                .saturating_sub(envoy + generator);
+            let others = after.machine.saturating_sub(before.machine).saturating_sub(envoy + generator);
             self.runs.push(Run {
                 round,
                 completed: result.completed(),
@@ -551,10 +651,7 @@ impl Variant {
     }
 
     fn range(&self, of: impl Fn(&Run) -> f64) -> (f64, f64) {
-        self.runs
-            .iter()
-            .map(of)
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        self.runs.iter().map(of).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
     }
 }
 
@@ -622,9 +719,7 @@ impl Rng {
 
     /// `len` characters from `alphabet`.
     fn token(&mut self, alphabet: &[u8], len: usize) -> String {
-        (0..len)
-            .map(|_| char::from(alphabet[self.below(alphabet.len() as u64) as usize]))
-            .collect()
+        (0..len).map(|_| char::from(alphabet[self.below(alphabet.len() as u64) as usize])).collect()
     }
 }
 
@@ -680,21 +775,8 @@ fn orders_document() -> OrdersDocument {
         ("Paperback: The Left Hand of Darkness", 1150),
         ("Yoga mat, 6 mm", 3800),
     ];
-    const STATUSES: &[&str] = &[
-        "pending",
-        "paid",
-        "shipped",
-        "shipped",
-        "delivered",
-        "delivered",
-        "refunded",
-    ];
-    const BRANDS: &[(&str, &str)] = &[
-        ("visa", "4242"),
-        ("mastercard", "4444"),
-        ("amex", "8431"),
-        ("visa", "1881"),
-    ];
+    const STATUSES: &[&str] = &["pending", "paid", "shipped", "shipped", "delivered", "delivered", "refunded"];
+    const BRANDS: &[(&str, &str)] = &[("visa", "4242"), ("mastercard", "4444"), ("amex", "8431"), ("visa", "1881")];
     const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let money = |cents: u64| format!("{}.{:02}", cents / 100, cents % 100);
 
@@ -718,11 +800,7 @@ fn orders_document() -> OrdersDocument {
         );
         let has_phone = i % PHONE_EVERY == 1;
         let phone = if has_phone {
-            format!(
-                r#","phone":"+1 {}-555-{:04}""#,
-                rng.pick(&["415", "503", "512", "312"]),
-                rng.below(10_000)
-            )
+            format!(r#","phone":"+1 {}-555-{:04}""#, rng.pick(&["415", "503", "512", "312"]), rng.below(10_000))
         } else {
             String::new()
         };
@@ -795,11 +873,7 @@ fn orders_document() -> OrdersDocument {
     }
     let envelope = envelope(orders.len());
     let (head, tail) = envelope.split_at(envelope.len() - "]}".len());
-    OrdersDocument {
-        json: format!("{head}{}{tail}", orders.join(",")),
-        orders: orders.len(),
-        phones,
-    }
+    OrdersDocument { json: format!("{head}{}{tail}", orders.join(",")), orders: orders.len(), phones }
 }
 
 /// The orders page without its orders, `per_page` being their number: it ends with `[]}`, and the orders go between
@@ -824,9 +898,7 @@ fn wait_until_enforcing(envoy: &Envoy, headers: &[(&str, &str)]) -> Result<(), S
     }
     let allowed = envoy.get(PATH, headers).status;
     if allowed != 200 {
-        return Err(format!(
-            "Portcullis answered the load request GET {PATH} with {allowed}, not 200"
-        ));
+        return Err(format!("Portcullis answered the load request GET {PATH} with {allowed}, not 200"));
     }
     Ok(())
 }
@@ -854,10 +926,7 @@ fn wait_until_inspecting(envoy: &Envoy, headers: &[(&str, &str)], document: &str
     let inspecting = eventually(ENFORCE_TIMEOUT, || {
         let before = stat("exchanges_with_detections");
         last = check_json_response(envoy, headers, document);
-        last.is_ok()
-            && eventually(Duration::from_millis(500), || {
-                stat("exchanges_with_detections") > before
-            })
+        last.is_ok() && eventually(Duration::from_millis(500), || stat("exchanges_with_detections") > before)
     });
     last?;
     let describe = || SensitiveCounters::read(envoy).describe();
@@ -881,34 +950,98 @@ fn wait_until_inspecting(envoy: &Envoy, headers: &[(&str, &str)], document: &str
     Ok(())
 }
 
+/// The JWTs the bench sends: one per key for the cached variants and `jwt_authn`, and a list per key of distinct
+/// ones (distinct `jti`) for the uncached variants.
+struct MintedTokens {
+    es256_cached: String,
+    rs256_cached: String,
+    es256: Vec<String>,
+    rs256: Vec<String>,
+}
+
+impl MintedTokens {
+    /// Mints `count` tokens per key besides the cached ones, RS256 signing (the slow part) spread over the cores.
+    fn mint(keys: &TokenKeys, count: u64) -> Self {
+        let now = jwt::unix_now();
+        let claims = |id: &str| jwt::claims("bench-user", id, now, TOKEN_LIFETIME_SECONDS);
+        let ids: Vec<String> = (0..count).map(|i| format!("bench-{i:06}")).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = ids.len().div_ceil(threads).max(1);
+        let rs256 = std::thread::scope(|scope| {
+            let workers: Vec<_> = ids
+                .chunks(chunk)
+                .map(|ids| scope.spawn(move || ids.iter().map(|id| keys.rs256(&claims(id))).collect::<Vec<_>>()))
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        Self {
+            es256_cached: keys.es256(&claims("bench-cached")),
+            rs256_cached: keys.rs256(&claims("bench-cached")),
+            es256: ids.iter().map(|id| keys.es256(&claims(id))).collect(),
+            rs256,
+        }
+    }
+}
+
+/// The load request's headers with `Authorization: Bearer token` in place of the opaque token (none when `token`
+/// is empty).
+fn token_headers(token: &str) -> Vec<(&'static str, String)> {
+    request_headers()
+        .into_iter()
+        .filter(|(name, _)| *name != "authorization")
+        .map(|(name, value)| (name, value.to_string()))
+        .chain((!token.is_empty()).then(|| ("authorization", format!("Bearer {token}"))))
+        .collect()
+}
+
+/// Headers as the harness takes them.
+fn pairs<'a>(headers: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    headers.iter().map(|(name, value)| (*name, value.as_str())).collect()
+}
+
+/// Checks that `variant` verifies tokens: `token` with its signature tampered with is refused with 401 (waiting
+/// for Portcullis to load its bundle), `token` itself (and `last`, if given) answers 200.
+fn check_token_verification(variant: &Variant, token: &str, last: Option<&String>) -> Result<(), String> {
+    let envoy = &variant.envoy;
+    let status = |token: &str| envoy.get(PATH, &pairs(&token_headers(token))).status;
+    let tampered = jwt::tamper_signature(token);
+    let mut refused = 0;
+    if !eventually(ENFORCE_TIMEOUT, || {
+        refused = status(&tampered);
+        refused == 401
+    }) {
+        return Err(format!(
+            "{} did not refuse a token with a tampered signature within {ENFORCE_TIMEOUT:?}: GET {PATH} answered \
+             {refused}, not 401.\nEnvoy's portcullis log lines:\n{}",
+            variant.name,
+            envoy.log_lines_containing("portcullis").join("\n")
+        ));
+    }
+    for token in std::iter::once(token).chain(last.map(String::as_str)) {
+        let accepted = status(token);
+        if accepted != 200 {
+            return Err(format!("{} answered a valid token with {accepted}, not 200", variant.name));
+        }
+    }
+    Ok(())
+}
+
 fn counters(envoy: &Envoy, names: &[&str]) -> Vec<Option<u64>> {
     let stats = envoy.stats();
-    names
-        .iter()
-        .map(|name| parse_stat(&stats, &format!("{WASM_STAT_PREFIX}{name}")))
-        .collect()
+    names.iter().map(|name| parse_stat(&stats, &format!("{WASM_STAT_PREFIX}{name}"))).collect()
 }
 
 fn envoy_version() -> String {
     let output = Command::new(envoy_binary()).arg("--version").output();
-    let text = output
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    text.split_once("version:")
-        .map_or(text.as_str(), |(_, version)| version)
-        .trim()
-        .to_string()
+    let text = output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.split_once("version:").map_or(text.as_str(), |(_, version)| version).trim().to_string()
 }
 
 fn cpu_model() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     cpuinfo
         .lines()
-        .find_map(|line| {
-            line.strip_prefix("model name")?
-                .split_once(':')
-                .map(|(_, m)| m.trim().to_string())
-        })
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
@@ -923,18 +1056,19 @@ fn preamble(
     let _ = writeln!(text, "- Command: `{COMMAND}`");
     let _ = writeln!(
         text,
-        "- N = {} requests per variant and round ({} for the two JSON-response variants), R = {} rounds (five \
-         variants in rotated order, after one uncounted warm-up run each), {} keep-alive connections",
-        settings.requests, settings.sensitive_requests, settings.rounds, settings.connections
+        "- N = {} requests per variant and round ({} for the two JSON-response variants, {} for `jwt_authn` and \
+         cached Portcullis, {} distinct tokens for uncached Portcullis), R = {} rounds (eleven variants in rotated \
+         order, after one uncounted warm-up run each), {} keep-alive connections",
+        settings.requests,
+        settings.sensitive_requests,
+        settings.token_requests,
+        settings.uncached_tokens,
+        settings.rounds,
+        settings.connections
     );
-    let _ = writeln!(
-        text,
-        "- Request: `GET {PATH}` with 8 headers (browser UA, 200-char bearer token, cookies)"
-    );
-    let _ = writeln!(
-        text,
-        "- Envoy: {envoy_version}; one worker each, direct response, access log off, log level warn"
-    );
+    let _ = writeln!(text, "- Request: `GET {PATH}` with 8 headers (browser UA, 200-char bearer token, cookies)");
+    let _ =
+        writeln!(text, "- Envoy: {envoy_version}; one worker each, direct response, access log off, log level warn");
     let _ = writeln!(
         text,
         "- JSON response: {} bytes of `{JSON}`, page 2 of an orders API: {} orders with ids, timestamps, names, \
@@ -954,41 +1088,22 @@ fn preamble(
 fn tables(variants: &[Variant], document: &OrdersDocument, inspected: &Result<String, String>) -> String {
     let mut text = String::from("## Rules on request headers (demo policy), `{\"direct\":\"ok\"}` response\n\n");
     text.push_str(&headers_table(variants));
-    text.push_str(&sensitive_table(
-        &variants[NOOP_JSON],
-        &variants[PORTCULLIS_JSON],
-        document,
-        inspected,
-    ));
+    text.push_str(&sensitive_table(&variants[NOOP_JSON], &variants[PORTCULLIS_JSON], document, inspected));
+    text.push_str(&tokens_table(variants));
     let all_runs = || variants.iter().flat_map(|v| v.runs.iter());
     let others = median(all_runs().map(|r| r.other_cores).collect());
     let others_max = all_runs().map(|r| r.other_cores).fold(0.0, f64::max);
-    let _ = write!(
-        text,
-        "\nOther processes used a median {others:.2} cores during runs (max {others_max:.2})",
-    );
-    text.push_str(if others_max > NOISY_OTHER_CORES {
-        ": the machine was not idle, expect noise.\n"
-    } else {
-        ".\n"
-    });
+    let _ = write!(text, "\nOther processes used a median {others:.2} cores during runs (max {others_max:.2})",);
+    text.push_str(if others_max > NOISY_OTHER_CORES { ": the machine was not idle, expect noise.\n" } else { ".\n" });
     text.push_str(
         "\n## Runs, in the order they ran\n\n\
          | Round | Variant | req/s | Envoy CPU µs/req | generator CPU µs/req | other cores |\n\
          |---:|---|---:|---:|---:|---:|\n",
     );
-    let mut runs: Vec<(usize, &str, Run)> = variants
-        .iter()
-        .enumerate()
-        .flat_map(|(i, v)| v.runs.iter().map(move |r| (i, v.name, *r)))
-        .collect();
+    let mut runs: Vec<(usize, &str, Run)> =
+        variants.iter().enumerate().flat_map(|(i, v)| v.runs.iter().map(move |r| (i, v.name, *r))).collect();
     // Round r ran variant r mod (number of variants) first (see `run`).
-    runs.sort_by_key(|(i, _, r)| {
-        (
-            r.round,
-            (i + variants.len() - r.round % variants.len()) % variants.len(),
-        )
-    });
+    runs.sort_by_key(|(i, _, r)| (r.round, (i + variants.len() - r.round % variants.len()) % variants.len()));
     for (_, name, run) in runs {
         let _ = writeln!(
             text,
@@ -1022,11 +1137,7 @@ fn headers_table(variants: &[Variant]) -> String {
     for (i, variant) in variants.iter().enumerate() {
         let (v_rps, v_cpu) = (variant.median(rps), variant.median(cpu));
         let (lo, hi) = variant.range(cpu);
-        let vs_noop = if i >= NOOP {
-            format!("{:+.1}", v_cpu - noop_cpu)
-        } else {
-            "–".into()
-        };
+        let vs_noop = if i >= NOOP { format!("{:+.1}", v_cpu - noop_cpu) } else { "–".into() };
         let _ = writeln!(
             text,
             "| {} | {:.0} | {:.2} | {:.1} | {:.1}–{:.1} | {:.2} | {:+.1} | {} | {} |",
@@ -1042,12 +1153,7 @@ fn headers_table(variants: &[Variant]) -> String {
             variant.totals.errors(),
         );
     }
-    let generator = median(
-        variants
-            .iter()
-            .flat_map(|v| v.runs.iter().map(|r| r.generator_us_per_request))
-            .collect(),
-    );
+    let generator = median(variants.iter().flat_map(|v| v.runs.iter().map(|r| r.generator_us_per_request)).collect());
     let _ = writeln!(
         text,
         "\nEnvoy CPU is the Envoy process's time on a CPU (all threads, from schedstat) during a run, divided by its \
@@ -1080,11 +1186,7 @@ fn sensitive_table(
     for variant in [noop, portcullis] {
         let v_cpu = variant.median(cpu);
         let (lo, hi) = variant.range(cpu);
-        let added = if std::ptr::eq(variant, noop) {
-            "–".to_string()
-        } else {
-            format!("{:+.1}", v_cpu - noop_cpu)
-        };
+        let added = if std::ptr::eq(variant, noop) { "–".to_string() } else { format!("{:+.1}", v_cpu - noop_cpu) };
         let _ = writeln!(
             text,
             "| {} | {:.0} | {:.1} | {:.1}–{:.1} | {} | {} |",
@@ -1107,9 +1209,8 @@ fn sensitive_table(
             Some(p.cpu_us_per_request - n.cpu_us_per_request)
         })
         .collect();
-    let (paired_lo, paired_hi) = paired.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(*v), hi.max(*v))
-    });
+    let (paired_lo, paired_hi) =
+        paired.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     let paired_median = median(paired);
     let rate = |added_us: f64| {
         if added_us > 0.0 {
@@ -1146,6 +1247,52 @@ fn sensitive_table(
             let _ = writeln!(text, "- **FAILED**: {problem}");
         }
     }
+    text
+}
+
+/// `jwt_authn` against plain Envoy, Portcullis verifying JWTs against the no-op filter.
+fn tokens_table(variants: &[Variant]) -> String {
+    let rps = |r: &Run| r.requests_per_second;
+    let cpu = |r: &Run| r.cpu_us_per_request;
+    let mut text = String::from(
+        "\n## JWT verification: Envoy's `jwt_authn` and Portcullis, ES256 and RS256\n\n\
+         | Variant | requests/run | req/s (median) | Envoy CPU µs/req (median) | (min–max) | added CPU µs/req | \
+         compared with | non-200 |\n\
+         |---|---:|---:|---:|---:|---:|---|---:|\n",
+    );
+    for at in JWT_AUTHN_ES256..=PORTCULLIS_RS256_UNCACHED {
+        let variant = &variants[at];
+        let baseline = if at <= JWT_AUTHN_RS256 { &variants[PLAIN] } else { &variants[NOOP] };
+        let (lo, hi) = variant.range(cpu);
+        let _ = writeln!(
+            text,
+            "| {} | {} | {:.0} | {:.1} | {:.1}–{:.1} | {:+.1} | {} | {} |",
+            variant.name,
+            variant.requests,
+            variant.median(rps),
+            variant.median(cpu),
+            lo,
+            hi,
+            variant.median(cpu) - baseline.median(cpu),
+            baseline.name,
+            variant.totals.errors(),
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\n- Tokens: ES256 (P-256) and RS256 (2048-bit) JWTs from the bench's own keys, with `iss`, `sub`, `aud`, \
+         `iat`, `nbf`, `exp` and `jti` claims, as `Authorization: Bearer` (the other headers as above; the \
+         baselines send the 200-character opaque token). Each of the six refused the same token with a tampered \
+         signature with 401 and accepted the token with 200 before measuring; Portcullis blocked no measured request."
+    );
+    let _ = writeln!(
+        text,
+        "- \"Cached\": the same token on every request; Portcullis verifies it once per VM and then looks its analysis \
+         up by SHA-256 (time checks are redone per request). \"Uncached\": each run sends its {} tokens once, \
+         round-robin: more than the 1024 analyses the filter caches, so every request verifies a signature. \
+         `jwt_authn` has no cache configured and verifies every request.",
+        variants[PORTCULLIS_ES256_UNCACHED].requests
+    );
     text
 }
 
@@ -1226,11 +1373,7 @@ mod tests {
     fn the_orders_page_is_about_16_kib_of_json_with_the_test_cards() {
         let document = orders_document();
         let json = &document.json;
-        assert!(
-            (DOCUMENT_MAX_BYTES - 1024..=DOCUMENT_MAX_BYTES).contains(&json.len()),
-            "{} bytes",
-            json.len()
-        );
+        assert!((DOCUMENT_MAX_BYTES - 1024..=DOCUMENT_MAX_BYTES).contains(&json.len()), "{} bytes", json.len());
         let value: serde_json::Value = serde_json::from_str(json).unwrap();
         let orders = value["orders"].as_array().unwrap();
         assert_eq!(orders.len(), document.orders);
@@ -1252,17 +1395,12 @@ mod tests {
                 .sum();
             assert_eq!(luhn % 10, 0, "{number} passes Luhn");
         }
-        let card_numbers = orders
-            .iter()
-            .filter(|o| o["payment"]["card_number"].is_string())
-            .count();
+        let card_numbers = orders.iter().filter(|o| o["payment"]["card_number"].is_string()).count();
         assert_eq!(card_numbers, TEST_CARDS.len());
         let phones = orders.iter().filter(|o| o["customer"]["phone"].is_string()).count();
         assert_eq!(phones, document.phones);
         assert!(phones >= 3);
-        assert!(orders
-            .iter()
-            .all(|o| o["customer"]["email"].as_str().unwrap().contains('@')));
+        assert!(orders.iter().all(|o| o["customer"]["email"].as_str().unwrap().contains('@')));
         assert_eq!(orders_document().json, *json, "deterministic");
     }
 
@@ -1271,10 +1409,8 @@ mod tests {
         let builtins = std::fs::read_to_string(repo_root().join("policies/src/scan/builtin.rs")).unwrap();
         let table = builtins.split_once("pub const BUILTINS").unwrap().1;
         let table = table.split_once("\n];").unwrap().0;
-        let ids: Vec<&str> = table
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix("id: \"")?.strip_suffix("\","))
-            .collect();
+        let ids: Vec<&str> =
+            table.lines().filter_map(|line| line.trim().strip_prefix("id: \"")?.strip_suffix("\",")).collect();
         assert!(ids.len() >= 14, "{ids:?}");
         for id in &ids {
             assert!(
