@@ -157,7 +157,7 @@ impl Parser {
         token
     }
 
-    fn expect(&mut self, tok: &Tok) -> Result<Token, ExprError> {
+    fn expect_tok(&mut self, tok: &Tok) -> Result<Token, ExprError> {
         let next = self.peek();
         if next.tok == *tok {
             return Ok(self.bump());
@@ -305,7 +305,7 @@ impl Parser {
                     let index = self.expr();
                     self.leave();
                     let index = index?;
-                    self.expect(&Tok::RBracket)?;
+                    self.expect_tok(&Tok::RBracket)?;
                     let (start, height) = (expr.start, Parser::height(&[&expr, &index], token.start)?);
                     expr = Expr {
                         kind: ExprKind::Index { target: Box::new(expr), index: Box::new(index) },
@@ -320,7 +320,7 @@ impl Parser {
 
     /// `( arg, ... )`, at the opening parenthesis.
     fn args(&mut self) -> Result<Vec<Expr>, ExprError> {
-        let open = self.expect(&Tok::LParen)?;
+        let open = self.expect_tok(&Tok::LParen)?;
         let mut args = Vec::new();
         if self.peek().tok == Tok::RParen {
             self.bump();
@@ -388,7 +388,7 @@ impl Parser {
             Tok::LParen => {
                 self.bump();
                 let inner = self.expr()?;
-                self.expect(&Tok::RParen)?;
+                self.expect_tok(&Tok::RParen)?;
                 Ok(inner)
             }
             Tok::LBracket => Err(ExprError::new(token.start, "list literals are not supported")),
