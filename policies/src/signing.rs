@@ -242,7 +242,9 @@ mod tests {
         let sealed = seal(&bundle_bytes(1), "k1", &s1).unwrap();
         for len in 0..sealed.len() {
             if let Ok(env) = open(&sealed[..len]) {
-                assert!(env.verify(std::slice::from_ref(&k1)).is_err() || crate::Bundle::from_bytes(env.bundle).is_err());
+                assert!(
+                    env.verify(std::slice::from_ref(&k1)).is_err() || crate::Bundle::from_bytes(env.bundle).is_err()
+                );
             }
         }
         for i in 0..sealed.len() {
