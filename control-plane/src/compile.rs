@@ -8,17 +8,27 @@ use portcullis_policies::compiler::{compile_to_bytes, CompileOptions};
 use portcullis_policies::Bundle;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::keys::SecretKey;
 use crate::store;
 
 /// Compiles the policy at `policy` into the bundle file `output`.
 ///
-/// `name` defaults to the policy file's stem, `revision` to the current Unix time in seconds. Returns the line
-/// to print on success.
+/// `name` defaults to the policy file's stem, `revision` to the current Unix time in seconds. With `sign`, the
+/// bundle is wrapped in a signature made with that secret key file. Returns the line to print on success.
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Compile`] with the compiler's `file:line:col: message`, or an I/O error.
-pub fn compile(policy: &Path, output: &Path, name: Option<String>, revision: Option<u64>) -> Result<String> {
+/// [`ErrorKind::Compile`] with the compiler's `file:line:col: message`, a key file that cannot be used, or an
+/// I/O error.
+pub fn compile(
+    policy: &Path,
+    output: &Path,
+    name: Option<String>,
+    revision: Option<u64>,
+    sign: Option<&Path>,
+) -> Result<String> {
+    // Read the key first: a bad key path should not cost a compile.
+    let key = sign.map(SecretKey::load).transpose()?;
     let name = match name {
         Some(name) => name,
         None => policy.file_stem().and_then(|s| s.to_str()).map(str::to_owned).ok_or_else(|| {
@@ -40,24 +50,17 @@ pub fn compile(policy: &Path, output: &Path, name: Option<String>, revision: Opt
     let loaded = Bundle::from_bytes(&bytes).map_err(|e| {
         Error::new(ErrorKind::InvalidBundle, format!("internal error: the compiler produced an invalid bundle: {e}"))
     })?;
-    write_output(output, &bytes)?;
+    let (bytes, signed) = match &key {
+        Some(key) => (key.seal(&bytes)?, format!(", signed by {}", key.key_id)),
+        None => (bytes, String::new()),
+    };
+    store::write_file(output, &bytes)?;
     Ok(format!(
-        "compiled {} -> {} ({} rules, revision {}, sha256 {})",
+        "compiled {} -> {} ({} rules, revision {}, sha256 {}{signed})",
         policy.display(),
         output.display(),
         loaded.rules().len(),
         loaded.revision(),
         bundle::hex(loaded.digest())
     ))
-}
-
-/// Writes the bundle atomically, so a watcher of `output` never sees half a bundle.
-fn write_output(output: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match output.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let stem = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".to_owned());
-    store::write_atomically(output, &store::temp_path(dir, &stem), bytes)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", output.display())))
 }

@@ -2,21 +2,34 @@
 //!
 //! # Commands
 //!
-//! - `compile POLICY.yaml -o BUNDLE [--name NAME] [--revision N]`
-//! - `inspect BUNDLE`: validate and print a JSON summary
-//! - `serve --listen ADDR --data-dir DIR [--token-file PATH]`: the HTTP bundle server
-//! - `push --server URL --name NAME BUNDLE [--token-file PATH]`: upload a bundle
+//! - `compile POLICY.yaml -o BUNDLE [--name NAME] [--revision N] [--sign KEYFILE]`
+//! - `inspect BUNDLE [--trust PUBFILE]...`: validate (and verify the signature) and print a JSON summary
+//! - `keygen --key-id ID --out DIR`: a new signing key pair, `DIR/ID.key` and `DIR/ID.pub`
+//! - `sign BUNDLE --key KEYFILE -o OUT`: sign a compiled bundle
+//! - `serve --listen ADDR --data-dir DIR [--token-file PATH] [--trust PUBFILE]...`: the HTTP bundle server
+//! - `push --server URL --name NAME BUNDLE [--token-file PATH] [--actor WHO] [--rollback]`: upload a bundle
+//! - `rollback --server URL --name NAME --to REVISION [--sign KEYFILE] [--revision N]`: restore old content
+//! - `history --server URL --name NAME`: every push of a bundle
+//! - `status --server URL [--stale-after 30s]`: what every Envoy reports it enforces
 //!
 //! The upload token comes from `--token-file` or the `PORTCULLIS_TOKEN` environment variable, never from a
 //! flag value. Every command exits 1 on failure with one line on stderr.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+mod client;
+mod clock;
 mod compile;
+mod datadir;
 mod error;
+mod fleet;
 mod inspect;
+mod keys;
+mod longpoll;
 mod names;
 mod push;
+mod report;
+mod rollback;
 mod server;
 mod store;
 mod token;
@@ -31,7 +44,11 @@ use crate::error::{ErrorKind, Result};
 
 /// Command-line arguments.
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Compile, inspect, push and serve Portcullis policy bundles.")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Compile, sign, inspect, push and serve Portcullis policy bundles, and watch the fleet enforce them."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,11 +70,37 @@ enum Command {
         /// Revision id recorded in the bundle [default: the current Unix time in seconds].
         #[arg(long, value_name = "N")]
         revision: Option<u64>,
+        /// Sign the bundle with this secret key file (from `portcullis keygen`).
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
     },
     /// Validate a bundle and print what it holds as JSON.
     Inspect {
         /// The bundle file.
         bundle: PathBuf,
+        /// Require a valid signature by one of these public key files (repeatable).
+        #[arg(long, value_name = "PUBFILE")]
+        trust: Vec<PathBuf>,
+    },
+    /// Create a signing key pair: DIR/ID.key (secret, mode 0600) and DIR/ID.pub.
+    Keygen {
+        /// The key id bundles signed with the key will name (A-Z a-z 0-9 . _ -).
+        #[arg(long, value_name = "ID")]
+        key_id: String,
+        /// Directory to write the key files to; created if missing.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Sign a bundle (an already signed bundle is re-signed).
+    Sign {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The secret key file.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// Where to write the signed bundle.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
     },
     /// Serve bundles over HTTP from a data directory.
     Serve {
@@ -70,6 +113,9 @@ enum Command {
         /// File holding the upload token [default: the PORTCULLIS_TOKEN environment variable].
         #[arg(long, value_name = "PATH")]
         token_file: Option<PathBuf>,
+        /// Accept only bundles signed by one of these public key files (repeatable) [default: any bundle].
+        #[arg(long, value_name = "PUBFILE")]
+        trust: Vec<PathBuf>,
     },
     /// Upload a bundle to a control plane.
     Push {
@@ -84,6 +130,55 @@ enum Command {
         /// File holding the upload token [default: the PORTCULLIS_TOKEN environment variable].
         #[arg(long, value_name = "PATH")]
         token_file: Option<PathBuf>,
+        /// Who is pushing, recorded in the history [default: $USER].
+        #[arg(long, value_name = "WHO")]
+        actor: Option<String>,
+        /// Let the server go back to a revision that is not newer than its current one (recorded as a
+        /// rollback). Filters that saw a newer revision keep it; prefer `portcullis rollback`.
+        #[arg(long)]
+        rollback: bool,
+    },
+    /// Publish an old revision's content again under a new, higher revision.
+    Rollback {
+        /// Base URL of the control plane.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The bundle name.
+        #[arg(long)]
+        name: String,
+        /// The revision whose content to restore.
+        #[arg(long, value_name = "REVISION")]
+        to: u64,
+        /// Sign the new bundle with this secret key file.
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
+        /// The new revision [default: the current Unix time, or the newest revision + 1 if that is higher].
+        #[arg(long, value_name = "N")]
+        revision: Option<u64>,
+        /// File holding the upload token [default: the PORTCULLIS_TOKEN environment variable].
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Who is rolling back, recorded in the history [default: $USER].
+        #[arg(long, value_name = "WHO")]
+        actor: Option<String>,
+    },
+    /// Print every push of a bundle: revision, when, by whom, signer, digest, rollbacks.
+    History {
+        /// Base URL of the control plane.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The bundle name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Print what every Envoy reports it enforces, and whether it is ok, stale, failing or behind.
+    Status {
+        /// Base URL of the control plane.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// A node that has not reported for this long is stale (e.g. 500ms, 30s, 5m).
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = clock::parse_duration)]
+        stale_after: std::time::Duration,
     },
 }
 
@@ -105,22 +200,54 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Compile { policy, output, name, revision } => {
-            let line = compile::compile(&policy, &output, name, revision)?;
+        Command::Compile { policy, output, name, revision, sign } => {
+            let line = compile::compile(&policy, &output, name, revision, sign.as_deref())?;
             print_line(&mut std::io::stderr(), &line)
         }
-        Command::Inspect { bundle } => {
-            let json = inspect::inspect(&bundle)?;
+        Command::Inspect { bundle, trust } => {
+            let json = inspect::inspect(&bundle, &trust)?;
             print_line(&mut std::io::stdout(), &json)
         }
-        Command::Serve { listen, data_dir, token_file } => {
-            let token = token::load(token_file.as_deref())?;
-            server::serve(&listen, &data_dir, token::TokenCheck::new(&token))
+        Command::Keygen { key_id, out } => {
+            let text = keys::keygen(&key_id, &out)?;
+            print_line(&mut std::io::stdout(), &text)
         }
-        Command::Push { server, name, bundle, token_file } => {
-            let token = token::load(token_file.as_deref())?;
-            let line = push::push(&server, &name, &bundle, &token)?;
+        Command::Sign { bundle, key, output } => {
+            let line = keys::sign(&bundle, &key, &output)?;
             print_line(&mut std::io::stderr(), &line)
+        }
+        Command::Serve { listen, data_dir, token_file, trust } => {
+            let token = token::load(token_file.as_deref())?;
+            let trusted = keys::load_public(&trust)?;
+            server::serve(&listen, &data_dir, token::TokenCheck::new(&token), trusted)
+        }
+        Command::Push { server, name, bundle, token_file, actor, rollback } => {
+            let token = token::load(token_file.as_deref())?;
+            let actor = client::actor(actor)?;
+            let line = push::push(&server, &name, &bundle, &token, actor.as_deref(), rollback)?;
+            print_line(&mut std::io::stderr(), &line)
+        }
+        Command::Rollback { server, name, to, sign, revision, token_file, actor } => {
+            let token = token::load(token_file.as_deref())?;
+            let actor = client::actor(actor)?;
+            let line = rollback::rollback(&rollback::Rollback {
+                server: &server,
+                name: &name,
+                to,
+                sign: sign.as_deref(),
+                revision,
+                token: &token,
+                actor: actor.as_deref(),
+            })?;
+            print_line(&mut std::io::stderr(), &line)
+        }
+        Command::History { server, name } => {
+            let table = report::history(&server, &name)?;
+            print_line(&mut std::io::stdout(), &table)
+        }
+        Command::Status { server, stale_after } => {
+            let table = report::status(&server, stale_after)?;
+            print_line(&mut std::io::stdout(), &table)
         }
     }
 }

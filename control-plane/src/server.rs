@@ -1,76 +1,105 @@
 //! `portcullis serve`: the bundle server Envoy pulls from.
 //!
-//! Bundles are plain files in `DATA_DIR/bundles/`, read from disk on every request: replicas can share the
-//! directory, and what is served is exactly what is on disk. GET does not validate (the filter does, and must
-//! refuse a corrupt bundle); PUT validates before anything is written.
+//! Everything lives in the data directory ([`crate::datadir`] describes the layout) and is read from disk on
+//! every request, so replicas can share the directory and what is served is exactly what is on disk. GET does
+//! not validate (the filter does, and must refuse a corrupt bundle); PUT validates before anything is written.
+//!
+//! # HTTP API
+//!
+//! | request | what |
+//! |---|---|
+//! | `GET /v1/bundles/{name}[?wait=S]` | The served file with its `ETag`; a matching `If-None-Match` gets 304, after waiting up to `S` (≤ 60) seconds for a change when `wait` is given. |
+//! | `PUT /v1/bundles/{name}[?rollback=true\|?rollback_of=R]` | Bearer token. Validates, checks the revision is newer (409 if not), stores, records history. |
+//! | `GET /v1/bundles/{name}/history` | `{"name", "entries": [...]}`, oldest first. |
+//! | `GET /v1/objects/{sha256}` | An immutable stored bundle, by the SHA-256 of its bytes. |
+//! | `POST /v1/status` | A node's status report (at most 4 KiB of JSON). |
+//! | `GET /v1/status` | Every node's last report, and the current revision of every bundle. |
+//! | `GET /healthz` | `ok`. |
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path as UrlPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use portcullis_policies::bundle::{self, MAX_BUNDLE_BYTES};
+use portcullis_policies::signing::{self, TrustedKey};
 use portcullis_policies::Bundle;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
+use crate::client::{self, ACTOR_HEADER, MAX_ACTOR_LEN};
+use crate::clock;
+use crate::datadir::{self, DataDir, Outcome, PublishError, Rollback, Upload};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fleet::{Fleet, FleetView, Latest, Report, MAX_REPORT_BYTES};
+use crate::longpoll::{self, FileId, Watchers, MAX_WAIT_SECS};
 use crate::names;
-use crate::store;
+use crate::report::History;
 use crate::token::TokenCheck;
 
 /// What every handler shares.
 struct AppState {
-    bundles_dir: PathBuf,
+    data: DataDir,
     token: TokenCheck,
-}
-
-impl AppState {
-    fn bundle_path(&self, name: &str) -> PathBuf {
-        self.bundles_dir.join(format!("{name}.bundle"))
-    }
+    /// When not empty, PUT accepts only bundles signed by one of these keys.
+    trusted: Vec<TrustedKey>,
+    watchers: Arc<Watchers>,
+    fleet: Fleet,
+    /// Becomes `true` on SIGTERM/SIGINT: long polls then answer at once instead of holding up the shutdown.
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Extra detail a handler attaches to its response for the request's single log line.
 #[derive(Clone)]
 struct LogNote(String);
 
-/// Runs the server on `listen` until SIGTERM or SIGINT, serving bundles from `data_dir/bundles`.
+/// Runs the server on `listen` until SIGTERM or SIGINT, serving bundles from `data_dir`.
 ///
 /// Prints `portcullis: serving on http://IP:PORT` to stdout once the socket is bound, so that `:0` is usable.
+/// With `trusted` keys, uploads must be signed by one of them.
 ///
 /// # Errors
 ///
-/// If the bundles directory cannot be created, the address cannot be bound, or the runtime fails.
-pub fn serve(listen: &str, data_dir: &Path, token: TokenCheck) -> Result<()> {
-    let bundles_dir = data_dir.join("bundles");
-    std::fs::create_dir_all(&bundles_dir)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot create {}: {e}", bundles_dir.display())))?;
+/// If the data directory cannot be created, the address cannot be bound, or the runtime fails.
+pub fn serve(listen: &str, data_dir: &Path, token: TokenCheck, trusted: Vec<TrustedKey>) -> Result<()> {
+    let data = DataDir::open(data_dir).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("cannot create the data directory {}: {e}", data_dir.display()))
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run(listen, AppState { bundles_dir, token }))
+    runtime.block_on(run(listen, data, token, trusted))
 }
 
-async fn run(listen: &str, state: AppState) -> Result<()> {
+async fn run(listen: &str, data: DataDir, token: TokenCheck, trusted: Vec<TrustedKey>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot listen on {listen}: {e}")))?;
     let addr =
         listener.local_addr().map_err(|e| Error::new(ErrorKind::Io, format!("cannot read the bound address: {e}")))?;
     announce(addr)?;
-    log(format_args!("bundles in {}", state.bundles_dir.display()));
+    log(format_args!("data in {}", data.root().display()));
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let watchers = Arc::new(Watchers::default());
+    tokio::spawn(longpoll::poll_forever(Arc::clone(&watchers)));
+    let fleet = Fleet::load(data.status_dir());
+    let state = AppState { data, token, trusted, watchers, fleet, shutdown };
+    let shutdown_signal = async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    };
     axum::serve(listener, router(Arc::new(state)).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal)
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("server failed: {e}")))?;
     log(format_args!("stopped"));
@@ -88,6 +117,10 @@ fn announce(addr: SocketAddr) -> Result<()> {
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/bundles/{name}", get(get_bundle).put(put_bundle))
+        .route("/v1/bundles/{name}/history", get(get_history))
+        .route("/v1/objects/{hash}", get(get_object))
+        // Reports are small; anything larger is refused while reading (413).
+        .route("/v1/status", post(post_status).get(get_status).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)))
         .route("/healthz", get(|| async { "ok" }))
         // Nothing larger could load in the filter; bodies past this are refused while reading (413).
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
@@ -118,28 +151,119 @@ async fn log_request(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Reques
 async fn get_bundle(
     State(state): State<Arc<AppState>>,
     UrlPath(name): UrlPath<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     if !names::is_valid(&name) {
         return json_error(StatusCode::BAD_REQUEST, names::invalid_message(&name));
     }
-    let path = state.bundle_path(&name);
-    let bytes = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
-            return json_error(StatusCode::NOT_FOUND, format!("no bundle named '{name}'"));
-        }
-        Ok(Err(e)) => return internal_error(format!("cannot read bundle: {e}")),
-        Err(e) => return internal_error(format!("read task failed: {e}")),
+    let wait = match wait_of(uri.query()) {
+        Ok(wait) => wait,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
     };
-    // The ETag hashes the whole file, so it changes with any byte on disk, valid bundle or not.
-    let etag = format!("\"{}\"", bundle::hex(&Sha256::digest(&bytes)));
-    let Ok(etag_value) = HeaderValue::from_str(&etag) else {
+    let path = state.data.served_path(&name);
+    let (bytes, mut seen) = match read_served(&path, &name).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let etag = etag_of(&bytes);
+    let if_none_match = headers.get(header::IF_NONE_MATCH);
+    if !if_none_match_hits(if_none_match, &etag) {
+        return bundle_response(bytes, &etag);
+    }
+    if wait.is_zero() {
+        return not_modified(&etag);
+    }
+    let Some(_slot) = state.watchers.try_slot() else {
+        let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "too many waiting requests".to_owned());
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = state.watchers.subscribe(&path);
+    let mut shutdown = state.shutdown.clone();
+    // The watcher may already know of a version newer than the one just read.
+    let mut check_now = *changes.borrow_and_update() != Some(seen);
+    loop {
+        if !check_now {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.changed() => break,
+            }
+            changes.borrow_and_update();
+        }
+        check_now = false;
+        let (bytes, id) = match read_served(&path, &name).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
+        if id == seen {
+            continue;
+        }
+        seen = id;
+        let etag = etag_of(&bytes);
+        if !if_none_match_hits(if_none_match, &etag) {
+            let mut response = bundle_response(bytes, &etag);
+            let note = format!("changed after {}ms of waiting", started.elapsed().as_millis());
+            response.extensions_mut().insert(LogNote(note));
+            return response;
+        }
+    }
+    not_modified(&etag)
+}
+
+/// The `wait` query parameter: absent is zero, more than [`MAX_WAIT_SECS`] is shortened to it.
+fn wait_of(query: Option<&str>) -> std::result::Result<Duration, String> {
+    match query_param(query, "wait") {
+        None => Ok(Duration::ZERO),
+        Some(text) => text
+            .parse::<u64>()
+            .map(|secs| Duration::from_secs(secs.min(MAX_WAIT_SECS)))
+            .map_err(|_| format!("wait: expected whole seconds (0 to {MAX_WAIT_SECS}), got '{text}'")),
+    }
+}
+
+/// The value of `key` in a query string (no percent-decoding: every value this API takes is plain).
+fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then_some(v)
+    })
+}
+
+/// Reads the served file and its identity from one open descriptor, so the two always describe the same version.
+async fn read_served(path: &Path, name: &str) -> std::result::Result<(Vec<u8>, FileId), Response> {
+    let path = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(path)?;
+        let id = FileId::of(&file.metadata()?);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok::<_, io::Error>((bytes, id))
+    })
+    .await;
+    match read {
+        Ok(Ok(read)) => Ok(read),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
+            Err(json_error(StatusCode::NOT_FOUND, format!("no bundle named '{name}'")))
+        }
+        Ok(Err(e)) => Err(internal_error(format!("cannot read bundle: {e}"))),
+        Err(e) => Err(internal_error(format!("read task failed: {e}"))),
+    }
+}
+
+/// The ETag hashes the whole file, so it changes with any byte on disk, valid bundle or not. It is also the
+/// name of the file's object.
+fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", bundle::hex(&Sha256::digest(bytes)))
+}
+
+fn bundle_response(bytes: Vec<u8>, etag: &str) -> Response {
+    let Ok(etag_value) = HeaderValue::from_str(etag) else {
         return internal_error("ETag is not a valid header value".to_owned());
     };
-    if if_none_match_hits(headers.get(header::IF_NONE_MATCH), &etag) {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response();
-    }
     (
         StatusCode::OK,
         [
@@ -151,6 +275,13 @@ async fn get_bundle(
         bytes,
     )
         .into_response()
+}
+
+fn not_modified(etag: &str) -> Response {
+    match HeaderValue::from_str(etag) {
+        Ok(value) => (StatusCode::NOT_MODIFIED, [(header::ETAG, value)]).into_response(),
+        Err(_) => internal_error("ETag is not a valid header value".to_owned()),
+    }
 }
 
 /// Whether an `If-None-Match` value matches `etag` (`*`, a comma list, weak `W/` tags compared weakly).
@@ -167,6 +298,18 @@ struct Stored<'a> {
     name: &'a str,
     revision: u64,
     sha256: String,
+    object: String,
+    signed_by: Option<String>,
+    rollback_of: Option<u64>,
+    /// The exact bytes were already current: nothing was recorded.
+    unchanged: bool,
+}
+
+/// The body of a 409: the error, and the revision a push must exceed.
+#[derive(Serialize)]
+struct Conflict {
+    error: String,
+    current_revision: u64,
 }
 
 async fn put_bundle(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<String>, request: Request) -> Response {
@@ -181,6 +324,14 @@ async fn put_bundle(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<S
     if !names::is_valid(&name) {
         return json_error(StatusCode::BAD_REQUEST, names::invalid_message(&name));
     }
+    let rollback = match rollback_of(request.uri().query()) {
+        Ok(rollback) => rollback,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
+    };
+    let pushed_by = match actor_of(request.headers()) {
+        Ok(actor) => actor,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
+    };
     if declared_length(request.headers()).is_some_and(|len| len > MAX_BUNDLE_BYTES as u64) {
         return too_large();
     }
@@ -189,22 +340,83 @@ async fn put_bundle(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<S
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
         Err(rejection) => return json_error(rejection.status(), rejection.body_text()),
     };
-    let loaded = match Bundle::from_bytes(&bytes) {
+    let envelope = match signing::open(&bytes) {
+        Ok(envelope) => envelope,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("invalid bundle: {e}")),
+    };
+    if !state.trusted.is_empty() {
+        if let Err(e) = envelope.verify(&state.trusted) {
+            return json_error(StatusCode::FORBIDDEN, format!("refused: {e}"));
+        }
+    }
+    let loaded = match Bundle::from_bytes(envelope.bundle) {
         Ok(loaded) => loaded,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("invalid bundle: {e}")),
     };
-    let target = state.bundle_path(&name);
-    let temp = store::temp_path(&state.bundles_dir, &name);
-    match tokio::task::spawn_blocking(move || store::write_atomically(&target, &temp, &bytes)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return internal_error(format!("cannot store bundle: {e}")),
+    let signed_by = envelope.key_id.map(str::to_owned);
+    let (revision, sha256) = (loaded.revision(), bundle::hex(loaded.digest()));
+    let upload_state = Arc::clone(&state);
+    let upload_name = name.clone();
+    let upload_sha256 = sha256.clone();
+    let upload_signed_by = signed_by.clone();
+    let published = tokio::task::spawn_blocking(move || {
+        let upload =
+            Upload { bytes: &bytes, revision, sha256: upload_sha256, signed_by: upload_signed_by, pushed_by, rollback };
+        upload_state.data.publish(&upload_name, &upload)
+    })
+    .await;
+    let (object, rollback_of, unchanged) = match published {
+        Ok(Ok(Outcome::Stored(entry))) => (entry.object, entry.rollback_of, false),
+        Ok(Ok(Outcome::Unchanged(pointer))) => (pointer.object, None, true),
+        Ok(Err(PublishError::NotNewer { current })) => {
+            let error = format!(
+                "revision {revision} is not newer than the current revision {current} of '{name}': filters never \
+                 go back; use `portcullis rollback` to restore old content under a new revision"
+            );
+            return json(StatusCode::CONFLICT, &Conflict { error, current_revision: current });
+        }
+        Ok(Err(PublishError::UnknownRollbackTarget { revision: target })) => {
+            let error = format!("rollback_of: revision {target} is not an older revision in the history of '{name}'");
+            return json_error(StatusCode::BAD_REQUEST, error);
+        }
+        Ok(Err(PublishError::Io(e))) => return internal_error(format!("cannot store bundle: {e}")),
         Err(e) => return internal_error(format!("store task failed: {e}")),
-    }
-    let stored = Stored { name: &name, revision: loaded.revision(), sha256: bundle::hex(loaded.digest()) };
-    let note = LogNote(format!("stored revision {} sha256 {}", stored.revision, stored.sha256));
+    };
+    state.watchers.poke(&state.data.served_path(&name));
+    let stored = Stored { name: &name, revision, sha256, object, signed_by, rollback_of, unchanged };
+    let note = LogNote(format!(
+        "{} revision {} sha256 {}",
+        if unchanged { "unchanged" } else { "stored" },
+        stored.revision,
+        stored.sha256
+    ));
     let mut response = json(StatusCode::OK, &stored);
     response.extensions_mut().insert(note);
     response
+}
+
+/// `?rollback=true` or `?rollback_of=R`.
+fn rollback_of(query: Option<&str>) -> std::result::Result<Rollback, String> {
+    match (query_param(query, "rollback"), query_param(query, "rollback_of")) {
+        (Some(_), Some(_)) => Err("give rollback or rollback_of, not both".to_owned()),
+        (Some("true"), None) => Ok(Rollback::Allow),
+        (Some("false") | None, None) => Ok(Rollback::No),
+        (Some(other), None) => Err(format!("rollback: expected true or false, got '{other}'")),
+        (None, Some(text)) => {
+            text.parse().map(Rollback::Of).map_err(|_| format!("rollback_of: expected a revision, got '{text}'"))
+        }
+    }
+}
+
+/// The pusher's self-declared name, for the history (see [`client::is_actor`]).
+fn actor_of(headers: &HeaderMap) -> std::result::Result<Option<String>, String> {
+    let Some(value) = headers.get(ACTOR_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(actor) if client::is_actor(actor) => Ok(Some(actor.to_owned())),
+        _ => Err(format!("{ACTOR_HEADER}: use 1 to {MAX_ACTOR_LEN} printable ASCII characters")),
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -213,6 +425,93 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 fn too_large() -> Response {
     json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("bundle larger than the {MAX_BUNDLE_BYTES}-byte limit"))
+}
+
+async fn get_history(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<String>) -> Response {
+    if !names::is_valid(&name) {
+        return json_error(StatusCode::BAD_REQUEST, names::invalid_message(&name));
+    }
+    let data = state.data.clone();
+    let history_name = name.clone();
+    match tokio::task::spawn_blocking(move || data.read_history(&history_name)).await {
+        Ok(Ok(Some(entries))) => json(StatusCode::OK, &History { name, entries }),
+        Ok(Ok(None)) => json_error(StatusCode::NOT_FOUND, format!("no history for '{name}'")),
+        Ok(Err(e)) => internal_error(format!("cannot read history: {e}")),
+        Err(e) => internal_error(format!("history task failed: {e}")),
+    }
+}
+
+async fn get_object(State(state): State<Arc<AppState>>, UrlPath(hash): UrlPath<String>) -> Response {
+    if !datadir::is_object_name(&hash) {
+        return json_error(StatusCode::BAD_REQUEST, "objects are named by 64 lower-case hex digits".to_owned());
+    }
+    let path = state.data.object_path(&hash);
+    match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+        Ok(Ok(bytes)) => bundle_response(bytes, &format!("\"{hash}\"")),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
+            json_error(StatusCode::NOT_FOUND, format!("no object {hash}"))
+        }
+        Ok(Err(e)) => internal_error(format!("cannot read object: {e}")),
+        Err(e) => internal_error(format!("read task failed: {e}")),
+    }
+}
+
+/// The body of an accepted report.
+#[derive(Serialize)]
+struct Recorded {
+    node: String,
+    reported_at: String,
+}
+
+async fn post_status(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if declared_length(request.headers()).is_some_and(|len| len > MAX_REPORT_BYTES as u64) {
+        return report_too_large();
+    }
+    let bytes = match Bytes::from_request(request, &state).await {
+        Ok(bytes) => bytes,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return report_too_large(),
+        Err(rejection) => return json_error(rejection.status(), rejection.body_text()),
+    };
+    let report: Report = match serde_json::from_slice(&bytes) {
+        Ok(report) => report,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("invalid status report: {e}")),
+    };
+    let now = clock::now_ms();
+    let status = match report.validate(now, clock::rfc3339(now)) {
+        Ok(status) => status,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, format!("invalid status report: {message}")),
+    };
+    let recorded = Recorded { node: status.node.clone(), reported_at: status.reported_at.clone() };
+    let task_state = Arc::clone(&state);
+    match tokio::task::spawn_blocking(move || task_state.fleet.record(status)).await {
+        Ok(Ok(())) => json(StatusCode::OK, &recorded),
+        Ok(Err(e)) => internal_error(format!("cannot store status: {e}")),
+        Err(e) => internal_error(format!("status task failed: {e}")),
+    }
+}
+
+fn report_too_large() -> Response {
+    json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("status report larger than {MAX_REPORT_BYTES} bytes"))
+}
+
+async fn get_status(State(state): State<Arc<AppState>>) -> Response {
+    let task_state = Arc::clone(&state);
+    let view = tokio::task::spawn_blocking(move || {
+        let nodes = task_state.fleet.all()?;
+        let bundles = task_state
+            .data
+            .pointers()?
+            .into_iter()
+            .map(|(name, p)| (name, Latest { revision: p.revision, sha256: p.sha256 }))
+            .collect();
+        Ok::<_, io::Error>(FleetView { now_ms: clock::now_ms(), bundles, nodes })
+    })
+    .await;
+    match view {
+        Ok(Ok(view)) => json(StatusCode::OK, &view),
+        Ok(Err(e)) => internal_error(format!("cannot read status: {e}")),
+        Err(e) => internal_error(format!("status task failed: {e}")),
+    }
 }
 
 /// The JSON error body every failure uses: `{"error": message}`.
@@ -272,6 +571,33 @@ mod tests {
 
     fn hits(value: &str) -> bool {
         if_none_match_hits(Some(&HeaderValue::from_str(value).unwrap()), "\"abc\"")
+    }
+
+    #[test]
+    fn query_parameters() {
+        assert_eq!(wait_of(None), Ok(Duration::ZERO));
+        assert_eq!(wait_of(Some("wait=5")), Ok(Duration::from_secs(5)));
+        assert_eq!(wait_of(Some("x=1&wait=600")), Ok(Duration::from_secs(MAX_WAIT_SECS)));
+        assert!(wait_of(Some("wait=-1")).is_err() && wait_of(Some("wait")).is_err());
+        assert_eq!(rollback_of(None), Ok(Rollback::No));
+        assert_eq!(rollback_of(Some("rollback=true")), Ok(Rollback::Allow));
+        assert_eq!(rollback_of(Some("rollback_of=7")), Ok(Rollback::Of(7)));
+        assert!(rollback_of(Some("rollback=yes")).is_err());
+        assert!(rollback_of(Some("rollback=true&rollback_of=7")).is_err());
+    }
+
+    #[test]
+    fn actors_are_printable_ascii() {
+        let headers = |value: &str| {
+            let mut map = HeaderMap::new();
+            map.insert(ACTOR_HEADER, HeaderValue::from_str(value).unwrap());
+            map
+        };
+        assert_eq!(actor_of(&HeaderMap::new()), Ok(None));
+        assert_eq!(actor_of(&headers("alice@example.com")), Ok(Some("alice@example.com".to_owned())));
+        assert!(actor_of(&headers("")).is_err());
+        assert!(actor_of(&headers(&"a".repeat(129))).is_err());
+        assert!(actor_of(&headers("tab\there")).is_err());
     }
 
     #[test]

@@ -5,168 +5,15 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
-use portcullis_policies::bundle::{self, BundleContent};
-use portcullis_policies::program::{Action, Node, Phase, Rule};
-use sha2::{Digest, Sha256};
-use tempfile::TempDir;
+use portcullis_policies::bundle;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-const TOKEN: &str = "test-token-5f2c9a";
+mod common;
 
-/// A valid bundle with one rule, built without the compiler.
-fn valid_bundle(name: &str, revision: u64) -> Vec<u8> {
-    let rule = Rule {
-        id: "always".to_owned(),
-        action: Action::Block,
-        status: 403,
-        condition: vec![Node::Bool(true)],
-        phase: Phase::RequestHeaders,
-    };
-    bundle::encode(&BundleContent {
-        policy_name: name.to_owned(),
-        revision,
-        compiler_version: "test".to_owned(),
-        rules: vec![rule],
-        ..BundleContent::default()
-    })
-    .unwrap()
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    bundle::hex(&Sha256::digest(bytes))
-}
-
-/// `portcullis` with a clean environment for the token.
-fn portcullis() -> Command {
-    let mut command = Command::new(BIN);
-    command.env_remove("PORTCULLIS_TOKEN");
-    command
-}
-
-/// A running `portcullis serve`, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    _log_dir: TempDir,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Server {
-    /// Serves `data_dir` with the token from the environment.
-    fn start(data_dir: &Path) -> Server {
-        let mut command = portcullis();
-        command.env("PORTCULLIS_TOKEN", TOKEN);
-        Server::start_with(command, data_dir, &[])
-    }
-
-    /// Serves `data_dir` with `command`'s environment and `extra_args` after `serve`'s own.
-    fn start_with(mut command: Command, data_dir: &Path, extra_args: &[&OsStr]) -> Server {
-        let log_dir = tempfile::tempdir().unwrap();
-        let log = log_dir.path().join("server.log");
-        let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra_args)
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .trim_end()
-            .strip_prefix("portcullis: serving on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", fs::read_to_string(&log).unwrap()))
-            .to_owned();
-        Server { child, url, log, _log_dir: log_dir, _stdout: stdout }
-    }
-
-    fn bundle_url(&self, name: &str) -> String {
-        format!("{}/v1/bundles/{name}", self.url)
-    }
-
-    fn addr(&self) -> &str {
-        self.url.strip_prefix("http://").unwrap()
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-/// Status, selected headers and body of one response.
-struct Reply {
-    status: u16,
-    etag: Option<String>,
-    www_authenticate: Option<String>,
-    content_type: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json_error(&self) -> String {
-        let value: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
-        value["error"].as_str().unwrap().to_owned()
-    }
-}
-
-fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
-    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
-    let (etag, www_authenticate, content_type) = (header("etag"), header("www-authenticate"), header("content-type"));
-    Reply {
-        status: response.status().as_u16(),
-        etag,
-        www_authenticate,
-        content_type,
-        body: response.body_mut().read_to_vec().unwrap(),
-    }
-}
-
-fn get(url: &str, if_none_match: Option<&str>) -> Reply {
-    let mut request = agent().get(url);
-    if let Some(tag) = if_none_match {
-        request = request.header("If-None-Match", tag);
-    }
-    reply(request.call().unwrap())
-}
-
-fn put(url: &str, token: Option<&str>, body: &[u8]) -> Reply {
-    let mut request = agent().put(url);
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    reply(request.send(body).unwrap())
-}
-
-fn data_dir() -> TempDir {
-    tempfile::tempdir().unwrap()
-}
+use common::*;
 
 #[test]
 fn healthz_answers_ok() {
@@ -253,8 +100,13 @@ fn put_then_get_with_etag_and_conditional_304() {
     assert_eq!(put(&server.bundle_url("checkout"), Some(TOKEN), &newer).status, 200);
     let refetched = get(&server.bundle_url("checkout"), Some(&etag));
     assert_eq!((refetched.status, refetched.body), (200, newer));
-    // Only the bundle is left behind: no temporary files.
-    assert_eq!(fs::read_dir(dir.path().join("bundles")).unwrap().count(), 1);
+    // Only the served bundle and its pointer are left behind: no temporary files.
+    let mut files: Vec<String> = fs::read_dir(dir.path().join("bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["checkout.bundle", "checkout.current"]);
 }
 
 #[test]
@@ -353,12 +205,6 @@ fn serve_reads_the_token_from_a_file() {
     assert_eq!(put(&server.bundle_url("f"), Some("from-fil"), &valid_bundle("f", 1)).status, 401);
 }
 
-fn run(command: &mut Command) -> (Output, String) {
-    let output = command.output().unwrap();
-    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
-    (output, stderr)
-}
-
 #[test]
 fn push_uploads_a_valid_bundle_end_to_end() {
     let dir = data_dir();
@@ -443,6 +289,8 @@ fn inspect_prints_json_summary() {
             "policy": "inspected",
             "revision": 5,
             "sha256": bundle::hex(&bundle::peek_digest(&body).unwrap()),
+            "signed_by": null,
+            "signature": "unsigned",
             "rules": [{"id": "always", "action": "block", "status": 403}],
         })
     );

@@ -205,28 +205,7 @@ impl Bundle {
     ///
     /// Never, for any input.
     pub fn from_bytes(bytes: &[u8]) -> Result<Bundle, BundleError> {
-        if bytes.len() > MAX_BUNDLE_BYTES {
-            return Err(BundleError::new(BundleErrorKind::TooLarge));
-        }
-        let (magic, rest) = bytes.split_at_checked(8).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
-        if magic != MAGIC {
-            return Err(BundleError::new(BundleErrorKind::NotABundle));
-        }
-        let (version, rest) = rest.split_at_checked(2).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
-        if version != FORMAT_VERSION.to_le_bytes() {
-            return Err(BundleError::new(BundleErrorKind::UnsupportedVersion));
-        }
-        let (digest, payload) = rest.split_at_checked(32).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
-        let digest: [u8; 32] = digest.try_into().map_err(|_| BundleError::new(BundleErrorKind::NotABundle))?;
-        if Sha256::digest(payload).as_slice() != digest {
-            return Err(BundleError::new(BundleErrorKind::DigestMismatch));
-        }
-        let (content, rest): (BundleContent, &[u8]) =
-            postcard::take_from_bytes(payload).map_err(|_| BundleError::new(BundleErrorKind::Malformed))?;
-        // Trailing bytes mean the payload is not what its writer encoded.
-        if !rest.is_empty() {
-            return Err(BundleError::new(BundleErrorKind::Malformed));
-        }
+        let (content, digest) = decode_unchecked(bytes)?;
         Bundle::from_content(content, digest)
     }
 
@@ -346,6 +325,45 @@ impl Bundle {
     pub fn rule_id(&self, index: u16) -> Option<&str> {
         self.rules.get(usize::from(index)).map(|r| r.id.as_str())
     }
+}
+
+/// The content of a valid bundle, for tools that rebuild one (`portcullis rollback` re-encodes an old bundle's
+/// content under a new revision).
+///
+/// # Errors
+///
+/// A [`BundleError`] for any bundle [`Bundle::from_bytes`] refuses: the content is validated in full first.
+pub fn decode_content(bytes: &[u8]) -> Result<BundleContent, BundleError> {
+    let (content, digest) = decode_unchecked(bytes)?;
+    Bundle::from_content(content.clone(), digest)?;
+    Ok(content)
+}
+
+/// Checks the header, the size and the SHA-256, and decodes the payload; the content is not yet validated.
+fn decode_unchecked(bytes: &[u8]) -> Result<(BundleContent, [u8; 32]), BundleError> {
+    if bytes.len() > MAX_BUNDLE_BYTES {
+        return Err(BundleError::new(BundleErrorKind::TooLarge));
+    }
+    let (magic, rest) = bytes.split_at_checked(8).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+    if magic != MAGIC {
+        return Err(BundleError::new(BundleErrorKind::NotABundle));
+    }
+    let (version, rest) = rest.split_at_checked(2).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+    if version != FORMAT_VERSION.to_le_bytes() {
+        return Err(BundleError::new(BundleErrorKind::UnsupportedVersion));
+    }
+    let (digest, payload) = rest.split_at_checked(32).ok_or(BundleError::new(BundleErrorKind::NotABundle))?;
+    let digest: [u8; 32] = digest.try_into().map_err(|_| BundleError::new(BundleErrorKind::NotABundle))?;
+    if Sha256::digest(payload).as_slice() != digest {
+        return Err(BundleError::new(BundleErrorKind::DigestMismatch));
+    }
+    let (content, rest): (BundleContent, &[u8]) =
+        postcard::take_from_bytes(payload).map_err(|_| BundleError::new(BundleErrorKind::Malformed))?;
+    // Trailing bytes mean the payload is not what its writer encoded.
+    if !rest.is_empty() {
+        return Err(BundleError::new(BundleErrorKind::Malformed));
+    }
+    Ok((content, digest))
 }
 
 /// Copies DFA bytes to a 4-byte aligned buffer (regex-automata requires it) and validates them.
