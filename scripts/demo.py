@@ -24,7 +24,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 RUN = os.path.join(ROOT, ".run", "demo")
 ENVOY = os.environ.get("PORTCULLIS_ENVOY", os.path.join(ROOT, ".venv", "bin", "envoy"))
 PORTCULLIS = os.path.join(ROOT, "target", "debug", "portcullis")
-GATEWAY, ADMIN, CONTROL_PLANE, UPSTREAM = 10000, 9901, 18000, 18080
+GATEWAY, ADMIN, CONTROL_PLANE, REPLICA, UPSTREAM = 10000, 9901, 18000, 18001, 18080
 
 processes = []
 
@@ -84,7 +84,7 @@ def main():
                        (os.path.join(ROOT, "dist", "portcullis.wasm"), "run `make build`")]:
         if not os.path.exists(tool):
             fail(f"{tool} is missing: {hint}")
-    for port in (GATEWAY, ADMIN, CONTROL_PLANE, UPSTREAM):
+    for port in (GATEWAY, ADMIN, CONTROL_PLANE, REPLICA, UPSTREAM):
         if not port_free(port):
             fail(f"port {port} on 127.0.0.1 is in use (a previous demo still running?)")
     os.makedirs(RUN, exist_ok=True)
@@ -99,13 +99,15 @@ def main():
     os.chmod(token_file, 0o600)
 
     start("upstream", [sys.executable, "envoy-examples/upstream.py", str(UPSTREAM)])
-    start("control-plane", [PORTCULLIS, "serve", "--listen", f"127.0.0.1:{CONTROL_PLANE}",
-                            "--data-dir", os.path.join(RUN, "control-plane"), "--token-file", token_file])
+    # Two replicas on one data directory: the Envoy cluster lists both (envoy-examples/envoy.yaml).
+    for name, port in (("control-plane", CONTROL_PLANE), ("control-plane-replica", REPLICA)):
+        start(name, [PORTCULLIS, "serve", "--listen", f"127.0.0.1:{port}",
+                     "--data-dir", os.path.join(RUN, "control-plane"), "--token-file", token_file])
     start("envoy", [ENVOY, "-c", "envoy-examples/envoy.yaml", "--concurrency", "2", "--base-id", "41",
                     "--log-level", "info", "--file-flush-interval-msec", "250"])
     wait_for("Envoy", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/ready", timeout=1).status == 200)
-    wait_for("the control plane", lambda: not port_free(CONTROL_PLANE))
-    print(f"demo: upstream :{UPSTREAM}, control plane :{CONTROL_PLANE}, Envoy with Portcullis :{GATEWAY}"
+    wait_for("the control plane", lambda: not port_free(CONTROL_PLANE) and not port_free(REPLICA))
+    print(f"demo: upstream :{UPSTREAM}, control plane :{CONTROL_PLANE} and :{REPLICA}, Envoy with Portcullis :{GATEWAY}"
           f" (admin :{ADMIN}); logs in .run/demo/\n")
 
     bundle = os.path.join(RUN, "demo.bundle")
