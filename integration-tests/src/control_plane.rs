@@ -1,9 +1,11 @@
-//! The `portcullis` binary: `serve` as a [`ControlPlane`], `push` to it, and [`compile`] policies for it.
+//! The `portcullis` binary: `serve` as a [`ControlPlane`] (and its replicas), `push` to it, and [`compile`] policies
+//! for it, signed or not.
 
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use tempfile::TempDir;
 
 use crate::artifacts::{portcullis_binary, repo_root};
 use crate::process::{random_token, terminate, unique_number};
+use crate::signing::SigningKey;
 
 /// The environment variable the control plane reads its push token from.
 pub const TOKEN_ENV: &str = "PORTCULLIS_TOKEN";
@@ -21,9 +24,12 @@ const SERVING_PREFIX: &str = "portcullis: serving on ";
 /// How long `portcullis serve` may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A `portcullis serve` process on 127.0.0.1 with its own data directory and token. Killed on drop.
+/// A `portcullis serve` process on 127.0.0.1 with its own data directory and token (or, for a
+/// [`ControlPlane::replica`], another one's). Killed on drop.
 pub struct ControlPlane {
+    /// Its stderr files (and, unless it is a replica, its data directory).
     dir: TempDir,
+    data_dir: PathBuf,
     token: String,
     addr: Option<SocketAddr>,
     child: Option<Child>,
@@ -38,10 +44,31 @@ impl ControlPlane {
     /// If the binary is missing, exits early, or does not print its address in time.
     pub fn start_new() -> Self {
         let dir = tempfile::Builder::new().prefix("portcullis-cp-").tempdir().expect("control plane temp dir");
-        std::fs::create_dir_all(dir.path().join("data")).expect("create the data directory");
-        let mut control_plane = Self { dir, token: random_token(), addr: None, child: None, starts: 0 };
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("create the data directory");
+        let mut control_plane = Self { dir, data_dir, token: random_token(), addr: None, child: None, starts: 0 };
         control_plane.start();
         control_plane
+    }
+
+    /// Starts another `portcullis serve` on a free port, on the same data directory and with the same token: a
+    /// replica behind the same name. Keep `self` alive at least as long as the replica (it owns the directory).
+    ///
+    /// # Panics
+    ///
+    /// As [`ControlPlane::start_new`].
+    pub fn replica(&self) -> Self {
+        let dir = tempfile::Builder::new().prefix("portcullis-cp-replica-").tempdir().expect("replica temp dir");
+        let mut replica = Self {
+            dir,
+            data_dir: self.data_dir.clone(),
+            token: self.token.clone(),
+            addr: None,
+            child: None,
+            starts: 0,
+        };
+        replica.start();
+        replica
     }
 
     /// Starts the process again after [`ControlPlane::stop`], on the same data directory and the same port.
@@ -109,6 +136,14 @@ impl ControlPlane {
         }
     }
 
+    /// Kills the process at once (SIGKILL): a crash, not a shutdown. [`ControlPlane::start`] brings it back.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
@@ -131,7 +166,7 @@ impl ControlPlane {
 
     /// The `--data-dir` it serves from.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 
     /// The file the server serves for bundle `name`: `<data-dir>/bundles/<name>.bundle`. Tests may overwrite it
@@ -154,13 +189,7 @@ impl ControlPlane {
     ///
     /// If the push fails, with its output.
     pub fn push(&self, name: &str, bundle: &Path) {
-        let output = Command::new(portcullis_binary())
-            .args(["push", "--server", &self.url(), "--name", name])
-            .arg(bundle)
-            .env(TOKEN_ENV, &self.token)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run `portcullis push`");
+        let output = self.try_push(name, bundle);
         assert!(
             output.status.success(),
             "`portcullis push --name {name} {}` failed ({}):\nstdout: {}\nstderr: {}\nserver stderr: {}",
@@ -171,6 +200,60 @@ impl ControlPlane {
             self.stderr(),
         );
     }
+
+    /// Runs `portcullis push --server URL --name NAME FILE` with the token and returns its output, whatever it
+    /// is: for pushes the server is expected to refuse.
+    ///
+    /// # Panics
+    ///
+    /// If the command cannot be run at all.
+    pub fn try_push(&self, name: &str, bundle: &Path) -> Output {
+        let mut args: Vec<OsString> = ["push", "--server", &self.url(), "--name", name].map(OsString::from).into();
+        args.push(bundle.into());
+        self.run(&args)
+    }
+
+    /// Runs `portcullis ARGS...` with the token in its environment and returns its output (`status`, `history`,
+    /// `rollback`, ... pass `--server` themselves, e.g. with [`ControlPlane::url`]).
+    ///
+    /// # Panics
+    ///
+    /// If the command cannot be run at all.
+    pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        Command::new(portcullis_binary())
+            .args(args)
+            .env(TOKEN_ENV, &self.token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run `portcullis {}`: {e}", describe_args(args)))
+    }
+
+    /// Runs `portcullis status --server URL ARGS...` and returns its stdout.
+    ///
+    /// # Panics
+    ///
+    /// If the command fails, with its output.
+    pub fn status(&self, args: &[&str]) -> String {
+        let mut all = vec!["status", "--server"];
+        let url = self.url();
+        all.push(&url);
+        all.extend_from_slice(args);
+        let output = self.run(&all);
+        assert!(
+            output.status.success(),
+            "`portcullis {}` failed ({}):\nstdout: {}\nstderr: {}\nserver stderr: {}",
+            all.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.stderr(),
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+fn describe_args<S: AsRef<OsStr>>(args: &[S]) -> String {
+    args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 impl Drop for ControlPlane {
@@ -188,25 +271,36 @@ impl Drop for ControlPlane {
 ///
 /// If the compiler fails, with its output.
 pub fn compile(policy_yaml: &str, name: &str, revision: u64) -> PathBuf {
+    compile_with(policy_yaml, name, revision, None)
+}
+
+/// Like [`compile`], signed with `key` (`portcullis compile ... --sign KEYFILE`).
+///
+/// # Panics
+///
+/// If the compiler fails, with its output.
+pub fn compile_signed(policy_yaml: &str, name: &str, revision: u64, key: &SigningKey) -> PathBuf {
+    compile_with(policy_yaml, name, revision, Some(key))
+}
+
+fn compile_with(policy_yaml: &str, name: &str, revision: u64, key: Option<&SigningKey>) -> PathBuf {
     let dir =
         repo_root().join("target/portcullis-it/compiled").join(format!("{}-{}", std::process::id(), unique_number()));
     std::fs::create_dir_all(&dir).expect("create the compile directory");
     let policy = dir.join(format!("{name}.yaml"));
     let out = dir.join(format!("{name}-r{revision}.bundle"));
     std::fs::write(&policy, policy_yaml).expect("write the policy file");
-    let output = Command::new(portcullis_binary())
-        .arg("compile")
-        .arg(&policy)
-        .arg("-o")
-        .arg(&out)
-        .args(["--name", name, "--revision", &revision.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run `portcullis compile`");
+    let mut command = Command::new(portcullis_binary());
+    command.arg("compile").arg(&policy).arg("-o").arg(&out).args(["--name", name, "--revision", &revision.to_string()]);
+    if let Some(key) = key {
+        command.arg("--sign").arg(key.secret_path());
+    }
+    let output = command.stdin(Stdio::null()).output().expect("run `portcullis compile`");
     assert!(
         output.status.success() && out.is_file(),
-        "`portcullis compile {}` failed ({}):\nstdout: {}\nstderr: {}",
+        "`portcullis compile {}{}` failed ({}):\nstdout: {}\nstderr: {}",
         policy.display(),
+        key.map(|k| format!(" --sign {}", k.secret_path().display())).unwrap_or_default(),
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),

@@ -101,7 +101,8 @@ impl WasmFilter {
 #[derive(Clone, Debug)]
 pub struct EnvoyConfig {
     upstream: Option<SocketAddr>,
-    control_plane: Option<SocketAddr>,
+    /// The endpoints of [`CONTROL_PLANE_CLUSTER`]: one control plane, or replicas.
+    control_plane: Vec<SocketAddr>,
     filter: Option<WasmFilter>,
     concurrency: u32,
     direct_response: bool,
@@ -124,7 +125,7 @@ impl EnvoyConfig {
     pub fn new() -> Self {
         Self {
             upstream: None,
-            control_plane: None,
+            control_plane: Vec::new(),
             filter: None,
             concurrency: 2,
             direct_response: false,
@@ -143,7 +144,17 @@ impl EnvoyConfig {
 
     /// Defines cluster [`CONTROL_PLANE_CLUSTER`] pointing at `addr`.
     pub fn control_plane(mut self, addr: SocketAddr) -> Self {
-        self.control_plane = Some(addr);
+        self.control_plane = vec![addr];
+        self
+    }
+
+    /// Defines cluster [`CONTROL_PLANE_CLUSTER`] over several control-plane replicas (sharing a data directory),
+    /// balanced round-robin. So that fetches move to the live replicas when one dies, the cluster health-checks
+    /// its endpoints over TCP every second (one failure marks a replica down, one success brings it back) and
+    /// ejects an endpoint after a connection failure (outlier detection on local-origin errors, at most half of
+    /// them). A single address gives the same cluster as [`EnvoyConfig::control_plane`].
+    pub fn control_plane_replicas(mut self, addrs: &[SocketAddr]) -> Self {
+        self.control_plane = addrs.to_vec();
         self
     }
 
@@ -317,18 +328,34 @@ impl EnvoyConfig {
         yaml.push_str("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
         yaml.push_str("  clusters:\n");
         let mut any_cluster = false;
-        for (name, addr) in [("upstream", self.upstream), (CONTROL_PLANE_CLUSTER, self.control_plane)] {
-            let Some(addr) = addr else { continue };
+        let upstream: Vec<SocketAddr> = self.upstream.into_iter().collect();
+        for (name, addrs) in [("upstream", &upstream), (CONTROL_PLANE_CLUSTER, &self.control_plane)] {
+            if addrs.is_empty() {
+                continue;
+            }
             any_cluster = true;
             yaml.push_str(&format!("  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n"));
+            if addrs.len() > 1 {
+                yaml.push_str("    lb_policy: ROUND_ROBIN\n");
+                yaml.push_str(concat!(
+                    "    health_checks:\n",
+                    "    - { timeout: 1s, interval: 1s, no_traffic_interval: 1s, unhealthy_threshold: 1, ",
+                    "healthy_threshold: 1, tcp_health_check: {} }\n",
+                    "    outlier_detection: { split_external_local_origin_errors: true, ",
+                    "consecutive_local_origin_failure: 1, interval: 1s, base_ejection_time: 5s, ",
+                    "max_ejection_percent: 50 }\n",
+                ));
+            }
             yaml.push_str(&format!(
                 "    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
             ));
-            yaml.push_str(&format!(
-                "        - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}\n",
-                addr.ip(),
-                addr.port()
-            ));
+            for addr in addrs {
+                yaml.push_str(&format!(
+                    "        - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}\n",
+                    addr.ip(),
+                    addr.port()
+                ));
+            }
         }
         if !any_cluster {
             yaml.push_str("  []\n");
@@ -535,6 +562,55 @@ impl Envoy {
         (response, worker)
     }
 
+    /// Waits up to `timeout` until every worker has answered `GET path` with `status` (like
+    /// [`crate::Stack::wait_for_status_on_every_worker`], for an Envoy outside a [`crate::Stack`]). Needs the listener
+    /// to itself: it tells workers apart by their connection counters.
+    ///
+    /// # Panics
+    ///
+    /// If some worker never does, with the last answer and Envoy's `portcullis` log lines.
+    pub fn wait_for_status_on_every_worker(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        status: u16,
+        timeout: Duration,
+    ) {
+        let mut confirmed = vec![false; self.concurrency as usize];
+        let mut last = None;
+        let reached = eventually(timeout, || {
+            let (response, worker) = self.get_on_some_worker(path, headers);
+            if let Some(worker) = worker.filter(|_| response.status == status) {
+                confirmed[worker as usize] = true;
+            }
+            last = Some(response);
+            confirmed.iter().all(|c| *c)
+        });
+        if !reached {
+            let last = last.map(|r| format!("{} {}", r.status, r.text())).unwrap_or_default();
+            panic!(
+                "GET {path} never answered {status} on every worker within {timeout:?} (confirmed: {confirmed:?}, \
+                 last: {last}).\nEnvoy's portcullis log lines:\n{}",
+                self.log_lines_containing("portcullis").join("\n")
+            );
+        }
+    }
+
+    /// Sends `GET path` on new connections, back to back (2 ms apart), until one answers `status`, and returns how
+    /// long that took from the call; `None` if none did within `timeout`. For measuring how fast a pushed bundle
+    /// reaches the first worker.
+    pub fn time_until_status(&self, path: &str, status: u16, timeout: Duration) -> Option<Duration> {
+        let start = std::time::Instant::now();
+        let mut client = self.client_new_connection_each().with_timeout(Duration::from_secs(5));
+        while start.elapsed() < timeout {
+            if client.try_request("GET", path, &[], b"").is_ok_and(|r| r.status == status) {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
+    }
+
     /// Worker threads Envoy runs (`--concurrency`).
     pub fn concurrency(&self) -> u32 {
         self.concurrency
@@ -735,6 +811,23 @@ mod tests {
         );
         assert!(yaml.contains("requires: { provider_name: portcullis_bench }"), "{yaml}");
         assert!(!EnvoyConfig::new().bootstrap_yaml(dir).contains("jwt_authn"));
+    }
+
+    #[test]
+    fn control_plane_replicas_are_balanced_and_health_checked() {
+        let dir = Path::new("/tmp");
+        let a = SocketAddr::from(([127, 0, 0, 1], 9001));
+        let b = SocketAddr::from(([127, 0, 0, 1], 9002));
+        let single = EnvoyConfig::new().control_plane(a).bootstrap_yaml(dir);
+        assert_eq!(single, EnvoyConfig::new().control_plane_replicas(&[a]).bootstrap_yaml(dir));
+        assert!(!single.contains("health_checks") && !single.contains("outlier_detection"), "{single}");
+        let both = EnvoyConfig::new().control_plane_replicas(&[a, b]).bootstrap_yaml(dir);
+        let cluster = &both[both.find(&format!("name: {CONTROL_PLANE_CLUSTER}")).unwrap()..];
+        for needle in
+            ["lb_policy: ROUND_ROBIN", "tcp_health_check", "outlier_detection", "port_value: 9001", "port_value: 9002"]
+        {
+            assert!(cluster.contains(needle), "{needle} missing:\n{both}");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! - [`body`]: generated bodies and running checksums, for bodies too large to hold.
 //! - [`ControlPlane`]: `portcullis serve` on a temporary data directory; [`ControlPlane::push`] publishes bundles,
 //!   [`ControlPlane::stop`] and [`ControlPlane::start`] take it down and bring it back on the same port.
-//! - [`compile`]: `portcullis compile` of a policy written inline in a test.
+//!   [`ControlPlane::replica`] starts another server on the same data directory, [`ControlPlane::kill`] crashes one.
+//! - [`compile`]: `portcullis compile` of a policy written inline in a test; [`compile_signed`] signs it too.
+//! - [`signing`]: keys from `portcullis keygen`, `portcullis sign`, the filter's `trusted_keys`, tampered bundles.
 //! - [`Envoy`]: a generated bootstrap (wasm filter optional, JSON access log), started and waited for until ready;
 //!   stats, logs and the access log are read back through it.
 //! - [`jwt`]: signing keys, their JWKS, valid JWTs and hand-built forgeries, for the token tests and the benchmark.
@@ -56,13 +58,15 @@ pub mod http;
 pub mod jwt;
 pub mod load;
 mod process;
+pub mod signing;
 pub mod upstream;
 
 use std::time::{Duration, Instant};
 
-pub use control_plane::{compile, ControlPlane};
+pub use control_plane::{compile, compile_signed, ControlPlane};
 pub use envoy::{plugin_config, verdict_of, Envoy, EnvoyConfig, WasmFilter};
 pub use http::{HttpClient, HttpResponse};
+pub use signing::SigningKey;
 pub use upstream::Upstream;
 
 /// Polls `condition` until it returns `true` or `timeout` has passed; returns whether it ever held.
