@@ -12,6 +12,8 @@
 //! - [`Lease`]: one holder at a time for a job that must not run in every worker (fetching bundles).
 //! - [`BundleSlot`]: the latest accepted bundle, published by the fetching VM and picked up by all the others.
 //! - [`TtlList`]: a bounded, self-expiring set of keys (sensitive endpoints, abusive tokens) shared by all workers.
+//! - [`SlidingCounter`], [`DistinctCounter`], [`LastSeen`]: bounded per-key counters (requests per token in a
+//!   sliding window, distinct endpoints per token, the address a token last came from).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
@@ -19,10 +21,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 mod bundle_slot;
+mod counters;
 mod lease;
 mod ttl_list;
 
 pub use bundle_slot::{BundleHead, BundleSlot, FetchRecord};
+pub use counters::{CounterError, DistinctCounter, LastSeen, SeenValue, SlidingCounter};
 pub use lease::Lease;
 pub use ttl_list::{AddOutcome, ListError, TtlList};
 
