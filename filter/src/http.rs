@@ -5,8 +5,9 @@
 //! 2. **request body**: detections in the request body, inspected as it streams up to the cap. When the bundle has
 //!    a *blocking* rule on the request body, the body is held (Envoy buffers it, at most the cap plus one read)
 //!    until that rule is decided, so a blocked body never reaches the upstream; the request headers have gone
-//!    ahead, and the upstream request is reset when the block is answered. Otherwise the body streams through
-//!    untouched while it is inspected;
+//!    ahead, and the upstream request is reset when the block is answered. A body declared longer than the cap is
+//!    not held (Envoy would answer 413 before the cap is reached). Otherwise the body streams through untouched
+//!    while it is inspected;
 //! 3. **response**: detections in the response body; monitor only, since the response is already on its way. Lists
 //!    are updated when the exchange is complete, which is how a response finding acts on *later* requests.
 //!
@@ -229,9 +230,14 @@ impl HttpContext for RequestFilter {
             let encoding = request.first("content-encoding");
             BodyInspector::new(&active.bundle, Location::RequestBody, content_type, encoding)
         };
-        // Only a body that will really be inspected is worth holding (not a skipped binary or compressed one).
-        let holding_request =
-            active.hold_request_body && request_body.as_ref().is_some_and(|inspector| inspector.skipped().is_none());
+        // Only a body that will really be inspected is worth holding (not a skipped binary or compressed one), and
+        // only one that fits the cap: Envoy buffers what is held, and a large upload arriving in big reads would
+        // overflow its buffer limit (413) before the cap is reached. Larger bodies stream and are still inspected.
+        let cap = u64::from(active.bundle.inspection().max_body_bytes);
+        let fits = declared_length(&request).is_none_or(|length| length <= cap);
+        let holding_request = active.hold_request_body
+            && fits
+            && request_body.as_ref().is_some_and(|inspector| inspector.skipped().is_none());
         self.exchange = Some(Exchange {
             active,
             request,
@@ -332,6 +338,11 @@ impl HttpContext for RequestFilter {
         // A stream that ended early (reset, timeout) still updates lists; its access-log line may predate this.
         self.conclude();
     }
+}
+
+/// The request's `content-length`, when it declares one.
+fn declared_length(request: &HostRequest) -> Option<u64> {
+    std::str::from_utf8(request.first("content-length")?).ok()?.trim().parse().ok()
 }
 
 impl RequestFilter {
