@@ -457,6 +457,10 @@ fn digits_run(tail: &[u8], card: bool) -> Option<(usize, usize)> {
             break;
         }
     }
+    // Too short for any card (12+ digits) or Luhn number (2+): rejected before the costlier checks below.
+    if n < if card { 12 } else { 2 } {
+        return None;
+    }
     // A run glued to a word (`id4111...`) is an identifier, not a card.
     if is_alnum(before(tail, start)) {
         return None;
@@ -812,6 +816,10 @@ fn phone(tail: &[u8], window: usize) -> Option<(usize, usize)> {
         if end - i > 40 {
             return None;
         }
+    }
+    // Every form needs 7–15 digits (8–15 when international, checked below): most number ends stop here.
+    if !(7..=15).contains(&digits) {
+        return None;
     }
     // An opening parenthesis right before the first digit belongs to the number: `(555) 123-4567`.
     if before(tail, start) == Some(b'(') {
