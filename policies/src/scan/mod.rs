@@ -22,7 +22,7 @@
 //! whole exchange); the bundle is passed to `feed` and `finish`, like regex-automata's separate caches. A different
 //! bundle than the one the inspector was made for is ignored.
 //!
-//! ```ignore
+//! ```text
 //! let mut inspector = BodyInspector::new(&bundle, Location::ResponseBody, content_type, content_encoding)?;
 //! inspector.feed(&bundle, chunk);  // any number of times; never allocates; stops at the inspection cap
 //! inspector.finish(&bundle);       // end of stream
