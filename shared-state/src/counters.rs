@@ -7,18 +7,15 @@
 //! - [`LastSeen`]: "which client address did this token last come from, and when?"
 
 use std::fmt;
-use std::io::Write as _;
 
 use sha2::{Digest, Sha256};
 
+use crate::buckets::{self, Fingerprint, FINGERPRINT_LEN};
 use crate::{SharedData, WriteError};
 
 /// Slots per bucket.
 const WAYS: usize = 8;
-const FINGERPRINT_LEN: usize = 16;
 const KEY_PREFIX: &str = "portcullis.counter.";
-/// Bucket keys up to this length are built on the stack.
-const KEY_BUF_LEN: usize = 128;
 /// Compare-and-swap retries a change makes before giving up.
 const MAX_CAS_RETRIES: u32 = 8;
 
@@ -51,8 +48,6 @@ const LAST_SEEN_SLOT_LEN: usize = SEEN_VALUE + SEEN_VALUE_MAX;
 const KIND_FREE: u8 = 0;
 const KIND_VERBATIM: u8 = 1;
 const KIND_DIGEST: u8 = 2;
-
-type Fingerprint = [u8; FINGERPRINT_LEN];
 
 /// Why a counter change did not happen. The counter is unchanged by the call either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -687,28 +682,14 @@ impl Table {
         value
     }
 
-    /// The bucket and fingerprint of `key`: SHA-256 of `name || 0x00 || key`.
+    /// The bucket and fingerprint of `key`.
     fn locate(&self, key: &[u8]) -> (u32, Fingerprint) {
-        let digest: [u8; 32] =
-            Sha256::new().chain_update(self.name.as_bytes()).chain_update([0u8]).chain_update(key).finalize().into();
-        let (head, rest) = digest.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
-        let fingerprint = rest.first_chunk::<FINGERPRINT_LEN>().copied().unwrap_or_default();
-        // The remainder is below `buckets`, a u32, so it always fits.
-        let bucket = u32::try_from(u64::from_le_bytes(*head) % u64::from(self.buckets)).unwrap_or(0);
-        (bucket, fingerprint)
+        buckets::locate(&self.name, self.buckets, key)
     }
 
-    /// Calls `f` with `portcullis.counter.<name>.<bucket>`, built on the stack unless the name is very long.
+    /// Calls `f` with this structure's shared-data key for `bucket`.
     fn with_bucket_key<R>(&self, bucket: u32, f: impl FnOnce(&str) -> R) -> R {
-        let mut buf = [0u8; KEY_BUF_LEN];
-        let mut rest = buf.as_mut_slice();
-        if write!(rest, "{KEY_PREFIX}{}.{bucket}", self.name).is_ok() {
-            let len = KEY_BUF_LEN - rest.len();
-            if let Some(key) = buf.get(..len).and_then(|key| std::str::from_utf8(key).ok()) {
-                return f(key);
-            }
-        }
-        f(&format!("{KEY_PREFIX}{}.{bucket}", self.name))
+        buckets::with_bucket_key(KEY_PREFIX, &self.name, bucket, f)
     }
 }
 

@@ -20,6 +20,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+mod buckets;
 mod bundle_slot;
 mod counters;
 mod lease;

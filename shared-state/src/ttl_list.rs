@@ -3,26 +3,19 @@
 //! The design (layout, identity, expiry, eviction rule, concurrency) is documented on [`TtlList`].
 
 use std::fmt;
-use std::io::Write as _;
 
-use sha2::{Digest, Sha256};
-
+use crate::buckets::{self, Fingerprint, FINGERPRINT_LEN};
 use crate::{SharedData, WriteError};
 
 /// Slots per bucket.
 const WAYS: usize = 8;
 /// First byte of a bucket value.
 const VERSION: u8 = 1;
-const FINGERPRINT_LEN: usize = 16;
 /// `fingerprint[16] | expires_at_ms u64 LE`.
 const SLOT_LEN: usize = FINGERPRINT_LEN + 8;
 /// A full bucket value, as written.
 const VALUE_LEN: usize = 1 + SLOT_LEN * WAYS;
 const KEY_PREFIX: &str = "portcullis.list.";
-/// Bucket keys up to this length are built on the stack (ids up to ~100 bytes).
-const KEY_BUF_LEN: usize = 128;
-
-type Fingerprint = [u8; FINGERPRINT_LEN];
 
 /// A bounded, self-expiring set of keys in shared data, seen by every worker VM.
 ///
@@ -334,28 +327,14 @@ impl TtlList {
             .sum()
     }
 
-    /// The bucket and fingerprint of `key`: SHA-256 of `id || 0x00 || key`.
+    /// The bucket and fingerprint of `key`.
     fn locate(&self, key: &[u8]) -> (u32, Fingerprint) {
-        let digest: [u8; 32] =
-            Sha256::new().chain_update(self.id.as_bytes()).chain_update([0u8]).chain_update(key).finalize().into();
-        let (head, rest) = digest.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
-        let fingerprint = rest.first_chunk::<FINGERPRINT_LEN>().copied().unwrap_or_default();
-        // The remainder is below `buckets`, a u32, so it always fits.
-        let bucket = u32::try_from(u64::from_le_bytes(*head) % u64::from(self.buckets)).unwrap_or(0);
-        (bucket, fingerprint)
+        buckets::locate(&self.id, self.buckets, key)
     }
 
-    /// Calls `f` with `portcullis.list.<id>.<bucket>`, built on the stack unless the id is very long.
+    /// Calls `f` with this structure's shared-data key for `bucket`.
     fn with_bucket_key<R>(&self, bucket: u32, f: impl FnOnce(&str) -> R) -> R {
-        let mut buf = [0u8; KEY_BUF_LEN];
-        let mut rest = buf.as_mut_slice();
-        if write!(rest, "{KEY_PREFIX}{}.{bucket}", self.id).is_ok() {
-            let len = KEY_BUF_LEN - rest.len();
-            if let Some(key) = buf.get(..len).and_then(|key| std::str::from_utf8(key).ok()) {
-                return f(key);
-            }
-        }
-        f(&format!("{KEY_PREFIX}{}.{bucket}", self.id))
+        buckets::with_bucket_key(KEY_PREFIX, &self.id, bucket, f)
     }
 }
 

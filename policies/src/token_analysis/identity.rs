@@ -37,16 +37,7 @@ pub fn identity(policy: &TokenPolicy, key: &[u8], token: &[u8], analysis: Option
 
 /// `id` as 32 lower-case hex digits, the form `token.id` takes in rules and lists.
 pub fn identity_hex(id: &[u8; 16]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for &b in id {
-        for nibble in [b >> 4, b & 15] {
-            if let Some(&c) = HEX.get(usize::from(nibble)) {
-                out.push(char::from(c));
-            }
-        }
-    }
-    out
+    crate::bundle::hex(id)
 }
 
 fn truncate(mac: [u8; 32]) -> [u8; 16] {
