@@ -28,7 +28,7 @@ const MAX_ERROR_LEN: usize = 512;
 const MAX_VERSION_LEN: usize = 64;
 
 /// A report as the filter sends it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// The node's id (e.g. the Envoy's `--service-node` or pod name).
     pub node: String,
@@ -49,20 +49,9 @@ pub struct Report {
 /// A report as stored and served: the report plus when the server received it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
-    /// See [`Report::node`].
-    pub node: String,
-    /// See [`Report::bundle`].
-    pub bundle: String,
-    /// See [`Report::revision`].
-    pub revision: Option<u64>,
-    /// See [`Report::sha256`].
-    pub sha256: Option<String>,
-    /// See [`Report::last_fetch_ok_ms`].
-    pub last_fetch_ok_ms: Option<u64>,
-    /// See [`Report::last_error`].
-    pub last_error: Option<String>,
-    /// See [`Report::filter_version`].
-    pub filter_version: String,
+    /// What the node reported (validated, control characters in `last_error` replaced).
+    #[serde(flatten)]
+    pub report: Report,
     /// When the server received the report, RFC 3339 UTC.
     pub reported_at: String,
     /// The same instant in Unix milliseconds, for computing ages.
@@ -115,17 +104,7 @@ impl Report {
         }
         // Control characters would let a report rewrite the operator's terminal.
         let last_error = self.last_error.map(|e| e.chars().map(|c| if c.is_control() { ' ' } else { c }).collect());
-        Ok(NodeStatus {
-            node: self.node,
-            bundle: self.bundle,
-            revision: self.revision,
-            sha256: self.sha256,
-            last_fetch_ok_ms: self.last_fetch_ok_ms,
-            last_error,
-            filter_version: self.filter_version,
-            reported_at: now_rfc3339,
-            reported_at_ms: now_ms,
-        })
+        Ok(NodeStatus { report: Report { last_error, ..self }, reported_at: now_rfc3339, reported_at_ms: now_ms })
     }
 }
 
@@ -159,7 +138,7 @@ impl Fleet {
     /// If the report cannot be written; memory is updated regardless.
     pub fn record(&self, status: NodeStatus) -> io::Result<()> {
         let bytes = serde_json::to_vec(&status).map_err(io::Error::other)?;
-        let node = status.node.clone();
+        let node = status.report.node.clone();
         let evicted = {
             let mut nodes = self.lock();
             nodes.insert(node.clone(), status);
@@ -193,8 +172,8 @@ impl Fleet {
                 continue;
             };
             let status = fs::read(entry.path()).ok().and_then(|b| serde_json::from_slice::<NodeStatus>(&b).ok());
-            if let Some(status) = status.filter(|s| s.node == node) {
-                found.insert(status.node.clone(), status);
+            if let Some(status) = status.filter(|s| s.report.node == node) {
+                found.insert(status.report.node.clone(), status);
             }
         }
         let mut evicted = Vec::new();
@@ -208,7 +187,7 @@ impl Fleet {
         }
         let mut nodes: Vec<NodeStatus> = found.values().cloned().collect();
         *self.lock() = found;
-        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        nodes.sort_by(|a, b| a.report.node.cmp(&b.report.node));
         Ok(nodes)
     }
 
@@ -222,7 +201,7 @@ impl Fleet {
 }
 
 fn oldest(nodes: &HashMap<String, NodeStatus>) -> Option<String> {
-    nodes.values().min_by_key(|s| (s.reported_at_ms, s.node.clone())).map(|s| s.node.clone())
+    nodes.values().min_by_key(|s| (s.reported_at_ms, s.report.node.clone())).map(|s| s.report.node.clone())
 }
 
 /// What `portcullis status` says about a node.
@@ -255,11 +234,11 @@ impl State {
         if now_ms.saturating_sub(node.reported_at_ms) > stale_after_ms {
             return State::Stale;
         }
-        if node.last_error.is_some() {
+        if node.report.last_error.is_some() {
             return State::Failing;
         }
-        match bundles.get(&node.bundle) {
-            Some(latest) if node.revision.is_none_or(|r| r < latest.revision) => State::Behind,
+        match bundles.get(&node.report.bundle) {
+            Some(latest) if node.report.revision.is_none_or(|r| r < latest.revision) => State::Behind,
             _ => State::Ok,
         }
     }
@@ -295,7 +274,7 @@ mod tests {
         assert!(bad.validate(1, "t".into()).unwrap_err().starts_with("last_error:"));
         let mut escaped = report("n");
         escaped.last_error = Some("bad\x1b[2Jthing".into());
-        assert_eq!(escaped.validate(1, "t".into()).unwrap().last_error.as_deref(), Some("bad [2Jthing"));
+        assert_eq!(escaped.validate(1, "t".into()).unwrap().report.last_error.as_deref(), Some("bad [2Jthing"));
     }
 
     #[test]
@@ -303,9 +282,9 @@ mod tests {
         let bundles = BTreeMap::from([("demo".to_owned(), Latest { revision: 6, sha256: String::new() })]);
         let mut node = report("n").validate(1_000, "t".into()).unwrap();
         assert_eq!(State::of(&node, &bundles, 2_000, 5_000), State::Behind);
-        node.revision = Some(6);
+        node.report.revision = Some(6);
         assert_eq!(State::of(&node, &bundles, 2_000, 5_000), State::Ok);
-        node.last_error = Some("timeout".into());
+        node.report.last_error = Some("timeout".into());
         assert_eq!(State::of(&node, &bundles, 2_000, 5_000), State::Failing);
         assert_eq!(State::of(&node, &bundles, 7_000, 5_000), State::Stale);
     }
@@ -317,6 +296,6 @@ mod tests {
         let b = Fleet::load(dir.path().to_owned());
         a.record(report("n1").validate(1, "t".into()).unwrap()).unwrap();
         let seen = b.all().unwrap();
-        assert_eq!(seen.iter().map(|s| s.node.as_str()).collect::<Vec<_>>(), ["n1"]);
+        assert_eq!(seen.iter().map(|s| s.report.node.as_str()).collect::<Vec<_>>(), ["n1"]);
     }
 }

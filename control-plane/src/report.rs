@@ -60,14 +60,14 @@ pub fn status(server: &str, stale_after: Duration) -> Result<String> {
         .iter()
         .map(|n| {
             vec![
-                n.node.clone(),
-                n.bundle.clone(),
-                n.revision.map(|r| r.to_string()).unwrap_or_else(|| "-".to_owned()),
-                n.sha256.as_deref().map(short).unwrap_or_else(|| "-".to_owned()),
-                n.last_fetch_ok_ms.map(|t| clock::age(view.now_ms, t)).unwrap_or_else(|| "never".to_owned()),
+                n.report.node.clone(),
+                n.report.bundle.clone(),
+                n.report.revision.map(|r| r.to_string()).unwrap_or_else(|| "-".to_owned()),
+                n.report.sha256.as_deref().map(short).unwrap_or_else(|| "-".to_owned()),
+                n.report.last_fetch_ok_ms.map(|t| clock::age(view.now_ms, t)).unwrap_or_else(|| "never".to_owned()),
                 clock::age(view.now_ms, n.reported_at_ms),
                 State::of(n, &view.bundles, view.now_ms, stale_after_ms).as_str().to_owned(),
-                n.last_error.clone().unwrap_or_else(|| "-".to_owned()),
+                n.report.last_error.clone().unwrap_or_else(|| "-".to_owned()),
             ]
         })
         .collect();

@@ -481,7 +481,7 @@ async fn post_status(State(state): State<Arc<AppState>>, request: Request) -> Re
         Ok(status) => status,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, format!("invalid status report: {message}")),
     };
-    let recorded = Recorded { node: status.node.clone(), reported_at: status.reported_at.clone() };
+    let recorded = Recorded { node: status.report.node.clone(), reported_at: status.reported_at.clone() };
     let task_state = Arc::clone(&state);
     match tokio::task::spawn_blocking(move || task_state.fleet.record(status)).await {
         Ok(Ok(())) => json(StatusCode::OK, &recorded),
