@@ -82,6 +82,15 @@ pub struct PluginConfig {
     /// and without that each Envoy makes a random one.
     #[serde(default)]
     pub token_hash_key: Option<String>,
+    /// The most bytes of Envoy shared data a bundle's dynamic lists and counters may use together (each sized by
+    /// its `max_entries` / `max_keys`). A bundle that needs more is refused, so a policy cannot make every Envoy
+    /// hold more memory than the operator allowed. Default 64 MiB.
+    #[serde(default = "default_shared_data_budget_bytes")]
+    pub shared_data_budget_bytes: u64,
+}
+
+fn default_shared_data_budget_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_poll_interval_ms() -> u64 {
@@ -173,6 +182,9 @@ impl PluginConfig {
         self.trusted_keys()?;
         if let Some(b64) = &self.bundle_base64 {
             decode_base64(b64).ok_or_else(|| ConfigError("bundle_base64: not valid base64".into()))?;
+        }
+        if !(65_536..=(1 << 34)).contains(&self.shared_data_budget_bytes) {
+            return Err(ConfigError("shared_data_budget_bytes: must be between 65536 and 17179869184".into()));
         }
         if self.node.as_deref().is_some_and(|n| n.is_empty() || n.len() > 128) {
             return Err(ConfigError("node: must be 1 to 128 characters".into()));

@@ -38,6 +38,10 @@ pub struct Evidence<'a> {
     pub response_truncated: bool,
     /// Lists this exchange added its key to.
     pub lists_added: Vec<&'a str>,
+    /// Lists a rule found this exchange's key in.
+    pub lists_hit: Vec<&'a str>,
+    /// Counters rules read or this exchange updated, with their values.
+    pub counters: Vec<(&'a str, i64)>,
     /// The endpoint template.
     pub endpoint: &'a [u8],
     /// The caller's token identity (a keyed hash), when the request carried a token.
@@ -69,6 +73,9 @@ pub fn verdict_line(e: &Evidence<'_>) -> Option<String> {
     if v.action == Some(Action::Block) {
         line.push_str(&format!(" status={}", v.status));
     }
+    if v.action == Some(Action::Throttle) {
+        line.push_str(&format!(" status={} retry_after={}", v.status, v.retry_after));
+    }
     if v.matched > 1 {
         line.push_str(&format!(" matched={}", v.matched));
     }
@@ -89,8 +96,15 @@ pub fn verdict_line(e: &Evidence<'_>) -> Option<String> {
         let names: Vec<&str> = e.jwt_findings.iter().map(|f| f.name().trim_start_matches("jwt.")).collect();
         line.push_str(&format!(" jwt={}", names.join(",")));
     }
+    if !e.lists_hit.is_empty() {
+        line.push_str(&format!(" lists={}", e.lists_hit.join(",")));
+    }
     if !e.lists_added.is_empty() {
         line.push_str(&format!(" lists+={}", e.lists_added.join(",")));
+    }
+    if !e.counters.is_empty() {
+        let counters: Vec<String> = e.counters.iter().map(|(id, n)| format!("{id}:{n}")).collect();
+        line.push_str(&format!(" counters={}", counters.join(",")));
     }
     if let Some(id) = e.token_id {
         line.push_str(&format!(" token={id}"));
@@ -147,6 +161,8 @@ mod tests {
             request_truncated: false,
             response_truncated: false,
             lists_added: vec![],
+            lists_hit: vec![],
+            counters: vec![],
             endpoint: b"GET h/admin",
             token_id: None,
             jwt_findings: JwtFindings::default(),
@@ -182,6 +198,27 @@ mod tests {
             verdict_line(&e).unwrap(),
             "action=none rule=- detections=cards-out:2,expiry-out:1 truncated=response lists+=sensitive-endpoints \
              endpoint=\"GET h/a\\\"b\\\\c/\\xff\" revision=7 bundle=3f2a9c1d"
+        );
+    }
+
+    #[test]
+    fn list_memberships_counters_and_throttles() {
+        let label = label();
+        let v = Verdict::ALLOW.with_match(0, Action::AddToList, 403).with_match(1, Action::Block, 403);
+        let mut e = evidence(v, Some("protect-sensitive"), &label);
+        e.lists_hit = vec!["sensitive-endpoints", "abusive-tokens"];
+        e.lists_added = vec!["abusive-tokens"];
+        e.counters = vec![("errors-by-token", 25)];
+        assert_eq!(
+            verdict_line(&e).unwrap(),
+            "action=block rule=protect-sensitive status=403 matched=2 lists=sensitive-endpoints,abusive-tokens \
+             lists+=abusive-tokens counters=errors-by-token:25 endpoint=\"GET h/admin\" revision=7 bundle=3f2a9c1d"
+        );
+        let v = Verdict::ALLOW.with_throttle(4, Action::Throttle, 429, 30);
+        assert_eq!(
+            verdict_line(&evidence(v, Some("slow-down"), &label)).unwrap(),
+            "action=throttle rule=slow-down status=429 retry_after=30 endpoint=\"GET h/admin\" revision=7 \
+             bundle=3f2a9c1d"
         );
     }
 

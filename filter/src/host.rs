@@ -8,9 +8,12 @@ use portcullis_policies::endpoint::endpoint_template;
 use portcullis_policies::engine::join_headers;
 use portcullis_policies::scan::Findings;
 use portcullis_policies::token::{JwtFinding, TokenField};
-use portcullis_policies::{Attribute, Request};
-use portcullis_shared_state::{Cas, SharedData, TtlList, WriteError};
+use portcullis_policies::{Attribute, Phase, Request};
+use portcullis_shared_state::{Cas, SharedData, WriteError};
 
+use crate::metrics::Metrics;
+use crate::over_time::Facts;
+use crate::root::ActiveBundle;
 use crate::token::CallerToken;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
@@ -118,6 +121,10 @@ impl Request for HostRequest {
             Attribute::SourceAddress => property(&self.source, &["source", "address"]),
             Attribute::DestinationAddress => property(&self.destination, &["destination", "address"]),
             Attribute::Endpoint => Some(Cow::Borrowed(self.endpoint())),
+            Attribute::SourceIp => match property(&self.source, &["source", "address"])? {
+                Cow::Borrowed(address) => Some(Cow::Borrowed(strip_port(address))),
+                Cow::Owned(address) => Some(Cow::Owned(strip_port(&address).to_vec())),
+            },
         }
     }
 
@@ -126,12 +133,15 @@ impl Request for HostRequest {
     }
 }
 
-/// The request as rules see it at a phase: attributes and headers, the findings so far, and list membership.
+/// The request as rules see it at a phase: attributes and headers, the findings so far, the response so far,
+/// lists and counters. Lookups that matter for the evidence are noted in `facts.notes`.
 pub struct ExchangeView<'a> {
     request: &'a HostRequest,
     findings: &'a Findings,
-    lists: &'a [TtlList],
+    active: &'a ActiveBundle,
     token: Option<&'a CallerToken>,
+    facts: &'a Facts,
+    metrics: Metrics,
     now_ms: u64,
 }
 
@@ -140,20 +150,70 @@ impl<'a> ExchangeView<'a> {
     pub fn new(
         request: &'a HostRequest,
         findings: &'a Findings,
-        lists: &'a [TtlList],
+        active: &'a ActiveBundle,
         token: Option<&'a CallerToken>,
+        facts: &'a Facts,
+        metrics: Metrics,
         now_ms: u64,
     ) -> Self {
-        ExchangeView { request, findings, lists, token, now_ms }
+        ExchangeView { request, findings, active, token, facts, metrics, now_ms }
     }
 
     /// The key this exchange has in a list of kind `key`.
     pub fn list_key(&self, key: ListKey) -> Option<Vec<u8>> {
         match key {
             ListKey::Endpoint => Some(self.request.endpoint().to_vec()),
-            ListKey::SourceIp => self.request.attribute(Attribute::SourceAddress).map(|a| strip_port(&a).to_vec()),
+            ListKey::SourceIp => self.request.attribute(Attribute::SourceIp).map(Cow::into_owned),
             ListKey::Token => self.token.map(|t| t.id.as_bytes().to_vec()),
         }
+    }
+
+    /// Adds this exchange's key to list number `list` for `ttl_ms`; counted and noted. False without a key or when
+    /// the update gave up.
+    pub fn add_key_to_list(&self, list: u16, ttl_ms: u64) -> bool {
+        let (Some(def), Some(ttl_list)) =
+            (self.active.bundle.lists().get(usize::from(list)), self.active.lists.get(usize::from(list)))
+        else {
+            return false;
+        };
+        let Some(key) = self.list_key(def.key) else { return false };
+        match ttl_list.add(&HostSharedData, &key, self.now_ms, ttl_ms) {
+            Ok(_) => {
+                Metrics::bump(self.metrics.list_additions);
+                self.facts.notes.borrow_mut().added(list);
+                true
+            }
+            Err(_) => {
+                Metrics::bump(self.metrics.list_contention);
+                false
+            }
+        }
+    }
+
+    /// Applies every counter updated in `phase` (`RequestHeaders`, or `Response` for the end of the exchange):
+    /// returns, per last-seen counter updated, whether its key was seen elsewhere.
+    pub fn update_counters(&self, phase: Phase) -> Vec<(u16, bool)> {
+        let mut elsewhere = Vec::new();
+        let defs = self.active.bundle.counters().iter().zip(&self.active.counters);
+        for (index, (def, counter)) in defs.enumerate() {
+            let Ok(index) = u16::try_from(index) else { break };
+            if def.phase != phase {
+                continue;
+            }
+            let Some(event) = self.active.bundle.counter_event(index, self) else { continue };
+            match counter.apply(&HostSharedData, &event, self.now_ms) {
+                Ok(applied) => {
+                    Metrics::add(self.metrics.counter_updates, 1);
+                    Metrics::add(self.metrics.counter_cas_retries, u64::from(applied.retries));
+                    match applied.elsewhere {
+                        Some(moved) => elsewhere.push((index, moved)),
+                        None => self.facts.notes.borrow_mut().counter(index, applied.value),
+                    }
+                }
+                Err(_) => Metrics::bump(self.metrics.counter_failures),
+            }
+        }
+        elsewhere
     }
 }
 
@@ -171,7 +231,11 @@ impl Request for ExchangeView<'_> {
     }
 
     fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
-        Some(self.lists.get(usize::from(list))?.contains(&HostSharedData, key, self.now_ms))
+        let found = self.active.lists.get(usize::from(list))?.contains(&HostSharedData, key, self.now_ms);
+        if found {
+            self.facts.notes.borrow_mut().hit(list);
+        }
+        Some(found)
     }
 
     fn token_present(&self) -> bool {
@@ -192,6 +256,32 @@ impl Request for ExchangeView<'_> {
 
     fn jwt_finding(&self, finding: JwtFinding) -> bool {
         self.token.is_some_and(|t| t.has(finding))
+    }
+
+    fn static_list_hit(&self, list: u16) {
+        self.facts.notes.borrow_mut().hit(list);
+    }
+
+    fn counter_value(&self, counter: u16, key: &[u8]) -> Option<i64> {
+        let value = self.active.counters.get(usize::from(counter))?.read(&HostSharedData, key, self.now_ms);
+        self.facts.notes.borrow_mut().counter(counter, value);
+        Some(value)
+    }
+
+    fn seen_elsewhere(&self, counter: u16) -> Option<bool> {
+        self.facts.elsewhere.iter().find(|(c, _)| *c == counter).map(|(_, moved)| *moved)
+    }
+
+    fn response_code(&self) -> Option<i64> {
+        self.facts.response_code.map(i64::from)
+    }
+
+    fn response_bytes(&self) -> Option<i64> {
+        self.facts.response_code.map(|_| i64::try_from(self.facts.response_bytes).unwrap_or(i64::MAX))
+    }
+
+    fn add_to_list(&self, list: u16, ttl_seconds: u64) -> bool {
+        self.add_key_to_list(list, ttl_seconds.saturating_mul(1000))
     }
 }
 

@@ -23,8 +23,9 @@ use proxy_wasm::types::Action as Flow;
 
 use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
-use crate::host::{now_ms, ExchangeView, HostRequest, HostSharedData};
+use crate::host::{now_ms, ExchangeView, HostRequest};
 use crate::metrics::Metrics;
+use crate::over_time::Facts;
 use crate::root::{ActiveBundle, Snapshot};
 use crate::token::CallerToken;
 
@@ -50,7 +51,16 @@ struct Exchange {
     request_seen: usize,
     request_decided: bool,
     concluded: bool,
-    lists_added: Vec<u16>,
+    /// The response so far, last-seen results, and what the rules looked at.
+    facts: Facts,
+}
+
+impl Exchange {
+    /// The exchange as rules see it now.
+    fn view(&self, metrics: Metrics) -> ExchangeView<'_> {
+        let now = self.active.clock();
+        ExchangeView::new(&self.request, &self.findings, &self.active, self.token.as_ref(), &self.facts, metrics, now)
+    }
 }
 
 impl RequestFilter {
@@ -59,28 +69,35 @@ impl RequestFilter {
         RequestFilter { snapshot, exchange: None }
     }
 
-    fn respond_json(&self, status: u32, body: &[u8]) {
-        let headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+    fn respond_json(&self, status: u32, body: &[u8], retry_after: Option<&str>) {
+        let mut headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+        if let Some(seconds) = retry_after {
+            headers.push(("retry-after", seconds));
+        }
         self.send_http_response(status, headers, Some(body));
     }
 
-    /// Evaluates one phase and folds its verdict in; answers the request if it blocks. True when blocked.
+    /// Evaluates one phase and folds its verdict in; answers the request if it blocks or throttles. True when
+    /// answered.
     fn decide(&mut self, phase: Phase) -> bool {
+        let metrics = self.snapshot.metrics;
         let Some(ex) = self.exchange.as_mut() else { return false };
         if !ex.active.has_rules(phase) {
             return false;
         }
-        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, ex.token.as_ref(), ex.active.clock());
-        ex.verdict = ex.verdict.then(ex.active.bundle.evaluate_phase(phase, &view));
+        let verdict = ex.active.bundle.evaluate_phase(phase, &ex.view(metrics));
+        ex.verdict = ex.verdict.then(verdict);
         if !ex.verdict.is_block() {
             return false;
         }
-        Metrics::bump(self.snapshot.metrics.requests_blocked);
+        let throttled = ex.verdict.action == Some(Action::Throttle);
+        Metrics::bump(if throttled { metrics.requests_throttled } else { metrics.requests_blocked });
         self.conclude();
         let Some(ex) = self.exchange.as_ref() else { return true };
         let rule_id = ex.verdict.rule.and_then(|i| ex.active.bundle.rule_id(i)).unwrap_or("-");
         let body = block_body(rule_id, ex.request.first("x-request-id"));
-        self.respond_json(u32::from(ex.verdict.status), &body);
+        let retry_after = throttled.then(|| ex.verdict.retry_after.to_string());
+        self.respond_json(u32::from(ex.verdict.status), &body, retry_after.as_deref());
         true
     }
 
@@ -91,23 +108,14 @@ impl RequestFilter {
             return;
         }
         ex.concluded = true;
-        let now = ex.active.clock();
-        let view = ExchangeView::new(&ex.request, &ex.findings, &ex.active.lists, ex.token.as_ref(), now);
+        let view = ex.view(self.snapshot.metrics);
+        // Counters that read the response (or a body) count the exchange now that it is complete.
+        if !ex.active.counters.is_empty() {
+            view.update_counters(Phase::Response);
+        }
         for list in ex.active.bundle.lists_to_add(&view) {
-            let (Some(def), Some(ttl_list)) =
-                (ex.active.bundle.lists().get(usize::from(list)), ex.active.lists.get(usize::from(list)))
-            else {
-                continue;
-            };
-            let Some(key) = view.list_key(def.key) else { continue };
-            let ttl_ms = def.ttl_seconds.saturating_mul(1000);
-            match ttl_list.add(&HostSharedData, &key, now, ttl_ms) {
-                Ok(_) => {
-                    Metrics::bump(self.snapshot.metrics.list_additions);
-                    ex.lists_added.push(list);
-                }
-                Err(_) => Metrics::bump(self.snapshot.metrics.list_contention),
-            }
+            let ttl = ex.active.bundle.lists().get(usize::from(list)).map_or(0, |def| def.ttl_seconds);
+            view.add_key_to_list(list, ttl.saturating_mul(1000));
         }
         if ex.verdict.action == Some(Action::Monitor) {
             Metrics::bump(self.snapshot.metrics.requests_monitored);
@@ -123,8 +131,9 @@ impl RequestFilter {
         let Some(ex) = self.exchange.as_ref() else { return };
         // Most requests match nothing: leave before building anything.
         let jwt_clean = ex.token.as_ref().is_none_or(|t| t.findings.is_empty());
+        let notes = ex.facts.notes.borrow();
         if ex.verdict.action.is_none()
-            && ex.lists_added.is_empty()
+            && notes.lists_added.is_empty()
             && jwt_clean
             && ex.findings.nonzero().next().is_none()
         {
@@ -139,10 +148,20 @@ impl RequestFilter {
             detections: detections.collect(),
             request_truncated: ex.request_body.as_ref().is_some_and(BodyInspector::truncated),
             response_truncated: ex.response_body.as_ref().is_some_and(BodyInspector::truncated),
-            lists_added: ex
+            lists_added: notes
                 .lists_added
                 .iter()
                 .filter_map(|l| Some(bundle.lists().get(usize::from(*l))?.id.as_str()))
+                .collect(),
+            lists_hit: notes
+                .lists_hit
+                .iter()
+                .filter_map(|l| Some(bundle.lists().get(usize::from(*l))?.id.as_str()))
+                .collect(),
+            counters: notes
+                .counters
+                .iter()
+                .filter_map(|(c, v)| Some((bundle.counters().get(usize::from(*c))?.id.as_str(), *v)))
                 .collect(),
             endpoint: ex.request.endpoint(),
             token_id: ex.token.as_ref().map(|t| t.id.as_str()),
@@ -205,7 +224,7 @@ impl HttpContext for RequestFilter {
                 FailureMode::Open => Flow::Continue,
                 FailureMode::Closed => {
                     let request_id = self.get_http_request_header_bytes("x-request-id");
-                    self.respond_json(503, &no_bundle_body(request_id.as_deref()));
+                    self.respond_json(503, &no_bundle_body(request_id.as_deref()), None);
                     Flow::Pause
                 }
             };
@@ -250,8 +269,13 @@ impl HttpContext for RequestFilter {
             request_seen: 0,
             request_decided: false,
             concluded: false,
-            lists_added: Vec::new(),
+            facts: Facts::default(),
         });
+        // Counters that only need the request headers count this exchange before the rules read them.
+        if let Some(ex) = self.exchange.as_mut().filter(|ex| !ex.active.counters.is_empty()) {
+            let elsewhere = ex.view(self.snapshot.metrics).update_counters(Phase::RequestHeaders);
+            ex.facts.elsewhere = elsewhere;
+        }
         if self.decide(Phase::RequestHeaders) {
             return Flow::Pause;
         }
@@ -298,6 +322,14 @@ impl HttpContext for RequestFilter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Flow {
+        let wants_status = self.exchange.as_ref().is_some_and(|ex| !ex.concluded && ex.active.reads_response);
+        if wants_status {
+            let status = self.get_http_response_header_bytes(":status");
+            let code = status.and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+            if let Some(ex) = self.exchange.as_mut() {
+                ex.facts.response_code = code;
+            }
+        }
         let wants_body = self.exchange.as_ref().is_some_and(|ex| {
             !end_of_stream && !ex.concluded && ex.active.bundle.scan_set(Location::ResponseBody).is_some()
         });
@@ -323,6 +355,8 @@ impl HttpContext for RequestFilter {
         let Some(mut ex) = self.exchange.take() else {
             return Flow::Continue;
         };
+        // Streaming: each call presents the chunk that arrived.
+        ex.facts.response_bytes = ex.facts.response_bytes.saturating_add(u64::try_from(body_size).unwrap_or(u64::MAX));
         if let Some(mut inspector) = ex.response_body.take() {
             self.inspect(&mut inspector, &ex.active, 0, body_size, false);
             ex.response_body = Some(inspector);

@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod host;
 pub mod http;
 pub mod metrics;
+pub mod over_time;
 pub mod root;
 pub mod schedule;
 pub mod token;

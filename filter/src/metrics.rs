@@ -27,12 +27,27 @@ pub struct Metrics {
     pub list_additions: Option<u32>,
     /// List updates given up after bounded compare-and-swap retries.
     pub list_contention: Option<u32>,
+    /// Requests answered with a throttle (429 and `Retry-After`).
+    pub requests_throttled: Option<u32>,
+    /// Counter updates applied.
+    pub counter_updates: Option<u32>,
+    /// Compare-and-swap retries spent by counter updates (divide by `counter_updates` for the retry rate).
+    pub counter_cas_retries: Option<u32>,
+    /// Counter updates given up (retries exhausted or a refused write): that exchange was not counted.
+    pub counter_failures: Option<u32>,
+    /// Bundles refused because their lists and counters need more shared data than `shared_data_budget_bytes`.
+    pub bundle_over_budget: Option<u32>,
+    /// Gauge: bytes of shared data the active bundle's lists and counters use, as last swept.
+    pub shared_data_bytes: Option<u32>,
+    /// Gauge: the most bytes of shared data the active bundle's lists and counters can ever use.
+    pub shared_data_bytes_limit: Option<u32>,
 }
 
 impl Metrics {
     /// Defines (or looks up) every counter.
     pub fn define() -> Metrics {
         let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        let gauge = |name: &str| hostcalls::define_metric(MetricType::Gauge, name).ok();
         Metrics {
             requests_blocked: counter("portcullis.requests_blocked"),
             requests_monitored: counter("portcullis.requests_monitored"),
@@ -44,6 +59,27 @@ impl Metrics {
             bodies_truncated: counter("portcullis.bodies_truncated"),
             list_additions: counter("portcullis.list_additions"),
             list_contention: counter("portcullis.list_contention"),
+            requests_throttled: counter("portcullis.requests_throttled"),
+            counter_updates: counter("portcullis.counter_updates"),
+            counter_cas_retries: counter("portcullis.counter_cas_retries"),
+            counter_failures: counter("portcullis.counter_failures"),
+            bundle_over_budget: counter("portcullis.bundle_over_budget"),
+            shared_data_bytes: gauge("portcullis.shared_data_bytes"),
+            shared_data_bytes_limit: gauge("portcullis.shared_data_bytes_limit"),
+        }
+    }
+
+    /// Adds `n` to a counter (nothing for 0).
+    pub fn add(id: Option<u32>, n: u64) {
+        if let (Some(id), true) = (id, n > 0) {
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets a gauge.
+    pub fn set(id: Option<u32>, value: u64) {
+        if let Some(id) = id {
+            let _ = hostcalls::record_metric(id, value);
         }
     }
 

@@ -23,6 +23,7 @@ use crate::evidence::BundleLabel;
 use crate::host::HostSharedData;
 use crate::http::RequestFilter;
 use crate::metrics::Metrics;
+use crate::over_time::CounterStore;
 use crate::schedule::FetchSchedule;
 use crate::token::{new_cache, SharedCache};
 
@@ -41,8 +42,12 @@ pub struct ActiveBundle {
     pub label: BundleLabel,
     /// The bundle's dynamic lists over shared data, indexed like `bundle.lists()`.
     pub lists: Vec<TtlList>,
+    /// The bundle's counters over shared data, indexed like `bundle.counters()`.
+    pub counters: Vec<CounterStore>,
     /// A blocking rule reads the request body: requests with a body are held until it is decided.
     pub hold_request_body: bool,
+    /// Something reads `response.code` / `response.bytes` (a counter, a rule or a list's `add_when`).
+    pub reads_response: bool,
     /// Which phases have rules, so a request skips the empty ones.
     phases_with_rules: [bool; 3],
     /// The JWT verifier built from the bundle's keys, when the policy judges JWTs.
@@ -56,6 +61,7 @@ impl ActiveBundle {
         let short_digest = bundle::hex(bundle.digest().get(..4).unwrap_or_default());
         let label = BundleLabel { revision: bundle.revision(), short_digest };
         let lists = bundle.lists().iter().map(|l| TtlList::new(&l.id, l.max_entries)).collect();
+        let counters = bundle.counters().iter().map(CounterStore::new).collect();
         let hold_request_body =
             bundle.rules().iter().any(|r| r.phase == Phase::RequestBody && r.action == Action::Block);
         let mut phases_with_rules = [false; 3];
@@ -66,7 +72,25 @@ impl ActiveBundle {
         }
         // The loader already built this verifier once to validate the bundle, so it cannot fail here.
         let verifier = bundle.tokens().and_then(|t| t.jwt.as_ref()).and_then(|jwt| JwtVerifier::new(jwt).ok());
-        ActiveBundle { bundle, label, lists, hold_request_body, phases_with_rules, verifier, token_key }
+        let reads_response = !bundle.counters().is_empty()
+            || phases_with_rules.get(phase_index(Phase::Response)).copied().unwrap_or(true)
+            || bundle.lists().iter().any(|l| !l.add_when.is_empty());
+        ActiveBundle {
+            bundle,
+            label,
+            lists,
+            counters,
+            hold_request_body,
+            reads_response,
+            phases_with_rules,
+            verifier,
+            token_key,
+        }
+    }
+
+    /// The most bytes of shared data the bundle's dynamic lists and counters can ever use.
+    pub fn shared_bytes_limit(&self) -> u64 {
+        shared_bytes_needed(&self.bundle)
     }
 
     /// True when some rule is decided in `phase`.
@@ -74,14 +98,22 @@ impl ActiveBundle {
         self.phases_with_rules.get(phase_index(phase)).copied().unwrap_or(true)
     }
 
-    /// The time list lookups use; without lists no hostcall is spent on the clock.
+    /// The time list lookups and counters use; without either no hostcall is spent on the clock.
     pub fn clock(&self) -> u64 {
-        if self.lists.is_empty() {
+        if self.lists.is_empty() && self.counters.is_empty() {
             0
         } else {
             crate::host::now_ms()
         }
     }
+}
+
+/// The most bytes of shared data `bundle`'s dynamic lists and counters can ever use.
+pub fn shared_bytes_needed(bundle: &Bundle) -> u64 {
+    let lists = bundle.lists().iter().filter(|def| def.is_dynamic());
+    let lists: u64 = lists.map(|def| TtlList::new(&def.id, def.max_entries).shared_bytes_budget()).sum();
+    let counters = bundle.counters().iter().map(|def| CounterStore::new(def).shared_bytes_budget());
+    lists.saturating_add(counters.sum())
 }
 
 fn phase_index(phase: Phase) -> usize {
@@ -195,6 +227,15 @@ impl PortcullisRoot {
             envelope.verify(&self.trusted).map_err(|e| e.to_string())?;
         }
         let bundle = Bundle::from_bytes(envelope.bundle).map_err(|e| e.to_string())?;
+        let budget = self.config.as_ref().map_or(u64::MAX, |c| c.shared_data_budget_bytes);
+        let needed = shared_bytes_needed(&bundle);
+        if needed > budget {
+            Metrics::bump(self.metrics.bundle_over_budget);
+            return Err(format!(
+                "its lists and counters need up to {needed} bytes of shared data, over shared_data_budget_bytes \
+                 ({budget}): lower their max_entries / max_keys or raise the budget"
+            ));
+        }
         if let Some(active) = &self.active {
             let (new, old) = (bundle.revision(), active.bundle.revision());
             // A replayed older bundle must not undo a newer policy; a rollback is published as a new revision.

@@ -1,6 +1,6 @@
 //! The bundle: a compiled policy as it travels from `portcullis compile` to every Envoy.
 //!
-//! # Wire format (format version 2)
+//! # Wire format (format version 3)
 //!
 //! | bytes | what |
 //! |---|---|
@@ -27,14 +27,16 @@ use regex_automata::dfa::Automaton;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::detect::{ClassifierDef, DetectionDef, InspectionDef, ListDef, Location, ScanSetDef};
-use crate::program::{Node, Phase, Rule, Type};
+use crate::detect::{
+    ClassifierDef, CounterDef, CounterKind, DetectionDef, InspectionDef, ListDef, Location, ScanSetDef,
+};
+use crate::program::{Action, Node, Phase, Rule, Type};
 use crate::token::TokenPolicy;
 
 /// The first eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"PCLSBNDL";
 /// The bundle format this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Largest bundle accepted, in bytes: a bound on what a control plane can make every worker hold.
 pub const MAX_BUNDLE_BYTES: usize = 16 * 1024 * 1024;
 /// Most rules in one bundle.
@@ -49,8 +51,16 @@ pub const MAX_DFAS: usize = 4096;
 pub const MAX_DETECTION_ITEMS: usize = 256;
 /// Longest classifier match the scanner keeps for validation, in bytes.
 pub const MAX_CLASSIFIER_MATCH: u16 = 256;
-/// Most entries a list may be configured with.
+/// Most entries a list may be configured with, and most keys a counter may track.
 pub const MAX_LIST_ENTRIES: u32 = 1 << 20;
+/// Most static entries (exact keys plus networks) one list may carry.
+pub const MAX_STATIC_ENTRIES: usize = 65_536;
+/// Most parts in a counter's key (`per: [token.id, endpoint]`).
+pub const MAX_KEY_PARTS: usize = 4;
+/// The longest counter window and list ttl: 30 days.
+pub const MAX_WINDOW_SECONDS: u64 = 30 * 86_400;
+/// The most distinct values a `distinct` counter tracks per key.
+pub const MAX_DISTINCT: u32 = 64;
 
 const HEADER_LEN: usize = 8 + 2 + 32;
 
@@ -80,6 +90,8 @@ pub struct BundleContent {
     pub inspection: InspectionDef,
     /// Token sources, identity and JWT checks; `None` when the policy has no `tokens:` section.
     pub tokens: Option<TokenPolicy>,
+    /// Counters over time, indexed by `Node::Counter::counter`.
+    pub counters: Vec<CounterDef>,
 }
 
 /// Why a bundle was refused. The message is static: safe to log, never echoes the bytes.
@@ -188,6 +200,7 @@ pub struct Bundle {
     pub(crate) lists: Vec<ListDef>,
     pub(crate) inspection: InspectionDef,
     pub(crate) tokens: Option<TokenPolicy>,
+    pub(crate) counters: Vec<CounterDef>,
 }
 
 impl Bundle {
@@ -214,8 +227,12 @@ impl Bundle {
         if content.rules.len() > MAX_RULES || content.dfas.len() > MAX_DFAS {
             return Err(invalid);
         }
-        let counts =
-            Counts { dfas: content.dfas.len(), detections: content.detections.len(), lists: content.lists.len() };
+        let counts = Counts {
+            dfas: content.dfas.len(),
+            detections: content.detections.len(),
+            lists: content.lists.len(),
+            counters: &content.counters,
+        };
         for (i, rule) in content.rules.iter().enumerate() {
             if rule.id.is_empty() || content.rules.iter().take(i).any(|r| r.id == rule.id) {
                 return Err(invalid);
@@ -224,9 +241,21 @@ impl Bundle {
                 return Err(invalid);
             }
             check_condition(&rule.condition, &counts)?;
-            // A rule may not be decided before the data it reads exists.
-            if phase_of(&rule.condition, &content.detections) > rule.phase {
+            // A rule may not be decided before the data it reads exists, nor answer once the response is flowing.
+            let phase = phase_of(&rule.condition, &content.detections, &content.counters);
+            if phase > rule.phase || (rule.action.answers() && rule.phase == Phase::Response) {
                 return Err(invalid);
+            }
+            let target = rule.list.and_then(|l| content.lists.get(usize::from(l)));
+            match (rule.action, target) {
+                (Action::AddToList, Some(list)) if list.is_dynamic() => {
+                    if rule.ttl_seconds == 0 || rule.ttl_seconds > MAX_WINDOW_SECONDS {
+                        return Err(invalid);
+                    }
+                }
+                (Action::AddToList, _) => return Err(invalid),
+                (_, Some(_)) => return Err(invalid),
+                (_, None) => {}
             }
         }
         check_detections(&content)?;
@@ -234,10 +263,18 @@ impl Bundle {
             if list.id.is_empty() || list.max_entries == 0 || list.max_entries > MAX_LIST_ENTRIES {
                 return Err(invalid);
             }
+            if list.ttl_seconds > MAX_WINDOW_SECONDS
+                || list.entries.len().saturating_add(list.networks.len()) > MAX_STATIC_ENTRIES
+                || !list.entries.is_sorted()
+                || (!list.is_dynamic() && !list.add_when.is_empty())
+            {
+                return Err(invalid);
+            }
             if !list.add_when.is_empty() {
                 check_condition(&list.add_when, &counts)?;
             }
         }
+        check_counters(&content, &counts)?;
         if content.inspection.max_body_bytes == 0 {
             return Err(invalid);
         }
@@ -266,6 +303,7 @@ impl Bundle {
             lists: content.lists,
             inspection: content.inspection,
             tokens: content.tokens,
+            counters: content.counters,
         })
     }
 
@@ -302,6 +340,11 @@ impl Bundle {
     /// The dynamic lists (`Node::InList` indexes this).
     pub fn lists(&self) -> &[ListDef] {
         &self.lists
+    }
+
+    /// The counters over time (`Node::Counter` indexes this).
+    pub fn counters(&self) -> &[CounterDef] {
+        &self.counters
     }
 
     /// The token section, if the policy has one.
@@ -378,14 +421,18 @@ fn load_dfa(bytes: &[u8]) -> Result<DFA<Vec<u32>>, BundleError> {
 }
 
 /// Sizes of the tables conditions index into.
-struct Counts {
+struct Counts<'c> {
     dfas: usize,
     detections: usize,
     lists: usize,
+    /// Counters a condition may read; empty inside a counter's own expressions (counters do not read counters).
+    counters: &'c [CounterDef],
 }
 
-/// The phase a condition needs: the latest location its detections read (attributes and lists need only headers).
-pub fn phase_of(nodes: &[Node], detections: &[DetectionDef]) -> Phase {
+/// The phase a condition needs: the latest part of the exchange it reads. Attributes, lists and counter values
+/// need only the request headers; detections need their location; `response.*` needs the response;
+/// `seen_elsewhere` needs its counter's update.
+pub fn phase_of(nodes: &[Node], detections: &[DetectionDef], counters: &[CounterDef]) -> Phase {
     nodes
         .iter()
         .filter_map(|n| match n {
@@ -394,10 +441,68 @@ pub fn phase_of(nodes: &[Node], detections: &[DetectionDef]) -> Phase {
                 Location::RequestBody => Phase::RequestBody,
                 Location::ResponseBody => Phase::Response,
             }),
+            Node::ResponseCode | Node::ResponseBytes => Some(Phase::Response),
+            Node::SeenElsewhere(c) => counters.get(usize::from(*c)).map(|c| c.phase),
             _ => None,
         })
         .max()
         .unwrap_or(Phase::RequestHeaders)
+}
+
+/// Checks the counters: ids, key parts (strings), the value each kind counts, the condition, bounds, and a phase
+/// no earlier than what the counter reads.
+fn check_counters(content: &BundleContent, counts: &Counts<'_>) -> Result<(), BundleError> {
+    let invalid = BundleError::new(BundleErrorKind::InvalidRules);
+    if content.counters.len() > MAX_DETECTION_ITEMS {
+        return Err(invalid);
+    }
+    let own = Counts { counters: &[], ..*counts };
+    for (i, c) in content.counters.iter().enumerate() {
+        if c.id.is_empty() || content.counters.iter().take(i).any(|o| o.id == c.id) {
+            return Err(invalid);
+        }
+        if c.per.is_empty() || c.per.len() > MAX_KEY_PARTS {
+            return Err(invalid);
+        }
+        for part in &c.per {
+            if check_nodes(part, &own)? != Type::String {
+                return Err(invalid);
+            }
+        }
+        let of = match c.kind {
+            CounterKind::Requests => None,
+            CounterKind::Sum => Some(Type::Int),
+            CounterKind::Distinct | CounterKind::LastSeen => Some(Type::String),
+        };
+        match of {
+            None if !c.of.is_empty() => return Err(invalid),
+            Some(want) if check_nodes(&c.of, &own)? != want => return Err(invalid),
+            _ => {}
+        }
+        if !c.when.is_empty() && check_nodes(&c.when, &own)? != Type::Bool {
+            return Err(invalid);
+        }
+        if c.window_seconds == 0 || c.window_seconds > MAX_WINDOW_SECONDS {
+            return Err(invalid);
+        }
+        if c.max_keys == 0 || c.max_keys > MAX_LIST_ENTRIES {
+            return Err(invalid);
+        }
+        if c.kind == CounterKind::Distinct && !(1..=MAX_DISTINCT).contains(&c.max_distinct) {
+            return Err(invalid);
+        }
+        let reads = c.per.iter().chain([&c.of, &c.when]);
+        let needed = reads.map(|nodes| phase_of(nodes, &content.detections, &[])).max().unwrap_or_default();
+        // Updates happen with the request headers or at the end of the exchange (`Response`), nothing between.
+        if needed > c.phase || c.phase == Phase::RequestBody {
+            return Err(invalid);
+        }
+        // `seen_elsewhere` is read by rules: its counter must be updated before the rules that can block.
+        if c.kind == CounterKind::LastSeen && c.phase != Phase::RequestHeaders {
+            return Err(invalid);
+        }
+    }
+    Ok(())
 }
 
 /// Checks the token section: sources to look in, a usable identity key, and JWKS keys the verifier can load.
@@ -451,7 +556,15 @@ fn check_detections(content: &BundleContent) -> Result<(), BundleError> {
 }
 
 /// Checks operand order, types and depth of one condition; the root must be a `bool`.
-fn check_condition(nodes: &[Node], counts: &Counts) -> Result<(), BundleError> {
+fn check_condition(nodes: &[Node], counts: &Counts<'_>) -> Result<(), BundleError> {
+    match check_nodes(nodes, counts)? {
+        Type::Bool => Ok(()),
+        _ => Err(BundleError::new(BundleErrorKind::InvalidRules)),
+    }
+}
+
+/// Checks operand order, types and depth of one expression; returns the type of its root.
+fn check_nodes(nodes: &[Node], counts: &Counts<'_>) -> Result<Type, BundleError> {
     let dfa_count = counts.dfas;
     let invalid = BundleError::new(BundleErrorKind::InvalidRules);
     if nodes.is_empty() || nodes.len() > MAX_NODES_PER_RULE {
@@ -517,14 +630,27 @@ fn check_condition(nodes: &[Node], counts: &Counts) -> Result<(), BundleError> {
                 }
                 unary(*key, Type::String, Type::Bool)?
             }
+            Node::Counter { counter, key } => {
+                let def = counts.counters.get(usize::from(*counter)).ok_or(invalid)?;
+                if def.kind == CounterKind::LastSeen {
+                    return Err(invalid);
+                }
+                match key {
+                    Some(key) if def.per.len() == 1 => unary(*key, Type::String, Type::Int)?,
+                    Some(_) => return Err(invalid),
+                    None => (Type::Int, 0),
+                }
+            }
+            Node::SeenElsewhere(c) => match counts.counters.get(usize::from(*c)) {
+                Some(def) if def.kind == CounterKind::LastSeen => (Type::Bool, 0),
+                _ => return Err(invalid),
+            },
+            Node::ResponseCode | Node::ResponseBytes => (Type::Int, 0),
         };
         if typed.1 > MAX_CONDITION_DEPTH {
             return Err(invalid);
         }
         seen.push(typed);
     }
-    match seen.last() {
-        Some((Type::Bool, _)) => Ok(()),
-        _ => Err(invalid),
-    }
+    seen.last().map(|(t, _)| *t).ok_or(invalid)
 }

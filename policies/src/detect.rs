@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::program::Node;
+use crate::program::{Node, Phase};
 
 /// Where a detection looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -135,19 +135,140 @@ pub enum ListKey {
     Token,
 }
 
-/// A dynamic list kept in shared data.
+/// A list: static entries from the bundle, dynamic entries in shared data, or both.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListDef {
     /// The list's id.
     pub id: String,
     /// What its entries are.
     pub key: ListKey,
-    /// How long an entry stays after it was last added.
+    /// How long a dynamic entry stays after it was last added; 0: the list is static (no shared data).
     pub ttl_seconds: u64,
-    /// The most entries the list holds; past it, the entry closest to expiry in the key's bucket is evicted.
+    /// The most dynamic entries the list holds; past it, the entry closest to expiry in the key's bucket is evicted.
     pub max_entries: u32,
-    /// When the current request's key is added (evaluated at the end of the exchange); empty: never (static use).
+    /// When the current request's key is added (evaluated at the end of the exchange); empty: never.
     pub add_when: Vec<Node>,
+    /// Static entries, sorted: exact keys (token ids, endpoint templates, addresses).
+    pub entries: Vec<String>,
+    /// Static networks (`source_ip` lists): an address is in the list when one of them contains it.
+    pub networks: Vec<Network>,
+}
+
+impl ListDef {
+    /// True when the list keeps entries in shared data (it has a ttl).
+    pub fn is_dynamic(&self) -> bool {
+        self.ttl_seconds > 0
+    }
+
+    /// True when `key` is one of the static entries or inside one of the static networks.
+    pub fn contains_static(&self, key: &[u8]) -> bool {
+        if self.entries.binary_search_by(|e| e.as_bytes().cmp(key)).is_ok() {
+            return true;
+        }
+        if self.networks.is_empty() {
+            return false;
+        }
+        std::str::from_utf8(key)
+            .ok()
+            .and_then(|k| k.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| self.networks.iter().any(|n| n.contains(ip)))
+    }
+}
+
+/// An IP network (CIDR), IPv4 kept as IPv4-mapped IPv6 so one comparison serves both families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// The network address, IPv6 octets (IPv4 mapped as `::ffff:a.b.c.d`), host bits zero.
+    pub address: [u8; 16],
+    /// Prefix length over the 128 bits (an IPv4 `/24` is 120).
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a /32 or /128). `None` when malformed or when host
+    /// bits are set past the prefix (`10.0.0.1/8` is refused: it is probably a typo).
+    pub fn parse(text: &str) -> Option<Network> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let ip: std::net::IpAddr = addr.parse().ok()?;
+        let (octets, offset, width) = match ip {
+            std::net::IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), 96u8, 32u8),
+            std::net::IpAddr::V6(v6) => (v6.octets(), 0, 128),
+        };
+        let prefix = prefix.unwrap_or(width);
+        if prefix > width {
+            return None;
+        }
+        let network = Network { address: octets, prefix: offset + prefix };
+        (network.mask(octets) == octets).then_some(network)
+    }
+
+    /// True when `ip` is inside the network.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let octets = match ip {
+            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6.octets(), |v4| v4.to_ipv6_mapped().octets()),
+        };
+        self.mask(octets) == self.address
+    }
+
+    fn mask(&self, octets: [u8; 16]) -> [u8; 16] {
+        let bits = u128::from_be_bytes(octets);
+        let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix.min(128))).unwrap_or(0);
+        (bits & mask).to_be_bytes()
+    }
+}
+
+/// What a counter counts, per key, over its window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CounterKind {
+    /// Exchanges (excessive usage, failed logins): a sliding-window count.
+    Requests,
+    /// The sum of an int (`of`, e.g. `response.bytes`) over a sliding window (data harvesting).
+    Sum,
+    /// Distinct values of a string (`of`, e.g. `endpoint`) since the key's first one in the window (enumeration).
+    Distinct,
+    /// The last value of a string (`of`, e.g. `source.ip`) and when (token sharing, impossible travel).
+    LastSeen,
+}
+
+impl CounterKind {
+    /// The name used in policies.
+    pub fn name(self) -> &'static str {
+        match self {
+            CounterKind::Requests => "requests",
+            CounterKind::Sum => "sum",
+            CounterKind::Distinct => "distinct",
+            CounterKind::LastSeen => "last_seen",
+        }
+    }
+}
+
+/// A counter over time, kept in shared data and shared by every worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterDef {
+    /// The counter's id (also its name in shared data).
+    pub id: String,
+    /// What it counts.
+    pub kind: CounterKind,
+    /// The key, one string expression per part (`per: [token.id, endpoint]`), joined with `0x1f`. An exchange for
+    /// which a part does not evaluate (no token, say) is not counted.
+    pub per: Vec<Vec<Node>>,
+    /// The value counted: an int (`sum`) or a string (`distinct`, `last_seen`); empty for `requests`.
+    pub of: Vec<Node>,
+    /// The exchanges counted (a bool expression); empty: all of them.
+    pub when: Vec<Node>,
+    /// The window, in seconds.
+    pub window_seconds: u64,
+    /// The most keys tracked at once; past it, the key with the lowest count in its bucket is evicted.
+    pub max_keys: u32,
+    /// `distinct`: the most values tracked per key (a count past it reads as `max_distinct + 1`).
+    pub max_distinct: u32,
+    /// When the counter is updated: with the request headers (before the rules, so the count includes this
+    /// exchange) when everything it reads is known then, else at the end of the exchange.
+    pub phase: Phase,
 }
 
 /// Which bodies are inspected, and how much of them.

@@ -12,7 +12,8 @@ use regex_automata::dfa::Automaton;
 use regex_automata::Input;
 
 use crate::bundle::Bundle;
-use crate::program::{Attribute, Node, NodeIndex, Phase};
+use crate::detect::CounterKind;
+use crate::program::{Action, Attribute, Node, NodeIndex, Phase};
 use crate::token::{JwtFinding, TokenField};
 use crate::verdict::Verdict;
 
@@ -57,6 +58,57 @@ pub trait Request {
         let _ = finding;
         false
     }
+    /// The value of counter number `counter` for `key` now (count, sum or distinct count); `None` when it cannot
+    /// be read, which evaluates as an error.
+    fn counter_value(&self, counter: u16, key: &[u8]) -> Option<i64> {
+        let _ = (counter, key);
+        None
+    }
+    /// Whether last-seen counter number `counter` had this exchange's key, within its window, with another value;
+    /// `None` when the exchange was not recorded (no key, or the counter's `when` did not hold).
+    fn seen_elsewhere(&self, counter: u16) -> Option<bool> {
+        let _ = counter;
+        None
+    }
+    /// The response status; `None` before (or without) a response.
+    fn response_code(&self) -> Option<i64> {
+        None
+    }
+    /// Response body bytes seen so far; `None` before the response.
+    fn response_bytes(&self) -> Option<i64> {
+        None
+    }
+    /// Told when `key in lists[...]` found the key among list number `list`'s static entries (for evidence).
+    fn static_list_hit(&self, list: u16) {
+        let _ = list;
+    }
+    /// Adds this exchange's key to list number `list` for `ttl_seconds` (an `add_to_list` rule matched). Returns
+    /// false when the exchange has no key for that list or the addition failed.
+    fn add_to_list(&self, list: u16, ttl_seconds: u64) -> bool {
+        let _ = (list, ttl_seconds);
+        false
+    }
+}
+
+/// What one exchange contributes to a counter: computed by [`Bundle::counter_event`], applied by the caller to the
+/// shared store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterEvent {
+    /// The key (the `per` parts joined with `0x1f`).
+    pub key: Vec<u8>,
+    /// What is counted for the key.
+    pub input: CounterInput,
+}
+
+/// The value an exchange adds to a counter, by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CounterInput {
+    /// `requests`: one more exchange.
+    One,
+    /// `sum`: this amount (negative amounts count as 0).
+    Amount(u64),
+    /// `distinct` and `last_seen`: this value.
+    Value(Vec<u8>),
 }
 
 /// A value during evaluation. `Err` is CEL's error value: it propagates, except where `&&`/`||` absorb it.
@@ -95,7 +147,11 @@ impl Bundle {
             let Ok(index) = u16::try_from(index) else { break };
             match self.condition_holds(&rule.condition, request) {
                 Ok(true) => {
-                    verdict = verdict.with_match(index, rule.action, rule.status);
+                    if let (Action::AddToList, Some(list)) = (rule.action, rule.list) {
+                        // At once, so later rules of this request already see the entry.
+                        request.add_to_list(list, rule.ttl_seconds);
+                    }
+                    verdict = verdict.with_throttle(index, rule.action, rule.status, rule.retry_after_seconds);
                     if verdict.is_block() {
                         break;
                     }
@@ -118,14 +174,54 @@ impl Bundle {
             .collect()
     }
 
+    /// This exchange's key for counter number `counter`: its `per` parts joined with `0x1f`; `None` when a part
+    /// does not evaluate (no token, an absent header).
+    pub fn counter_key(&self, counter: u16, request: &dyn Request) -> Option<Vec<u8>> {
+        let def = self.counters.get(usize::from(counter))?;
+        let mut key = Vec::with_capacity(64);
+        for (i, part) in def.per.iter().enumerate() {
+            if i > 0 {
+                key.push(0x1f);
+            }
+            match self.value_of(part, request).ok()? {
+                Value::Str(s) => key.extend_from_slice(&s),
+                _ => return None,
+            }
+        }
+        Some(key)
+    }
+
+    /// What this exchange adds to counter number `counter`: `None` when its `when` does not hold (or errs), or its
+    /// key or value does not evaluate.
+    pub fn counter_event(&self, counter: u16, request: &dyn Request) -> Option<CounterEvent> {
+        let def = self.counters.get(usize::from(counter))?;
+        if !def.when.is_empty() && !matches!(self.condition_holds(&def.when, request), Ok(true)) {
+            return None;
+        }
+        let key = self.counter_key(counter, request)?;
+        let input = match (def.kind, def.of.is_empty()) {
+            (CounterKind::Requests, _) | (_, true) => CounterInput::One,
+            _ => match self.value_of(&def.of, request).ok()? {
+                Value::Int(n) => CounterInput::Amount(u64::try_from(n).unwrap_or(0)),
+                Value::Str(s) => CounterInput::Value(s.into_owned()),
+                Value::Bool(_) => return None,
+            },
+        };
+        Some(CounterEvent { key, input })
+    }
+
     fn condition_holds(&self, condition: &[Node], request: &dyn Request) -> Result<bool, EvalError> {
-        let root = condition.len().checked_sub(1).ok_or(EvalError)?;
-        let root = NodeIndex::try_from(root).map_err(|_| EvalError)?;
-        let evaluator = Evaluator { bundle: self, nodes: condition, request };
-        match evaluator.eval(root)? {
+        match self.value_of(condition, request)? {
             Value::Bool(b) => Ok(b),
             _ => Err(EvalError),
         }
+    }
+
+    /// The value of an expression arena (root last).
+    fn value_of<'a>(&'a self, nodes: &'a [Node], request: &'a dyn Request) -> Eval<'a> {
+        let root = nodes.len().checked_sub(1).ok_or(EvalError)?;
+        let root = NodeIndex::try_from(root).map_err(|_| EvalError)?;
+        Evaluator { bundle: self, nodes, request }.eval(root)
     }
 }
 
@@ -187,8 +283,26 @@ impl<'a> Evaluator<'a> {
             Node::JwtFinding(f) => Value::Bool(self.request.jwt_finding(*f)),
             Node::InList { list, key } => {
                 let key = self.str(*key)?;
+                let def = self.bundle.lists.get(usize::from(*list)).ok_or(EvalError)?;
+                if def.contains_static(&key) {
+                    self.request.static_list_hit(*list);
+                    return Ok(Value::Bool(true));
+                }
+                if !def.is_dynamic() {
+                    return Ok(Value::Bool(false));
+                }
                 Value::Bool(self.request.in_list(*list, &key).ok_or(EvalError)?)
             }
+            Node::Counter { counter, key } => {
+                let key = match key {
+                    Some(key) => self.str(*key)?,
+                    None => Cow::Owned(self.bundle.counter_key(*counter, self.request).ok_or(EvalError)?),
+                };
+                Value::Int(self.request.counter_value(*counter, &key).ok_or(EvalError)?)
+            }
+            Node::SeenElsewhere(c) => Value::Bool(self.request.seen_elsewhere(*c).ok_or(EvalError)?),
+            Node::ResponseCode => Value::Int(self.request.response_code().ok_or(EvalError)?),
+            Node::ResponseBytes => Value::Int(self.request.response_bytes().ok_or(EvalError)?),
         })
     }
 

@@ -10,11 +10,16 @@ use serde::{Deserialize, Serialize};
 /// Index of a node inside its rule's node arena.
 pub type NodeIndex = u32;
 
-/// What a rule does when its condition is true.
+/// What a rule does when its condition is true. Ordered by strength: the strongest matching action decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Action {
+    /// Add this exchange's key (token, address or endpoint) to the rule's list for the rule's ttl, at once (later
+    /// rules of the same request already see it), and let the request through.
+    AddToList,
     /// Record the verdict in the access log and let the request through.
     Monitor,
+    /// Answer `429 Too Many Requests` (or the rule's status) with `Retry-After`; nothing reaches the upstream.
+    Throttle,
     /// Answer the request from the filter with the rule's status; nothing reaches the upstream.
     Block,
 }
@@ -23,9 +28,16 @@ impl Action {
     /// The name used in policies and access logs.
     pub fn as_str(self) -> &'static str {
         match self {
+            Action::AddToList => "add_to_list",
             Action::Monitor => "monitor",
+            Action::Throttle => "throttle",
             Action::Block => "block",
         }
+    }
+
+    /// True for the actions the filter answers itself (block, throttle).
+    pub fn answers(self) -> bool {
+        matches!(self, Action::Throttle | Action::Block)
     }
 }
 
@@ -60,11 +72,13 @@ pub enum Attribute {
     DestinationAddress,
     /// `endpoint`: the endpoint template, `METHOD host/path` with identifiers folded (`/users/{id}`).
     Endpoint,
+    /// `source.ip`: the downstream peer address without the port (`10.1.2.3`, `2001:db8::1`).
+    SourceIp,
 }
 
 impl Attribute {
     /// Every attribute, in a fixed order (used by the compiler's name lookup and by tests).
-    pub const ALL: [Attribute; 13] = [
+    pub const ALL: [Attribute; 14] = [
         Attribute::RequestPath,
         Attribute::RequestUrlPath,
         Attribute::RequestHost,
@@ -78,6 +92,7 @@ impl Attribute {
         Attribute::SourceAddress,
         Attribute::DestinationAddress,
         Attribute::Endpoint,
+        Attribute::SourceIp,
     ];
 
     /// The attribute's name in policies, e.g. `request.path`.
@@ -96,6 +111,7 @@ impl Attribute {
             Attribute::SourceAddress => "source.address",
             Attribute::DestinationAddress => "destination.address",
             Attribute::Endpoint => "endpoint",
+            Attribute::SourceIp => "source.ip",
         }
     }
 
@@ -195,6 +211,21 @@ pub enum Node {
         /// The key looked up.
         key: NodeIndex,
     },
+    /// `count("id")` / `distinct_count("id")` (int): counter number `counter` for `key`, or for this exchange's own
+    /// key (the counter's `per`) when `key` is `None`; an error when the exchange has no such key.
+    Counter {
+        /// Index into the bundle's counters.
+        counter: u16,
+        /// An explicit key (a string node), for counters keyed by one value.
+        key: Option<NodeIndex>,
+    },
+    /// `seen_elsewhere("id")`: last-seen counter number `.0` had this exchange's key, within its window, with
+    /// another value than this exchange's.
+    SeenElsewhere(u16),
+    /// `response.code` (int): the response status; an error before (or without) a response.
+    ResponseCode,
+    /// `response.bytes` (int): response body bytes that went through the filter so far.
+    ResponseBytes,
 }
 
 /// When a rule can be decided: the latest part of the exchange its condition reads.
@@ -216,8 +247,14 @@ pub struct Rule {
     pub id: String,
     /// What happens when the condition is true.
     pub action: Action,
-    /// The HTTP status of a block (ignored for monitor).
+    /// The HTTP status of a block or throttle (ignored otherwise).
     pub status: u16,
+    /// `add_to_list`: index of the list the exchange's key is added to.
+    pub list: Option<u16>,
+    /// `add_to_list`: how long the entry stays (seconds).
+    pub ttl_seconds: u64,
+    /// `throttle`: the `Retry-After` the client is given (seconds).
+    pub retry_after_seconds: u32,
     /// The condition; the last node is the root and has type `bool`.
     pub condition: Vec<Node>,
     /// When the rule is evaluated (computed by the compiler from what the condition reads).

@@ -9,8 +9,10 @@ pub struct Verdict {
     pub action: Option<Action>,
     /// Index of the rule that decided: the first blocking rule, else the first monitoring rule.
     pub rule: Option<u16>,
-    /// The HTTP status to answer with when the action is `Block`.
+    /// The HTTP status to answer with when the action is `Block` or `Throttle`.
     pub status: u16,
+    /// The `Retry-After` seconds of a throttle (0 otherwise).
+    pub retry_after: u32,
     /// How many rules matched in all (a block stops evaluation, so later rules are not counted).
     pub matched: u16,
     /// How many rule conditions ended in an evaluation error (e.g. a header they read was absent) and so did not match.
@@ -19,20 +21,27 @@ pub struct Verdict {
 
 impl Verdict {
     /// No rule matched.
-    pub const ALLOW: Verdict = Verdict { action: None, rule: None, status: 0, matched: 0, errors: 0 };
+    pub const ALLOW: Verdict = Verdict { action: None, rule: None, status: 0, retry_after: 0, matched: 0, errors: 0 };
 
-    /// True when the request must be answered by the filter.
+    /// True when the request must be answered by the filter (block or throttle).
     pub fn is_block(&self) -> bool {
-        self.action == Some(Action::Block)
+        self.action.is_some_and(Action::answers)
     }
 
-    /// Folds in a matching rule: a block outranks a monitor, and the first rule of an action keeps the decision.
+    /// Folds in a matching rule: the stronger action wins (block > throttle > monitor > add_to_list), and the first
+    /// rule of an action keeps the decision.
     #[must_use]
     pub fn with_match(self, index: u16, action: Action, status: u16) -> Verdict {
+        self.with_throttle(index, action, status, 0)
+    }
+
+    /// [`with_match`](Verdict::with_match) for a rule that also carries a `Retry-After`.
+    #[must_use]
+    pub fn with_throttle(self, index: u16, action: Action, status: u16, retry_after: u32) -> Verdict {
         let matched = self.matched.saturating_add(1);
         match self.action {
             Some(current) if current >= action => Verdict { matched, ..self },
-            _ => Verdict { action: Some(action), rule: Some(index), status, matched, errors: self.errors },
+            _ => Verdict { action: Some(action), rule: Some(index), status, retry_after, matched, errors: self.errors },
         }
     }
 

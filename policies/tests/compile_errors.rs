@@ -21,7 +21,7 @@ fn error_of(name: &str) -> String {
 const KNOWN: &str =
     "known: request.path, request.url_path, request.host, request.scheme, request.method, request.query, \
                      request.id, request.useragent, request.referer, request.protocol, source.address, \
-                     destination.address, endpoint, request.headers";
+                     destination.address, endpoint, source.ip, request.headers, response.code, response.bytes";
 
 #[test]
 fn yaml_syntax() {
@@ -44,7 +44,7 @@ fn unknown_field_in_policy() {
     assert_eq!(
         error_of("unknown_field_policy.yaml"),
         "fixtures/errors/unknown_field_policy.yaml:2:1: unknown field 'rule' in policy \
-         (expected one of: version, inspection, tokens, classifiers, detections, lists, rules)"
+         (expected one of: version, inspection, tokens, classifiers, detections, lists, counters, rules)"
     );
 }
 
@@ -53,7 +53,7 @@ fn unknown_field_in_rule() {
     assert_eq!(
         error_of("unknown_field_rule.yaml"),
         "fixtures/errors/unknown_field_rule.yaml:5:5: unknown field 'actoin' in rule \
-         (expected one of: id, when, action, status)"
+         (expected one of: id, when, action, status, list, ttl, retry_after)"
     );
 }
 
@@ -140,7 +140,7 @@ fn missing_required_field_in_policy() {
 fn bad_action() {
     assert_eq!(
         error_of("bad_action.yaml"),
-        "fixtures/errors/bad_action.yaml:5:13: invalid action 'deny' (expected one of: block, monitor)"
+        "fixtures/errors/bad_action.yaml:5:13: invalid action 'deny' (expected one of: block, throttle, monitor, add_to_list)"
     );
 }
 
@@ -187,7 +187,7 @@ fn position_inside_single_quoted_scalar_counts_doubled_quotes() {
     assert_eq!(
         error_of("single_quoted.yaml"),
         "fixtures/errors/single_quoted.yaml:4:50: unknown function 'endswith' \
-         (known: startsWith, endsWith, contains, matches, size, detected)"
+         (known: startsWith, endsWith, contains, matches, size, detected, count, distinct_count, seen_elsewhere)"
     );
 }
 
@@ -239,7 +239,7 @@ fn unknown_field_in_list() {
     assert_eq!(
         error_of("unknown_field_list.yaml"),
         "fixtures/errors/unknown_field_list.yaml:6:5: unknown field 'add_if' in list \
-         (expected one of: id, key, add_when, ttl, max_entries)"
+         (expected one of: id, key, add_when, ttl, max_entries, entries)"
     );
 }
 
@@ -340,8 +340,9 @@ fn requires_in_another_location() {
 fn block_decided_on_the_response() {
     assert_eq!(
         error_of("block_on_response.yaml"),
-        "fixtures/errors/block_on_response.yaml:9:13: rule 'stop-leaks' reads response.body, which has already \
-         reached the client when it is decided: use action: monitor, or a list whose add_when uses the detection"
+        "fixtures/errors/block_on_response.yaml:9:13: rule 'stop-leaks' reads the response, which has already \
+         reached the client when it is decided: use action: monitor or add_to_list, or a list whose add_when uses \
+         the detection"
     );
 }
 

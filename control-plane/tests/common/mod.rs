@@ -25,6 +25,9 @@ pub fn valid_bundle(name: &str, revision: u64) -> Vec<u8> {
         id: "always".to_owned(),
         action: Action::Block,
         status: 403,
+        list: None,
+        ttl_seconds: 0,
+        retry_after_seconds: 0,
         condition: vec![Node::Bool(true)],
         phase: Phase::RequestHeaders,
     };

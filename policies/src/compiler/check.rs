@@ -1,7 +1,7 @@
 //! Name resolution, type checking and emission of the node arena, in one post-order walk.
 
 use crate::bundle::{MAX_CONDITION_DEPTH, MAX_NODES_PER_RULE};
-use crate::detect::Location;
+use crate::detect::{CounterKind, Location};
 use crate::program::{Attribute, Node, NodeIndex, Type};
 use crate::token::{JwtFinding, TokenField, TokenPolicy};
 
@@ -28,7 +28,11 @@ const NOT_INDEXABLE: &str = "only request.headers, token.claims and token.header
 /// Why a token attribute cannot be used.
 const NO_TOKENS: &str = "token attributes need a 'tokens:' section";
 /// The functions a condition may call, for error messages.
-const FUNCTIONS: &str = "startsWith, endsWith, contains, matches, size, detected";
+const FUNCTIONS: &str =
+    "startsWith, endsWith, contains, matches, size, detected, count, distinct_count, seen_elsewhere";
+/// The int attributes of the response.
+const RESPONSE_CODE: &str = "response.code";
+const RESPONSE_BYTES: &str = "response.bytes";
 
 /// What a condition can refer to besides the request: the policy's regexes, detections and lists.
 pub(crate) struct Scope<'s> {
@@ -40,17 +44,39 @@ pub(crate) struct Scope<'s> {
     pub lists: &'s [String],
     /// The policy's `tokens:` section; token attributes and JWT findings need it.
     pub tokens: Option<&'s TokenPolicy>,
+    /// The policy's counters, in declaration order (`Node::Counter::counter` indexes this); empty while the
+    /// counters' own expressions compile (a counter does not read counters).
+    pub counters: &'s [CounterSig],
+}
+
+/// What a condition needs to know of a counter to read it.
+#[derive(Clone, Debug)]
+pub(crate) struct CounterSig {
+    pub id: String,
+    pub kind: CounterKind,
+    /// Number of parts in its key.
+    pub parts: usize,
 }
 
 /// Compiles one condition (`when`, `add_when`) to its node arena (root last), adding what it uses to `scope`.
 pub(crate) fn compile_condition(text: &str, scope: &mut Scope<'_>) -> Result<Vec<Node>, ExprError> {
+    compile_expression(text, scope, Type::Bool, "the condition")
+}
+
+/// Compiles an expression that must have type `want` (`what` names it in the error, e.g. "a counter key").
+pub(crate) fn compile_expression(
+    text: &str,
+    scope: &mut Scope<'_>,
+    want: Type,
+    what: &str,
+) -> Result<Vec<Node>, ExprError> {
     let expr = parse(text)?;
     let mut emitter = Emitter { nodes: Vec::new(), depths: Vec::new(), scope };
     let (_, ty) = emitter.emit(&expr)?;
-    if ty != Type::Bool {
+    if ty != want {
         return Err(ExprError::new(
             expr.start,
-            format!("type error: the condition must be a bool, found {}", ty.name()),
+            format!("type error: {what} must be a {}, found {}", want.name(), ty.name()),
         ));
     }
     Ok(emitter.nodes)
@@ -119,6 +145,10 @@ impl Emitter<'_, '_> {
         if let Some(attribute) = Attribute::from_name(&name) {
             return Ok((self.push(Node::Attribute(attribute), &[], e.start)?, Type::String));
         }
+        if name == RESPONSE_CODE || name == RESPONSE_BYTES {
+            let node = if name == RESPONSE_CODE { Node::ResponseCode } else { Node::ResponseBytes };
+            return Ok((self.push(node, &[], e.start)?, Type::Int));
+        }
         if name == TOKEN || name.starts_with("token.") {
             return self.token_attribute(&name, e.start);
         }
@@ -176,6 +206,15 @@ impl Emitter<'_, '_> {
                 ));
             }
             return self.detected(at, args);
+        }
+        if matches!(name, "count" | "distinct_count" | "seen_elsewhere") {
+            if target.is_some() {
+                return Err(ExprError::new(
+                    at,
+                    format!("'{name}' is a function, not a method: {name}(\"counter-id\")"),
+                ));
+            }
+            return self.counter(name, at, args);
         }
         // `size(s)` and `matches(s, re)` also exist in global form: normalise to receiver + arguments.
         let (receiver, args) = match (target, name, args) {
@@ -259,6 +298,63 @@ impl Emitter<'_, '_> {
             }
         };
         Ok((self.push(Node::Detected(index), &[], at)?, Type::Bool))
+    }
+
+    /// `count("id")`, `count("id", key)`, `distinct_count(...)` (ints) and `seen_elsewhere("id")` (bool).
+    fn counter(&mut self, name: &str, at: usize, args: &[Expr]) -> Result<Emitted, ExprError> {
+        let (first, key) = match args {
+            [first] => (first, None),
+            [first, key] if name != "seen_elsewhere" => (first, Some(key)),
+            _ => {
+                let takes = if name == "seen_elsewhere" { "1 argument" } else { "1 or 2 arguments" };
+                return Err(ExprError::new(at, format!("'{name}' takes {takes}, found {}", args.len())));
+            }
+        };
+        let ExprKind::Str(id) = &first.kind else {
+            return Err(ExprError::new(first.start, format!("the first argument of '{name}' is a counter id literal")));
+        };
+        let Some((index, sig)) = self.scope.counters.iter().enumerate().find(|(_, c)| c.id == *id) else {
+            let known: Vec<&str> = self.scope.counters.iter().map(|c| c.id.as_str()).collect();
+            let known = if known.is_empty() { "no counters are declared".to_owned() } else { known.join(", ") };
+            return Err(ExprError::new(first.start, format!("unknown counter '{id}' ({known})")));
+        };
+        let counter = u16::try_from(index).map_err(|_| ExprError::new(at, "too many counters"))?;
+        let (kind, parts) = (sig.kind, sig.parts);
+        let fits = match name {
+            "count" => matches!(kind, CounterKind::Requests | CounterKind::Sum),
+            "distinct_count" => kind == CounterKind::Distinct,
+            _ => kind == CounterKind::LastSeen,
+        };
+        if !fits {
+            let use_instead = match kind {
+                CounterKind::Requests | CounterKind::Sum => "count",
+                CounterKind::Distinct => "distinct_count",
+                CounterKind::LastSeen => "seen_elsewhere",
+            };
+            return Err(ExprError::new(
+                at,
+                format!("counter '{id}' is a {} counter: read it with {use_instead}(\"{id}\")", kind.name()),
+            ));
+        }
+        if name == "seen_elsewhere" {
+            return Ok((self.push(Node::SeenElsewhere(counter), &[], at)?, Type::Bool));
+        }
+        let Some(key) = key else {
+            return Ok((self.push(Node::Counter { counter, key: None }, &[], at)?, Type::Int));
+        };
+        if parts != 1 {
+            return Err(ExprError::new(
+                key.start,
+                format!(
+                    "counter '{id}' is keyed by {parts} values: read this exchange's own key with {name}(\"{id}\")"
+                ),
+            ));
+        }
+        let (key_index, ty) = self.emit(key)?;
+        if ty != Type::String {
+            return Err(type_error(key.start, format!("a counter key must be a string, found {}", ty.name())));
+        }
+        Ok((self.push(Node::Counter { counter, key: Some(key_index) }, &[key_index], at)?, Type::Int))
     }
 
     fn unknown_detection(&self, at: usize, id: &str) -> ExprError {
@@ -485,7 +581,8 @@ fn type_error(at: usize, message: String) -> ExprError {
 }
 
 fn unknown_attribute(at: usize, name: &str) -> ExprError {
-    let known: Vec<&str> = Attribute::ALL.iter().map(|a| a.name()).chain([HEADERS]).collect();
+    let known: Vec<&str> =
+        Attribute::ALL.iter().map(|a| a.name()).chain([HEADERS, RESPONSE_CODE, RESPONSE_BYTES]).collect();
     ExprError::new(at, format!("unknown attribute '{name}' (known: {})", known.join(", ")))
 }
 
@@ -507,7 +604,7 @@ mod tests {
     }
 
     fn compile_in(text: &str, tables: &mut Tables, lists: &[String]) -> Result<Vec<Node>, (usize, String)> {
-        let mut scope = Scope { regexes: &mut Regexes::default(), tables, lists, tokens: None };
+        let mut scope = Scope { regexes: &mut Regexes::default(), tables, lists, tokens: None, counters: &[] };
         compile_condition(text, &mut scope).map_err(|e| (e.offset, e.message))
     }
 
@@ -634,6 +731,7 @@ mod tests {
             tables: &mut Tables::default(),
             lists: &["hot".to_owned()],
             tokens,
+            counters: &[],
         };
         compile_condition(text, &mut scope).map_err(|e| (e.offset, e.message))
     }
@@ -780,6 +878,9 @@ mod tests {
                 id: "r".into(),
                 action: crate::Action::Block,
                 status: 403,
+                list: None,
+                ttl_seconds: 0,
+                retry_after_seconds: 0,
                 condition: nodes,
                 phase: crate::program::Phase::RequestHeaders,
             }],
@@ -832,7 +933,8 @@ mod tests {
         let (at, message) = compile(r#"request.pathz == "/""#).unwrap_err();
         assert_eq!(at, 0);
         assert!(message.starts_with("unknown attribute 'request.pathz' (known: request.path, request.url_path, "));
-        assert!(message.ends_with(", destination.address, endpoint, request.headers)"));
+        assert!(message
+            .ends_with(", destination.address, endpoint, source.ip, request.headers, response.code, response.bytes)"));
         assert_eq!(
             compile(r#"request.path.foo("x")"#).unwrap_err().1,
             format!("unknown function 'foo' (known: {FUNCTIONS})")

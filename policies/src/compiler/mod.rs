@@ -23,7 +23,8 @@
 //! let error = compile(policy, &options).unwrap_err();
 //! assert_eq!(error.to_string(), format!("demo.yaml:5:48: unknown attribute 'request.pathz' (known: {})",
 //!     "request.path, request.url_path, request.host, request.scheme, request.method, request.query, request.id, \
-//!      request.useragent, request.referer, request.protocol, source.address, destination.address, endpoint, request.headers"));
+//!      request.useragent, request.referer, request.protocol, source.address, destination.address, endpoint, \
+//!      source.ip, request.headers, response.code, response.bytes"));
 //!
 //! let content = compile(&policy.replace("pathz", "method"), &options).unwrap();
 //! assert_eq!(content.rules.len(), 1);
@@ -192,6 +193,7 @@ use core::fmt;
 use crate::bundle::{self, BundleContent};
 
 mod check;
+mod counters;
 mod detections;
 mod jwks;
 mod lexer;

@@ -6,13 +6,17 @@
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
-use crate::bundle::{self, BundleContent, MAX_CLASSIFIER_MATCH, MAX_DETECTION_ITEMS, MAX_LIST_ENTRIES, MAX_RULES};
-use crate::detect::{ClassifierDef, InspectionDef, ListDef, ListKey, Location, Validator};
+use crate::bundle::{
+    self, BundleContent, MAX_CLASSIFIER_MATCH, MAX_DETECTION_ITEMS, MAX_LIST_ENTRIES, MAX_RULES, MAX_STATIC_ENTRIES,
+    MAX_WINDOW_SECONDS,
+};
+use crate::detect::{ClassifierDef, InspectionDef, ListDef, ListKey, Location, Network, Validator};
 use crate::program::{Action, Node, Phase, Rule};
 use crate::scan::builtin;
 use crate::token::TokenPolicy;
 
 use super::check::{compile_condition, Scope};
+use super::counters::signatures;
 use super::detections::{unknown_location, CustomClassifier, ScanSetBuilder, Tables};
 use super::regex::{parse_classifier_pattern, Regexes};
 use super::scan_set::build_scan_set;
@@ -21,9 +25,9 @@ use super::source::{offset_in_scalar, SourceMap};
 /// The only policy language version this compiler reads.
 const POLICY_VERSION: i64 = 1;
 /// Keys of the top-level mapping.
-const POLICY_KEYS: &str = "version, inspection, tokens, classifiers, detections, lists, rules";
+const POLICY_KEYS: &str = "version, inspection, tokens, classifiers, detections, lists, counters, rules";
 /// Keys of a rule.
-const RULE_KEYS: &str = "id, when, action, status";
+const RULE_KEYS: &str = "id, when, action, status, list, ttl, retry_after";
 /// Keys of `inspection`.
 const INSPECTION_KEYS: &str = "max_body_bytes, inspect_binary";
 /// Keys of a custom classifier.
@@ -31,13 +35,17 @@ const CLASSIFIER_KEYS: &str = "id, pattern, validator, context, context_window, 
 /// Keys of a detection.
 const DETECTION_KEYS: &str = "id, classifier, in, requires";
 /// Keys of a list.
-const LIST_KEYS: &str = "id, key, add_when, ttl, max_entries";
+const LIST_KEYS: &str = "id, key, add_when, ttl, max_entries, entries";
 /// Detection names starting with this are JWT findings (`detected("jwt.alg_none")`), never declared detections.
 pub(super) const JWT_PREFIX: &str = "jwt.";
 /// Longest id, in bytes (ids are ASCII).
 const MAX_ID_LEN: usize = 64;
 /// The status of a block when the rule does not say.
 const DEFAULT_STATUS: u16 = 403;
+/// The status of a throttle when the rule does not say.
+const THROTTLE_STATUS: u16 = 429;
+/// A throttle's `Retry-After` when the rule does not say.
+const DEFAULT_RETRY_AFTER: u64 = 60;
 /// Most body bytes inspected per direction that a policy may ask for.
 const MAX_BODY_BYTES: u32 = 16 * 1024 * 1024;
 /// How far before a match a custom classifier looks for context, when it has context and does not say.
@@ -48,8 +56,6 @@ const MAX_CONTEXT_WINDOW: u16 = 1024;
 const DEFAULT_CONFIDENCE: u8 = 80;
 /// A list's capacity when it does not say.
 const DEFAULT_MAX_ENTRIES: u32 = 10_000;
-/// The longest list ttl: 30 days.
-const MAX_TTL_SECONDS: u64 = 30 * DAY;
 const DAY: u64 = 86_400;
 
 /// A policy error with its position (1-based line and column).
@@ -174,7 +180,7 @@ impl Compiler<'_> {
     }
 
     /// An integer field in `range`, converted to `T`; the error names the range.
-    fn int_in<T: TryFrom<i64> + Copy + Into<i64>>(
+    pub(super) fn int_in<T: TryFrom<i64> + Copy + Into<i64>>(
         &self,
         field: &str,
         node: &MarkedYaml<'_>,
@@ -206,7 +212,7 @@ impl Compiler<'_> {
     }
 
     /// The `id` of an item (`what`: rule, classifier, ...): well formed and not already in `ids`, then added to it.
-    fn id(
+    pub(super) fn item_id(
         &self,
         fields: &Fields<'_, '_>,
         node: &MarkedYaml<'_>,
@@ -295,7 +301,32 @@ impl Compiler<'_> {
         let names: Vec<String> = list_ids.into_iter().map(|(id, _)| id).collect();
 
         let mut regexes = Regexes::default();
-        let mut scope = Scope { regexes: &mut regexes, tables: &mut tables, lists: &names, tokens: tokens.as_ref() };
+        // Counters first, in a scope without counters: a counter does not read counters.
+        let mut counters = Vec::new();
+        if let Some(node) = field(&fields, "counters") {
+            let mut scope = Scope {
+                regexes: &mut regexes,
+                tables: &mut tables,
+                lists: &names,
+                tokens: tokens.as_ref(),
+                counters: &[],
+            };
+            let mut counter_ids = Ids::new();
+            for (index, item) in self.sequence("counters", node)?.iter().enumerate() {
+                if index >= MAX_DETECTION_ITEMS {
+                    return Err(self.error(item, format!("too many counters (at most {MAX_DETECTION_ITEMS})")));
+                }
+                counters.push(self.counter(item, &mut counter_ids, &mut scope)?);
+            }
+        }
+        let sigs = signatures(&counters);
+        let mut scope = Scope {
+            regexes: &mut regexes,
+            tables: &mut tables,
+            lists: &names,
+            tokens: tokens.as_ref(),
+            counters: &sigs,
+        };
         for (list, add_when) in lists.iter_mut().zip(add_whens) {
             if let Some(node) = add_when {
                 list.add_when = self.condition("add_when", node, &mut scope)?;
@@ -307,7 +338,7 @@ impl Compiler<'_> {
             if index >= MAX_RULES {
                 return Err(self.error(item, format!("too many rules (at most {MAX_RULES})")));
             }
-            compiled.push(self.rule(item, &mut rule_ids, &mut scope)?);
+            compiled.push(self.rule(item, &mut rule_ids, &mut scope, &lists, &counters)?);
         }
 
         let mut dfas = regexes.into_dfas();
@@ -324,6 +355,7 @@ impl Compiler<'_> {
             lists,
             inspection,
             tokens,
+            counters,
             ..BundleContent::default()
         })
     }
@@ -354,7 +386,7 @@ impl Compiler<'_> {
 
     fn classifier(&self, node: &MarkedYaml<'_>, ids: &mut Ids) -> Result<CustomClassifier, PolicyError> {
         let fields = self.fields(node, CLASSIFIER_KEYS, "classifier")?;
-        let id = self.id(&fields, node, "classifier", ids)?;
+        let id = self.item_id(&fields, node, "classifier", ids)?;
         let owner = format!("classifier '{id}'");
 
         let pattern_node = self.required(&fields, "pattern", node, &owner)?;
@@ -468,7 +500,7 @@ impl Compiler<'_> {
         tables: &mut Tables,
     ) -> Result<(), PolicyError> {
         let fields = self.fields(node, DETECTION_KEYS, "detection")?;
-        let id = self.id(&fields, node, "detection", ids)?;
+        let id = self.item_id(&fields, node, "detection", ids)?;
         let owner = format!("detection '{id}'");
 
         let classifier_node = self.required(&fields, "classifier", node, &owner)?;
@@ -564,7 +596,7 @@ impl Compiler<'_> {
         tokens: Option<&TokenPolicy>,
     ) -> Result<(ListDef, Option<&'n MarkedYaml<'i>>), PolicyError> {
         let fields = self.fields(node, LIST_KEYS, "list")?;
-        let id = self.id(&fields, node, "list", ids)?;
+        let id = self.item_id(&fields, node, "list", ids)?;
         let owner = format!("list '{id}'");
 
         let key_node = self.required(&fields, "key", node, &owner)?;
@@ -584,31 +616,69 @@ impl Compiler<'_> {
                 ));
             }
         };
-        let ttl_node = self.required(&fields, "ttl", node, &owner)?;
-        let ttl = self.text("ttl", ttl_node)?;
-        let ttl_seconds = match parse_duration(&ttl) {
-            None => {
-                return Err(self.error(
-                    ttl_node,
-                    format!("invalid ttl '{ttl}' (expected a duration such as 90s, 15m, 24h, 7d or 1h30m)"),
-                ));
-            }
-            Some(seconds) if !(1..=MAX_TTL_SECONDS).contains(&seconds) => {
-                return Err(self.error(ttl_node, format!("ttl '{ttl}' is out of range (from 1s to 30d)")));
-            }
-            Some(seconds) => seconds,
+        let ttl_seconds = match field(&fields, "ttl") {
+            Some(ttl_node) => self.duration("ttl", ttl_node, 1, MAX_WINDOW_SECONDS, "1s to 30d")?,
+            None => 0,
         };
+        let (mut entries, mut networks) = (Vec::new(), Vec::new());
+        if let Some(entries_node) = field(&fields, "entries") {
+            let items = self.sequence("entries", entries_node)?;
+            if items.len() > MAX_STATIC_ENTRIES {
+                return Err(self.error(entries_node, format!("too many entries (at most {MAX_STATIC_ENTRIES})")));
+            }
+            for item in items {
+                let text = self.text("entries", item)?;
+                if key != ListKey::SourceIp {
+                    entries.push(text);
+                    continue;
+                }
+                match Network::parse(&text) {
+                    Some(network) => networks.push(network),
+                    None => {
+                        return Err(self.error(
+                            item,
+                            format!(
+                                "invalid address or network '{text}' (expected 192.0.2.7, 10.0.0.0/8 or \
+                                 2001:db8::/32, with no host bits past the prefix)"
+                            ),
+                        ));
+                    }
+                }
+            }
+            entries.sort();
+            entries.dedup();
+        }
+        let add_when = field(&fields, "add_when");
+        if ttl_seconds == 0 {
+            if let Some(add_when) = add_when {
+                return Err(
+                    self.error(add_when, format!("{owner} has add_when but no ttl: dynamic entries need a ttl"))
+                );
+            }
+            if field(&fields, "entries").is_none() {
+                return Err(
+                    self.error(node, format!("{owner} needs a ttl (dynamic entries), entries (static), or both"))
+                );
+            }
+        }
         let max_entries = match field(&fields, "max_entries") {
             Some(value) => self.int_in("max_entries", value, 1..=MAX_LIST_ENTRIES)?,
             None => DEFAULT_MAX_ENTRIES,
         };
-        let list = ListDef { id, key, ttl_seconds, max_entries, add_when: Vec::new() };
-        Ok((list, field(&fields, "add_when")))
+        let list = ListDef { id, key, ttl_seconds, max_entries, add_when: Vec::new(), entries, networks };
+        Ok((list, add_when))
     }
 
-    fn rule(&self, node: &MarkedYaml<'_>, ids: &mut Ids, scope: &mut Scope<'_>) -> Result<Rule, PolicyError> {
+    fn rule(
+        &self,
+        node: &MarkedYaml<'_>,
+        ids: &mut Ids,
+        scope: &mut Scope<'_>,
+        lists: &[ListDef],
+        counters: &[crate::detect::CounterDef],
+    ) -> Result<Rule, PolicyError> {
         let fields = self.fields(node, RULE_KEYS, "rule")?;
-        let id = self.id(&fields, node, "rule", ids)?;
+        let id = self.item_id(&fields, node, "rule", ids)?;
         let owner = format!("rule '{id}'");
 
         let when = self.required(&fields, "when", node, &owner)?;
@@ -616,13 +686,25 @@ impl Compiler<'_> {
         let action = match self.text("action", action_node)?.as_str() {
             "block" => Action::Block,
             "monitor" => Action::Monitor,
+            "throttle" => Action::Throttle,
+            "add_to_list" => Action::AddToList,
             other => {
-                return Err(
-                    self.error(action_node, format!("invalid action '{other}' (expected one of: block, monitor)"))
-                );
+                return Err(self.error(
+                    action_node,
+                    format!("invalid action '{other}' (expected one of: block, throttle, monitor, add_to_list)"),
+                ));
             }
         };
+        let (list, ttl_seconds) = self.rule_list(&fields, node, &owner, action, lists)?;
+        let retry_after_seconds = match (action, field(&fields, "retry_after")) {
+            (Action::Throttle, Some(value)) => self.duration("retry_after", value, 1, DAY, "1s to 1d")?,
+            (Action::Throttle, None) => DEFAULT_RETRY_AFTER,
+            (_, Some(value)) => return Err(self.error(value, "'retry_after' only applies to action: throttle")),
+            (_, None) => 0,
+        };
+        let retry_after_seconds = u32::try_from(retry_after_seconds).unwrap_or(u32::MAX);
         let status = match field(&fields, "status") {
+            None if action == Action::Throttle => THROTTLE_STATUS,
             None => DEFAULT_STATUS,
             Some(status_node) => {
                 let status = self.int("status", status_node)?;
@@ -635,17 +717,53 @@ impl Compiler<'_> {
             }
         };
         let condition = self.condition("when", when, scope)?;
-        let phase = bundle::phase_of(&condition, scope.tables.detections());
-        if action == Action::Block && phase == Phase::Response {
+        let phase = bundle::phase_of(&condition, scope.tables.detections(), counters);
+        if action.answers() && phase == Phase::Response {
             return Err(self.error(
                 action_node,
                 format!(
-                    "rule '{id}' reads response.body, which has already reached the client when it is decided: \
-                     use action: monitor, or a list whose add_when uses the detection"
+                    "rule '{id}' reads the response, which has already reached the client when it is decided: \
+                     use action: monitor or add_to_list, or a list whose add_when uses the detection"
                 ),
             ));
         }
-        Ok(Rule { id, action, status, condition, phase })
+        Ok(Rule { id, action, status, list, ttl_seconds, retry_after_seconds, condition, phase })
+    }
+
+    /// An `add_to_list` rule's `list` and `ttl` (the list's own ttl when it does not say); refused on other actions.
+    fn rule_list(
+        &self,
+        fields: &Fields<'_, '_>,
+        node: &MarkedYaml<'_>,
+        owner: &str,
+        action: Action,
+        lists: &[ListDef],
+    ) -> Result<(Option<u16>, u64), PolicyError> {
+        if action != Action::AddToList {
+            if let Some(extra) = ["list", "ttl"].into_iter().find_map(|name| fields.iter().find(|(n, _, _)| n == name))
+            {
+                return Err(self.error(extra.1, format!("'{}' only applies to action: add_to_list", extra.0)));
+            }
+            return Ok((None, 0));
+        }
+        let list_node = self.required(fields, "list", node, owner)?;
+        let name = self.text("list", list_node)?;
+        let Some((index, list)) = lists.iter().enumerate().find(|(_, l)| l.id == name) else {
+            let known: Vec<&str> = lists.iter().map(|l| l.id.as_str()).collect();
+            let known = if known.is_empty() { "no lists are declared".to_owned() } else { known.join(", ") };
+            return Err(self.error(list_node, format!("unknown list '{name}' ({known})")));
+        };
+        if !list.is_dynamic() {
+            return Err(
+                self.error(list_node, format!("list '{name}' is static (no ttl): add_to_list needs a list with a ttl"))
+            );
+        }
+        let ttl = match field(fields, "ttl") {
+            Some(ttl) => self.duration("ttl", ttl, 1, MAX_WINDOW_SECONDS, "1s to 30d")?,
+            None => list.ttl_seconds,
+        };
+        let index = u16::try_from(index).map_err(|_| self.error(list_node, "too many lists"))?;
+        Ok((Some(index), ttl))
     }
 
     /// Compiles a condition (`field`: `when` or `add_when`); errors point at the offending token inside the scalar.
@@ -880,6 +998,8 @@ rules:
                 ttl_seconds: 86_400,
                 max_entries: 500,
                 add_when: vec![Node::Detected(0)],
+                entries: vec![],
+                networks: vec![],
             }
         );
         assert_eq!((c.lists[1].ttl_seconds, c.lists[1].max_entries), (5_400, 10_000));

@@ -235,7 +235,14 @@ impl Compiler<'_> {
     }
 
     /// A duration field in `min..=max` seconds (`range` says it in words).
-    fn duration(&self, what: &str, node: &MarkedYaml<'_>, min: u64, max: u64, range: &str) -> Result<u64, PolicyError> {
+    pub(super) fn duration(
+        &self,
+        what: &str,
+        node: &MarkedYaml<'_>,
+        min: u64,
+        max: u64,
+        range: &str,
+    ) -> Result<u64, PolicyError> {
         let text = self.text(what, node)?;
         match parse_duration(&text) {
             None => Err(self.error(

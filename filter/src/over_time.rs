@@ -1,0 +1,159 @@
+//! Counters over time in the filter: the bundle's counters bound to shared data, and what one exchange's rules
+//! looked at (for the access-log evidence).
+//!
+//! A counter is updated once per exchange, in the earliest phase that has everything it reads: with the request
+//! headers (before the rules, so `count()` includes this exchange), or when the exchange ends (a `when` on
+//! `response.code`, say). Rules read counters as they are at the time of the rule.
+
+use std::cell::RefCell;
+
+use portcullis_policies::detect::{CounterDef, CounterKind};
+use portcullis_policies::engine::{CounterEvent, CounterInput};
+use portcullis_shared_state::{CounterError, DistinctCounter, LastSeen, SharedData, SlidingCounter};
+
+/// One bundle counter over shared data. Its shared-data name is the counter id: a bundle that changes a counter's
+/// kind or shape starts it afresh (values of another shape read as empty), and the key space stays bounded by the
+/// largest shape ever used.
+#[derive(Debug)]
+pub enum CounterStore {
+    /// `requests` and `sum`.
+    Sliding(SlidingCounter),
+    /// `distinct`.
+    Distinct(DistinctCounter),
+    /// `last_seen`, with its window in milliseconds.
+    Seen(LastSeen, u64),
+}
+
+/// What applying an event did: the counter's value after it, the CAS retries it took, and (last-seen counters)
+/// whether the key was last seen elsewhere within the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Count, sum or distinct count after the update (0 for last-seen).
+    pub value: i64,
+    /// Compare-and-swap retries used.
+    pub retries: u32,
+    /// Last-seen counters: the key was seen within the window with another value.
+    pub elsewhere: Option<bool>,
+}
+
+impl CounterStore {
+    /// Binds counter `def` to shared data.
+    pub fn new(def: &CounterDef) -> CounterStore {
+        let window_ms = def.window_seconds.saturating_mul(1000);
+        match def.kind {
+            CounterKind::Requests | CounterKind::Sum => {
+                CounterStore::Sliding(SlidingCounter::new(&def.id, def.max_keys, window_ms))
+            }
+            CounterKind::Distinct => {
+                CounterStore::Distinct(DistinctCounter::new(&def.id, def.max_keys, window_ms, def.max_distinct))
+            }
+            CounterKind::LastSeen => CounterStore::Seen(LastSeen::new(&def.id, def.max_keys), window_ms),
+        }
+    }
+
+    /// The most bytes of shared data this counter can ever use.
+    pub fn shared_bytes_budget(&self) -> u64 {
+        match self {
+            CounterStore::Sliding(c) => c.shared_bytes_budget(),
+            CounterStore::Distinct(c) => c.shared_bytes_budget(),
+            CounterStore::Seen(c, _) => c.shared_bytes_budget(),
+        }
+    }
+
+    /// The shared-data bucket count (= keys the counter can ever use).
+    pub fn buckets(&self) -> u32 {
+        match self {
+            CounterStore::Sliding(c) => c.buckets(),
+            CounterStore::Distinct(c) => c.buckets(),
+            CounterStore::Seen(c, _) => c.buckets(),
+        }
+    }
+
+    /// The value for `key` at `now_ms` (one read).
+    pub fn read(&self, store: &dyn SharedData, key: &[u8], now_ms: u64) -> i64 {
+        match self {
+            CounterStore::Sliding(c) => i64::try_from(c.estimate(store, key, now_ms)).unwrap_or(i64::MAX),
+            CounterStore::Distinct(c) => i64::from(c.count(store, key, now_ms)),
+            CounterStore::Seen(..) => 0,
+        }
+    }
+
+    /// Applies one exchange's event at `now_ms`.
+    ///
+    /// # Errors
+    ///
+    /// The counter's [`CounterError`] (contention past the retry bound, or a refused write): nothing was counted.
+    pub fn apply(&self, store: &dyn SharedData, event: &CounterEvent, now_ms: u64) -> Result<Applied, CounterError> {
+        let key = event.key.as_slice();
+        match (self, &event.input) {
+            (CounterStore::Sliding(c), input) => {
+                let n = match input {
+                    CounterInput::Amount(n) => u32::try_from(*n).unwrap_or(u32::MAX),
+                    _ => 1,
+                };
+                let (value, retries) = c.add(store, key, now_ms, n)?;
+                Ok(Applied { value: i64::try_from(value).unwrap_or(i64::MAX), retries, elsewhere: None })
+            }
+            (CounterStore::Distinct(c), CounterInput::Value(item)) => {
+                let (value, retries) = c.add(store, key, item, now_ms)?;
+                Ok(Applied { value: i64::from(value), retries, elsewhere: None })
+            }
+            (CounterStore::Seen(c, window_ms), CounterInput::Value(value)) => {
+                let (previous, retries) = c.record_counting_retries(store, key, value, now_ms)?;
+                let elsewhere =
+                    previous.is_some_and(|(seen, at)| now_ms.saturating_sub(at) < *window_ms && !seen.matches(value));
+                Ok(Applied { value: 0, retries, elsewhere: Some(elsewhere) })
+            }
+            // The loader checked each kind's value type: nothing else reaches here.
+            _ => Ok(Applied::default()),
+        }
+    }
+}
+
+/// What one exchange's rules looked at, for the evidence line. Bounded: one entry per list and per counter.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// Lists a lookup found the exchange's key in.
+    pub lists_hit: Vec<u16>,
+    /// Lists the exchange's key was added to (`add_when`, `add_to_list`).
+    pub lists_added: Vec<u16>,
+    /// Counters read or updated, with the latest value seen.
+    pub counters: Vec<(u16, i64)>,
+}
+
+impl Notes {
+    /// Records a list the key was found in.
+    pub fn hit(&mut self, list: u16) {
+        if !self.lists_hit.contains(&list) {
+            self.lists_hit.push(list);
+        }
+    }
+
+    /// Records a list the key was added to.
+    pub fn added(&mut self, list: u16) {
+        if !self.lists_added.contains(&list) {
+            self.lists_added.push(list);
+        }
+    }
+
+    /// Records a counter's value.
+    pub fn counter(&mut self, counter: u16, value: i64) {
+        match self.counters.iter_mut().find(|(c, _)| *c == counter) {
+            Some(entry) => entry.1 = value,
+            None => self.counters.push((counter, value)),
+        }
+    }
+}
+
+/// Facts about the exchange that rules and counters read besides the request.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// The response status, once the response headers arrived.
+    pub response_code: Option<u16>,
+    /// Response body bytes seen so far.
+    pub response_bytes: u64,
+    /// Last-seen counters recorded for this exchange, and whether the key was seen elsewhere.
+    pub elsewhere: Vec<(u16, bool)>,
+    /// What the rules looked at.
+    pub notes: RefCell<Notes>,
+}
