@@ -207,7 +207,7 @@ impl<'a> ExchangeView<'a> {
                     Metrics::add(self.metrics.counter_cas_retries, u64::from(applied.retries));
                     match applied.elsewhere {
                         Some(moved) => elsewhere.push((index, moved)),
-                        None => self.facts.notes.borrow_mut().counter(index, applied.value),
+                        None => self.facts.notes.borrow_mut().counter_updated(index, applied.value),
                     }
                 }
                 Err(_) => Metrics::bump(self.metrics.counter_failures),

@@ -11,6 +11,8 @@ use portcullis_policies::detect::{CounterDef, CounterKind};
 use portcullis_policies::engine::{CounterEvent, CounterInput};
 use portcullis_shared_state::{CounterError, DistinctCounter, LastSeen, SharedData, SlidingCounter};
 
+use crate::root::ActiveBundle;
+
 /// One bundle counter over shared data. Its shared-data name is the counter id: a bundle that changes a counter's
 /// kind or shape starts it afresh (values of another shape read as empty), and the key space stays bounded by the
 /// largest shape ever used.
@@ -66,6 +68,15 @@ impl CounterStore {
             CounterStore::Sliding(c) => c.buckets(),
             CounterStore::Distinct(c) => c.buckets(),
             CounterStore::Seen(c, _) => c.buckets(),
+        }
+    }
+
+    /// Bytes bucket `bucket` holds now.
+    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
+        match self {
+            CounterStore::Sliding(c) => c.stored_bytes(store, bucket),
+            CounterStore::Distinct(c) => c.stored_bytes(store, bucket),
+            CounterStore::Seen(c, _) => c.stored_bytes(store, bucket),
         }
     }
 
@@ -136,11 +147,18 @@ impl Notes {
         }
     }
 
-    /// Records a counter's value.
+    /// Records the value a rule read: the evidence shows what the decision saw.
     pub fn counter(&mut self, counter: u16, value: i64) {
         match self.counters.iter_mut().find(|(c, _)| *c == counter) {
             Some(entry) => entry.1 = value,
             None => self.counters.push((counter, value)),
+        }
+    }
+
+    /// Records a counter's value after this exchange updated it, unless a rule already read it.
+    pub fn counter_updated(&mut self, counter: u16, value: i64) {
+        if !self.counters.iter().any(|(c, _)| *c == counter) {
+            self.counters.push((counter, value));
         }
     }
 }
@@ -156,4 +174,66 @@ pub struct Facts {
     pub elsewhere: Vec<(u16, bool)>,
     /// What the rules looked at.
     pub notes: RefCell<Notes>,
+}
+
+/// Measures how much shared data the active bundle's dynamic lists and counters hold, reading a bounded number of
+/// buckets per call so that no tick stalls. Run by the fetch-lease holder only: one VM per Envoy sweeps.
+///
+/// Nothing needs reclaiming: every bucket value has a fixed size, expired entries are reused in place by the next
+/// write to their bucket, and a structure never uses more keys than its bucket count. The sweep proves it, as the
+/// `portcullis.shared_data_bytes` gauge against `portcullis.shared_data_bytes_limit`.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// The bundle swept (a new bundle restarts the pass).
+    digest: [u8; 32],
+    /// Position: structure number (dynamic lists first, then counters) and bucket inside it.
+    table: usize,
+    bucket: u32,
+    /// Bytes found so far in this pass.
+    bytes: u64,
+}
+
+impl Sweep {
+    /// Reads up to `max_reads` buckets of `active`'s structures; returns the total when a whole pass ended.
+    pub fn step(&mut self, active: &ActiveBundle, store: &dyn SharedData, max_reads: u32) -> Option<u64> {
+        if self.digest != *active.bundle.digest() {
+            *self = Sweep { digest: *active.bundle.digest(), ..Sweep::default() };
+        }
+        let dynamic: Vec<_> = active
+            .bundle
+            .lists()
+            .iter()
+            .zip(&active.lists)
+            .filter(|(def, _)| def.is_dynamic())
+            .map(|(_, l)| l)
+            .collect();
+        let mut reads = 0;
+        while reads < max_reads {
+            let list = dynamic.get(self.table);
+            let counter = self.table.checked_sub(dynamic.len()).and_then(|i| active.counters.get(i));
+            let buckets = match (list, counter) {
+                (Some(list), _) => list.buckets(),
+                (None, Some(counter)) => counter.buckets(),
+                (None, None) => {
+                    let total = self.bytes;
+                    *self = Sweep { digest: self.digest, ..Sweep::default() };
+                    return Some(total);
+                }
+            };
+            if self.bucket >= buckets {
+                self.table += 1;
+                self.bucket = 0;
+                continue;
+            }
+            let bytes = match (list, counter) {
+                (Some(list), _) => list.stored_bytes(store, self.bucket),
+                (None, Some(counter)) => counter.stored_bytes(store, self.bucket),
+                (None, None) => 0,
+            };
+            self.bytes = self.bytes.saturating_add(bytes);
+            self.bucket += 1;
+            reads += 1;
+        }
+        None
+    }
 }

@@ -23,7 +23,7 @@ use crate::evidence::BundleLabel;
 use crate::host::HostSharedData;
 use crate::http::RequestFilter;
 use crate::metrics::Metrics;
-use crate::over_time::CounterStore;
+use crate::over_time::{CounterStore, Sweep};
 use crate::schedule::FetchSchedule;
 use crate::token::{new_cache, SharedCache};
 
@@ -32,6 +32,9 @@ const TOKEN_KEY: &str = "portcullis.token-identity-key";
 
 /// How often every VM looks for a newer bundle in shared data: the bound on propagation between workers.
 const TICK: Duration = Duration::from_millis(250);
+
+/// Shared-data buckets the sweep reads per tick (a full pass over 1M list entries takes ~2 minutes).
+const SWEEP_READS_PER_TICK: u32 = 1024;
 
 /// A validated bundle and how it is named in logs. Requests hold it by `Rc`, so a swap never affects one in flight.
 #[derive(Debug)]
@@ -155,6 +158,8 @@ pub struct PortcullisRoot {
     fetch_sent_ms: u64,
     /// What this Envoy reports to the control plane.
     fleet: FleetStatus,
+    /// Measures the shared data lists and counters hold (fetch-lease holder only).
+    sweep: Sweep,
 }
 
 /// This Envoy's status as reported to the control plane (`POST /v1/status`) by the VM holding the fetch lease.
@@ -182,6 +187,7 @@ impl PortcullisRoot {
             trusted: Vec::new(),
             fetch_sent_ms: 0,
             fleet: FleetStatus::default(),
+            sweep: Sweep::default(),
         }
     }
 
@@ -410,6 +416,21 @@ impl PortcullisRoot {
         }
     }
 
+    /// The fetch-lease holder measures the shared data the active bundle's lists and counters hold.
+    fn maybe_sweep(&mut self) {
+        let Some(active) = self.active.clone() else { return };
+        if active.counters.is_empty() && !active.bundle.lists().iter().any(|l| l.is_dynamic()) {
+            return;
+        }
+        if !self.lease.as_ref().is_some_and(|l| l.try_acquire(&HostSharedData, self.now_ms())) {
+            return;
+        }
+        if let Some(bytes) = self.sweep.step(&active, &HostSharedData, SWEEP_READS_PER_TICK) {
+            Metrics::set(self.metrics.shared_data_bytes, bytes);
+            Metrics::set(self.metrics.shared_data_bytes_limit, active.shared_bytes_limit());
+        }
+    }
+
     /// Handles a 200 from the control plane: validate, then publish and enforce, or refuse and keep the last good.
     fn receive_bundle(&mut self, body: Vec<u8>, etag: String) {
         let Some(slot) = self.slot.clone() else { return };
@@ -561,6 +582,7 @@ impl RootContext for PortcullisRoot {
         self.sync_from_shared_data();
         self.maybe_fetch();
         self.maybe_report();
+        self.maybe_sweep();
     }
 
     fn get_type(&self) -> Option<ContextType> {

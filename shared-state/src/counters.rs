@@ -11,7 +11,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::buckets::{self, Fingerprint, FINGERPRINT_LEN};
-use crate::{SharedData, WriteError};
+use crate::{SharedData, WriteError, CREATE_CAS};
 
 /// Slots per bucket.
 const WAYS: usize = 8;
@@ -125,11 +125,9 @@ impl std::error::Error for CounterError {}
 /// contention. A checked write succeeds only on the value it was computed from, so every successful add is counted
 /// exactly once and a failed one ([`CounterError`]) not at all.
 ///
-/// A never-written bucket has no CAS token and the host accepts an unchecked write from anyone. So a change never
-/// writes its data blindly: it first creates the bucket empty (unchecked), then reads it again and writes its data
-/// checked. The residual risk: a VM that read "never written" before another VM's first checked write, and creates
-/// the bucket empty after it, erases that write. That can happen once per bucket in the life of the Envoy, in the
-/// gap between one read and one write.
+/// A never-written bucket has no CAS token; it is written with [`CREATE_CAS`](crate::CREATE_CAS), which creates it
+/// only if no other VM did since we read it as missing (else: a CAS mismatch, and a retry like any other). So no
+/// write is ever blind, and with two workers under parallel load N adds count N.
 ///
 /// The hash is not keyed: someone who knows the name can search offline for keys that share a bucket and use them
 /// to evict that bucket's 8 slots. They can only evict, which lowers counts; a per-Envoy salt would close it.
@@ -184,6 +182,11 @@ impl SlidingCounter {
     /// The most bytes of shared-data values the counter ever uses: buckets × (1 + 32 × ways).
     pub fn shared_bytes_budget(&self) -> u64 {
         self.table.shared_bytes_budget()
+    }
+
+    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
+    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
+        self.table.stored_bytes(store, bucket)
     }
 
     /// Counts `n` events for `key` at `now_ms`. Returns the estimate over the window ending at `now_ms`, this add
@@ -328,6 +331,11 @@ impl DistinctCounter {
     /// The most bytes of shared-data values the counter ever uses: buckets × (1 + (25 + 4 × max_distinct) × ways).
     pub fn shared_bytes_budget(&self) -> u64 {
         self.table.shared_bytes_budget()
+    }
+
+    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
+    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
+        self.table.stored_bytes(store, bucket)
     }
 
     /// Records that `key` saw `item` at `now_ms`. Returns the number of distinct items in the key's window, this
@@ -521,6 +529,11 @@ impl LastSeen {
         self.table.shared_bytes_budget()
     }
 
+    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
+    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
+        self.table.stored_bytes(store, bucket)
+    }
+
     /// Records that `key` was seen with `value` at `now_ms`. Returns what was recorded before (value and time), if
     /// anything. Nothing is written when the same value is already recorded at `now_ms` or later.
     ///
@@ -618,6 +631,10 @@ impl Table {
         u64::from(self.buckets) * self.value_len() as u64
     }
 
+    fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
+        self.with_bucket_key(bucket, |key| store.get(key).0.map_or(0, |v| v.len() as u64))
+    }
+
     /// `f` of `key`'s slot, if the key has one (live or not: `f` decides). One read.
     fn find<R>(&self, store: &dyn SharedData, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (bucket, fingerprint) = self.locate(key);
@@ -645,10 +662,10 @@ impl Table {
         let (bucket, fingerprint) = self.locate(key);
         self.with_bucket_key(bucket, |bucket_key| {
             let mut retries = 0;
-            let mut created = false;
             loop {
                 let (value, cas) = store.get(bucket_key);
-                let never_written = value.is_none();
+                // Create-if-absent for a bucket never written: see "Concurrency".
+                let cas = if value.is_none() { Some(CREATE_CAS) } else { cas };
                 // Decode in place: the value read is the buffer written back.
                 let mut value = match value {
                     Some(value) if self.body(&value).is_some() => value,
@@ -658,14 +675,6 @@ impl Table {
                     Step::Keep(answer) => return Ok((answer, retries)),
                     Step::Write(answer) => answer,
                 };
-                if never_written && !created {
-                    // Create the bucket empty (a blind write), then write our change checked: see "Concurrency".
-                    created = true;
-                    match store.set(bucket_key, &self.empty(), None) {
-                        Ok(()) | Err(WriteError::CasMismatch) => continue,
-                        Err(WriteError::Failed) => return Err(CounterError::WriteFailed),
-                    }
-                }
                 match store.set(bucket_key, &value, cas) {
                     Ok(()) => return Ok((answer, retries)),
                     Err(WriteError::CasMismatch) if retries < MAX_CAS_RETRIES => retries += 1,
@@ -929,9 +938,9 @@ mod tests {
         assert_eq!(counter.estimate(&store, &store.keys[0], 0), 1 + store.counted.borrow()[0]);
     }
 
-    /// Another VM that writes its first add blindly just before our bucket creation.
+    /// A new bucket is created with the create token; another VM creating it first makes ours retry.
     #[test]
-    fn a_new_bucket_is_created_empty_then_written_checked() {
+    fn a_new_bucket_is_created_only_if_still_absent() {
         struct Recorder {
             inner: MemoryStore,
             writes: RefCell<Vec<bool>>,
@@ -948,9 +957,32 @@ mod tests {
         let store = Recorder { inner: MemoryStore::new(), writes: RefCell::new(vec![]) };
         let counter = SlidingCounter::new("c", 8, 1_000);
         assert_eq!(counter.add(&store, b"k", 0, 1), Ok((1, 0)));
-        assert_eq!(*store.writes.borrow(), [false, true], "blind create, then a checked write");
+        assert_eq!(*store.writes.borrow(), [true], "one write, with the create token");
         assert_eq!(counter.add(&store, b"k", 0, 1), Ok((2, 0)));
-        assert_eq!(*store.writes.borrow(), [false, true, true]);
+        assert_eq!(*store.writes.borrow(), [true, true]);
+
+        // Another VM creates the bucket between our read and our write: ours meets a mismatch and retries.
+        struct Rival {
+            inner: MemoryStore,
+            counter: SlidingCounter,
+            armed: Cell<bool>,
+        }
+        impl SharedData for Rival {
+            fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<Cas>) {
+                self.inner.get(key)
+            }
+            fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError> {
+                if self.armed.replace(false) {
+                    self.counter.add(&self.inner, b"theirs", 0, 5).unwrap();
+                }
+                self.inner.set(key, value, cas)
+            }
+        }
+        let counter = SlidingCounter::new("c", 1, 1_000);
+        let store = Rival { inner: MemoryStore::new(), counter: counter.clone(), armed: Cell::new(true) };
+        assert_eq!(counter.add(&store, b"ours", 0, 1), Ok((1, 1)), "one retry");
+        assert_eq!(counter.estimate(&store, b"theirs", 0), 5, "their creation survived");
+        assert_eq!(counter.estimate(&store, b"ours", 0), 1);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A time-bounded lease: at most one VM per Envoy holds it at any moment.
 
-use crate::{SharedData, WriteError};
+use crate::{SharedData, WriteError, CREATE_CAS};
 
 /// A named lease in shared data. The value is `holder (8 bytes LE) | expires_at_ms (8 bytes LE)`.
 ///
@@ -33,7 +33,8 @@ impl Lease {
         let (h, e) = next.split_at_mut(8);
         h.copy_from_slice(&self.holder.to_le_bytes());
         e.copy_from_slice(&now_ms.saturating_add(self.duration_ms).to_le_bytes());
-        // A never-written key has no cas: the host then accepts any writer, so guard with a re-read below.
+        // A never-written key is created only if still absent; the re-read guards hosts that give no token.
+        let cas = if value.is_none() { Some(CREATE_CAS) } else { cas };
         match store.set(&self.key, &next, cas) {
             Ok(()) => store.get(&self.key).0.as_deref().and_then(decode).is_some_and(|(h, _)| h == self.holder),
             Err(WriteError::CasMismatch | WriteError::Failed) => false,

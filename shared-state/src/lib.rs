@@ -34,6 +34,15 @@ pub use ttl_list::{AddOutcome, ListError, TtlList};
 /// A compare-and-swap token: the version of a key's value as the host last reported it.
 pub type Cas = u32;
 
+/// The token that makes a write "create if absent".
+///
+/// The host (proxy-wasm-cpp-host's `SharedData::set`, used by Envoy and Istio) checks a token only against a key
+/// that exists: a write to a key never written always happens, whatever its token. Its tokens are one process-wide
+/// sequence starting at 1, so no key carries `u32::MAX` until the Envoy has made 2³²−1 shared-data writes. A write
+/// with this token therefore creates a missing key, and meets [`WriteError::CasMismatch`] when another VM created
+/// the key since we read it as missing: bucket creation is as safe as every later checked write.
+pub const CREATE_CAS: Cas = u32::MAX;
+
 /// Why a write to shared data did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteError {
@@ -47,8 +56,8 @@ pub enum WriteError {
 pub trait SharedData {
     /// The value of `key` and its CAS token; `(None, None)` when the key was never written.
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<Cas>);
-    /// Writes `value`. With `cas: Some(c)` the write only happens if the key's token is still `c`;
-    /// with `None` it always happens.
+    /// Writes `value`. With `cas: Some(c)` (c ≠ 0) a key that exists is only written if its token is still `c`;
+    /// with `None` (or 0) it always is. A key that does not exist is always written (see [`CREATE_CAS`]).
     fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError>;
 }
 
@@ -56,6 +65,8 @@ pub trait SharedData {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     entries: RefCell<HashMap<String, (Vec<u8>, Cas)>>,
+    /// The last token given out: one sequence for every key, as the host numbers writes.
+    last_cas: std::cell::Cell<Cas>,
 }
 
 impl MemoryStore {
@@ -80,14 +91,15 @@ impl SharedData for MemoryStore {
 
     fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError> {
         let mut entries = self.entries.borrow_mut();
-        let current = entries.get(key).map(|(_, c)| *c);
-        // Envoy treats a cas of 0 as "no check"; any other token must match the current one.
-        if let Some(expected) = cas.filter(|c| *c != 0) {
-            if current != Some(expected) {
+        // The host treats a cas of 0 as "no check"; any other token must match an existing key's.
+        if let (Some(expected), Some((_, current))) = (cas.filter(|c| *c != 0), entries.get(key)) {
+            if *current != expected {
                 return Err(WriteError::CasMismatch);
             }
         }
-        let next = current.unwrap_or(0).wrapping_add(1).max(1);
+        // One sequence for all keys, skipping 0 (not a valid token), as the host does.
+        let next = self.last_cas.get().wrapping_add(1).max(1);
+        self.last_cas.set(next);
         entries.insert(key.to_owned(), (value.to_vec(), next));
         Ok(())
     }
@@ -105,5 +117,13 @@ mod tests {
         store.set("k", b"b", cas).unwrap();
         assert_eq!(store.set("k", b"c", cas), Err(WriteError::CasMismatch));
         assert_eq!(store.get("k").0.as_deref(), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn the_create_token_creates_a_missing_key_only() {
+        let store = MemoryStore::new();
+        store.set("k", b"first", Some(CREATE_CAS)).unwrap();
+        assert_eq!(store.set("k", b"second", Some(CREATE_CAS)), Err(WriteError::CasMismatch));
+        assert_eq!(store.get("k").0.as_deref(), Some(&b"first"[..]));
     }
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::buckets::{self, Fingerprint, FINGERPRINT_LEN};
-use crate::{SharedData, WriteError};
+use crate::{SharedData, WriteError, CREATE_CAS};
 
 /// Slots per bucket.
 const WAYS: usize = 8;
@@ -70,11 +70,10 @@ const KEY_PREFIX: &str = "portcullis.list.";
 /// [`WriteError::CasMismatch`](crate::WriteError::CasMismatch) at most [`TtlList::MAX_CAS_RETRIES`] times; the
 /// outcome reports the retries used, so the filter can count contention.
 ///
-/// A bucket that was never written has no CAS token, and the host accepts an unchecked write from anyone: two VMs
-/// creating the same bucket at once could both write, the second erasing the first's entry. After such a write we
-/// read the bucket again and retry if our entry is missing. The residual risk: a VM that re-reads *before* the other
-/// VM's blind write believes its entry stored while it was overwritten. That loses one entry, once per bucket in
-/// the life of the Envoy (afterwards every write is checked), and the entry comes back at its next add.
+/// A bucket that was never written has no CAS token: it is written with [`CREATE_CAS`](crate::CREATE_CAS), which
+/// creates it only if no other VM did since we read it as missing (else a CAS mismatch, and a retry). No write is
+/// blind. (Should a host ever hand out an existing value without a token, the write is unchecked, so we read the
+/// bucket again and retry if our entry is missing.)
 ///
 /// # Cost
 ///
@@ -242,6 +241,11 @@ impl TtlList {
         u64::from(self.buckets) * VALUE_LEN as u64
     }
 
+    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
+    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
+        self.with_bucket_key(bucket, |key| store.get(key).0.map_or(0, |v| v.len() as u64))
+    }
+
     /// True when `key` was added and has not expired at `now_ms`. One shared-data read; no other allocation.
     pub fn contains(&self, store: &dyn SharedData, key: &[u8], now_ms: u64) -> bool {
         let (bucket, fingerprint) = self.locate(key);
@@ -264,6 +268,7 @@ impl TtlList {
         self.with_bucket_key(bucket, |bucket_key| {
             for retries in 0..=TtlList::MAX_CAS_RETRIES {
                 let (value, cas) = store.get(bucket_key);
+                let cas = if value.is_none() { Some(CREATE_CAS) } else { cas };
                 let mut slots = decode(value.as_deref());
                 let outcome = match place(&mut slots, &fingerprint, now_ms, expires_at) {
                     Change::None => return Ok(AddOutcome::Refreshed { retries }),
@@ -273,7 +278,7 @@ impl TtlList {
                 };
                 match write(store, bucket_key, &slots, cas)? {
                     Written::Checked => return Ok(outcome),
-                    // Another VM may have written the same never-written bucket blindly: check ours survived.
+                    // Unchecked only on a host that gave no token: check ours survived.
                     Written::Unchecked if holds(store.get(bucket_key).0.as_deref(), &fingerprint, now_ms) => {
                         return Ok(outcome)
                     }
@@ -294,6 +299,7 @@ impl TtlList {
         self.with_bucket_key(bucket, |bucket_key| {
             for _ in 0..=TtlList::MAX_CAS_RETRIES {
                 let (value, cas) = store.get(bucket_key);
+                let cas = if value.is_none() { Some(CREATE_CAS) } else { cas };
                 let mut slots = decode(value.as_deref());
                 let mut present = false;
                 for slot in slots.iter_mut().filter(|slot| slot.fingerprint == fingerprint) {
@@ -580,7 +586,7 @@ mod tests {
         assert_eq!(list.add(&store, &ours, 0, 1_000), Ok(AddOutcome::Added { retries: 0 }));
     }
 
-    /// Another VM that creates the same bucket blindly just after our blind write.
+    /// Another VM that creates the same bucket between our read (missing) and our write.
     struct BlindRival {
         inner: MemoryStore,
         rival_value: Vec<u8>,
@@ -593,11 +599,10 @@ mod tests {
         }
 
         fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError> {
-            self.inner.set(key, value, cas)?;
-            if cas.is_none() && self.armed.replace(false) {
-                self.inner.set(key, &self.rival_value, None)?;
+            if self.armed.replace(false) {
+                self.inner.set(key, &self.rival_value, Some(CREATE_CAS))?;
             }
-            Ok(())
+            self.inner.set(key, value, cas)
         }
     }
 
