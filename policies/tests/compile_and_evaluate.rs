@@ -339,6 +339,42 @@ fn mutated_sensitive_policies_never_panic_the_compiler() {
     assert!(fuzz_compiler(SENSITIVE, 0xfeed_face_cafe_beef, 300) > 0);
 }
 
+/// Counters, static and dynamic lists, every over-time action.
+const OVER_TIME: &str = include_str!("../../envoy-examples/policies/over-time.yaml");
+
+#[test]
+fn mutated_over_time_policies_never_panic_the_compiler() {
+    // Few rounds: the policy has a card detection, so each compile that gets through builds a scan-set DFA.
+    assert!(fuzz_compiler(OVER_TIME, 0x0b5e_55ed_c0ff_ee00, 200) > 0);
+}
+
+#[test]
+fn mutated_over_time_bundles_never_panic_the_loader_or_the_engine() {
+    let real = compile_to_bytes(OVER_TIME, &options("over-time.yaml")).unwrap();
+    let payload = &real[42..];
+    let request = TableRequest::new("POST", "/login").header("x-api-key", "t").header("x-client-country", "DE");
+    let mut rng = XorShift(0x7157_0000_0000_0005);
+    let mut loaded = 0;
+    for round in 0..3_000 {
+        let mut p = payload.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let i = rng.below(p.len());
+            p[i] = rng.next() as u8;
+        }
+        if round % 8 == 3 {
+            p.truncate(rng.below(p.len()));
+        }
+        if let Ok(bundle) = Bundle::from_bytes(&with_header(&p)) {
+            loaded += 1;
+            let _ = bundle.evaluate(&request);
+            for counter in 0..bundle.counters().len() {
+                let _ = bundle.counter_event(u16::try_from(counter).unwrap(), &request);
+            }
+        }
+    }
+    assert!(loaded > 0);
+}
+
 #[test]
 fn mutated_token_policies_never_panic_the_compiler() {
     // Every bundle the compiler accepts loads: the JWT keys it let through are keys the verifier can use.
