@@ -50,6 +50,30 @@
 //! revision whose new rule blocks a path no earlier revision blocked, probed back to back on new connections. The
 //! report gives the median, p90 and max.
 //!
+//! # Over time
+//!
+//! Two sections measure counters and lists in shared data, each with Envoys of two workers (so that both update
+//! the same buckets, which is where compare-and-swap contention comes from) and their own control plane:
+//!
+//! - **Counters and lists per request** ([`measure_counters`]): plain Envoy, the no-op wasm filter, Portcullis with
+//!   the token identity only ([`IDENTITY_POLICY`]) and Portcullis with [`COUNTERS_POLICY`] (three counters updated
+//!   with the request headers, two dynamic lists looked up, a rule reading a counter), in rounds like the variants
+//!   above, `BENCH_COUNTER_REQUESTS` requests each (default [`DEFAULT_COUNTER_REQUESTS`]) rotating over
+//!   [`COUNTER_KEYS`] API keys. Reports the added CPU per request against the issue's aim, and from the filter's
+//!   stats the compare-and-swap retries per counter update; every measured request must have made exactly
+//!   [`COUNTER_UPDATES_PER_REQUEST`] counter updates and none may have failed.
+//! - **Memory after a flood of one-off tokens** ([`measure_flood`]): Portcullis with one per-token counter
+//!   ([`flood_policy`]) under `shared_data_budget_bytes` [`FLOOD_BUDGET_BYTES`], sent `BENCH_FLOOD_TOKENS` distinct
+//!   tokens (default [`DEFAULT_FLOOD_TOKENS`]) with [`HEAVY_HITTERS`] heavy hitters mixed in, in chunks of
+//!   [`FLOOD_CHUNK`] requests. Reports the `shared_data_bytes` gauge once a whole sweep after the flood agrees with
+//!   the next, its limit, the budget, Envoy's RSS before and after, and the heavy hitters' counts as the filter
+//!   logs them for one `GET /whoami` each, against the counts sent.
+//!
+//! `BENCH_ONLY` runs some sections only: a comma-separated list of `variants` (the eleven Envoys in rounds: rules
+//! on headers, sensitive data, JWTs), `propagation`, `counters`, `flood`, or `over_time` (both over-time sections).
+//! Unset, everything runs. For a quick check of the over-time sections:
+//! `BENCH_ONLY=over_time BENCH_COUNTER_REQUESTS=2000 BENCH_ROUNDS=2 BENCH_FLOOD_TOKENS=20000 make bench`.
+//!
 //! # How it measures
 //!
 //! A closed-loop generator ([`portcullis_integration_tests::load`]) sends one realistic allowed request
@@ -67,12 +91,14 @@
 //! [`DEFAULT_UNCACHED_TOKENS`]), `BENCH_ROUNDS` (R, default 5) and `BENCH_CONNECTIONS` (default 8) override the
 //! defaults. `BENCH_PIN=1` pins the Envoys to the last CPU and the generator to the others, so the
 //! worker under load has a core to itself; not the default, because on a busy machine Envoy then cannot move away
-//! from other work. The report goes to stdout and `target/bench/report.md`. Timings are never asserted: the exit
-//! status is non-zero only when something broke (a process did not start, a response was not 200, Portcullis did
-//! not enforce the policy).
+//! from other work. The report goes to stdout and `target/bench/report.md`, rewritten as each section ends. Timings
+//! are never asserted: the exit status is non-zero only when something broke (a process did not start, a response
+//! was not 200, Portcullis did not enforce the policy, a filter stat disagreed with the requests sent).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -80,7 +106,9 @@ use portcullis_integration_tests::artifacts::{envoy_binary, repo_root};
 use portcullis_integration_tests::envoy::{parse_stat, WASM_STAT_PREFIX};
 use portcullis_integration_tests::jwt::{self, TokenKeys, AUDIENCE, ISSUER};
 use portcullis_integration_tests::load::{self, LoadReport};
-use portcullis_integration_tests::{compile, eventually, plugin_config, ControlPlane, Envoy, EnvoyConfig, WasmFilter};
+use portcullis_integration_tests::{
+    compile, eventually, plugin_config, verdict_of, ControlPlane, Envoy, EnvoyConfig, WasmFilter,
+};
 
 /// The command the report says it came from.
 const COMMAND: &str = "make bench  (cargo run --release -p portcullis-integration-tests --bin bench)";
@@ -323,6 +351,141 @@ rules:
     )
 }
 
+/// N of the over-time counters variants unless `BENCH_COUNTER_REQUESTS` says otherwise.
+const DEFAULT_COUNTER_REQUESTS: u64 = 20_000;
+
+/// Workers of every over-time Envoy: two VMs updating the same shared-data buckets.
+const OVER_TIME_WORKERS: u32 = 2;
+
+/// The header the over-time policies find the caller's token in.
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// Distinct API keys the counters load rotates over: few enough that both workers keep hitting the same buckets.
+const COUNTER_KEYS: usize = 64;
+
+/// The path every over-time policy blocks: a 403 from each worker proves the bundle is enforced there.
+const CANARY_PATH: &str = "/bench-canary";
+
+/// The bundle name of [`COUNTERS_POLICY`].
+const COUNTERS_BUNDLE: &str = "counters";
+
+/// Counter updates [`COUNTERS_POLICY`] makes per request: its three counters, all updated with the request headers.
+const COUNTER_UPDATES_PER_REQUEST: u64 = 3;
+
+/// The over-time issue's aim for counters and lists together, in added Envoy CPU µs per request.
+const COUNTERS_AIM_US: f64 = 10.0;
+
+/// Three counters updated with the request headers (a read-modify-write of a shared-data bucket each), two dynamic
+/// lists looked up by one rule (`||` looks up both when the token is not listed), and a rule reading a counter. No
+/// rule matches the load request; the canary rule shows the bundle is enforced.
+const COUNTERS_POLICY: &str = r#"version: 1
+tokens:
+  sources: [ { header: x-api-key } ]
+lists:
+  - { id: abusive-tokens, key: token, ttl: 1h }
+  - { id: denied-ips, key: source_ip, ttl: 1h }
+counters:
+  - { id: requests-per-token, kind: requests, per: token.id, window: 1m }
+  - { id: requests-per-ip, kind: requests, per: source.ip, window: 1m }
+  - { id: endpoints-per-token, kind: distinct, per: token.id, of: endpoint, window: 5m }
+rules:
+  - id: canary
+    when: request.path == "/bench-canary"
+    action: block
+  - id: listed-caller
+    when: token.id in lists["abusive-tokens"] || source.ip in lists["denied-ips"]
+    action: block
+  - id: too-many-requests
+    when: count("requests-per-token") > 100000000
+    action: throttle
+    retry_after: 30s
+"#;
+
+/// The bundle name of [`IDENTITY_POLICY`].
+const IDENTITY_BUNDLE: &str = "identity";
+
+/// [`COUNTERS_POLICY`] without its counters and lists: the same tokens section (the token's keyed hash on every
+/// request) and a rule reading `token.id`, so the difference between the two is what counters and lists cost.
+const IDENTITY_POLICY: &str = r#"version: 1
+tokens:
+  sources: [ { header: x-api-key } ]
+rules:
+  - id: canary
+    when: request.path == "/bench-canary"
+    action: block
+  - id: known-caller
+    when: token.id == "0"
+    action: block
+"#;
+
+/// Where the no-op wasm filter is among the counters variants (plain Envoy first, as [`comparison_table`] has it).
+const OT_NOOP: usize = 1;
+/// Where Portcullis with [`IDENTITY_POLICY`] is.
+const OT_IDENTITY: usize = 2;
+/// Where Portcullis with [`COUNTERS_POLICY`] is.
+const OT_COUNTERS: usize = 3;
+
+/// One-off tokens of the flood unless `BENCH_FLOOD_TOKENS` says otherwise.
+const DEFAULT_FLOOD_TOKENS: u64 = 1_000_000;
+
+/// The bundle name of [`flood_policy`].
+const FLOOD_BUNDLE: &str = "flood";
+
+/// Keys the flood's counter tracks at once.
+const FLOOD_MAX_KEYS: u64 = 100_000;
+
+/// Keys per shared-data bucket of a counter (`portcullis_shared_state::SlidingCounter::WAYS`).
+const COUNTER_WAYS: u64 = 8;
+
+/// `shared_data_budget_bytes` of the flood's Envoy: above what [`flood_policy`] needs, so the bundle is accepted.
+const FLOOD_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Heavy hitters among the flood's one-off tokens.
+const HEAVY_HITTERS: u64 = 5;
+
+/// In every block of this many flood requests, each heavy hitter sends one.
+const FLOOD_BLOCK: u64 = 100;
+
+/// Flood requests built and sent at a time, to bound the generator's memory.
+const FLOOD_CHUNK: u64 = 100_000;
+
+/// The path [`flood_policy`] monitors: its verdict logs the caller's count.
+const WHOAMI_PATH: &str = "/whoami";
+
+/// Buckets the filter's sweep reads per tick (the filter's `SWEEP_READS_PER_TICK`).
+const SWEEP_BUCKETS_PER_TICK: u64 = 1024;
+
+/// How long the `shared_data_bytes` gauge may take to settle after the flood.
+const SWEEP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The flood's policy: one counter of requests per token, a window long enough that the whole flood falls in one
+/// sub-window (counts are then exact unless a key was evicted), a rule monitoring [`WHOAMI_PATH`] so that its verdict
+/// carries `counters=requests-per-token:N`, and the canary.
+fn flood_policy() -> String {
+    format!(
+        r#"version: 1
+tokens:
+  sources: [ {{ header: {API_KEY_HEADER} }} ]
+counters:
+  - id: requests-per-token
+    kind: requests
+    per: token.id
+    window: 30d
+    max_keys: {FLOOD_MAX_KEYS}
+rules:
+  - id: canary
+    when: request.path == "{CANARY_PATH}"
+    action: block
+  - id: whoami
+    when: request.path == "{WHOAMI_PATH}"
+    action: monitor
+"#
+    )
+}
+
+/// Characters of the bench's API keys.
+const KEY_ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
 fn main() -> ExitCode {
     stop_children_on_panic();
     match run() {
@@ -344,6 +507,9 @@ struct Settings {
     connections: usize,
     pin: bool,
     propagation_pushes: u64,
+    counter_requests: u64,
+    flood_tokens: u64,
+    sections: Sections,
 }
 
 impl Settings {
@@ -357,7 +523,64 @@ impl Settings {
             connections: env_number("BENCH_CONNECTIONS", 8)?,
             pin: std::env::var("BENCH_PIN").is_ok_and(|v| v.trim() == "1"),
             propagation_pushes: env_number("BENCH_PROPAGATION_PUSHES", DEFAULT_PROPAGATION_PUSHES)?,
+            counter_requests: env_number("BENCH_COUNTER_REQUESTS", DEFAULT_COUNTER_REQUESTS)?,
+            flood_tokens: env_number("BENCH_FLOOD_TOKENS", DEFAULT_FLOOD_TOKENS)?,
+            sections: Sections::parse(&std::env::var("BENCH_ONLY").unwrap_or_default())?,
         })
+    }
+}
+
+/// The parts of the bench that run: all of them, or those `BENCH_ONLY` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sections {
+    /// The eleven Envoys measured in rounds (rules on headers, sensitive data, JWTs).
+    variants: bool,
+    propagation: bool,
+    /// Over time: counters and lists per request.
+    counters: bool,
+    /// Over time: memory after a flood of one-off tokens.
+    flood: bool,
+}
+
+impl Sections {
+    const ALL: Sections = Sections { variants: true, propagation: true, counters: true, flood: true };
+
+    /// Parses `BENCH_ONLY`: empty for all, else a comma-separated list of section names.
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::ALL);
+        }
+        let mut only = Sections { variants: false, propagation: false, counters: false, flood: false };
+        for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            match name {
+                "variants" => only.variants = true,
+                "propagation" => only.propagation = true,
+                "counters" => only.counters = true,
+                "flood" => only.flood = true,
+                "over_time" => (only.counters, only.flood) = (true, true),
+                other => {
+                    return Err(format!(
+                        "BENCH_ONLY: unknown section {other:?} (expected a comma-separated list of variants, \
+                         propagation, counters, flood, over_time)"
+                    ))
+                }
+            }
+        }
+        if only == (Sections { variants: false, propagation: false, counters: false, flood: false }) {
+            return Err(format!("BENCH_ONLY={text:?} names no section"));
+        }
+        Ok(only)
+    }
+
+    /// The sections that run, by name.
+    fn names(&self) -> String {
+        let all = [
+            (self.variants, "variants"),
+            (self.propagation, "propagation"),
+            (self.counters, "counters"),
+            (self.flood, "flood"),
+        ];
+        all.iter().filter(|(on, _)| *on).map(|(_, name)| *name).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -398,12 +621,12 @@ impl Placement {
 
     /// Pins the running Envoys, then this thread, whose affinity the load threads inherit. Envoys must be started
     /// first: they would inherit the generator's CPUs otherwise.
-    fn apply(&self, variants: &[Variant]) -> Result<(), String> {
-        let Self::Pinned { envoy, generator } = self else {
+    fn apply<'a>(&self, envoys: impl IntoIterator<Item = (&'a str, &'a Envoy)>) -> Result<(), String> {
+        let Self::Pinned { envoy: cpus, generator } = self else {
             return Ok(());
         };
-        for variant in variants {
-            load::pin(variant.envoy.pid(), envoy).map_err(|e| format!("pin {} to {envoy:?}: {e}", variant.name))?;
+        for (name, envoy) in envoys {
+            load::pin(envoy.pid(), cpus).map_err(|e| format!("pin {name} to {cpus:?}: {e}"))?;
         }
         load::pin(0, generator).map_err(|e| format!("pin the load generator to {generator:?}: {e}"))
     }
@@ -471,10 +694,97 @@ fn run() -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let placement = Placement::plan(settings.pin)?;
     let document = orders_document();
-    let preamble = preamble(&settings, &envoy_version, cores, &placement, &document);
-    println!("# Portcullis benchmark\n\n{preamble}");
-
+    let mut report = Report::new(&preamble(&settings, &envoy_version, cores, &placement, &document));
     let started = Instant::now();
+    let sections = settings.sections;
+    if sections.variants {
+        report.add(measure_variants(&settings, &placement, &document, started)?)?;
+    }
+    if sections.propagation {
+        let propagation: Vec<(&PropagationMode, Result<Vec<Duration>, String>)> = PROPAGATION_MODES
+            .iter()
+            .map(|mode| {
+                let result = measure_propagation(mode, settings.propagation_pushes);
+                eprintln!("bench: propagation, {} done ({:.1} s)", mode.name, started.elapsed().as_secs_f64());
+                (mode, result)
+            })
+            .collect();
+        let failed = propagation
+            .iter()
+            .find_map(|(mode, result)| result.as_ref().err().map(|e| format!("propagation with {}: {e}", mode.name)));
+        report.add(Section {
+            text: propagation_table(&propagation, settings.propagation_pushes),
+            checked: failed.map_or(Ok(()), Err),
+            envoys: Vec::new(),
+            _control_planes: Vec::new(),
+        })?;
+    }
+    if sections.counters {
+        report.add(measure_counters(&settings, &placement, started)?)?;
+    }
+    if sections.flood {
+        report.add(measure_flood(&settings, &placement, started)?)?;
+    }
+    eprintln!("bench: report written to {} ({:.1} s in all)", report.path.display(), started.elapsed().as_secs_f64());
+    match report.problems.is_empty() {
+        true => Ok(()),
+        false => Err(report.problems.join("\n")),
+    }
+}
+
+/// One measured part of the bench: its report text, whether its checks passed, and what it ran, kept until the
+/// text is written (Envoys first, so that none sees its control plane vanish).
+struct Section {
+    text: String,
+    checked: Result<(), String>,
+    envoys: Vec<Envoy>,
+    /// Held, never read: dropped after the Envoys.
+    _control_planes: Vec<ControlPlane>,
+}
+
+/// The report: printed and written to `target/bench/report.md` section by section, so that a run that fails late
+/// keeps what it measured.
+struct Report {
+    text: String,
+    path: PathBuf,
+    /// What failed the checks of the sections so far.
+    problems: Vec<String>,
+}
+
+impl Report {
+    /// Prints the title and `preamble`.
+    fn new(preamble: &str) -> Self {
+        let text = format!("# Portcullis benchmark\n\n{preamble}");
+        println!("{text}");
+        Self { text, path: PathBuf::new(), problems: Vec::new() }
+    }
+
+    /// Prints and writes `section`, records its failed checks, then stops its processes: an Envoy whose log has a
+    /// critical wasm line panics here, after the report is written.
+    fn add(&mut self, section: Section) -> Result<(), String> {
+        let text = section.text.trim_start_matches('\n');
+        println!("{text}");
+        self.text.push('\n');
+        self.text.push_str(text);
+        self.path = write_report(&self.text)?;
+        if let Err(problem) = section.checked {
+            self.problems.push(problem);
+        }
+        for envoy in &section.envoys {
+            envoy.assert_no_critical_wasm();
+        }
+        Ok(())
+    }
+}
+
+/// The eleven Envoys measured in interleaved rounds: plain, no-op wasm and Portcullis on request headers, the JSON
+/// pair, and the JWT variants.
+fn measure_variants(
+    settings: &Settings,
+    placement: &Placement,
+    document: &OrdersDocument,
+    started: Instant,
+) -> Result<Section, String> {
     let policy = std::fs::read_to_string(repo_root().join(POLICY)).map_err(|e| format!("read {POLICY}: {e}"))?;
     let control_plane = ControlPlane::start_new();
     control_plane.push(BUNDLE, &compile(&policy, BUNDLE, 1));
@@ -533,7 +843,7 @@ fn run() -> Result<(), String> {
         Variant::new("Portcullis RS256 cached", portcullis_tokens(), n_tokens).with_requests(one(&tokens.rs256_cached)),
         Variant::new("Portcullis RS256 uncached", portcullis_tokens(), n_uncached).with_requests(many(&tokens.rs256)),
     ];
-    placement.apply(&variants)?;
+    placement.apply(variants.iter().map(|v| (v.name, &v.envoy)))?;
     let headers = request_headers();
     wait_until_enforcing(&variants[PORTCULLIS].envoy, &headers)?;
     check_json_response(&variants[NOOP_JSON].envoy, &headers, &document.json)?;
@@ -565,62 +875,64 @@ fn run() -> Result<(), String> {
     };
     let tokens_before = token_counters(&variants);
     let sensitive_before = SensitiveCounters::read(&variants[PORTCULLIS_JSON].envoy);
-    for round in 0..settings.rounds {
-        for i in 0..variants.len() {
-            let count = variants.len();
-            let variant = &mut variants[(round + i) % count];
-            variant.measure(&request, settings.connections, Some(round))?;
-        }
-        eprintln!("bench: round {}/{} done ({:.1} s)", round + 1, settings.rounds, started.elapsed().as_secs_f64());
-    }
+    measure_rounds(&mut variants, &request, settings, started, "")?;
     let counters_after = counters(&variants[PORTCULLIS].envoy, &PORTCULLIS_COUNTERS);
     let tokens_after = token_counters(&variants);
     let measured_json: u64 = variants[PORTCULLIS_JSON].runs.iter().map(|r| r.completed).sum();
     let inspected = check_inspected(&variants[PORTCULLIS_JSON].envoy, &sensitive_before, measured_json);
 
-    let propagation: Vec<(&PropagationMode, Result<Vec<Duration>, String>)> = PROPAGATION_MODES
-        .iter()
-        .map(|mode| {
-            let result = measure_propagation(mode, settings.propagation_pushes);
-            eprintln!("bench: propagation, {} done ({:.1} s)", mode.name, started.elapsed().as_secs_f64());
-            (mode, result)
-        })
-        .collect();
-
-    let mut tables = tables(&variants, &document, &inspected);
-    tables.push_str(&propagation_table(&propagation, settings.propagation_pushes));
-    println!("{tables}");
-    let path = write_report(&format!("# Portcullis benchmark\n\n{preamble}\n{tables}"))?;
-    eprintln!("bench: report written to {} ({:.1} s in all)", path.display(), started.elapsed().as_secs_f64());
-
-    let broken: Vec<String> = variants
-        .iter()
-        .filter(|v| v.totals.errors() > 0)
-        .map(|v| format!("{}: {}", v.name, describe_errors(&v.totals)))
-        .collect();
-    if !broken.is_empty() {
-        return Err(format!("responses other than 200: {}", broken.join("; ")));
-    }
-    if counters_before != counters_after {
-        return Err(format!(
-            "Portcullis blocked, monitored or passed without a bundle some load requests: \
-             {PORTCULLIS_COUNTERS:?} went from {counters_before:?} to {counters_after:?}"
-        ));
-    }
-    inspected?;
-    if tokens_before != tokens_after {
-        return Err(format!(
-            "Portcullis verifying JWTs blocked, monitored or passed without a bundle some load requests: \
-             {PORTCULLIS_COUNTERS:?} of the four went from {tokens_before:?} to {tokens_after:?}"
-        ));
-    }
-    for variant in &variants {
-        variant.envoy.assert_no_critical_wasm();
-    }
-    for (mode, result) in &propagation {
-        if let Err(e) = result {
-            return Err(format!("propagation with {}: {e}", mode.name));
+    let checked = (|| {
+        let broken: Vec<String> = variants
+            .iter()
+            .filter(|v| v.totals.errors() > 0)
+            .map(|v| format!("{}: {}", v.name, describe_errors(&v.totals)))
+            .collect();
+        if !broken.is_empty() {
+            return Err(format!("responses other than 200: {}", broken.join("; ")));
         }
+        if counters_before != counters_after {
+            return Err(format!(
+                "Portcullis blocked, monitored or passed without a bundle some load requests: \
+                 {PORTCULLIS_COUNTERS:?} went from {counters_before:?} to {counters_after:?}"
+            ));
+        }
+        inspected.clone()?;
+        if tokens_before != tokens_after {
+            return Err(format!(
+                "Portcullis verifying JWTs blocked, monitored or passed without a bundle some load requests: \
+                 {PORTCULLIS_COUNTERS:?} of the four went from {tokens_before:?} to {tokens_after:?}"
+            ));
+        }
+        Ok(())
+    })();
+    Ok(Section {
+        text: tables(&variants, document, &inspected),
+        checked,
+        envoys: variants.into_iter().map(|v| v.envoy).collect(),
+        _control_planes: vec![control_plane],
+    })
+}
+
+/// Runs `settings.rounds` rounds of `variants`, each round in rotated order (round r starts with variant r mod
+/// their number), so that machine noise spreads over all of them alike.
+fn measure_rounds(
+    variants: &mut [Variant],
+    request: &[u8],
+    settings: &Settings,
+    started: Instant,
+    what: &str,
+) -> Result<(), String> {
+    for round in 0..settings.rounds {
+        let count = variants.len();
+        for i in 0..count {
+            variants[(round + i) % count].measure(request, settings.connections, Some(round))?;
+        }
+        eprintln!(
+            "bench: {what}round {}/{} done ({:.1} s)",
+            round + 1,
+            settings.rounds,
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -733,6 +1045,644 @@ fn propagation_table(results: &[(&PropagationMode, Result<Vec<Duration>, String>
         WORKER_TICK.as_millis(),
     );
     text
+}
+
+/// The filter's over-time stats, read together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct OverTimeStats {
+    counter_updates: u64,
+    counter_cas_retries: u64,
+    counter_failures: u64,
+    list_contention: u64,
+    requests_blocked: u64,
+    requests_throttled: u64,
+    requests_without_bundle: u64,
+}
+
+impl OverTimeStats {
+    fn read(envoy: &Envoy) -> Self {
+        let stats = envoy.stats();
+        let stat = |name: &str| parse_stat(&stats, &format!("{WASM_STAT_PREFIX}portcullis.{name}")).unwrap_or(0);
+        Self {
+            counter_updates: stat("counter_updates"),
+            counter_cas_retries: stat("counter_cas_retries"),
+            counter_failures: stat("counter_failures"),
+            list_contention: stat("list_contention"),
+            requests_blocked: stat("requests_blocked"),
+            requests_throttled: stat("requests_throttled"),
+            requests_without_bundle: stat("requests_without_bundle"),
+        }
+    }
+
+    /// How much each stat grew since `before`.
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            counter_updates: self.counter_updates.saturating_sub(before.counter_updates),
+            counter_cas_retries: self.counter_cas_retries.saturating_sub(before.counter_cas_retries),
+            counter_failures: self.counter_failures.saturating_sub(before.counter_failures),
+            list_contention: self.list_contention.saturating_sub(before.list_contention),
+            requests_blocked: self.requests_blocked.saturating_sub(before.requests_blocked),
+            requests_throttled: self.requests_throttled.saturating_sub(before.requests_throttled),
+            requests_without_bundle: self.requests_without_bundle.saturating_sub(before.requests_without_bundle),
+        }
+    }
+}
+
+/// Over time, part 1: what three counters and two list lookups on every request cost, and how often the counters'
+/// compare-and-swap retried, with two workers updating the same buckets. Plain Envoy, the no-op filter, Portcullis
+/// with the token identity only and Portcullis with [`COUNTERS_POLICY`], measured in rounds like the variants.
+fn measure_counters(settings: &Settings, placement: &Placement, started: Instant) -> Result<Section, String> {
+    let control_plane = ControlPlane::start_new();
+    control_plane.push(COUNTERS_BUNDLE, &compile(COUNTERS_POLICY, COUNTERS_BUNDLE, 1));
+    control_plane.push(IDENTITY_BUNDLE, &compile(IDENTITY_POLICY, IDENTITY_BUNDLE, 1));
+    let config =
+        || EnvoyConfig::new().concurrency(OVER_TIME_WORKERS).direct_response(true).access_log(false).log_level("warn");
+    let portcullis =
+        |bundle: &str| config().control_plane(control_plane.addr()).portcullis(&plugin_config(bundle, "open")).start();
+    let mut rng = Rng(0x6b65_7973_0000_0040);
+    let keys: Vec<String> = (0..COUNTER_KEYS).map(|_| rng.token(KEY_ALPHABET, 40)).collect();
+    let headers = api_key_headers();
+    let requests = load::get_requests(PATH, &headers, API_KEY_HEADER, &keys);
+    let n = settings.counter_requests;
+    let mut variants = vec![
+        Variant::new("plain Envoy, 2 workers", config().start(), n),
+        Variant::new("+ no-op wasm, 2 workers", config().wasm_filter(WasmFilter::noop()).start(), n),
+        Variant::new("+ Portcullis, token identity only", portcullis(IDENTITY_BUNDLE), n),
+        Variant::new("+ Portcullis, 3 counters and 2 list lookups", portcullis(COUNTERS_BUNDLE), n),
+    ];
+    for variant in &mut variants {
+        variant.own_requests = Some(requests.clone());
+    }
+    placement.apply(variants.iter().map(|v| (v.name, &v.envoy)))?;
+    for at in [OT_IDENTITY, OT_COUNTERS] {
+        wait_on_every_worker(&variants[at].envoy, CANARY_PATH, 403)?;
+    }
+    let mut first: Vec<(&str, &str)> = headers.clone();
+    first.push((API_KEY_HEADER, &keys[0]));
+    for variant in &variants {
+        let status = variant.envoy.get(PATH, &first).status;
+        if status != 200 {
+            return Err(format!("{} answered the load request GET {PATH} with {status}, not 200", variant.name));
+        }
+    }
+    eprintln!(
+        "bench: over time, counters: {} Envoys up, Portcullis enforcing ({:.1} s)",
+        variants.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // A full run each, uncounted, as for the variants.
+    for variant in &mut variants {
+        variant.measure(&[], settings.connections, None)?;
+    }
+    let before = OverTimeStats::read(&variants[OT_COUNTERS].envoy);
+    let connections_before = variants[OT_COUNTERS].envoy.worker_connections();
+    measure_rounds(&mut variants, &[], settings, started, "over time, counters: ")?;
+    let measured: u64 = variants[OT_COUNTERS].runs.iter().map(|r| r.completed).sum();
+    let envoy = &variants[OT_COUNTERS].envoy;
+    let mut grown = OverTimeStats::default();
+    // Stats are bumped before the response is sent; the wait only covers a slow admin read.
+    eventually(Duration::from_secs(2), || {
+        grown = OverTimeStats::read(envoy).since(&before);
+        grown.counter_updates + grown.counter_failures >= COUNTER_UPDATES_PER_REQUEST * measured
+    });
+    let connections: Vec<u64> =
+        envoy.worker_connections().iter().zip(&connections_before).map(|(after, before)| after - before).collect();
+    let checked = check_counters(&variants, &grown, measured);
+    Ok(Section {
+        text: counters_table(&variants, settings, &grown, measured, &connections, &checked),
+        checked,
+        envoys: variants.into_iter().map(|v| v.envoy).collect(),
+        _control_planes: vec![control_plane],
+    })
+}
+
+/// Checks that every variant answered 200 and that over the `measured` requests of Portcullis with counters the
+/// filter made exactly [`COUNTER_UPDATES_PER_REQUEST`] counter updates per request, none failed, no list update
+/// contended and nothing was blocked, throttled or passed without a bundle.
+fn check_counters(variants: &[Variant], grown: &OverTimeStats, measured: u64) -> Result<(), String> {
+    let broken: Vec<String> = variants
+        .iter()
+        .filter(|v| v.totals.errors() > 0)
+        .map(|v| format!("{}: {}", v.name, describe_errors(&v.totals)))
+        .collect();
+    if !broken.is_empty() {
+        return Err(format!("over time, counters: responses other than 200: {}", broken.join("; ")));
+    }
+    let expected = OverTimeStats {
+        counter_updates: COUNTER_UPDATES_PER_REQUEST * measured,
+        counter_cas_retries: grown.counter_cas_retries,
+        ..OverTimeStats::default()
+    };
+    if *grown != expected {
+        return Err(format!(
+            "over time, counters: over {measured} measured requests the filter's stats grew by {grown:?}, expected \
+             {expected:?} ({COUNTER_UPDATES_PER_REQUEST} counter updates per request, and no failure, list \
+             contention, block, throttle or request without a bundle)"
+        ));
+    }
+    Ok(())
+}
+
+/// The counters variants: the comparison table, the added CPU against the aim, the CAS retry rate and the checks.
+fn counters_table(
+    variants: &[Variant],
+    settings: &Settings,
+    grown: &OverTimeStats,
+    measured: u64,
+    connections: &[u64],
+    checked: &Result<(), String>,
+) -> String {
+    let cpu = |r: &Run| r.cpu_us_per_request;
+    let mut text = format!(
+        "\n## Over time: three counters and two list lookups on every request ({OVER_TIME_WORKERS} workers)\n\n"
+    );
+    text.push_str(&comparison_table(variants));
+    let (noop, identity, counters) = (&variants[OT_NOOP], &variants[OT_IDENTITY], &variants[OT_COUNTERS]);
+    let aim = |added: f64| {
+        if added < COUNTERS_AIM_US {
+            format!("**met** (under {COUNTERS_AIM_US:.0} µs)")
+        } else {
+            format!("**missed** (not under {COUNTERS_AIM_US:.0} µs)")
+        }
+    };
+    let added = counters.median(cpu) - noop.median(cpu);
+    let (paired, lo, hi) = paired_cpu(counters, noop);
+    let _ = writeln!(
+        text,
+        "\n- **Added CPU per request** (Portcullis with counters and lists − no-op, difference of medians): \
+         **{added:.1} µs**; per round {paired:.1} µs (median), {lo:.1}–{hi:.1} µs. The issue's aim for counters and \
+         lists together: {}. This includes everything Portcullis does per request (the token's keyed hash, the rule \
+         evaluation, the proxy-wasm calls).",
+        aim(added)
+    );
+    let alone = counters.median(cpu) - identity.median(cpu);
+    let (paired, lo, hi) = paired_cpu(counters, identity);
+    let _ = writeln!(
+        text,
+        "- **Counters and lists alone** (Portcullis with counters and lists − Portcullis with the token identity \
+         only): **{alone:.1} µs**; per round {paired:.1} µs (median), {lo:.1}–{hi:.1} µs. Against the aim: {}.",
+        aim(alone)
+    );
+    let rate = grown.counter_cas_retries as f64 / grown.counter_updates.max(1) as f64;
+    let _ = writeln!(
+        text,
+        "- **CAS retry rate**: `counter_cas_retries` / `counter_updates` over the measured runs = {} / {} = \
+         **{rate:.4} retries per update** ({:.2} %). Each update is a compare-and-swap of one shared-data bucket, \
+         retried when another VM wrote the bucket in between. `counter_failures` (retries exhausted, or a refused \
+         write: the request was not counted): +{}.",
+        grown.counter_cas_retries,
+        grown.counter_updates,
+        rate * 100.0,
+        grown.counter_failures,
+    );
+    match checked {
+        Ok(()) => {
+            let _ = writeln!(
+                text,
+                "- Checked from the filter's stats: `counter_updates` grew by {} = {COUNTER_UPDATES_PER_REQUEST} × \
+                 {measured} measured requests; no counter update failed, no list update contended, and no request \
+                 was blocked, throttled or passed without a bundle.",
+                grown.counter_updates
+            );
+        }
+        Err(problem) => {
+            let _ = writeln!(text, "- **FAILED**: {problem}");
+        }
+    }
+    let both = connections.iter().filter(|c| **c > 0).count() >= 2;
+    let _ = writeln!(
+        text,
+        "- Connections each worker of Portcullis with counters accepted during the measured runs: {connections:?}{}",
+        if both {
+            ": both workers updated the same buckets."
+        } else {
+            ". **Only one worker took connections**: the retry rate shows no contention between workers."
+        }
+    );
+    let _ = writeln!(
+        text,
+        "- What runs: {} requests per variant and round, {} rounds in rotated order after one uncounted warm-up run \
+         each, {} connections; every Envoy with {OVER_TIME_WORKERS} workers, direct response, no access log. The \
+         request is the first section's `GET {PATH}` with its bearer token replaced by `{API_KEY_HEADER}`, rotating \
+         over {COUNTER_KEYS} keys. Portcullis with counters and lists: counters `requests-per-token` (requests, 1m), \
+         `requests-per-ip` (requests, 1m) and `endpoints-per-token` (distinct endpoints, 5m), all updated with the \
+         request headers (three read-modify-writes of shared data per request); a rule looking the token up in \
+         `abusive-tokens` and the client address in `denied-ips` (dynamic lists, empty, so `||` looks up both); a \
+         rule reading `count(\"requests-per-token\")`; no rule matches. Every request comes from 127.0.0.1, so \
+         `requests-per-ip` is one key that both workers write on every request: the most contended case. The \
+         token-identity variant has the same `tokens:` section (the key's keyed hash on every request) and a rule \
+         reading `token.id`, without counters or lists.",
+        settings.counter_requests, settings.rounds, settings.connections,
+    );
+    text.push_str(&other_work(variants));
+    text.push_str("\n### Runs, in the order they ran\n\n");
+    text.push_str(&runs_table(variants));
+    text
+}
+
+/// Per round, `a`'s Envoy CPU per request minus `b`'s in the same round (both ran within seconds of each other,
+/// under the same machine noise): the median, min and max of those differences.
+fn paired_cpu(a: &Variant, b: &Variant) -> (f64, f64, f64) {
+    let paired: Vec<f64> = a
+        .runs
+        .iter()
+        .filter_map(|p| {
+            let n = b.runs.iter().find(|n| n.round == p.round)?;
+            Some(p.cpu_us_per_request - n.cpu_us_per_request)
+        })
+        .collect();
+    let (lo, hi) = paired.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    (median(paired), lo, hi)
+}
+
+/// The load request's headers without its bearer token: the over-time policies find the caller in
+/// [`API_KEY_HEADER`], added per request.
+fn api_key_headers() -> Vec<(&'static str, &'static str)> {
+    request_headers().into_iter().filter(|(name, _)| *name != "authorization").collect()
+}
+
+/// Waits until every worker of `envoy` answers `GET path` with `status` (each VM swaps a bundle in at its own
+/// tick). Tells workers apart by their connection counters, so nothing else may connect meanwhile.
+fn wait_on_every_worker(envoy: &Envoy, path: &str, status: u16) -> Result<(), String> {
+    let mut confirmed = vec![false; envoy.concurrency() as usize];
+    let mut last = 0;
+    let reached = eventually(ENFORCE_TIMEOUT, || {
+        let (response, worker) = envoy.get_on_some_worker(path, &[]);
+        last = response.status;
+        if let Some(seen) = worker.filter(|_| last == status).and_then(|w| confirmed.get_mut(w as usize)) {
+            *seen = true;
+        }
+        confirmed.iter().all(|c| *c)
+    });
+    if !reached {
+        return Err(format!(
+            "GET {path} did not answer {status} on every worker within {ENFORCE_TIMEOUT:?} (confirmed: {confirmed:?}, \
+             last: {last}).\nEnvoy's portcullis log lines:\n{}",
+            envoy.log_lines_containing("portcullis").join("\n")
+        ));
+    }
+    Ok(())
+}
+
+/// What request `k` of the flood carries: in every block of [`FLOOD_BLOCK`] requests, the first [`HEAVY_HITTERS`]
+/// go to the heavy hitters (one each), the others to one-off tokens, numbered in the order sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FloodSlot {
+    Heavy(u64),
+    OneOff(u64),
+}
+
+fn flood_slot(k: u64) -> FloodSlot {
+    let (block, at) = (k / FLOOD_BLOCK, k % FLOOD_BLOCK);
+    if at < HEAVY_HITTERS {
+        FloodSlot::Heavy(at)
+    } else {
+        FloodSlot::OneOff(block * (FLOOD_BLOCK - HEAVY_HITTERS) + at - HEAVY_HITTERS)
+    }
+}
+
+/// The flood of `one_off` tokens: its requests in all, and the requests each heavy hitter sends (one per block,
+/// the last block included however short).
+fn flood_size(one_off: u64) -> (u64, u64) {
+    let blocks = one_off.div_ceil(FLOOD_BLOCK - HEAVY_HITTERS);
+    (one_off + blocks * HEAVY_HITTERS, blocks)
+}
+
+/// One-off token `j` of the flood: random characters, then `j`, so no two are the same.
+fn one_off_token(rng: &mut Rng, j: u64) -> String {
+    format!("{}{j:07}", rng.token(KEY_ALPHABET, 25))
+}
+
+/// What the flood measured.
+struct Flood {
+    one_off: u64,
+    requests: u64,
+    heavy_sent: u64,
+    load: LoadReport,
+    /// Sending time, summed over the chunks.
+    sending: Duration,
+    envoy_cpu_ns: u64,
+    rss_before: u64,
+    rss_after: u64,
+    swept: Result<Swept, String>,
+    /// Each heavy hitter's count as logged for its `/whoami` request, when logged.
+    logged: Vec<Option<u64>>,
+}
+
+/// The `shared_data_bytes` gauge once settled, with its limit.
+struct Swept {
+    bytes: u64,
+    limit: u64,
+    /// From the end of the flood (and the `/whoami` requests) until the gauge settled.
+    waited: Duration,
+}
+
+/// Over time, part 2: the shared data and memory a per-token counter holds after a flood of one-off tokens, and
+/// whether heavy hitters keep their counts through it.
+fn measure_flood(settings: &Settings, placement: &Placement, started: Instant) -> Result<Section, String> {
+    let control_plane = ControlPlane::start_new();
+    control_plane.push(FLOOD_BUNDLE, &compile(&flood_policy(), FLOOD_BUNDLE, 1));
+    let mut plugin = plugin_config(FLOOD_BUNDLE, "open");
+    plugin["shared_data_budget_bytes"] = FLOOD_BUDGET_BYTES.into();
+    // The access log stays on: the heavy hitters' counts are read from their `/whoami` verdicts.
+    let envoy = EnvoyConfig::new()
+        .concurrency(OVER_TIME_WORKERS)
+        .direct_response(true)
+        .log_level("warn")
+        .control_plane(control_plane.addr())
+        .portcullis(&plugin)
+        .start();
+    placement.apply([("the flood's Envoy", &envoy)])?;
+    wait_on_every_worker(&envoy, CANARY_PATH, 403)?;
+    let pid = envoy.pid();
+    let cpu = || load::process_cpu_ns(pid).map_err(|e| format!("CPU time of the flood's Envoy (pid {pid}): {e}"));
+    let rss_before = rss_bytes(pid)?;
+    let mut rng = Rng(0x666c_6f6f_6400_0001);
+    let heavy: Vec<String> = (0..HEAVY_HITTERS).map(|i| format!("heavy-{i}-{}", rng.token(KEY_ALPHABET, 32))).collect();
+    let headers = api_key_headers();
+    let with_key = |key: &str| {
+        let mut all = headers.clone();
+        all.push((API_KEY_HEADER, key));
+        load::get_request(PATH, &all)
+    };
+    let heavy_requests: Vec<Vec<u8>> = heavy.iter().map(|key| with_key(key)).collect();
+    let (requests, heavy_sent) = flood_size(settings.flood_tokens);
+    eprintln!("bench: over time, flood: {requests} requests ({:.1} s)", started.elapsed().as_secs_f64());
+
+    let cpu_before = cpu()?;
+    let (mut flood, mut sending, mut next) = (LoadReport::default(), Duration::ZERO, 0);
+    while next < requests {
+        let end = requests.min(next + FLOOD_CHUNK);
+        let chunk: Vec<Vec<u8>> = (next..end)
+            .map(|k| match flood_slot(k) {
+                FloodSlot::Heavy(i) => heavy_requests.get(i as usize).cloned().unwrap_or_default(),
+                FloodSlot::OneOff(j) => with_key(&one_off_token(&mut rng, j)),
+            })
+            .collect();
+        let result = load::run_rotating(envoy.addr(), &chunk, settings.connections, end - next);
+        sending += result.elapsed;
+        flood.merge(result);
+        if !envoy.is_running() {
+            return Err(format!("the flood's Envoy exited during the flood:\n{}", envoy.log_text()));
+        }
+        next = end;
+        eprintln!("bench: over time, flood: {next}/{requests} sent ({:.1} s)", started.elapsed().as_secs_f64());
+    }
+    let envoy_cpu_ns = cpu()?.saturating_sub(cpu_before);
+
+    let ids: Vec<String> = (0..HEAVY_HITTERS).map(|i| format!("bench-whoami-{i}")).collect();
+    for (key, id) in heavy.iter().zip(&ids) {
+        let mut all = headers.clone();
+        all.extend([(API_KEY_HEADER, key.as_str()), ("x-request-id", id.as_str())]);
+        let status = envoy.get(WHOAMI_PATH, &all).status;
+        if status != 200 {
+            return Err(format!("the flood's Envoy answered GET {WHOAMI_PATH} with {status}, not 200"));
+        }
+    }
+    let logged = logged_counts(&envoy, &ids, "requests-per-token");
+    let swept = settled_shared_data(&envoy, FLOOD_MAX_KEYS.div_ceil(COUNTER_WAYS));
+    let rss_after = rss_bytes(pid)?;
+    let result = Flood {
+        one_off: settings.flood_tokens,
+        requests,
+        heavy_sent,
+        load: flood,
+        sending,
+        envoy_cpu_ns,
+        rss_before,
+        rss_after,
+        swept,
+        logged,
+    };
+    let checked = check_flood(&result);
+    Ok(Section {
+        text: flood_table(&result, settings, &checked),
+        checked,
+        envoys: vec![envoy],
+        _control_planes: vec![control_plane],
+    })
+}
+
+/// Checks that every flood request was answered 200, each heavy hitter's count was logged, and the gauge settled
+/// within its limit and the budget.
+fn check_flood(flood: &Flood) -> Result<(), String> {
+    if flood.load.errors() > 0 {
+        return Err(format!("over time, flood: {}", describe_errors(&flood.load)));
+    }
+    if flood.logged.iter().any(Option::is_none) {
+        return Err(format!(
+            "over time, flood: no `counters=requests-per-token:N` in the access log for some `GET {WHOAMI_PATH}` of \
+             a heavy hitter: {:?}",
+            flood.logged
+        ));
+    }
+    let swept = flood.swept.as_ref().map_err(|e| format!("over time, flood: {e}"))?;
+    if swept.bytes > swept.limit || swept.limit > FLOOD_BUDGET_BYTES {
+        return Err(format!(
+            "over time, flood: shared data over its bounds: {} bytes used, limit {}, budget {FLOOD_BUDGET_BYTES}",
+            swept.bytes, swept.limit
+        ));
+    }
+    Ok(())
+}
+
+/// The flood's measures, the heavy hitters' counts against what they sent, and how to read them.
+fn flood_table(flood: &Flood, settings: &Settings, checked: &Result<(), String>) -> String {
+    let mib = |bytes: u64| format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0));
+    let completed = flood.load.completed().max(1);
+    let mut text = format!(
+        "\n## Over time: shared data and memory after a flood of {} one-off tokens ({OVER_TIME_WORKERS} workers)\n\n\
+         | Measure | Value |\n|---|---:|\n",
+        flood.one_off
+    );
+    let mut row = |measure: &str, value: String| {
+        let _ = writeln!(text, "| {measure} | {value} |");
+    };
+    row(
+        &format!(
+            "Flood: requests ({} one-off tokens, {HEAVY_HITTERS} heavy hitters × {})",
+            flood.one_off, flood.heavy_sent
+        ),
+        flood.requests.to_string(),
+    );
+    row("Flood: throughput", format!("{:.0} req/s", completed as f64 / flood.sending.as_secs_f64().max(1e-9)));
+    row(
+        "Flood: Envoy CPU per request (access log on)",
+        format!("{:.1} µs", flood.envoy_cpu_ns as f64 / 1000.0 / completed as f64),
+    );
+    row("Flood: non-200", flood.load.errors().to_string());
+    match &flood.swept {
+        Ok(swept) => {
+            row(
+                &format!(
+                    "`portcullis.shared_data_bytes` after the flood (settled {:.1} s after it)",
+                    swept.waited.as_secs_f64()
+                ),
+                format!("{} B ({})", swept.bytes, mib(swept.bytes)),
+            );
+            row(
+                "`portcullis.shared_data_bytes_limit` (the most the bundle can ever use)",
+                format!("{} B ({})", swept.limit, mib(swept.limit)),
+            );
+        }
+        Err(e) => row("`portcullis.shared_data_bytes` after the flood", format!("not settled: {e}")),
+    }
+    row(
+        "`shared_data_budget_bytes` (plugin configuration)",
+        format!("{FLOOD_BUDGET_BYTES} B ({})", mib(FLOOD_BUDGET_BYTES)),
+    );
+    row("Envoy RSS (`VmRSS`) before the flood", mib(flood.rss_before));
+    let grew = flood.rss_after as f64 - flood.rss_before as f64;
+    row(
+        "Envoy RSS after the flood and the sweep",
+        format!("{} ({:+.2} MiB)", mib(flood.rss_after), grew / (1024.0 * 1024.0)),
+    );
+    text.push_str(
+        "\n| Heavy hitter | requests sent in the flood | count logged at `GET /whoami` | minus that request | \
+         difference |\n|---:|---:|---:|---:|---:|\n",
+    );
+    for (i, logged) in flood.logged.iter().enumerate() {
+        match logged {
+            Some(count) => {
+                let flood_count = count.saturating_sub(1);
+                let difference = flood_count as i128 - i128::from(flood.heavy_sent);
+                let _ = writeln!(
+                    text,
+                    "| {} | {} | {count} | {flood_count} | {} |",
+                    i + 1,
+                    flood.heavy_sent,
+                    if difference == 0 { "0 (exact)".to_string() } else { format!("{difference:+}") }
+                );
+            }
+            None => {
+                let _ = writeln!(text, "| {} | {} | not logged | | |", i + 1, flood.heavy_sent);
+            }
+        }
+    }
+    let buckets = FLOOD_MAX_KEYS.div_ceil(COUNTER_WAYS);
+    let _ = writeln!(
+        text,
+        "\n- What runs: Portcullis with one counter, `requests-per-token` (requests per `token.id`, window 30d, \
+         `max_keys: {FLOOD_MAX_KEYS}`: {buckets} buckets of {COUNTER_WAYS} keys), a rule monitoring `GET \
+         {WHOAMI_PATH}`, and `shared_data_budget_bytes: {FLOOD_BUDGET_BYTES}`; Envoy with {OVER_TIME_WORKERS} \
+         workers, direct response, access log on. The flood sends `GET {PATH}` with a new `{API_KEY_HEADER}` on \
+         every request, except that in every {FLOOD_BLOCK} requests each of the {HEAVY_HITTERS} heavy hitters sends \
+         one; over {} connections, in chunks of {FLOOD_CHUNK} requests built between sends (the throughput counts \
+         sending time only).",
+        settings.connections
+    );
+    let _ = writeln!(
+        text,
+        "- The gauge: one VM sweeps the bundle's lists and counters, {SWEEP_BUCKETS_PER_TICK} buckets per {} ms \
+         tick, a whole pass over {buckets} buckets every {:.1} s or so. It is read once two readings a pass apart \
+         agree, after at least two passes since the flood ended. Bucket values have a fixed size and a counter \
+         never uses more keys than buckets, so the bytes stay at or under the limit however many tokens arrive.",
+        WORKER_TICK.as_millis(),
+        (buckets.div_ceil(SWEEP_BUCKETS_PER_TICK) + 1) as f64 * WORKER_TICK.as_secs_f64(),
+    );
+    let _ = writeln!(
+        text,
+        "- Heavy hitters: each sends one request per {FLOOD_BLOCK}, so in a bucket shared with one-off tokens they \
+         have the higher estimate and the one-off tokens are evicted instead. The logged count includes the `GET \
+         {WHOAMI_PATH}` request itself. The 30d window (sub-windows aligned on multiples of 30 days) holds the whole \
+         flood, so the count is exact unless the heavy hitter was evicted (which only lowers it), or the flood \
+         straddled a sub-window boundary (the previous sub-window then counts in proportion to its overlap with the \
+         window: a few parts per million less)."
+    );
+    match checked {
+        Ok(()) => {
+            let _ = writeln!(
+                text,
+                "- Checked: every flood request answered 200, each heavy hitter's count was logged, and the gauge \
+                 settled at or under its limit, itself under the budget."
+            );
+        }
+        Err(problem) => {
+            let _ = writeln!(text, "- **FAILED**: {problem}");
+        }
+    }
+    text
+}
+
+/// The value of `counter` in the verdicts logged for `request_ids` (`counters=<counter>:N`), in order; waits up to
+/// 10 s for their lines. Reads only the end of the access log: the requests are the last Envoy served, and the
+/// flood's lines before them are many.
+fn logged_counts(envoy: &Envoy, request_ids: &[String], counter: &str) -> Vec<Option<u64>> {
+    const TAIL_BYTES: u64 = 256 * 1024;
+    let mut counts = vec![None; request_ids.len()];
+    eventually(Duration::from_secs(10), || {
+        let tail = file_tail(&envoy.dir().join("access.log"), TAIL_BYTES);
+        for line in tail.lines().filter(|line| request_ids.iter().any(|id| line.contains(id.as_str()))) {
+            // The first line of the tail may be cut: it does not parse.
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if let Some(at) = request_ids.iter().position(|id| entry["request_id"] == id.as_str()) {
+                counts[at] = verdict_of(&entry).and_then(|verdict| logged_count(&verdict, counter));
+            }
+        }
+        counts.iter().all(Option::is_some)
+    });
+    counts
+}
+
+/// `N` of `counter:N` in a verdict's `counters` field.
+fn logged_count(verdict: &BTreeMap<String, String>, counter: &str) -> Option<u64> {
+    verdict.get("counters")?.split(',').find_map(|pair| pair.strip_prefix(counter)?.strip_prefix(':')?.parse().ok())
+}
+
+/// The last `bytes` bytes of the file at `path` (all of a shorter one; empty if unreadable).
+fn file_tail(path: &Path, bytes: u64) -> String {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = Vec::new();
+    if file.seek(SeekFrom::Start(len.saturating_sub(bytes))).is_ok() {
+        let _ = file.read_to_end(&mut tail);
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}
+
+/// Waits until the `portcullis.shared_data_bytes` gauge holds a whole sweep that began after now, and reads it
+/// with its limit: two passes over `buckets` buckets first, then until two readings a pass apart agree (and are not
+/// zero).
+fn settled_shared_data(envoy: &Envoy, buckets: u64) -> Result<Swept, String> {
+    let ticks = buckets.div_ceil(SWEEP_BUCKETS_PER_TICK) + 1;
+    let pass = WORKER_TICK * u32::try_from(ticks).unwrap_or(u32::MAX);
+    let start = Instant::now();
+    let read = || {
+        let stats = envoy.stats();
+        let gauge = |name: &str| parse_stat(&stats, &format!("{WASM_STAT_PREFIX}portcullis.{name}")).unwrap_or(0);
+        (gauge("shared_data_bytes"), gauge("shared_data_bytes_limit"))
+    };
+    // A pass under way now may have begun before the flood ended; the one after it began after.
+    std::thread::sleep(pass * 2);
+    let mut last = read();
+    loop {
+        std::thread::sleep(pass + Duration::from_secs(1));
+        let now = read();
+        if now == last && now.0 > 0 {
+            return Ok(Swept { bytes: now.0, limit: now.1, waited: start.elapsed() });
+        }
+        if start.elapsed() > SWEEP_TIMEOUT {
+            return Err(format!(
+                "the shared_data_bytes gauge did not settle within {SWEEP_TIMEOUT:?}: (bytes, limit) read {last:?}, \
+                 then {now:?} a pass later"
+            ));
+        }
+        last = now;
+    }
+}
+
+/// The resident set size of process `pid` (`VmRSS` in `/proc/<pid>/status`), in bytes.
+fn rss_bytes(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| format!("no VmRSS in {path}"))
 }
 
 /// The counters of Portcullis with [`SENSITIVE_POLICY`], read together.
@@ -1239,39 +2189,68 @@ fn preamble(
     placement: &Placement,
     document: &OrdersDocument,
 ) -> String {
+    let sections = settings.sections;
     let mut text = String::new();
     let _ = writeln!(text, "- Command: `{COMMAND}`");
-    let _ = writeln!(
-        text,
-        "- N = {} requests per variant and round ({} for the two JSON-response variants, {} for `jwt_authn` and \
-         cached Portcullis, {} distinct tokens for uncached Portcullis), R = {} rounds (eleven variants in rotated \
-         order, after one uncounted warm-up run each), {} keep-alive connections",
-        settings.requests,
-        settings.sensitive_requests,
-        settings.token_requests,
-        settings.uncached_tokens,
-        settings.rounds,
-        settings.connections
-    );
-    let _ = writeln!(text, "- Request: `GET {PATH}` with 8 headers (browser UA, 200-char bearer token, cookies)");
-    let _ =
-        writeln!(text, "- Envoy: {envoy_version}; one worker each, direct response, access log off, log level warn");
-    let _ = writeln!(
-        text,
-        "- JSON response: {} bytes of `{JSON}`, page 2 of an orders API: {} orders with ids, timestamps, names, \
-         emails, {} phone numbers, shipping addresses, items, amounts, and {} leaked test card numbers with expiry \
-         dates; Portcullis has {} detections on `response.body`, one per built-in classifier",
-        document.json.len(),
-        document.orders,
-        document.phones,
-        TEST_CARDS.len(),
-        SENSITIVE_POLICY.matches("classifier:").count(),
-    );
-    let _ = writeln!(
-        text,
-        "- Propagation: {} pushes per way of fetching, after the rounds (see the last section)",
-        settings.propagation_pushes
-    );
+    if sections != Sections::ALL {
+        let _ = writeln!(text, "- Sections: only {} (`BENCH_ONLY`)", sections.names());
+    }
+    if sections.variants {
+        let _ = writeln!(
+            text,
+            "- N = {} requests per variant and round ({} for the two JSON-response variants, {} for `jwt_authn` and \
+             cached Portcullis, {} distinct tokens for uncached Portcullis), R = {} rounds (eleven variants in \
+             rotated order, after one uncounted warm-up run each), {} keep-alive connections",
+            settings.requests,
+            settings.sensitive_requests,
+            settings.token_requests,
+            settings.uncached_tokens,
+            settings.rounds,
+            settings.connections
+        );
+        let _ = writeln!(text, "- Request: `GET {PATH}` with 8 headers (browser UA, 200-char bearer token, cookies)");
+        let _ = writeln!(
+            text,
+            "- Envoy: {envoy_version}; one worker each, direct response, access log off, log level warn"
+        );
+        let _ = writeln!(
+            text,
+            "- JSON response: {} bytes of `{JSON}`, page 2 of an orders API: {} orders with ids, timestamps, names, \
+             emails, {} phone numbers, shipping addresses, items, amounts, and {} leaked test card numbers with \
+             expiry dates; Portcullis has {} detections on `response.body`, one per built-in classifier",
+            document.json.len(),
+            document.orders,
+            document.phones,
+            TEST_CARDS.len(),
+            SENSITIVE_POLICY.matches("classifier:").count(),
+        );
+    } else {
+        let _ = writeln!(text, "- Envoy: {envoy_version}");
+    }
+    if sections.propagation {
+        let _ = writeln!(
+            text,
+            "- Propagation: {} pushes per way of fetching, after the rounds (see its section)",
+            settings.propagation_pushes
+        );
+    }
+    if sections.counters {
+        let _ = writeln!(
+            text,
+            "- Over time, counters: N = {} requests per variant and round, R = {} rounds (four variants, {} workers \
+             each), {} keep-alive connections, {COUNTER_KEYS} API keys",
+            settings.counter_requests, settings.rounds, OVER_TIME_WORKERS, settings.connections
+        );
+    }
+    if sections.flood {
+        let (requests, _) = flood_size(settings.flood_tokens);
+        let _ = writeln!(
+            text,
+            "- Over time, flood: {} one-off tokens and {HEAVY_HITTERS} heavy hitters, {requests} requests, {} \
+             keep-alive connections",
+            settings.flood_tokens, settings.connections
+        );
+    }
     let _ = writeln!(text, "- Machine: {cores} cores ({}); {placement}", cpu_model());
     text
 }
@@ -1282,19 +2261,31 @@ fn tables(variants: &[Variant], document: &OrdersDocument, inspected: &Result<St
     text.push_str(&headers_table(variants));
     text.push_str(&sensitive_table(&variants[NOOP_JSON], &variants[PORTCULLIS_JSON], document, inspected));
     text.push_str(&tokens_table(variants));
+    text.push_str(&other_work(variants));
+    text.push_str("\n## Runs, in the order they ran\n\n");
+    text.push_str(&runs_table(variants));
+    text
+}
+
+/// How much CPU other processes took during the runs of `variants`, with a warning when the machine was busy.
+fn other_work(variants: &[Variant]) -> String {
     let all_runs = || variants.iter().flat_map(|v| v.runs.iter());
     let others = median(all_runs().map(|r| r.other_cores).collect());
     let others_max = all_runs().map(|r| r.other_cores).fold(0.0, f64::max);
-    let _ = write!(text, "\nOther processes used a median {others:.2} cores during runs (max {others_max:.2})",);
+    let mut text = format!("\nOther processes used a median {others:.2} cores during runs (max {others_max:.2})");
     text.push_str(if others_max > NOISY_OTHER_CORES { ": the machine was not idle, expect noise.\n" } else { ".\n" });
-    text.push_str(
-        "\n## Runs, in the order they ran\n\n\
-         | Round | Variant | req/s | Envoy CPU µs/req | generator CPU µs/req | other cores |\n\
+    text
+}
+
+/// Every run of `variants` (measured together by [`measure_rounds`]) in the order it ran, and their errors.
+fn runs_table(variants: &[Variant]) -> String {
+    let mut text = String::from(
+        "| Round | Variant | req/s | Envoy CPU µs/req | generator CPU µs/req | other cores |\n\
          |---:|---|---:|---:|---:|---:|\n",
     );
     let mut runs: Vec<(usize, &str, Run)> =
         variants.iter().enumerate().flat_map(|(i, v)| v.runs.iter().map(move |r| (i, v.name, *r))).collect();
-    // Round r ran variant r mod (number of variants) first (see `run`).
+    // Round r ran variant r mod (number of variants) first (see `measure_rounds`).
     runs.sort_by_key(|(i, _, r)| (r.round, (i + variants.len() - r.round % variants.len()) % variants.len()));
     for (_, name, run) in runs {
         let _ = writeln!(
@@ -1316,10 +2307,27 @@ fn tables(variants: &[Variant], document: &OrdersDocument, inspected: &Result<St
 
 /// Plain Envoy, no-op wasm and Portcullis with the demo policy: ratios and added CPU against the first two.
 fn headers_table(variants: &[Variant]) -> String {
+    let variants = &variants[PLAIN..=PORTCULLIS];
+    let mut text = comparison_table(variants);
+    let generator = median(variants.iter().flat_map(|v| v.runs.iter().map(|r| r.generator_us_per_request)).collect());
+    let _ = writeln!(
+        text,
+        "\nEnvoy CPU is the Envoy process's time on a CPU (all threads, from schedstat) during a run, divided by its \
+         requests. \"Added\" is the difference of medians. Throughput is closed-loop on a shared machine (the load \
+         generator, median {generator:.1} µs CPU/request, competes with Envoy for cores), so the CPU columns are the \
+         steadier measure of cost.",
+    );
+    text
+}
+
+/// Plain Envoy (first), the no-op wasm filter (second) and filters compared with both: throughput and CPU ratios
+/// and added CPU, from the medians over the rounds.
+fn comparison_table(variants: &[Variant]) -> String {
+    const PLAIN: usize = 0;
+    const NOOP: usize = 1;
     let rps = |r: &Run| r.requests_per_second;
     let cpu = |r: &Run| r.cpu_us_per_request;
     let (plain, noop) = (&variants[PLAIN], &variants[NOOP]);
-    let variants = &variants[PLAIN..=PORTCULLIS];
     let (plain_rps, plain_cpu, noop_cpu) = (plain.median(rps), plain.median(cpu), noop.median(cpu));
     let mut text = String::from(
         "| Variant | req/s (median) | × plain | Envoy CPU µs/req (median) | (min–max) | × plain \
@@ -1345,14 +2353,6 @@ fn headers_table(variants: &[Variant]) -> String {
             variant.totals.errors(),
         );
     }
-    let generator = median(variants.iter().flat_map(|v| v.runs.iter().map(|r| r.generator_us_per_request)).collect());
-    let _ = writeln!(
-        text,
-        "\nEnvoy CPU is the Envoy process's time on a CPU (all threads, from schedstat) during a run, divided by its \
-         requests. \"Added\" is the difference of medians. Throughput is closed-loop on a shared machine (the load \
-         generator, median {generator:.1} µs CPU/request, competes with Envoy for cores), so the CPU columns are the \
-         steadier measure of cost.",
-    );
     text
 }
 
@@ -1392,18 +2392,7 @@ fn sensitive_table(
         );
     }
     let added = portcullis.median(cpu) - noop_cpu;
-    // The same round's difference: both ran within seconds of each other, under the same machine noise.
-    let paired: Vec<f64> = portcullis
-        .runs
-        .iter()
-        .filter_map(|p| {
-            let n = noop.runs.iter().find(|n| n.round == p.round)?;
-            Some(p.cpu_us_per_request - n.cpu_us_per_request)
-        })
-        .collect();
-    let (paired_lo, paired_hi) =
-        paired.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let paired_median = median(paired);
+    let (paired_median, paired_lo, paired_hi) = paired_cpu(portcullis, noop);
     let rate = |added_us: f64| {
         if added_us > 0.0 {
             // Bytes per microsecond are 10^6 bytes per second.
@@ -1623,6 +2612,59 @@ mod tests {
             );
         }
         assert_eq!(SENSITIVE_POLICY.matches("classifier:").count(), ids.len());
+    }
+
+    #[test]
+    fn the_flood_sends_every_one_off_token_once_and_each_heavy_hitter_once_per_block() {
+        for one_off in [1, 94, 95, 96, 190, 20_000] {
+            let (requests, heavy_sent) = flood_size(one_off);
+            let mut one_offs = vec![0_u64; one_off as usize];
+            let mut heavy = [0_u64; HEAVY_HITTERS as usize];
+            for k in 0..requests {
+                match flood_slot(k) {
+                    FloodSlot::Heavy(i) => heavy[i as usize] += 1,
+                    FloodSlot::OneOff(j) => one_offs[j as usize] += 1,
+                }
+            }
+            assert!(one_offs.iter().all(|n| *n == 1), "{one_off} one-off tokens");
+            assert_eq!(heavy, [heavy_sent; HEAVY_HITTERS as usize], "{one_off} one-off tokens");
+        }
+        assert_eq!(flood_size(1_000_000), (1_052_635, 10_527));
+        let mut rng = Rng(1);
+        assert_ne!(one_off_token(&mut rng, 7), one_off_token(&mut rng, 8));
+        assert!(one_off_token(&mut rng, 7).ends_with("0000007"));
+    }
+
+    #[test]
+    fn bench_only_selects_sections() {
+        assert_eq!(Sections::parse("").unwrap(), Sections::ALL);
+        assert_eq!(Sections::ALL.names(), "variants, propagation, counters, flood");
+        let over_time = Sections::parse(" over_time ").unwrap();
+        assert!(over_time.counters && over_time.flood && !over_time.variants && !over_time.propagation);
+        assert_eq!(Sections::parse("flood,variants").unwrap().names(), "variants, flood");
+        assert!(Sections::parse("counter").unwrap_err().contains("unknown section \"counter\""));
+        assert!(Sections::parse(",").is_err());
+    }
+
+    #[test]
+    fn heavy_hitter_counts_are_read_from_the_verdict() {
+        let verdict = portcullis_integration_tests::envoy::parse_logfmt(
+            "action=monitor rule=whoami counters=requests-per-token-2:9,requests-per-token:42 endpoint=\"GET h/w\"",
+        );
+        assert_eq!(logged_count(&verdict, "requests-per-token"), Some(42));
+        assert_eq!(logged_count(&verdict, "requests-per-ip"), None);
+    }
+
+    #[test]
+    fn the_over_time_policies_use_the_bench_constants() {
+        for policy in [COUNTERS_POLICY, IDENTITY_POLICY, &flood_policy()] {
+            assert!(policy.contains(&format!("sources: [ {{ header: {API_KEY_HEADER} }} ]")), "{policy}");
+            assert!(policy.contains(&format!("when: request.path == \"{CANARY_PATH}\"\n    action: block")));
+        }
+        assert!(flood_policy().contains(&format!("when: request.path == \"{WHOAMI_PATH}\"\n    action: monitor")));
+        let counters = COUNTERS_POLICY.split_once("counters:\n").unwrap().1.split_once("rules:").unwrap().0;
+        assert_eq!(counters.matches("kind:").count() as u64, COUNTER_UPDATES_PER_REQUEST);
+        assert!(!counters.contains("when:"), "every counter is updated with the request headers");
     }
 
     #[test]
