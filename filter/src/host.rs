@@ -203,11 +203,15 @@ impl<'a> ExchangeView<'a> {
             let Some(event) = self.active.bundle.counter_event(index, self) else { continue };
             match counter.apply(&HostSharedData, &event, self.now_ms) {
                 Ok(applied) => {
-                    Metrics::add(self.metrics.counter_updates, 1);
-                    Metrics::add(self.metrics.counter_cas_retries, u64::from(applied.retries));
+                    Metrics::add_later(self.metrics.counter_updates, 1);
+                    Metrics::add_later(self.metrics.counter_cas_retries, u64::from(applied.retries));
                     match applied.elsewhere {
                         Some(moved) => elsewhere.push((index, moved)),
-                        None => self.facts.notes.borrow_mut().counter_updated(index, applied.value),
+                        None => {
+                            self.facts.notes.borrow_mut().counter_updated(index, applied.value);
+                            // A rule reading this exchange's own key gets this value without another read.
+                            self.facts.updated.borrow_mut().push((index, event.key, applied.value));
+                        }
                     }
                 }
                 Err(_) => Metrics::bump(self.metrics.counter_failures),
@@ -263,7 +267,13 @@ impl Request for ExchangeView<'_> {
     }
 
     fn counter_value(&self, counter: u16, key: &[u8]) -> Option<i64> {
-        let value = self.active.counters.get(usize::from(counter))?.read(&HostSharedData, key, self.now_ms);
+        let updated = self.facts.updated.borrow();
+        let known = updated.iter().find(|(c, k, _)| *c == counter && k.as_slice() == key).map(|(_, _, v)| *v);
+        drop(updated);
+        let value = match known {
+            Some(value) => value,
+            None => self.active.counters.get(usize::from(counter))?.read(&HostSharedData, key, self.now_ms),
+        };
         self.facts.notes.borrow_mut().counter(counter, value);
         Some(value)
     }

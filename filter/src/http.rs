@@ -53,12 +53,21 @@ struct Exchange {
     concluded: bool,
     /// The response so far, last-seen results, and what the rules looked at.
     facts: Facts,
+    /// The time lists and counters use, read once per phase that needs it (a hostcall costs about 2 µs).
+    now_ms: std::cell::Cell<Option<u64>>,
 }
 
 impl Exchange {
     /// The exchange as rules see it now.
     fn view(&self, metrics: Metrics) -> ExchangeView<'_> {
-        let now = self.active.clock();
+        let now = match self.now_ms.get() {
+            Some(now) => now,
+            None => {
+                let now = self.active.clock();
+                self.now_ms.set(Some(now));
+                now
+            }
+        };
         ExchangeView::new(&self.request, &self.findings, &self.active, self.token.as_ref(), &self.facts, metrics, now)
     }
 }
@@ -108,6 +117,10 @@ impl RequestFilter {
             return;
         }
         ex.concluded = true;
+        if ex.active.concludes_with_state {
+            // The exchange may have lasted: end-of-exchange counters and list additions use the time it ended.
+            ex.now_ms.set(None);
+        }
         let view = ex.view(self.snapshot.metrics);
         // Counters that read the response (or a body) count the exchange now that it is complete.
         if !ex.active.counters.is_empty() {
@@ -270,6 +283,7 @@ impl HttpContext for RequestFilter {
             request_decided: false,
             concluded: false,
             facts: Facts::default(),
+            now_ms: std::cell::Cell::new(None),
         });
         // Counters that only need the request headers count this exchange before the rules read them.
         if let Some(ex) = self.exchange.as_mut().filter(|ex| !ex.active.counters.is_empty()) {

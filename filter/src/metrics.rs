@@ -1,6 +1,8 @@
 //! The filter's Envoy stats. Envoy shows them with its `wasmcustom.` prefix, e.g.
 //! `wasmcustom.portcullis.requests_blocked`.
 
+use std::cell::RefCell;
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -43,6 +45,11 @@ pub struct Metrics {
     pub shared_data_bytes_limit: Option<u32>,
 }
 
+thread_local! {
+    /// Counter increments waiting for the next tick: one entry per metric id, so it stays tiny.
+    static PENDING: RefCell<Vec<(u32, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Metrics {
     /// Defines (or looks up) every counter.
     pub fn define() -> Metrics {
@@ -73,6 +80,27 @@ impl Metrics {
     pub fn add(id: Option<u32>, n: u64) {
         if let (Some(id), true) = (id, n > 0) {
             let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Adds `n` to a counter at the next [`Metrics::flush`] (every tick): for counters bumped several times per
+    /// request, where a hostcall each (about 2 µs in Envoy's V8) would cost more than the work counted.
+    pub fn add_later(id: Option<u32>, n: u64) {
+        let Some(id) = id.filter(|_| n > 0) else { return };
+        PENDING.with(|pending| {
+            let mut pending = pending.borrow_mut();
+            match pending.iter_mut().find(|(i, _)| *i == id) {
+                Some(entry) => entry.1 = entry.1.saturating_add(n),
+                None => pending.push((id, n)),
+            }
+        });
+    }
+
+    /// Applies what [`Metrics::add_later`] collected.
+    pub fn flush() {
+        let pending = PENDING.with(|pending| std::mem::take(&mut *pending.borrow_mut()));
+        for (id, n) in pending {
+            Metrics::add(Some(id), n);
         }
     }
 

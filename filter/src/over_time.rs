@@ -174,6 +174,8 @@ pub struct Facts {
     pub elsewhere: Vec<(u16, bool)>,
     /// What the rules looked at.
     pub notes: RefCell<Notes>,
+    /// Counters this exchange updated with the request headers: (counter, key, value after the update).
+    pub updated: RefCell<Vec<(u16, Vec<u8>, i64)>>,
 }
 
 /// Measures how much shared data the active bundle's dynamic lists and counters hold, reading a bounded number of

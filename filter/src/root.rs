@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use portcullis_policies::bundle::{self, MAX_BUNDLE_BYTES};
+use portcullis_policies::program::Node;
 use portcullis_policies::signing::{self, TrustedKey};
 use portcullis_policies::token_analysis::JwtVerifier;
 use portcullis_policies::{Action, Bundle, Phase};
@@ -51,6 +52,8 @@ pub struct ActiveBundle {
     pub hold_request_body: bool,
     /// Something reads `response.code` / `response.bytes` (a counter, a rule or a list's `add_when`).
     pub reads_response: bool,
+    /// Ending an exchange touches shared data: counters updated at the end, or lists with `add_when`.
+    pub concludes_with_state: bool,
     /// Which phases have rules, so a request skips the empty ones.
     phases_with_rules: [bool; 3],
     /// The JWT verifier built from the bundle's keys, when the policy judges JWTs.
@@ -75,8 +78,8 @@ impl ActiveBundle {
         }
         // The loader already built this verifier once to validate the bundle, so it cannot fail here.
         let verifier = bundle.tokens().and_then(|t| t.jwt.as_ref()).and_then(|jwt| JwtVerifier::new(jwt).ok());
-        let reads_response = !bundle.counters().is_empty()
-            || phases_with_rules.get(phase_index(Phase::Response)).copied().unwrap_or(true)
+        let reads_response = reads_response(&bundle);
+        let concludes_with_state = bundle.counters().iter().any(|c| c.phase != Phase::RequestHeaders)
             || bundle.lists().iter().any(|l| !l.add_when.is_empty());
         ActiveBundle {
             bundle,
@@ -85,6 +88,7 @@ impl ActiveBundle {
             counters,
             hold_request_body,
             reads_response,
+            concludes_with_state,
             phases_with_rules,
             verifier,
             token_key,
@@ -109,6 +113,14 @@ impl ActiveBundle {
             crate::host::now_ms()
         }
     }
+}
+
+/// True when a rule, a list's `add_when` or a counter reads `response.code` or `response.bytes`.
+fn reads_response(bundle: &Bundle) -> bool {
+    let reads = |nodes: &[Node]| nodes.iter().any(|n| matches!(n, Node::ResponseCode | Node::ResponseBytes));
+    bundle.rules().iter().any(|r| reads(&r.condition))
+        || bundle.lists().iter().any(|l| reads(&l.add_when))
+        || bundle.counters().iter().any(|c| c.per.iter().any(|p| reads(p)) || reads(&c.of) || reads(&c.when))
 }
 
 /// The most bytes of shared data `bundle`'s dynamic lists and counters can ever use.
@@ -583,6 +595,7 @@ impl RootContext for PortcullisRoot {
         self.maybe_fetch();
         self.maybe_report();
         self.maybe_sweep();
+        Metrics::flush();
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1135,13 +1135,15 @@ fn measure_counters(settings: &Settings, placement: &Placement, started: Instant
     for variant in &mut variants {
         variant.measure(&[], settings.connections, None)?;
     }
+    // The filter adds up counter updates and retries per VM and flushes them to its stats every 250 ms tick.
+    std::thread::sleep(Duration::from_millis(600));
     let before = OverTimeStats::read(&variants[OT_COUNTERS].envoy);
     let connections_before = variants[OT_COUNTERS].envoy.worker_connections();
     measure_rounds(&mut variants, &[], settings, started, "over time, counters: ")?;
     let measured: u64 = variants[OT_COUNTERS].runs.iter().map(|r| r.completed).sum();
     let envoy = &variants[OT_COUNTERS].envoy;
     let mut grown = OverTimeStats::default();
-    // Stats are bumped before the response is sent; the wait only covers a slow admin read.
+    // Update counts reach the stats on the filter's next tick.
     eventually(Duration::from_secs(2), || {
         grown = OverTimeStats::read(envoy).since(&before);
         grown.counter_updates + grown.counter_failures >= COUNTER_UPDATES_PER_REQUEST * measured
