@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::rc::Rc;
 
 use portcullis_policies::detect::ListKey;
 use portcullis_policies::endpoint::endpoint_template;
@@ -12,7 +13,7 @@ use portcullis_policies::{Attribute, Phase, Request};
 use portcullis_shared_state::{Cas, SharedData, WriteError};
 
 use crate::metrics::Metrics;
-use crate::over_time::Facts;
+use crate::over_time::{CounterStore, Facts, SharedLocal};
 use crate::root::ActiveBundle;
 use crate::token::CallerToken;
 use proxy_wasm::hostcalls;
@@ -138,7 +139,8 @@ impl Request for HostRequest {
 pub struct ExchangeView<'a> {
     request: &'a HostRequest,
     findings: &'a Findings,
-    active: &'a ActiveBundle,
+    active: &'a Rc<ActiveBundle>,
+    local: &'a SharedLocal,
     token: Option<&'a CallerToken>,
     facts: &'a Facts,
     metrics: Metrics,
@@ -147,16 +149,18 @@ pub struct ExchangeView<'a> {
 
 impl<'a> ExchangeView<'a> {
     /// A view at time `now_ms`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         request: &'a HostRequest,
         findings: &'a Findings,
-        active: &'a ActiveBundle,
+        active: &'a Rc<ActiveBundle>,
+        local: &'a SharedLocal,
         token: Option<&'a CallerToken>,
         facts: &'a Facts,
         metrics: Metrics,
         now_ms: u64,
     ) -> Self {
-        ExchangeView { request, findings, active, token, facts, metrics, now_ms }
+        ExchangeView { request, findings, active, local, token, facts, metrics, now_ms }
     }
 
     /// The key this exchange has in a list of kind `key`.
@@ -201,9 +205,25 @@ impl<'a> ExchangeView<'a> {
                 continue;
             }
             let Some(event) = self.active.bundle.counter_event(index, self) else { continue };
+            if def.batched {
+                let added =
+                    self.local.borrow_mut().add(self.active, index, &event, &HostSharedData, self.now_ms, self.metrics);
+                match added {
+                    Ok(value) => {
+                        Metrics::add_later(self.metrics.counter_updates, 1);
+                        if let Some(value) = value {
+                            self.facts.notes.borrow_mut().counter_updated(index, value);
+                            self.facts.updated.borrow_mut().push((index, event.key, value));
+                        }
+                    }
+                    Err(_) => Metrics::bump(self.metrics.counter_failures),
+                }
+                continue;
+            }
             match counter.apply(&HostSharedData, &event, self.now_ms) {
                 Ok(applied) => {
                     Metrics::add_later(self.metrics.counter_updates, 1);
+                    Metrics::add_later(self.metrics.counter_writes, 1);
                     Metrics::add_later(self.metrics.counter_cas_retries, u64::from(applied.retries));
                     match applied.elsewhere {
                         Some(moved) => elsewhere.push((index, moved)),
@@ -270,9 +290,14 @@ impl Request for ExchangeView<'_> {
         let updated = self.facts.updated.borrow();
         let known = updated.iter().find(|(c, k, _)| *c == counter && k.as_slice() == key).map(|(_, _, v)| *v);
         drop(updated);
-        let value = match known {
-            Some(value) => value,
-            None => self.active.counters.get(usize::from(counter))?.read(&HostSharedData, key, self.now_ms),
+        let store = self.active.counters.get(usize::from(counter))?;
+        let batched = self.active.bundle.counters().get(usize::from(counter)).is_some_and(|def| def.batched);
+        let value = match (known, store) {
+            (Some(value), _) => value,
+            (None, CounterStore::Sliding(_)) if batched => {
+                self.local.borrow_mut().read(self.active, counter, key, &HostSharedData, self.now_ms)
+            }
+            (None, store) => store.read(&HostSharedData, key, self.now_ms),
         };
         self.facts.notes.borrow_mut().counter(counter, value);
         Some(value)

@@ -25,7 +25,7 @@ use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
 use crate::host::{now_ms, ExchangeView, HostRequest};
 use crate::metrics::Metrics;
-use crate::over_time::Facts;
+use crate::over_time::{Facts, SharedLocal};
 use crate::root::{ActiveBundle, Snapshot};
 use crate::token::CallerToken;
 
@@ -55,6 +55,8 @@ struct Exchange {
     facts: Facts,
     /// The time lists and counters use, read once per phase that needs it (a hostcall costs about 2 µs).
     now_ms: std::cell::Cell<Option<u64>>,
+    /// This VM's batched counters.
+    local: SharedLocal,
 }
 
 impl Exchange {
@@ -68,7 +70,8 @@ impl Exchange {
                 now
             }
         };
-        ExchangeView::new(&self.request, &self.findings, &self.active, self.token.as_ref(), &self.facts, metrics, now)
+        let (request, findings, token) = (&self.request, &self.findings, self.token.as_ref());
+        ExchangeView::new(request, findings, &self.active, &self.local, token, &self.facts, metrics, now)
     }
 }
 
@@ -243,8 +246,12 @@ impl HttpContext for RequestFilter {
             };
         };
         let request = HostRequest::new(self.get_http_request_headers_bytes());
-        let token = active.bundle.tokens().and_then(|_| {
-            let now_unix = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+        // JWT time checks read the clock; lists and counters then use the same reading.
+        let mut token_clock = None;
+        let token = active.bundle.tokens().and_then(|tokens| {
+            let now = tokens.jwt.as_ref().map(|_| now_ms());
+            token_clock = now;
+            let now_unix = i64::try_from(now.unwrap_or(0) / 1000).unwrap_or(i64::MAX);
             let (verifier, key, cache) = (active.verifier.as_ref(), &active.token_key, &self.snapshot.token_cache);
             CallerToken::of(&active.bundle, verifier, key, cache, &request, now_unix)
         });
@@ -283,7 +290,8 @@ impl HttpContext for RequestFilter {
             request_decided: false,
             concluded: false,
             facts: Facts::default(),
-            now_ms: std::cell::Cell::new(None),
+            now_ms: std::cell::Cell::new(token_clock),
+            local: self.snapshot.local.clone(),
         });
         // Counters that only need the request headers count this exchange before the rules read them.
         if let Some(ex) = self.exchange.as_mut().filter(|ex| !ex.active.counters.is_empty()) {

@@ -31,9 +31,12 @@ pub struct Metrics {
     pub list_contention: Option<u32>,
     /// Requests answered with a throttle (429 and `Retry-After`).
     pub requests_throttled: Option<u32>,
-    /// Counter updates applied.
+    /// Exchanges counted by a counter (one per counter and exchange; batched ones included before they are
+    /// written).
     pub counter_updates: Option<u32>,
-    /// Compare-and-swap retries spent by counter updates (divide by `counter_updates` for the retry rate).
+    /// Counter writes to shared data (one per update, or one per key and flush for batched counters).
+    pub counter_writes: Option<u32>,
+    /// Compare-and-swap retries spent by counter writes (divide by `counter_writes` for the retry rate).
     pub counter_cas_retries: Option<u32>,
     /// Counter updates given up (retries exhausted or a refused write): that exchange was not counted.
     pub counter_failures: Option<u32>,
@@ -68,6 +71,7 @@ impl Metrics {
             list_contention: counter("portcullis.list_contention"),
             requests_throttled: counter("portcullis.requests_throttled"),
             counter_updates: counter("portcullis.counter_updates"),
+            counter_writes: counter("portcullis.counter_writes"),
             counter_cas_retries: counter("portcullis.counter_cas_retries"),
             counter_failures: counter("portcullis.counter_failures"),
             bundle_over_budget: counter("portcullis.bundle_over_budget"),

@@ -6,11 +6,16 @@
 //! `response.code`, say). Rules read counters as they are at the time of the rule.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::rc::Rc;
 
 use portcullis_policies::detect::{CounterDef, CounterKind};
 use portcullis_policies::engine::{CounterEvent, CounterInput};
 use portcullis_shared_state::{CounterError, DistinctCounter, LastSeen, SharedData, SlidingCounter};
 
+use crate::metrics::Metrics;
 use crate::root::ActiveBundle;
 
 /// One bundle counter over shared data. Its shared-data name is the counter id: a bundle that changes a counter's
@@ -237,5 +242,155 @@ impl Sweep {
             reads += 1;
         }
         None
+    }
+}
+
+/// Most entries a worker keeps in each of its batching tables (adds not yet written, values observed, distinct
+/// items recorded). Keys are at most `MAX_COUNTER_KEY` + 1 bytes, so each table stays under a few hundred KiB.
+const MAX_LOCAL_ENTRIES: usize = 4096;
+
+/// A `(counter, key)` pair of a batched counter.
+type Slot = (u16, Vec<u8>);
+
+/// What one worker VM keeps for `batched: true` counters between two flushes (every tick, 250 ms).
+///
+/// - `requests` / `sum`: adds are summed here and written to shared data at the next flush, one compare-and-swap
+///   per key instead of one per exchange. A rule reads the shared value (once per key and tick) plus this worker's
+///   adds not yet written: its own exchanges count at once, other workers' within a tick.
+/// - `distinct`: an item this worker recorded for a key is not recorded again until the key's window ends (it
+///   would change nothing), so a repeat costs no shared-data access.
+///
+/// Memory is bounded: a table that reaches [`MAX_LOCAL_ENTRIES`] is flushed (adds) or emptied (the others).
+#[derive(Debug, Default)]
+pub struct LocalCounters {
+    /// The bundle the entries belong to: a swap flushes them under it first.
+    active: Option<Rc<ActiveBundle>>,
+    /// Adds not yet written.
+    pending: HashMap<Slot, u64>,
+    /// Shared values read or written since the last flush (this worker's pending adds not included).
+    observed: HashMap<Slot, i64>,
+    /// Distinct items recorded by this worker, by a keyed hash of (counter, key, item): when the key's window ends.
+    known: HashMap<u64, u64>,
+    /// Seeds the hash of `known` (randomly, from WASI): an attacker cannot aim collisions at it.
+    hasher: RandomState,
+}
+
+/// The per-VM batching state, shared by the root context (which flushes) and the request contexts.
+pub type SharedLocal = Rc<RefCell<LocalCounters>>;
+
+impl LocalCounters {
+    /// Applies `event` to batched counter `counter` of `active`. Returns the value the key now has as this worker
+    /// sees it, when known (a repeated distinct item reads nothing), and whether shared data was written.
+    ///
+    /// # Errors
+    ///
+    /// The counter's error when a write it had to make failed.
+    pub fn add(
+        &mut self,
+        active: &Rc<ActiveBundle>,
+        counter: u16,
+        event: &CounterEvent,
+        store: &dyn SharedData,
+        now_ms: u64,
+        metrics: Metrics,
+    ) -> Result<Option<i64>, CounterError> {
+        self.bind(active, store, now_ms, metrics);
+        match (active.counters.get(usize::from(counter)), &event.input) {
+            (Some(CounterStore::Sliding(_)), input) => {
+                let n = match input {
+                    CounterInput::Amount(n) => *n,
+                    _ => 1,
+                };
+                let slot = (counter, event.key.clone());
+                if !self.pending.contains_key(&slot) && self.pending.len() >= MAX_LOCAL_ENTRIES {
+                    // Bounded memory: a full table is written out now rather than grown.
+                    self.flush(store, now_ms, metrics);
+                }
+                let pending = self.pending.entry(slot).or_insert(0);
+                *pending = pending.saturating_add(n);
+                Ok(Some(self.read(active, counter, &event.key, store, now_ms)))
+            }
+            (Some(CounterStore::Distinct(c)), CounterInput::Value(item)) => {
+                let id = self.hasher.hash_one((counter, &event.key, item));
+                if self.known.get(&id).is_some_and(|until| now_ms < *until) {
+                    return Ok(None);
+                }
+                let (count, retries, until) = c.add_until(store, &event.key, item, now_ms)?;
+                Metrics::add_later(metrics.counter_writes, 1);
+                Metrics::add_later(metrics.counter_cas_retries, u64::from(retries));
+                if self.known.len() >= MAX_LOCAL_ENTRIES {
+                    self.known.retain(|_, until| *until > now_ms);
+                    if self.known.len() >= MAX_LOCAL_ENTRIES {
+                        self.known.clear();
+                    }
+                }
+                self.known.insert(id, until);
+                Ok(Some(i64::from(count)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The value of batched `requests` / `sum` counter `counter` for `key`: the shared value (read at most once per
+    /// key and tick) plus this worker's adds not yet written.
+    pub fn read(
+        &mut self,
+        active: &Rc<ActiveBundle>,
+        counter: u16,
+        key: &[u8],
+        store: &dyn SharedData,
+        now_ms: u64,
+    ) -> i64 {
+        let slot = (counter, key.to_vec());
+        let shared = match self.observed.get(&slot) {
+            Some(value) => *value,
+            None => {
+                let value = active.counters.get(usize::from(counter)).map_or(0, |c| c.read(store, key, now_ms));
+                if self.observed.len() >= MAX_LOCAL_ENTRIES {
+                    self.observed.clear();
+                }
+                self.observed.insert(slot.clone(), value);
+                value
+            }
+        };
+        let pending = self.pending.get(&slot).copied().unwrap_or(0);
+        shared.saturating_add(i64::try_from(pending).unwrap_or(i64::MAX))
+    }
+
+    /// Writes every pending add to shared data (one compare-and-swap per key) and forgets the values observed, so
+    /// the next read of a key sees what every worker flushed.
+    pub fn flush(&mut self, store: &dyn SharedData, now_ms: u64, metrics: Metrics) {
+        self.observed.clear();
+        let Some(active) = self.active.clone() else {
+            self.pending.clear();
+            return;
+        };
+        for ((counter, key), n) in self.pending.drain() {
+            let Some(CounterStore::Sliding(c)) = active.counters.get(usize::from(counter)) else { continue };
+            match c.add(store, &key, now_ms, u32::try_from(n).unwrap_or(u32::MAX)) {
+                Ok((value, retries)) => {
+                    Metrics::add_later(metrics.counter_writes, 1);
+                    Metrics::add_later(metrics.counter_cas_retries, u64::from(retries));
+                    self.observed.insert((counter, key), i64::try_from(value).unwrap_or(i64::MAX));
+                }
+                Err(_) => Metrics::bump(metrics.counter_failures),
+            }
+        }
+    }
+
+    /// True when adds are waiting for a flush.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Makes the tables belong to `active`; entries of another bundle are flushed under that bundle first.
+    fn bind(&mut self, active: &Rc<ActiveBundle>, store: &dyn SharedData, now_ms: u64, metrics: Metrics) {
+        if self.active.as_ref().is_some_and(|current| Rc::ptr_eq(current, active)) {
+            return;
+        }
+        self.flush(store, now_ms, metrics);
+        self.observed.clear();
+        self.known.clear();
+        self.active = Some(Rc::clone(active));
     }
 }

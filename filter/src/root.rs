@@ -24,7 +24,7 @@ use crate::evidence::BundleLabel;
 use crate::host::HostSharedData;
 use crate::http::RequestFilter;
 use crate::metrics::Metrics;
-use crate::over_time::{CounterStore, Sweep};
+use crate::over_time::{CounterStore, SharedLocal, Sweep};
 use crate::schedule::FetchSchedule;
 use crate::token::{new_cache, SharedCache};
 
@@ -150,6 +150,8 @@ pub struct Snapshot {
     pub metrics: Metrics,
     /// This VM's cache of token analyses.
     pub token_cache: SharedCache,
+    /// This VM's batched counters.
+    pub local: SharedLocal,
 }
 
 /// The plugin's root context (one per worker VM).
@@ -172,6 +174,10 @@ pub struct PortcullisRoot {
     fleet: FleetStatus,
     /// Measures the shared data lists and counters hold (fetch-lease holder only).
     sweep: Sweep,
+    /// This VM's batched counters, flushed every tick.
+    local: SharedLocal,
+    /// Flushes of batched counters run in one VM at a time.
+    flush_lease: Option<Lease>,
 }
 
 /// This Envoy's status as reported to the control plane (`POST /v1/status`) by the VM holding the fetch lease.
@@ -200,6 +206,8 @@ impl PortcullisRoot {
             fetch_sent_ms: 0,
             fleet: FleetStatus::default(),
             sweep: Sweep::default(),
+            local: SharedLocal::default(),
+            flush_lease: None,
         }
     }
 
@@ -428,6 +436,23 @@ impl PortcullisRoot {
         }
     }
 
+    /// Writes this VM's batched counter updates to shared data, one VM at a time (the flush lease is held for the
+    /// few microseconds a flush takes; a VM that finds it taken flushes at its next tick).
+    fn flush_counters(&mut self) {
+        if !self.local.borrow().has_pending() {
+            return;
+        }
+        let now = self.now_ms();
+        let Some(lease) = &self.flush_lease else { return };
+        if !lease.try_acquire(&HostSharedData, now) {
+            return;
+        }
+        if let Ok(mut local) = self.local.try_borrow_mut() {
+            local.flush(&HostSharedData, now, self.metrics);
+        }
+        lease.release(&HostSharedData);
+    }
+
     /// The fetch-lease holder measures the shared data the active bundle's lists and counters hold.
     fn maybe_sweep(&mut self) {
         let Some(active) = self.active.clone() else { return };
@@ -574,6 +599,8 @@ impl RootContext for PortcullisRoot {
             .saturating_add(4 * u64::try_from(TICK.as_millis()).unwrap_or(1000));
         self.lease = Some(Lease::new(format!("portcullis.bundle.{}.fetch-lease", cp.bundle), self.random(), lease_ms));
         self.slot = Some(BundleSlot::new(&cp.bundle));
+        self.flush_lease =
+            Some(Lease::new(format!("portcullis.bundle.{}.flush-lease", cp.bundle), self.random(), 1_000));
         self.schedule = Some(FetchSchedule::new(cp.poll_interval_ms, cp.max_backoff_ms));
         self.metrics = Metrics::define();
         self.trusted = trusted;
@@ -595,6 +622,7 @@ impl RootContext for PortcullisRoot {
         self.maybe_fetch();
         self.maybe_report();
         self.maybe_sweep();
+        self.flush_counters();
         Metrics::flush();
     }
 
@@ -609,6 +637,7 @@ impl RootContext for PortcullisRoot {
             failure_mode,
             metrics: self.metrics,
             token_cache: self.token_cache.clone(),
+            local: self.local.clone(),
         })))
     }
 }

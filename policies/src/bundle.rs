@@ -498,7 +498,7 @@ fn check_counters(content: &BundleContent, counts: &Counts<'_>) -> Result<(), Bu
             return Err(invalid);
         }
         // `seen_elsewhere` is read by rules: its counter must be updated before the rules that can block.
-        if c.kind == CounterKind::LastSeen && c.phase != Phase::RequestHeaders {
+        if c.kind == CounterKind::LastSeen && (c.phase != Phase::RequestHeaders || c.batched) {
             return Err(invalid);
         }
     }

@@ -269,6 +269,10 @@ pub struct CounterDef {
     /// When the counter is updated: with the request headers (before the rules, so the count includes this
     /// exchange) when everything it reads is known then, else at the end of the exchange.
     pub phase: Phase,
+    /// Each worker adds up its updates and writes them to shared data once per tick instead of once per exchange
+    /// (`requests`, `sum`), or skips items it already recorded in the key's window (`distinct`). Cheaper; other
+    /// workers' updates reach a rule up to a tick later.
+    pub batched: bool,
 }
 
 /// Which bodies are inspected, and how much of them.

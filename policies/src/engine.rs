@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use regex_automata::dfa::Automaton;
 use regex_automata::Input;
+use sha2::{Digest, Sha256};
 
 use crate::bundle::Bundle;
 use crate::detect::CounterKind;
@@ -88,6 +89,22 @@ pub trait Request {
         let _ = (list, ttl_seconds);
         false
     }
+}
+
+/// Counter keys longer than this are replaced by their SHA-256, so what a worker keeps per key is small whatever
+/// the request carried (a `per` on a header can be kilobytes long).
+pub const MAX_COUNTER_KEY: usize = 64;
+
+/// `key` itself when it is at most [`MAX_COUNTER_KEY`] bytes, else `0xff` and its SHA-256 (no shorter key starts
+/// with `0xff` followed by exactly 32 bytes that collide with it, short of a SHA-256 collision).
+pub fn bounded_key(key: Vec<u8>) -> Vec<u8> {
+    if key.len() <= MAX_COUNTER_KEY {
+        return key;
+    }
+    let mut out = Vec::with_capacity(33);
+    out.push(0xff);
+    out.extend_from_slice(&Sha256::digest(&key));
+    out
 }
 
 /// What one exchange contributes to a counter: computed by [`Bundle::counter_event`], applied by the caller to the
@@ -174,8 +191,8 @@ impl Bundle {
             .collect()
     }
 
-    /// This exchange's key for counter number `counter`: its `per` parts joined with `0x1f`; `None` when a part
-    /// does not evaluate (no token, an absent header).
+    /// This exchange's key for counter number `counter`: its `per` parts joined with `0x1f` (see [`bounded_key`]);
+    /// `None` when a part does not evaluate (no token, an absent header).
     pub fn counter_key(&self, counter: u16, request: &dyn Request) -> Option<Vec<u8>> {
         let def = self.counters.get(usize::from(counter))?;
         let mut key = Vec::with_capacity(64);
@@ -188,7 +205,7 @@ impl Bundle {
                 _ => return None,
             }
         }
-        Some(key)
+        Some(bounded_key(key))
     }
 
     /// What this exchange adds to counter number `counter`: `None` when its `when` does not hold (or errs), or its
@@ -295,8 +312,8 @@ impl<'a> Evaluator<'a> {
             }
             Node::Counter { counter, key } => {
                 let key = match key {
-                    Some(key) => self.str(*key)?,
-                    None => Cow::Owned(self.bundle.counter_key(*counter, self.request).ok_or(EvalError)?),
+                    Some(key) => bounded_key(self.str(*key)?.into_owned()),
+                    None => self.bundle.counter_key(*counter, self.request).ok_or(EvalError)?,
                 };
                 Value::Int(self.request.counter_value(*counter, &key).ok_or(EvalError)?)
             }

@@ -325,6 +325,10 @@ fn errors_name_the_place_and_the_fix() {
             "t.yaml:3:5: list 'l' needs a ttl (dynamic entries), entries (static), or both",
         ),
         (
+            "version: 1\ncounters:\n  - { id: c, kind: last_seen, per: source.ip, of: endpoint, window: 1m, batched: true }\nrules: []\n",
+            "t.yaml:3:82: 'batched' does not apply to kind: last_seen (it compares every exchange)",
+        ),
+        (
             "version: 1\nrules:\n  - { id: r, when: 'seen_elsewhere(\"x\", endpoint)', action: block }\n",
             "t.yaml:3:21: 'seen_elsewhere' takes 1 argument, found 2",
         ),

@@ -351,30 +351,48 @@ impl DistinctCounter {
         item: &[u8],
         now_ms: u64,
     ) -> Result<(u32, u32), CounterError> {
+        self.add_until(store, key, item, now_ms).map(|(count, retries, _)| (count, retries))
+    }
+
+    /// As [`add`](DistinctCounter::add), also returning when the key's window ends: until then, adding the same
+    /// item again changes nothing (a caller may skip it).
+    ///
+    /// # Errors
+    ///
+    /// As for [`SlidingCounter::add`].
+    pub fn add_until(
+        &self,
+        store: &dyn SharedData,
+        key: &[u8],
+        item: &[u8],
+        now_ms: u64,
+    ) -> Result<(u32, u32, u64), CounterError> {
         let item = self.item_fingerprint(item);
         let (window, max) = (self.window_ms, self.max_distinct);
         let slot_len = self.table.slot_len;
-        self.table.update(store, key, |body, fingerprint| {
+        let ((count, start), retries) = self.table.update(store, key, |body, fingerprint| {
             let live = |slot: &[u8]| distinct_live(slot, now_ms, window);
             let weight = |slot: &[u8]| u64::from(read_u8(slot, DISTINCT_COUNT));
             let (index, found) = match choose(body, slot_len, fingerprint, live, weight) {
                 Some(Choice::Found(index)) => (index, true),
                 Some(Choice::Take(index)) => (index, false),
-                None => return Step::Keep(0),
+                None => return Step::Keep((0, now_ms)),
             };
-            let Some(slot) = slot_mut(body, slot_len, index) else { return Step::Keep(0) };
+            let Some(slot) = slot_mut(body, slot_len, index) else { return Step::Keep((0, now_ms)) };
             let count = if found { u32::from(read_u8(slot, DISTINCT_COUNT)) } else { 0 };
             if found {
+                let start = read_u64(slot, DISTINCT_START);
                 let stored = count.min(max) as usize;
                 let known = (0..stored).any(|i| read_u32(slot, DISTINCT_ITEMS + 4 * i) == item);
                 if known || count > max {
-                    return Step::Keep(count);
+                    return Step::Keep((count, start));
                 }
             } else {
                 slot.fill(0);
                 put(slot, 0, fingerprint);
                 put(slot, DISTINCT_START, &now_ms.to_le_bytes());
             }
+            let start = read_u64(slot, DISTINCT_START);
             if count < max {
                 put(slot, DISTINCT_ITEMS + 4 * count as usize, &item.to_le_bytes());
             }
@@ -382,8 +400,9 @@ impl DistinctCounter {
             // `count` is at most MAX_DISTINCT + 1 = 65, which fits a byte.
             put(slot, DISTINCT_COUNT, &[u8::try_from(count).unwrap_or(u8::MAX)]);
             move_to_front(body, slot_len, index);
-            Step::Write(count)
-        })
+            Step::Write((count, start))
+        })?;
+        Ok((count, retries, start.saturating_add(window)))
     }
 
     /// The number of distinct items `key` saw in its window, as of `now_ms` (0 when the window is over or the key

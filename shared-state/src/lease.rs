@@ -42,6 +42,21 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// Gives the lease up if this holder has it, so that another VM need not wait for it to expire.
+    pub fn release(&self, store: &dyn SharedData) {
+        let (value, cas) = store.get(&self.key);
+        if value.as_deref().and_then(decode).is_some_and(|(holder, _)| holder == self.holder) {
+            let mut next = [0u8; 16];
+            if let Some(h) = next.get_mut(..8) {
+                h.copy_from_slice(&self.holder.to_le_bytes());
+            }
+            // Expired at 0; a CAS mismatch means someone else took it meanwhile, which is fine.
+            let _ = store.set(&self.key, &next, cas);
+        }
+    }
+}
+
 fn decode(value: &[u8]) -> Option<(u64, u64)> {
     let holder = u64::from_le_bytes(value.get(0..8)?.try_into().ok()?);
     let expires_at = u64::from_le_bytes(value.get(8..16)?.try_into().ok()?);
@@ -64,6 +79,17 @@ mod tests {
         assert!(!b.try_acquire(&store, 1800));
         assert!(b.try_acquire(&store, 1901), "expired lease is taken over");
         assert!(!a.try_acquire(&store, 1950));
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once() {
+        let store = MemoryStore::new();
+        let (a, b) = (Lease::new("lease", 1, 1000), Lease::new("lease", 2, 1000));
+        assert!(a.try_acquire(&store, 0));
+        b.release(&store);
+        assert!(!b.try_acquire(&store, 10), "releasing a lease one does not hold changes nothing");
+        a.release(&store);
+        assert!(b.try_acquire(&store, 10));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::check::{compile_expression, CounterSig, Scope};
 use super::policy::{field, Compiler, PolicyError};
 
 /// Keys of a counter.
-const COUNTER_KEYS: &str = "id, kind, per, of, when, window, max_keys, max_distinct";
+const COUNTER_KEYS: &str = "id, kind, per, of, when, window, max_keys, max_distinct, batched";
 /// Keys a counter tracks when it does not say.
 const DEFAULT_MAX_KEYS: u32 = 10_000;
 /// Values a `distinct` counter tracks per key when it does not say.
@@ -96,6 +96,15 @@ impl Compiler<'_> {
             (_, None) => 0,
         };
 
+        let batched = match field(&fields, "batched") {
+            Some(value) if kind == CounterKind::LastSeen => {
+                return Err(
+                    self.error(value, "'batched' does not apply to kind: last_seen (it compares every exchange)")
+                );
+            }
+            Some(value) => self.bool("batched", value)?,
+            None => false,
+        };
         let detections = scope.tables.detections();
         let reads = per.iter().chain([&of, &when]);
         let needed = reads.map(|nodes| bundle::phase_of(nodes, detections, &[])).max().unwrap_or_default();
@@ -111,7 +120,7 @@ impl Compiler<'_> {
         }
         // Updated with the request headers when possible (the count then includes this exchange), else at the end.
         let phase = if needed == Phase::RequestHeaders { Phase::RequestHeaders } else { Phase::Response };
-        Ok(CounterDef { id, kind, per, of, when, window_seconds, max_keys, max_distinct, phase })
+        Ok(CounterDef { id, kind, per, of, when, window_seconds, max_keys, max_distinct, phase, batched })
     }
 
     /// A counter's expression field, errors pointing inside the scalar.
