@@ -221,6 +221,20 @@ impl XorShift {
     }
 }
 
+/// `payload` with one to four bytes changed, cut short one round in eight, in a valid header with a matching
+/// digest.
+fn mutated(payload: &[u8], rng: &mut XorShift, round: usize) -> Vec<u8> {
+    let mut p = payload.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let i = rng.below(p.len());
+        p[i] = rng.next() as u8;
+    }
+    if round % 8 == 3 {
+        p.truncate(rng.below(p.len()));
+    }
+    with_header(&p)
+}
+
 /// Wraps `payload` in a valid header with a matching digest, so the fuzz reaches postcard and validation.
 fn with_header(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(42 + payload.len());
@@ -251,17 +265,7 @@ fn random_bytes_never_panic() {
                 v
             }
             // A real payload with a few bytes changed or cut, re-hashed so it gets past the digest.
-            _ => {
-                let mut p = payload.to_vec();
-                for _ in 0..1 + rng.below(4) {
-                    let i = rng.below(p.len());
-                    p[i] = rng.next() as u8;
-                }
-                if round % 8 == 3 {
-                    p.truncate(rng.below(p.len()));
-                }
-                with_header(&p)
-            }
+            _ => mutated(payload, &mut rng, round),
         };
         if let Ok(bundle) = Bundle::from_bytes(&input) {
             loaded += 1;
@@ -356,15 +360,7 @@ fn mutated_over_time_bundles_never_panic_the_loader_or_the_engine() {
     let mut rng = XorShift(0x7157_0000_0000_0005);
     let mut loaded = 0;
     for round in 0..3_000 {
-        let mut p = payload.to_vec();
-        for _ in 0..1 + rng.below(4) {
-            let i = rng.below(p.len());
-            p[i] = rng.next() as u8;
-        }
-        if round % 8 == 3 {
-            p.truncate(rng.below(p.len()));
-        }
-        if let Ok(bundle) = Bundle::from_bytes(&with_header(&p)) {
+        if let Ok(bundle) = Bundle::from_bytes(&mutated(payload, &mut rng, round)) {
             loaded += 1;
             let _ = bundle.evaluate(&request);
             for counter in 0..bundle.counters().len() {
