@@ -654,6 +654,17 @@ impl Envoy {
         verdict_of(&self.wait_access_log_entry(request_id))
     }
 
+    /// The verdict of `request_id`, which must have one.
+    ///
+    /// # Panics
+    ///
+    /// If the request left no verdict (the message shows its access-log entry), or no entry within 5 s.
+    pub fn verdict(&self, request_id: &str) -> Verdict {
+        self.verdict_for(request_id).unwrap_or_else(|| {
+            panic!("no verdict logged for {request_id}; access log entry: {}", self.wait_access_log_entry(request_id))
+        })
+    }
+
     /// Waits up to 5 s for the access log entry of `request_id`.
     ///
     /// # Panics
@@ -696,6 +707,18 @@ impl Drop for Envoy {
             assert!(critical.is_empty(), "Envoy logged {CRITICAL_WASM}:\n{}", critical.join("\n"));
         }
     }
+}
+
+/// A verdict line's fields, by name (`action`, `rule`, `counters`, ...).
+pub type Verdict = BTreeMap<String, String>;
+
+/// Asserts `verdict[key] == expected` (`None`: the key is absent), showing the whole verdict when it is not.
+///
+/// # Panics
+///
+/// When it is not.
+pub fn assert_field(verdict: &Verdict, key: &str, expected: Option<&str>) {
+    assert_eq!(verdict.get(key).map(String::as_str), expected, "`{key}` in {verdict:?}");
 }
 
 /// The verdict in an access log entry, as logfmt pairs (`action`, `rule`, `status`, `revision`, `bundle`), or

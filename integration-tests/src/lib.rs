@@ -64,7 +64,7 @@ pub mod upstream;
 use std::time::{Duration, Instant};
 
 pub use control_plane::{compile, compile_signed, ControlPlane};
-pub use envoy::{plugin_config, verdict_of, Envoy, EnvoyConfig, WasmFilter};
+pub use envoy::{assert_field, plugin_config, verdict_of, Envoy, EnvoyConfig, Verdict, WasmFilter};
 pub use http::{HttpClient, HttpResponse};
 pub use signing::SigningKey;
 pub use upstream::Upstream;

@@ -4,12 +4,13 @@
 //! Each test starts its own stack and publishes its policy; a `canary` rule (no token, no counter) tells when every
 //! worker enforces it. Tokens are opaque `x-api-key` values made up by the tests.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::load::{get_request, get_requests, run, run_rotating};
 use portcullis_integration_tests::upstream::Route;
-use portcullis_integration_tests::{compile, eventually, plugin_config, Envoy, EnvoyConfig, HttpResponse, Stack};
+use portcullis_integration_tests::{
+    assert_field, compile, eventually, plugin_config, Envoy, EnvoyConfig, HttpResponse, Stack,
+};
 
 /// How long a pushed bundle may take to be enforced by every worker.
 const ENFORCEMENT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -19,8 +20,6 @@ const HOST: &str = "portcullis.test";
 
 /// A Luhn-valid test card, in the body of a sensitive endpoint's response.
 const CARD: &str = "4111 1111 1111 1111";
-
-type Verdict = BTreeMap<String, String>;
 
 /// Publishes `policy` on `stack` and waits until every worker enforces it (its `canary` rule answers 403).
 fn publish(stack: &Stack, policy: &str, revision: u64) {
@@ -36,18 +35,6 @@ fn get(envoy: &Envoy, path: &str, token: Option<&str>, id: &str) -> HttpResponse
         headers.push(("x-api-key", token));
     }
     envoy.get(path, &headers)
-}
-
-/// The verdict of `id`, which must have one.
-fn verdict(envoy: &Envoy, id: &str) -> Verdict {
-    envoy
-        .verdict_for(id)
-        .unwrap_or_else(|| panic!("no verdict logged for {id}; access log entry: {}", envoy.wait_access_log_entry(id)))
-}
-
-/// Asserts `verdict[key] == expected` (`None`: absent).
-fn assert_field(verdict: &Verdict, key: &str, expected: Option<&str>) {
-    assert_eq!(verdict.get(key).map(String::as_str), expected, "`{key}` in {verdict:?}");
 }
 
 /// A Portcullis metric (counter or gauge), 0 when not defined yet.
@@ -127,7 +114,7 @@ fn a_token_probing_for_errors_is_blocked_on_sensitive_endpoints_until_its_ttl_pa
 
     // A well-behaved caller reads an account: its response carries a card, so the endpoint becomes sensitive.
     assert_eq!(get(envoy, "/accounts/7", Some("good-token"), "sensitive-1").status, 200);
-    let v = verdict(envoy, "sensitive-1");
+    let v = envoy.verdict("sensitive-1");
     assert_field(&v, "lists+", Some("sensitive-endpoints"));
     let endpoint = format!("GET {HOST}/accounts/{{id}}");
     assert_field(&v, "endpoint", Some(&endpoint));
@@ -139,7 +126,7 @@ fn a_token_probing_for_errors_is_blocked_on_sensitive_endpoints_until_its_ttl_pa
         assert_eq!(response.status, 404, "{probe}");
     }
     // The 22nd probe found 21 distinct errors before it: it listed the token, with the counter as evidence.
-    let v = verdict(envoy, "probe-21");
+    let v = envoy.verdict("probe-21");
     assert_field(&v, "action", Some("add_to_list"));
     assert_field(&v, "rule", Some("list-abusive-tokens"));
     assert_field(&v, "lists+", Some("abusive-tokens"));
@@ -149,7 +136,7 @@ fn a_token_probing_for_errors_is_blocked_on_sensitive_endpoints_until_its_ttl_pa
     let response = get(envoy, "/accounts/8", Some("abuser-token"), "blocked-1");
     assert_eq!(response.status, 403, "{}", response.text());
     assert_eq!(response.json()["rule"], "protect-sensitive");
-    let v = verdict(envoy, "blocked-1");
+    let v = envoy.verdict("blocked-1");
     assert_field(&v, "action", Some("block"));
     assert_field(&v, "rule", Some("protect-sensitive"));
     assert_field(&v, "lists", Some("sensitive-endpoints,abusive-tokens"));
@@ -166,7 +153,7 @@ fn a_token_probing_for_errors_is_blocked_on_sensitive_endpoints_until_its_ttl_pa
 
     // The same token on an endpoint that is not sensitive passes (and is listed again, the counter still high).
     assert_eq!(get(envoy, "/health", Some("abuser-token"), "elsewhere-1").status, 200);
-    assert_field(&verdict(envoy, "elsewhere-1"), "action", Some("add_to_list"));
+    assert_field(&envoy.verdict("elsewhere-1"), "action", Some("add_to_list"));
     // Another token on the sensitive endpoint passes: it is monitored by nothing, so it leaves no block.
     let response = get(envoy, "/accounts/9", Some("good-token"), "other-token-1");
     assert_eq!(response.status, 200, "{}", response.text());
@@ -237,7 +224,7 @@ fn two_workers_under_parallel_load_count_every_request_exactly() {
     std::thread::sleep(Duration::from_millis(750));
     // The next request reads its own count: N earlier requests plus itself. Two endpoints: /work and /count.
     assert_eq!(get(envoy, "/count", Some("busy-token"), "count-1").status, 200);
-    let v = verdict(envoy, "count-1");
+    let v = envoy.verdict("count-1");
     assert_field(&v, "action", Some("monitor"));
     let expected = format!("requests-per-token:{0},batched-per-token:{0},endpoints-per-token:2", N + 1);
     assert_field(&v, "counters", Some(&expected));
@@ -257,7 +244,7 @@ fn two_workers_under_parallel_load_count_every_request_exactly() {
     );
     assert_eq!(failures, 0, "no update may give up");
     // Exact: one write per request. Batched: a few per tick and worker, plus one per new distinct item.
-    assert!(writes >= N + 1 && writes < N + 1 + N / 4, "counter_writes {writes} for {} requests", N + 1);
+    assert!((N + 1..N + 1 + N / 4).contains(&writes), "counter_writes {writes} for {} requests", N + 1);
     eprintln!(
         "{N} requests over 16 connections and two workers: {updates} counted, {writes} writes, {retries} CAS retries \
          ({:.4} per write)",
@@ -337,7 +324,7 @@ fn throttles_failed_logins_token_sharing_and_static_lists() {
     assert_eq!(response.status, 429, "{}", response.text());
     assert_eq!(response.header("retry-after"), Some("7"));
     assert_eq!(response.json()["rule"], "slow-down");
-    let v = verdict(envoy, "metered-3");
+    let v = envoy.verdict("metered-3");
     assert_field(&v, "action", Some("throttle"));
     assert_field(&v, "status", Some("429"));
     assert_field(&v, "retry_after", Some("7"));
@@ -353,7 +340,7 @@ fn throttles_failed_logins_token_sharing_and_static_lists() {
     let response = login.request("POST", "/login", &[("x-request-id", "login-3")], b"user=a&pw=c");
     assert_eq!(response.status, 429, "{}", response.text());
     assert_eq!(response.header("retry-after"), Some("300"));
-    assert_field(&verdict(envoy, "login-3"), "counters", Some("failed-logins-by-ip:3"));
+    assert_field(&envoy.verdict("login-3"), "counters", Some("failed-logins-by-ip:3"));
     assert_eq!(stack.upstream.requests_for("/login"), 3, "the throttled login never reached the upstream");
 
     // A token seen from DE, then FR: the second request is flagged; back in FR it is not.
@@ -363,7 +350,7 @@ fn throttles_failed_logins_token_sharing_and_static_lists() {
     assert_eq!(travel("DE", "travel-0").status, 200);
     assert_eq!(envoy.verdict_for("travel-0"), None, "a first sighting is not a move");
     assert_eq!(travel("FR", "travel-1").status, 200);
-    let v = verdict(envoy, "travel-1");
+    let v = envoy.verdict("travel-1");
     assert_field(&v, "action", Some("monitor"));
     assert_field(&v, "rule", Some("token-shared"));
     assert_eq!(travel("FR", "travel-2").status, 200);
@@ -372,7 +359,7 @@ fn throttles_failed_logins_token_sharing_and_static_lists() {
     // Static lists: the client (loopback) is in 127.0.0.0/8 but not in 192.0.2.0/24.
     let response = get(envoy, "/internal/reindex", None, "internal-1");
     assert_eq!(response.status, 404, "{}", response.text());
-    let v = verdict(envoy, "internal-1");
+    let v = envoy.verdict("internal-1");
     assert_field(&v, "rule", Some("internal-from-loopback"));
     assert_field(&v, "lists", Some("internal-endpoints,loopback"));
     assert_eq!(get(envoy, "/internal/other", None, "internal-2").status, 200);
@@ -445,7 +432,7 @@ fn a_flood_of_distinct_tokens_stays_within_the_shared_data_budget() {
 
     // The heavy hitter kept its count (lowest-count eviction only ever evicts one-off keys here).
     assert_eq!(get(envoy, "/count", Some("heavy-hitter"), "heavy-1").status, 200);
-    let v = verdict(envoy, "heavy-1");
+    let v = envoy.verdict("heavy-1");
     let counted: u64 = v
         .get("counters")
         .and_then(|c| c.strip_prefix("requests-per-token:"))

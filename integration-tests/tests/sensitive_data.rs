@@ -9,13 +9,13 @@
 //! Compressed bodies are not inspected: a deployment that wants them inspected puts Envoy's decompressor filter
 //! before Portcullis, so that Portcullis sees plain bytes (see `binary_and_compressed_bodies_are_skipped`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::body::{digest, fill_generated, generated_digest};
 use portcullis_integration_tests::http::{send_in_parts, stream_request};
 use portcullis_integration_tests::upstream::Route;
-use portcullis_integration_tests::{compile, eventually, Envoy, HttpResponse, Stack};
+use portcullis_integration_tests::{assert_field, compile, eventually, Envoy, HttpResponse, Stack, Verdict};
 
 /// The policy of the issue, plus a `canary` rule to tell when the bundle is enforced.
 const POLICY: &str = r#"version: 1
@@ -100,15 +100,6 @@ fn post(envoy: &Envoy, path: &str, id: &str, content_type: &str, body: &[u8]) ->
     )
 }
 
-type Verdict = BTreeMap<String, String>;
-
-/// The verdict of `id`, which must have one.
-fn verdict(envoy: &Envoy, id: &str) -> Verdict {
-    envoy
-        .verdict_for(id)
-        .unwrap_or_else(|| panic!("no verdict logged for {id}; access log entry: {}", envoy.wait_access_log_entry(id)))
-}
-
 /// Asserts that `id` left no verdict (nothing matched, nothing detected, no list changed).
 fn assert_no_verdict(envoy: &Envoy, id: &str, why: &str) {
     let entry = envoy.wait_access_log_entry(id);
@@ -117,11 +108,6 @@ fn assert_no_verdict(envoy: &Envoy, id: &str, why: &str) {
         None,
         "{why}: {id} should leave no verdict, access log entry: {entry}"
     );
-}
-
-/// Asserts `verdict[key] == expected` (`None`: the key is absent).
-fn assert_field(verdict: &Verdict, key: &str, expected: Option<&str>) {
-    assert_eq!(verdict.get(key).map(String::as_str), expected, "`{key}` in {verdict:?}");
 }
 
 fn assert_from_this_bundle(verdict: &Verdict) {
@@ -161,7 +147,7 @@ fn assert_blocked(envoy: &Envoy, response: &HttpResponse, id: &str, rule: &str, 
     assert_eq!(body["error"], "request blocked by policy", "{id}: {body}");
     assert_eq!(body["rule"], rule, "{id}: {body}");
     assert_eq!(body["request_id"], id, "{id}: {body}");
-    let verdict = verdict(envoy, id);
+    let verdict = envoy.verdict(id);
     assert_field(&verdict, "action", Some("block"));
     assert_field(&verdict, "rule", Some(rule));
     assert_field(&verdict, "status", Some(&status.to_string()));
@@ -277,7 +263,7 @@ fn card_in_response_lists_the_endpoint_then_later_requests_are_monitored_until_t
     let first = get(envoy, "/users/8812/cards", "t1-first");
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.text(), card_json(CARD_SPACED), "the response passes untouched");
-    let v = verdict(envoy, "t1-first");
+    let v = envoy.verdict("t1-first");
     assert_field(&v, "action", Some("none"));
     assert_field(&v, "rule", Some("-"));
     assert_field(&v, "detections", Some("cards-out:1"));
@@ -332,7 +318,7 @@ fn card_in_response_lists_the_endpoint_then_later_requests_are_monitored_until_t
         "both workers should have taken some of the later requests (saw workers {workers:?})"
     );
     for id in &monitored {
-        let v = verdict(envoy, id);
+        let v = envoy.verdict(id);
         assert_field(&v, "action", Some("monitor"));
         assert_field(&v, "rule", Some("watch-sensitive"));
         assert_field(&v, "endpoint", Some(&cards_endpoint));
@@ -389,11 +375,11 @@ fn card_in_response_lists_the_endpoint_then_later_requests_are_monitored_until_t
 
     // A card in a response lists the endpoint again.
     assert_eq!(get(envoy, "/users/8812/cards", "t1-relist").status, 200);
-    let v = verdict(envoy, "t1-relist");
+    let v = envoy.verdict("t1-relist");
     assert_field(&v, "detections", Some("cards-out:1"));
     assert_field(&v, "lists+", Some("sensitive-endpoints"));
     assert_eq!(get(envoy, "/users/9999/cards", "t1-relisted").status, 200);
-    let v = verdict(envoy, "t1-relisted");
+    let v = envoy.verdict("t1-relisted");
     assert_field(&v, "action", Some("monitor"));
     assert_field(&v, "rule", Some("watch-sensitive"));
     assert!(counter(envoy, "list_additions") >= 2, "two exchanges listed the endpoint: {}", counters(envoy));
@@ -434,7 +420,7 @@ fn luhn_invalid_numbers_do_nothing() {
     // The control, in the same stack: a valid number is found, so the invalid ones were refused, not missed.
     let response = get(envoy, "/users/2/cards", "t2-valid");
     assert_eq!(response.status, 200);
-    let v = verdict(envoy, "t2-valid");
+    let v = envoy.verdict("t2-valid");
     assert_field(&v, "detections", Some("cards-out:1"));
     assert_field(&v, "lists+", Some("sensitive-endpoints"));
     envoy.assert_no_critical_wasm();
@@ -632,7 +618,7 @@ fn fifty_mib_bodies_pass_untouched_with_bounded_memory() {
         "the upstream should receive the exact request bytes"
     );
 
-    let v = verdict(envoy, "t5-big");
+    let v = envoy.verdict("t5-big");
     assert_field(&v, "action", Some("monitor"));
     assert_field(&v, "rule", Some("watch-posts"));
     assert_field(&v, "truncated", Some("request,response"));
@@ -716,7 +702,7 @@ fn binary_and_compressed_bodies_are_skipped() {
     // The control: the same document as plain JSON is found.
     let response = get(envoy, "/files/cards.json", "t6-plain");
     assert_eq!(response.status, 200);
-    let v = verdict(envoy, "t6-plain");
+    let v = envoy.verdict("t6-plain");
     assert_field(&v, "detections", Some("cards-out:1"));
     assert_field(&v, "lists+", Some("sensitive-endpoints"));
     envoy.assert_no_critical_wasm();

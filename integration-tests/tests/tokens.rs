@@ -7,7 +7,6 @@
 //! sent (nor its signature segment) shows up in Envoy's log or the access log: the verdict names a token by a keyed
 //! hash only.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jwt_simple::prelude::ES256KeyPair;
@@ -15,7 +14,9 @@ use portcullis_integration_tests::jwt::{
     base64url, claims, compact, es256_signed_by, hs256, signature_segment, tamper_signature, unix_now, TokenKeys,
     AUDIENCE, ES256_KID, ISSUER, RS256_KID,
 };
-use portcullis_integration_tests::{compile, plugin_config, Envoy, EnvoyConfig, HttpResponse, Stack};
+use portcullis_integration_tests::{
+    assert_field, compile, plugin_config, Envoy, EnvoyConfig, HttpResponse, Stack, Verdict,
+};
 use serde_json::{json, Value};
 
 /// The revision every test publishes.
@@ -111,8 +112,6 @@ fn stack_with(policy: &str, plugin: Value) -> Stack {
     stack
 }
 
-type Verdict = BTreeMap<String, String>;
-
 /// Every token a test sent, to look for in the logs at the end.
 #[derive(Default)]
 struct Sent(Vec<String>);
@@ -151,18 +150,6 @@ impl Sent {
     }
 }
 
-/// The verdict of `id`, which must have one.
-fn verdict(envoy: &Envoy, id: &str) -> Verdict {
-    envoy
-        .verdict_for(id)
-        .unwrap_or_else(|| panic!("no verdict logged for {id}; access log entry: {}", envoy.wait_access_log_entry(id)))
-}
-
-/// Asserts `verdict[key] == expected` (`None`: the key is absent).
-fn assert_field(verdict: &Verdict, key: &str, expected: Option<&str>) {
-    assert_eq!(verdict.get(key).map(String::as_str), expected, "`{key}` in {verdict:?}");
-}
-
 /// The verdict's `token=`: present, 32 lower-case hex digits.
 fn token_id(verdict: &Verdict) -> String {
     let id = verdict.get("token").cloned().unwrap_or_default();
@@ -178,7 +165,7 @@ fn token_id(verdict: &Verdict) -> String {
 fn assert_accepted(envoy: &Envoy, response: &HttpResponse, id: &str) -> String {
     assert_eq!(response.status, 200, "{id}: {} (verdict: {:?})", response.text(), envoy.verdict_for(id));
     assert_eq!(response.json()["upstream"], "ok", "{id}");
-    let v = verdict(envoy, id);
+    let v = envoy.verdict(id);
     assert_field(&v, "action", Some("monitor"));
     assert_field(&v, "rule", Some("seen-token"));
     assert_field(&v, "jwt", None);
@@ -194,7 +181,7 @@ fn assert_blocked(envoy: &Envoy, response: &HttpResponse, id: &str, rule: &str, 
     assert_eq!(body["error"], "request blocked by policy", "{id}: {body}");
     assert_eq!(body["rule"], rule, "{id}: {body}");
     assert_eq!(body["request_id"], id, "{id}: {body}");
-    let v = verdict(envoy, id);
+    let v = envoy.verdict(id);
     assert_field(&v, "action", Some("block"));
     assert_field(&v, "rule", Some(rule));
     assert_field(&v, "status", Some(&status.to_string()));
@@ -270,7 +257,7 @@ fn valid_tokens_pass_with_a_stable_caller_identity() {
     // No token: token.present is false and the request passes.
     let response = envoy.get("/anon/catalog", &[("x-request-id", "v-none")]);
     assert_eq!(response.status, 200, "{}", response.text());
-    let v = verdict(envoy, "v-none");
+    let v = envoy.verdict("v-none");
     assert_field(&v, "action", Some("monitor"));
     assert_field(&v, "rule", Some("no-token"));
     assert_field(&v, "token", None);
