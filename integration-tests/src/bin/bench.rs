@@ -376,7 +376,7 @@ const COUNTERS_BUNDLE: &str = "counters";
 /// The bundle name of [`counters_exact_policy`].
 const COUNTERS_EXACT_BUNDLE: &str = "counters-exact";
 
-/// Counter updates [`COUNTERS_POLICY`] (and [`counters_exact_policy`]) makes per request: its three counters, all
+/// Counter updates [`COUNTERS_POLICY`] and [`counters_exact_policy`] make per request: their three counters, all
 /// updated with the request headers. The filter's `counter_updates` counts them in both modes.
 const COUNTER_UPDATES_PER_REQUEST: u64 = 3;
 
