@@ -13,7 +13,7 @@ use portcullis_policies::{Attribute, Phase, Request};
 use portcullis_shared_state::{Cas, SharedData, WriteError};
 
 use crate::metrics::Metrics;
-use crate::over_time::{CounterStore, Facts, SharedLocal};
+use crate::over_time::{body_field, parse_body_fields, CounterStore, Facts, SharedLocal};
 use crate::root::ActiveBundle;
 use crate::token::CallerToken;
 use proxy_wasm::hostcalls;
@@ -305,6 +305,14 @@ impl Request for ExchangeView<'_> {
 
     fn seen_elsewhere(&self, counter: u16) -> Option<bool> {
         self.facts.elsewhere.iter().find(|(c, _)| *c == counter).map(|(_, moved)| *moved)
+    }
+
+    fn body_field(&self, path: &str) -> Option<Cow<'_, [u8]>> {
+        let fields = self
+            .facts
+            .body_fields
+            .get_or_init(|| parse_body_fields(self.request.first("content-type"), &self.facts.request_body));
+        body_field(fields.as_ref()?, path)
     }
 
     fn response_code(&self) -> Option<i64> {

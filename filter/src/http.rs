@@ -25,7 +25,7 @@ use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
 use crate::host::{now_ms, ExchangeView, HostRequest};
 use crate::metrics::Metrics;
-use crate::over_time::{Facts, SharedLocal};
+use crate::over_time::{Facts, SharedLocal, MAX_BODY_FIELD_BYTES};
 use crate::root::{ActiveBundle, Snapshot};
 use crate::token::CallerToken;
 
@@ -274,9 +274,8 @@ impl HttpContext for RequestFilter {
         // overflow its buffer limit (413) before the cap is reached. Larger bodies stream and are still inspected.
         let cap = u64::from(active.bundle.inspection().max_body_bytes);
         let fits = declared_length(&request).is_none_or(|length| length <= cap);
-        let holding_request = active.hold_request_body
-            && fits
-            && request_body.as_ref().is_some_and(|inspector| inspector.skipped().is_none());
+        let inspected = request_body.as_ref().is_some_and(|inspector| inspector.skipped().is_none());
+        let holding_request = active.hold_request_body && fits && (inspected || active.reads_body_fields);
         self.exchange = Some(Exchange {
             active,
             request,
@@ -318,19 +317,29 @@ impl HttpContext for RequestFilter {
             self.exchange = Some(ex);
             return Flow::Continue;
         }
-        let full = match ex.request_body.take() {
+        // A held body is re-presented whole on every call; a streaming one arrives chunk by chunk.
+        let start = if ex.holding_request { ex.request_seen } else { 0 };
+        let len = body_size.saturating_sub(start);
+        let mut full = match ex.request_body.take() {
             Some(mut inspector) => {
-                // A held body is re-presented whole on every call; a streaming one arrives chunk by chunk.
-                let start = if ex.holding_request { ex.request_seen } else { 0 };
-                let len = body_size.saturating_sub(start);
                 self.inspect(&mut inspector, &ex.active, start, len, true);
-                ex.request_seen = body_size;
                 let full = inspector.truncated();
                 ex.request_body = Some(inspector);
                 full
             }
             None => false,
         };
+        if ex.active.reads_body_fields {
+            // One byte past the limit tells a body too long for fields from one that fits.
+            let room = (MAX_BODY_FIELD_BYTES + 1).saturating_sub(ex.facts.request_body.len());
+            if room > 0 && len > 0 {
+                if let Some(chunk) = self.get_http_request_body(start, len.min(room)) {
+                    ex.facts.request_body.extend_from_slice(&chunk);
+                }
+            }
+            full |= ex.facts.request_body.len() > MAX_BODY_FIELD_BYTES && ex.request_body.is_none();
+        }
+        ex.request_seen = body_size;
         let holding = ex.holding_request;
         self.exchange = Some(ex);
         if end_of_stream || full {

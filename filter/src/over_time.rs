@@ -181,6 +181,99 @@ pub struct Facts {
     pub notes: RefCell<Notes>,
     /// Counters this exchange updated with the request headers: (counter, key, value after the update).
     pub updated: RefCell<Vec<(u16, Vec<u8>, i64)>>,
+    /// The first bytes of the request body, kept when the policy reads body fields (at most
+    /// [`MAX_BODY_FIELD_BYTES`] + 1, so a longer body is known to be cut).
+    pub request_body: Vec<u8>,
+    /// The request body's fields, parsed once when first read (`None`: not JSON or a form, or cut).
+    pub body_fields: std::cell::OnceCell<Option<serde_json::Value>>,
+}
+
+/// The most request-body bytes kept for `request.body["field"]`: login and token requests are small; a longer
+/// body has no readable fields (and the rule reading one ends in an error, so it does not match).
+pub const MAX_BODY_FIELD_BYTES: usize = 8 * 1024;
+
+/// The fields of a request body of `content_type`: a JSON value, or a form as an object of its first values.
+pub fn parse_body_fields(content_type: Option<&[u8]>, body: &[u8]) -> Option<serde_json::Value> {
+    if body.len() > MAX_BODY_FIELD_BYTES {
+        return None;
+    }
+    let content_type = content_type.map(|c| c.to_ascii_lowercase()).unwrap_or_default();
+    let has = |needle: &[u8]| content_type.windows(needle.len()).any(|w| w == needle);
+    if has(b"json") {
+        return serde_json::from_slice(body).ok();
+    }
+    if !has(b"application/x-www-form-urlencoded") {
+        return None;
+    }
+    let mut fields = serde_json::Map::new();
+    for pair in body.split(|b| *b == b'&') {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(eq) => (pair.get(..eq).unwrap_or_default(), pair.get(eq + 1..).unwrap_or_default()),
+            None => (pair, &[][..]),
+        };
+        let name = String::from_utf8_lossy(&percent_decode(name)).into_owned();
+        let value = String::from_utf8_lossy(&percent_decode(value)).into_owned();
+        fields.entry(name).or_insert(serde_json::Value::String(value));
+    }
+    Some(serde_json::Value::Object(fields))
+}
+
+/// Field `path` (dots reach into objects) of `fields` as text: strings as they are, numbers and booleans as JSON.
+pub fn body_field<'v>(fields: &'v serde_json::Value, path: &str) -> Option<std::borrow::Cow<'v, [u8]>> {
+    let mut value = fields;
+    for segment in path.split('.') {
+        value = value.get(segment)?;
+    }
+    match value {
+        serde_json::Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_bytes())),
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(value.to_string().into_bytes().into()),
+        _ => None,
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; a malformed escape stays as is.
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&b) = input.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => match (input.get(i + 1).copied().and_then(hex), input.get(i + 2).copied().and_then(hex)) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_form_fields() {
+        let json = parse_body_fields(Some(b"application/json; charset=utf-8"), br#"{"user":{"name":"ann"},"n":7}"#)
+            .expect("json");
+        assert_eq!(body_field(&json, "user.name").as_deref(), Some(&b"ann"[..]));
+        assert_eq!(body_field(&json, "n").as_deref(), Some(&b"7"[..]));
+        assert_eq!(body_field(&json, "user"), None, "objects are not text");
+        let form =
+            parse_body_fields(Some(b"application/x-www-form-urlencoded"), b"username=a%40b.co&pw=x+y&username=2")
+                .expect("form");
+        assert_eq!(body_field(&form, "username").as_deref(), Some(&b"a@b.co"[..]), "first value wins");
+        assert_eq!(body_field(&form, "pw").as_deref(), Some(&b"x y"[..]));
+        assert_eq!(parse_body_fields(Some(b"text/plain"), b"username=a"), None);
+        assert_eq!(parse_body_fields(Some(b"application/json"), b"{\"a\":"), None, "cut or invalid JSON");
+        assert_eq!(parse_body_fields(Some(b"application/json"), &vec![b' '; MAX_BODY_FIELD_BYTES + 1]), None);
+        assert_eq!(percent_decode(b"%zz%4"), b"%zz%4");
+    }
 }
 
 /// Measures how much shared data the active bundle's dynamic lists and counters hold, reading a bounded number of

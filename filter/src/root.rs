@@ -14,7 +14,7 @@ use portcullis_policies::bundle::{self, MAX_BUNDLE_BYTES};
 use portcullis_policies::program::Node;
 use portcullis_policies::signing::{self, TrustedKey};
 use portcullis_policies::token_analysis::JwtVerifier;
-use portcullis_policies::{Action, Bundle, Phase};
+use portcullis_policies::{Bundle, Phase};
 use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Lease, TtlList};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -54,6 +54,8 @@ pub struct ActiveBundle {
     pub reads_response: bool,
     /// Ending an exchange touches shared data: counters updated at the end, or lists with `add_when`.
     pub concludes_with_state: bool,
+    /// Something reads `request.body["field"]`: the first bytes of request bodies are kept.
+    pub reads_body_fields: bool,
     /// Which phases have rules, so a request skips the empty ones.
     phases_with_rules: [bool; 3],
     /// The JWT verifier built from the bundle's keys, when the policy judges JWTs.
@@ -68,8 +70,7 @@ impl ActiveBundle {
         let label = BundleLabel { revision: bundle.revision(), short_digest };
         let lists = bundle.lists().iter().map(|l| TtlList::new(&l.id, l.max_entries)).collect();
         let counters = bundle.counters().iter().map(CounterStore::new).collect();
-        let hold_request_body =
-            bundle.rules().iter().any(|r| r.phase == Phase::RequestBody && r.action == Action::Block);
+        let hold_request_body = bundle.rules().iter().any(|r| r.phase == Phase::RequestBody && r.action.answers());
         let mut phases_with_rules = [false; 3];
         for rule in bundle.rules() {
             if let Some(slot) = phases_with_rules.get_mut(phase_index(rule.phase)) {
@@ -81,6 +82,7 @@ impl ActiveBundle {
         let reads_response = reads_response(&bundle);
         let concludes_with_state = bundle.counters().iter().any(|c| c.phase != Phase::RequestHeaders)
             || bundle.lists().iter().any(|l| !l.add_when.is_empty());
+        let reads_body_fields = reads_nodes(&bundle, |n| matches!(n, Node::BodyField(_)));
         ActiveBundle {
             bundle,
             label,
@@ -89,6 +91,7 @@ impl ActiveBundle {
             hold_request_body,
             reads_response,
             concludes_with_state,
+            reads_body_fields,
             phases_with_rules,
             verifier,
             token_key,
@@ -117,7 +120,12 @@ impl ActiveBundle {
 
 /// True when a rule, a list's `add_when` or a counter reads `response.code` or `response.bytes`.
 fn reads_response(bundle: &Bundle) -> bool {
-    let reads = |nodes: &[Node]| nodes.iter().any(|n| matches!(n, Node::ResponseCode | Node::ResponseBytes));
+    reads_nodes(bundle, |n| matches!(n, Node::ResponseCode | Node::ResponseBytes))
+}
+
+/// True when some node of a rule, a list's `add_when` or a counter satisfies `wanted`.
+fn reads_nodes(bundle: &Bundle, wanted: impl Fn(&Node) -> bool) -> bool {
+    let reads = |nodes: &[Node]| nodes.iter().any(&wanted);
     bundle.rules().iter().any(|r| reads(&r.condition))
         || bundle.lists().iter().any(|l| reads(&l.add_when))
         || bundle.counters().iter().any(|c| c.per.iter().any(|p| reads(p)) || reads(&c.of) || reads(&c.when))

@@ -366,6 +366,52 @@ fn throttles_failed_logins_token_sharing_and_static_lists() {
     envoy.assert_no_critical_wasm();
 }
 
+/// Failed logins per username, read from the JSON login body.
+const LOGIN_POLICY: &str = r#"version: 1
+counters:
+  - id: failed-logins-by-user
+    kind: requests
+    per: request.body["username"]
+    when: endpoint == "POST portcullis.test/login" && response.code == 401
+    window: 30d
+rules:
+  - id: canary
+    when: request.path == "/canary"
+    action: block
+  - id: user-stuffing
+    when: endpoint == "POST portcullis.test/login" && count("failed-logins-by-user") >= 3
+    action: throttle
+    retry_after: 1m
+"#;
+
+/// Brute force against one account: its failed logins are counted by the username in the body (whatever address
+/// they come from), and the fourth attempt is throttled before it reaches the upstream; another user is not.
+#[test]
+fn failed_logins_are_counted_per_username_from_the_login_body() {
+    let stack = Stack::start("open");
+    stack.upstream.set_route("/login", Route::json(r#"{"error":"bad credentials"}"#).with_status(401));
+    publish(&stack, LOGIN_POLICY, 1);
+    let envoy = &stack.envoy;
+    let mut client = envoy.client_new_connection_each();
+    let mut login = |user: &str, id: &str| {
+        let body = format!(r#"{{"username":"{user}","password":"guess-{id}"}}"#);
+        client.request("POST", "/login", &[("x-request-id", id), ("content-type", "application/json")], body.as_bytes())
+    };
+    for i in 0..3 {
+        assert_eq!(login("alice", &format!("alice-{i}")).status, 401, "attempt {i} reaches the upstream");
+    }
+    let response = login("alice", "alice-3");
+    assert_eq!(response.status, 429, "{}", response.text());
+    assert_eq!(response.header("retry-after"), Some("60"));
+    let v = envoy.verdict("alice-3");
+    assert_field(&v, "rule", Some("user-stuffing"));
+    assert_field(&v, "counters", Some("failed-logins-by-user:3"));
+    assert_eq!(login("bob", "bob-0").status, 401, "another account is not throttled");
+    assert_eq!(stack.upstream.requests_for("/login"), 4, "the throttled attempt never reached the upstream");
+    assert!(!envoy.log_text().contains("guess-"), "a login body reached Envoy's log");
+    envoy.assert_no_critical_wasm();
+}
+
 /// A counter with room for 1,024 keys and a list of 1,024 entries, flooded with far more distinct tokens.
 const FLOOD_POLICY: &str = r#"version: 1
 tokens:

@@ -442,7 +442,12 @@ pub fn phase_of(nodes: &[Node], detections: &[DetectionDef], counters: &[Counter
                 Location::ResponseBody => Phase::Response,
             }),
             Node::ResponseCode | Node::ResponseBytes => Some(Phase::Response),
+            Node::BodyField(_) => Some(Phase::RequestBody),
             Node::SeenElsewhere(c) => counters.get(usize::from(*c)).map(|c| c.phase),
+            // This exchange's own key is known once the counter's `per` can be evaluated.
+            Node::Counter { counter, key: None } => counters
+                .get(usize::from(*counter))
+                .and_then(|c| c.per.iter().map(|part| phase_of(part, detections, &[])).max()),
             _ => None,
         })
         .max()
@@ -646,6 +651,7 @@ fn check_nodes(nodes: &[Node], counts: &Counts<'_>) -> Result<Type, BundleError>
                 _ => return Err(invalid),
             },
             Node::ResponseCode | Node::ResponseBytes => (Type::Int, 0),
+            Node::BodyField(_) => (Type::String, 0),
         };
         if typed.1 > MAX_CONDITION_DEPTH {
             return Err(invalid);

@@ -75,6 +75,12 @@ pub trait Request {
     fn response_code(&self) -> Option<i64> {
         None
     }
+    /// Field `path` of the request body (JSON or form; dots reach into JSON objects) as a string; `None` when
+    /// absent or not readable.
+    fn body_field(&self, path: &str) -> Option<Cow<'_, [u8]>> {
+        let _ = path;
+        None
+    }
     /// Response body bytes seen so far; `None` before the response.
     fn response_bytes(&self) -> Option<i64> {
         None
@@ -320,6 +326,7 @@ impl<'a> Evaluator<'a> {
             Node::SeenElsewhere(c) => Value::Bool(self.request.seen_elsewhere(*c).ok_or(EvalError)?),
             Node::ResponseCode => Value::Int(self.request.response_code().ok_or(EvalError)?),
             Node::ResponseBytes => Value::Int(self.request.response_bytes().ok_or(EvalError)?),
+            Node::BodyField(path) => Value::Str(self.request.body_field(path).ok_or(EvalError)?),
         })
     }
 

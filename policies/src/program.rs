@@ -226,6 +226,10 @@ pub enum Node {
     ResponseCode,
     /// `response.bytes` (int): response body bytes that went through the filter so far.
     ResponseBytes,
+    /// `request.body["field"]`: a field of a JSON or form request body (a dotted path reaches into JSON objects),
+    /// as a string (numbers and booleans as their JSON text); an error when absent, or when the body is not JSON or
+    /// a form, or longer than the filter keeps for fields.
+    BodyField(String),
 }
 
 /// When a rule can be decided: the latest part of the exchange its condition reads.

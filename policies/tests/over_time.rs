@@ -201,6 +201,34 @@ rules:
 }
 
 #[test]
+fn body_fields_key_counters_and_wait_for_the_body() {
+    let bundle = load(
+        r#"
+version: 1
+counters:
+  - id: failed-logins-by-user
+    kind: requests
+    per: request.body["username"]
+    when: endpoint == "POST h/login" && response.code == 401
+    window: 1h
+rules:
+  - id: stuffing
+    when: endpoint == "POST h/login" && count("failed-logins-by-user") >= 5
+    action: throttle
+  - id: admin-login
+    when: request.body["user.role"] == "admin"
+    action: monitor
+"#,
+    );
+    assert_eq!(bundle.counters()[0].phase, Phase::Response);
+    // The rule reads this exchange's own key, which is in the body: it is decided with the body.
+    let phases: Vec<Phase> = bundle.rules().iter().map(|r| r.phase).collect();
+    assert_eq!(phases, [Phase::RequestBody, Phase::RequestBody]);
+    assert!(error("version: 1\nrules:\n  - { id: r, when: 'request.body[\"a..b\"] == \"x\"', action: block }\n")
+        .ends_with("a body field is a name or a dotted path (user.name)"));
+}
+
+#[test]
 fn static_lists_hold_addresses_networks_and_exact_keys() {
     let bundle = load(
         r#"

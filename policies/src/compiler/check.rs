@@ -24,7 +24,9 @@ const TOKEN_HEADER: &str = "token.header";
 /// The token attributes, for error messages.
 const TOKEN_ATTRIBUTES: &str = "token.present, token.id, token.kind, token.claims, token.header";
 /// What an index (`x["name"]`) applies to.
-const NOT_INDEXABLE: &str = "only request.headers, token.claims and token.header can be indexed";
+const NOT_INDEXABLE: &str = "only request.headers, request.body, token.claims and token.header can be indexed";
+/// The request body's fields, a map: `request.body["username"]`.
+const BODY: &str = "request.body";
 /// Why a token attribute cannot be used.
 const NO_TOKENS: &str = "token attributes need a 'tokens:' section";
 /// The functions a condition may call, for error messages.
@@ -166,10 +168,19 @@ impl Emitter<'_, '_> {
         Err(unknown_attribute(e.start, &name))
     }
 
-    /// `request.headers["name"]`.
+    /// `request.headers["name"]`, `request.body["field"]`, `token.claims["name"]`, `token.header["name"]`.
     fn index(&mut self, target: &Expr, index: &Expr) -> Result<Emitted, ExprError> {
         match dotted_name(target) {
             Some(name) if name == HEADERS => {}
+            Some(name) if name == BODY => {
+                let ExprKind::Str(field) = &index.kind else {
+                    return Err(ExprError::new(index.start, "a body field name must be a string literal"));
+                };
+                if field.is_empty() || field.split('.').any(str::is_empty) {
+                    return Err(ExprError::new(index.start, "a body field is a name or a dotted path (user.name)"));
+                }
+                return Ok((self.push(Node::BodyField(field.clone()), &[], target.start)?, Type::String));
+            }
             Some(name) if name == TOKEN_CLAIMS || name == TOKEN_HEADER => {
                 self.need_tokens(target.start)?;
                 let what = if name == TOKEN_CLAIMS { "claim" } else { "header field" };
