@@ -10,7 +10,7 @@ use portcullis_policies::engine::join_headers;
 use portcullis_policies::scan::Findings;
 use portcullis_policies::token::{JwtFinding, TokenField};
 use portcullis_policies::{Attribute, Phase, Request};
-use portcullis_shared_state::{Cas, SharedData, WriteError};
+use portcullis_shared_state::{Cas, SharedData, WriteError, CREATE_CAS};
 
 use crate::metrics::Metrics;
 use crate::over_time::{body_field, parse_body_fields, CounterStore, Facts, SharedLocal};
@@ -34,8 +34,8 @@ pub fn envoy_secret(key: &str, candidate: &[u8]) -> Vec<u8> {
             return existing;
         }
     }
-    // Two VMs may race here; both re-read, so whichever write landed last is the one everybody uses from now on.
-    let _ = store.set(key, candidate, None);
+    // Created only if still absent: when two VMs race, the first write wins and both read it back.
+    let _ = store.set(key, candidate, Some(CREATE_CAS));
     store.get(key).0.filter(|v| !v.is_empty()).unwrap_or_else(|| candidate.to_vec())
 }
 

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use portcullis_policies::detect::{CounterDef, CounterKind};
 use portcullis_policies::engine::{CounterEvent, CounterInput};
-use portcullis_shared_state::{CounterError, DistinctCounter, LastSeen, SharedData, SlidingCounter};
+use portcullis_shared_state::{CounterError, DistinctCounter, LastSeen, Salt, SharedData, SlidingCounter};
 
 use crate::metrics::Metrics;
 use crate::root::ActiveBundle;
@@ -44,17 +44,17 @@ pub struct Applied {
 }
 
 impl CounterStore {
-    /// Binds counter `def` to shared data.
-    pub fn new(def: &CounterDef) -> CounterStore {
+    /// Binds counter `def` to shared data, its bucket hash keyed by `salt` (this Envoy's).
+    pub fn new(def: &CounterDef, salt: Salt) -> CounterStore {
         let window_ms = def.window_seconds.saturating_mul(1000);
         match def.kind {
             CounterKind::Requests | CounterKind::Sum => {
-                CounterStore::Sliding(SlidingCounter::new(&def.id, def.max_keys, window_ms))
+                CounterStore::Sliding(SlidingCounter::new(&def.id, def.max_keys, window_ms).salted(salt))
             }
-            CounterKind::Distinct => {
-                CounterStore::Distinct(DistinctCounter::new(&def.id, def.max_keys, window_ms, def.max_distinct))
-            }
-            CounterKind::LastSeen => CounterStore::Seen(LastSeen::new(&def.id, def.max_keys), window_ms),
+            CounterKind::Distinct => CounterStore::Distinct(
+                DistinctCounter::new(&def.id, def.max_keys, window_ms, def.max_distinct).salted(salt),
+            ),
+            CounterKind::LastSeen => CounterStore::Seen(LastSeen::new(&def.id, def.max_keys).salted(salt), window_ms),
         }
     }
 
@@ -469,6 +469,11 @@ impl LocalCounters {
                 Err(_) => Metrics::bump(metrics.counter_failures),
             }
         }
+    }
+
+    /// Forgets the shared values read since the last tick (done at every tick, flush or not).
+    pub fn forget_observed(&mut self) {
+        self.observed.clear();
     }
 
     /// True when adds are waiting for a flush.

@@ -15,7 +15,7 @@ use portcullis_policies::program::Node;
 use portcullis_policies::signing::{self, TrustedKey};
 use portcullis_policies::token_analysis::JwtVerifier;
 use portcullis_policies::{Bundle, Phase};
-use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Lease, TtlList};
+use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Lease, Salt, TtlList};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
@@ -30,6 +30,9 @@ use crate::token::{new_cache, SharedCache};
 
 /// Shared-data key of this Envoy's random token-identity key (used when neither configuration nor bundle has one).
 const TOKEN_KEY: &str = "portcullis.token-identity-key";
+
+/// Shared-data key of this Envoy's random salt of list and counter bucket hashes.
+const BUCKET_SALT_KEY: &str = "portcullis.bucket-salt";
 
 /// How often every VM looks for a newer bundle in shared data: the bound on propagation between workers.
 const TICK: Duration = Duration::from_millis(250);
@@ -65,11 +68,11 @@ pub struct ActiveBundle {
 }
 
 impl ActiveBundle {
-    fn new(bundle: Bundle, token_key: Vec<u8>) -> ActiveBundle {
+    fn new(bundle: Bundle, token_key: Vec<u8>, salt: Salt) -> ActiveBundle {
         let short_digest = bundle::hex(bundle.digest().get(..4).unwrap_or_default());
         let label = BundleLabel { revision: bundle.revision(), short_digest };
-        let lists = bundle.lists().iter().map(|l| TtlList::new(&l.id, l.max_entries)).collect();
-        let counters = bundle.counters().iter().map(CounterStore::new).collect();
+        let lists = bundle.lists().iter().map(|l| TtlList::new(&l.id, l.max_entries).salted(salt)).collect();
+        let counters = bundle.counters().iter().map(|def| CounterStore::new(def, salt)).collect();
         let hold_request_body = bundle.rules().iter().any(|r| r.phase == Phase::RequestBody && r.action.answers());
         let mut phases_with_rules = [false; 3];
         for rule in bundle.rules() {
@@ -135,7 +138,7 @@ fn reads_nodes(bundle: &Bundle, wanted: impl Fn(&Node) -> bool) -> bool {
 pub fn shared_bytes_needed(bundle: &Bundle) -> u64 {
     let lists = bundle.lists().iter().filter(|def| def.is_dynamic());
     let lists: u64 = lists.map(|def| TtlList::new(&def.id, def.max_entries).shared_bytes_budget()).sum();
-    let counters = bundle.counters().iter().map(|def| CounterStore::new(def).shared_bytes_budget());
+    let counters = bundle.counters().iter().map(|def| CounterStore::new(def, Salt::default()).shared_bytes_budget());
     lists.saturating_add(counters.sum())
 }
 
@@ -284,7 +287,7 @@ impl PortcullisRoot {
 
     fn activate(&mut self, bundle: Bundle, level: LogLevel) {
         let token_key = self.token_key(&bundle);
-        let active = ActiveBundle::new(bundle, token_key);
+        let active = ActiveBundle::new(bundle, token_key, self.bucket_salt());
         // Analyses depend on the bundle's keys and rules: start afresh with a new bundle.
         self.token_cache = new_cache();
         let message = format!(
@@ -307,14 +310,28 @@ impl PortcullisRoot {
         if let Some(key) = bundle.tokens().and_then(|t| t.hash_key.as_deref()) {
             return key.to_vec();
         }
-        let fresh: Vec<u8> = (0..4u64)
+        crate::host::envoy_secret(TOKEN_KEY, &self.random_bytes(4))
+    }
+
+    /// The salt of every list and counter bucket hash: one random value per Envoy, kept in shared data.
+    fn bucket_salt(&self) -> Salt {
+        let secret = crate::host::envoy_secret(BUCKET_SALT_KEY, &self.random_bytes(2));
+        let mut salt = Salt::default();
+        for (s, b) in salt.iter_mut().zip(secret) {
+            *s = b;
+        }
+        salt
+    }
+
+    /// `words` × 8 random bytes (WASI seeds `RandomState`).
+    fn random_bytes(&self, words: u64) -> Vec<u8> {
+        (0..words)
             .flat_map(|i| {
                 let mut hasher = self.random.build_hasher();
                 hasher.write_u64(self.now_ms() ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 hasher.finish().to_le_bytes()
             })
-            .collect();
-        crate::host::envoy_secret(TOKEN_KEY, &fresh)
+            .collect()
     }
 
     /// If this VM holds the fetch lease and a fetch is due, asks the control plane for a newer bundle.
@@ -447,18 +464,17 @@ impl PortcullisRoot {
     /// Writes this VM's batched counter updates to shared data, one VM at a time (the flush lease is held for the
     /// few microseconds a flush takes; a VM that finds it taken flushes at its next tick).
     fn flush_counters(&mut self) {
-        if !self.local.borrow().has_pending() {
-            return;
-        }
         let now = self.now_ms();
-        let Some(lease) = &self.flush_lease else { return };
-        if !lease.try_acquire(&HostSharedData, now) {
-            return;
+        let pending = self.local.borrow().has_pending();
+        let Ok(mut local) = self.local.try_borrow_mut() else { return };
+        match &self.flush_lease {
+            Some(lease) if pending && lease.try_acquire(&HostSharedData, now) => {
+                local.flush(&HostSharedData, now, self.metrics);
+                lease.release(&HostSharedData);
+            }
+            // Values read this tick must not outlive it: the next read sees what every worker flushed since.
+            _ => local.forget_observed(),
         }
-        if let Ok(mut local) = self.local.try_borrow_mut() {
-            local.flush(&HostSharedData, now, self.metrics);
-        }
-        lease.release(&HostSharedData);
     }
 
     /// The fetch-lease holder measures the shared data the active bundle's lists and counters hold.

@@ -1,26 +1,41 @@
 //! What every bucketed structure in shared data shares: where a key lands, and the name of a bucket's key.
 
+use std::hash::Hasher as _;
 use std::io::Write as _;
 
-use sha2::{Digest, Sha256};
+use siphasher::sip128::{Hasher128 as _, SipHasher13};
 
-/// Bytes of an entry's fingerprint: 128 bits of SHA-256, so keys themselves are never stored.
+/// Bytes of an entry's fingerprint: a 128-bit keyed hash, so keys themselves are never stored.
 pub(crate) const FINGERPRINT_LEN: usize = 16;
 
 /// An entry's identity inside its bucket.
 pub(crate) type Fingerprint = [u8; FINGERPRINT_LEN];
 
+/// The key of the bucket hash. Every VM of one Envoy must use the same salt (the filter keeps a random one per Envoy
+/// in shared data); without it, whoever knows a structure's name could search offline for keys that share a bucket
+/// and evict one another. All zero: unsalted (tests, tools).
+pub type Salt = [u8; 16];
+
 /// Longest bucket key built on the stack; a longer one falls back to the heap.
 const KEY_BUF_LEN: usize = 128;
 
-/// The bucket (of `buckets`) and fingerprint of `key` in the structure `name`: SHA-256 of `name || 0x00 || key`.
-pub(crate) fn locate(name: &str, buckets: u32, key: &[u8]) -> (u32, Fingerprint) {
-    let digest: [u8; 32] =
-        Sha256::new().chain_update(name.as_bytes()).chain_update([0u8]).chain_update(key).finalize().into();
-    let (head, rest) = digest.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
-    let fingerprint = rest.first_chunk::<FINGERPRINT_LEN>().copied().unwrap_or_default();
+/// The keyed hash of `name || tag || data`: one structure's keys (`tag` 0) and items (`tag` 1) never meet another's.
+pub(crate) fn keyed_hash(salt: &Salt, name: &str, tag: u8, data: &[u8]) -> [u8; 16] {
+    let mut hasher = SipHasher13::new_with_key(salt);
+    hasher.write(name.as_bytes());
+    hasher.write(&[tag]);
+    hasher.write(data);
+    hasher.finish128().as_bytes()
+}
+
+/// The bucket (of `buckets`) and fingerprint of `key` in the structure `name`: the 128-bit SipHash-1-3 of
+/// `name || 0x00 || key` under `salt` is the fingerprint, and its first 8 bytes (little-endian) modulo `buckets`
+/// the bucket.
+pub(crate) fn locate(salt: &Salt, name: &str, buckets: u32, key: &[u8]) -> (u32, Fingerprint) {
+    let fingerprint = keyed_hash(salt, name, 0, key);
+    let head = fingerprint.first_chunk::<8>().copied().unwrap_or_default();
     // The remainder is below `buckets`, a u32, so it always fits.
-    let bucket = u32::try_from(u64::from_le_bytes(*head) % u64::from(buckets.max(1))).unwrap_or(0);
+    let bucket = u32::try_from(u64::from_le_bytes(head) % u64::from(buckets.max(1))).unwrap_or(0);
     (bucket, fingerprint)
 }
 

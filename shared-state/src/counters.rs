@@ -10,7 +10,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::buckets::{self, Fingerprint, FINGERPRINT_LEN};
+use crate::buckets::{self, Fingerprint, Salt, FINGERPRINT_LEN};
 use crate::{SharedData, WriteError, CREATE_CAS};
 
 /// Slots per bucket.
@@ -96,9 +96,9 @@ impl std::error::Error for CounterError {}
 ///
 /// # Identity
 ///
-/// SHA-256 of `name || 0x00 || key` gives the bucket (first 8 bytes, little-endian, modulo `B`) and the key's
-/// 128-bit fingerprint (the next 16 bytes), as in [`TtlList`](crate::TtlList): keys (token ids, client addresses,
-/// endpoint templates, or a combination) are never stored and collisions are negligible.
+/// The keyed 128-bit SipHash of `name || 0x00 || key` is the key's fingerprint and gives its bucket, as in
+/// [`TtlList`](crate::TtlList): keys (token ids, client addresses, endpoint templates, or a combination) are never
+/// stored and collisions are negligible.
 ///
 /// # Sliding window
 ///
@@ -129,8 +129,8 @@ impl std::error::Error for CounterError {}
 /// only if no other VM did since we read it as missing (else: a CAS mismatch, and a retry like any other). So no
 /// write is ever blind, and with two workers under parallel load N adds count N.
 ///
-/// The hash is not keyed: someone who knows the name can search offline for keys that share a bucket and use them
-/// to evict that bucket's 8 slots. They can only evict, which lowers counts; a per-Envoy salt would close it.
+/// The hash is keyed by a salt (`salted`), the same for every VM of one Envoy and secret to everyone else, so keys
+/// that share a bucket cannot be searched offline. Unsalted (all zero) in tests and tools.
 ///
 /// # Cost
 ///
@@ -143,6 +143,13 @@ pub struct SlidingCounter {
 }
 
 impl SlidingCounter {
+    /// The same counter with its bucket hash keyed by `salt` (the same for every VM of one Envoy).
+    #[must_use]
+    pub fn salted(mut self, salt: Salt) -> SlidingCounter {
+        self.table.salt = salt;
+        self
+    }
+
     /// Slots per bucket (all counters).
     pub const WAYS: u32 = WAYS as u32;
     /// Compare-and-swap retries a change makes before giving up (all counters).
@@ -265,7 +272,7 @@ fn weighted((current, previous): (u32, u32), now_ms: u64, start: u64, window: u6
 ///
 /// Layout, identity, concurrency and the eviction tie-break are those of [`SlidingCounter`]. A slot is
 /// `fingerprint[16] | window_start_ms u64 | count u8 | items[max_distinct]` (u32 each): the set of items seen,
-/// each as the first 4 bytes of SHA-256 of `name || 0x01 || item`. Two distinct items collide with probability
+/// each as the first 4 bytes of the keyed hash of `name || 0x01 || item`. Two distinct items collide with probability
 /// 2⁻³², so a count can rarely be one short; items themselves are never stored.
 ///
 /// # Window reset rule
@@ -291,6 +298,13 @@ pub struct DistinctCounter {
 }
 
 impl DistinctCounter {
+    /// The same counter with its bucket hash keyed by `salt` (the same for every VM of one Envoy).
+    #[must_use]
+    pub fn salted(mut self, salt: Salt) -> DistinctCounter {
+        self.table.salt = salt;
+        self
+    }
+
     /// The largest `max_distinct` a counter accepts.
     pub const MAX_DISTINCT: u32 = MAX_DISTINCT;
 
@@ -420,14 +434,9 @@ impl DistinctCounter {
             .unwrap_or(0)
     }
 
-    /// The first 4 bytes of SHA-256 of `name || 0x01 || item`.
+    /// The first 4 bytes of the keyed hash of `name || 0x01 || item`.
     fn item_fingerprint(&self, item: &[u8]) -> u32 {
-        let digest: [u8; 32] = Sha256::new()
-            .chain_update(self.table.name.as_bytes())
-            .chain_update([1u8])
-            .chain_update(item)
-            .finalize()
-            .into();
+        let digest = buckets::keyed_hash(&self.table.salt, &self.table.name, 1, item);
         digest.first_chunk::<4>().map_or(0, |head| u32::from_le_bytes(*head))
     }
 }
@@ -523,6 +532,13 @@ pub struct LastSeen {
 }
 
 impl LastSeen {
+    /// The same counter with its bucket hash keyed by `salt` (the same for every VM of one Envoy).
+    #[must_use]
+    pub fn salted(mut self, salt: Salt) -> LastSeen {
+        self.table.salt = salt;
+        self
+    }
+
     /// The facts named `name` with room for `max_keys` keys (rounded up to whole buckets).
     pub fn new(name: &str, max_keys: u32) -> LastSeen {
         LastSeen { table: Table::new(name, max_keys, LAST_SEEN_VERSION, LAST_SEEN_SLOT_LEN) }
@@ -617,6 +633,7 @@ struct Table {
     buckets: u32,
     version: u8,
     slot_len: usize,
+    salt: Salt,
 }
 
 /// What a change does to a bucket: nothing to write, or write the changed bucket; with the caller's answer.
@@ -635,7 +652,13 @@ enum Choice {
 
 impl Table {
     fn new(name: &str, max_keys: u32, version: u8, slot_len: usize) -> Table {
-        Table { name: name.into(), buckets: max_keys.div_ceil(WAYS as u32).max(1), version, slot_len }
+        Table {
+            name: name.into(),
+            buckets: max_keys.div_ceil(WAYS as u32).max(1),
+            version,
+            slot_len,
+            salt: Salt::default(),
+        }
     }
 
     fn value_len(&self) -> usize {
@@ -712,7 +735,7 @@ impl Table {
 
     /// The bucket and fingerprint of `key`.
     fn locate(&self, key: &[u8]) -> (u32, Fingerprint) {
-        buckets::locate(&self.name, self.buckets, key)
+        buckets::locate(&self.salt, &self.name, self.buckets, key)
     }
 
     /// Calls `f` with this structure's shared-data key for `bucket`.

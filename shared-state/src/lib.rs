@@ -26,6 +26,7 @@ mod counters;
 mod lease;
 mod ttl_list;
 
+pub use buckets::Salt;
 pub use bundle_slot::{BundleHead, BundleSlot, FetchRecord};
 pub use counters::{CounterError, DistinctCounter, LastSeen, SeenValue, SlidingCounter};
 pub use lease::Lease;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::buckets::{self, Fingerprint, FINGERPRINT_LEN};
+use crate::buckets::{self, Fingerprint, Salt, FINGERPRINT_LEN};
 use crate::{SharedData, WriteError, CREATE_CAS};
 
 /// Slots per bucket.
@@ -46,8 +46,8 @@ const KEY_PREFIX: &str = "portcullis.list.";
 ///
 /// # Identity
 ///
-/// SHA-256 of `id || 0x00 || key` gives both the bucket (first 8 bytes as a little-endian u64, modulo `B`) and the
-/// entry's 128-bit fingerprint (the next 16 bytes). Keys themselves (endpoint templates, token ids) are never
+/// The 128-bit SipHash-1-3 of `id || 0x00 || key`, keyed by the list's salt (see [`TtlList::salted`]), is the
+/// entry's fingerprint, and its first 8 bytes (a little-endian u64, modulo `B`) the bucket. Keys themselves (endpoint templates, token ids) are never
 /// stored, so values stay fixed-size and shared memory holds no raw request data. Two keys share a fingerprint with
 /// probability about 2⁻¹²⁸ per pair in a bucket: false positives are negligible.
 ///
@@ -83,6 +83,7 @@ const KEY_PREFIX: &str = "portcullis.list.";
 pub struct TtlList {
     id: Box<str>,
     buckets: u32,
+    salt: Salt,
 }
 
 /// What [`TtlList::add`] did, and how many compare-and-swap retries it took (0 when nobody else wrote the bucket).
@@ -218,7 +219,13 @@ impl TtlList {
     ///
     /// Every VM must use the same `id` and `max_entries` for the same list: they decide where a key lives.
     pub fn new(id: &str, max_entries: u32) -> TtlList {
-        TtlList { id: id.into(), buckets: max_entries.div_ceil(TtlList::WAYS).max(1) }
+        TtlList { id: id.into(), buckets: max_entries.div_ceil(TtlList::WAYS).max(1), salt: Salt::default() }
+    }
+
+    /// The same list with its bucket hash keyed by `salt` (the same for every VM of one Envoy).
+    #[must_use]
+    pub fn salted(self, salt: Salt) -> TtlList {
+        TtlList { salt, ..self }
     }
 
     /// The list's name.
@@ -335,7 +342,7 @@ impl TtlList {
 
     /// The bucket and fingerprint of `key`.
     fn locate(&self, key: &[u8]) -> (u32, Fingerprint) {
-        buckets::locate(&self.id, self.buckets, key)
+        buckets::locate(&self.salt, &self.id, self.buckets, key)
     }
 
     /// Calls `f` with this structure's shared-data key for `bucket`.
@@ -620,6 +627,16 @@ mod tests {
         assert_eq!(list.add(&store, b"ours", 0, 1_000), Ok(AddOutcome::Added { retries: 1 }));
         assert!(list.contains(&store, b"ours", 0));
         assert!(list.contains(&store, b"theirs", 0));
+    }
+
+    #[test]
+    fn the_salt_keys_where_entries_live() {
+        let store = MemoryStore::new();
+        let salted = TtlList::new("l", 8_000).salted([7; 16]);
+        salted.add(&store, b"k", 0, 1_000).unwrap();
+        assert!(salted.contains(&store, b"k", 0));
+        assert!(TtlList::new("l", 8_000).salted([7; 16]).contains(&store, b"k", 0), "same salt, same place");
+        assert!(!TtlList::new("l", 8_000).contains(&store, b"k", 0), "another salt finds nothing");
     }
 
     #[test]
