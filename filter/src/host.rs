@@ -183,6 +183,10 @@ impl<'a> ExchangeView<'a> {
         let Some(key) = self.list_key(def.key) else { return false };
         match ttl_list.add(&HostSharedData, &key, self.now_ms, ttl_ms) {
             Ok(_) => {
+                if def.batched {
+                    // This worker sees its own addition at once.
+                    self.local.borrow_mut().remember_listed(list, &key, true);
+                }
                 Metrics::bump(self.metrics.list_additions);
                 self.facts.notes.borrow_mut().added(list);
                 true
@@ -255,7 +259,18 @@ impl Request for ExchangeView<'_> {
     }
 
     fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
-        let found = self.active.lists.get(usize::from(list))?.contains(&HostSharedData, key, self.now_ms);
+        let batched = self.active.bundle.lists().get(usize::from(list)).is_some_and(|def| def.batched);
+        let remembered = if batched { self.local.borrow().listed(list, key) } else { None };
+        let found = match remembered {
+            Some(found) => found,
+            None => {
+                let found = self.active.lists.get(usize::from(list))?.contains(&HostSharedData, key, self.now_ms);
+                if batched {
+                    self.local.borrow_mut().remember_listed(list, key, found);
+                }
+                found
+            }
+        };
         if found {
             self.facts.notes.borrow_mut().hit(list);
         }

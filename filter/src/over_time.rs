@@ -366,6 +366,8 @@ pub struct LocalCounters {
     known: HashMap<u64, u64>,
     /// Seeds the hash of `known` (randomly, from WASI): an attacker cannot aim collisions at it.
     hasher: RandomState,
+    /// Answers of batched list lookups this tick, by a keyed hash of (list, key).
+    listed: HashMap<u64, bool>,
 }
 
 /// The per-VM batching state, shared by the root context (which flushes) and the request contexts.
@@ -453,7 +455,7 @@ impl LocalCounters {
     /// Writes every pending add to shared data (one compare-and-swap per key) and forgets the values observed, so
     /// the next read of a key sees what every worker flushed.
     pub fn flush(&mut self, store: &dyn SharedData, now_ms: u64, metrics: Metrics) {
-        self.observed.clear();
+        self.forget_observed();
         let Some(active) = self.active.clone() else {
             self.pending.clear();
             return;
@@ -471,9 +473,23 @@ impl LocalCounters {
         }
     }
 
-    /// Forgets the shared values read since the last tick (done at every tick, flush or not).
+    /// Forgets the shared values and list answers read since the last tick (done at every tick, flush or not).
     pub fn forget_observed(&mut self) {
         self.observed.clear();
+        self.listed.clear();
+    }
+
+    /// The answer a batched list lookup got this tick, if any.
+    pub fn listed(&self, list: u16, key: &[u8]) -> Option<bool> {
+        self.listed.get(&self.hasher.hash_one((list, key))).copied()
+    }
+
+    /// Remembers a batched list lookup's answer (or this worker's own addition) until the next tick.
+    pub fn remember_listed(&mut self, list: u16, key: &[u8], found: bool) {
+        if self.listed.len() >= MAX_LOCAL_ENTRIES {
+            self.listed.clear();
+        }
+        self.listed.insert(self.hasher.hash_one((list, key)), found);
     }
 
     /// True when adds are waiting for a flush.
@@ -487,7 +503,7 @@ impl LocalCounters {
             return;
         }
         self.flush(store, now_ms, metrics);
-        self.observed.clear();
+        self.forget_observed();
         self.known.clear();
         self.active = Some(Rc::clone(active));
     }

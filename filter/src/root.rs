@@ -288,6 +288,10 @@ impl PortcullisRoot {
     fn activate(&mut self, bundle: Bundle, level: LogLevel) {
         let token_key = self.token_key(&bundle);
         let active = ActiveBundle::new(bundle, token_key, self.bucket_salt());
+        // Remembered list answers belong to the bundle's list numbering.
+        if let Ok(mut local) = self.local.try_borrow_mut() {
+            local.forget_observed();
+        }
         // Analyses depend on the bundle's keys and rules: start afresh with a new bundle.
         self.token_cache = new_cache();
         let message = format!(

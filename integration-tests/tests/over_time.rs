@@ -190,14 +190,20 @@ counters:
     of: endpoint
     window: 30d
     batched: true
+lists:
+  - { id: seen-tokens, key: token, ttl: 1h, batched: true }
 rules:
   - id: canary
     when: request.path == "/canary"
     action: block
+  - id: remember-token
+    when: request.path == "/work" && !(token.id in lists["seen-tokens"])
+    action: add_to_list
+    list: seen-tokens
   - id: report-count
     when: >-
       request.path == "/count" && count("requests-per-token") > 0 && count("batched-per-token") > 0
-      && distinct_count("endpoints-per-token") > 0
+      && distinct_count("endpoints-per-token") > 0 && token.id in lists["seen-tokens"]
     action: monitor
 "#;
 
@@ -228,6 +234,10 @@ fn two_workers_under_parallel_load_count_every_request_exactly() {
     assert_field(&v, "action", Some("monitor"));
     let expected = format!("requests-per-token:{0},batched-per-token:{0},endpoints-per-token:2", N + 1);
     assert_field(&v, "counters", Some(&expected));
+    assert_field(&v, "lists", Some("seen-tokens"));
+    // A batched list is looked up once per key and tick by each worker: a handful of additions, not one per request.
+    let additions = metric(envoy, "list_additions");
+    assert!((1..=40).contains(&additions), "list_additions {additions}");
     // Stats are flushed on the filter's tick: three counters count every exchange; the batched ones write rarely.
     let exchanges = 3 * (N + 1);
     assert!(

@@ -266,10 +266,14 @@ impl<'a> Evaluator<'a> {
             Node::Header(name) => Value::Str(self.request.header(name.as_bytes()).ok_or(EvalError)?),
             Node::HasHeader(name) => Value::Bool(self.request.header(name.as_bytes()).is_some()),
             Node::Not(a) => Value::Bool(!self.bool(*a)?),
-            Node::And(a, b) => match (self.bool(*a), self.bool(*b)) {
-                (Ok(false), _) | (_, Ok(false)) => Value::Bool(false),
-                (Ok(true), Ok(true)) => Value::Bool(true),
-                _ => return Err(EvalError),
+            // `false && x` is false whatever `x` is (even an error), so `x` is not evaluated: no lookup is wasted.
+            Node::And(a, b) => match self.bool(*a) {
+                Ok(false) => Value::Bool(false),
+                left => match (left, self.bool(*b)) {
+                    (_, Ok(false)) => Value::Bool(false),
+                    (Ok(true), Ok(true)) => Value::Bool(true),
+                    _ => return Err(EvalError),
+                },
             },
             Node::Or(a, b) => match self.bool(*a) {
                 Ok(true) => Value::Bool(true),

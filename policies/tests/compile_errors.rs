@@ -239,7 +239,7 @@ fn unknown_field_in_list() {
     assert_eq!(
         error_of("unknown_field_list.yaml"),
         "fixtures/errors/unknown_field_list.yaml:6:5: unknown field 'add_if' in list \
-         (expected one of: id, key, add_when, ttl, max_entries, entries)"
+         (expected one of: id, key, add_when, ttl, max_entries, entries, batched)"
     );
 }
 

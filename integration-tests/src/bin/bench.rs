@@ -390,13 +390,14 @@ const COUNTERS_AIM_US: f64 = 10.0;
 /// Batched, each worker VM adds up its `requests` updates and writes them to shared data once per key per 250 ms
 /// tick (one compare-and-swap per key and tick instead of one per request); a rule reads the shared value, cached
 /// per key and tick, plus the worker's unwritten adds. The batched `distinct` counter skips an item this worker
-/// already recorded for the key in its window. [`counters_exact_policy`] is the same policy unbatched.
+/// already recorded for the key in its window, and the batched lists remember each lookup's answer until the
+/// worker's next tick. [`counters_exact_policy`] is the same policy unbatched.
 const COUNTERS_POLICY: &str = r#"version: 1
 tokens:
   sources: [ { header: x-api-key } ]
 lists:
-  - { id: abusive-tokens, key: token, ttl: 1h }
-  - { id: denied-ips, key: source_ip, ttl: 1h }
+  - { id: abusive-tokens, key: token, ttl: 1h, batched: true }
+  - { id: denied-ips, key: source_ip, ttl: 1h, batched: true }
 counters:
   - { id: requests-per-token, kind: requests, per: token.id, window: 1m, batched: true }
   - { id: requests-per-ip, kind: requests, per: source.ip, window: 1m, batched: true }
@@ -1416,12 +1417,13 @@ fn counters_table(
          `requests-per-ip` (requests, 1m) and `endpoints-per-token` (distinct endpoints, 5m), all updated with the \
          request headers; a rule looking the token up in `abusive-tokens` and the client address in `denied-ips` \
          (dynamic lists, empty, so `||` looks up both); a rule reading `count(\"requests-per-token\")`; no rule \
-         matches. **Batched** (`batched: true` on each counter): a worker adds up its `requests` updates and writes \
-         them to shared data once per key per 250 ms tick, and a rule reads the shared value, cached per key and \
-         tick, plus the worker's unwritten adds, so the other worker's counts become visible within a tick; the \
-         `distinct` counter skips an item the worker already recorded. **Exact** (the same policy without \
-         `batched`): every update reads and writes shared data (three read-modify-writes per request), so every \
-         count is current. Every request comes from 127.0.0.1, so `requests-per-ip` is one key that both workers \
+         matches. **Batched** (`batched: true` on each counter and list): a worker adds up its `requests` updates \
+         and writes them to shared data once per key per 250 ms tick, and a rule reads the shared value, cached per \
+         key and tick, plus the worker's unwritten adds, so the other worker's counts become visible within a tick; \
+         the `distinct` counter skips an item the worker already recorded; a list lookup's answer is remembered \
+         until the worker's next tick (its own additions at once). **Exact** (the same policy without `batched`): \
+         every update reads and writes shared data (three read-modify-writes per request) and every lookup reads \
+         it, so every count and membership is current. Every request comes from 127.0.0.1, so `requests-per-ip` is one key that both workers \
          write: the most contended case. The token-identity variant has the same `tokens:` section (the key's keyed \
          hash on every request) and a rule reading `token.id`, without counters or lists.",
         settings.counter_requests, settings.rounds, settings.connections,
@@ -2822,7 +2824,8 @@ mod tests {
         assert_eq!(
             exact
                 .replace(", window: 1m }", ", window: 1m, batched: true }")
-                .replace(", window: 5m }", ", window: 5m, batched: true }"),
+                .replace(", window: 5m }", ", window: 5m, batched: true }")
+                .replace(", ttl: 1h }", ", ttl: 1h, batched: true }"),
             COUNTERS_POLICY
         );
     }

@@ -35,7 +35,7 @@ const CLASSIFIER_KEYS: &str = "id, pattern, validator, context, context_window, 
 /// Keys of a detection.
 const DETECTION_KEYS: &str = "id, classifier, in, requires";
 /// Keys of a list.
-const LIST_KEYS: &str = "id, key, add_when, ttl, max_entries, entries";
+const LIST_KEYS: &str = "id, key, add_when, ttl, max_entries, entries, batched";
 /// Detection names starting with this are JWT findings (`detected("jwt.alg_none")`), never declared detections.
 pub(super) const JWT_PREFIX: &str = "jwt.";
 /// Longest id, in bytes (ids are ASCII).
@@ -665,7 +665,14 @@ impl Compiler<'_> {
             Some(value) => self.int_in("max_entries", value, 1..=MAX_LIST_ENTRIES)?,
             None => DEFAULT_MAX_ENTRIES,
         };
-        let list = ListDef { id, key, ttl_seconds, max_entries, add_when: Vec::new(), entries, networks };
+        let batched = match field(&fields, "batched") {
+            Some(value) if ttl_seconds == 0 => {
+                return Err(self.error(value, "'batched' applies to dynamic lists (with a ttl); a static list is free"));
+            }
+            Some(value) => self.bool("batched", value)?,
+            None => false,
+        };
+        let list = ListDef { id, key, ttl_seconds, max_entries, add_when: Vec::new(), entries, networks, batched };
         Ok((list, add_when))
     }
 
@@ -1000,6 +1007,7 @@ rules:
                 add_when: vec![Node::Detected(0)],
                 entries: vec![],
                 networks: vec![],
+                batched: false,
             }
         );
         assert_eq!((c.lists[1].ttl_seconds, c.lists[1].max_entries), (5_400, 10_000));
