@@ -65,7 +65,8 @@ impl Exchange {
         let now = match self.now_ms.get() {
             Some(now) => now,
             None => {
-                let now = self.active.clock();
+                let tick = self.local.try_borrow().map_or(0, |local| local.tick_ms());
+                let now = self.active.clock_at(tick);
                 self.now_ms.set(Some(now));
                 now
             }

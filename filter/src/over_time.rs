@@ -368,6 +368,8 @@ pub struct LocalCounters {
     hasher: RandomState,
     /// Answers of batched list lookups this tick, by a keyed hash of (list, key).
     listed: HashMap<u64, bool>,
+    /// The time of this worker's last tick (0 before the first).
+    tick_ms: u64,
 }
 
 /// The per-VM batching state, shared by the root context (which flushes) and the request contexts.
@@ -490,6 +492,16 @@ impl LocalCounters {
             self.listed.clear();
         }
         self.listed.insert(self.hasher.hash_one((list, key)), found);
+    }
+
+    /// Records the time of this worker's tick.
+    pub fn set_tick(&mut self, now_ms: u64) {
+        self.tick_ms = now_ms;
+    }
+
+    /// The time of this worker's last tick (0 before the first).
+    pub fn tick_ms(&self) -> u64 {
+        self.tick_ms
     }
 
     /// True when adds are waiting for a flush.

@@ -59,6 +59,8 @@ pub struct ActiveBundle {
     pub concludes_with_state: bool,
     /// Something reads `request.body["field"]`: the first bytes of request bodies are kept.
     pub reads_body_fields: bool,
+    /// Every dynamic list and counter is batched: the time of the worker's last tick is precise enough.
+    ticks_suffice: bool,
     /// Which phases have rules, so a request skips the empty ones.
     phases_with_rules: [bool; 3],
     /// The JWT verifier built from the bundle's keys, when the policy judges JWTs.
@@ -86,6 +88,8 @@ impl ActiveBundle {
         let concludes_with_state = bundle.counters().iter().any(|c| c.phase != Phase::RequestHeaders)
             || bundle.lists().iter().any(|l| !l.add_when.is_empty());
         let reads_body_fields = reads_nodes(&bundle, |n| matches!(n, Node::BodyField(_)));
+        let ticks_suffice =
+            bundle.lists().iter().all(|l| l.batched || !l.is_dynamic()) && bundle.counters().iter().all(|c| c.batched);
         ActiveBundle {
             bundle,
             label,
@@ -95,6 +99,7 @@ impl ActiveBundle {
             reads_response,
             concludes_with_state,
             reads_body_fields,
+            ticks_suffice,
             phases_with_rules,
             verifier,
             token_key,
@@ -109,6 +114,16 @@ impl ActiveBundle {
     /// True when some rule is decided in `phase`.
     pub fn has_rules(&self, phase: Phase) -> bool {
         self.phases_with_rules.get(phase_index(phase)).copied().unwrap_or(true)
+    }
+
+    /// The time list lookups and counters use; without either no hostcall is spent on the clock. When every list and
+    /// counter is batched, the time of the worker's last tick (`tick_ms`, when known) serves: they work at a tick's
+    /// resolution anyway.
+    pub fn clock_at(&self, tick_ms: u64) -> u64 {
+        if self.ticks_suffice && tick_ms > 0 {
+            return tick_ms;
+        }
+        self.clock()
     }
 
     /// The time list lookups and counters use; without either no hostcall is spent on the clock.
@@ -471,6 +486,7 @@ impl PortcullisRoot {
         let now = self.now_ms();
         let pending = self.local.borrow().has_pending();
         let Ok(mut local) = self.local.try_borrow_mut() else { return };
+        local.set_tick(now);
         match &self.flush_lease {
             Some(lease) if pending && lease.try_acquire(&HostSharedData, now) => {
                 local.flush(&HostSharedData, now, self.metrics);
