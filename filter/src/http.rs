@@ -1,18 +1,21 @@
 //! The per-request context: one exchange from request headers to the end of the response.
 //!
 //! Rules are decided in phases (see `portcullis_policies::Phase`):
-//! 1. **request headers**: attributes, headers, the query string's detections and list membership; can block;
-//! 2. **request body**: detections in the request body, inspected as it streams up to the cap. When the bundle has
-//!    a *blocking* rule on the request body, the body is held (Envoy buffers it, at most the cap plus one read)
-//!    until that rule is decided, so a blocked body never reaches the upstream; the request headers have gone
-//!    ahead, and the upstream request is reset when the block is answered. A body declared longer than the cap is
-//!    not held (Envoy would answer 413 before the cap is reached). Otherwise the body streams through untouched
-//!    while it is inspected;
-//! 3. **response**: detections in the response body; monitor only, since the response is already on its way. Lists
-//!    are updated when the exchange is complete, which is how a response finding acts on *later* requests.
+//! 1. **request headers**: attributes, headers, the query string's detections, lists and counters; can block or
+//!    throttle. Counters that only read the request headers are updated first, so their values include this
+//!    exchange;
+//! 2. **request body**: detections in the request body, inspected as it streams up to the cap, and
+//!    `request.body["field"]`. When the bundle has a rule there that can answer (block, throttle), the body is held
+//!    (Envoy buffers it, at most the cap plus one read) until that rule is decided, so a blocked body never reaches
+//!    the upstream; the request headers have gone ahead, and the upstream request is reset when the block is
+//!    answered. A body declared longer than the cap is not held (Envoy would answer 413 before the cap is
+//!    reached). Otherwise the body streams through untouched while it is inspected;
+//! 3. **response**: detections in the response body, `response.code` and `response.bytes`; monitor and
+//!    add_to_list only, since the response is already on its way. Counters that read the response and lists with
+//!    `add_when` are updated when the exchange is complete, which is how the response acts on *later* requests.
 //!
-//! The verdict (rules, detections, truncation, lists, endpoint) is written to filter state after each phase, so
-//! the access log sees the latest.
+//! The verdict (rules, detections, truncation, lists, counters, endpoint) is written to filter state after each
+//! phase, so the access log sees the latest.
 
 use std::rc::Rc;
 

@@ -4,7 +4,9 @@
 //! [`portcullis_policies`] evaluates bundles, [`portcullis_shared_state`] coordinates worker VMs.
 //!
 //! - [`root`]: configuration, the fetch loop (one VM per Envoy, under a lease), bundle swaps in every VM.
-//! - [`http`]: per request, evaluate and block, monitor or pass; the verdict goes to filter state.
+//! - [`http`]: per request, evaluate and block, throttle, monitor or pass; the verdict goes to filter state.
+//! - [`over_time`]: the bundle's counters over shared data, per-VM batching (flushed every tick, one VM at a
+//!   time), the sweep that measures shared data, request-body fields.
 //! - [`token`]: the caller's token: extraction, keyed identity, JWT analysis through a bounded per-VM cache.
 //! - [`config`], [`schedule`], [`evidence`]: pure logic, unit-tested natively.
 //!

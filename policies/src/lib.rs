@@ -14,7 +14,7 @@
 //! # Contents
 //!
 //! - [`program`]: the evaluable form of a rule condition (a flat node arena, children before parents).
-//! - [`detect`]: classifiers, detections, body inspection limits and dynamic lists.
+//! - [`detect`]: classifiers, detections, body inspection limits, dynamic and static lists, counters over time.
 //! - [`scan`]: streaming inspection of bodies and values, built-in classifiers, findings per detection.
 //! - [`signing`]: Ed25519 signatures over bundles, the envelope that carries them, key files.
 //! - [`token`]: token sources, caller identity, JWT policy and the JWT findings rules can name.
@@ -22,7 +22,8 @@
 //!   verification and forgery checks, and the per-VM cache of analyses.
 //! - [`endpoint`]: endpoint templates (`GET host/users/{id}`), the key of endpoint lists.
 //! - [`bundle`]: the wire format and its validating loader.
-//! - [`engine`]: evaluation of a loaded bundle, and the [`Request`] view it reads.
+//! - [`engine`]: evaluation of a loaded bundle, the [`Request`] view it reads, and what an exchange adds to a
+//!   counter.
 //! - [`verdict`]: what the engine decided, as a small `Copy` value.
 //!
 //! [CEL]: https://cel.dev
