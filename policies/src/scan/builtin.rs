@@ -58,8 +58,9 @@ pub const DEFAULT_CONTEXT_WINDOW: u16 = 48;
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         id: "credit_card",
-        // The end of a number (the validator walks back over 12–19 digits with single space or dash separators).
-        pattern: concat!("[0-9]{2}", number_end!()),
+        // The end of a run of at least 12 digits with single space or dash separators (the validator walks back
+        // over 12–19 of them): shorter numbers, which JSON is full of, never reach the validator.
+        pattern: concat!(r"[0-9](?:[ \-]?[0-9]){11}", number_end!()),
         validator: Validator::CreditCard,
         max_len: 40,
         context: &[],
@@ -111,8 +112,9 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         id: "phone",
-        // The end of a number; the validator walks back over digits and separators and decides what counts.
-        pattern: concat!("[0-9]{2}", number_end!()),
+        // The end of a run of at least 7 digits with up to two separators between them (every phone form has 7+);
+        // the validator walks back over digits and separators and decides what counts.
+        pattern: concat!(r"[0-9](?:[ .()\-]{0,2}[0-9]){6}", number_end!()),
         validator: Validator::Phone,
         max_len: 40,
         context: &[],
@@ -122,7 +124,8 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         id: "ipv4",
-        pattern: concat!(r"\.[0-9]{1,3}", number_end!()),
+        // Four dotted groups of 1–3 digits: prices and versions (`32.00`, `1.2`) never reach the validator.
+        pattern: concat!(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", number_end!()),
         validator: Validator::Ipv4,
         max_len: 17,
         context: &[],
