@@ -87,6 +87,10 @@ pub struct PluginConfig {
     /// hold more memory than the operator allowed. Default 64 MiB.
     #[serde(default = "default_shared_data_budget_bytes")]
     pub shared_data_budget_bytes: u64,
+    /// Time body inspection with the host's clock and publish it as `inspection_ns` / `inspected_bytes` (two
+    /// clock readings per body chunk, about 3 µs: for benchmarks and diagnosis, off by default).
+    #[serde(default)]
+    pub time_inspection: bool,
 }
 
 fn default_shared_data_budget_bytes() -> u64 {

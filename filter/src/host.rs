@@ -26,6 +26,12 @@ pub fn now_ms() -> u64 {
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Nanoseconds since the epoch, from the host's clock (for timing diagnostics).
+pub fn now_ns() -> u64 {
+    let now = hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
+    u64::try_from(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// A secret shared by every VM of this Envoy: the value at `key`, or `candidate` if this VM is first to set it.
 pub fn envoy_secret(key: &str, candidate: &[u8]) -> Vec<u8> {
     let store = HostSharedData;

@@ -26,7 +26,7 @@ use proxy_wasm::types::Action as Flow;
 
 use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
-use crate::host::{now_ms, ExchangeView, HostRequest};
+use crate::host::{now_ms, now_ns, ExchangeView, HostRequest};
 use crate::metrics::Metrics;
 use crate::over_time::{Facts, SharedLocal, MAX_BODY_FIELD_BYTES};
 use crate::root::{ActiveBundle, Snapshot};
@@ -207,9 +207,15 @@ impl RequestFilter {
         } else {
             self.get_http_response_body(start, wanted)
         };
-        if let Some(chunk) = chunk {
+        let Some(chunk) = chunk else { return };
+        if !self.snapshot.time_inspection {
             inspector.feed(&bundle.bundle, &chunk);
+            return;
         }
+        let started = now_ns();
+        inspector.feed(&bundle.bundle, &chunk);
+        Metrics::add_later(self.snapshot.metrics.inspection_ns, now_ns().saturating_sub(started));
+        Metrics::add_later(self.snapshot.metrics.inspected_bytes, u64::try_from(chunk.len()).unwrap_or(u64::MAX));
     }
 
     /// Request body finished (or past the cap): settle its detections and decide its rules.

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub counter_failures: Option<u32>,
     /// Bundles refused because their lists and counters need more shared data than `shared_data_budget_bytes`.
     pub bundle_over_budget: Option<u32>,
+    /// With `time_inspection`: nanoseconds spent scanning bodies inside the VM.
+    pub inspection_ns: Option<u32>,
+    /// With `time_inspection`: body bytes scanned (the two give the scan's MB/s inside the VM).
+    pub inspected_bytes: Option<u32>,
     /// Gauge: bytes of shared data the active bundle's lists and counters use, as last swept.
     pub shared_data_bytes: Option<u32>,
     /// Gauge: the most bytes of shared data the active bundle's lists and counters can ever use.
@@ -75,6 +79,8 @@ impl Metrics {
             counter_cas_retries: counter("portcullis.counter_cas_retries"),
             counter_failures: counter("portcullis.counter_failures"),
             bundle_over_budget: counter("portcullis.bundle_over_budget"),
+            inspection_ns: counter("portcullis.inspection_ns"),
+            inspected_bytes: counter("portcullis.inspected_bytes"),
             shared_data_bytes: gauge("portcullis.shared_data_bytes"),
             shared_data_bytes_limit: gauge("portcullis.shared_data_bytes_limit"),
         }

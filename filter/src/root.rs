@@ -178,6 +178,8 @@ pub struct Snapshot {
     pub token_cache: SharedCache,
     /// This VM's batched counters.
     pub local: SharedLocal,
+    /// Time body inspection (plugin configuration `time_inspection`).
+    pub time_inspection: bool,
 }
 
 /// The plugin's root context (one per worker VM).
@@ -682,6 +684,7 @@ impl RootContext for PortcullisRoot {
             metrics: self.metrics,
             token_cache: self.token_cache.clone(),
             local: self.local.clone(),
+            time_inspection: self.config.as_ref().is_some_and(|c| c.time_inspection),
         })))
     }
 }
