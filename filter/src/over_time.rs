@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use portcullis_policies::detect::{CounterDef, CounterKind};
 use portcullis_policies::engine::{CounterEvent, CounterInput};
-use portcullis_shared_state::{CounterError, DistinctCounter, LastSeen, Salt, SharedData, SlidingCounter};
+use portcullis_shared_state::{CounterError, DistinctCounter, Footprint, LastSeen, Salt, SharedData, SlidingCounter};
 
 use crate::metrics::Metrics;
 use crate::root::ActiveBundle;
@@ -58,30 +58,12 @@ impl CounterStore {
         }
     }
 
-    /// The most bytes of shared data this counter can ever use.
-    pub fn shared_bytes_budget(&self) -> u64 {
+    /// What the counter may use and uses of shared data.
+    pub fn footprint(&self) -> &dyn Footprint {
         match self {
-            CounterStore::Sliding(c) => c.shared_bytes_budget(),
-            CounterStore::Distinct(c) => c.shared_bytes_budget(),
-            CounterStore::Seen(c, _) => c.shared_bytes_budget(),
-        }
-    }
-
-    /// The shared-data bucket count (= keys the counter can ever use).
-    pub fn buckets(&self) -> u32 {
-        match self {
-            CounterStore::Sliding(c) => c.buckets(),
-            CounterStore::Distinct(c) => c.buckets(),
-            CounterStore::Seen(c, _) => c.buckets(),
-        }
-    }
-
-    /// Bytes bucket `bucket` holds now.
-    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
-        match self {
-            CounterStore::Sliding(c) => c.stored_bytes(store, bucket),
-            CounterStore::Distinct(c) => c.stored_bytes(store, bucket),
-            CounterStore::Seen(c, _) => c.stored_bytes(store, bucket),
+            CounterStore::Sliding(c) => c,
+            CounterStore::Distinct(c) => c,
+            CounterStore::Seen(c, _) => c,
         }
     }
 
@@ -299,38 +281,25 @@ impl Sweep {
         if self.digest != *active.bundle.digest() {
             *self = Sweep { digest: *active.bundle.digest(), ..Sweep::default() };
         }
-        let dynamic: Vec<_> = active
-            .bundle
-            .lists()
-            .iter()
-            .zip(&active.lists)
-            .filter(|(def, _)| def.is_dynamic())
-            .map(|(_, l)| l)
+        // Dynamic lists, then counters: every structure that owns bucket keys in shared data.
+        let lists = active.bundle.lists().iter().zip(&active.lists).filter(|(def, _)| def.is_dynamic());
+        let tables: Vec<&dyn Footprint> = lists
+            .map(|(_, list)| list as &dyn Footprint)
+            .chain(active.counters.iter().map(CounterStore::footprint))
             .collect();
         let mut reads = 0;
         while reads < max_reads {
-            let list = dynamic.get(self.table);
-            let counter = self.table.checked_sub(dynamic.len()).and_then(|i| active.counters.get(i));
-            let buckets = match (list, counter) {
-                (Some(list), _) => list.buckets(),
-                (None, Some(counter)) => counter.buckets(),
-                (None, None) => {
-                    let total = self.bytes;
-                    *self = Sweep { digest: self.digest, ..Sweep::default() };
-                    return Some(total);
-                }
+            let Some(table) = tables.get(self.table) else {
+                let total = self.bytes;
+                *self = Sweep { digest: self.digest, ..Sweep::default() };
+                return Some(total);
             };
-            if self.bucket >= buckets {
+            if self.bucket >= table.buckets() {
                 self.table += 1;
                 self.bucket = 0;
                 continue;
             }
-            let bytes = match (list, counter) {
-                (Some(list), _) => list.stored_bytes(store, self.bucket),
-                (None, Some(counter)) => counter.stored_bytes(store, self.bucket),
-                (None, None) => 0,
-            };
-            self.bytes = self.bytes.saturating_add(bytes);
+            self.bytes = self.bytes.saturating_add(table.stored_bytes(store, self.bucket));
             self.bucket += 1;
             reads += 1;
         }
@@ -341,9 +310,6 @@ impl Sweep {
 /// Most entries a worker keeps in each of its batching tables (adds not yet written, values observed, distinct
 /// items recorded). Keys are at most `MAX_COUNTER_KEY` + 1 bytes, so each table stays under a few hundred KiB.
 const MAX_LOCAL_ENTRIES: usize = 4096;
-
-/// A `(counter, key)` pair of a batched counter.
-type Slot = (u16, Vec<u8>);
 
 /// What one worker VM keeps for `batched: true` counters between two flushes (every tick, 250 ms).
 ///
@@ -358,13 +324,14 @@ type Slot = (u16, Vec<u8>);
 pub struct LocalCounters {
     /// The bundle the entries belong to: a swap flushes them under it first.
     active: Option<Rc<ActiveBundle>>,
-    /// Adds not yet written.
-    pending: HashMap<Slot, u64>,
-    /// Shared values read or written since the last flush (this worker's pending adds not included).
-    observed: HashMap<Slot, i64>,
+    /// Adds not yet written, by [`LocalCounters::slot`]: the counter, the key (kept to write it) and the amount.
+    pending: HashMap<u64, (u16, Vec<u8>, u64)>,
+    /// Shared values read or written since the last flush, by slot (this worker's pending adds not included).
+    observed: HashMap<u64, i64>,
     /// Distinct items recorded by this worker, by a keyed hash of (counter, key, item): when the key's window ends.
     known: HashMap<u64, u64>,
-    /// Seeds the hash of `known` (randomly, from WASI): an attacker cannot aim collisions at it.
+    /// Seeds the hashes every table is keyed by (randomly, from WASI): an attacker cannot aim collisions at them,
+    /// and a lookup hashes borrowed bytes instead of copying the key.
     hasher: RandomState,
     /// Answers of batched list lookups this tick, by a keyed hash of (list, key).
     listed: HashMap<u64, bool>,
@@ -398,13 +365,13 @@ impl LocalCounters {
                     CounterInput::Amount(n) => *n,
                     _ => 1,
                 };
-                let slot = (counter, event.key.clone());
+                let slot = self.slot(counter, &event.key);
                 if !self.pending.contains_key(&slot) && self.pending.len() >= MAX_LOCAL_ENTRIES {
                     // Bounded memory: a full table is written out now rather than grown.
                     self.flush(store, now_ms, metrics);
                 }
-                let pending = self.pending.entry(slot).or_insert(0);
-                *pending = pending.saturating_add(n);
+                let entry = self.pending.entry(slot).or_insert_with(|| (counter, event.key.clone(), 0));
+                entry.2 = entry.2.saturating_add(n);
                 Ok(Some(self.read(active, counter, &event.key, store, now_ms)))
             }
             (Some(CounterStore::Distinct(c)), CounterInput::Value(item)) => {
@@ -438,7 +405,7 @@ impl LocalCounters {
         store: &dyn SharedData,
         now_ms: u64,
     ) -> i64 {
-        let slot = (counter, key.to_vec());
+        let slot = self.slot(counter, key);
         let shared = match self.observed.get(&slot) {
             Some(value) => *value,
             None => {
@@ -446,11 +413,11 @@ impl LocalCounters {
                 if self.observed.len() >= MAX_LOCAL_ENTRIES {
                     self.observed.clear();
                 }
-                self.observed.insert(slot.clone(), value);
+                self.observed.insert(slot, value);
                 value
             }
         };
-        let pending = self.pending.get(&slot).copied().unwrap_or(0);
+        let pending = self.pending.get(&slot).map_or(0, |(_, _, n)| *n);
         shared.saturating_add(i64::try_from(pending).unwrap_or(i64::MAX))
     }
 
@@ -462,13 +429,13 @@ impl LocalCounters {
             self.pending.clear();
             return;
         };
-        for ((counter, key), n) in self.pending.drain() {
+        for (slot, (counter, key, n)) in self.pending.drain() {
             let Some(CounterStore::Sliding(c)) = active.counters.get(usize::from(counter)) else { continue };
             match c.add(store, &key, now_ms, u32::try_from(n).unwrap_or(u32::MAX)) {
                 Ok((value, retries)) => {
                     Metrics::add_later(metrics.counter_writes, 1);
                     Metrics::add_later(metrics.counter_cas_retries, u64::from(retries));
-                    self.observed.insert((counter, key), i64::try_from(value).unwrap_or(i64::MAX));
+                    self.observed.insert(slot, i64::try_from(value).unwrap_or(i64::MAX));
                 }
                 Err(_) => Metrics::bump(metrics.counter_failures),
             }
@@ -502,6 +469,12 @@ impl LocalCounters {
     /// The time of this worker's last tick (0 before the first).
     pub fn tick_ms(&self) -> u64 {
         self.tick_ms
+    }
+
+    /// The table key of `(counter, key)`: 64 bits of a randomly keyed hash, so two of the few thousand entries a
+    /// worker keeps collide with odds of about 10⁻¹², and nobody can make them.
+    fn slot(&self, counter: u16, key: &[u8]) -> u64 {
+        self.hasher.hash_one((counter, key))
     }
 
     /// True when adds are waiting for a flush.

@@ -15,7 +15,7 @@ use portcullis_policies::program::Node;
 use portcullis_policies::signing::{self, TrustedKey};
 use portcullis_policies::token_analysis::JwtVerifier;
 use portcullis_policies::{Bundle, Phase};
-use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Lease, Salt, TtlList};
+use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Footprint, Lease, Salt, TtlList};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
@@ -153,7 +153,8 @@ fn reads_nodes(bundle: &Bundle, wanted: impl Fn(&Node) -> bool) -> bool {
 pub fn shared_bytes_needed(bundle: &Bundle) -> u64 {
     let lists = bundle.lists().iter().filter(|def| def.is_dynamic());
     let lists: u64 = lists.map(|def| TtlList::new(&def.id, def.max_entries).shared_bytes_budget()).sum();
-    let counters = bundle.counters().iter().map(|def| CounterStore::new(def, Salt::default()).shared_bytes_budget());
+    let counters =
+        bundle.counters().iter().map(|def| CounterStore::new(def, Salt::default()).footprint().shared_bytes_budget());
     lists.saturating_add(counters.sum())
 }
 

@@ -51,3 +51,25 @@ pub(crate) fn with_bucket_key<R>(prefix: &str, name: &str, bucket: u32, f: impl 
     }
     f(&format!("{prefix}{name}.{bucket}"))
 }
+
+/// What the tests of every bucketed structure use.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// `n` keys (`key-0`, `key-1`, ...) that `bucket_of` puts in `bucket`.
+    pub(crate) fn keys_in_bucket(bucket_of: impl Fn(&[u8]) -> u32, bucket: u32, n: usize) -> Vec<Vec<u8>> {
+        (0u32..).map(|i| format!("key-{i}").into_bytes()).filter(|key| bucket_of(key) == bucket).take(n).collect()
+    }
+
+    /// A cheap deterministic generator (SplitMix64).
+    pub(crate) struct SplitMix(pub(crate) u64);
+
+    impl SplitMix {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::buckets::{self, Fingerprint, Salt, FINGERPRINT_LEN};
-use crate::{SharedData, WriteError, CREATE_CAS};
+use crate::{Footprint, SharedData, WriteError, CREATE_CAS};
 
 /// Slots per bucket.
 const WAYS: usize = 8;
@@ -176,26 +176,6 @@ impl SlidingCounter {
         self.window_ms
     }
 
-    /// Number of buckets, which is also the number of shared-data keys the counter can ever use.
-    pub fn buckets(&self) -> u32 {
-        self.table.buckets
-    }
-
-    /// The most keys counted at once: buckets × ways.
-    pub fn capacity(&self) -> u64 {
-        self.table.capacity()
-    }
-
-    /// The most bytes of shared-data values the counter ever uses: buckets × (1 + 32 × ways).
-    pub fn shared_bytes_budget(&self) -> u64 {
-        self.table.shared_bytes_budget()
-    }
-
-    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
-    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
-        self.table.stored_bytes(store, bucket)
-    }
-
     /// Counts `n` events for `key` at `now_ms`. Returns the estimate over the window ending at `now_ms`, this add
     /// included, and the compare-and-swap retries used. Counts saturate at `u32::MAX` per sub-window.
     ///
@@ -332,26 +312,6 @@ impl DistinctCounter {
         self.max_distinct
     }
 
-    /// Number of buckets, which is also the number of shared-data keys the counter can ever use.
-    pub fn buckets(&self) -> u32 {
-        self.table.buckets
-    }
-
-    /// The most keys tracked at once: buckets × ways.
-    pub fn capacity(&self) -> u64 {
-        self.table.capacity()
-    }
-
-    /// The most bytes of shared-data values the counter ever uses: buckets × (1 + (25 + 4 × max_distinct) × ways).
-    pub fn shared_bytes_budget(&self) -> u64 {
-        self.table.shared_bytes_budget()
-    }
-
-    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
-    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
-        self.table.stored_bytes(store, bucket)
-    }
-
     /// Records that `key` saw `item` at `now_ms`. Returns the number of distinct items in the key's window, this
     /// one included (`max_distinct + 1` once saturated), and the compare-and-swap retries used.
     ///
@@ -445,6 +405,32 @@ impl DistinctCounter {
 fn distinct_live(slot: &[u8], now_ms: u64, window: u64) -> bool {
     read_u8(slot, DISTINCT_COUNT) > 0 && now_ms < read_u64(slot, DISTINCT_START).saturating_add(window)
 }
+
+/// The footprint of every counter is its table's: `buckets × (1 + slot × 8)` bytes at most, where the slot is 32
+/// bytes for [`SlidingCounter`], `25 + 4 × max_distinct` for [`DistinctCounter`] and 90 for [`LastSeen`].
+macro_rules! table_footprint {
+    ($($counter:ty),*) => {$(
+        impl Footprint for $counter {
+            fn buckets(&self) -> u32 {
+                self.table.buckets
+            }
+
+            fn capacity(&self) -> u64 {
+                self.table.capacity()
+            }
+
+            fn shared_bytes_budget(&self) -> u64 {
+                self.table.shared_bytes_budget()
+            }
+
+            fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
+                self.table.stored_bytes(store, bucket)
+            }
+        }
+    )*};
+}
+
+table_footprint!(SlidingCounter, DistinctCounter, LastSeen);
 
 /// A value recorded by [`LastSeen`]: the value itself when it was at most 64 bytes, else its SHA-256.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -547,26 +533,6 @@ impl LastSeen {
     /// The facts' name.
     pub fn name(&self) -> &str {
         &self.table.name
-    }
-
-    /// Number of buckets, which is also the number of shared-data keys it can ever use.
-    pub fn buckets(&self) -> u32 {
-        self.table.buckets
-    }
-
-    /// The most keys remembered at once: buckets × ways.
-    pub fn capacity(&self) -> u64 {
-        self.table.capacity()
-    }
-
-    /// The most bytes of shared-data values it ever uses: buckets × (1 + 90 × ways).
-    pub fn shared_bytes_budget(&self) -> u64 {
-        self.table.shared_bytes_budget()
-    }
-
-    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
-    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
-        self.table.stored_bytes(store, bucket)
     }
 
     /// Records that `key` was seen with `value` at `now_ms`. Returns what was recorded before (value and time), if
@@ -811,22 +777,11 @@ mod tests {
     use super::*;
     use crate::{Cas, MemoryStore};
 
+    use crate::buckets::testing::SplitMix;
+
     /// `n` keys that land in `bucket` of `table`.
     fn keys_in_bucket(table: &Table, bucket: u32, n: usize) -> Vec<Vec<u8>> {
-        (0u32..).map(|i| format!("key-{i}").into_bytes()).filter(|key| table.locate(key).0 == bucket).take(n).collect()
-    }
-
-    /// A cheap deterministic generator (SplitMix64).
-    struct SplitMix(u64);
-
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
+        crate::buckets::testing::keys_in_bucket(|key| table.locate(key).0, bucket, n)
     }
 
     #[test]

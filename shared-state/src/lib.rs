@@ -62,6 +62,19 @@ pub trait SharedData {
     fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError>;
 }
 
+/// How much of shared data a bucketed structure ([`TtlList`], the counters) may use and uses: it never writes keys
+/// other than its `buckets()` bucket keys, each a fixed-size value, so `shared_bytes_budget()` bounds it for good.
+pub trait Footprint {
+    /// Number of buckets, which is also the number of shared-data keys the structure can ever use.
+    fn buckets(&self) -> u32;
+    /// The most entries (list entries, counted keys) held at once: buckets × ways.
+    fn capacity(&self) -> u64;
+    /// The most bytes of shared-data values the structure ever uses: buckets × the fixed value size.
+    fn shared_bytes_budget(&self) -> u64;
+    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
+    fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64;
+}
+
 /// An in-memory [`SharedData`] with the host's semantics, for tests and native tools.
 #[derive(Debug, Default)]
 pub struct MemoryStore {

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::buckets::{self, Fingerprint, Salt, FINGERPRINT_LEN};
-use crate::{SharedData, WriteError, CREATE_CAS};
+use crate::{Footprint, SharedData, WriteError, CREATE_CAS};
 
 /// Slots per bucket.
 const WAYS: usize = 8;
@@ -233,26 +233,6 @@ impl TtlList {
         &self.id
     }
 
-    /// Number of buckets, which is also the number of shared-data keys the list can ever use.
-    pub fn buckets(&self) -> u32 {
-        self.buckets
-    }
-
-    /// The most live entries the list holds at once: buckets × ways.
-    pub fn capacity(&self) -> u64 {
-        u64::from(self.buckets) * u64::from(TtlList::WAYS)
-    }
-
-    /// The most bytes of shared-data values the list ever uses: buckets × (1 + 24 × ways).
-    pub fn shared_bytes_budget(&self) -> u64 {
-        u64::from(self.buckets) * VALUE_LEN as u64
-    }
-
-    /// Bytes of shared data bucket `bucket` holds now (0 if never written): a sweep adds these up to measure use.
-    pub fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
-        self.with_bucket_key(bucket, |key| store.get(key).0.map_or(0, |v| v.len() as u64))
-    }
-
     /// True when `key` was added and has not expired at `now_ms`. One shared-data read; no other allocation.
     pub fn contains(&self, store: &dyn SharedData, key: &[u8], now_ms: u64) -> bool {
         let (bucket, fingerprint) = self.locate(key);
@@ -351,6 +331,25 @@ impl TtlList {
     }
 }
 
+/// A list's footprint: at most `buckets × (1 + 24 × 8)` bytes.
+impl Footprint for TtlList {
+    fn buckets(&self) -> u32 {
+        self.buckets
+    }
+
+    fn capacity(&self) -> u64 {
+        u64::from(self.buckets) * u64::from(TtlList::WAYS)
+    }
+
+    fn shared_bytes_budget(&self) -> u64 {
+        u64::from(self.buckets) * VALUE_LEN as u64
+    }
+
+    fn stored_bytes(&self, store: &dyn SharedData, bucket: u32) -> u64 {
+        self.with_bucket_key(bucket, |key| store.get(key).0.map_or(0, |v| v.len() as u64))
+    }
+}
+
 /// Puts `fingerprint` in `slots` until `expires_at`: refresh, else a free or expired slot, else evict the live
 /// entry closest to expiry.
 fn place(slots: &mut Bucket, fingerprint: &Fingerprint, now_ms: u64, expires_at: u64) -> Change {
@@ -405,22 +404,11 @@ mod tests {
     use super::*;
     use crate::{Cas, MemoryStore};
 
+    use crate::buckets::testing::SplitMix;
+
     /// `n` keys that land in `bucket` of `list`.
     fn keys_in_bucket(list: &TtlList, bucket: u32, n: usize) -> Vec<Vec<u8>> {
-        (0u32..).map(|i| format!("key-{i}").into_bytes()).filter(|key| list.locate(key).0 == bucket).take(n).collect()
-    }
-
-    /// A cheap deterministic generator (SplitMix64).
-    struct SplitMix(u64);
-
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
+        crate::buckets::testing::keys_in_bucket(|key| list.locate(key).0, bucket, n)
     }
 
     #[test]
