@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use portcullis_policies::compiler::{compile_to_bytes, CompileOptions};
-use portcullis_policies::scan::builtin::BUILTINS;
+use portcullis_policies::scan::builtin::detections_yaml;
 use portcullis_policies::scan::BodyInspector;
 use portcullis_policies::{Bundle, Location};
 
@@ -148,13 +148,7 @@ fn ratio(num: u64, den: u64) -> String {
 
 /// A bundle with one detection per built-in in `request.body`, compiled from a policy as a user would write it.
 fn all_builtins() -> Result<Bundle, String> {
-    let mut yaml = String::from("version: 1\ndetections:\n");
-    for b in BUILTINS {
-        yaml.push_str(&format!("  - id: d-{0}\n    classifier: {0}\n    in: request.body\n", b.id));
-        if let Some(required) = b.requires {
-            yaml.push_str(&format!("    requires: d-{required}\n"));
-        }
-    }
+    let mut yaml = format!("version: 1\n{}", detections_yaml("request.body"));
     yaml.push_str("rules:\n  - id: eval\n    when: request.method == \"EVAL\"\n    action: monitor\n");
     let options = CompileOptions { policy_name: "eval".into(), revision: 1, file_name: "eval.yaml".into() };
     let bytes = compile_to_bytes(&yaml, &options).map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use portcullis_policies::compiler::{compile_to_bytes, CompileOptions};
-use portcullis_policies::scan::builtin::BUILTINS;
+use portcullis_policies::scan::builtin::detections_yaml;
 use portcullis_policies::scan::BodyInspector;
 use portcullis_policies::{Bundle, Location};
 
@@ -54,13 +54,7 @@ fn allocations() -> u64 {
 }
 
 fn bundle() -> Bundle {
-    let mut yaml = String::from("version: 1\ndetections:\n");
-    for b in BUILTINS {
-        yaml.push_str(&format!("  - id: d-{0}\n    classifier: {0}\n    in: response.body\n", b.id));
-        if let Some(r) = b.requires {
-            yaml.push_str(&format!("    requires: d-{r}\n"));
-        }
-    }
+    let mut yaml = format!("version: 1\n{}", detections_yaml("response.body"));
     yaml.push_str("rules:\n  - id: r\n    when: request.method == \"X\"\n    action: monitor\n");
     let options = CompileOptions { policy_name: "alloc".into(), revision: 1, file_name: "alloc.yaml".into() };
     Bundle::from_bytes(&compile_to_bytes(&yaml, &options).unwrap()).unwrap()

@@ -208,6 +208,19 @@ pub const BUILTINS: &[Builtin] = &[
     },
 ];
 
+/// The YAML `detections:` section with one detection per built-in classifier in `location` (ids `d-<classifier>`,
+/// layered ones with their `requires:`): what benches, evaluations and tests scan with.
+pub fn detections_yaml(location: &str) -> String {
+    let mut yaml = String::from("detections:\n");
+    for b in BUILTINS {
+        yaml.push_str(&format!("  - id: d-{0}\n    classifier: {0}\n    in: {location}\n", b.id));
+        if let Some(required) = b.requires {
+            yaml.push_str(&format!("    requires: d-{required}\n"));
+        }
+    }
+    yaml
+}
+
 /// Looks a built-in classifier up by id.
 pub fn builtin(id: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.id == id)
