@@ -12,6 +12,7 @@ use portcullis_policies::token::{JwtFinding, TokenField};
 use portcullis_policies::{Attribute, Phase, Request};
 use portcullis_shared_state::{Cas, SharedData, WriteError, CREATE_CAS};
 
+use crate::headers::HeaderMap;
 use crate::metrics::Metrics;
 use crate::over_time::{body_field, parse_body_fields, CounterStore, Facts, SharedLocal};
 use crate::root::ActiveBundle;
@@ -45,6 +46,26 @@ pub fn envoy_secret(key: &str, candidate: &[u8]) -> Vec<u8> {
     store.get(key).0.filter(|v| !v.is_empty()).unwrap_or_else(|| candidate.to_vec())
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+}
+
+/// The request headers as Envoy serialized them, read in place (see [`HeaderMap`]); empty if Envoy has none.
+pub fn request_headers() -> HeaderMap {
+    const REQUEST_HEADERS: u32 = 0;
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer it allocated through this module's `proxy_on_memory_allocate` (a boxed slice
+    // of `size` bytes) and that size; the buffer is then ours, exactly as the SDK's own map getter takes it.
+    let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+    if status != 0 || data.is_null() {
+        return HeaderMap::default();
+    }
+    // SAFETY: as above: `size` initialized bytes at `data`, allocated with the global allocator for a `[u8]`.
+    HeaderMap::parse(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
 /// Envoy's shared data for this VM id.
 pub struct HostSharedData;
 
@@ -63,7 +84,7 @@ impl SharedData for HostSharedData {
 
 /// One request's headers as Envoy handed them over (bytes, never assumed UTF-8), plus attributes read on demand.
 pub struct HostRequest {
-    headers: Vec<(String, Vec<u8>)>,
+    headers: HeaderMap,
     protocol: OnceCell<Option<Vec<u8>>>,
     source: OnceCell<Option<Vec<u8>>>,
     destination: OnceCell<Option<Vec<u8>>>,
@@ -71,8 +92,8 @@ pub struct HostRequest {
 }
 
 impl HostRequest {
-    /// Wraps the result of `get_http_request_headers_bytes`.
-    pub fn new(headers: Vec<(String, Vec<u8>)>) -> HostRequest {
+    /// Wraps the request's headers.
+    pub fn new(headers: HeaderMap) -> HostRequest {
         HostRequest {
             headers,
             protocol: OnceCell::new(),
@@ -84,7 +105,7 @@ impl HostRequest {
 
     /// The first value of header `name` (pseudo-headers included), without joining.
     pub fn first(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.headers.first(name)
     }
 
     /// The endpoint template (`GET host/users/{id}`), computed once.
@@ -136,7 +157,7 @@ impl Request for HostRequest {
     }
 
     fn header(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {
-        join_headers(self.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())), name)
+        join_headers(self.headers.iter(), name)
     }
 }
 

@@ -184,7 +184,7 @@ impl RequestFilter {
                 .filter_map(|(c, v)| Some((bundle.counters().get(usize::from(*c))?.id.as_str(), *v)))
                 .collect(),
             endpoint: ex.request.endpoint(),
-            token_id: ex.token.as_ref().map(|t| t.id.as_str()),
+            token_id: ex.token.as_ref().map(|t| &*t.id),
             jwt_findings: ex.token.as_ref().map(|t| t.findings).unwrap_or_default(),
             bundle: &ex.active.label,
         };
@@ -255,7 +255,7 @@ impl HttpContext for RequestFilter {
                 }
             };
         };
-        let request = HostRequest::new(self.get_http_request_headers_bytes());
+        let request = HostRequest::new(crate::host::request_headers());
         // JWT time checks read the clock; lists and counters then use the same reading.
         let mut token_clock = None;
         let token = active.bundle.tokens().and_then(|tokens| {
@@ -263,7 +263,7 @@ impl HttpContext for RequestFilter {
             token_clock = now;
             let now_unix = i64::try_from(now.unwrap_or(0) / 1000).unwrap_or(i64::MAX);
             let (verifier, key, cache) = (active.verifier.as_ref(), &active.token_key, &self.snapshot.token_cache);
-            CallerToken::of(&active.bundle, verifier, key, cache, &request, now_unix)
+            CallerToken::of(&active.bundle, verifier, key, cache, &active.token_ids, &request, now_unix)
         });
         let mut findings = Findings::new(&active.bundle);
         if active.bundle.scan_set(Location::RequestQuery).is_some() {

@@ -8,7 +8,7 @@
 //! - [`over_time`]: the bundle's counters over shared data, per-VM batching (flushed every tick, one VM at a
 //!   time), the sweep that measures shared data, request-body fields.
 //! - [`token`]: the caller's token: extraction, keyed identity, JWT analysis through a bounded per-VM cache.
-//! - [`config`], [`schedule`], [`evidence`]: pure logic, unit-tested natively.
+//! - [`config`], [`schedule`], [`evidence`], [`headers`]: pure logic, unit-tested natively.
 //!
 //! Nothing on the request path may panic: a panic kills the worker's VM. Clippy denies `unwrap`, `expect`,
 //! `panic!` and indexing, and the `String` header getters are disallowed (see `clippy.toml`).
@@ -17,6 +17,8 @@
 
 pub mod config;
 pub mod evidence;
+pub mod hashed;
+pub mod headers;
 pub mod host;
 pub mod http;
 pub mod metrics;

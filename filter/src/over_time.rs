@@ -7,7 +7,6 @@
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
@@ -15,6 +14,7 @@ use portcullis_policies::detect::{CounterDef, CounterKind};
 use portcullis_policies::engine::{CounterEvent, CounterInput};
 use portcullis_shared_state::{CounterError, DistinctCounter, Footprint, LastSeen, Salt, SharedData, SlidingCounter};
 
+use crate::hashed::HashedMap;
 use crate::metrics::Metrics;
 use crate::root::ActiveBundle;
 
@@ -325,16 +325,16 @@ pub struct LocalCounters {
     /// The bundle the entries belong to: a swap flushes them under it first.
     active: Option<Rc<ActiveBundle>>,
     /// Adds not yet written, by [`LocalCounters::slot`]: the counter, the key (kept to write it) and the amount.
-    pending: HashMap<u64, (u16, Vec<u8>, u64)>,
+    pending: HashedMap<u64, (u16, Vec<u8>, u64)>,
     /// Shared values read or written since the last flush, by slot (this worker's pending adds not included).
-    observed: HashMap<u64, i64>,
+    observed: HashedMap<u64, i64>,
     /// Distinct items recorded by this worker, by a keyed hash of (counter, key, item): when the key's window ends.
-    known: HashMap<u64, u64>,
+    known: HashedMap<u64, u64>,
     /// Seeds the hashes every table is keyed by (randomly, from WASI): an attacker cannot aim collisions at them,
     /// and a lookup hashes borrowed bytes instead of copying the key.
     hasher: RandomState,
     /// Answers of batched list lookups this tick, by a keyed hash of (list, key).
-    listed: HashMap<u64, bool>,
+    listed: HashedMap<u64, bool>,
     /// The time of this worker's last tick (0 before the first).
     tick_ms: u64,
 }
@@ -372,7 +372,7 @@ impl LocalCounters {
                 }
                 let entry = self.pending.entry(slot).or_insert_with(|| (counter, event.key.clone(), 0));
                 entry.2 = entry.2.saturating_add(n);
-                Ok(Some(self.read(active, counter, &event.key, store, now_ms)))
+                Ok(Some(self.read_slot(slot, active, counter, &event.key, store, now_ms)))
             }
             (Some(CounterStore::Distinct(c)), CounterInput::Value(item)) => {
                 let id = self.hasher.hash_one((counter, &event.key, item));
@@ -406,6 +406,19 @@ impl LocalCounters {
         now_ms: u64,
     ) -> i64 {
         let slot = self.slot(counter, key);
+        self.read_slot(slot, active, counter, key, store, now_ms)
+    }
+
+    /// [`LocalCounters::read`] with the key's slot already known.
+    fn read_slot(
+        &mut self,
+        slot: u64,
+        active: &Rc<ActiveBundle>,
+        counter: u16,
+        key: &[u8],
+        store: &dyn SharedData,
+        now_ms: u64,
+    ) -> i64 {
         let shared = match self.observed.get(&slot) {
             Some(value) => *value,
             None => {

@@ -26,7 +26,7 @@ use crate::http::RequestFilter;
 use crate::metrics::Metrics;
 use crate::over_time::{CounterStore, SharedLocal, Sweep};
 use crate::schedule::FetchSchedule;
-use crate::token::{new_cache, SharedCache};
+use crate::token::{new_cache, IdCache, SharedCache};
 
 /// Shared-data key of this Envoy's random token-identity key (used when neither configuration nor bundle has one).
 const TOKEN_KEY: &str = "portcullis.token-identity-key";
@@ -67,6 +67,8 @@ pub struct ActiveBundle {
     pub verifier: Option<JwtVerifier>,
     /// The key of token identities (plugin configuration, else bundle, else this Envoy's random key).
     pub token_key: Vec<u8>,
+    /// Token identities this VM already computed under this bundle and key.
+    pub token_ids: std::cell::RefCell<IdCache>,
 }
 
 impl ActiveBundle {
@@ -103,6 +105,7 @@ impl ActiveBundle {
             phases_with_rules,
             verifier,
             token_key,
+            token_ids: std::cell::RefCell::default(),
         }
     }
 
