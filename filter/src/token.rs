@@ -188,18 +188,17 @@ mod tests {
     #[test]
     fn ids_are_computed_once_per_token_and_bounded() {
         let mut cache = IdCache::default();
-        let mut computed = 0;
-        let mut id = |cache: &mut IdCache, token: &[u8]| {
+        let computed = std::cell::Cell::new(0);
+        let id = |cache: &mut IdCache, token: &[u8]| {
             cache.get_or_insert(token, || {
-                computed += 1;
+                computed.set(computed.get() + 1);
                 format!("id-{}", token.len())
             })
         };
         assert_eq!(&*id(&mut cache, b"abc"), "id-3");
         assert_eq!(&*id(&mut cache, b"abc"), "id-3");
         assert_eq!(&*id(&mut cache, b"abcd"), "id-4");
-        drop(id);
-        assert_eq!(computed, 2, "a repeated token is not hashed again");
+        assert_eq!(computed.get(), 2, "a repeated token is not hashed again");
         for n in 0..ID_CACHE_CAPACITY * 2 {
             cache.get_or_insert(format!("token-{n}").as_bytes(), || n.to_string());
             assert!(cache.len() <= ID_CACHE_CAPACITY);
