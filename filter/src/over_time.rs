@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
 use portcullis_policies::detect::{CounterDef, CounterKind};
@@ -375,7 +375,7 @@ impl LocalCounters {
                 Ok(Some(self.read_slot(slot, active, counter, &event.key, store, now_ms)))
             }
             (Some(CounterStore::Distinct(c)), CounterInput::Value(item)) => {
-                let id = self.hasher.hash_one((counter, &event.key, item));
+                let id = self.hash(counter, &[&event.key, item]);
                 if self.known.get(&id).is_some_and(|until| now_ms < *until) {
                     return Ok(None);
                 }
@@ -463,7 +463,7 @@ impl LocalCounters {
 
     /// The answer a batched list lookup got this tick, if any.
     pub fn listed(&self, list: u16, key: &[u8]) -> Option<bool> {
-        self.listed.get(&self.hasher.hash_one((list, key))).copied()
+        self.listed.get(&self.hash(list, &[key])).copied()
     }
 
     /// Remembers a batched list lookup's answer (or this worker's own addition) until the next tick.
@@ -471,7 +471,7 @@ impl LocalCounters {
         if self.listed.len() >= MAX_LOCAL_ENTRIES {
             self.listed.clear();
         }
-        self.listed.insert(self.hasher.hash_one((list, key)), found);
+        self.listed.insert(self.hash(list, &[key]), found);
     }
 
     /// Records the time of this worker's tick.
@@ -487,7 +487,22 @@ impl LocalCounters {
     /// The table key of `(counter, key)`: 64 bits of a randomly keyed hash, so two of the few thousand entries a
     /// worker keeps collide with odds of about 10⁻¹², and nobody can make them.
     fn slot(&self, counter: u16, key: &[u8]) -> u64 {
-        self.hasher.hash_one((counter, key))
+        self.hash(counter, &[key])
+    }
+
+    /// The keyed hash of a table number and byte strings: every part but the last is length-prefixed, so no two
+    /// inputs hash the same bytes.
+    fn hash(&self, table: u16, parts: &[&[u8]]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write_u16(table);
+        if let Some((last, init)) = parts.split_last() {
+            for part in init {
+                hasher.write_usize(part.len());
+                hasher.write(part);
+            }
+            hasher.write(last);
+        }
+        hasher.finish()
     }
 
     /// True when adds are waiting for a flush.
