@@ -121,6 +121,24 @@ pub fn run_rotating<R: AsRef<[u8]> + Sync>(
     connections: usize,
     requests: u64,
 ) -> LoadReport {
+    run_paced(addr, variants, connections, requests, None)
+}
+
+/// Like [`run_rotating`], but with `per_second` set, request number `k` is not sent before `k / per_second`
+/// seconds after the start: an open-loop pace below what the server can take, so that it is measured at a steady
+/// load rather than saturated (where its CPU per request also depends on how the scheduler shares the cores with
+/// the generator). A run that falls behind sends as fast as it can until it catches up.
+///
+/// # Panics
+///
+/// As [`run_rotating`].
+pub fn run_paced<R: AsRef<[u8]> + Sync>(
+    addr: SocketAddr,
+    variants: &[R],
+    connections: usize,
+    requests: u64,
+    per_second: Option<f64>,
+) -> LoadReport {
     assert!(connections > 0, "at least one connection");
     assert!(!variants.is_empty(), "at least one request");
     let streams: Vec<TcpStream> =
@@ -129,12 +147,14 @@ pub fn run_rotating<R: AsRef<[u8]> + Sync>(
     // All connections start together so the clock measures the server, not the setup.
     let start = Barrier::new(connections + 1);
     let total = Mutex::new(LoadReport::default());
+    let epoch = std::sync::OnceLock::new();
     let started = std::thread::scope(|scope| {
         for stream in streams {
-            let (next, start, total) = (&next, &start, &total);
+            let (next, start, total, epoch) = (&next, &start, &total, &epoch);
             scope.spawn(move || {
                 start.wait();
-                let report = drive(addr, stream, variants, next, requests);
+                let pace = per_second.filter(|r| *r > 0.0).map(|r| (*epoch.get_or_init(Instant::now), r));
+                let report = drive(addr, stream, variants, next, requests, pace);
                 total.lock().unwrap_or_else(|e| e.into_inner()).merge(report);
             });
         }
@@ -166,6 +186,7 @@ fn drive<R: AsRef<[u8]>>(
     variants: &[R],
     next: &AtomicU64,
     requests: u64,
+    pace: Option<(Instant, f64)>,
 ) -> LoadReport {
     let mut report = LoadReport::default();
     let mut conn = Some(stream);
@@ -178,6 +199,12 @@ fn drive<R: AsRef<[u8]>>(
         let Some(request) = usize::try_from(number % variants.len() as u64).ok().and_then(|i| variants.get(i)) else {
             break;
         };
+        if let Some((epoch, per_second)) = pace {
+            let due = epoch + Duration::from_secs_f64(number as f64 / per_second);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         let stream = match conn.take() {
             Some(stream) => stream,
             None => match connect(addr) {

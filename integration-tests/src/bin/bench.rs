@@ -359,6 +359,10 @@ rules:
 /// N of the over-time counters variants unless `BENCH_COUNTER_REQUESTS` says otherwise.
 const DEFAULT_COUNTER_REQUESTS: u64 = 20_000;
 
+/// Requests per second of the over-time counters variants unless `BENCH_COUNTER_RATE` says otherwise (`None`:
+/// closed loop, as fast as Envoy answers).
+const DEFAULT_COUNTER_RATE: Option<f64> = None;
+
 /// Workers of every over-time Envoy: two VMs updating the same shared-data buckets.
 const OVER_TIME_WORKERS: u32 = 2;
 
@@ -377,23 +381,55 @@ const COUNTERS_BUNDLE: &str = "counters";
 /// The bundle name of [`counters_exact_policy`].
 const COUNTERS_EXACT_BUNDLE: &str = "counters-exact";
 
-/// Counter updates [`COUNTERS_POLICY`] and [`counters_exact_policy`] make per request: their three counters, all
-/// updated with the request headers. The filter's `counter_updates` counts them in both modes.
+/// Counter updates [`COUNTERS_POLICY`], [`COUNTERS_BY_ADDRESS_POLICY`] and [`counters_exact_policy`] make per
+/// request: their three counters, all updated with the request headers. The filter's `counter_updates` counts them in both modes.
 const COUNTER_UPDATES_PER_REQUEST: u64 = 3;
 
 /// The over-time issue's aim for counters and lists together, in added Envoy CPU µs per request.
 const COUNTERS_AIM_US: f64 = 10.0;
 
 /// Three `batched: true` counters updated with the request headers, two dynamic lists looked up by one rule (`||`
-/// looks up both when the token is not listed), and a rule reading a counter. No rule matches the load request; the
-/// canary rule shows the bundle is enforced.
+/// looks up both when the token is not listed), and a rule reading a counter: the shape of the issue's headline
+/// (abusive tokens on sensitive endpoints), keyed by the token and the endpoint. No rule matches the load request;
+/// the canary rule shows the bundle is enforced.
 ///
 /// Batched, each worker VM adds up its `requests` updates and writes them to shared data once per key per 250 ms
 /// tick (one compare-and-swap per key and tick instead of one per request); a rule reads the shared value, cached
 /// per key and tick, plus the worker's unwritten adds. The batched `distinct` counter skips an item this worker
 /// already recorded for the key in its window, and the batched lists remember each lookup's answer until the
-/// worker's next tick. [`counters_exact_policy`] is the same policy unbatched.
+/// worker's next tick. [`counters_exact_policy`] is the same policy unbatched; [`COUNTERS_BY_ADDRESS_POLICY`] keys
+/// one counter and one list by the client address instead of the endpoint.
 const COUNTERS_POLICY: &str = r#"version: 1
+tokens:
+  sources: [ { header: x-api-key } ]
+lists:
+  - { id: abusive-tokens, key: token, ttl: 1h, batched: true }
+  - { id: denied-endpoints, key: endpoint, ttl: 1h, batched: true }
+counters:
+  - { id: requests-per-token, kind: requests, per: token.id, window: 1m, batched: true }
+  - { id: requests-per-token-endpoint, kind: requests, per: [token.id, endpoint], window: 1m, batched: true }
+  - { id: endpoints-per-token, kind: distinct, per: token.id, of: endpoint, window: 5m, batched: true }
+rules:
+  - id: canary
+    when: request.path == "/bench-canary"
+    action: block
+  - id: listed-caller
+    when: token.id in lists["abusive-tokens"] || endpoint in lists["denied-endpoints"]
+    action: block
+  - id: too-many-requests
+    when: count("requests-per-token") > 100000000
+    action: throttle
+    retry_after: 30s
+"#;
+
+/// The bundle name of [`COUNTERS_BY_ADDRESS_POLICY`].
+const COUNTERS_BY_ADDRESS_BUNDLE: &str = "counters-by-address";
+
+/// [`COUNTERS_POLICY`] with the client address in place of the endpoint: requests per address, and the address
+/// looked up in a list. Reading `source.ip` costs one more proxy-wasm call per request (Envoy's `source.address`
+/// property), which this variant shows; every request comes from 127.0.0.1, so `requests-per-ip` is one key that
+/// both workers write, the most contended case.
+const COUNTERS_BY_ADDRESS_POLICY: &str = r#"version: 1
 tokens:
   sources: [ { header: x-api-key } ]
 lists:
@@ -445,10 +481,16 @@ const OT_NOOP: usize = 1;
 const OT_IDENTITY: usize = 2;
 /// Where Portcullis with [`COUNTERS_POLICY`] (batched counters) is.
 const OT_COUNTERS: usize = 3;
+/// Where Portcullis with [`COUNTERS_BY_ADDRESS_POLICY`] (batched counters, one keyed by the client address) is.
+const OT_BY_ADDRESS: usize = 4;
 /// Where Portcullis with [`counters_exact_policy`] (exact counters) is.
-const OT_EXACT: usize = 4;
+const OT_EXACT: usize = 5;
 /// The counters variants, each with what the report calls it.
-const OT_COUNTERS_VARIANTS: [(usize, &str); 2] = [(OT_COUNTERS, "batched counters"), (OT_EXACT, "exact counters")];
+const OT_COUNTERS_VARIANTS: [(usize, &str); 3] = [
+    (OT_COUNTERS, "batched counters"),
+    (OT_BY_ADDRESS, "batched counters keyed by the client address"),
+    (OT_EXACT, "exact counters"),
+];
 
 /// One-off tokens of the flood unless `BENCH_FLOOD_TOKENS` says otherwise.
 const DEFAULT_FLOOD_TOKENS: u64 = 1_000_000;
@@ -533,6 +575,8 @@ struct Settings {
     pin: bool,
     propagation_pushes: u64,
     counter_requests: u64,
+    /// Requests per second the counters variants are paced at (`None`: as fast as they answer).
+    counter_rate: Option<f64>,
     flood_tokens: u64,
     sections: Sections,
 }
@@ -549,6 +593,10 @@ impl Settings {
             pin: std::env::var("BENCH_PIN").is_ok_and(|v| v.trim() == "1"),
             propagation_pushes: env_number("BENCH_PROPAGATION_PUSHES", DEFAULT_PROPAGATION_PUSHES)?,
             counter_requests: env_number("BENCH_COUNTER_REQUESTS", DEFAULT_COUNTER_REQUESTS)?,
+            counter_rate: match std::env::var("BENCH_COUNTER_RATE") {
+                Ok(_) => Some(env_number("BENCH_COUNTER_RATE", 1.0)?),
+                Err(_) => DEFAULT_COUNTER_RATE,
+            },
             flood_tokens: env_number("BENCH_FLOOD_TOKENS", DEFAULT_FLOOD_TOKENS)?,
             sections: Sections::parse(&std::env::var("BENCH_ONLY").unwrap_or_default())?,
         })
@@ -676,6 +724,8 @@ struct Variant {
     requests: u64,
     /// Requests of its own, sent round-robin, instead of the shared load request.
     own_requests: Option<Vec<Vec<u8>>>,
+    /// Requests per second its own requests are paced at (`None`: closed loop).
+    pace: Option<f64>,
     runs: Vec<Run>,
     totals: LoadReport,
 }
@@ -1182,6 +1232,8 @@ fn measure_counters(settings: &Settings, placement: &Placement, started: Instant
     control_plane.push(COUNTERS_BUNDLE, &compile(COUNTERS_POLICY, COUNTERS_BUNDLE, 1));
     control_plane.push(COUNTERS_EXACT_BUNDLE, &compile(&counters_exact_policy(), COUNTERS_EXACT_BUNDLE, 1));
     control_plane.push(IDENTITY_BUNDLE, &compile(IDENTITY_POLICY, IDENTITY_BUNDLE, 1));
+    let by_address = compile(COUNTERS_BY_ADDRESS_POLICY, COUNTERS_BY_ADDRESS_BUNDLE, 1);
+    control_plane.push(COUNTERS_BY_ADDRESS_BUNDLE, &by_address);
     let config =
         || EnvoyConfig::new().concurrency(OVER_TIME_WORKERS).direct_response(true).access_log(false).log_level("warn");
     let portcullis =
@@ -1196,13 +1248,19 @@ fn measure_counters(settings: &Settings, placement: &Placement, started: Instant
         Variant::new("+ no-op wasm, 2 workers", config().wasm_filter(WasmFilter::noop()).start(), n),
         Variant::new("+ Portcullis, token identity only", portcullis(IDENTITY_BUNDLE), n),
         Variant::new("+ Portcullis, 3 batched counters and 2 list lookups", portcullis(COUNTERS_BUNDLE), n),
+        Variant::new(
+            "+ Portcullis, the same keyed by client address (source.ip)",
+            portcullis(COUNTERS_BY_ADDRESS_BUNDLE),
+            n,
+        ),
         Variant::new("+ Portcullis, 3 exact counters and 2 list lookups", portcullis(COUNTERS_EXACT_BUNDLE), n),
     ];
     for variant in &mut variants {
         variant.own_requests = Some(requests.clone());
+        variant.pace = settings.counter_rate;
     }
     placement.apply(variants.iter().map(|v| (v.name, &v.envoy)))?;
-    for at in [OT_IDENTITY, OT_COUNTERS, OT_EXACT] {
+    for at in [OT_IDENTITY, OT_COUNTERS, OT_BY_ADDRESS, OT_EXACT] {
         wait_on_every_worker(&variants[at].envoy, CANARY_PATH, 403)?;
     }
     let mut first: Vec<(&str, &str)> = headers.clone();
@@ -1356,6 +1414,17 @@ fn counters_table(
          token's keyed hash, the rule evaluation, the proxy-wasm calls); counters and lists alone take the token \
          identity's share out."
     );
+    let by_address = &variants[OT_BY_ADDRESS];
+    let address = by_address.median(cpu) - batched.median(cpu);
+    let (paired, lo, hi) = paired_cpu(by_address, batched);
+    let _ = writeln!(
+        text,
+        "- **What keying by the client address costs** (the same policy with `source.ip` in place of the endpoint \
+         for one counter and one list − batched counters): **{address:.1} µs** per request; per round {paired:.1} µs \
+         (median), {lo:.1}–{hi:.1} µs. Reading `source.ip` is one more proxy-wasm call per request (Envoy's \
+         `source.address` property, whose answer Envoy copies into the VM through a call back into it), and all \
+         requests of the load share one address, so both workers flush the same key."
+    );
     for s in stats {
         let grown = &s.grown;
         let rate = grown.counter_cas_retries as f64 / grown.counter_writes.max(1) as f64;
@@ -1423,17 +1492,18 @@ fn counters_table(
          each, {} connections; every Envoy with {OVER_TIME_WORKERS} workers, direct response, no access log. The \
          request is the first section's `GET {PATH}` with its bearer token replaced by `{API_KEY_HEADER}`, rotating \
          over {COUNTER_KEYS} keys. Portcullis with counters and lists: counters `requests-per-token` (requests, 1m), \
-         `requests-per-ip` (requests, 1m) and `endpoints-per-token` (distinct endpoints, 5m), all updated with the \
-         request headers; a rule looking the token up in `abusive-tokens` and the client address in `denied-ips` \
-         (dynamic lists, empty, so `||` looks up both); a rule reading `count(\"requests-per-token\")`; no rule \
-         matches. **Batched** (`batched: true` on each counter and list): a worker adds up its `requests` updates \
+         `requests-per-token-endpoint` (requests per token and endpoint, 1m) and `endpoints-per-token` (distinct \
+         endpoints, 5m), all updated with the request headers; a rule looking the token up in `abusive-tokens` and \
+         the endpoint in `denied-endpoints` (dynamic lists, empty, so `||` looks up both); a rule reading \
+         `count(\"requests-per-token\")`; no rule matches. Keyed by the client address: `requests-per-ip` in place \
+         of `requests-per-token-endpoint`, and `denied-ips` (by `source.ip`) in place of `denied-endpoints`. **Batched** (`batched: true` on each counter and list): a worker adds up its `requests` updates \
          and writes them to shared data once per key per 250 ms tick, and a rule reads the shared value, cached per \
          key and tick, plus the worker's unwritten adds, so the other worker's counts become visible within a tick; \
          the `distinct` counter skips an item the worker already recorded; a list lookup's answer is remembered \
          until the worker's next tick (its own additions at once). **Exact** (the same policy without `batched`): \
          every update reads and writes shared data (three read-modify-writes per request) and every lookup reads \
-         it, so every count and membership is current. Every request comes from 127.0.0.1, so `requests-per-ip` is one key that both workers \
-         write: the most contended case. The token-identity variant has the same `tokens:` section (the key's keyed \
+         it, so every count and membership is current. Every request comes from 127.0.0.1, so `requests-per-ip` is \
+         one key that both workers write: the most contended case. The token-identity variant has the same `tokens:` section (the key's keyed \
          hash on every request) and a rule reading `token.id`, without counters or lists.",
         settings.counter_requests, settings.rounds, settings.connections,
     );
@@ -1947,7 +2017,7 @@ fn check_inspected(envoy: &Envoy, before: &SensitiveCounters, measured: u64) -> 
 
 impl Variant {
     fn new(name: &'static str, envoy: Envoy, requests: u64) -> Self {
-        Self { name, envoy, requests, own_requests: None, runs: Vec::new(), totals: LoadReport::default() }
+        Self { name, envoy, requests, own_requests: None, pace: None, runs: Vec::new(), totals: LoadReport::default() }
     }
 
     /// Sends `requests` round-robin instead of the shared load request.
@@ -1961,7 +2031,7 @@ impl Variant {
     fn measure(&mut self, request: &[u8], connections: usize, round: Option<usize>) -> Result<(), String> {
         let before = CpuSnapshot::take(self)?;
         let result = match &self.own_requests {
-            Some(own) => load::run_rotating(self.envoy.addr(), own, connections, self.requests),
+            Some(own) => load::run_paced(self.envoy.addr(), own, connections, self.requests, self.pace),
             None => load::run(self.envoy.addr(), request, connections, self.requests),
         };
         let after = CpuSnapshot::take(self)?;
