@@ -308,7 +308,7 @@ impl Sweep {
 }
 
 /// Most entries a worker keeps in each of its batching tables (adds not yet written, values observed, distinct
-/// items recorded). Keys are at most `MAX_COUNTER_KEY` + 1 bytes, so each table stays under a few hundred KiB.
+/// items recorded). Keys are at most `MAX_COUNTER_KEY` + 1 bytes, so each table stays under about 600 KiB.
 const MAX_LOCAL_ENTRIES: usize = 4096;
 
 /// What one worker VM keeps for `batched: true` counters between two flushes (every tick, 250 ms).
