@@ -57,11 +57,13 @@
 //! the same buckets, which is where compare-and-swap contention comes from) and their own control plane:
 //!
 //! - **Counters and lists per request** ([`measure_counters`]): plain Envoy, the no-op wasm filter, Portcullis with
-//!   the token identity only ([`IDENTITY_POLICY`]), Portcullis with [`COUNTERS_POLICY`] (three counters updated
-//!   with the request headers, two dynamic lists looked up, a rule reading a counter) with its counters batched,
-//!   and Portcullis with the same policy exact ([`counters_exact_policy`]), in rounds like the variants above,
-//!   `BENCH_COUNTER_REQUESTS` requests each (default [`DEFAULT_COUNTER_REQUESTS`]) rotating over [`COUNTER_KEYS`]
-//!   API keys. Batched (`batched: true`), a worker writes its counts to shared data once per key per 250 ms tick
+//!   one rule ([`FLOOR_POLICY`]: what any bundle costs), Portcullis with the token identity only
+//!   ([`IDENTITY_POLICY`]), Portcullis with [`COUNTERS_POLICY`] (three counters keyed by the token and the endpoint,
+//!   updated with the request headers, two dynamic lists looked up, a rule reading a counter) with its counters
+//!   batched, the same keyed by the client address ([`COUNTERS_BY_ADDRESS_POLICY`]), and [`COUNTERS_POLICY`] exact
+//!   ([`counters_exact_policy`]), in rounds like the variants above, `BENCH_COUNTER_REQUESTS` requests each
+//!   (default [`DEFAULT_COUNTER_REQUESTS`]) rotating over [`COUNTER_KEYS`] API keys, as fast as Envoy answers or
+//!   paced at `BENCH_COUNTER_RATE` requests per second. Batched (`batched: true`), a worker writes its counts to shared data once per key per 250 ms tick
 //!   and reads them cached per tick, so other workers' counts show within a tick; exact, every request reads and
 //!   writes shared data for each counter. Reports for both the added CPU per request against the issue's aim, and
 //!   from the filter's stats the compare-and-swap retries per shared-data write and the writes per request; every
@@ -475,16 +477,30 @@ rules:
     action: block
 "#;
 
+/// The bundle name of [`FLOOR_POLICY`].
+const FLOOR_BUNDLE: &str = "floor";
+
+/// One rule on the request path and nothing else: what any bundle costs (the request headers read into the VM,
+/// one rule evaluated, the exchange's bookkeeping), the floor under [`IDENTITY_POLICY`] and the counters.
+const FLOOR_POLICY: &str = r#"version: 1
+rules:
+  - id: canary
+    when: request.path == "/bench-canary"
+    action: block
+"#;
+
 /// Where the no-op wasm filter is among the counters variants (plain Envoy first, as [`comparison_table`] has it).
 const OT_NOOP: usize = 1;
+/// Where Portcullis with [`FLOOR_POLICY`] is.
+const OT_FLOOR: usize = 2;
 /// Where Portcullis with [`IDENTITY_POLICY`] is.
-const OT_IDENTITY: usize = 2;
+const OT_IDENTITY: usize = 3;
 /// Where Portcullis with [`COUNTERS_POLICY`] (batched counters) is.
-const OT_COUNTERS: usize = 3;
+const OT_COUNTERS: usize = 4;
 /// Where Portcullis with [`COUNTERS_BY_ADDRESS_POLICY`] (batched counters, one keyed by the client address) is.
-const OT_BY_ADDRESS: usize = 4;
+const OT_BY_ADDRESS: usize = 5;
 /// Where Portcullis with [`counters_exact_policy`] (exact counters) is.
-const OT_EXACT: usize = 5;
+const OT_EXACT: usize = 6;
 /// The counters variants, each with what the report calls it.
 const OT_COUNTERS_VARIANTS: [(usize, &str); 3] = [
     (OT_COUNTERS, "batched counters"),
@@ -1232,6 +1248,7 @@ fn measure_counters(settings: &Settings, placement: &Placement, started: Instant
     control_plane.push(COUNTERS_BUNDLE, &compile(COUNTERS_POLICY, COUNTERS_BUNDLE, 1));
     control_plane.push(COUNTERS_EXACT_BUNDLE, &compile(&counters_exact_policy(), COUNTERS_EXACT_BUNDLE, 1));
     control_plane.push(IDENTITY_BUNDLE, &compile(IDENTITY_POLICY, IDENTITY_BUNDLE, 1));
+    control_plane.push(FLOOR_BUNDLE, &compile(FLOOR_POLICY, FLOOR_BUNDLE, 1));
     let by_address = compile(COUNTERS_BY_ADDRESS_POLICY, COUNTERS_BY_ADDRESS_BUNDLE, 1);
     control_plane.push(COUNTERS_BY_ADDRESS_BUNDLE, &by_address);
     let config =
@@ -1246,6 +1263,7 @@ fn measure_counters(settings: &Settings, placement: &Placement, started: Instant
     let mut variants = vec![
         Variant::new("plain Envoy, 2 workers", config().start(), n),
         Variant::new("+ no-op wasm, 2 workers", config().wasm_filter(WasmFilter::noop()).start(), n),
+        Variant::new("+ Portcullis, one rule (no token, counters or lists)", portcullis(FLOOR_BUNDLE), n),
         Variant::new("+ Portcullis, token identity only", portcullis(IDENTITY_BUNDLE), n),
         Variant::new("+ Portcullis, 3 batched counters and 2 list lookups", portcullis(COUNTERS_BUNDLE), n),
         Variant::new(
@@ -1260,7 +1278,7 @@ fn measure_counters(settings: &Settings, placement: &Placement, started: Instant
         variant.pace = settings.counter_rate;
     }
     placement.apply(variants.iter().map(|v| (v.name, &v.envoy)))?;
-    for at in [OT_IDENTITY, OT_COUNTERS, OT_BY_ADDRESS, OT_EXACT] {
+    for at in [OT_FLOOR, OT_IDENTITY, OT_COUNTERS, OT_BY_ADDRESS, OT_EXACT] {
         wait_on_every_worker(&variants[at].envoy, CANARY_PATH, 403)?;
     }
     let mut first: Vec<(&str, &str)> = headers.clone();
@@ -1413,6 +1431,20 @@ fn counters_table(
          µs (median), {lo:.1}–{hi:.1} µs. The added CPU includes everything Portcullis does per request (the \
          token's keyed hash, the rule evaluation, the proxy-wasm calls); counters and lists alone take the token \
          identity's share out."
+    );
+    let floor = &variants[OT_FLOOR];
+    let floor_added = floor.median(cpu) - noop.median(cpu);
+    let (floor_paired, floor_lo, floor_hi) = paired_cpu(floor, noop);
+    let token = identity.median(cpu) - floor.median(cpu);
+    let (token_paired, token_lo, token_hi) = paired_cpu(identity, floor);
+    let _ = writeln!(
+        text,
+        "- **Where the added CPU goes.** Any bundle (one rule on the path, no token section − no-op): \
+         **{floor_added:.1} µs**; per round {floor_paired:.1} µs (median), {floor_lo:.1}–{floor_hi:.1} µs: the \
+         request headers read into the VM (one proxy-wasm call, which Envoy answers through a call back into the VM \
+         to allocate the copy), one rule, the exchange's bookkeeping. The token identity on top (token identity only − \
+         one rule): **{token:.1} µs**; per round {token_paired:.1} µs (median), {token_lo:.1}–{token_hi:.1} µs. \
+         Counters and lists on top of that: the \"alone\" figures above."
     );
     let by_address = &variants[OT_BY_ADDRESS];
     let address = by_address.median(cpu) - batched.median(cpu);
