@@ -47,7 +47,9 @@ class Host:
             ("destination", "address"): b"127.0.0.1:10000",
             ("request", "protocol"): b"HTTP/1.1",
         }
-        self.calls = collections.Counter()
+        self.calls = collections.Counter()  # made by request callbacks
+        self.tick_calls = collections.Counter()  # made by the root's ticks
+        self.ticks = 0
         self.logs = []
         self.instance = None
         self.store = None
@@ -209,8 +211,13 @@ class Vm:
         return call
 
     def tick(self):
-        self.host.now_ns += TICK_MS * 10**6
+        host = self.host
+        host.now_ns += TICK_MS * 10**6
+        before = collections.Counter(host.calls)
         self.exports["proxy_on_tick"](self.store, 1)
+        host.tick_calls.update(host.calls - before)
+        host.calls = before
+        host.ticks += 1
 
     def request(self):
         """Sends the next request through every callback Envoy makes; returns the wasm instructions it took."""
@@ -280,6 +287,7 @@ def main() -> int:
     parser.add_argument("--header", action="append", default=[], help="extra request header NAME:VALUE")
     parser.add_argument("--config", default="{}", help="extra plugin configuration (JSON object)")
     parser.add_argument("--profile", type=int, default=0, help="also sample N stacks of a request (out-of-fuel traps)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (for tests) instead of text")
     args = parser.parse_args()
 
     engine, module = engine_and_module(args.wasm)
@@ -287,13 +295,27 @@ def main() -> int:
     for _ in range(args.warmup):
         vm.request()
     vm.host.calls.clear()
+    vm.host.tick_calls.clear()
+    vm.host.ticks = 0
     costs = sorted(vm.request() for _ in range(args.requests))
     count = len(costs)
     median = costs[count // 2]
+    if args.json:
+        calls = {name: n / count for name, n in vm.host.calls.items()}
+        ticks = max(vm.host.ticks, 1)
+        per_tick = {name: n / ticks for name, n in vm.host.tick_calls.items()}
+        errors = [m for level, m in vm.host.logs if level >= 4]
+        report = {"instructions_median": median, "calls_per_request": calls, "calls_per_tick": per_tick}
+        print(json.dumps({**report, "ticks": vm.host.ticks, "critical": errors}))
+        return 0
     print(f"wasm instructions per request: mean {sum(costs) / count:.0f}, median {median}")
-    print("proxy-wasm calls per request:")
+    print("proxy-wasm calls per request (by the request's callbacks):")
     for name, n in sorted(vm.host.calls.items(), key=lambda kv: -kv[1]):
         print(f"  {name:40} {n / count:8.3f}")
+    if vm.host.ticks:
+        print(f"proxy-wasm calls per tick ({vm.host.ticks} ticks, one every {args.tick} requests; the sweep's reads included):")
+        for name, n in sorted(vm.host.tick_calls.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:40} {n / vm.host.ticks:8.1f}")
     errors = [m for level, m in vm.host.logs if level >= 3]
     if errors:
         print("filter logged:", *errors[:5], sep="\n  ")

@@ -1,0 +1,119 @@
+//! The proxy-wasm calls one request costs, counted by `scripts/vm-cost.py` (the filter under Wasmtime with a small
+//! host): in Envoy's V8 each call that returns data also costs a call back into the VM to allocate the copy, a few
+//! µs per request each, so this is the budget that keeps Portcullis cheap. Counts, not timings: they are the same on
+//! every machine. (`make bench` measures the time in Envoy.)
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use portcullis_integration_tests::artifacts::{filter_wasm, repo_root};
+use portcullis_integration_tests::compile;
+
+/// Batched counters keyed by the token and the endpoint, two batched lists, a rule reading a counter: the shape of
+/// the over-time headline (the bench's counters policy).
+const BATCHED: &str = r#"version: 1
+tokens:
+  sources: [ { header: x-api-key } ]
+lists:
+  - { id: abusive-tokens, key: token, ttl: 1h, batched: true }
+  - { id: denied-endpoints, key: endpoint, ttl: 1h, batched: true }
+counters:
+  - { id: requests-per-token, kind: requests, per: token.id, window: 1m, batched: true }
+  - { id: requests-per-token-endpoint, kind: requests, per: [token.id, endpoint], window: 1m, batched: true }
+  - { id: endpoints-per-token, kind: distinct, per: token.id, of: endpoint, window: 5m, batched: true }
+rules:
+  - id: listed-caller
+    when: token.id in lists["abusive-tokens"] || endpoint in lists["denied-endpoints"]
+    action: block
+  - id: too-many-requests
+    when: count("requests-per-token") > 100000000
+    action: throttle
+"#;
+
+/// What `vm-cost.py --json` says of one bundle: proxy-wasm calls per request (by the request's own callbacks) and
+/// per tick (the root's timer: flushes, the sweep), and anything logged as critical.
+struct Cost {
+    calls: BTreeMap<String, f64>,
+    tick_calls: BTreeMap<String, f64>,
+    critical: Vec<String>,
+}
+
+impl Cost {
+    fn per_request(&self, call: &str) -> f64 {
+        self.calls.get(call).copied().unwrap_or(0.0)
+    }
+
+    fn per_tick(&self, call: &str) -> f64 {
+        self.tick_calls.get(call).copied().unwrap_or(0.0)
+    }
+}
+
+fn rates(report: &serde_json::Value, field: &str) -> BTreeMap<String, f64> {
+    let rates = report[field].as_object().unwrap_or_else(|| panic!("vm-cost.py reports {field}"));
+    rates.iter().map(|(name, n)| (name.clone(), n.as_f64().expect("a number"))).collect()
+}
+
+/// Runs `scripts/vm-cost.py` on `policy`, compiled: 64 rotating tokens, a tick every 500 requests, 3,000 measured
+/// requests after a warm-up.
+fn cost_of(policy: &str, name: &str) -> Cost {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(python.exists(), "{} is missing: run `make setup` (it installs Wasmtime for Python)", python.display());
+    let bundle = compile(policy, name, 1);
+    let output = Command::new(&python)
+        .arg(repo_root().join("scripts/vm-cost.py"))
+        .arg(filter_wasm())
+        .arg(&bundle)
+        .args(["--requests", "3000", "--warmup", "300", "--tick", "500", "--keys", "64", "--json"])
+        .output()
+        .expect("run scripts/vm-cost.py");
+    assert!(output.status.success(), "vm-cost.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("vm-cost.py prints JSON");
+    let critical = report["critical"].as_array().expect("critical").iter().map(|m| m.to_string()).collect();
+    Cost { calls: rates(&report, "calls_per_request"), tick_calls: rates(&report, "calls_per_tick"), critical }
+}
+
+#[test]
+fn batched_counters_and_lists_read_the_headers_and_little_else() {
+    let cost = cost_of(BATCHED, "vm-cost-batched");
+    assert!(cost.critical.is_empty(), "the filter logged critical errors: {:?}", cost.critical);
+    assert_eq!(
+        cost.per_request("proxy_get_header_map_pairs"),
+        1.0,
+        "one read of the request headers: {:?}",
+        cost.calls
+    );
+    for call in ["proxy_get_property", "proxy_get_header_map_value", "proxy_set_property", "proxy_send_local_response"]
+    {
+        assert_eq!(cost.per_request(call), 0.0, "{call} on an allowed request: {:?}", cost.calls);
+    }
+    // The tick's time serves fully batched policies: the clock is read by the tick, not by requests.
+    assert_eq!(cost.per_request("proxy_get_current_time_nanoseconds"), 0.0, "the clock per request: {:?}", cost.calls);
+    // A batched list is read once per key and tick (64 tokens, one endpoint; a counter's value comes back with its
+    // flush): at 500 requests a tick, about 0.13 reads per request. Envoy's workers see thousands a tick.
+    assert!(cost.per_request("proxy_get_shared_data") < 0.2, "shared-data reads per request: {:?}", cost.calls);
+    // Counts are written by the tick, once per key and counter (64 tokens × 2 `requests` counters), not by requests.
+    assert_eq!(cost.per_request("proxy_set_shared_data"), 0.0, "shared-data writes per request: {:?}", cost.calls);
+    assert!(cost.per_tick("proxy_set_shared_data") <= 140.0, "shared-data writes per tick: {:?}", cost.tick_calls);
+    // Stats are added up and flushed on the tick.
+    assert_eq!(cost.per_request("proxy_increment_metric"), 0.0, "stat updates per request: {:?}", cost.calls);
+}
+
+#[test]
+fn the_client_address_is_one_property_read_and_exact_counters_read_and_write_shared_data() {
+    let by_address = BATCHED
+        .replace("{ id: denied-endpoints, key: endpoint,", "{ id: denied-ips, key: source_ip,")
+        .replace("endpoint in lists[\"denied-endpoints\"]", "source.ip in lists[\"denied-ips\"]");
+    let cost = cost_of(&by_address, "vm-cost-by-address");
+    assert_eq!(cost.per_request("proxy_get_property"), 1.0, "source.ip is read once per request: {:?}", cost.calls);
+    assert_eq!(cost.per_request("proxy_get_header_map_pairs"), 1.0, "{:?}", cost.calls);
+
+    let exact = cost_of(&BATCHED.replace(", batched: true", ""), "vm-cost-exact");
+    assert_eq!(cost.critical.len() + exact.critical.len(), 0, "critical errors: {:?}", exact.critical);
+    assert_eq!(exact.per_request("proxy_get_current_time_nanoseconds").round(), 1.0, "one clock per request");
+    // Two `requests` counters write on every request; the distinct one only for an endpoint it has not seen.
+    let writes = exact.per_request("proxy_set_shared_data");
+    assert!((2.0..2.1).contains(&writes), "exact counters write their buckets per request: {:?}", exact.calls);
+    // Each write reads its bucket first, each list lookup reads its bucket, the distinct counter reads its own.
+    let reads = exact.per_request("proxy_get_shared_data");
+    assert!((4.9..7.2).contains(&reads), "shared-data reads per request: {:?}", exact.calls);
+}
