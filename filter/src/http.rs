@@ -35,7 +35,8 @@ use crate::token::CallerToken;
 /// One request. Holds the bundle that was active when the request began, so a swap never splits a request.
 pub struct RequestFilter {
     snapshot: Snapshot,
-    exchange: Option<Exchange>,
+    /// Boxed: the body callbacks take it out and put it back, and an exchange is over a kilobyte.
+    exchange: Option<Box<Exchange>>,
 }
 
 /// The state of one exchange under a bundle.
@@ -286,7 +287,7 @@ impl HttpContext for RequestFilter {
         let fits = declared_length(&request).is_none_or(|length| length <= cap);
         let inspected = request_body.as_ref().is_some_and(|inspector| inspector.skipped().is_none());
         let holding_request = active.hold_request_body && fits && (inspected || active.reads_body_fields);
-        self.exchange = Some(Exchange {
+        self.exchange = Some(Box::new(Exchange {
             active,
             request,
             token,
@@ -301,7 +302,7 @@ impl HttpContext for RequestFilter {
             facts: Facts::default(),
             now_ms: std::cell::Cell::new(token_clock),
             local: self.snapshot.local.clone(),
-        });
+        }));
         // Counters that only need the request headers count this exchange before the rules read them.
         if let Some(ex) = self.exchange.as_mut().filter(|ex| !ex.active.counters.is_empty()) {
             let elsewhere = ex.view(self.snapshot.metrics).update_counters(Phase::RequestHeaders);
