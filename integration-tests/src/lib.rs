@@ -57,6 +57,7 @@ pub mod envoy;
 pub mod http;
 pub mod jwt;
 pub mod load;
+pub mod over_time_policies;
 mod process;
 pub mod signing;
 pub mod upstream;

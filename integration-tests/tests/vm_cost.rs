@@ -8,27 +8,9 @@ use std::process::Command;
 
 use portcullis_integration_tests::artifacts::{filter_wasm, repo_root};
 use portcullis_integration_tests::compile;
-
-/// Batched counters keyed by the token and the endpoint, two batched lists, a rule reading a counter: the shape of
-/// the over-time headline (the bench's counters policy).
-const BATCHED: &str = r#"version: 1
-tokens:
-  sources: [ { header: x-api-key } ]
-lists:
-  - { id: abusive-tokens, key: token, ttl: 1h, batched: true }
-  - { id: denied-endpoints, key: endpoint, ttl: 1h, batched: true }
-counters:
-  - { id: requests-per-token, kind: requests, per: token.id, window: 1m, batched: true }
-  - { id: requests-per-token-endpoint, kind: requests, per: [token.id, endpoint], window: 1m, batched: true }
-  - { id: endpoints-per-token, kind: distinct, per: token.id, of: endpoint, window: 5m, batched: true }
-rules:
-  - id: listed-caller
-    when: token.id in lists["abusive-tokens"] || endpoint in lists["denied-endpoints"]
-    action: block
-  - id: too-many-requests
-    when: count("requests-per-token") > 100000000
-    action: throttle
-"#;
+use portcullis_integration_tests::over_time_policies::{
+    counters_by_address_policy, counters_exact_policy, COUNTERS_POLICY,
+};
 
 /// What `vm-cost.py --json` says of one bundle: proxy-wasm calls per request (by the request's own callbacks) and
 /// per tick (the root's timer: flushes, the sweep), and anything logged as critical.
@@ -74,7 +56,7 @@ fn cost_of(policy: &str, name: &str) -> Cost {
 
 #[test]
 fn batched_counters_and_lists_read_the_headers_and_little_else() {
-    let cost = cost_of(BATCHED, "vm-cost-batched");
+    let cost = cost_of(COUNTERS_POLICY, "vm-cost-batched");
     assert!(cost.critical.is_empty(), "the filter logged critical errors: {:?}", cost.critical);
     assert_eq!(
         cost.per_request("proxy_get_header_map_pairs"),
@@ -100,14 +82,11 @@ fn batched_counters_and_lists_read_the_headers_and_little_else() {
 
 #[test]
 fn the_client_address_is_one_property_read_and_exact_counters_read_and_write_shared_data() {
-    let by_address = BATCHED
-        .replace("{ id: denied-endpoints, key: endpoint,", "{ id: denied-ips, key: source_ip,")
-        .replace("endpoint in lists[\"denied-endpoints\"]", "source.ip in lists[\"denied-ips\"]");
-    let cost = cost_of(&by_address, "vm-cost-by-address");
+    let cost = cost_of(&counters_by_address_policy(), "vm-cost-by-address");
     assert_eq!(cost.per_request("proxy_get_property"), 1.0, "source.ip is read once per request: {:?}", cost.calls);
     assert_eq!(cost.per_request("proxy_get_header_map_pairs"), 1.0, "{:?}", cost.calls);
 
-    let exact = cost_of(&BATCHED.replace(", batched: true", ""), "vm-cost-exact");
+    let exact = cost_of(&counters_exact_policy(), "vm-cost-exact");
     assert_eq!(cost.critical.len() + exact.critical.len(), 0, "critical errors: {:?}", exact.critical);
     assert_eq!(exact.per_request("proxy_get_current_time_nanoseconds").round(), 1.0, "one clock per request");
     // Two `requests` counters write on every request; the distinct one only for an endpoint it has not seen.

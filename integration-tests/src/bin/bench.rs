@@ -60,7 +60,7 @@
 //!   one rule ([`FLOOR_POLICY`]: what any bundle costs), Portcullis with the token identity only
 //!   ([`IDENTITY_POLICY`]), Portcullis with [`COUNTERS_POLICY`] (three counters keyed by the token and the endpoint,
 //!   updated with the request headers, two dynamic lists looked up, a rule reading a counter) with its counters
-//!   batched, the same keyed by the client address ([`COUNTERS_BY_ADDRESS_POLICY`]), and [`COUNTERS_POLICY`] exact
+//!   batched, the same keyed by the client address ([`counters_by_address_policy`]), and [`COUNTERS_POLICY`] exact
 //!   ([`counters_exact_policy`]), in rounds like the variants above, `BENCH_COUNTER_REQUESTS` requests each
 //!   (default [`DEFAULT_COUNTER_REQUESTS`]) rotating over [`COUNTER_KEYS`] API keys, as fast as Envoy answers or
 //!   paced at `BENCH_COUNTER_RATE` requests per second. Batched (`batched: true`), a worker writes its counts to shared data once per key per 250 ms tick
@@ -113,6 +113,9 @@ use portcullis_integration_tests::artifacts::{envoy_binary, repo_root};
 use portcullis_integration_tests::envoy::{parse_stat, WASM_STAT_PREFIX};
 use portcullis_integration_tests::jwt::{self, TokenKeys, AUDIENCE, ISSUER};
 use portcullis_integration_tests::load::{self, LoadReport};
+use portcullis_integration_tests::over_time_policies::{
+    counters_by_address_policy, counters_exact_policy, COUNTERS_POLICY,
+};
 use portcullis_integration_tests::{
     compile, eventually, plugin_config, verdict_of, ControlPlane, Envoy, EnvoyConfig, WasmFilter,
 };
@@ -383,82 +386,15 @@ const COUNTERS_BUNDLE: &str = "counters";
 /// The bundle name of [`counters_exact_policy`].
 const COUNTERS_EXACT_BUNDLE: &str = "counters-exact";
 
-/// Counter updates [`COUNTERS_POLICY`], [`COUNTERS_BY_ADDRESS_POLICY`] and [`counters_exact_policy`] make per
+/// Counter updates [`COUNTERS_POLICY`], [`counters_by_address_policy`] and [`counters_exact_policy`] make per
 /// request: their three counters, all updated with the request headers. The filter's `counter_updates` counts them in both modes.
 const COUNTER_UPDATES_PER_REQUEST: u64 = 3;
 
 /// The over-time issue's aim for counters and lists together, in added Envoy CPU µs per request.
 const COUNTERS_AIM_US: f64 = 10.0;
 
-/// Three `batched: true` counters updated with the request headers, two dynamic lists looked up by one rule (`||`
-/// looks up both when the token is not listed), and a rule reading a counter: the shape of the issue's headline
-/// (abusive tokens on sensitive endpoints), keyed by the token and the endpoint. No rule matches the load request;
-/// the canary rule shows the bundle is enforced.
-///
-/// Batched, each worker VM adds up its `requests` updates and writes them to shared data once per key per 250 ms
-/// tick (one compare-and-swap per key and tick instead of one per request); a rule reads the shared value, cached
-/// per key and tick, plus the worker's unwritten adds. The batched `distinct` counter skips an item this worker
-/// already recorded for the key in its window, and the batched lists remember each lookup's answer until the
-/// worker's next tick. [`counters_exact_policy`] is the same policy unbatched; [`COUNTERS_BY_ADDRESS_POLICY`] keys
-/// one counter and one list by the client address instead of the endpoint.
-const COUNTERS_POLICY: &str = r#"version: 1
-tokens:
-  sources: [ { header: x-api-key } ]
-lists:
-  - { id: abusive-tokens, key: token, ttl: 1h, batched: true }
-  - { id: denied-endpoints, key: endpoint, ttl: 1h, batched: true }
-counters:
-  - { id: requests-per-token, kind: requests, per: token.id, window: 1m, batched: true }
-  - { id: requests-per-token-endpoint, kind: requests, per: [token.id, endpoint], window: 1m, batched: true }
-  - { id: endpoints-per-token, kind: distinct, per: token.id, of: endpoint, window: 5m, batched: true }
-rules:
-  - id: canary
-    when: request.path == "/bench-canary"
-    action: block
-  - id: listed-caller
-    when: token.id in lists["abusive-tokens"] || endpoint in lists["denied-endpoints"]
-    action: block
-  - id: too-many-requests
-    when: count("requests-per-token") > 100000000
-    action: throttle
-    retry_after: 30s
-"#;
-
-/// The bundle name of [`COUNTERS_BY_ADDRESS_POLICY`].
+/// The bundle name of [`counters_by_address_policy`].
 const COUNTERS_BY_ADDRESS_BUNDLE: &str = "counters-by-address";
-
-/// [`COUNTERS_POLICY`] with the client address in place of the endpoint: requests per address, and the address
-/// looked up in a list. Reading `source.ip` costs one more proxy-wasm call per request (Envoy's `source.address`
-/// property), which this variant shows; every request comes from 127.0.0.1, so `requests-per-ip` is one key that
-/// both workers write, the most contended case.
-const COUNTERS_BY_ADDRESS_POLICY: &str = r#"version: 1
-tokens:
-  sources: [ { header: x-api-key } ]
-lists:
-  - { id: abusive-tokens, key: token, ttl: 1h, batched: true }
-  - { id: denied-ips, key: source_ip, ttl: 1h, batched: true }
-counters:
-  - { id: requests-per-token, kind: requests, per: token.id, window: 1m, batched: true }
-  - { id: requests-per-ip, kind: requests, per: source.ip, window: 1m, batched: true }
-  - { id: endpoints-per-token, kind: distinct, per: token.id, of: endpoint, window: 5m, batched: true }
-rules:
-  - id: canary
-    when: request.path == "/bench-canary"
-    action: block
-  - id: listed-caller
-    when: token.id in lists["abusive-tokens"] || source.ip in lists["denied-ips"]
-    action: block
-  - id: too-many-requests
-    when: count("requests-per-token") > 100000000
-    action: throttle
-    retry_after: 30s
-"#;
-
-/// [`COUNTERS_POLICY`] without `batched`: exact counters, each update a read-modify-write (compare-and-swap) of a
-/// shared-data bucket on every request, three per request.
-fn counters_exact_policy() -> String {
-    COUNTERS_POLICY.replace(", batched: true", "")
-}
 
 /// The bundle name of [`IDENTITY_POLICY`].
 const IDENTITY_BUNDLE: &str = "identity";
@@ -497,7 +433,7 @@ const OT_FLOOR: usize = 2;
 const OT_IDENTITY: usize = 3;
 /// Where Portcullis with [`COUNTERS_POLICY`] (batched counters) is.
 const OT_COUNTERS: usize = 4;
-/// Where Portcullis with [`COUNTERS_BY_ADDRESS_POLICY`] (batched counters, one keyed by the client address) is.
+/// Where Portcullis with [`counters_by_address_policy`] (batched counters, one keyed by the client address) is.
 const OT_BY_ADDRESS: usize = 5;
 /// Where Portcullis with [`counters_exact_policy`] (exact counters) is.
 const OT_EXACT: usize = 6;
@@ -1249,7 +1185,7 @@ fn measure_counters(settings: &Settings, placement: &Placement, started: Instant
     control_plane.push(COUNTERS_EXACT_BUNDLE, &compile(&counters_exact_policy(), COUNTERS_EXACT_BUNDLE, 1));
     control_plane.push(IDENTITY_BUNDLE, &compile(IDENTITY_POLICY, IDENTITY_BUNDLE, 1));
     control_plane.push(FLOOR_BUNDLE, &compile(FLOOR_POLICY, FLOOR_BUNDLE, 1));
-    let by_address = compile(COUNTERS_BY_ADDRESS_POLICY, COUNTERS_BY_ADDRESS_BUNDLE, 1);
+    let by_address = compile(&counters_by_address_policy(), COUNTERS_BY_ADDRESS_BUNDLE, 1);
     control_plane.push(COUNTERS_BY_ADDRESS_BUNDLE, &by_address);
     let config =
         || EnvoyConfig::new().concurrency(OVER_TIME_WORKERS).direct_response(true).access_log(false).log_level("warn");
