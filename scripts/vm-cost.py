@@ -306,7 +306,7 @@ def main() -> int:
         per_tick = {name: n / ticks for name, n in vm.host.tick_calls.items()}
         errors = [m for level, m in vm.host.logs if level >= 4]
         report = {"instructions_median": median, "calls_per_request": calls, "calls_per_tick": per_tick}
-        print(json.dumps({**report, "ticks": vm.host.ticks, "critical": errors}))
+        print(json.dumps({**report, "ticks": vm.host.ticks, "errors": errors}))
         return 0
     print(f"wasm instructions per request: mean {sum(costs) / count:.0f}, median {median}")
     print("proxy-wasm calls per request (by the request's callbacks):")
