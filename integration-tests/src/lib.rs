@@ -11,6 +11,7 @@
 //! - [`ControlPlane`]: `portcullis serve` on a temporary data directory; [`ControlPlane::push`] publishes bundles,
 //!   [`ControlPlane::stop`] and [`ControlPlane::start`] take it down and bring it back on the same port.
 //!   [`ControlPlane::replica`] starts another server on the same data directory, [`ControlPlane::kill`] crashes one.
+//! - [`faulty_control_plane`]: a control plane that stalls, resets, trickles, floods or answers 200 forever.
 //! - [`compile`]: `portcullis compile` of a policy written inline in a test; [`compile_signed`] signs it too.
 //! - [`signing`]: keys from `portcullis keygen`, `portcullis sign`, the filter's `trusted_keys`, tampered bundles.
 //! - [`Envoy`]: a generated bootstrap (wasm filter optional, JSON access log), started and waited for until ready;
@@ -54,6 +55,7 @@ pub mod artifacts;
 pub mod body;
 pub mod control_plane;
 pub mod envoy;
+pub mod faulty_control_plane;
 pub mod http;
 pub mod jwt;
 pub mod load;
