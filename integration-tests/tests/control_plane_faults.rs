@@ -188,11 +188,10 @@ impl Setup {
         read(&compile_good(&policy(tag), revision, self.key.as_ref()))
     }
 
-    /// Serves `fault` for [`FAULT_WINDOW`] under traffic, checks everything the module doc lists, then serves
-    /// revision 2 and waits for it. `max_fetches` and `max_log_lines` bound the fetches the server sees and the
+    /// Serves `fault` (called `name` in messages) for [`FAULT_WINDOW`] under traffic, checks everything the module
+    /// doc lists, then serves revision 2 and waits for it. `max_fetches` and `max_log_lines` bound the fetches the server sees and the
     /// filter's log lines over the window.
-    fn survive(&self, fault: Mode, max_fetches: usize, max_log_lines: usize) {
-        let name = fault.name();
+    fn survive(&self, name: &str, fault: Mode, max_fetches: usize, max_log_lines: usize) {
         let log_before = self.filter_log_lines().len();
         let rss_before = rss_bytes(&self.envoy);
         let traffic = Traffic::new();
@@ -294,14 +293,14 @@ fn read(path: &std::path::Path) -> Vec<u8> {
 fn headers_then_a_stall() {
     let setup = Setup::start(None);
     let body = setup.good_bundle("v9", 9);
-    setup.survive(Mode::StallAfterHeaders { body }, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
+    setup.survive("headers then a stall", Mode::StallAfterHeaders { body }, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
 }
 
 #[test]
 fn a_reset_mid_body() {
     let setup = Setup::start(None);
     let body = setup.good_bundle("v9", 9);
-    setup.survive(Mode::ResetMidBody { body }, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
+    setup.survive("a reset mid-body", Mode::ResetMidBody { body }, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
 }
 
 #[test]
@@ -309,32 +308,52 @@ fn one_byte_per_second() {
     let setup = Setup::start(None);
     let body = setup.good_bundle("v9", 9);
     let mode = Mode::Trickle { body, interval: Duration::from_secs(1) };
-    setup.survive(mode, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
+    setup.survive("one byte per second", mode, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
 }
 
 #[test]
 fn a_200_mib_body_declared_by_content_length() {
     let setup = Setup::start(None);
-    setup.survive(Mode::Huge { len: 200 * MIB, chunked: false }, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
+    setup.survive(
+        "200 MiB with content-length",
+        Mode::Huge { len: 200 * MIB, chunked: false },
+        poll_ceiling(FAULT_WINDOW),
+        MAX_LOG_LINES,
+    );
 }
 
 #[test]
 fn a_200_mib_chunked_body_without_a_length() {
     let setup = Setup::start(None);
-    setup.survive(Mode::Huge { len: 200 * MIB, chunked: true }, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
+    setup.survive(
+        "200 MiB chunked",
+        Mode::Huge { len: 200 * MIB, chunked: true },
+        poll_ceiling(FAULT_WINDOW),
+        MAX_LOG_LINES,
+    );
 }
 
 #[test]
 fn random_bytes_with_a_fresh_etag_each_time() {
     let setup = Setup::start(None);
-    setup.survive(Mode::RandomBytes { len: 4096 }, poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
+    setup.survive(
+        "random bytes, fresh ETag",
+        Mode::RandomBytes { len: 4096 },
+        poll_ceiling(FAULT_WINDOW),
+        MAX_LOG_LINES,
+    );
 }
 
 #[test]
 fn a_200_that_ignores_if_none_match() {
     let setup = Setup::start(None);
     let same = setup.good.clone();
-    setup.survive(Mode::serve_ignoring_if_none_match(same), poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
+    setup.survive(
+        "200 ignoring If-None-Match",
+        Mode::serve_ignoring_if_none_match(same),
+        poll_ceiling(FAULT_WINDOW),
+        MAX_LOG_LINES,
+    );
 }
 
 #[test]
@@ -343,5 +362,10 @@ fn a_bundle_signed_by_an_untrusted_key_served_forever() {
     let untrusted = SigningKey::generate("untrusted");
     let setup = Setup::start(Some(trusted));
     let refused = read(&compile_signed(&policy("v9"), BUNDLE, 9, &untrusted));
-    setup.survive(Mode::serve_ignoring_if_none_match(refused), poll_ceiling(FAULT_WINDOW), MAX_LOG_LINES);
+    setup.survive(
+        "an untrusted signer forever",
+        Mode::serve_ignoring_if_none_match(refused),
+        poll_ceiling(FAULT_WINDOW),
+        MAX_LOG_LINES,
+    );
 }
