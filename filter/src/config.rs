@@ -56,6 +56,11 @@ pub struct ControlPlaneConfig {
     /// How often this Envoy reports its status (`POST /v1/status`); 0 never reports.
     #[serde(default = "default_status_interval_ms")]
     pub status_interval_ms: u64,
+    /// How far (in seconds) a bundle's revision may be ahead of this Envoy's clock. Revisions are Unix seconds by
+    /// default, and a newer revision can never be replaced by an older one: a far-future revision pushed by
+    /// mistake would freeze every gateway on it until restart, so it is refused instead. Default one day.
+    #[serde(default = "default_max_revision_ahead_seconds")]
+    pub max_revision_ahead_seconds: u64,
 }
 
 /// The whole plugin configuration.
@@ -115,6 +120,10 @@ fn default_long_poll_seconds() -> u64 {
 
 fn default_status_interval_ms() -> u64 {
     5_000
+}
+
+fn default_max_revision_ahead_seconds() -> u64 {
+    86_400
 }
 
 /// A configuration that cannot be used; the message names the field (e.g. `control_plane.cluster: ...`).

@@ -27,6 +27,7 @@ use proxy_wasm::types::Action as Flow;
 use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
 use crate::host::{now_ms, now_ns, ExchangeView, HostRequest};
+use crate::hostcall;
 use crate::metrics::Metrics;
 use crate::over_time::{Facts, SharedLocal, MAX_BODY_FIELD_BYTES};
 use crate::root::{ActiveBundle, Snapshot};
@@ -91,7 +92,7 @@ impl RequestFilter {
         if let Some(seconds) = retry_after {
             headers.push(("retry-after", seconds));
         }
-        self.send_http_response(status, headers, Some(body));
+        hostcall::send_response(status, &headers, body);
     }
 
     /// Evaluates one phase and folds its verdict in; answers the request if it blocks or throttles. True when
@@ -190,7 +191,7 @@ impl RequestFilter {
             bundle: &ex.active.label,
         };
         if let Some(line) = verdict_line(&evidence) {
-            self.set_property(vec![VERDICT_PROPERTY], Some(line.as_bytes()));
+            hostcall::set_property(VERDICT_PROPERTY, line.as_bytes());
         }
     }
 
@@ -203,11 +204,8 @@ impl RequestFilter {
         if wanted == 0 {
             return;
         }
-        let chunk = if request {
-            self.get_http_request_body(start, wanted)
-        } else {
-            self.get_http_response_body(start, wanted)
-        };
+        let chunk =
+            if request { hostcall::request_body(start, wanted) } else { hostcall::response_body(start, wanted) };
         let Some(chunk) = chunk else { return };
         if !self.snapshot.time_inspection {
             inspector.feed(&bundle.bundle, &chunk);
@@ -250,7 +248,7 @@ impl HttpContext for RequestFilter {
             return match self.snapshot.failure_mode {
                 FailureMode::Open => Flow::Continue,
                 FailureMode::Closed => {
-                    let request_id = self.get_http_request_header_bytes("x-request-id");
+                    let request_id = hostcall::request_header("x-request-id");
                     self.respond_json(503, &no_bundle_body(request_id.as_deref()), None);
                     Flow::Pause
                 }
@@ -344,7 +342,7 @@ impl HttpContext for RequestFilter {
             // One byte past the limit tells a body too long for fields from one that fits.
             let room = (MAX_BODY_FIELD_BYTES + 1).saturating_sub(ex.facts.request_body.len());
             if room > 0 && len > 0 {
-                if let Some(chunk) = self.get_http_request_body(start, len.min(room)) {
+                if let Some(chunk) = hostcall::request_body(start, len.min(room)) {
                     ex.facts.request_body.extend_from_slice(&chunk);
                 }
             }
@@ -366,7 +364,7 @@ impl HttpContext for RequestFilter {
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Flow {
         let wants_status = self.exchange.as_ref().is_some_and(|ex| !ex.concluded && ex.active.reads_response);
         if wants_status {
-            let status = self.get_http_response_header_bytes(":status");
+            let status = hostcall::response_header(":status");
             let code = status.and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
             if let Some(ex) = self.exchange.as_mut() {
                 ex.facts.response_code = code;
@@ -376,8 +374,8 @@ impl HttpContext for RequestFilter {
             !end_of_stream && !ex.concluded && ex.active.bundle.scan_set(Location::ResponseBody).is_some()
         });
         if wants_body {
-            let content_type = self.get_http_response_header_bytes("content-type");
-            let encoding = self.get_http_response_header_bytes("content-encoding");
+            let content_type = hostcall::response_header("content-type");
+            let encoding = hostcall::response_header("content-encoding");
             if let Some(ex) = self.exchange.as_mut() {
                 ex.response_body = BodyInspector::new(
                     &ex.active.bundle,

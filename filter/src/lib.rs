@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod hashed;
 pub mod headers;
 pub mod host;
+pub mod hostcall;
 pub mod http;
 pub mod metrics;
 pub mod over_time;

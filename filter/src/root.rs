@@ -22,6 +22,7 @@ use proxy_wasm::types::{ContextType, LogLevel};
 use crate::config::{FailureMode, PluginConfig};
 use crate::evidence::BundleLabel;
 use crate::host::HostSharedData;
+use crate::hostcall;
 use crate::http::RequestFilter;
 use crate::metrics::Metrics;
 use crate::over_time::{CounterStore, SharedLocal, Sweep};
@@ -36,6 +37,9 @@ const BUCKET_SALT_KEY: &str = "portcullis.bucket-salt";
 
 /// How often every VM looks for a newer bundle in shared data: the bound on propagation between workers.
 const TICK: Duration = Duration::from_millis(250);
+
+/// Longest ETag kept from a control plane's response (ours are a quoted SHA-256).
+const MAX_ETAG_BYTES: usize = 128;
 
 /// Shared-data buckets the sweep reads per tick (a full pass over 1M list entries takes ~2 minutes).
 const SWEEP_READS_PER_TICK: u32 = 1024;
@@ -210,6 +214,8 @@ pub struct PortcullisRoot {
     local: SharedLocal,
     /// Flushes of batched counters run in one VM at a time.
     flush_lease: Option<Lease>,
+    /// Refusals since the last accepted bundle: only the first of a streak is logged at warn.
+    refusals_in_a_row: u32,
 }
 
 /// This Envoy's status as reported to the control plane (`POST /v1/status`) by the VM holding the fetch lease.
@@ -240,6 +246,7 @@ impl PortcullisRoot {
             sweep: Sweep::default(),
             local: SharedLocal::default(),
             flush_lease: None,
+            refusals_in_a_row: 0,
         }
     }
 
@@ -285,6 +292,25 @@ impl PortcullisRoot {
             envelope.verify(&self.trusted).map_err(|e| e.to_string())?;
         }
         let bundle = Bundle::from_bytes(envelope.bundle).map_err(|e| e.to_string())?;
+        if let Some(cp) = self.config.as_ref().map(|c| &c.control_plane) {
+            // The name is inside what is signed: a bundle signed for one policy cannot be replayed as another.
+            if bundle.policy_name() != cp.bundle {
+                return Err(format!(
+                    "it is bundle '{}', not '{}' (control_plane.bundle)",
+                    truncated(bundle.policy_name(), 64),
+                    cp.bundle
+                ));
+            }
+            let latest = (self.now_ms() / 1000).saturating_add(cp.max_revision_ahead_seconds);
+            if bundle.revision() > latest {
+                return Err(format!(
+                    "revision {} is more than {} s ahead of this Envoy's clock (max_revision_ahead_seconds): a \
+                     revision that far ahead could never be replaced",
+                    bundle.revision(),
+                    cp.max_revision_ahead_seconds
+                ));
+            }
+        }
         let budget = self.config.as_ref().map_or(u64::MAX, |c| c.shared_data_budget_bytes);
         let needed = shared_bytes_needed(&bundle);
         if needed > budget {
@@ -419,26 +445,31 @@ impl PortcullisRoot {
         proxy_wasm::hostcalls::log(level, &message).ok();
     }
 
-    /// The control plane answered. After a long poll that waited (or that brought a bundle) the next one goes out
-    /// at once; a server that answered a long poll immediately gets the plain poll interval, so a control plane
-    /// without long polling is never polled in a tight loop.
-    fn fetch_answered(&mut self, changed: bool) {
+    /// The control plane answered 304 or 404. After a long poll that waited the next one goes out at once; a server
+    /// that answered a long poll immediately gets the plain poll interval, so a control plane without long polling
+    /// is never polled in a tight loop.
+    fn fetch_answered(&mut self) {
+        self.mark_reachable();
         let (now, random) = (self.now_ms(), self.random());
-        self.fleet.last_fetch_ok_ms = Some(now);
-        if self.fleet.last_error.as_deref().is_some_and(|e| e.starts_with("fetch failed")) {
-            self.fleet.last_error = None;
-        }
         let long_poll = self.config.as_ref().is_some_and(|c| c.control_plane.long_poll_seconds > 0);
         let waited = now.saturating_sub(self.fetch_sent_ms) >= 1_000;
         if let Some(schedule) = self.schedule.as_mut() {
-            if schedule.failures() > 0 {
-                proxy_wasm::hostcalls::log(LogLevel::Info, "control plane reachable again").ok();
-            }
-            if long_poll && (changed || waited) {
+            if long_poll && waited {
                 schedule.succeeded_now(now);
             } else {
                 schedule.succeeded(now, random);
             }
+        }
+    }
+
+    /// The control plane answered: the fleet status says so, and the end of an outage is logged once.
+    fn mark_reachable(&mut self) {
+        self.fleet.last_fetch_ok_ms = Some(self.now_ms());
+        if self.fleet.last_error.as_deref().is_some_and(|e| e.starts_with("fetch failed")) {
+            self.fleet.last_error = None;
+        }
+        if self.schedule.as_ref().is_some_and(|s| s.failures() > 0) {
+            proxy_wasm::hostcalls::log(LogLevel::Info, "control plane reachable again").ok();
         }
     }
 
@@ -455,7 +486,7 @@ impl PortcullisRoot {
         }
         self.fleet.next_report_ms = now.saturating_add(interval);
         let node = config.node.clone().unwrap_or_else(|| {
-            self.get_property(vec!["node", "id"])
+            hostcall::property(&["node", "id"])
                 .and_then(|id| String::from_utf8(id).ok())
                 .filter(|id| !id.is_empty())
                 .unwrap_or_else(|| "unknown".to_owned())
@@ -518,13 +549,51 @@ impl PortcullisRoot {
         }
     }
 
-    /// Handles a 200 from the control plane: validate, then publish and enforce, or refuse and keep the last good.
-    fn receive_bundle(&mut self, body: Vec<u8>, etag: String) {
-        let Some(slot) = self.slot.clone() else { return };
+    /// Handles a 200 from the control plane. A body over the bundle limit is refused by its declared length without
+    /// being read; one that cannot be read (the call failed mid-body) is a failed fetch. Content that changes
+    /// nothing (the active bundle again, from a server ignoring `If-None-Match`) or that is refused backs the next
+    /// fetch off like a failure, so a misbehaving control plane is never polled faster than `poll_interval_ms`.
+    fn bundle_answered(&mut self, body_size: usize) {
+        let etag = response_etag();
+        let declared = response_content_length();
+        let limit = u64::try_from(MAX_BUNDLE_BYTES).unwrap_or(u64::MAX);
+        let size = declared
+            .unwrap_or(u64::try_from(body_size).unwrap_or(u64::MAX))
+            .max(u64::try_from(body_size).unwrap_or(u64::MAX));
+        let outcome = if size > limit {
+            self.refuse(etag, &format!("its {size} bytes are over the bundle size limit ({limit} bytes)"))
+        } else {
+            let body = if body_size == 0 { Some(Vec::new()) } else { hostcall::call_response_body(body_size) };
+            match body {
+                Some(body) if body.len() == body_size => self.receive_bundle(body, etag),
+                _ => return self.fetch_failed("the response body could not be read (reset or cut short)"),
+            }
+        };
+        self.mark_reachable();
+        let (now, random) = (self.now_ms(), self.random());
+        let long_poll = self.config.as_ref().is_some_and(|c| c.control_plane.long_poll_seconds > 0);
+        if let Some(schedule) = self.schedule.as_mut() {
+            match outcome {
+                Received::Activated if long_poll => schedule.succeeded_now(now),
+                Received::Activated => schedule.succeeded(now, random),
+                Received::Unchanged | Received::Refused => schedule.fruitless(now, random),
+            }
+        }
+    }
+
+    /// Validates a bundle from the control plane, then publishes and enforces it, or refuses it and keeps the last
+    /// good one. The active bundle arriving again is a no-op that logs nothing.
+    fn receive_bundle(&mut self, body: Vec<u8>, etag: String) -> Received {
+        let Some(slot) = self.slot.clone() else { return Received::Unchanged };
         let store = HostSharedData;
         match self.accept(&body) {
+            Ok(bundle) if self.active.as_ref().is_some_and(|a| a.bundle.digest() == bundle.digest()) => {
+                let _ = slot.record_fetch(&store, &FetchRecord { etag, refused: false });
+                Received::Unchanged
+            }
             Ok(bundle) => {
                 self.fleet.last_error = None;
+                self.refusals_in_a_row = 0;
                 let head = BundleHead { digest: *bundle.digest(), revision: bundle.revision() };
                 if slot.publish(&store, head, &body).is_err() {
                     proxy_wasm::hostcalls::log(LogLevel::Warn, "could not publish bundle to shared data").ok();
@@ -533,23 +602,47 @@ impl PortcullisRoot {
                 self.activate(bundle, LogLevel::Info);
                 Metrics::bump(self.metrics.bundle_loaded);
                 let _ = slot.record_fetch(&store, &FetchRecord { etag, refused: false });
+                Received::Activated
             }
-            Err(e) => {
-                let already = slot.last_fetch(&store).is_some_and(|r| r.refused && r.etag == etag);
-                if !already {
-                    Metrics::bump(self.metrics.bundle_refused);
-                    let keeping = self
-                        .active
-                        .as_ref()
-                        .map_or("no bundle yet".to_owned(), |a| format!("revision {}", a.label.revision));
-                    let message = format!("refused bundle {etag} from control plane: {e}; still enforcing {keeping}");
-                    proxy_wasm::hostcalls::log(LogLevel::Warn, &message).ok();
-                }
-                self.fleet.last_error = Some(format!("refused bundle {etag}: {e}"));
-                let _ = slot.record_fetch(&store, &FetchRecord { etag, refused: true });
-            }
+            Err(e) => self.refuse(etag, &e),
         }
     }
+
+    /// Refuses what the control plane served: counted once per ETag, logged at warn once per streak of refusals
+    /// (a server handing out fresh garbage under a fresh ETag each time must not flood the log), last good kept.
+    fn refuse(&mut self, etag: String, why: &str) -> Received {
+        let Some(slot) = self.slot.clone() else { return Received::Refused };
+        let store = HostSharedData;
+        let already = slot.last_fetch(&store).is_some_and(|r| r.refused && r.etag == etag);
+        if !already {
+            Metrics::bump(self.metrics.bundle_refused);
+            let keeping =
+                self.active.as_ref().map_or("no bundle yet".to_owned(), |a| format!("revision {}", a.label.revision));
+            let level = if self.refusals_in_a_row == 0 { LogLevel::Warn } else { LogLevel::Debug };
+            let message = format!("refused bundle {etag} from control plane: {why}; still enforcing {keeping}");
+            proxy_wasm::hostcalls::log(level, &message).ok();
+            self.refusals_in_a_row = self.refusals_in_a_row.saturating_add(1);
+        }
+        self.fleet.last_error = Some(format!("refused bundle {etag}: {why}"));
+        let _ = slot.record_fetch(&store, &FetchRecord { etag, refused: true });
+        Received::Refused
+    }
+}
+
+/// At most `max` characters of `text` (names from a refused bundle are not trusted to be short).
+fn truncated(text: &str, max: usize) -> &str {
+    text.char_indices().nth(max).map_or(text, |(i, _)| text.get(..i).unwrap_or(text))
+}
+
+/// What a 200 from the control plane led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Received {
+    /// A new bundle is enforced.
+    Activated,
+    /// The bundle already enforced.
+    Unchanged,
+    /// Refused; the last good bundle stays.
+    Refused,
 }
 
 impl Default for PortcullisRoot {
@@ -559,6 +652,8 @@ impl Default for PortcullisRoot {
 }
 
 impl Context for PortcullisRoot {
+    // Every read here goes through `hostcall`: after a call that failed mid-body (a reset, a timeout, a body over
+    // Envoy's async-client buffer) the host answers the SDK's getters with an error, and they would panic.
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if self.fleet.call == Some(token_id) {
             self.fleet.call = None;
@@ -567,28 +662,19 @@ impl Context for PortcullisRoot {
         if !self.schedule.as_mut().is_some_and(|s| s.finish(token_id)) {
             return;
         }
-        let status = self.get_http_call_response_header_bytes(":status");
+        let status = hostcall::call_response_header(":status");
         match status.as_deref() {
-            Some(b"200") => {
-                self.fetch_answered(true);
-                if body_size > MAX_BUNDLE_BYTES {
-                    self.receive_bundle(Vec::new(), etag_of(self));
-                    return;
-                }
-                let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
-                let etag = etag_of(self);
-                self.receive_bundle(body, etag);
-            }
-            Some(b"304") => self.fetch_answered(false),
+            Some(b"200") => self.bundle_answered(body_size),
+            Some(b"304") => self.fetch_answered(),
             Some(b"404") => {
-                self.fetch_answered(false);
+                self.fetch_answered();
                 proxy_wasm::hostcalls::log(LogLevel::Debug, "control plane has no such bundle yet").ok();
             }
             Some(other) => {
-                let other = String::from_utf8_lossy(other).into_owned();
+                let other = String::from_utf8_lossy(other.get(..16).unwrap_or(other)).into_owned();
                 self.fetch_failed(&format!("status {other}"));
             }
-            None => self.fetch_failed("no response: control plane unreachable or timed out"),
+            None => self.fetch_failed("no response: control plane unreachable, reset or timed out"),
         }
     }
 }
@@ -617,16 +703,23 @@ impl PortcullisRoot {
     }
 }
 
-/// The response's ETag, or (when the server sent none) a marker that never matches a real one.
-fn etag_of(root: &PortcullisRoot) -> String {
-    root.get_http_call_response_header_bytes("etag")
+/// The response's ETag, or (when the server sent none, or one too long to be real) a marker that never matches.
+fn response_etag() -> String {
+    hostcall::call_response_header("etag")
+        .filter(|v| v.len() <= MAX_ETAG_BYTES)
         .and_then(|v| String::from_utf8(v).ok())
         .unwrap_or_else(|| "\"none\"".to_owned())
 }
 
+/// The response's `content-length`, when it has a valid one.
+fn response_content_length() -> Option<u64> {
+    let value = hostcall::call_response_header("content-length")?;
+    std::str::from_utf8(&value).ok()?.trim().parse().ok()
+}
+
 impl RootContext for PortcullisRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let raw = self.get_plugin_configuration().unwrap_or_default();
+        let raw = hostcall::plugin_configuration();
         let config = match PluginConfig::parse(&raw) {
             Ok(config) => config,
             Err(e) => {
@@ -663,7 +756,7 @@ impl RootContext for PortcullisRoot {
                 return false;
             }
         }
-        self.set_tick_period(TICK);
+        hostcall::set_tick_period(TICK);
         true
     }
 

@@ -1,4 +1,5 @@
-//! When to fetch the next bundle: a steady poll, exponential backoff with jitter while the control plane fails.
+//! When to fetch the next bundle: a steady poll, exponential backoff with jitter while the control plane fails or
+//! answers with nothing usable (a refused bundle, or the active one again from a server ignoring `If-None-Match`).
 
 /// The fetch timetable of the VM that holds the fetch lease. Pure: time and randomness come in as arguments.
 #[derive(Clone, Debug)]
@@ -6,6 +7,8 @@ pub struct FetchSchedule {
     poll_interval_ms: u64,
     max_backoff_ms: u64,
     failures: u32,
+    /// Consecutive answers that brought nothing usable.
+    fruitless: u32,
     next_at_ms: u64,
     in_flight: Option<u32>,
 }
@@ -13,7 +16,7 @@ pub struct FetchSchedule {
 impl FetchSchedule {
     /// A schedule that is due at once.
     pub fn new(poll_interval_ms: u64, max_backoff_ms: u64) -> FetchSchedule {
-        FetchSchedule { poll_interval_ms, max_backoff_ms, failures: 0, next_at_ms: 0, in_flight: None }
+        FetchSchedule { poll_interval_ms, max_backoff_ms, failures: 0, fruitless: 0, next_at_ms: 0, in_flight: None }
     }
 
     /// True when no fetch is in flight and the next one is due.
@@ -44,12 +47,14 @@ impl FetchSchedule {
     /// The control plane answered: poll again after the interval, spread by up to 10% so a fleet does not align.
     pub fn succeeded(&mut self, now_ms: u64, random: u64) {
         self.failures = 0;
+        self.fruitless = 0;
         self.next_at_ms = now_ms.saturating_add(spread(self.poll_interval_ms, random, 10));
     }
 
     /// A long poll came back: ask again at once (the server does the waiting).
     pub fn succeeded_now(&mut self, now_ms: u64) {
         self.failures = 0;
+        self.fruitless = 0;
         self.next_at_ms = now_ms;
     }
 
@@ -57,10 +62,25 @@ impl FetchSchedule {
     pub fn failed(&mut self, now_ms: u64, random: u64) {
         self.in_flight = None;
         self.failures = self.failures.saturating_add(1);
-        let exponent = self.failures.min(20);
+        self.next_at_ms = now_ms.saturating_add(self.backoff(self.failures, random));
+    }
+
+    /// The control plane answered, but with nothing usable: back off as for a failure (it is reachable, so this
+    /// is not counted as one), never sooner than the poll interval.
+    pub fn fruitless(&mut self, now_ms: u64, random: u64) {
+        self.in_flight = None;
+        self.failures = 0;
+        self.fruitless = self.fruitless.saturating_add(1);
+        let wait = self.backoff(self.fruitless, random).max(self.poll_interval_ms);
+        self.next_at_ms = now_ms.saturating_add(wait);
+    }
+
+    /// `min(max, poll * 2^streak)`, with "equal jitter" (half fixed, half random).
+    fn backoff(&self, streak: u32, random: u64) -> u64 {
+        let exponent = streak.min(20);
         let backoff = self.poll_interval_ms.saturating_mul(1u64 << exponent).min(self.max_backoff_ms);
         let half = backoff / 2;
-        self.next_at_ms = now_ms.saturating_add(half).saturating_add(random % half.max(1));
+        half.saturating_add(random % half.max(1))
     }
 }
 
@@ -102,5 +122,28 @@ mod tests {
         }
         s.succeeded(0, 0);
         assert_eq!(s.failures(), 0);
+    }
+
+    #[test]
+    fn fruitless_answers_back_off_and_a_real_bundle_resets() {
+        let mut s = FetchSchedule::new(1000, 8000);
+        let mut now = 0;
+        let mut fetches = 0;
+        // A server answering 200 at once with the same (or refused) content, for a minute.
+        while now < 60_000 {
+            if s.is_due(now) {
+                s.started(1);
+                assert!(s.finish(1));
+                s.fruitless(now, now.wrapping_mul(2_654_435_761));
+                fetches += 1;
+            }
+            now += 250;
+        }
+        assert!(fetches <= 20, "{fetches} fetches in a minute: backed off to the cap, not four a second");
+        s.fruitless(now, 0);
+        assert!(!s.is_due(now + 999), "never sooner than the poll interval");
+        s.succeeded(now, 0);
+        s.fruitless(now, 0);
+        assert!(s.is_due(now + 2000), "the streak starts again after a useful answer");
     }
 }

@@ -317,6 +317,9 @@ impl EnvoyConfig {
             yaml.push_str("                configuration:\n");
             yaml.push_str("                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n");
             yaml.push_str(&format!("                  value: {}\n", q(&filter.configuration)));
+            // As in envoy-examples/envoy.yaml: a VM that fails at run time is replaced for the next request.
+            yaml.push_str("                failure_policy: FAIL_RELOAD\n");
+            yaml.push_str("                reload_config: { backoff: { base_interval: 1s, max_interval: 30s } }\n");
             yaml.push_str(&format!("                vm_config:\n                  vm_id: {name}\n"));
             yaml.push_str("                  runtime: envoy.wasm.runtime.v8\n");
             yaml.push_str(&format!(
