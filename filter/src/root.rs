@@ -214,8 +214,8 @@ pub struct PortcullisRoot {
     local: SharedLocal,
     /// Flushes of batched counters run in one VM at a time.
     flush_lease: Option<Lease>,
-    /// Refusals since the last accepted bundle: only the first of a streak is logged at warn.
-    refusals_in_a_row: u32,
+    /// The reason of the last refusal since a bundle was accepted: the same reason again is logged at debug only.
+    last_refusal: Option<String>,
 }
 
 /// This Envoy's status as reported to the control plane (`POST /v1/status`) by the VM holding the fetch lease.
@@ -246,7 +246,7 @@ impl PortcullisRoot {
             sweep: Sweep::default(),
             local: SharedLocal::default(),
             flush_lease: None,
-            refusals_in_a_row: 0,
+            last_refusal: None,
         }
     }
 
@@ -593,7 +593,7 @@ impl PortcullisRoot {
             }
             Ok(bundle) => {
                 self.fleet.last_error = None;
-                self.refusals_in_a_row = 0;
+                self.last_refusal = None;
                 let head = BundleHead { digest: *bundle.digest(), revision: bundle.revision() };
                 if slot.publish(&store, head, &body).is_err() {
                     proxy_wasm::hostcalls::log(LogLevel::Warn, "could not publish bundle to shared data").ok();
@@ -608,8 +608,9 @@ impl PortcullisRoot {
         }
     }
 
-    /// Refuses what the control plane served: counted once per ETag, logged at warn once per streak of refusals
-    /// (a server handing out fresh garbage under a fresh ETag each time must not flood the log), last good kept.
+    /// Refuses what the control plane served: counted once per ETag, logged at warn unless the previous refusal had
+    /// the same reason (a server handing out fresh garbage under a fresh ETag each time must not flood the log),
+    /// last good kept.
     fn refuse(&mut self, etag: String, why: &str) -> Received {
         let Some(slot) = self.slot.clone() else { return Received::Refused };
         let store = HostSharedData;
@@ -618,10 +619,11 @@ impl PortcullisRoot {
             Metrics::bump(self.metrics.bundle_refused);
             let keeping =
                 self.active.as_ref().map_or("no bundle yet".to_owned(), |a| format!("revision {}", a.label.revision));
-            let level = if self.refusals_in_a_row == 0 { LogLevel::Warn } else { LogLevel::Debug };
+            let repeated = self.last_refusal.as_deref() == Some(why);
+            let level = if repeated { LogLevel::Debug } else { LogLevel::Warn };
             let message = format!("refused bundle {etag} from control plane: {why}; still enforcing {keeping}");
             proxy_wasm::hostcalls::log(level, &message).ok();
-            self.refusals_in_a_row = self.refusals_in_a_row.saturating_add(1);
+            self.last_refusal = Some(why.to_owned());
         }
         self.fleet.last_error = Some(format!("refused bundle {etag}: {why}"));
         let _ = slot.record_fetch(&store, &FetchRecord { etag, refused: true });

@@ -225,6 +225,36 @@ fn unsigned_wrong_key_and_tampered_bundles_are_refused_while_the_last_good_one_e
     stack.envoy.assert_no_critical_wasm();
 }
 
+/// A bundle signed for another policy name, or with a revision far ahead of the clock, is refused even when a
+/// control plane serves it under this bundle's name (the file is replaced behind the server's checks, as a
+/// compromised or older control plane would serve it).
+#[test]
+fn misnamed_and_far_future_bundles_are_refused() {
+    let k1 = SigningKey::generate("k1");
+    let stack = Stack::start_with(EnvoyConfig::new(), plugin_trusting(&[&k1]));
+    stack.control_plane.push(BUNDLE, &compile_signed(&policy("v1"), BUNDLE, 1, &k1));
+    stack.wait_for_status_on_every_worker(&only("v1"), &[], 403, ENFORCEMENT_TIMEOUT);
+    let served = stack.control_plane.bundle_path(BUNDLE);
+
+    // Correctly signed by the trusted key, but for the policy `staging`: a signature cannot be replayed elsewhere.
+    let staging = std::fs::read(compile_signed(&policy("v2"), "staging", 2, &k1)).unwrap();
+    replace_served_file(&served, &staging);
+    wait_for_refusals(&stack.envoy, 1, "it is bundle 'staging', not 'demo' (control_plane.bundle)");
+    assert_enforcing(&stack.envoy, "v1", 1, &["v2"], 6);
+
+    // Revision 2^64 - 1 would freeze the fleet: refused, and revision 1 stays.
+    let far = std::fs::read(compile_signed(&policy("v3"), BUNDLE, u64::MAX, &k1)).unwrap();
+    replace_served_file(&served, &far);
+    wait_for_refusals(&stack.envoy, 2, "ahead of this Envoy's clock");
+    assert_enforcing(&stack.envoy, "v1", 1, &["v3"], 6);
+
+    // A correct revision 2 is then enforced: nothing got stuck.
+    replace_served_file(&served, &std::fs::read(compile_signed(&policy("v2"), BUNDLE, 2, &k1)).unwrap());
+    stack.wait_for_status_on_every_worker(&only("v2"), &[], 403, ENFORCEMENT_TIMEOUT);
+    assert_enforcing(&stack.envoy, "v2", 2, &["v1", "v3"], 6);
+    stack.envoy.assert_no_critical_wasm();
+}
+
 #[test]
 fn key_rotation_without_a_gap() {
     let k1 = SigningKey::generate("k1");
