@@ -17,19 +17,17 @@ use crate::metrics::Metrics;
 use crate::over_time::{body_field, parse_body_fields, CounterStore, Facts, SharedLocal};
 use crate::root::ActiveBundle;
 use crate::token::CallerToken;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
 
 /// Milliseconds since the epoch, from the host's clock.
 pub fn now_ms() -> u64 {
-    let now = hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
+    let now = crate::hostcall::current_time();
     let since_epoch = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Nanoseconds since the epoch, from the host's clock (for timing diagnostics).
 pub fn now_ns() -> u64 {
-    let now = hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
+    let now = crate::hostcall::current_time();
     u64::try_from(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -71,13 +69,13 @@ pub struct HostSharedData;
 
 impl SharedData for HostSharedData {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<Cas>) {
-        hostcalls::get_shared_data(key).unwrap_or((None, None))
+        crate::hostcall::shared_data(key)
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), WriteError> {
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
-            Status::CasMismatch => WriteError::CasMismatch,
-            _ => WriteError::Failed,
+        crate::hostcall::set_shared_data(key, value, cas.unwrap_or(0)).map_err(|e| match e {
+            crate::hostcall::SharedWriteError::CasMismatch => WriteError::CasMismatch,
+            crate::hostcall::SharedWriteError::Failed => WriteError::Failed,
         })
     }
 }
@@ -129,7 +127,7 @@ impl HostRequest {
 
 /// Reads an Envoy attribute through `get_property`, once per request.
 fn property<'a>(cell: &'a OnceCell<Option<Vec<u8>>>, path: &[&str]) -> Option<Cow<'a, [u8]>> {
-    cell.get_or_init(|| hostcalls::get_property(path.to_vec()).ok().flatten()).as_deref().map(Cow::Borrowed)
+    cell.get_or_init(|| crate::hostcall::property(path)).as_deref().map(Cow::Borrowed)
 }
 
 impl Request for HostRequest {

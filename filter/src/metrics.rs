@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 /// Ids of the counters this VM defined (Envoy shares a metric of the same name across VMs).
@@ -60,8 +59,8 @@ thread_local! {
 impl Metrics {
     /// Defines (or looks up) every counter.
     pub fn define() -> Metrics {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
-        let gauge = |name: &str| hostcalls::define_metric(MetricType::Gauge, name).ok();
+        let counter = |name: &str| crate::hostcall::define_metric(MetricType::Counter, name);
+        let gauge = |name: &str| crate::hostcall::define_metric(MetricType::Gauge, name);
         Metrics {
             requests_blocked: counter("portcullis.requests_blocked"),
             requests_monitored: counter("portcullis.requests_monitored"),
@@ -89,7 +88,7 @@ impl Metrics {
     /// Adds `n` to a counter (nothing for 0).
     pub fn add(id: Option<u32>, n: u64) {
         if let (Some(id), true) = (id, n > 0) {
-            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            crate::hostcall::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
@@ -117,7 +116,7 @@ impl Metrics {
     /// Sets a gauge.
     pub fn set(id: Option<u32>, value: u64) {
         if let Some(id) = id {
-            let _ = hostcalls::record_metric(id, value);
+            crate::hostcall::record_metric(id, value);
         }
     }
 
@@ -125,7 +124,7 @@ impl Metrics {
     pub fn bump(id: Option<u32>) {
         if let Some(id) = id {
             // Stats are best effort: a failed increment must never affect the request.
-            let _ = hostcalls::increment_metric(id, 1);
+            crate::hostcall::increment_metric(id, 1);
         }
     }
 }

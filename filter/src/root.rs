@@ -276,11 +276,10 @@ impl PortcullisRoot {
                 // Only a mixed fleet (filter versions or trusted keys) gets here: another VM published what this
                 // one cannot accept.
                 self.refused_head = Some(head);
-                proxy_wasm::hostcalls::log(
+                crate::hostcall::log(
                     LogLevel::Warn,
                     &format!("refused bundle {} from shared data: {e}", bundle::hex(&head.digest)),
-                )
-                .ok();
+                );
             }
         }
     }
@@ -348,7 +347,7 @@ impl PortcullisRoot {
             active.label.short_digest,
             active.bundle.rules().len()
         );
-        proxy_wasm::hostcalls::log(level, &message).ok();
+        crate::hostcall::log(level, &message);
         self.active = Some(Rc::new(active));
     }
 
@@ -417,14 +416,14 @@ impl PortcullisRoot {
         }
         let wait_ms = if long_poll { cp.long_poll_seconds.saturating_mul(1000) } else { 0 };
         let timeout = Duration::from_millis(cp.timeout_ms.saturating_add(wait_ms));
-        match self.dispatch_http_call(&cp.cluster, headers, None, vec![], timeout) {
-            Ok(token) => {
+        match hostcall::dispatch_http_call(&cp.cluster, &headers, None, timeout) {
+            Some(token) => {
                 self.fetch_sent_ms = now;
                 if let Some(s) = self.schedule.as_mut() {
                     s.started(token);
                 }
             }
-            Err(status) => self.fetch_failed(&format!("could not dispatch to cluster '{}': {status:?}", cp.cluster)),
+            None => self.fetch_failed(&format!("could not dispatch to cluster '{}'", cp.cluster)),
         }
     }
 
@@ -442,7 +441,7 @@ impl PortcullisRoot {
             schedule.failures(),
             self.active.as_ref().map_or("no bundle yet".to_owned(), |a| format!("revision {}", a.label.revision))
         );
-        proxy_wasm::hostcalls::log(level, &message).ok();
+        crate::hostcall::log(level, &message);
     }
 
     /// The control plane answered 304 or 404. After a long poll that waited the next one goes out at once; a server
@@ -469,7 +468,7 @@ impl PortcullisRoot {
             self.fleet.last_error = None;
         }
         if self.schedule.as_ref().is_some_and(|s| s.failures() > 0) {
-            proxy_wasm::hostcalls::log(LogLevel::Info, "control plane reachable again").ok();
+            crate::hostcall::log(LogLevel::Info, "control plane reachable again");
         }
     }
 
@@ -512,7 +511,7 @@ impl PortcullisRoot {
         let timeout = Duration::from_millis(config.control_plane.timeout_ms);
         let cluster = config.control_plane.cluster.clone();
         // Status is best effort: a failed report is simply retried at the next interval.
-        if let Ok(token) = self.dispatch_http_call(&cluster, headers, Some(body.as_bytes()), vec![], timeout) {
+        if let Some(token) = hostcall::dispatch_http_call(&cluster, &headers, Some(body.as_bytes()), timeout) {
             self.fleet.call = Some(token);
         }
     }
@@ -596,7 +595,7 @@ impl PortcullisRoot {
                 self.last_refusal = None;
                 let head = BundleHead { digest: *bundle.digest(), revision: bundle.revision() };
                 if slot.publish(&store, head, &body).is_err() {
-                    proxy_wasm::hostcalls::log(LogLevel::Warn, "could not publish bundle to shared data").ok();
+                    crate::hostcall::log(LogLevel::Warn, "could not publish bundle to shared data");
                 }
                 // Even if publishing failed, this VM enforces what it validated.
                 self.activate(bundle, LogLevel::Info);
@@ -622,7 +621,7 @@ impl PortcullisRoot {
             let repeated = self.last_refusal.as_deref() == Some(why);
             let level = if repeated { LogLevel::Debug } else { LogLevel::Warn };
             let message = format!("refused bundle {etag} from control plane: {why}; still enforcing {keeping}");
-            proxy_wasm::hostcalls::log(level, &message).ok();
+            crate::hostcall::log(level, &message);
             self.last_refusal = Some(why.to_owned());
         }
         self.fleet.last_error = Some(format!("refused bundle {etag}: {why}"));
@@ -670,7 +669,7 @@ impl Context for PortcullisRoot {
             Some(b"304") => self.fetch_answered(),
             Some(b"404") => {
                 self.fetch_answered();
-                proxy_wasm::hostcalls::log(LogLevel::Debug, "control plane has no such bundle yet").ok();
+                crate::hostcall::log(LogLevel::Debug, "control plane has no such bundle yet");
             }
             Some(other) => {
                 let other = String::from_utf8_lossy(other.get(..16).unwrap_or(other)).into_owned();
@@ -698,7 +697,7 @@ impl PortcullisRoot {
             Err(_) if self.active.is_some() => true,
             Err(e) => {
                 let message = format!("invalid plugin configuration: bundle_base64: {e}");
-                proxy_wasm::hostcalls::log(LogLevel::Error, &message).ok();
+                crate::hostcall::log(LogLevel::Error, &message);
                 false
             }
         }
@@ -725,14 +724,14 @@ impl RootContext for PortcullisRoot {
         let config = match PluginConfig::parse(&raw) {
             Ok(config) => config,
             Err(e) => {
-                proxy_wasm::hostcalls::log(LogLevel::Error, &format!("invalid plugin configuration: {e}")).ok();
+                crate::hostcall::log(LogLevel::Error, &format!("invalid plugin configuration: {e}"));
                 return false;
             }
         };
         let trusted = match config.trusted_keys() {
             Ok(keys) => keys,
             Err(e) => {
-                proxy_wasm::hostcalls::log(LogLevel::Error, &format!("invalid plugin configuration: {e}")).ok();
+                crate::hostcall::log(LogLevel::Error, &format!("invalid plugin configuration: {e}"));
                 return false;
             }
         };

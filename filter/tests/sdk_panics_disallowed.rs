@@ -1,6 +1,7 @@
-//! Keeps every panicking proxy-wasm SDK method out of the filter: each trait method of the SDK that unwraps the
-//! host's status must be listed in `clippy.toml`'s `disallowed-methods`, so `make lint` refuses a call to it. When
-//! the SDK is upgraded and gains such a method, this test names it.
+//! Keeps every panicking proxy-wasm SDK call out of the filter: each trait method of the SDK that unwraps the
+//! host's status, and each hostcall that panics on a status it did not expect, must be listed in `clippy.toml`'s
+//! `disallowed-methods`, so `make lint` refuses a call to it. When the SDK is upgraded and gains such a function,
+//! this test names it.
 
 // Helpers outside #[test] functions fail loudly too; clippy.toml's test allowances only cover the tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -43,6 +44,38 @@ fn panicking_methods(traits_rs: &str) -> Vec<String> {
     found.sort();
     found.dedup();
     found
+}
+
+/// Every `pub fn` of the SDK's hostcalls whose body panics on an unexpected status.
+fn panicking_hostcalls(hostcalls_rs: &str) -> Vec<String> {
+    let mut current_fn = String::new();
+    let mut found = Vec::new();
+    for line in hostcalls_rs.lines() {
+        if let Some(rest) = line.strip_prefix("pub fn ") {
+            current_fn = rest.split(['(', '<']).next().unwrap_or_default().to_owned();
+        }
+        if line.contains("panic!(\"unexpected status") {
+            found.push(current_fn.clone());
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn every_panicking_hostcall_is_disallowed() {
+    let hostcalls_rs = std::fs::read_to_string(sdk_source().join("hostcalls.rs")).expect("the SDK's hostcalls.rs");
+    let functions = panicking_hostcalls(&hostcalls_rs);
+    assert!(functions.len() > 30, "found only {} panicking hostcalls: is the parser still right?", functions.len());
+    let clippy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../clippy.toml")).expect("clippy.toml");
+    let missing: Vec<&String> =
+        functions.iter().filter(|f| !clippy.contains(&format!("\"proxy_wasm::hostcalls::{f}\""))).collect();
+    assert!(missing.is_empty(), "add these panicking hostcalls to clippy.toml's disallowed-methods: {missing:?}");
+    assert!(
+        clippy.contains("\"proxy_wasm::traits::Context::dispatch_http_call\""),
+        "dispatch_http_call's hostcall panics"
+    );
 }
 
 #[test]
