@@ -68,19 +68,6 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_http_call(
-        upstream_data: *const u8,
-        upstream_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        trailers_data: *const u8,
-        trailers_size: usize,
-        timeout: u32,
-        return_token: *mut u32,
-    ) -> u32;
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
@@ -220,33 +207,18 @@ pub fn log(level: LogLevel, message: &str) {
 
 /// Sends an HTTP request to `cluster` and returns the call's token; `None` if the host refused (unknown cluster,
 /// bad headers). The answer comes to `on_http_call_response` with that token.
+///
+/// The one call that goes through the SDK: its dispatcher must register the token, or it panics (`invalid
+/// token_id`) when the answer arrives, and registering is private to it. Its hostcall panics only on a status other
+/// than Ok, BadArgument and InternalFailure, which are all Envoy's `httpCall` returns for valid memory.
+#[allow(clippy::disallowed_methods)]
 pub fn dispatch_http_call(
     cluster: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Option<u32> {
-    let headers = serialize_map(headers);
-    let body = body.unwrap_or_default();
-    let trailers = serialize_map(&[]);
-    let timeout = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-    let mut token: u32 = 0;
-    // SAFETY: every slice is valid for its length; the host reads them and writes only the token.
-    let status = unsafe {
-        proxy_http_call(
-            cluster.as_ptr(),
-            cluster.len(),
-            headers.as_ptr(),
-            headers.len(),
-            body.as_ptr(),
-            body.len(),
-            trailers.as_ptr(),
-            trailers.len(),
-            timeout,
-            &mut token,
-        )
-    };
-    (status == STATUS_OK).then_some(token)
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, Vec::new(), timeout).ok()
 }
 
 /// Defines a metric and returns its id; `None` if the host refused.
