@@ -6,7 +6,9 @@
 //! - `inspect BUNDLE [--trust PUBFILE]...`: validate (and verify the signature) and print a JSON summary
 //! - `keygen --key-id ID --out DIR`: a new signing key pair, `DIR/ID.key` and `DIR/ID.pub`
 //! - `sign BUNDLE --key KEYFILE -o OUT`: sign a compiled bundle
-//! - `serve --listen ADDR --data-dir DIR [--token-file PATH] [--trust PUBFILE]...`: the HTTP bundle server
+//! - `serve --listen ADDR --data-dir DIR [--token-file PATH] [--trust PUBFILE]... [--max-revision-ahead 24h]
+//!   [--max-connections N] [--header-timeout 10s] [--body-timeout 60s] [--max-waiters-per-client 100]`: the HTTP
+//!   bundle server
 //! - `push --server URL --name NAME BUNDLE [--token-file PATH] [--actor WHO] [--rollback]`: upload a bundle
 //! - `rollback --server URL --name NAME --to REVISION [--sign KEYFILE] [--revision N]`: restore old content
 //! - `history --server URL --name NAME`: every push of a bundle
@@ -25,8 +27,10 @@ mod error;
 mod fleet;
 mod inspect;
 mod keys;
+mod listener;
 mod longpoll;
 mod names;
+mod objects;
 mod push;
 mod report;
 mod rollback;
@@ -116,6 +120,25 @@ enum Command {
         /// Accept only bundles signed by one of these public key files (repeatable) [default: any bundle].
         #[arg(long, value_name = "PUBFILE")]
         trust: Vec<PathBuf>,
+        /// Refuse a pushed revision further than this ahead of the server's clock (revisions are Unix seconds;
+        /// keep it equal to the filter's `max_revision_ahead_seconds`, one day by default).
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = clock::parse_duration)]
+        max_revision_ahead: std::time::Duration,
+        /// Most connections open at once; past it a connection gets 503 and is closed
+        /// [default: 16384, or RLIMIT_NOFILE - 128 if lower].
+        #[arg(long, value_name = "N")]
+        max_connections: Option<usize>,
+        /// Close a connection that has not sent a whole request head within this time (also the idle timeout
+        /// of kept-alive connections).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+        header_timeout: std::time::Duration,
+        /// Answer 408 to a PUT or POST whose body has not arrived within this time.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration)]
+        body_timeout: std::time::Duration,
+        /// Most long polls one client address (IPv6: one /64) may hold waiting; past it, 429. Behind a proxy
+        /// that hides client addresses, raise it to the number of Envoys times their bundles.
+        #[arg(long, value_name = "N", default_value_t = listener::DEFAULT_MAX_WAITERS_PER_CLIENT)]
+        max_waiters_per_client: usize,
     },
     /// Upload a bundle to a control plane.
     Push {
@@ -216,10 +239,27 @@ fn run(command: Command) -> Result<()> {
             let line = keys::sign(&bundle, &key, &output)?;
             print_line(&mut std::io::stderr(), &line)
         }
-        Command::Serve { listen, data_dir, token_file, trust } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            token_file,
+            trust,
+            max_revision_ahead,
+            max_connections,
+            header_timeout,
+            body_timeout,
+            max_waiters_per_client,
+        } => {
             let token = token::load(token_file.as_deref())?;
             let trusted = keys::load_public(&trust)?;
-            server::serve(&listen, &data_dir, token::TokenCheck::new(&token), trusted)
+            server::serve(server::ServeOptions {
+                listen,
+                data_dir,
+                token: token::TokenCheck::new(&token),
+                trusted,
+                max_revision_ahead,
+                limits: listener::Limits { max_connections, header_timeout, body_timeout, max_waiters_per_client },
+            })
         }
         Command::Push { server, name, bundle, token_file, actor, rollback } => {
             let token = token::load(token_file.as_deref())?;
@@ -249,6 +289,14 @@ fn run(command: Command) -> Result<()> {
             let table = report::status(&server, stale_after)?;
             print_line(&mut std::io::stdout(), &table)
         }
+    }
+}
+
+/// A duration that is not zero: a zero timeout would close every connection at once.
+fn positive_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    match clock::parse_duration(text)? {
+        zero if zero.is_zero() => Err(format!("invalid duration '{text}': must be more than 0")),
+        duration => Ok(duration),
     }
 }
 

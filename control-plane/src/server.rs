@@ -1,24 +1,27 @@
 //! `portcullis serve`: the bundle server Envoy pulls from.
 //!
-//! Everything lives in the data directory ([`crate::datadir`] describes the layout) and is read from disk on
-//! every request, so replicas can share the directory and what is served is exactly what is on disk. GET does
-//! not validate (the filter does, and must refuse a corrupt bundle); PUT validates before anything is written.
+//! Everything lives in the data directory ([`crate::datadir`] describes the layout), so replicas can share the
+//! directory. GET serves exactly what is on disk: each request checks the served file's identity, and a version
+//! is read and hashed once, then served from one shared copy ([`crate::objects`]). GET does not validate (the
+//! filter does, and must refuse a corrupt bundle); PUT validates before anything is written, including that the
+//! bundle's signed policy name is the name it is put under and that its revision is not far ahead of the clock.
+//! Connections, header and body times and waiting long polls are bounded ([`crate::listener`]).
 //!
 //! # HTTP API
 //!
 //! | request | what |
 //! |---|---|
-//! | `GET /v1/bundles/{name}[?wait=S]` | The served file with its `ETag`; a matching `If-None-Match` gets 304, after waiting up to `S` (≤ 60) seconds for a change when `wait` is given. |
-//! | `PUT /v1/bundles/{name}[?rollback=true\|?rollback_of=R]` | Bearer token. Validates, checks the revision is newer (409 if not), stores, records history. |
+//! | `GET /v1/bundles/{name}[?wait=S]` | The served file with its `ETag`; a matching `If-None-Match` gets 304, after waiting up to `S` (≤ 60) seconds for a change when `wait` is given (503 past 10,000 waiters, 429 past `--max-waiters-per-client`, both with `Retry-After`). |
+//! | `PUT /v1/bundles/{name}[?rollback=true\|?rollback_of=R]` | Bearer token. Validates; 400 if the bundle's policy name is not `{name}` or its revision is more than `--max-revision-ahead` ahead of the clock; 409 if the revision is not newer; 408 if the body is slower than `--body-timeout`. Stores, records history. |
 //! | `GET /v1/bundles/{name}/history` | `{"name", "entries": [...]}`, oldest first. |
 //! | `GET /v1/objects/{sha256}` | An immutable stored bundle, by the SHA-256 of its bytes. |
-//! | `POST /v1/status` | A node's status report (at most 4 KiB of JSON). |
+//! | `POST /v1/status` | A node's status report (at most 4 KiB of JSON; 408 if slower than `--body-timeout`). |
 //! | `GET /v1/status` | Every node's last report, and the current revision of every bundle. |
 //! | `GET /healthz` | `ok`. |
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +36,6 @@ use portcullis_policies::bundle::{self, MAX_BUNDLE_BYTES};
 use portcullis_policies::signing::{self, TrustedKey};
 use portcullis_policies::Bundle;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::client::{self, ACTOR_HEADER, MAX_ACTOR_LEN};
@@ -41,8 +43,10 @@ use crate::clock;
 use crate::datadir::{self, DataDir, Outcome, PublishError, Rollback, Upload};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::{Fleet, FleetView, Latest, Report, MAX_REPORT_BYTES};
-use crate::longpoll::{self, FileId, Watchers, MAX_WAIT_SECS};
+use crate::listener::{self, Limits};
+use crate::longpoll::{self, Full, Watchers, MAX_WAIT_SECS};
 use crate::names;
+use crate::objects::{Objects, Served};
 use crate::report::History;
 use crate::token::TokenCheck;
 
@@ -53,7 +57,12 @@ struct AppState {
     /// When not empty, PUT accepts only bundles signed by one of these keys.
     trusted: Vec<TrustedKey>,
     watchers: Arc<Watchers>,
+    /// The shared copy of every version served.
+    objects: Arc<Objects>,
     fleet: Fleet,
+    /// How far ahead of this server's clock (Unix seconds) a pushed revision may be.
+    max_revision_ahead_secs: u64,
+    limits: Limits,
     /// Becomes `true` on SIGTERM/SIGINT: long polls then answer at once instead of holding up the shutdown.
     shutdown: watch::Receiver<bool>,
 }
@@ -62,7 +71,23 @@ struct AppState {
 #[derive(Clone)]
 struct LogNote(String);
 
-/// Runs the server on `listen` until SIGTERM or SIGINT, serving bundles from `data_dir`.
+/// How `portcullis serve` runs.
+pub struct ServeOptions {
+    /// Address to listen on.
+    pub listen: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The upload token.
+    pub token: TokenCheck,
+    /// When not empty, uploads must be signed by one of these keys.
+    pub trusted: Vec<TrustedKey>,
+    /// How far ahead of the server's clock a pushed revision (Unix seconds) may be.
+    pub max_revision_ahead: Duration,
+    /// What clients may hold: connections, header and body times, long polls.
+    pub limits: Limits,
+}
+
+/// Runs the server until SIGTERM or SIGINT, serving bundles from the data directory.
 ///
 /// Prints `portcullis: serving on http://IP:PORT` to stdout once the socket is bound, so that `:0` is usable.
 /// With `trusted` keys, uploads must be signed by one of them.
@@ -70,38 +95,62 @@ struct LogNote(String);
 /// # Errors
 ///
 /// If the data directory cannot be created, the address cannot be bound, or the runtime fails.
-pub fn serve(listen: &str, data_dir: &Path, token: TokenCheck, trusted: Vec<TrustedKey>) -> Result<()> {
-    let data = DataDir::open(data_dir).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("cannot create the data directory {}: {e}", data_dir.display()))
+pub fn serve(options: ServeOptions) -> Result<()> {
+    let data = DataDir::open(&options.data_dir).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("cannot create the data directory {}: {e}", options.data_dir.display()))
     })?;
+    // Before the runtime starts threads: descriptors are what connections and long polls use up.
+    let fd_limit = listener::raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // File reads and stats: a few threads suffice, and ten thousand woken waiters must not start hundreds.
+        .max_blocking_threads(32)
         .build()
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run(listen, data, token, trusted))
+    runtime.block_on(run(options, data, fd_limit))
 }
 
-async fn run(listen: &str, data: DataDir, token: TokenCheck, trusted: Vec<TrustedKey>) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
+async fn run(options: ServeOptions, data: DataDir, fd_limit: Option<u64>) -> Result<()> {
+    let ServeOptions { listen, token, trusted, max_revision_ahead, limits, .. } = options;
+    let tcp = listener::bind(&listen)
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot listen on {listen}: {e}")))?;
     let addr =
-        listener.local_addr().map_err(|e| Error::new(ErrorKind::Io, format!("cannot read the bound address: {e}")))?;
+        tcp.local_addr().map_err(|e| Error::new(ErrorKind::Io, format!("cannot read the bound address: {e}")))?;
     announce(addr)?;
     log(format_args!("data in {}", data.root().display()));
+    let (max_connections, lowered) = listener::connection_cap(limits.max_connections, fd_limit);
+    if let Some(why) = lowered {
+        log(format_args!("{why}"));
+    }
+    log(format_args!(
+        "at most {max_connections} connections (RLIMIT_NOFILE {}), header timeout {}ms, body timeout {}ms, {} \
+         waiting long polls per client",
+        fd_limit.map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+        limits.header_timeout.as_millis(),
+        limits.body_timeout.as_millis(),
+        limits.max_waiters_per_client
+    ));
     let (shutdown_tx, shutdown) = watch::channel(false);
     let watchers = Arc::new(Watchers::default());
     tokio::spawn(longpoll::poll_forever(Arc::clone(&watchers)));
     let fleet = Fleet::load(data.status_dir());
-    let state = AppState { data, token, trusted, watchers, fleet, shutdown };
-    let shutdown_signal = async move {
+    let state = AppState {
+        data,
+        token,
+        trusted,
+        watchers,
+        objects: Arc::new(Objects::default()),
+        fleet,
+        max_revision_ahead_secs: max_revision_ahead.as_secs(),
+        limits,
+        shutdown: shutdown.clone(),
+    };
+    tokio::spawn(async move {
         shutdown_signal().await;
         let _ = shutdown_tx.send(true);
-    };
-    axum::serve(listener, router(Arc::new(state)).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("server failed: {e}")))?;
+    });
+    listener::serve(tcp, router(Arc::new(state)), max_connections, limits.header_timeout, shutdown).await;
     log(format_args!("stopped"));
     Ok(())
 }
@@ -150,6 +199,7 @@ async fn log_request(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Reques
 
 async fn get_bundle(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     UrlPath(name): UrlPath<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -161,23 +211,29 @@ async fn get_bundle(
         Ok(wait) => wait,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
     };
+    // A waiter keeps this and the identity of what it saw, nothing else: not the headers, not the bytes.
+    let if_none_match: Option<Box<str>> =
+        headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(Box::from);
+    drop((headers, uri));
     let path = state.data.served_path(&name);
-    let (bytes, mut seen) = match read_served(&path, &name).await {
-        Ok(read) => read,
+    let served = match served_now(&state, &path, &name).await {
+        Ok(served) => served,
         Err(response) => return response,
     };
-    let etag = etag_of(&bytes);
-    let if_none_match = headers.get(header::IF_NONE_MATCH);
-    if !if_none_match_hits(if_none_match, &etag) {
-        return bundle_response(bytes, &etag);
+    if !if_none_match_hits(if_none_match.as_deref(), &served.etag) {
+        return bundle_response(served.body, &served.etag);
     }
+    let (mut seen, mut etag) = (served.id, served.etag);
     if wait.is_zero() {
         return not_modified(&etag);
     }
-    let Some(_slot) = state.watchers.try_slot() else {
-        let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "too many waiting requests".to_owned());
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+    let _slot = match state.watchers.try_slot(peer.ip(), state.limits.max_waiters_per_client) {
+        Ok(slot) => slot,
+        Err(Full::Server) => return busy(StatusCode::SERVICE_UNAVAILABLE, "too many waiting requests", "1"),
+        Err(Full::Client) => {
+            let message = "too many waiting requests from this address (--max-waiters-per-client)";
+            return busy(StatusCode::TOO_MANY_REQUESTS, message, "5");
+        }
     };
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + wait;
@@ -192,26 +248,47 @@ async fn get_bundle(
                 () = tokio::time::sleep_until(deadline) => break,
                 _ = shutdown.changed() => break,
             }
-            changes.borrow_and_update();
+            // The poller stats the file for everyone: no need to look while it says nothing changed.
+            if *changes.borrow_and_update() == Some(seen) {
+                continue;
+            }
         }
         check_now = false;
-        let (bytes, id) = match read_served(&path, &name).await {
-            Ok(read) => read,
+        let served = match served_now(&state, &path, &name).await {
+            Ok(served) => served,
             Err(response) => return response,
         };
-        if id == seen {
+        if served.id == seen {
             continue;
         }
-        seen = id;
-        let etag = etag_of(&bytes);
-        if !if_none_match_hits(if_none_match, &etag) {
-            let mut response = bundle_response(bytes, &etag);
+        seen = served.id;
+        if !if_none_match_hits(if_none_match.as_deref(), &served.etag) {
+            let mut response = bundle_response(served.body, &served.etag);
             let note = format!("changed after {}ms of waiting", started.elapsed().as_millis());
             response.extensions_mut().insert(LogNote(note));
             return response;
         }
+        etag = served.etag;
     }
     not_modified(&etag)
+}
+
+/// What the served file of `name` holds now, or the response that says why there is nothing to serve.
+async fn served_now(state: &AppState, path: &std::path::Path, name: &str) -> std::result::Result<Served, Response> {
+    match state.objects.served(path).await {
+        Ok(served) => Ok(served),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(json_error(StatusCode::NOT_FOUND, format!("no bundle named '{name}'")))
+        }
+        Err(e) => Err(internal_error(format!("cannot read bundle: {e}"))),
+    }
+}
+
+/// A refusal to wait, with the time after which to try again.
+fn busy(status: StatusCode, message: &str, retry_after: &'static str) -> Response {
+    let mut response = json_error(status, message.to_owned());
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+    response
 }
 
 /// The `wait` query parameter: absent is zero, more than [`MAX_WAIT_SECS`] is shortened to it.
@@ -233,34 +310,7 @@ fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
     })
 }
 
-/// Reads the served file and its identity from one open descriptor, so the two always describe the same version.
-async fn read_served(path: &Path, name: &str) -> std::result::Result<(Vec<u8>, FileId), Response> {
-    let path = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(path)?;
-        let id = FileId::of(&file.metadata()?);
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok::<_, io::Error>((bytes, id))
-    })
-    .await;
-    match read {
-        Ok(Ok(read)) => Ok(read),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
-            Err(json_error(StatusCode::NOT_FOUND, format!("no bundle named '{name}'")))
-        }
-        Ok(Err(e)) => Err(internal_error(format!("cannot read bundle: {e}"))),
-        Err(e) => Err(internal_error(format!("read task failed: {e}"))),
-    }
-}
-
-/// The ETag hashes the whole file, so it changes with any byte on disk, valid bundle or not. It is also the
-/// name of the file's object.
-fn etag_of(bytes: &[u8]) -> String {
-    format!("\"{}\"", bundle::hex(&Sha256::digest(bytes)))
-}
-
-fn bundle_response(bytes: Vec<u8>, etag: &str) -> Response {
+fn bundle_response(bytes: Bytes, etag: &str) -> Response {
     let Ok(etag_value) = HeaderValue::from_str(etag) else {
         return internal_error("ETag is not a valid header value".to_owned());
     };
@@ -285,8 +335,8 @@ fn not_modified(etag: &str) -> Response {
 }
 
 /// Whether an `If-None-Match` value matches `etag` (`*`, a comma list, weak `W/` tags compared weakly).
-fn if_none_match_hits(value: Option<&HeaderValue>, etag: &str) -> bool {
-    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+fn if_none_match_hits(value: Option<&str>, etag: &str) -> bool {
+    let Some(value) = value else {
         return false;
     };
     value.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
@@ -335,10 +385,13 @@ async fn put_bundle(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<S
     if declared_length(request.headers()).is_some_and(|len| len > MAX_BUNDLE_BYTES as u64) {
         return too_large();
     }
-    let bytes = match Bytes::from_request(request, &state).await {
+    let bytes = match read_body(request, &state).await {
         Ok(bytes) => bytes,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
-        Err(rejection) => return json_error(rejection.status(), rejection.body_text()),
+        Err(BodyError::Slow) => return body_too_slow(&state),
+        Err(BodyError::Refused(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return too_large()
+        }
+        Err(BodyError::Refused(rejection)) => return json_error(rejection.status(), rejection.body_text()),
     };
     let envelope = match signing::open(&bytes) {
         Ok(envelope) => envelope,
@@ -353,6 +406,28 @@ async fn put_bundle(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<S
         Ok(loaded) => loaded,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("invalid bundle: {e}")),
     };
+    // The policy name is in the payload, whose SHA-256 is in the header that the signature covers and that
+    // loading checked against the payload: a signature made for one policy cannot be stored under another name.
+    if loaded.policy_name() != name {
+        let error = format!(
+            "the bundle's policy name is '{}' but it was put under '{name}': a bundle is only served under the name \
+             it was compiled (and signed) for; compile it with --name {name}",
+            truncated(loaded.policy_name(), 64)
+        );
+        return json_error(StatusCode::BAD_REQUEST, error);
+    }
+    let now_secs = clock::now_ms() / 1000;
+    let latest = now_secs.saturating_add(state.max_revision_ahead_secs);
+    if loaded.revision() > latest {
+        let error = format!(
+            "revision {} is more than {} s ahead of the control plane's clock (now {now_secs}, Unix seconds; \
+             --max-revision-ahead): revisions only go forward, so nothing could replace it; compile without \
+             --revision (the default is the current Unix time)",
+            loaded.revision(),
+            state.max_revision_ahead_secs
+        );
+        return json_error(StatusCode::BAD_REQUEST, error);
+    }
     let signed_by = envelope.key_id.map(str::to_owned);
     let (revision, sha256) = (loaded.revision(), bundle::hex(loaded.digest()));
     let upload_state = Arc::clone(&state);
@@ -419,6 +494,41 @@ fn actor_of(headers: &HeaderMap) -> std::result::Result<Option<String>, String> 
     }
 }
 
+/// Why a request body was not read.
+enum BodyError {
+    /// It did not arrive within `--body-timeout`.
+    Slow,
+    /// axum refused it (too large, or the connection failed).
+    Refused(axum::extract::rejection::BytesRejection),
+}
+
+/// Reads a whole request body, within `--body-timeout`: a client trickling a body must not hold a connection.
+async fn read_body(request: Request, state: &Arc<AppState>) -> std::result::Result<Bytes, BodyError> {
+    match tokio::time::timeout(state.limits.body_timeout, Bytes::from_request(request, state)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(rejection)) => Err(BodyError::Refused(rejection)),
+        Err(_) => Err(BodyError::Slow),
+    }
+}
+
+fn body_too_slow(state: &AppState) -> Response {
+    let message =
+        format!("request body not received within {} ms (--body-timeout)", state.limits.body_timeout.as_millis());
+    let mut response = json_error(StatusCode::REQUEST_TIMEOUT, message);
+    // The rest of the body may still come: the connection cannot be reused.
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary, for messages quoting client input.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -446,13 +556,10 @@ async fn get_object(State(state): State<Arc<AppState>>, UrlPath(hash): UrlPath<S
         return json_error(StatusCode::BAD_REQUEST, "objects are named by 64 lower-case hex digits".to_owned());
     }
     let path = state.data.object_path(&hash);
-    match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
-        Ok(Ok(bytes)) => bundle_response(bytes, &format!("\"{hash}\"")),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
-            json_error(StatusCode::NOT_FOUND, format!("no object {hash}"))
-        }
-        Ok(Err(e)) => internal_error(format!("cannot read object: {e}")),
-        Err(e) => internal_error(format!("read task failed: {e}")),
+    match state.objects.object(&hash, &path).await {
+        Ok((etag, body)) => bundle_response(body, &etag),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => json_error(StatusCode::NOT_FOUND, format!("no object {hash}")),
+        Err(e) => internal_error(format!("cannot read object: {e}")),
     }
 }
 
@@ -467,10 +574,13 @@ async fn post_status(State(state): State<Arc<AppState>>, request: Request) -> Re
     if declared_length(request.headers()).is_some_and(|len| len > MAX_REPORT_BYTES as u64) {
         return report_too_large();
     }
-    let bytes = match Bytes::from_request(request, &state).await {
+    let bytes = match read_body(request, &state).await {
         Ok(bytes) => bytes,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return report_too_large(),
-        Err(rejection) => return json_error(rejection.status(), rejection.body_text()),
+        Err(BodyError::Slow) => return body_too_slow(&state),
+        Err(BodyError::Refused(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return report_too_large()
+        }
+        Err(BodyError::Refused(rejection)) => return json_error(rejection.status(), rejection.body_text()),
     };
     let report: Report = match serde_json::from_slice(&bytes) {
         Ok(report) => report,
@@ -570,7 +680,7 @@ mod tests {
     use super::*;
 
     fn hits(value: &str) -> bool {
-        if_none_match_hits(Some(&HeaderValue::from_str(value).unwrap()), "\"abc\"")
+        if_none_match_hits(Some(value), "\"abc\"")
     }
 
     #[test]

@@ -225,10 +225,12 @@ fn push_uploads_a_valid_bundle_end_to_end() {
     // Token from a file, and a trailing slash on the server URL.
     let token_file = dir.path().join("token");
     fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let copy = dir.path().join("orders-copy.bundle");
+    fs::write(&copy, valid_bundle("orders-copy", 99)).unwrap();
     let (output, stderr) = run(portcullis()
         .args(["push", "--server", &format!("{}/", server.url), "--name", "orders-copy", "--token-file"])
         .arg(&token_file)
-        .arg(&file));
+        .arg(&copy));
     assert!(output.status.success(), "{stderr}");
     assert_eq!(get(&server.bundle_url("orders-copy"), None).status, 200);
 }

@@ -286,7 +286,9 @@ fn an_older_revision_is_409_unless_rollback_is_asked_for() {
     assert!(older.json_error().starts_with("revision 4 is not newer than the current revision 5 of 'api'"));
     assert_eq!(json_of(&older)["current_revision"], 5);
     // Same revision, other bytes: also refused.
-    assert_eq!(put(&url, Some(TOKEN), &valid_bundle("other-name", 5)).status, 409);
+    let mut other = decode_content(&valid_bundle("api", 5)).unwrap();
+    other.compiler_version = "other".to_owned();
+    assert_eq!(put(&url, Some(TOKEN), &bundle::encode(&other).unwrap()).status, 409);
     // The same bytes again (a retry): accepted, nothing recorded.
     let retry = put(&url, Some(TOKEN), &valid_bundle("api", 5));
     assert_eq!((retry.status, json_of(&retry)["unchanged"].as_bool()), (200, Some(true)));

@@ -92,6 +92,24 @@ impl Server {
         Server { child, url, log, _log_dir: log_dir, _stdout: stdout }
     }
 
+    /// Serves `data_dir` with the token from the environment and `extra_args` after `serve`'s own.
+    pub fn start_with_args(data_dir: &Path, extra_args: &[&str]) -> Server {
+        let mut command = portcullis();
+        command.env("PORTCULLIS_TOKEN", TOKEN);
+        let extra: Vec<&OsStr> = extra_args.iter().map(OsStr::new).collect();
+        Server::start_with(command, data_dir, &extra)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server has logged so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn bundle_url(&self, name: &str) -> String {
         format!("{}/v1/bundles/{name}", self.url)
     }
