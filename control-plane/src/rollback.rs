@@ -49,7 +49,7 @@ pub fn rollback(args: &Rollback<'_>) -> Result<String> {
     let key = args.sign.map(SecretKey::load).transpose()?;
     let client = Client::new(args.server);
     let history: History = client.get_json(&format!("/v1/bundles/{}/history", args.name))?;
-    let newest = history.entries.iter().map(|e| e.revision).max().unwrap_or(0);
+    let newest = newest_enforceable(&history.entries, clock::now_ms() / 1000);
     let Some(old) = history.entries.iter().rev().find(|e| e.revision == args.to) else {
         return Err(Error::new(
             ErrorKind::Usage,
@@ -83,6 +83,18 @@ pub fn rollback(args: &Rollback<'_>) -> Result<String> {
     ))
 }
 
+/// How far ahead of the clock a revision in the history may be and still count as one filters may hold: the
+/// default of `serve --max-revision-ahead` and of the filter's `max_revision_ahead_seconds`.
+const FAR_AHEAD_SECS: u64 = 86_400;
+
+/// The newest revision in `entries` that a filter may enforce. A revision further than [`FAR_AHEAD_SECS`] ahead of
+/// `now_secs` (2^64 - 1 stored by an older control plane, then undone with `push --rollback`) is left out: filters
+/// refuse it, and counting it would make every rollback after it impossible.
+fn newest_enforceable(entries: &[HistoryEntry], now_secs: u64) -> u64 {
+    let latest = now_secs.saturating_add(FAR_AHEAD_SECS);
+    entries.iter().map(|e| e.revision).filter(|&r| r <= latest).max().unwrap_or(0)
+}
+
 /// The object an entry names, checked against its name (the SHA-256 of its bytes).
 fn fetch_object(client: &Client, entry: &HistoryEntry) -> Result<Vec<u8>> {
     let bytes = client.get_bytes(&format!("/v1/objects/{}", entry.object))?;
@@ -93,4 +105,29 @@ fn fetch_object(client: &Client, entry: &HistoryEntry) -> Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(revision: u64) -> HistoryEntry {
+        HistoryEntry {
+            revision,
+            sha256: String::new(),
+            object: String::new(),
+            pushed_at: String::new(),
+            pushed_by: None,
+            signed_by: None,
+            rollback_of: None,
+        }
+    }
+
+    #[test]
+    fn far_future_revisions_do_not_block_rollbacks() {
+        let now = 1_800_000_000;
+        assert_eq!(newest_enforceable(&[entry(5), entry(u64::MAX), entry(now)], now), now);
+        assert_eq!(newest_enforceable(&[entry(now + 3600)], now), now + 3600);
+        assert_eq!(newest_enforceable(&[], now), 0);
+    }
 }

@@ -172,6 +172,14 @@ fn a_far_future_revision_stored_by_an_older_server_is_recovered_with_push_rollba
     fs::write(dir.path().join("bundles/api.bundle"), &far).unwrap();
     let pointer = format!(r#"{{"revision":{},"sha256":"{digest}","object":"{object}"}}"#, u64::MAX);
     fs::write(dir.path().join("bundles/api.current"), pointer).unwrap();
+    fs::create_dir_all(dir.path().join("objects")).unwrap();
+    fs::write(dir.path().join(format!("objects/{object}.bundle")), &far).unwrap();
+    fs::create_dir_all(dir.path().join("history")).unwrap();
+    let line = format!(
+        r#"{{"revision":{},"sha256":"{digest}","object":"{object}","pushed_at":"2026-01-01T00:00:00.000Z","pushed_by":null,"signed_by":null,"rollback_of":null}}"#,
+        u64::MAX
+    );
+    fs::write(dir.path().join("history/api.jsonl"), format!("{line}\n")).unwrap();
     let server = Server::start(dir.path());
     let good = dir.path().join("good.bundle");
     let revision = now_secs();
@@ -189,8 +197,21 @@ fn a_far_future_revision_stored_by_an_older_server_is_recovered_with_push_rollba
     let (output, stderr) = push(&["--rollback"]);
     assert!(output.status.success(), "{stderr}");
     assert_eq!(get(&server.bundle_url("api"), None).body, valid_bundle("api", revision));
-    // Normal pushes work again.
+    // Normal pushes work again, and so do rollbacks: the far-future entry in the history does not count.
     assert_eq!(put(&server.bundle_url("api"), Some(TOKEN), &valid_bundle("api", revision + 1)).status, 200);
+    let (output, stderr) = run(portcullis().env("PORTCULLIS_TOKEN", TOKEN).args([
+        "rollback",
+        "--server",
+        &server.url,
+        "--name",
+        "api",
+        "--to",
+        &revision.to_string(),
+    ]));
+    assert!(output.status.success(), "{stderr}");
+    let current: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join("bundles/api.current")).unwrap()).unwrap();
+    assert!(current["revision"].as_u64().unwrap() > revision + 1, "{current}");
 }
 
 #[test]
