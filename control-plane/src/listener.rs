@@ -5,8 +5,9 @@
 //!
 //! - at most [`Limits::max_connections`] connections are open at a time; one past it is answered `503` with
 //!   `Connection: close` and closed at once, so the server never runs out of descriptors;
-//! - a connection that has not sent a whole request head within [`Limits::header_timeout`] is closed (hyper's
-//!   `header_read_timeout`; the clock also runs while a kept-alive connection sits idle between requests);
+//! - a connection that sends nothing for [`Limits::header_timeout`] is closed, and so is one that does not finish
+//!   a request head within that time of starting it (hyper's `header_read_timeout`, whose clock also runs while a
+//!   kept-alive connection sits idle between requests);
 //! - PUT and POST bodies must arrive within [`Limits::body_timeout`] (the handlers answer `408`);
 //! - one client address may hold at most [`Limits::max_waiters_per_client`] waiting long polls
 //!   ([`crate::longpoll`]).

@@ -128,8 +128,8 @@ enum Command {
         /// [default: 16384, or RLIMIT_NOFILE - 128 if lower].
         #[arg(long, value_name = "N")]
         max_connections: Option<usize>,
-        /// Close a connection that has not sent a whole request head within this time (also the idle timeout
-        /// of kept-alive connections).
+        /// Close a connection that sends nothing for this long, or does not finish a request head within this
+        /// long of starting it (also the idle timeout of kept-alive connections).
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
         header_timeout: std::time::Duration,
         /// Answer 408 to a PUT or POST whose body has not arrived within this time.

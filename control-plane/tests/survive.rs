@@ -221,6 +221,8 @@ fn slow_headers_are_cut_off_and_healthz_keeps_answering() {
     let server = Server::start_with_args(dir.path(), &["--header-timeout", "2s"]);
     let mut slow: Vec<TcpStream> =
         (0..CONNECTIONS).map(|_| send_raw(server.addr(), "GET /healthz HTTP/1.1\r\n")).collect();
+    // Connections that never send a byte are closed after the same time.
+    let mut silent: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(server.addr()).unwrap()).collect();
     let started = Instant::now();
     let mut open = CONNECTIONS;
     let mut healthz_checked = 0;
@@ -239,6 +241,7 @@ fn slow_headers_are_cut_off_and_healthz_keeps_answering() {
     }
     let closed_after = started.elapsed();
     assert_eq!(open, 0, "{open} of {CONNECTIONS} slow connections still open after {closed_after:?}");
+    assert!(eventually(Duration::from_secs(10), || silent.iter_mut().all(is_closed)), "silent connections stay open");
     // Not before the timeout: the server gave them their 2 seconds.
     assert!(closed_after >= Duration::from_millis(1500), "{closed_after:?}");
     assert!(healthz_within(&server, Duration::from_secs(5)));
