@@ -9,8 +9,9 @@
 //! DIR/locks/<name>.lock         flock'd by the replica that is checking and publishing <name>
 //! ```
 //!
-//! The served file is a copy rather than a link so that what GET serves stays one plain file, read and hashed on
-//! every request: an operator (or a test) can still put bytes there by hand. Every file is replaced atomically
+//! The served file is a copy rather than a link so that what GET serves stays one plain file, whose identity is
+//! checked on every request (and read and hashed once per version, [`crate::objects`]): an operator (or a test)
+//! can still put bytes there by hand. Every file is replaced atomically
 //! (temporary file, fsync, rename, fsync of the directory); history lines are appended in one write each.
 
 use std::fs;
