@@ -319,7 +319,8 @@ fn a_slow_body_is_answered_408() {
     assert!(!dir.path().join("bundles/api.current").exists());
 }
 
-/// The resident memory of process `pid`, in KiB.
+/// The resident memory of process `pid`, in KiB (from /proc: Linux only, like the test that uses it).
+#[cfg(target_os = "linux")]
 fn rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -327,6 +328,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Raises this process's soft descriptor limit to what `needed` requires, or fails saying what is missing.
+#[cfg(target_os = "linux")]
 fn need_descriptors(needed: u64) {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: a valid, writable rlimit.
@@ -343,6 +345,7 @@ fn need_descriptors(needed: u64) {
 }
 
 /// 10,000 long polls on a 2.5 MB bundle: each holds its ETag, not a copy of the bundle.
+#[cfg(target_os = "linux")]
 #[test]
 fn ten_thousand_waiters_hold_no_bundle_bytes() {
     const WAITERS: usize = 10_000;
