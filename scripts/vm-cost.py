@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Counts what one request costs Portcullis inside its VM: wasm instructions and proxy-wasm calls.
 
-    vm-cost.py FILTER.wasm BUNDLE [--requests N] [--keys K] [--header NAME:VALUE ...] [--path PATH] [--profile N]
+    vm-cost.py FILTER.wasm BUNDLE [--name NAME] [--requests N] [--keys K] [--header NAME:VALUE ...] [--path PATH] [--profile N]
 
 Loads the filter under Wasmtime with a small proxy-wasm host written here (headers, properties, shared data, the
 clock, metrics; no network), configures it with BUNDLE inline (`bundle_base64`), and sends N requests through
@@ -19,6 +19,7 @@ import argparse
 import base64
 import collections
 import json
+import os
 import random
 import struct
 import sys
@@ -173,7 +174,8 @@ class Vm:
         with open(args.bundle, "rb") as f:
             bundle = f.read()
         config = {
-            "control_plane": {"cluster": "none", "bundle": "vm-cost", "poll_interval_ms": 3_600_000, "max_backoff_ms": 3_600_000},
+            # The filter refuses a bundle signed for another name than control_plane.bundle.
+            "control_plane": {"cluster": "none", "bundle": args.name, "poll_interval_ms": 3_600_000, "max_backoff_ms": 3_600_000},
             "bundle_base64": base64.b64encode(bundle).decode(),
         }
         config.update(json.loads(args.config))
@@ -279,6 +281,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("wasm")
     parser.add_argument("bundle")
+    parser.add_argument("--name", help="the bundle's policy name (default: the file's name without its extension)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=300, help="requests before measuring")
     parser.add_argument("--keys", type=int, default=64, help="distinct x-api-key values, rotated")
@@ -289,6 +292,8 @@ def main() -> int:
     parser.add_argument("--profile", type=int, default=0, help="also sample N stacks of a request (out-of-fuel traps)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (for tests) instead of text")
     args = parser.parse_args()
+    if args.name is None:
+        args.name = os.path.splitext(os.path.basename(args.bundle))[0]
 
     engine, module = engine_and_module(args.wasm)
     vm = Vm(args, engine, module)

@@ -45,6 +45,7 @@ fn cost_of(policy: &str, name: &str) -> Cost {
         .arg(repo_root().join("scripts/vm-cost.py"))
         .arg(filter_wasm())
         .arg(&bundle)
+        .args(["--name", name])
         .args(["--requests", "3000", "--warmup", "300", "--tick", "500", "--keys", "64", "--json"])
         .output()
         .expect("run scripts/vm-cost.py");
