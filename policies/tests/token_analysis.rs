@@ -618,7 +618,7 @@ fn cheap_checks_decide_before_any_signature_work() {
     let decided = [
         (format!("{}.{}.{}", b64(br#"{"alg":"ES256","kid":"nope"}"#), parts[1], parts[2]), UnknownKey),
         (format!("{}.{}.{}", b64(br#"{"alg":"PS256","kid":"rs"}"#), parts[1], parts[2]), AlgNotAllowed),
-        (format!("{}.{}.{}", parts[0], b64(b"[1]"), parts[2]), Malformed),
+        (format!("{}.{}.{}", parts[0], parts[1], &parts[2][1..]), Malformed),
         (format!("{}.{}.{}", parts[0], parts[1], b64(&[0; 64])), PsychicSignature),
     ];
     let mut only_es = f.policy.clone();

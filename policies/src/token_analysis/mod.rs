@@ -48,7 +48,7 @@
 //! JWE (five segments) are `jwt.malformed` too: a JWT is a compact JWS.
 //!
 //! Signature work is the expensive part, so it comes last and only when needed: a token already refused by a
-//! cheap check (malformed, disallowed `alg`, unknown `kid`, key confusion, psychic signature) gets
+//! cheap check (undecodable, disallowed `alg`, unknown `kid`, key confusion, psychic signature) gets
 //! `jwt.bad_signature` without any key being tried. The filter analyzes a new token with
 //! [`JwtVerifier::analyze_within`], which also skips the signature of a token outside its validity window and
 //! spends a per-VM [`VerificationBudget`]: past it, a new token is `jwt.unverified` (never believed, not cached)
@@ -168,7 +168,7 @@ impl JwtVerifier {
     /// [`JwtVerifier::analyze`] as the filter runs it on a token it has not seen: the signature is checked only
     /// when nothing cheaper decided the token, and only within `budget`.
     ///
-    /// Decided without a signature (no signature work at all): a malformed token, a disallowed `alg`, a `kid` that
+    /// Decided without a signature (no signature work at all): an undecodable token, a disallowed `alg`, a `kid` that
     /// names no key, a psychic or empty signature, key confusion (`jwt.bad_signature` with the reason, as
     /// [`JwtVerifier::analyze`] reports them), and a token outside its validity window at `now_ms` (Unix
     /// milliseconds), which gets `jwt.unverified`. A token that needs a verification when the budget is spent gets
@@ -287,8 +287,8 @@ impl JwtVerifier {
     }
 
     /// The cheap checks that refuse a token before any signature work: records key confusion and psychic
-    /// signatures, and is true when the token is already refused (malformed, disallowed `alg`, no key for its
-    /// `kid`, key confusion, psychic signature): no configured key is then tried.
+    /// signatures, and is true when the token is already refused (disallowed `alg`, no key for its `kid`, key
+    /// confusion, psychic signature): no configured key is then tried.
     fn refused_unsigned(&self, analysis: &mut TokenAnalysis, alg: Alg, keys: &[&Key], signature: &[u8]) -> bool {
         if alg.is_hmac() && !keys.is_empty() && keys.iter().all(|k| k.is_asymmetric()) {
             analysis.findings.insert(JwtFinding::KeyConfusion);
@@ -296,8 +296,9 @@ impl JwtVerifier {
         if is_psychic(alg, signature) {
             analysis.findings.insert(JwtFinding::PsychicSignature);
         }
-        const REFUSED: [JwtFinding; 5] = [
-            JwtFinding::Malformed,
+        // A malformed payload is not among them: a JWS whose payload is not a JWT is still checked (it could be
+        // authentic, and says so); what cannot be decoded never reaches here.
+        const REFUSED: [JwtFinding; 4] = [
             JwtFinding::AlgNotAllowed,
             JwtFinding::UnknownKey,
             JwtFinding::KeyConfusion,
