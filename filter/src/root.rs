@@ -339,7 +339,8 @@ impl PortcullisRoot {
             local.forget_observed();
         }
         // Analyses depend on the bundle's keys and rules: start afresh with a new bundle.
-        let per_second = self.config.as_ref().map_or(DEFAULT_VERIFICATIONS_PER_SECOND, |c| c.jwt_verifications_per_second);
+        let per_second =
+            self.config.as_ref().map_or(DEFAULT_VERIFICATIONS_PER_SECOND, |c| c.jwt_verifications_per_second);
         self.token_cache = new_cache(per_second);
         let message = format!(
             "enforcing bundle '{}' revision {} (sha256 {}, {} rules)",

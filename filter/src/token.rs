@@ -259,7 +259,8 @@ mod tests {
                 format!("{}.{}", &token[..cut], &sign("other")[cut + 1..])
             })
             .collect();
-        let judged: Vec<_> = forged.iter().map(|t| judge(&mut analyses, &mut budget, &verifier, t.as_bytes(), now)).collect();
+        let judged: Vec<_> =
+            forged.iter().map(|t| judge(&mut analyses, &mut budget, &verifier, t.as_bytes(), now)).collect();
         let bad = judged.iter().filter(|a| a.findings.contains(JwtFinding::BadSignature)).count();
         let unverified = judged.iter().filter(|a| a.findings.contains(JwtFinding::Unverified)).count();
         assert_eq!((bad, unverified), (2, 8), "three verifications a second: the good token and two forged ones");

@@ -63,6 +63,8 @@ mod codec;
 mod extract;
 mod identity;
 mod keys;
+mod p256_tables;
+mod rsa;
 mod weak_secrets;
 
 use std::fmt;
@@ -298,12 +300,8 @@ impl JwtVerifier {
         }
         // A malformed payload is not among them: a JWS whose payload is not a JWT is still checked (it could be
         // authentic, and says so); what cannot be decoded never reaches here.
-        const REFUSED: [JwtFinding; 4] = [
-            JwtFinding::AlgNotAllowed,
-            JwtFinding::UnknownKey,
-            JwtFinding::KeyConfusion,
-            JwtFinding::PsychicSignature,
-        ];
+        const REFUSED: [JwtFinding; 4] =
+            [JwtFinding::AlgNotAllowed, JwtFinding::UnknownKey, JwtFinding::KeyConfusion, JwtFinding::PsychicSignature];
         keys.is_empty() || REFUSED.iter().any(|f| analysis.findings.contains(*f))
     }
 
