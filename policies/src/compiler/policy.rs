@@ -115,7 +115,7 @@ impl Compiler<'_> {
         self.error_at(node.span.start.line(), node.span.start.col(), message)
     }
 
-    fn error_at(&self, line: usize, col: usize, message: impl Into<String>) -> PolicyError {
+    pub(super) fn error_at(&self, line: usize, col: usize, message: impl Into<String>) -> PolicyError {
         PolicyError { line, column: col + 1, message: message.into() }
     }
 
