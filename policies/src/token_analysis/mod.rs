@@ -49,7 +49,8 @@
 //!
 //! Signature work is the expensive part, so it comes last and only when needed: a token already refused by a
 //! cheap check (undecodable, disallowed `alg`, unknown `kid`, key confusion, psychic signature) gets
-//! `jwt.bad_signature` without any key being tried. The filter analyzes a new token with
+//! `jwt.bad_signature` without any key being tried (an HMAC token refused so is still checked against the weak
+//! secrets, within the budget). The filter analyzes a new token with
 //! [`JwtVerifier::analyze_within`], which also skips the signature of a token outside its validity window and
 //! spends a per-VM [`VerificationBudget`]: past it, a new token is `jwt.unverified` (never believed, not cached)
 //! instead of costing a verification. A JWT over [`MAX_TOKEN_BYTES`] is `jwt.too_large`, never read.
@@ -273,6 +274,10 @@ impl JwtVerifier {
             (None, _, _) => false,
             (Some(alg), Some(signature), Some(input)) => {
                 if self.refused_unsigned(&mut analysis, alg, &kid_keys, &signature) {
+                    // Already refused: naming a weak secret too is worth its HMACs only within the budget.
+                    if alg.is_hmac() && !self.weak_secrets.is_empty() && spend() {
+                        self.check_weak_secrets(&mut analysis, alg, input, &signature);
+                    }
                     false
                 } else if now_unix.is_some_and(|now| analysis.outside_window(now, self.clock_skew)) || !spend() {
                     analysis.findings.insert(JwtFinding::Unverified);
@@ -308,10 +313,15 @@ impl JwtVerifier {
     /// Verifies the signature with the keys the `kid` selects, and checks an HMAC token against the weak secrets.
     /// True when a configured key verified it.
     fn verify(&self, analysis: &mut TokenAnalysis, alg: Alg, keys: &[&Key], input: &[u8], signature: &[u8]) -> bool {
+        self.check_weak_secrets(analysis, alg, input, signature);
+        keys.iter().any(|k| k.verify(alg, input, signature))
+    }
+
+    /// `jwt.weak_secret` when an HMAC token verifies with a secret of the weak list (one HMAC per entry).
+    fn check_weak_secrets(&self, analysis: &mut TokenAnalysis, alg: Alg, input: &[u8], signature: &[u8]) {
         if alg.is_hmac() && self.weak_secrets.iter().any(|s| hmac_verifies(alg, s, input, signature)) {
             analysis.findings.insert(JwtFinding::WeakSecret);
         }
-        keys.iter().any(|k| k.verify(alg, input, signature))
     }
 
     fn read_claims(&self, analysis: &mut TokenAnalysis, claims: &Members) {
