@@ -521,6 +521,7 @@ impl WeakSecretSet {
     }
 
     /// Entries, and bytes they take.
+    #[cfg(test)]
     pub(super) fn size(&self) -> (usize, usize) {
         (self.hashes.len(), self.hashes.len() * std::mem::size_of::<u64>())
     }
