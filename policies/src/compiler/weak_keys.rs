@@ -1,5 +1,5 @@
-//! Is a configured HMAC key weak? Too short for its algorithm, low in entropy, or on the built-in list of known
-//! weak secrets: any of these lets `jwt_tool -C` or hashcat find the key from one token, and then sign anything.
+//! Is a configured HMAC key weak? Too short for its algorithm, low in entropy, a placeholder phrase, or on the
+//! built-in list of known weak secrets: any of these lets `jwt_tool -C` or hashcat find the key from one token, and then sign anything.
 //!
 //! The list is composed here from secrets that tutorials, framework defaults, documentation samples and leaked
 //! configurations reuse ([`BASE_SECRETS`]), in the shapes people give them ([`variants`]: letter case, separators,
@@ -538,12 +538,42 @@ pub(super) fn weakness(secret: &[u8], hash_bytes: usize, alg: &str) -> Option<St
     if WeakSecretSet::builtin().contains(secret) {
         return Some("is a known weak secret (on the built-in list): anyone can sign tokens with it".into());
     }
+    if is_placeholder_phrase(secret) {
+        return Some("is a placeholder phrase (words asking for a real secret): anyone can guess it".into());
+    }
     if let Some(reason) = low_entropy(secret) {
         return Some(format!(
             "looks low in entropy ({reason}); use random bytes, e.g. `openssl rand -base64 {hash_bytes}`"
         ));
     }
     None
+}
+
+/// Words that say "put a real secret here".
+const PLACEHOLDER_WORDS: [&str; 13] = [
+    "change",
+    "changeme",
+    "replace",
+    "your",
+    "example",
+    "sample",
+    "placeholder",
+    "insert",
+    "todo",
+    "fixme",
+    "dummy",
+    "default",
+    "xxx",
+];
+
+/// A phrase of at least three alphabetic words, one of which asks for a real secret
+/// (`CHANGE_ME_TO_A_RANDOM_STRING`, `replace-with-your-key-please`): templates copied as they are.
+fn is_placeholder_phrase(secret: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(secret) else { return false };
+    let words: Vec<&str> = text.split(['_', '-', ' ', '.']).filter(|w| !w.is_empty()).collect();
+    words.len() >= 3
+        && words.iter().all(|w| w.bytes().all(|b| b.is_ascii_alphabetic()))
+        && words.iter().any(|w| PLACEHOLDER_WORDS.iter().any(|p| w.eq_ignore_ascii_case(p)))
 }
 
 /// Estimated entropy below which a key is refused, in bits: a key of 32 random bytes has about 150 by this
@@ -611,6 +641,14 @@ mod tests {
         assert!(weakness(b"abcabcabcabcabcabcabcabcabcabcab", 32, "HS256").unwrap().contains("pattern repeated"));
         assert!(weakness(b"aaaaaaaabbbbbbbbccccccccdddddddd", 32, "HS256").unwrap().contains("distinct bytes"));
         assert!(weakness(b"passwordpasswordpassword12345678", 32, "HS256").unwrap().contains("low in entropy"));
+        for placeholder in [
+            "PLEASE_REPLACE_THIS_WITH_SOMETHING_LONG",
+            "insert-a-long-random-value-here-now",
+            "Your Key Goes Here And Nowhere Else",
+        ] {
+            assert!(weakness(placeholder.as_bytes(), 32, "HS256").unwrap().contains("placeholder"), "{placeholder}");
+        }
+        assert!(!is_placeholder_phrase(b"your-7f3a9c2b1e8d4f6a0b5c9e2d7a1f3b8c"), "a random part is no placeholder");
         let hex64 = b"3f1c2b7e9d4a4c1e8f2b6a5d4c3b2a10e7d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5";
         assert_eq!(weakness(hex64, 64, "HS512"), None, "64 random hex digits");
     }
