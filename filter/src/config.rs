@@ -302,6 +302,20 @@ mod tests {
         assert_eq!(c.failure_mode, FailureMode::Open);
         assert_eq!(c.control_plane.poll_interval_ms, 5_000);
         assert_eq!(c.authority(), "cp");
+        assert_eq!(c.jwt_verifications_per_second, 200);
+    }
+
+    #[test]
+    fn the_verification_budget_is_bounded() {
+        let parse = |n: &str| {
+            let json =
+                format!(r#"{{"control_plane":{{"cluster":"cp","bundle":"d"}},"jwt_verifications_per_second":{n}}}"#);
+            PluginConfig::parse(json.as_bytes()).map(|c| c.jwt_verifications_per_second).map_err(|e| e.0)
+        };
+        assert_eq!(parse("5"), Ok(5));
+        assert_eq!(parse("0"), Err("jwt_verifications_per_second: must be between 1 and 1000000".into()));
+        assert!(parse("1000001").is_err());
+        assert!(parse("-1").is_err());
     }
 
     #[test]
