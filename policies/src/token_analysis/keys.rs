@@ -167,6 +167,14 @@ pub(crate) struct Key {
 }
 
 impl Key {
+    /// The secret of an HMAC key.
+    pub(crate) fn hmac_secret(&self) -> Option<&[u8]> {
+        match &self.material {
+            Material::Hmac(secret) => Some(secret),
+            _ => None,
+        }
+    }
+
     /// True for RSA, EC and OKP keys: public keys that must never serve as an HMAC secret.
     pub(crate) fn is_asymmetric(&self) -> bool {
         !matches!(self.material, Material::Hmac(_))

@@ -313,8 +313,16 @@ impl JwtVerifier {
     /// Verifies the signature with the keys the `kid` selects, and checks an HMAC token against the weak secrets.
     /// True when a configured key verified it.
     fn verify(&self, analysis: &mut TokenAnalysis, alg: Alg, keys: &[&Key], input: &[u8], signature: &[u8]) -> bool {
-        self.check_weak_secrets(analysis, alg, input, signature);
-        keys.iter().any(|k| k.verify(alg, input, signature))
+        let Some(key) = keys.iter().find(|k| k.verify(alg, input, signature)) else {
+            self.check_weak_secrets(analysis, alg, input, signature);
+            return false;
+        };
+        // Signed with a configured key: a weak secret verifies it too only if it is that key, so comparing the key
+        // with the list replaces an HMAC per entry.
+        if key.hmac_secret().is_some_and(|secret| self.weak_secrets.iter().any(|w| w.as_slice() == secret)) {
+            analysis.findings.insert(JwtFinding::WeakSecret);
+        }
+        true
     }
 
     /// `jwt.weak_secret` when an HMAC token verifies with a secret of the weak list (one HMAC per entry).
