@@ -3,7 +3,8 @@
 //! Analysis (signature verification above all) is expensive in wasm, so each VM keeps a bounded cache of analyses
 //! keyed by a keyed 128-bit hash of the whole token: a repeat request costs a hash and a lookup, and a different
 //! token with the same claims is a different key, so the cache cannot be poisoned. Time-dependent checks (expiry,
-//! not before, lifetime) are re-done on every request from the cached claims.
+//! not before, lifetime) are re-done on every request from the cached claims. A new token costs a verification only
+//! within the VM's budget (`jwt_verifications_per_second`); past it, it is judged `jwt.unverified` and not cached.
 //!
 //! The token's identity (an HMAC-SHA-256, about two thirds of what a simple policy costs per request in the VM) is
 //! cached too, per bundle, by a keyed 128-bit hash of the token: [`IdCache`].
