@@ -96,6 +96,16 @@ pub struct PluginConfig {
     /// clock readings per body chunk, about 3 µs: for benchmarks and diagnosis, off by default).
     #[serde(default)]
     pub time_inspection: bool,
+    /// The most JWT signature verifications each VM (worker) runs per second, in bursts of at most one second's
+    /// worth. A new token that would need one more is judged `jwt.unverified` instead (not cached, so it is
+    /// verified once the budget allows): a flood of distinct forged tokens costs at most this many verifications
+    /// per second and worker. Default 200; 1 to 1000000.
+    #[serde(default = "default_jwt_verifications_per_second")]
+    pub jwt_verifications_per_second: u32,
+}
+
+fn default_jwt_verifications_per_second() -> u32 {
+    portcullis_policies::token_analysis::DEFAULT_VERIFICATIONS_PER_SECOND
 }
 
 fn default_shared_data_budget_bytes() -> u64 {
@@ -199,6 +209,9 @@ impl PluginConfig {
         if !(65_536..=(1 << 34)).contains(&self.shared_data_budget_bytes) {
             return Err(ConfigError("shared_data_budget_bytes: must be between 65536 and 17179869184".into()));
         }
+        if !(1..=1_000_000).contains(&self.jwt_verifications_per_second) {
+            return Err(ConfigError("jwt_verifications_per_second: must be between 1 and 1000000".into()));
+        }
         if self.node.as_deref().is_some_and(|n| n.is_empty() || n.len() > 128) {
             return Err(ConfigError("node: must be 1 to 128 characters".into()));
         }
@@ -289,6 +302,20 @@ mod tests {
         assert_eq!(c.failure_mode, FailureMode::Open);
         assert_eq!(c.control_plane.poll_interval_ms, 5_000);
         assert_eq!(c.authority(), "cp");
+        assert_eq!(c.jwt_verifications_per_second, 200);
+    }
+
+    #[test]
+    fn the_verification_budget_is_bounded() {
+        let parse = |n: &str| {
+            let json =
+                format!(r#"{{"control_plane":{{"cluster":"cp","bundle":"d"}},"jwt_verifications_per_second":{n}}}"#);
+            PluginConfig::parse(json.as_bytes()).map(|c| c.jwt_verifications_per_second).map_err(|e| e.0)
+        };
+        assert_eq!(parse("5"), Ok(5));
+        assert_eq!(parse("0"), Err("jwt_verifications_per_second: must be between 1 and 1000000".into()));
+        assert!(parse("1000001").is_err());
+        assert!(parse("-1").is_err());
     }
 
     #[test]

@@ -260,9 +260,8 @@ impl HttpContext for RequestFilter {
         let token = active.bundle.tokens().and_then(|tokens| {
             let now = tokens.jwt.as_ref().map(|_| now_ms());
             token_clock = now;
-            let now_unix = i64::try_from(now.unwrap_or(0) / 1000).unwrap_or(i64::MAX);
             let (verifier, key, cache) = (active.verifier.as_ref(), &active.token_key, &self.snapshot.token_cache);
-            CallerToken::of(&active.bundle, verifier, key, cache, &active.token_ids, &request, now_unix)
+            CallerToken::of(&active.bundle, verifier, key, cache, &active.token_ids, &request, now.unwrap_or(0))
         });
         let mut findings = Findings::new(&active.bundle);
         if active.bundle.scan_set(Location::RequestQuery).is_some() {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use portcullis_policies::bundle::{self, MAX_BUNDLE_BYTES};
 use portcullis_policies::program::Node;
 use portcullis_policies::signing::{self, TrustedKey};
-use portcullis_policies::token_analysis::JwtVerifier;
+use portcullis_policies::token_analysis::{JwtVerifier, DEFAULT_VERIFICATIONS_PER_SECOND};
 use portcullis_policies::{Bundle, Phase};
 use portcullis_shared_state::{BundleHead, BundleSlot, FetchRecord, Footprint, Lease, Salt, TtlList};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -239,7 +239,7 @@ impl PortcullisRoot {
             schedule: None,
             random: RandomState::new(),
             metrics: Metrics::default(),
-            token_cache: new_cache(),
+            token_cache: new_cache(DEFAULT_VERIFICATIONS_PER_SECOND),
             trusted: Vec::new(),
             fetch_sent_ms: 0,
             fleet: FleetStatus::default(),
@@ -339,7 +339,9 @@ impl PortcullisRoot {
             local.forget_observed();
         }
         // Analyses depend on the bundle's keys and rules: start afresh with a new bundle.
-        self.token_cache = new_cache();
+        let per_second =
+            self.config.as_ref().map_or(DEFAULT_VERIFICATIONS_PER_SECOND, |c| c.jwt_verifications_per_second);
+        self.token_cache = new_cache(per_second);
         let message = format!(
             "enforcing bundle '{}' revision {} (sha256 {}, {} rules)",
             active.bundle.policy_name(),

@@ -3,7 +3,8 @@
 //! Analysis (signature verification above all) is expensive in wasm, so each VM keeps a bounded cache of analyses
 //! keyed by a keyed 128-bit hash of the whole token: a repeat request costs a hash and a lookup, and a different
 //! token with the same claims is a different key, so the cache cannot be poisoned. Time-dependent checks (expiry,
-//! not before, lifetime) are re-done on every request from the cached claims.
+//! not before, lifetime) are re-done on every request from the cached claims. A new token costs a verification only
+//! within the VM's budget (`jwt_verifications_per_second`); past it, it is judged `jwt.unverified` and not cached.
 //!
 //! The token's identity (an HMAC-SHA-256, about two thirds of what a simple policy costs per request in the VM) is
 //! cached too, per bundle, by a keyed 128-bit hash of the token: [`IdCache`].
@@ -18,7 +19,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 
 use portcullis_policies::token::{JwtFinding, JwtFindings, TokenField};
 use portcullis_policies::token_analysis::{
-    extract_token, identity, identity_hex, AnalysisCache, JwtVerifier, TokenAnalysis, TokenKind,
+    extract_token, identity, identity_hex, AnalysisCache, JwtVerifier, TokenAnalysis, TokenKind, VerificationBudget,
 };
 use portcullis_policies::{Attribute, Bundle, Request};
 
@@ -28,12 +29,21 @@ use crate::host::HostRequest;
 /// Analyses kept per VM: bounds memory whatever number of distinct tokens arrives.
 pub const CACHE_CAPACITY: usize = 1024;
 
-/// The per-VM analysis cache, shared by the root and request contexts of one VM.
-pub type SharedCache = Rc<RefCell<AnalysisCache>>;
+/// What a VM knows about the tokens it has judged: the analyses, and the budget of verifications for new ones.
+pub struct TokenCache {
+    /// Analyses by token.
+    pub analyses: AnalysisCache,
+    /// Signature verifications left this second (`jwt_verifications_per_second`).
+    pub budget: VerificationBudget,
+}
 
-/// A new, empty cache.
-pub fn new_cache() -> SharedCache {
-    Rc::new(RefCell::new(AnalysisCache::new(CACHE_CAPACITY)))
+/// The per-VM token cache, shared by the root and request contexts of one VM.
+pub type SharedCache = Rc<RefCell<TokenCache>>;
+
+/// A new, empty cache with a full budget of `verifications_per_second`.
+pub fn new_cache(verifications_per_second: u32) -> SharedCache {
+    let analyses = AnalysisCache::new(CACHE_CAPACITY);
+    Rc::new(RefCell::new(TokenCache { analyses, budget: VerificationBudget::new(verifications_per_second) }))
 }
 
 /// Token identities kept per VM and bundle: bounds memory whatever number of distinct tokens arrives.
@@ -113,14 +123,15 @@ impl CallerToken {
         cache: &SharedCache,
         ids: &RefCell<IdCache>,
         request: &HostRequest,
-        now_unix: i64,
+        now_ms: u64,
     ) -> Option<CallerToken> {
+        let now_unix = i64::try_from(now_ms / 1_000).unwrap_or(i64::MAX);
         let policy = bundle.tokens()?;
         let query = request.attribute(Attribute::RequestQuery);
         let token = extract_token(&policy.sources, |name| request.header(name), query.as_deref())?;
         let (analysis, findings) = match (verifier, policy.jwt.as_ref()) {
             (Some(verifier), Some(jwt)) => {
-                let analysis = cached_analysis(cache, verifier, &token);
+                let analysis = cached_analysis(cache, verifier, &token, now_ms);
                 let findings = analysis.findings_at(jwt, now_unix);
                 (Some(analysis), findings)
             }
@@ -160,16 +171,34 @@ impl CallerToken {
     }
 }
 
-/// The analysis of `token`, from the cache or computed once and cached.
-fn cached_analysis(cache: &SharedCache, verifier: &JwtVerifier, token: &[u8]) -> Rc<TokenAnalysis> {
-    // The RefCell is only borrowed here, never across a hostcall or a callback, so it cannot be borrowed twice.
+/// The analysis of `token`, from the cache or computed once (within the VM's verification budget) and cached.
+fn cached_analysis(cache: &SharedCache, verifier: &JwtVerifier, token: &[u8], now_ms: u64) -> Rc<TokenAnalysis> {
+    // The RefCell is only borrowed here, never across a hostcall or a callback; should it be busy, the token is
+    // judged without a signature rather than outside the budget.
     let Ok(mut cache) = cache.try_borrow_mut() else {
-        return Rc::new(verifier.analyze(token));
+        return Rc::new(verifier.analyze_within(token, now_ms, &mut VerificationBudget::new(0)));
     };
-    if let Some(hit) = cache.get(token) {
+    let TokenCache { analyses, budget } = &mut *cache;
+    judge(analyses, budget, verifier, token, now_ms)
+}
+
+/// The cached analysis of `token`, or a new one within `budget`. An unverified one is not cached: the same token
+/// is verified once the budget allows (or its validity window opens).
+fn judge(
+    analyses: &mut AnalysisCache,
+    budget: &mut VerificationBudget,
+    verifier: &JwtVerifier,
+    token: &[u8],
+    now_ms: u64,
+) -> Rc<TokenAnalysis> {
+    if let Some(hit) = analyses.get(token) {
         return hit;
     }
-    cache.insert(token, verifier.analyze(token))
+    let analysis = verifier.analyze_within(token, now_ms, budget);
+    if analysis.findings.contains(JwtFinding::Unverified) {
+        return Rc::new(analysis);
+    }
+    analyses.insert(token, analysis)
 }
 
 /// Without JWT checks: a token shaped like a JWT (`eyJ…` with two dots) is called one.
@@ -184,6 +213,81 @@ fn guess_kind(token: &[u8]) -> TokenKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ES256-only policy and a verifier for it, and a token signer (throwaway key from a fixed seed).
+    fn es256() -> (JwtVerifier, impl Fn(&str) -> String) {
+        use jwt_simple::prelude::*;
+        let pair = ES256KeyPair::from_bytes(&[0x42; 32]).unwrap().with_key_id("k1");
+        let point = pair.public_key().public_key().to_bytes_uncompressed();
+        let b64 = |b: &[u8]| {
+            use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Encoder};
+            Base64UrlSafeNoPadding::encode_to_string(b).unwrap()
+        };
+        let policy = portcullis_policies::token::JwtPolicy {
+            jwks: format!(
+                r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"k1","x":"{}","y":"{}"}}]}}"#,
+                b64(&point[1..33]),
+                b64(&point[33..])
+            ),
+            allowed_algs: vec!["ES256".into()],
+            issuers: vec![],
+            audiences: vec![],
+            max_lifetime_seconds: None,
+            clock_skew_seconds: 0,
+            require_exp: false,
+            weak_secrets: vec![],
+        };
+        let sign = move |jti: &str| {
+            let claims = Claims::create(Duration::from_hours(1)).with_jwt_id(jti);
+            pair.sign(claims).unwrap()
+        };
+        (JwtVerifier::new(&policy).unwrap(), sign)
+    }
+
+    #[test]
+    fn past_the_budget_new_tokens_are_unverified_and_not_cached() {
+        let (verifier, sign) = es256();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let mut analyses = AnalysisCache::new(64);
+        let mut budget = VerificationBudget::new(3);
+        let good = sign("good");
+        assert!(judge(&mut analyses, &mut budget, &verifier, good.as_bytes(), now).is_authentic());
+        // Forged tokens: the same claims under another key's signature.
+        let forged: Vec<String> = (0..10)
+            .map(|i| {
+                let token = sign(&format!("forged-{i}"));
+                let cut = token.rfind('.').unwrap();
+                format!("{}.{}", &token[..cut], &sign("other")[cut + 1..])
+            })
+            .collect();
+        let judged: Vec<_> =
+            forged.iter().map(|t| judge(&mut analyses, &mut budget, &verifier, t.as_bytes(), now)).collect();
+        let bad = judged.iter().filter(|a| a.findings.contains(JwtFinding::BadSignature)).count();
+        let unverified = judged.iter().filter(|a| a.findings.contains(JwtFinding::Unverified)).count();
+        assert_eq!((bad, unverified), (2, 8), "three verifications a second: the good token and two forged ones");
+        assert!(judged.iter().all(|a| !a.is_authentic()));
+        // The good token is cached: it still passes while the budget is spent; a new good token does not.
+        assert!(judge(&mut analyses, &mut budget, &verifier, good.as_bytes(), now).is_authentic());
+        let fresh = sign("fresh");
+        let a = judge(&mut analyses, &mut budget, &verifier, fresh.as_bytes(), now);
+        assert!(a.findings.contains(JwtFinding::Unverified) && !a.is_authentic());
+        assert_eq!(analyses.len(), 3, "unverified analyses are not cached");
+        // A second later (fake clock) the budget is back and the same new token verifies.
+        assert!(judge(&mut analyses, &mut budget, &verifier, fresh.as_bytes(), now + 1_000).is_authentic());
+    }
+
+    #[test]
+    fn expired_tokens_cost_no_verification() {
+        let (verifier, sign) = es256();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let mut analyses = AnalysisCache::new(64);
+        let mut budget = VerificationBudget::new(1);
+        let token = sign("soon-expired");
+        let later = now + 2 * 3_600_000;
+        let a = judge(&mut analyses, &mut budget, &verifier, token.as_bytes(), later);
+        assert!(a.findings.contains(JwtFinding::Unverified) && !a.is_authentic());
+        assert!(budget.try_spend(later), "the budget was not touched");
+    }
 
     #[test]
     fn ids_are_computed_once_per_token_and_bounded() {

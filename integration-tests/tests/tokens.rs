@@ -374,10 +374,11 @@ fn stale_and_misaddressed_tokens_are_blocked() {
     // Expired an hour ago, well past the 60 s skew.
     let expired = keys.es256(&claims("carol", "s-1", now - 3 * HOUR, HOUR));
     let response = sent.bearer(envoy, "/orders", "s-expired", &expired);
-    assert_blocked(envoy, &response, "s-expired", "stale-token", 401, "expired");
+    // Outside its window, a token's signature is not checked: `unverified` says so (and costs nothing).
+    assert_blocked(envoy, &response, "s-expired", "stale-token", 401, "expired,unverified");
     let expired_rs = keys.rs256(&claims("carol", "s-2", now - 3 * HOUR, HOUR));
     let response = sent.bearer(envoy, "/orders", "s-expired-rs", &expired_rs);
-    assert_blocked(envoy, &response, "s-expired-rs", "stale-token", 401, "expired");
+    assert_blocked(envoy, &response, "s-expired-rs", "stale-token", 401, "expired,unverified");
 
     // Expired 30 s ago: within the skew, accepted.
     let just = keys.es256(&claims("carol", "s-3", now - HOUR - 30, HOUR));
@@ -459,4 +460,96 @@ fn weak_hmac_secrets_are_found() {
 
     sent.assert_never_logged(envoy);
     envoy.assert_no_critical_wasm();
+}
+
+/// [`policy`] with two more rules before the monitors: new tokens the VM had no budget to verify are answered 429
+/// (retry later), and JWTs over 16 KiB 431.
+fn bounded_policy(jwks: &Value) -> String {
+    let rules = RULES.replace(
+        "  - id: seen-token\n",
+        "  - id: unverified-token
+    when: detected(\"jwt.unverified\")
+    action: block
+    status: 429
+  - id: oversized-token
+    when: detected(\"jwt.too_large\")
+    action: block
+    status: 431
+  - id: seen-token\n",
+    );
+    policy(jwks).replace(RULES, &rules)
+}
+
+#[test]
+fn past_the_verification_budget_new_tokens_are_unverified_and_cached_ones_pass() {
+    let keys = TokenKeys::new();
+    // One worker, one verification a second: a burst of new tokens runs past the budget whatever the machine's
+    // speed (it would have to last about as many seconds as it has tokens not to).
+    let mut plugin = plugin_config("demo", "open");
+    plugin["jwt_verifications_per_second"] = json!(1);
+    let stack = Stack::start_with(EnvoyConfig::new().concurrency(1), plugin);
+    stack.control_plane.push("demo", &compile(&bounded_policy(&keys.jwks()), "demo", REVISION));
+    stack.wait_for_status_on_every_worker("/canary", &[], 403, ENFORCEMENT_TIMEOUT);
+    let envoy = &stack.envoy;
+    let mut sent = Sent::default();
+    let now = unix_now();
+
+    // A good token, verified once (within the budget, retried should a canary probe have spent it) and cached.
+    let alice = keys.es256(&claims("alice", "a-1", now, HOUR));
+    let mut attempt = 0;
+    let first = loop {
+        attempt += 1;
+        let response = sent.bearer(envoy, "/orders", &format!("b-alice-{attempt}"), &alice);
+        if response.status != 429 || attempt == 20 {
+            break (response, format!("b-alice-{attempt}"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let alice_id = assert_accepted(envoy, &first.0, &first.1);
+
+    // A burst of distinct well-formed tokens with bad signatures: a few are verified (bad_signature, 401), the
+    // rest are judged without a signature (unverified, 429). None passes.
+    let (mut verified, mut unverified) = (0, 0);
+    for n in 0..30 {
+        let forged = tamper_signature(&keys.es256(&claims("mallory", &format!("m-{n}"), now, HOUR)));
+        let id = format!("b-forged-{n}");
+        let response = sent.bearer(envoy, "/orders", &id, &forged);
+        match response.status {
+            401 => {
+                assert_blocked(envoy, &response, &id, "forged-token", 401, "bad_signature");
+                verified += 1;
+            }
+            429 => {
+                assert_blocked(envoy, &response, &id, "unverified-token", 429, "unverified");
+                unverified += 1;
+            }
+            other => panic!("{id}: a forged token got {other}: {}", response.text()),
+        }
+    }
+    assert!(unverified > 0, "the budget should have run out: {verified} verified, {unverified} unverified");
+
+    // The cached good token still passes with its identity, budget or not.
+    let response = sent.bearer(envoy, "/orders", "b-alice-after", &alice);
+    assert_eq!(assert_accepted(envoy, &response, "b-alice-after"), alice_id);
+    sent.assert_never_logged(envoy);
+}
+
+#[test]
+fn a_correctly_signed_jwt_over_16_kib_is_too_large_not_forged() {
+    let keys = TokenKeys::new();
+    let stack = stack_with(&bounded_policy(&keys.jwks()), plugin_config("demo", "open"));
+    let envoy = &stack.envoy;
+    let mut sent = Sent::default();
+    let now = unix_now();
+    let mut big = claims("alice", "big-1", now, HOUR);
+    big["roles"] = json!("r".repeat(17 * 1024));
+    let token = keys.es256(&big);
+    assert!(token.len() > 16 * 1024);
+    let response = sent.bearer(envoy, "/orders", "big-1", &token);
+    assert_blocked(envoy, &response, "big-1", "oversized-token", 431, "too_large");
+    // The same claims without the padding: accepted, so the size alone decided.
+    let small = keys.es256(&claims("alice", "big-2", now, HOUR));
+    let response = sent.bearer(envoy, "/orders", "big-2", &small);
+    assert_accepted(envoy, &response, "big-2");
+    sent.assert_never_logged(envoy);
 }

@@ -125,6 +125,8 @@ jwt_findings! {
     AudienceMismatch => "jwt.audience_mismatch", "No `aud` value is an accepted audience.";
     WeakSecret => "jwt.weak_secret", "HMAC-signed with a secret from the weak-secret list.";
     UnknownKey => "jwt.unknown_key", "`kid` names no configured key.";
+    TooLarge => "jwt.too_large", "A JWT longer than the analysis reads (16 KiB): neither verified nor refused as forged.";
+    Unverified => "jwt.unverified", "The signature was not checked: this VM's budget of signature verifications per second was spent, or the token was already refused on its validity window.";
 }
 
 impl JwtFinding {

@@ -685,3 +685,30 @@ fn every_fixture_has_a_test() {
         assert!(source.contains(&format!("error_of(\"{name}\")")), "fixture {name} has no test");
     }
 }
+
+#[test]
+fn hmac_key_shorter_than_its_algorithms_hash() {
+    assert_eq!(
+        error_of("jwks_hmac_key_short_for_hs512.yaml"),
+        "fixtures/errors/jwks_hmac_key_short_for_hs512.yaml:8:53: the secret of key 'shared' is 36 bytes; an HMAC \
+         key for HS512 needs at least 64 (RFC 7518 §3.2: the hash output size)"
+    );
+}
+
+#[test]
+fn hmac_key_on_the_builtin_weak_list() {
+    assert_eq!(
+        error_of("jwks_hmac_key_weak.yaml"),
+        "fixtures/errors/jwks_hmac_key_weak.yaml:10:16: the secret of key 'shared' is a known weak secret (on the \
+         built-in list): anyone can sign tokens with it"
+    );
+}
+
+#[test]
+fn hmac_key_low_in_entropy() {
+    assert_eq!(
+        error_of("jwks_hmac_key_low_entropy.yaml"),
+        "fixtures/errors/jwks_hmac_key_low_entropy.yaml:5:55: the secret of key 1 looks low in entropy (a 8-byte \
+         pattern repeated); use random bytes, e.g. `openssl rand -base64 32`"
+    );
+}

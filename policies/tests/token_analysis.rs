@@ -12,7 +12,8 @@ use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Encoder};
 use p256::ecdsa::signature::Signer as _;
 use portcullis_policies::token::{JwtFinding, JwtPolicy, TokenIdentity, TokenPolicy, TokenSource};
 use portcullis_policies::token_analysis::{
-    extract_token, identity, identity_hex, AnalysisCache, JwtVerifier, TokenAnalysis, TokenKind, BUILTIN_WEAK_SECRETS,
+    extract_token, identity, identity_hex, AnalysisCache, JwtVerifier, TokenAnalysis, TokenKind, VerificationBudget,
+    BUILTIN_WEAK_SECRETS, MAX_TOKEN_BYTES,
 };
 
 /// "Now" for every test: tokens carry fixed times around it.
@@ -355,7 +356,6 @@ fn malformed_forms() {
             r#"{{"payload":"{}","signatures":[{{"protected":"{}","signature":"{}"}}]}}"#,
             parts[1], parts[0], parts[2]
         ),
-        format!("eyJ{}.{}.{}", "A".repeat(20_000), parts[1], parts[2]),
     ];
     for token in &cases {
         let analysis = f.verifier.analyze(token.as_bytes());
@@ -422,7 +422,7 @@ fn jwks_errors_are_clear() {
     p.allowed_algs = vec!["ES256".into()];
     let only_es = JwtVerifier::new(&p).unwrap();
     let found: Vec<_> = only_es.analyze(RS256_TOKEN.as_bytes()).findings.iter().collect();
-    assert_eq!(found, vec![AlgNotAllowed]);
+    assert_eq!(found, vec![AlgNotAllowed, BadSignature], "refused before any key is tried");
 }
 
 fn sources() -> Vec<TokenSource> {
@@ -583,4 +583,62 @@ fn arbitrary_bytes_never_panic() {
         };
         let _ = extract_token(&s, header, Some(&input));
     }
+}
+
+#[test]
+fn a_correctly_signed_jwt_over_16_kib_is_too_large_not_forged() {
+    let f = fixture();
+    let padding = format!(r#""pad":"{}""#, "x".repeat(MAX_TOKEN_BYTES));
+    let token = mint(r#"{"alg":"ES256","kid":"es"}"#, &claims_json(&padding), es_sign(&f.keys));
+    assert!(token.len() > MAX_TOKEN_BYTES);
+    let analysis = f.verifier.analyze(token.as_bytes());
+    assert_eq!(analysis.kind, TokenKind::Jwt);
+    assert_eq!(f.findings(&token), vec![TooLarge], "neither malformed nor a bad signature");
+    assert!(!analysis.is_authentic(), "never read, so never believed");
+    // Just under the limit, the same kind of token is read and verified.
+    let fits = format!(r#""pad":"{}""#, "x".repeat(MAX_TOKEN_BYTES / 2));
+    let token = mint(r#"{"alg":"ES256","kid":"es"}"#, &claims_json(&fits), es_sign(&f.keys));
+    assert!(token.len() <= MAX_TOKEN_BYTES);
+    assert_eq!(f.findings(&token), vec![]);
+    // Not JWT-shaped and long: opaque, as before.
+    assert_eq!(f.verifier.analyze("A".repeat(20_000).as_bytes()).kind, TokenKind::Opaque);
+}
+
+#[test]
+fn cheap_checks_decide_before_any_signature_work() {
+    let f = fixture();
+    let now_ms = NOW as u64 * 1_000;
+    // A budget of nothing: only tokens that need a signature are affected.
+    let mut spent = VerificationBudget::new(0);
+    let good = f.keys.es.sign(good_claims()).unwrap();
+    let unverified = f.verifier.analyze_within(good.as_bytes(), now_ms, &mut spent);
+    assert_eq!(unverified.findings.iter().collect::<Vec<_>>(), vec![Unverified]);
+    assert!(!unverified.is_authentic());
+    let parts: Vec<&str> = good.split('.').collect();
+    let decided = [
+        (format!("{}.{}.{}", b64(br#"{"alg":"ES256","kid":"nope"}"#), parts[1], parts[2]), UnknownKey),
+        (format!("{}.{}.{}", b64(br#"{"alg":"PS256","kid":"rs"}"#), parts[1], parts[2]), AlgNotAllowed),
+        (format!("{}.{}.{}", parts[0], parts[1], &parts[2][1..]), Malformed),
+        (format!("{}.{}.{}", parts[0], parts[1], b64(&[0; 64])), PsychicSignature),
+    ];
+    let mut only_es = f.policy.clone();
+    only_es.allowed_algs = vec!["ES256".into(), "RS256".into()];
+    let verifier = JwtVerifier::new(&only_es).unwrap();
+    for (token, reason) in &decided {
+        let analysis = verifier.analyze_within(token.as_bytes(), now_ms, &mut spent);
+        let found: Vec<_> = analysis.findings.iter().collect();
+        assert!(found.contains(reason) && found.contains(&BadSignature), "{reason:?}: {found:?}");
+        assert!(!found.contains(&Unverified), "decided without the budget: {found:?}");
+    }
+    // Outside the validity window: no signature work, whatever the budget.
+    let mut full = VerificationBudget::new(1);
+    let expired_at = (NOW as u64 + 3_600) * 1_000;
+    let analysis = f.verifier.analyze_within(good.as_bytes(), expired_at, &mut full);
+    assert!(analysis.findings.contains(Unverified) && analysis.findings_at(&f.policy, NOW + 3_600).contains(Expired));
+    let early = (NOW as u64 - 3_600) * 1_000;
+    assert!(f.verifier.analyze_within(good.as_bytes(), early, &mut full).findings.contains(Unverified));
+    assert!(full.try_spend(expired_at), "neither spent the budget");
+    // Within the window and the budget, the same token verifies.
+    let mut one = VerificationBudget::new(1);
+    assert!(f.verifier.analyze_within(good.as_bytes(), now_ms, &mut one).is_authentic());
 }

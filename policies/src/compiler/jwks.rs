@@ -21,8 +21,6 @@ const KEYS_KEYS: &str = "jwks";
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 /// The smallest RSA modulus accepted, in bytes (2048 bits).
 const MIN_RSA_MODULUS_BYTES: usize = 256;
-/// The shortest HMAC key accepted, in bytes: RFC 7518 §3.2 asks for at least the hash size, 256 bits for HS256.
-const MIN_OCT_KEY_BYTES: usize = 32;
 /// Most keys in one JWKS.
 const MAX_KEYS: usize = 64;
 
@@ -85,6 +83,8 @@ pub(super) struct KeyInfo {
     pub alg: Option<String>,
     /// The secret of an `oct` key, decoded.
     pub secret: Option<Vec<u8>>,
+    /// Where the secret (`k`) is written: line and column, for weak-key errors.
+    pub secret_at: Option<(usize, usize)>,
     /// How messages name it: `key 'kid'`, or `key 2` (1-based) without a kid.
     pub name: String,
     /// False for a key marked for another use than verifying signatures.
@@ -243,17 +243,9 @@ impl Compiler<'_> {
                 KeyType::Ed25519
             }
             "oct" => {
-                let k = self.b64_member(&fields, "k", node, &name)?;
-                if k.len() < MIN_OCT_KEY_BYTES {
-                    let at = field(&fields, "k").unwrap_or(node);
-                    return Err(self.error(
-                        at,
-                        format!(
-                            "the secret of {name} is {} bytes; an HMAC key needs at least {MIN_OCT_KEY_BYTES}",
-                            k.len()
-                        ),
-                    ));
-                }
+                // Its strength (length for the algorithm, weak list, entropy) is judged once the algorithms are
+                // known: `Compiler::check_hmac_keys`.
+                self.b64_member(&fields, "k", node, &name)?;
                 strings.push("k");
                 KeyType::Oct
             }
@@ -303,6 +295,10 @@ impl Compiler<'_> {
             KeyType::Oct => Some(self.b64_member(&fields, "k", node, &name)?),
             _ => None,
         };
+        let secret_at = match key_type {
+            KeyType::Oct => field(&fields, "k").map(|k| (k.span.start.line(), k.span.start.col())),
+            _ => None,
+        };
 
         let mut json = Map::new();
         for (member, _, value) in &fields {
@@ -313,7 +309,7 @@ impl Compiler<'_> {
             };
             json.insert(member.clone(), value);
         }
-        let info = KeyInfo { key_type, alg, secret, name, verifies };
+        let info = KeyInfo { key_type, alg, secret, secret_at, name, verifies };
         Ok((Value::Object(json), info, kid))
     }
 

@@ -203,6 +203,7 @@ mod regex;
 mod scan_set;
 mod source;
 mod tokens;
+mod weak_keys;
 
 /// The version of this compiler, written into every bundle it builds.
 pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");

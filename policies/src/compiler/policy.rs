@@ -115,7 +115,7 @@ impl Compiler<'_> {
         self.error_at(node.span.start.line(), node.span.start.col(), message)
     }
 
-    fn error_at(&self, line: usize, col: usize, message: impl Into<String>) -> PolicyError {
+    pub(super) fn error_at(&self, line: usize, col: usize, message: impl Into<String>) -> PolicyError {
         PolicyError { line, column: col + 1, message: message.into() }
     }
 
@@ -1273,7 +1273,7 @@ detections:
             "    keys: {{ jwks: {{ keys: [{{ kty: oct, k: {k} }}] }} }}\n    allowed_algs: [HS256]\n    \
              weak_secrets: [secret-secret-secret-secret-secret]"
         ));
-        assert_eq!(c.unwrap_err().2, "key 1 is a known weak secret: anyone can sign tokens with it");
+        assert_eq!(c.unwrap_err().2, "the secret of key 1 is on the policy's weak_secrets list");
     }
 
     #[test]
@@ -1347,7 +1347,8 @@ detections:
         );
         assert_eq!(
             err("{ kty: oct, k: c2hvcnQ }", "HS256"),
-            "the secret of key 1 is 5 bytes; an HMAC key needs at least 32"
+            "the secret of key 1 is 5 bytes; an HMAC key for HS256 needs at least 32 (RFC 7518 §3.2: the hash output \
+             size)"
         );
         assert_eq!(
             err(&EC_KEY.replace("}", ", alg: RS256 }"), "ES256"),

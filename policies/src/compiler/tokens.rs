@@ -7,6 +7,7 @@ use crate::token_analysis::{JwtVerifier, BUILTIN_WEAK_SECRETS};
 
 use super::jwks::{decode_base64, key_needed_by, Jwks};
 use super::policy::{field, parse_duration, Compiler, PolicyError};
+use super::weak_keys::weakness;
 
 /// Keys of `tokens`.
 const TOKENS_KEYS: &str = "sources, identity, hash_key, jwt";
@@ -168,14 +169,7 @@ impl Compiler<'_> {
             Some(value) => self.weak_secrets(value)?,
             None => builtin_weak_secrets(),
         };
-        // An HMAC key that is itself a known weak secret makes every forged token verify.
-        for key in &jwks.keys {
-            let weak = key.secret.as_deref().is_some_and(|secret| weak_secrets.iter().any(|w| w.as_bytes() == secret));
-            if weak {
-                return Err(self
-                    .error(keys_node, format!("{} is a known weak secret: anyone can sign tokens with it", key.name)));
-            }
-        }
+        self.check_hmac_keys(&jwks, &allowed_algs, &weak_secrets, keys_node)?;
         let policy = JwtPolicy {
             jwks: jwks.json,
             allowed_algs,
@@ -188,6 +182,46 @@ impl Compiler<'_> {
         };
         verify_keys(&policy).map_err(|message| self.error(keys_node, message))?;
         Ok(policy)
+    }
+
+    /// Refuses an HMAC key that is too short for an algorithm it verifies (RFC 7518 §3.2: at least the hash output,
+    /// 32/48/64 bytes for HS256/384/512), on the built-in weak list or the policy's, or low in entropy: any of these
+    /// lets an attacker recover the key from one token and sign anything. The error points at the key's `k`.
+    fn check_hmac_keys(
+        &self,
+        jwks: &Jwks,
+        allowed_algs: &[String],
+        weak_secrets: &[String],
+        keys_node: &MarkedYaml<'_>,
+    ) -> Result<(), PolicyError> {
+        for key in &jwks.keys {
+            let Some(secret) = key.secret.as_deref() else { continue };
+            let error = |message: String| match key.secret_at {
+                Some((line, col)) => self.error_at(line, col, message),
+                None => self.error(keys_node, message),
+            };
+            if weak_secrets.iter().any(|w| w.as_bytes() == secret) {
+                return Err(error(format!("the secret of {} is on the policy's weak_secrets list", key.name)));
+            }
+            // The strongest HMAC algorithm the key may verify sets the length it needs.
+            let algs = ["HS512", "HS384", "HS256"];
+            let alg = algs
+                .iter()
+                .find(|a| {
+                    key.alg.as_deref() == Some(**a) || (key.alg.is_none() && allowed_algs.iter().any(|x| x == *a))
+                })
+                .copied()
+                .unwrap_or("HS256");
+            let hash_bytes = match alg {
+                "HS512" => 64,
+                "HS384" => 48,
+                _ => 32,
+            };
+            if let Some(reason) = weakness(secret, hash_bytes, alg) {
+                return Err(error(format!("the secret of {} {reason}", key.name)));
+            }
+        }
+        Ok(())
     }
 
     /// `allowed_algs`: known names, no `none`, no repeats, each with a key that can verify it.

@@ -19,6 +19,8 @@ use superboring::pkey::{PKey, Public};
 use superboring::rsa::Padding;
 
 use super::codec::base64url_decode;
+use super::p256_tables::P256Key;
+use super::rsa::RsaKey;
 
 /// A JWS algorithm the analysis can verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,8 +150,10 @@ impl std::error::Error for JwksError {}
 /// The key material, in the form jwt-simple parsed and validated it.
 enum Material {
     Hmac(Vec<u8>),
-    Rsa(Box<PKey<Public>>),
-    P256(ES256PublicKey),
+    /// RS* on [`RsaKey`] (prepared once), PS* on superboring.
+    Rsa(Box<RsaKey>, Box<PKey<Public>>),
+    /// With its fixed-base table, built at load.
+    P256(Box<P256Key>),
     P384(ES384PublicKey),
     Ed25519(Ed25519PublicKey),
 }
@@ -163,6 +167,14 @@ pub(crate) struct Key {
 }
 
 impl Key {
+    /// The secret of an HMAC key.
+    pub(crate) fn hmac_secret(&self) -> Option<&[u8]> {
+        match &self.material {
+            Material::Hmac(secret) => Some(secret),
+            _ => None,
+        }
+    }
+
     /// True for RSA, EC and OKP keys: public keys that must never serve as an HMAC secret.
     pub(crate) fn is_asymmetric(&self) -> bool {
         !matches!(self.material, Material::Hmac(_))
@@ -175,11 +187,11 @@ impl Key {
         }
         match &self.material {
             Material::Hmac(secret) => hmac_verifies(alg, secret, signing_input, signature),
-            Material::Rsa(pkey) => rsa_verifies(pkey, alg, signing_input, signature),
-            Material::P256(key) => {
-                let Ok(sig) = p256::ecdsa::Signature::from_slice(signature) else { return false };
-                key.public_key().as_ref().verify(signing_input, &sig).is_ok()
+            Material::Rsa(key, _) if matches!(alg, Alg::RS256 | Alg::RS384 | Alg::RS512) => {
+                key.verify_pkcs1(alg, signing_input, signature)
             }
+            Material::Rsa(_, pkey) => rsa_verifies(pkey, alg, signing_input, signature),
+            Material::P256(key) => key.verify(signing_input, signature),
             Material::P384(key) => {
                 let Ok(sig) = p384::ecdsa::Signature::from_slice(signature) else { return false };
                 key.public_key().as_ref().verify(signing_input, &sig).is_ok()
@@ -318,13 +330,17 @@ fn parse_jwk(jwk: &serde_json::Map<String, Value>, kid: Option<String>) -> Resul
     let (material, family): (Material, &[Alg]) = match (kty, crv) {
         ("oct", _) => (Material::Hmac(member("k")?), &HMAC_ALGS),
         ("RSA", _) => {
-            let key = RS256PublicKey::from_components(&member("n")?, &member("e")?)
+            let (n, e) = (member("n")?, member("e")?);
+            let key = RS256PublicKey::from_components(&n, &e)
                 .map_err(|_| "RSA key refused: the modulus must be 2048 to 4096 bits and e = 65537".to_string())?;
             let pkey = PKey::from_rsa(key.public_key().as_ref().clone()).map_err(|_| "RSA key refused".to_string())?;
-            (Material::Rsa(Box::new(pkey)), &RSA_ALGS)
+            let fast = RsaKey::new(&n, &e).ok_or_else(|| "RSA key refused: the modulus must be odd".to_string())?;
+            (Material::Rsa(Box::new(fast), Box::new(pkey)), &RSA_ALGS)
         }
         ("EC", Some("P-256")) => {
-            (Material::P256(ec_key(&member("x")?, &member("y")?, 32, ES256PublicKey::from_bytes)?), &[Alg::ES256])
+            let key = ec_key(&member("x")?, &member("y")?, 32, ES256PublicKey::from_bytes)?;
+            let point = p256::ProjectivePoint::from(*key.public_key().as_ref().as_affine());
+            (Material::P256(Box::new(P256Key::new(point))), &[Alg::ES256])
         }
         ("EC", Some("P-384")) => {
             (Material::P384(ec_key(&member("x")?, &member("y")?, 48, ES384PublicKey::from_bytes)?), &[Alg::ES384])

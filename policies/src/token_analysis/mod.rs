@@ -47,20 +47,32 @@
 //! object is `jwt.malformed` (a JWS, but not a JWT); the signature is still checked. JWS JSON serialization and
 //! JWE (five segments) are `jwt.malformed` too: a JWT is a compact JWS.
 //!
+//! Signature work is the expensive part, so it comes last and only when needed: a token already refused by a
+//! cheap check (undecodable, disallowed `alg`, unknown `kid`, key confusion, psychic signature) gets
+//! `jwt.bad_signature` without any key being tried (an HMAC token refused so is still checked against the weak
+//! secrets, within the budget). The filter analyzes a new token with
+//! [`JwtVerifier::analyze_within`], which also skips the signature of a token outside its validity window and
+//! spends a per-VM [`VerificationBudget`]: past it, a new token is `jwt.unverified` (never believed, not cached)
+//! instead of costing a verification. A JWT over [`MAX_TOKEN_BYTES`] is `jwt.too_large`, never read.
+//!
 //! The raw token is never logged or kept: the analysis keeps decoded header and claim values (at most
 //! [`MAX_ENTRIES`] of each, values up to [`MAX_VALUE_BYTES`]), the cache keeps the token's SHA-256.
 
+mod budget;
 mod cache;
 mod codec;
 mod extract;
 mod identity;
 mod keys;
+mod p256_tables;
+mod rsa;
 mod weak_secrets;
 
 use std::fmt;
 
 use serde_json::Value;
 
+pub use budget::{VerificationBudget, DEFAULT_VERIFICATIONS_PER_SECOND};
 pub use cache::AnalysisCache;
 pub use extract::extract_token;
 pub use identity::{identity, identity_hex};
@@ -76,7 +88,8 @@ use keys::{hmac_verifies, is_psychic, parse_jwks, Alg, AlgSet, Key};
 pub const SUPPORTED_ALGS: &[&str] =
     &["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
-/// Longest token analyzed, in bytes. A longer one that looks like a JWT is `jwt.malformed`; any other is opaque.
+/// Longest token analyzed, in bytes. A longer one that looks like a JWT is `jwt.too_large` (never verified, never
+/// believed); any other is opaque.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Most header members and most claims kept from one token.
@@ -112,6 +125,7 @@ pub struct JwtVerifier {
     issuers: Vec<String>,
     audiences: Vec<String>,
     weak_secrets: Vec<Vec<u8>>,
+    clock_skew: i64,
 }
 
 impl JwtVerifier {
@@ -142,18 +156,41 @@ impl JwtVerifier {
             issuers: policy.issuers.clone(),
             audiences: policy.audiences.clone(),
             weak_secrets: policy.weak_secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            clock_skew: i64::try_from(policy.clock_skew_seconds).unwrap_or(i64::MAX),
         })
     }
 
     /// Everything about `token` that does not depend on the current time: its kind, header and claims, and the
     /// static findings (signature, algorithm, key, `kid`, issuer, audience, weak secret). Never panics, whatever
-    /// the bytes. Costs a signature verification: cache the result.
+    /// the bytes. Costs a signature verification (unbounded: the filter uses [`JwtVerifier::analyze_within`]):
+    /// cache the result.
     pub fn analyze(&self, token: &[u8]) -> TokenAnalysis {
+        self.analyze_with(token, None, &mut || true)
+    }
+
+    /// [`JwtVerifier::analyze`] as the filter runs it on a token it has not seen: the signature is checked only
+    /// when nothing cheaper decided the token, and only within `budget`.
+    ///
+    /// Decided without a signature (no signature work at all): an undecodable token, a disallowed `alg`, a `kid` that
+    /// names no key, a psychic or empty signature, key confusion (`jwt.bad_signature` with the reason, as
+    /// [`JwtVerifier::analyze`] reports them), and a token outside its validity window at `now_ms` (Unix
+    /// milliseconds), which gets `jwt.unverified`. A token that needs a verification when the budget is spent gets
+    /// `jwt.unverified` too. An analysis with `jwt.unverified` depends on the time: do not cache it.
+    pub fn analyze_within(&self, token: &[u8], now_ms: u64, budget: &mut VerificationBudget) -> TokenAnalysis {
+        let now_unix = i64::try_from(now_ms / 1_000).unwrap_or(i64::MAX);
+        self.analyze_with(token, Some(now_unix), &mut || budget.try_spend(now_ms))
+    }
+
+    /// The analysis; `now_unix` (when given) skips the signature of a token outside its window, and `spend` is
+    /// asked once before any signature work.
+    fn analyze_with(&self, token: &[u8], now_unix: Option<i64>, spend: &mut dyn FnMut() -> bool) -> TokenAnalysis {
         let mut analysis = TokenAnalysis::opaque();
         let looks_like_jwt = token.starts_with(b"eyJ") && token.contains(&b'.');
         if token.len() > MAX_TOKEN_BYTES {
             if looks_like_jwt {
-                analysis.malformed();
+                // Not read, so neither believed nor called forged: the policy decides on `jwt.too_large`.
+                analysis.kind = TokenKind::Jwt;
+                analysis.findings.insert(JwtFinding::TooLarge);
             }
             return analysis;
         }
@@ -235,7 +272,20 @@ impl JwtVerifier {
                 false
             }
             (None, _, _) => false,
-            (Some(alg), Some(signature), Some(input)) => self.verify(&mut analysis, alg, &kid_keys, input, &signature),
+            (Some(alg), Some(signature), Some(input)) => {
+                if self.refused_unsigned(&mut analysis, alg, &kid_keys, &signature) {
+                    // Already refused: naming a weak secret too is worth its HMACs only within the budget.
+                    if alg.is_hmac() && !self.weak_secrets.is_empty() && spend() {
+                        self.check_weak_secrets(&mut analysis, alg, input, &signature);
+                    }
+                    false
+                } else if now_unix.is_some_and(|now| analysis.outside_window(now, self.clock_skew)) || !spend() {
+                    analysis.findings.insert(JwtFinding::Unverified);
+                    return analysis;
+                } else {
+                    self.verify(&mut analysis, alg, &kid_keys, input, &signature)
+                }
+            }
         };
         if !verified {
             analysis.findings.insert(JwtFinding::BadSignature);
@@ -243,22 +293,43 @@ impl JwtVerifier {
         analysis
     }
 
-    /// Verifies the signature with the keys the `kid` selects; records key confusion, psychic signatures and weak
-    /// secrets on the way. True when a configured key verified it.
-    fn verify(&self, analysis: &mut TokenAnalysis, alg: Alg, keys: &[&Key], input: &[u8], signature: &[u8]) -> bool {
-        if alg.is_hmac() {
-            if !keys.is_empty() && keys.iter().all(|k| k.is_asymmetric()) {
-                analysis.findings.insert(JwtFinding::KeyConfusion);
-            }
-            if self.weak_secrets.iter().any(|s| hmac_verifies(alg, s, input, signature)) {
-                analysis.findings.insert(JwtFinding::WeakSecret);
-            }
+    /// The cheap checks that refuse a token before any signature work: records key confusion and psychic
+    /// signatures, and is true when the token is already refused (disallowed `alg`, no key for its `kid`, key
+    /// confusion, psychic signature): no configured key is then tried.
+    fn refused_unsigned(&self, analysis: &mut TokenAnalysis, alg: Alg, keys: &[&Key], signature: &[u8]) -> bool {
+        if alg.is_hmac() && !keys.is_empty() && keys.iter().all(|k| k.is_asymmetric()) {
+            analysis.findings.insert(JwtFinding::KeyConfusion);
         }
         if is_psychic(alg, signature) {
             analysis.findings.insert(JwtFinding::PsychicSignature);
-            return false;
         }
-        keys.iter().any(|k| k.verify(alg, input, signature))
+        // A malformed payload is not among them: a JWS whose payload is not a JWT is still checked (it could be
+        // authentic, and says so); what cannot be decoded never reaches here.
+        const REFUSED: [JwtFinding; 4] =
+            [JwtFinding::AlgNotAllowed, JwtFinding::UnknownKey, JwtFinding::KeyConfusion, JwtFinding::PsychicSignature];
+        keys.is_empty() || REFUSED.iter().any(|f| analysis.findings.contains(*f))
+    }
+
+    /// Verifies the signature with the keys the `kid` selects, and checks an HMAC token against the weak secrets.
+    /// True when a configured key verified it.
+    fn verify(&self, analysis: &mut TokenAnalysis, alg: Alg, keys: &[&Key], input: &[u8], signature: &[u8]) -> bool {
+        let Some(key) = keys.iter().find(|k| k.verify(alg, input, signature)) else {
+            self.check_weak_secrets(analysis, alg, input, signature);
+            return false;
+        };
+        // Signed with a configured key: a weak secret verifies it too only if it is that key, so comparing the key
+        // with the list replaces an HMAC per entry.
+        if key.hmac_secret().is_some_and(|secret| self.weak_secrets.iter().any(|w| w.as_slice() == secret)) {
+            analysis.findings.insert(JwtFinding::WeakSecret);
+        }
+        true
+    }
+
+    /// `jwt.weak_secret` when an HMAC token verifies with a secret of the weak list (one HMAC per entry).
+    fn check_weak_secrets(&self, analysis: &mut TokenAnalysis, alg: Alg, input: &[u8], signature: &[u8]) {
+        if alg.is_hmac() && self.weak_secrets.iter().any(|s| hmac_verifies(alg, s, input, signature)) {
+            analysis.findings.insert(JwtFinding::WeakSecret);
+        }
     }
 
     fn read_claims(&self, analysis: &mut TokenAnalysis, claims: &Members) {
@@ -389,14 +460,23 @@ impl TokenAnalysis {
     /// True for a JWT whose signature a configured key verified, with an allowed algorithm and no weak secret:
     /// its claims can be believed (and name the caller, see [`identity`]).
     pub fn is_authentic(&self) -> bool {
-        const FORGED: [JwtFinding; 5] = [
+        const FORGED: [JwtFinding; 7] = [
             JwtFinding::Malformed,
             JwtFinding::AlgNone,
             JwtFinding::AlgNotAllowed,
             JwtFinding::BadSignature,
             JwtFinding::WeakSecret,
+            JwtFinding::TooLarge,
+            JwtFinding::Unverified,
         ];
         self.kind == TokenKind::Jwt && !FORGED.iter().any(|f| self.findings.contains(*f))
+    }
+
+    /// True when the token is expired or not yet valid at `now_unix`: its signature need not be checked.
+    fn outside_window(&self, now_unix: i64, skew: i64) -> bool {
+        let expired = self.exp.is_some_and(|exp| exp <= now_unix.saturating_sub(skew));
+        let future = |t: Option<i64>| t.is_some_and(|t| t > now_unix.saturating_add(skew));
+        expired || future(self.nbf) || future(self.iat)
     }
 
     /// The static findings plus those that depend on the time `now_unix` (seconds): `jwt.expired` (`now` is at or
@@ -405,7 +485,8 @@ impl TokenAnalysis {
     /// `exp` at all is an unbounded lifetime). Cheap: call it per request. Opaque tokens have no findings.
     pub fn findings_at(&self, policy: &JwtPolicy, now_unix: i64) -> JwtFindings {
         let mut findings = self.findings;
-        if self.kind != TokenKind::Jwt {
+        // A token too large to read has no claims to judge: its one finding says so.
+        if self.kind != TokenKind::Jwt || findings.contains(JwtFinding::TooLarge) {
             return findings;
         }
         let skew = i64::try_from(policy.clock_skew_seconds).unwrap_or(i64::MAX);
