@@ -47,5 +47,5 @@ pub mod compiler;
 pub use bundle::{Bundle, BundleError};
 pub use detect::Location;
 pub use engine::Request;
-pub use program::{Action, Attribute, Phase};
+pub use program::{Action, Attribute, OnUninspectable, Phase};
 pub use verdict::Verdict;

@@ -10,8 +10,11 @@
 //! mod-97, area rules, ...; see [`builtin`]) and checks its context keywords. Only counts per classifier are kept,
 //! never values.
 //!
-//! Before the scanner, the content type picks a decoder: text and JSON as they are, form bodies percent-decoded,
-//! multipart bodies split into parts (binary parts skipped). Binary and compressed bodies are not inspected.
+//! Before the scanner, a `content-encoding` the inspector can remove (gzip, deflate, br) is decoded (see
+//! [`encoding`]); a body in any other encoding, or one that does not decode, is not scanned and is reported
+//! uninspectable ([`SkipReason::Encoded`]), which rules decide on. Then the content type picks a decoder: text and
+//! JSON with their JSON string escapes decoded, form bodies percent-decoded, multipart bodies split into parts
+//! (binary parts skipped). Binary bodies are not inspected unless the policy says so.
 //!
 //! All per-body state is allocated once in [`BodyInspector::new`]; [`BodyInspector::feed`] never allocates (the
 //! `scan_allocations` test counts).
@@ -31,6 +34,8 @@
 
 pub mod builtin;
 mod decode;
+mod encoding;
+mod json;
 
 use core::fmt;
 
@@ -43,6 +48,8 @@ use regex_automata::Anchored;
 use crate::bundle::{Bundle, MAX_CLASSIFIER_MATCH};
 use crate::detect::{ClassifierDef, Location, ScanSetDef, Validator};
 use decode::{BodyKind, FormDecoder, Multipart, Sink};
+use encoding::{Decompressor, Encoding, Halt};
+use json::JsonUnescape;
 
 /// Bytes of the stream the scanner keeps for validation and context: the longest match plus the context window.
 pub const RING: usize = 1024;
@@ -57,7 +64,8 @@ const RUN_GAP: u64 = 2;
 pub enum SkipReason {
     /// The content type is binary (images, archives, protobuf, ...) and the policy does not inspect binary.
     Binary,
-    /// The body is compressed (`content-encoding`); put Envoy's decompressor filter before Portcullis.
+    /// The body is in a `content-encoding` that cannot be decoded (unknown, stacked, `zstd`, corrupt or cut): it is
+    /// uninspectable, and rules reading it are decided by their `on_uninspectable`.
     Encoded,
 }
 
@@ -449,9 +457,32 @@ impl Sink for ScanSink<'_, '_> {
 
 /// How a body's bytes reach the scanner.
 enum Decoder {
+    /// As they are (binary, when the policy inspects it).
     Plain,
+    /// Text: JSON string escapes decoded.
+    Text(JsonUnescape),
     Form(FormDecoder),
     Multipart(Box<Multipart>),
+}
+
+impl Decoder {
+    fn feed(&mut self, bytes: &[u8], sink: &mut ScanSink<'_, '_>) {
+        match self {
+            Decoder::Plain => sink.bytes(bytes),
+            Decoder::Text(d) => d.feed(bytes, sink),
+            Decoder::Form(d) => d.feed(bytes, sink),
+            Decoder::Multipart(m) => m.feed(bytes, sink),
+        }
+    }
+
+    fn finish(&mut self, sink: &mut ScanSink<'_, '_>) {
+        match self {
+            Decoder::Plain => {}
+            Decoder::Text(d) => d.finish(sink),
+            Decoder::Form(d) => d.finish(sink),
+            Decoder::Multipart(m) => m.finish(sink),
+        }
+    }
 }
 
 /// Streams one body through the scan set of its location, chunk by chunk, up to the inspection cap.
@@ -460,6 +491,8 @@ pub struct BodyInspector {
     /// The bundle this inspector was made for: its DFA states mean nothing to another bundle's DFA.
     digest: [u8; 32],
     scanner: Scanner,
+    /// The `content-encoding` being removed, if any.
+    encoding: Option<Box<Decompressor>>,
     decoder: Decoder,
     cap: u64,
     inspected: u64,
@@ -484,10 +517,11 @@ impl fmt::Debug for BodyInspector {
 impl BodyInspector {
     /// An inspector for a body in `location`; `None` when the bundle looks for nothing there.
     ///
-    /// `content_type` and `content_encoding` are the header values (`None`: absent). A compressed body
-    /// (any encoding but `identity`) is skipped as [`SkipReason::Encoded`]; a content type not recognised as text
-    /// is skipped as [`SkipReason::Binary`] unless the bundle inspects binary. Text (and no content type), JSON,
-    /// XML, form-urlencoded and multipart bodies are inspected.
+    /// `content_type` and `content_encoding` are the header values (`None`: absent). A body in `gzip`, `deflate` or
+    /// `br` is decoded as it streams; one in any other encoding is skipped as [`SkipReason::Encoded`] (uninspectable,
+    /// see [`BodyInspector::uninspectable`]); a content type not recognised as text is skipped as
+    /// [`SkipReason::Binary`] unless the bundle inspects binary. Text (and no content type), JSON, XML,
+    /// form-urlencoded and multipart bodies are inspected.
     pub fn new(
         bundle: &Bundle,
         location: Location,
@@ -496,19 +530,25 @@ impl BodyInspector {
     ) -> Option<BodyInspector> {
         let ctx = Ctx::of(bundle, location)?;
         let inspect_binary = bundle.inspection().inspect_binary;
+        let cap = u64::from(bundle.inspection().max_body_bytes);
         let mut skipped = None;
-        let decoder = match decode::classify(content_type) {
-            _ if !decode::is_identity(content_encoding) => {
+        let encoding = match encoding::parse(content_encoding) {
+            Encoding::Identity => None,
+            Encoding::Decode(coding) => Some(Box::new(Decompressor::new(coding, cap))),
+            Encoding::Unsupported => {
                 skipped = Some(SkipReason::Encoded);
-                Decoder::Plain
+                None
             }
-            BodyKind::Text => Decoder::Plain,
+        };
+        let decoder = match decode::classify(content_type) {
+            _ if skipped.is_some() => Decoder::Plain,
+            BodyKind::Text => Decoder::Text(JsonUnescape::default()),
             BodyKind::Form => Decoder::Form(FormDecoder::default()),
             BodyKind::Multipart => content_type
                 .and_then(decode::boundary)
                 .and_then(|b| Multipart::new(b, inspect_binary))
                 // Without a usable boundary the parts cannot be told apart: read it all as text.
-                .map_or(Decoder::Plain, |m| Decoder::Multipart(Box::new(m))),
+                .map_or(Decoder::Text(JsonUnescape::default()), |m| Decoder::Multipart(Box::new(m))),
             BodyKind::Binary if inspect_binary => Decoder::Plain,
             BodyKind::Binary => {
                 skipped = Some(SkipReason::Binary);
@@ -519,8 +559,9 @@ impl BodyInspector {
             location,
             digest: *bundle.digest(),
             scanner: Scanner::new(&ctx),
+            encoding,
             decoder,
-            cap: u64::from(bundle.inspection().max_body_bytes),
+            cap,
             inspected: 0,
             truncated: false,
             skipped,
@@ -528,9 +569,14 @@ impl BodyInspector {
         })
     }
 
-    /// Inspects the next chunk. Never allocates; past the cap it only records that the body was truncated.
+    /// Inspects the next chunk. Never allocates for an identity body; past the cap (of bytes received, or of bytes
+    /// decoded) it only records that the body was truncated.
     pub fn feed(&mut self, bundle: &Bundle, chunk: &[u8]) {
-        if self.finished || self.skipped.is_some() || chunk.is_empty() || bundle.digest() != &self.digest {
+        let undecodable = self.skipped == Some(SkipReason::Encoded);
+        if self.finished || (self.skipped.is_some() && !undecodable) || chunk.is_empty() {
+            return;
+        }
+        if bundle.digest() != &self.digest {
             return;
         }
         let room = self.cap.saturating_sub(self.inspected);
@@ -542,15 +588,28 @@ impl BodyInspector {
         let Some(part) = chunk.get(..take).filter(|p| !p.is_empty()) else {
             return;
         };
+        // An undecodable body is still counted, so that the filter knows when it passed the cap.
+        self.inspected += take as u64;
+        if undecodable {
+            return;
+        }
         let Some(ctx) = Ctx::of(bundle, self.location) else {
             return;
         };
-        self.inspected += take as u64;
         let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
-        match &mut self.decoder {
-            Decoder::Plain => sink.bytes(part),
-            Decoder::Form(d) => d.feed(part, &mut sink),
-            Decoder::Multipart(m) => m.feed(part, &mut sink),
+        let decoder = &mut self.decoder;
+        let Some(encoding) = self.encoding.as_mut() else {
+            decoder.feed(part, &mut sink);
+            return;
+        };
+        match encoding.feed(part, &mut |bytes| decoder.feed(bytes, &mut sink)) {
+            Ok(()) => {}
+            Err(Halt::Full) => {
+                // Decoded bytes count against the cap like received ones: inspection stops here.
+                self.truncated = true;
+                self.inspected = self.cap;
+            }
+            Err(Halt::Undecodable) => self.skipped = Some(SkipReason::Encoded),
         }
     }
 
@@ -564,12 +623,12 @@ impl BodyInspector {
         let Some(ctx) = Ctx::of(bundle, self.location) else {
             return;
         };
-        let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
-        match &mut self.decoder {
-            Decoder::Plain => {}
-            Decoder::Form(d) => d.finish(&mut sink),
-            Decoder::Multipart(m) => m.finish(&mut sink),
+        // A compressed stream that stops short was cut or is corrupt (unless the cap stopped it).
+        if !self.truncated && self.encoding.as_ref().is_some_and(|e| e.finish().is_err()) {
+            self.skipped = Some(SkipReason::Encoded);
         }
+        let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
+        self.decoder.finish(&mut sink);
         let flush = !self.truncated;
         self.scanner.end_segment(&ctx, flush);
     }
@@ -579,9 +638,15 @@ impl BodyInspector {
         self.truncated
     }
 
-    /// Why the body was not inspected at all, if it was not.
+    /// Why the body was not inspected (at all, or from some point on), if it was not.
     pub fn skipped(&self) -> Option<SkipReason> {
         self.skipped
+    }
+
+    /// True when the body could not be inspected: its encoding cannot be decoded, or it did not decode. Findings up
+    /// to that point still count; what was not read is the `inspection=encoded` finding.
+    pub fn uninspectable(&self) -> bool {
+        self.skipped == Some(SkipReason::Encoded)
     }
 
     /// Bytes inspected so far (as received, before any decoding).
@@ -823,7 +888,8 @@ mod scanner_tests {
         };
         assert_eq!(skipped(Some(b"image/png"), None), (Some(SkipReason::Binary), 0));
         assert_eq!(skipped(Some(b"application/grpc"), None), (Some(SkipReason::Binary), 0));
-        assert_eq!(skipped(Some(b"application/json"), Some(b"gzip")), (Some(SkipReason::Encoded), 0));
+        assert_eq!(skipped(Some(b"application/json"), Some(b"x-anything")), (Some(SkipReason::Encoded), 0));
+        assert_eq!(skipped(Some(b"application/json"), Some(b"gzip")), (Some(SkipReason::Encoded), 0), "not gzip");
         assert_eq!(skipped(Some(b"text/plain"), Some(b"identity")), (None, 1));
         assert_eq!(skipped(None, None), (None, 1));
         let binary = bundle_with("inspection:\n  inspect_binary: true\n");
@@ -832,6 +898,119 @@ mod scanner_tests {
         i.feed(&binary, card);
         i.finish(&binary);
         assert_eq!((i.skipped(), i.classifier_counts().iter().sum::<u32>()), (None, 1));
+    }
+
+    fn gzip(body: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(body).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn brotli(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams::default();
+        brotli::BrotliCompress(&mut &body[..], &mut out, &params).unwrap();
+        out
+    }
+
+    /// `(uninspectable, truncated, findings)` of `body` sent in `encoding`, in chunks of `chunk` bytes.
+    fn encoded(bundle: &Bundle, encoding: &[u8], body: &[u8], chunk: usize) -> (bool, bool, Vec<(String, u32)>) {
+        let mut i =
+            BodyInspector::new(bundle, Location::RequestBody, Some(b"application/json"), Some(encoding)).unwrap();
+        for c in body.chunks(chunk) {
+            i.feed(bundle, c);
+        }
+        i.finish(bundle);
+        (i.uninspectable(), i.truncated(), named(bundle, i.classifier_counts()))
+    }
+
+    #[test]
+    fn compressed_bodies_are_decoded() {
+        let bundle = bundle();
+        let body = br#"{"note":"pay","card":"4111 1111 1111 1111","to":"jane@example.com"}"#;
+        let found = expect(&[("credit_card", 1), ("email", 1)]);
+        let deflate = |zlib: bool| {
+            use std::io::Write;
+            let mut out = Vec::new();
+            if zlib {
+                let mut e = flate2::write::ZlibEncoder::new(&mut out, flate2::Compression::best());
+                e.write_all(body).unwrap();
+                e.finish().unwrap();
+            } else {
+                let mut e = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::best());
+                e.write_all(body).unwrap();
+                e.finish().unwrap();
+            }
+            out
+        };
+        let mut two_members = gzip(&body[..20]);
+        two_members.extend(gzip(&body[20..]));
+        for (encoding, data) in [
+            (&b"gzip"[..], gzip(body)),
+            (b"x-gzip", two_members),
+            (b"deflate", deflate(true)),
+            (b"deflate", deflate(false)),
+            (b"br", brotli(body)),
+        ] {
+            for chunk in [1, 7, 4096] {
+                assert_eq!(encoded(&bundle, encoding, &data, chunk), (false, false, found.clone()), "{encoding:?}");
+            }
+        }
+        // Compressed, escaped, split: still the card.
+        let escaped = br#"{"card":"\u0034111 1111 1111 1111"}"#;
+        assert_eq!(encoded(&bundle, b"br", &brotli(escaped), 3).2, expect(&[("credit_card", 1)]));
+    }
+
+    #[test]
+    fn undecodable_bodies_are_uninspectable() {
+        let bundle = bundle();
+        let body = br#"{"card":"4111 1111 1111 1111"}"#;
+        assert_eq!(encoded(&bundle, b"x-anything", body, 10), (true, false, vec![]));
+        assert_eq!(encoded(&bundle, b"zstd", body, 10), (true, false, vec![]));
+        assert_eq!(encoded(&bundle, b"gzip, br", &brotli(&gzip(body)), 10), (true, false, vec![]));
+        assert_eq!(encoded(&bundle, b"gzip", body, 10), (true, false, vec![]), "not gzip at all");
+        let mut corrupt = gzip(body);
+        let middle = corrupt.len() / 2;
+        corrupt.truncate(middle);
+        assert!(encoded(&bundle, b"gzip", &corrupt, 10).0, "cut short");
+        let mut trailing = brotli(body);
+        trailing.extend_from_slice(b"more");
+        assert!(encoded(&bundle, b"br", &trailing, 10).0, "bytes after the end");
+        assert!(encoded(&bundle, b"deflate", b"\xff\xff\xff\xff", 10).0, "garbage");
+        // Identity and absent encodings are plain bodies.
+        assert_eq!(encoded(&bundle, b"identity", body, 10), (false, false, expect(&[("credit_card", 1)])));
+    }
+
+    #[test]
+    fn decompression_bombs_stop_at_the_cap() {
+        let bundle = bundle_with("inspection:\n  max_body_bytes: 4096\n");
+        let mut body = b"card 4111111111111111 ".to_vec();
+        body.resize(10 * 1024 * 1024, b'x');
+        let bomb = gzip(&body);
+        assert!(bomb.len() < 4096 * 8, "{}", bomb.len());
+        let (uninspectable, truncated, found) = encoded(&bundle, b"gzip", &bomb, 1024);
+        assert_eq!((uninspectable, truncated, found), (false, true, expect(&[("credit_card", 1)])));
+        let (uninspectable, truncated, _) = encoded(&bundle, b"br", &brotli(&body), 1024);
+        assert_eq!((uninspectable, truncated), (false, true));
+    }
+
+    #[test]
+    fn json_escapes_are_decoded() {
+        let bundle = bundle();
+        let body = br#"{"a":"\u0034111 1111 1111 1111","b":"jane\u0040example.com","c":"\u0035555\/5555\/5555\/4444"}"#;
+        for split in 0..=body.len() {
+            let (a, b) = body.split_at(split);
+            assert_eq!(
+                scan_chunks(&bundle, Some(b"application/json"), &[a, b]),
+                expect(&[("credit_card", 1), ("email", 1)]),
+                "split at {split}"
+            );
+        }
+        assert_eq!(
+            scan_chunks(&bundle, Some(b"text/plain"), &[br"\u0034111111111111111"]),
+            expect(&[("credit_card", 1)])
+        );
     }
 
     #[test]
