@@ -14,9 +14,12 @@ use portcullis_shared_state::{Cas, SharedData, WriteError, CREATE_CAS};
 
 use crate::headers::HeaderMap;
 use crate::metrics::Metrics;
-use crate::over_time::{body_field, parse_body_fields, CounterStore, Facts, SharedLocal};
+use crate::over_time::{
+    body_field, body_fields_unreadable, is_json, parse_body_fields, CounterStore, Facts, SharedLocal,
+};
 use crate::root::ActiveBundle;
 use crate::token::CallerToken;
+use portcullis_policies::body_field::{json_field, FieldRead};
 
 /// Milliseconds since the epoch, from the host's clock.
 pub fn now_ms() -> u64 {
@@ -283,6 +286,14 @@ impl Request for ExchangeView<'_> {
         self.findings.count(detection)
     }
 
+    fn uninspectable(&self, location: portcullis_policies::Location) -> bool {
+        self.findings.uninspectable(location)
+    }
+
+    fn body_fields_unreadable(&self) -> bool {
+        self.facts.body_unreadable.get() || body_fields_unreadable(&self.request, &self.facts.request_body)
+    }
+
     fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
         let batched = self.active.bundle.lists().get(usize::from(list)).is_some_and(|def| def.batched);
         let remembered = if batched { self.local.borrow().listed(list, key) } else { None };
@@ -348,10 +359,23 @@ impl Request for ExchangeView<'_> {
     }
 
     fn body_field(&self, path: &str) -> Option<Cow<'_, [u8]>> {
-        let fields = self
-            .facts
-            .body_fields
-            .get_or_init(|| parse_body_fields(self.request.first("content-type"), &self.facts.request_body));
+        let body = &self.facts.request_body;
+        // No body has no fields (not an unreadable one).
+        if body.trim_ascii().is_empty() || body_fields_unreadable(&self.request, body) {
+            return None;
+        }
+        let content_type = self.request.first("content-type");
+        if is_json(content_type) {
+            return match json_field(body, path) {
+                FieldRead::Found(value) => Some(value),
+                FieldRead::Absent => None,
+                FieldRead::Unreadable => {
+                    self.facts.body_unreadable.set(true);
+                    None
+                }
+            };
+        }
+        let fields = self.facts.body_fields.get_or_init(|| parse_body_fields(content_type, body));
         body_field(fields.as_ref()?, path)
     }
 

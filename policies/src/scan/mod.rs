@@ -680,12 +680,31 @@ pub fn scan_value(bundle: &Bundle, location: Location, value: &[u8]) -> Vec<u32>
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
     counts: Vec<u32>,
+    /// Per location (see [`Location::index`]): the body there could not be inspected.
+    uninspectable: [bool; 3],
 }
 
 impl Findings {
     /// No findings yet, sized for `bundle`'s detections.
     pub fn new(bundle: &Bundle) -> Findings {
-        Findings { counts: vec![0; bundle.detections().len()] }
+        Findings { counts: vec![0; bundle.detections().len()], uninspectable: [false; 3] }
+    }
+
+    /// Records whether the body in `location` could be inspected (see [`BodyInspector::uninspectable`]).
+    pub fn set_uninspectable(&mut self, location: Location, uninspectable: bool) {
+        if let Some(slot) = self.uninspectable.get_mut(location.index()) {
+            *slot = uninspectable;
+        }
+    }
+
+    /// True when the body in `location` could not be inspected.
+    pub fn uninspectable(&self, location: Location) -> bool {
+        self.uninspectable.get(location.index()).copied().unwrap_or(false)
+    }
+
+    /// True when some body of the exchange could not be inspected.
+    pub fn any_uninspectable(&self) -> bool {
+        self.uninspectable.iter().any(|u| *u)
     }
 
     /// Sets the counts of the detections in `location` from that location's classifier counts, applying layering
