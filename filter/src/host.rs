@@ -5,7 +5,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 
 use portcullis_policies::detect::ListKey;
-use portcullis_policies::endpoint::endpoint_template;
+use portcullis_policies::endpoint::{endpoint_template, normalize_host, normalize_path, path_only};
 use portcullis_policies::engine::join_headers;
 use portcullis_policies::scan::Findings;
 use portcullis_policies::token::{JwtFinding, TokenField};
@@ -90,6 +90,10 @@ pub struct HostRequest {
     source: OnceCell<Option<Vec<u8>>>,
     destination: OnceCell<Option<Vec<u8>>>,
     endpoint: OnceCell<Vec<u8>>,
+    /// `:path` normalised (see `portcullis_policies::endpoint::normalize_path`), query kept: `request.path`.
+    path: OnceCell<Vec<u8>>,
+    /// `:authority` normalised and lower-cased: `request.host`.
+    host: OnceCell<Vec<u8>>,
 }
 
 impl HostRequest {
@@ -101,6 +105,8 @@ impl HostRequest {
             source: OnceCell::new(),
             destination: OnceCell::new(),
             endpoint: OnceCell::new(),
+            path: OnceCell::new(),
+            host: OnceCell::new(),
         }
     }
 
@@ -119,12 +125,33 @@ impl HostRequest {
         })
     }
 
+    /// The raw `:path` split into path and query.
     fn path_parts(&self) -> Option<(&[u8], &[u8])> {
         let path = self.first(":path")?;
         Some(match path.iter().position(|b| *b == b'?') {
             Some(q) => (path.get(..q).unwrap_or(path), path.get(q + 1..).unwrap_or_default()),
             None => (path, &[]),
         })
+    }
+
+    /// `request.path`: the normalised path, then the query as it came. Equivalent paths (`/./admin`, `/%61dmin`,
+    /// `//admin`, `/admin;x=1`) are one, so a rule on the path cannot be sidestepped by spelling it differently.
+    fn normalized_path(&self) -> Option<&[u8]> {
+        let raw = self.first(":path")?;
+        Some(self.path.get_or_init(|| {
+            let mut out = Vec::with_capacity(raw.len());
+            normalize_path(path_only(raw), &mut out);
+            if let Some(q) = raw.iter().position(|b| *b == b'?') {
+                out.extend_from_slice(raw.get(q..).unwrap_or_default());
+            }
+            out
+        }))
+    }
+
+    /// `request.url_path`: the normalised path without the query.
+    fn normalized_url_path(&self) -> Option<&[u8]> {
+        let path = self.normalized_path()?;
+        Some(path_only(path))
     }
 }
 
@@ -137,10 +164,14 @@ impl Request for HostRequest {
     fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
         let header = |name: &str| self.first(name).map(Cow::Borrowed);
         match attribute {
-            Attribute::RequestPath => header(":path"),
-            Attribute::RequestUrlPath => self.path_parts().map(|(p, _)| Cow::Borrowed(p)),
+            Attribute::RequestPath => self.normalized_path().map(Cow::Borrowed),
+            Attribute::RequestUrlPath => self.normalized_url_path().map(Cow::Borrowed),
             Attribute::RequestQuery => self.path_parts().map(|(_, q)| Cow::Borrowed(q)),
-            Attribute::RequestHost => header(":authority"),
+            Attribute::RequestHost => {
+                let authority = self.first(":authority")?;
+                let host = self.host.get_or_init(|| normalize_host(authority).to_ascii_lowercase());
+                Some(Cow::Borrowed(host.as_slice()))
+            }
             Attribute::RequestScheme => header(":scheme"),
             Attribute::RequestMethod => header(":method"),
             Attribute::RequestId => header("x-request-id"),
