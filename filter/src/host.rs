@@ -322,7 +322,7 @@ impl Request for ExchangeView<'_> {
     }
 
     fn body_fields_unreadable(&self) -> bool {
-        self.facts.body_unreadable.get() || body_fields_unreadable(&self.request, &self.facts.request_body)
+        self.facts.body_unreadable.get() || body_fields_unreadable(self.request, &self.facts.request_body)
     }
 
     fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
@@ -392,7 +392,7 @@ impl Request for ExchangeView<'_> {
     fn body_field(&self, path: &str) -> Option<Cow<'_, [u8]>> {
         let body = &self.facts.request_body;
         // No body has no fields (not an unreadable one).
-        if body.trim_ascii().is_empty() || body_fields_unreadable(&self.request, body) {
+        if body.trim_ascii().is_empty() || body_fields_unreadable(self.request, body) {
             return None;
         }
         let content_type = self.request.first("content-type");

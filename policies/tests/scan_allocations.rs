@@ -96,7 +96,9 @@ fn feed_and_finish_never_allocate() {
         e.write_all(&body).unwrap();
         e.finish().unwrap()
     };
-    let cases: [(&[u8], Option<&[u8]>, &[u8]); 5] = [
+    // (content type, content encoding, body)
+    type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
+    let cases: [Case<'_>; 5] = [
         (b"application/json", None, &body),
         (b"multipart/form-data; boundary=b", None, &multipart),
         (b"application/x-www-form-urlencoded", None, &form),

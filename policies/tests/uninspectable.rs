@@ -43,7 +43,7 @@ struct Exchange {
 
 impl Request for Exchange {
     fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
-        (attribute == Attribute::RequestMethod).then(|| Cow::Borrowed(self.method.as_bytes()))
+        (attribute == Attribute::RequestMethod).then_some(Cow::Borrowed(self.method.as_bytes()))
     }
     fn header(&self, _name: &[u8]) -> Option<Cow<'_, [u8]>> {
         None
