@@ -396,6 +396,51 @@ mod tests {
         assert_eq!(parse(Some(b"gzip, br")), Encoding::Unsupported);
     }
 
+    /// Decodes `data` in `chunk`-byte pieces: the output, and whether it stopped and why.
+    fn decode(coding: Coding, data: &[u8], chunk: usize, cap: u64) -> (Vec<u8>, Result<(), Halt>) {
+        let mut d = Decompressor::new(coding, cap);
+        let mut out = Vec::new();
+        for piece in data.chunks(chunk) {
+            if let Err(halt) = d.feed(piece, &mut |bytes| out.extend_from_slice(bytes)) {
+                return (out, Err(halt));
+            }
+        }
+        let end = d.finish();
+        (out, end)
+    }
+
+    #[test]
+    fn round_trips_in_any_chunking() {
+        use std::io::Write;
+        let body: Vec<u8> = (0..50_000u32).flat_map(|i| format!("{i},").into_bytes()).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&body).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        zlib.write_all(&body).unwrap();
+        let zlib = zlib.finish().unwrap();
+        let mut br = Vec::new();
+        brotli::BrotliCompress(&mut &body[..], &mut br, &brotli::enc::BrotliEncoderParams::default()).unwrap();
+        for (coding, data) in [(Coding::Gzip, &gz), (Coding::Deflate, &zlib), (Coding::Brotli, &br)] {
+            for chunk in [1, 13, 4096, data.len()] {
+                let (out, end) = decode(coding, data, chunk, u64::MAX);
+                assert_eq!((out.len(), end), (body.len(), Ok(())), "{coding:?} in {chunk}-byte chunks");
+                assert!(out == body);
+            }
+            // Capped: exactly the cap comes out, then it stops.
+            let (out, end) = decode(coding, data, 1000, 10_000);
+            assert_eq!((out.len(), end), (10_000, Err(Halt::Full)), "{coding:?}");
+            // Cut short: not complete.
+            let (_, end) = decode(coding, data.get(..data.len() / 2).unwrap(), 1000, u64::MAX);
+            assert_eq!(end, Err(Halt::Undecodable), "{coding:?} cut");
+        }
+        // A gzip header with every optional field.
+        let mut fancy = vec![0x1f, 0x8b, 8, FEXTRA | FNAME | FCOMMENT | FHCRC, 0, 0, 0, 0, 0, 3, 2, 0, b'x', b'y'];
+        fancy.extend_from_slice(b"name\0comment\0\0\0");
+        fancy.extend_from_slice(gz.get(10..).unwrap());
+        assert_eq!(decode(Coding::Gzip, &fancy, 3, u64::MAX).0.len(), body.len());
+    }
+
     #[test]
     fn window_bits() {
         assert_eq!(brotli_window_bits(0), 16);
