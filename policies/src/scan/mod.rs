@@ -462,7 +462,25 @@ enum Decoder {
     /// Text: JSON string escapes decoded.
     Text(JsonUnescape),
     Form(FormDecoder),
-    Multipart(Box<Multipart>),
+    /// Multipart: parts split, and JSON string escapes decoded in the text parts.
+    Multipart(Box<(Multipart, JsonUnescape)>),
+}
+
+/// A sink that decodes JSON string escapes before the scanner; a part's end flushes an unfinished escape.
+struct Unescaping<'u, 's, 'c> {
+    json: &'u mut JsonUnescape,
+    inner: &'u mut ScanSink<'s, 'c>,
+}
+
+impl Sink for Unescaping<'_, '_, '_> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.json.feed(bytes, self.inner);
+    }
+
+    fn segment_end(&mut self) {
+        self.json.finish(self.inner);
+        self.inner.segment_end();
+    }
 }
 
 impl Decoder {
@@ -471,7 +489,10 @@ impl Decoder {
             Decoder::Plain => sink.bytes(bytes),
             Decoder::Text(d) => d.feed(bytes, sink),
             Decoder::Form(d) => d.feed(bytes, sink),
-            Decoder::Multipart(m) => m.feed(bytes, sink),
+            Decoder::Multipart(m) => {
+                let (parts, json) = &mut **m;
+                parts.feed(bytes, &mut Unescaping { json, inner: sink });
+            }
         }
     }
 
@@ -480,7 +501,11 @@ impl Decoder {
             Decoder::Plain => {}
             Decoder::Text(d) => d.finish(sink),
             Decoder::Form(d) => d.finish(sink),
-            Decoder::Multipart(m) => m.finish(sink),
+            Decoder::Multipart(m) => {
+                let (parts, json) = &mut **m;
+                parts.finish(&mut Unescaping { json, inner: sink });
+                json.finish(sink);
+            }
         }
     }
 }
@@ -548,7 +573,9 @@ impl BodyInspector {
                 .and_then(decode::boundary)
                 .and_then(|b| Multipart::new(b, inspect_binary))
                 // Without a usable boundary the parts cannot be told apart: read it all as text.
-                .map_or(Decoder::Text(JsonUnescape::default()), |m| Decoder::Multipart(Box::new(m))),
+                .map_or(Decoder::Text(JsonUnescape::default()), |m| {
+                    Decoder::Multipart(Box::new((m, JsonUnescape::default())))
+                }),
             BodyKind::Binary if inspect_binary => Decoder::Plain,
             BodyKind::Binary => {
                 skipped = Some(SkipReason::Binary);
@@ -1030,6 +1057,12 @@ mod scanner_tests {
             scan_chunks(&bundle, Some(b"text/plain"), &[br"\u0034111111111111111"]),
             expect(&[("credit_card", 1)])
         );
+        let ct = b"multipart/form-data; boundary=b";
+        let body = b"--b\r\nContent-Type: application/json\r\n\r\n{\"c\":\"\\u0034111 1111 1111 1111\"}\r\n--b--\r\n";
+        for split in 0..=body.len() {
+            let (a, b) = body.split_at(split);
+            assert_eq!(scan_chunks(&bundle, Some(ct), &[a, b]), expect(&[("credit_card", 1)]), "split at {split}");
+        }
     }
 
     #[test]
