@@ -15,7 +15,7 @@ use portcullis_shared_state::{Cas, SharedData, WriteError, CREATE_CAS};
 use crate::headers::HeaderMap;
 use crate::metrics::Metrics;
 use crate::over_time::{
-    body_field, body_fields_unreadable, is_json, parse_body_fields, CounterStore, Facts, SharedLocal,
+    body_field, field_body, is_json, parse_body_fields, CounterStore, Facts, SharedLocal, MAX_BODY_FIELD_BYTES,
 };
 use crate::root::ActiveBundle;
 use crate::token::CallerToken;
@@ -304,6 +304,18 @@ impl<'a> ExchangeView<'a> {
     }
 }
 
+impl ExchangeView<'_> {
+    /// The request body as its fields are read (decoded once), `None` when they cannot be.
+    fn field_body(&self) -> Option<&[u8]> {
+        let raw = &self.facts.request_body;
+        if self.request.first("content-encoding").is_none() {
+            return (raw.len() <= MAX_BODY_FIELD_BYTES).then_some(raw.as_slice());
+        }
+        let decoded = self.facts.field_body.get_or_init(|| field_body(self.request, raw).map(Cow::into_owned));
+        decoded.as_deref()
+    }
+}
+
 impl Request for ExchangeView<'_> {
     fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
         self.request.attribute(attribute)
@@ -322,7 +334,7 @@ impl Request for ExchangeView<'_> {
     }
 
     fn body_fields_unreadable(&self) -> bool {
-        self.facts.body_unreadable.get() || body_fields_unreadable(self.request, &self.facts.request_body)
+        self.facts.body_unreadable.get() || self.field_body().is_none()
     }
 
     fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
@@ -390,9 +402,9 @@ impl Request for ExchangeView<'_> {
     }
 
     fn body_field(&self, path: &str) -> Option<Cow<'_, [u8]>> {
-        let body = &self.facts.request_body;
+        let body = self.field_body()?;
         // No body has no fields (not an unreadable one).
-        if body.trim_ascii().is_empty() || body_fields_unreadable(self.request, body) {
+        if body.trim_ascii().is_empty() {
             return None;
         }
         let content_type = self.request.first("content-type");

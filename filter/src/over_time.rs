@@ -168,6 +168,9 @@ pub struct Facts {
     pub request_body: Vec<u8>,
     /// A form body's fields, parsed once when first read (`None`: not a form, or cut).
     pub body_fields: std::cell::OnceCell<Option<serde_json::Value>>,
+    /// The request body with its `content-encoding` removed, decoded once when a field is first read (`None`: its
+    /// fields cannot be read, see [`field_body`]).
+    pub field_body: std::cell::OnceCell<Option<Vec<u8>>>,
     /// A rule read a field of a body that could not be read (see [`body_fields_unreadable`]).
     pub body_unreadable: std::cell::Cell<bool>,
 }
@@ -182,14 +185,14 @@ pub fn is_json(content_type: Option<&[u8]>) -> bool {
     content_type.is_some_and(|c| c.windows(4).any(|w| w.eq_ignore_ascii_case(b"json")))
 }
 
-/// True when the request body's fields cannot be read at all: longer than [`MAX_BODY_FIELD_BYTES`], or in a
-/// `content-encoding` (the fields of a compressed body are not decoded).
-pub fn body_fields_unreadable(request: &crate::host::HostRequest, body: &[u8]) -> bool {
-    let encoded = request.first("content-encoding").is_some_and(|e| {
-        let e = e.trim_ascii();
-        !e.is_empty() && !e.eq_ignore_ascii_case(b"identity")
-    });
-    body.len() > MAX_BODY_FIELD_BYTES || encoded
+/// The request body as its fields are read: `body` (the first bytes kept) with its `content-encoding` removed;
+/// `None` when its fields cannot be read at all (longer than [`MAX_BODY_FIELD_BYTES`] as sent or decoded, or in an
+/// encoding that cannot be decoded).
+pub fn field_body<'b>(request: &crate::host::HostRequest, body: &'b [u8]) -> Option<std::borrow::Cow<'b, [u8]>> {
+    if body.len() > MAX_BODY_FIELD_BYTES {
+        return None;
+    }
+    portcullis_policies::scan::decode_body(request.first("content-encoding"), body, MAX_BODY_FIELD_BYTES)
 }
 
 /// The fields of a form request body: an object of its first values (`None` when the content type is not a form).

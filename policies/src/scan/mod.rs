@@ -687,6 +687,26 @@ impl BodyInspector {
     }
 }
 
+/// A complete body with its `content-encoding` removed, for reading its fields: `None` when the encoding cannot
+/// be decoded, the stream is corrupt or cut, or the decoded body is longer than `cap` bytes. An identity body is
+/// returned as it is.
+pub fn decode_body<'b>(
+    content_encoding: Option<&[u8]>,
+    body: &'b [u8],
+    cap: usize,
+) -> Option<std::borrow::Cow<'b, [u8]>> {
+    let coding = match encoding::parse(content_encoding) {
+        Encoding::Identity => return (body.len() <= cap).then_some(std::borrow::Cow::Borrowed(body)),
+        Encoding::Decode(coding) => coding,
+        Encoding::Unsupported => return None,
+    };
+    let mut decoder = Decompressor::new(coding, u64::try_from(cap).unwrap_or(u64::MAX));
+    let mut out = Vec::new();
+    decoder.feed(body, &mut |bytes| out.extend_from_slice(bytes)).ok()?;
+    decoder.finish().ok()?;
+    Some(std::borrow::Cow::Owned(out))
+}
+
 /// Scans a complete value (e.g. the query string, percent-decoded) and returns confirmed findings per classifier.
 ///
 /// The value is percent-decoded here, `+` as a space, as a query string is: the filter passes `request.query` raw.
@@ -1026,6 +1046,17 @@ mod scanner_tests {
         assert!(encoded(&bundle, b"deflate", b"\xff\xff\xff\xff", 10).0, "garbage");
         // Identity and absent encodings are plain bodies.
         assert_eq!(encoded(&bundle, b"identity", body, 10), (false, false, expect(&[("credit_card", 1)])));
+    }
+
+    #[test]
+    fn bodies_decoded_for_fields() {
+        let body = br#"{"username":"admin"}"#;
+        assert_eq!(decode_body(None, body, 100).as_deref(), Some(&body[..]));
+        assert_eq!(decode_body(Some(b"gzip"), &gzip(body), 100).as_deref(), Some(&body[..]));
+        assert_eq!(decode_body(Some(b"br"), &brotli(body), 100).as_deref(), Some(&body[..]));
+        assert_eq!(decode_body(Some(b"br"), &brotli(body), 10), None, "longer than the cap");
+        assert_eq!(decode_body(Some(b"x-anything"), body, 100), None);
+        assert_eq!(decode_body(Some(b"gzip"), body, 100), None);
     }
 
     #[test]
