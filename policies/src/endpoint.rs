@@ -284,6 +284,27 @@ mod tests {
     }
 
     #[test]
+    fn paths_made_of_path_syntax_normalise_once_and_for_all() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"/./..;%2e%2f%5c\\aZ9~-_?#\xff";
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            let path: Vec<u8> =
+                (0..len).map(|i| alphabet[((state >> (i % 60)) as usize + i * 7) % alphabet.len()]).collect();
+            let mut once = Vec::new();
+            normalize_path(&path, &mut once);
+            let mut twice = Vec::new();
+            normalize_path(&once, &mut twice);
+            assert_eq!(once, twice, "{:?}", String::from_utf8_lossy(&path));
+            assert!(once.starts_with(b"/"));
+            assert!(!once.windows(2).any(|w| w == b"//"), "{:?}", String::from_utf8_lossy(&once));
+        }
+    }
+
+    #[test]
     fn hosts_are_normalised() {
         for (host, want) in [
             ("api.example.com", "api.example.com"),

@@ -442,6 +442,47 @@ mod tests {
     }
 
     #[test]
+    fn hostile_streams_never_panic() {
+        use std::io::Write;
+        let body = br#"{"card":"4111 1111 1111 1111","note":"a note that repeats, a note that repeats"}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(body).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut br = Vec::new();
+        brotli::BrotliCompress(&mut &body[..], &mut br, &brotli::enc::BrotliEncoderParams::default()).unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (coding, data) in [(Coding::Gzip, &gz), (Coding::Deflate, &gz[10..].to_vec()), (Coding::Brotli, &br)] {
+            // Every single-byte flip, and random multi-byte damage; whatever comes out stays under the cap.
+            for at in 0..data.len() {
+                for flip in [0x01u8, 0x80, 0xff] {
+                    let mut bad = data.clone();
+                    bad[at] ^= flip;
+                    let (out, _) = decode(coding, &bad, 7, 4096);
+                    assert!(out.len() <= 4096);
+                }
+            }
+            for _ in 0..2000 {
+                let mut bad = data.clone();
+                for _ in 0..1 + next() % 8 {
+                    let at = (next() % bad.len() as u64) as usize;
+                    bad[at] = next() as u8;
+                }
+                let (out, _) = decode(coding, &bad, 1 + (next() % 64) as usize, 4096);
+                assert!(out.len() <= 4096);
+            }
+            let random: Vec<u8> = (0..4096).map(|_| next() as u8).collect();
+            let (out, _) = decode(coding, &random, 100, 4096);
+            assert!(out.len() <= 4096);
+        }
+    }
+
+    #[test]
     fn window_bits() {
         assert_eq!(brotli_window_bits(0), 16);
         assert_eq!(brotli_window_bits(0b1011), 22);
