@@ -32,6 +32,9 @@ pub struct Evidence<'a> {
     pub rule_id: Option<&'a str>,
     /// Detections that found something: id and count.
     pub detections: Vec<(&'a str, u32)>,
+    /// What could not be inspected (`encoded`: a body in an encoding that cannot be decoded; `unreadable`: a body
+    /// field a rule read), decided by the rules' `on_uninspectable`.
+    pub inspection: Option<&'static str>,
     /// The request body was longer than the inspection cap.
     pub request_truncated: bool,
     /// The response body was longer than the inspection cap.
@@ -57,6 +60,7 @@ impl Evidence<'_> {
     pub fn is_worth_logging(&self) -> bool {
         self.verdict.action.is_some()
             || !self.detections.is_empty()
+            || self.inspection.is_some()
             || !self.lists_added.is_empty()
             || !self.jwt_findings.is_empty()
     }
@@ -85,6 +89,9 @@ pub fn verdict_line(e: &Evidence<'_>) -> Option<String> {
     if !e.detections.is_empty() {
         let list: Vec<String> = e.detections.iter().map(|(id, n)| format!("{id}:{n}")).collect();
         line.push_str(&format!(" detections={}", list.join(",")));
+    }
+    if let Some(what) = e.inspection {
+        line.push_str(&format!(" inspection={what}"));
     }
     match (e.request_truncated, e.response_truncated) {
         (true, true) => line.push_str(" truncated=request,response"),
@@ -158,6 +165,7 @@ mod tests {
             verdict,
             rule_id,
             detections: vec![],
+            inspection: None,
             request_truncated: false,
             response_truncated: false,
             lists_added: vec![],

@@ -5,7 +5,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 
 use portcullis_policies::detect::ListKey;
-use portcullis_policies::endpoint::endpoint_template;
+use portcullis_policies::endpoint::{endpoint_template, normalize_host, normalize_path, path_only};
 use portcullis_policies::engine::join_headers;
 use portcullis_policies::scan::Findings;
 use portcullis_policies::token::{JwtFinding, TokenField};
@@ -14,9 +14,12 @@ use portcullis_shared_state::{Cas, SharedData, WriteError, CREATE_CAS};
 
 use crate::headers::HeaderMap;
 use crate::metrics::Metrics;
-use crate::over_time::{body_field, parse_body_fields, CounterStore, Facts, SharedLocal};
+use crate::over_time::{
+    body_field, field_body, is_json, parse_body_fields, CounterStore, Facts, SharedLocal, MAX_BODY_FIELD_BYTES,
+};
 use crate::root::ActiveBundle;
 use crate::token::CallerToken;
+use portcullis_policies::body_field::{json_field, FieldRead};
 
 /// Milliseconds since the epoch, from the host's clock.
 pub fn now_ms() -> u64 {
@@ -87,6 +90,10 @@ pub struct HostRequest {
     source: OnceCell<Option<Vec<u8>>>,
     destination: OnceCell<Option<Vec<u8>>>,
     endpoint: OnceCell<Vec<u8>>,
+    /// `:path` normalised (see `portcullis_policies::endpoint::normalize_path`), query kept: `request.path`.
+    path: OnceCell<Vec<u8>>,
+    /// `:authority` normalised and lower-cased: `request.host`.
+    host: OnceCell<Vec<u8>>,
 }
 
 impl HostRequest {
@@ -98,6 +105,8 @@ impl HostRequest {
             source: OnceCell::new(),
             destination: OnceCell::new(),
             endpoint: OnceCell::new(),
+            path: OnceCell::new(),
+            host: OnceCell::new(),
         }
     }
 
@@ -116,12 +125,33 @@ impl HostRequest {
         })
     }
 
+    /// The raw `:path` split into path and query.
     fn path_parts(&self) -> Option<(&[u8], &[u8])> {
         let path = self.first(":path")?;
         Some(match path.iter().position(|b| *b == b'?') {
             Some(q) => (path.get(..q).unwrap_or(path), path.get(q + 1..).unwrap_or_default()),
             None => (path, &[]),
         })
+    }
+
+    /// `request.path`: the normalised path, then the query as it came. Equivalent paths (`/./admin`, `/%61dmin`,
+    /// `//admin`, `/admin;x=1`) are one, so a rule on the path cannot be sidestepped by spelling it differently.
+    fn normalized_path(&self) -> Option<&[u8]> {
+        let raw = self.first(":path")?;
+        Some(self.path.get_or_init(|| {
+            let mut out = Vec::with_capacity(raw.len());
+            normalize_path(path_only(raw), &mut out);
+            if let Some(q) = raw.iter().position(|b| *b == b'?') {
+                out.extend_from_slice(raw.get(q..).unwrap_or_default());
+            }
+            out
+        }))
+    }
+
+    /// `request.url_path`: the normalised path without the query.
+    fn normalized_url_path(&self) -> Option<&[u8]> {
+        let path = self.normalized_path()?;
+        Some(path_only(path))
     }
 }
 
@@ -134,10 +164,14 @@ impl Request for HostRequest {
     fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
         let header = |name: &str| self.first(name).map(Cow::Borrowed);
         match attribute {
-            Attribute::RequestPath => header(":path"),
-            Attribute::RequestUrlPath => self.path_parts().map(|(p, _)| Cow::Borrowed(p)),
+            Attribute::RequestPath => self.normalized_path().map(Cow::Borrowed),
+            Attribute::RequestUrlPath => self.normalized_url_path().map(Cow::Borrowed),
             Attribute::RequestQuery => self.path_parts().map(|(_, q)| Cow::Borrowed(q)),
-            Attribute::RequestHost => header(":authority"),
+            Attribute::RequestHost => {
+                let authority = self.first(":authority")?;
+                let host = self.host.get_or_init(|| normalize_host(authority).to_ascii_lowercase());
+                Some(Cow::Borrowed(host.as_slice()))
+            }
             Attribute::RequestScheme => header(":scheme"),
             Attribute::RequestMethod => header(":method"),
             Attribute::RequestId => header("x-request-id"),
@@ -270,6 +304,18 @@ impl<'a> ExchangeView<'a> {
     }
 }
 
+impl ExchangeView<'_> {
+    /// The request body as its fields are read (decoded once), `None` when they cannot be.
+    fn field_body(&self) -> Option<&[u8]> {
+        let raw = &self.facts.request_body;
+        if self.request.first("content-encoding").is_none() {
+            return (raw.len() <= MAX_BODY_FIELD_BYTES).then_some(raw.as_slice());
+        }
+        let decoded = self.facts.field_body.get_or_init(|| field_body(self.request, raw).map(Cow::into_owned));
+        decoded.as_deref()
+    }
+}
+
 impl Request for ExchangeView<'_> {
     fn attribute(&self, attribute: Attribute) -> Option<Cow<'_, [u8]>> {
         self.request.attribute(attribute)
@@ -281,6 +327,14 @@ impl Request for ExchangeView<'_> {
 
     fn detection_count(&self, detection: u16) -> u32 {
         self.findings.count(detection)
+    }
+
+    fn uninspectable(&self, location: portcullis_policies::Location) -> bool {
+        self.findings.uninspectable(location)
+    }
+
+    fn body_fields_unreadable(&self) -> bool {
+        self.facts.body_unreadable.get() || self.field_body().is_none()
     }
 
     fn in_list(&self, list: u16, key: &[u8]) -> Option<bool> {
@@ -348,10 +402,23 @@ impl Request for ExchangeView<'_> {
     }
 
     fn body_field(&self, path: &str) -> Option<Cow<'_, [u8]>> {
-        let fields = self
-            .facts
-            .body_fields
-            .get_or_init(|| parse_body_fields(self.request.first("content-type"), &self.facts.request_body));
+        let body = self.field_body()?;
+        // No body has no fields (not an unreadable one).
+        if body.trim_ascii().is_empty() {
+            return None;
+        }
+        let content_type = self.request.first("content-type");
+        if is_json(content_type) {
+            return match json_field(body, path) {
+                FieldRead::Found(value) => Some(value),
+                FieldRead::Absent => None,
+                FieldRead::Unreadable => {
+                    self.facts.body_unreadable.set(true);
+                    None
+                }
+            };
+        }
+        let fields = self.facts.body_fields.get_or_init(|| parse_body_fields(content_type, body));
         body_field(fields.as_ref()?, path)
     }
 

@@ -19,7 +19,7 @@
 
 use std::rc::Rc;
 
-use portcullis_policies::scan::{scan_value, BodyInspector, Findings};
+use portcullis_policies::scan::{scan_value, BodyInspector, Findings, SkipReason};
 use portcullis_policies::{Action, Attribute, Location, Phase, Request, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action as Flow;
@@ -155,6 +155,8 @@ impl RequestFilter {
         let jwt_clean = ex.token.as_ref().is_none_or(|t| t.findings.is_empty());
         let notes = ex.facts.notes.borrow();
         if ex.verdict.action.is_none()
+            && ex.verdict.uninspectable == 0
+            && !ex.findings.any_uninspectable()
             && notes.lists_added.is_empty()
             && jwt_clean
             && ex.findings.nonzero().next().is_none()
@@ -168,6 +170,14 @@ impl RequestFilter {
             verdict: ex.verdict,
             rule_id: ex.verdict.rule.and_then(|i| bundle.rule_id(i)),
             detections: detections.collect(),
+            // What could not be read: an undecodable body, else a body field a rule could not read.
+            inspection: if ex.findings.any_uninspectable() {
+                Some("encoded")
+            } else if ex.verdict.uninspectable > 0 {
+                Some("unreadable")
+            } else {
+                None
+            },
             request_truncated: ex.request_body.as_ref().is_some_and(BodyInspector::truncated),
             response_truncated: ex.response_body.as_ref().is_some_and(BodyInspector::truncated),
             lists_added: notes
@@ -229,6 +239,7 @@ impl RequestFilter {
                 Metrics::bump(self.snapshot.metrics.bodies_truncated);
             }
             ex.findings.absorb(&ex.active.bundle, Location::RequestBody, inspector.classifier_counts());
+            ex.findings.set_uninspectable(Location::RequestBody, inspector.uninspectable());
         }
         ex.holding_request = false;
         if self.decide(Phase::RequestBody) {
@@ -277,12 +288,13 @@ impl HttpContext for RequestFilter {
             let encoding = request.first("content-encoding");
             BodyInspector::new(&active.bundle, Location::RequestBody, content_type, encoding)
         };
-        // Only a body that will really be inspected is worth holding (not a skipped binary or compressed one), and
-        // only one that fits the cap: Envoy buffers what is held, and a large upload arriving in big reads would
-        // overflow its buffer limit (413) before the cap is reached. Larger bodies stream and are still inspected.
+        // Only a body that will really be inspected is worth holding (not a skipped binary one; an undecodable one
+        // is, since rules decide on it), and only one that fits the cap: Envoy buffers what is held, and a large
+        // upload arriving in big reads would overflow its buffer limit (413) before the cap is reached. Larger
+        // bodies stream and are still inspected.
         let cap = u64::from(active.bundle.inspection().max_body_bytes);
         let fits = declared_length(&request).is_none_or(|length| length <= cap);
-        let inspected = request_body.as_ref().is_some_and(|inspector| inspector.skipped().is_none());
+        let inspected = request_body.as_ref().is_some_and(|inspector| inspector.skipped() != Some(SkipReason::Binary));
         let holding_request = active.hold_request_body && fits && (inspected || active.reads_body_fields);
         self.exchange = Some(Box::new(Exchange {
             active,
@@ -431,6 +443,7 @@ impl RequestFilter {
                 Metrics::bump(self.snapshot.metrics.bodies_truncated);
             }
             ex.findings.absorb(&ex.active.bundle, Location::ResponseBody, inspector.classifier_counts());
+            ex.findings.set_uninspectable(Location::ResponseBody, inspector.uninspectable());
         }
         // Response rules are monitor-only (the compiler refuses a block there), so this never answers.
         let _ = self.decide(Phase::Response);

@@ -166,24 +166,42 @@ pub struct Facts {
     /// The first bytes of the request body, kept when the policy reads body fields (at most
     /// [`MAX_BODY_FIELD_BYTES`] + 1, so a longer body is known to be cut).
     pub request_body: Vec<u8>,
-    /// The request body's fields, parsed once when first read (`None`: not JSON or a form, or cut).
+    /// A form body's fields, parsed once when first read (`None`: not a form, or cut).
     pub body_fields: std::cell::OnceCell<Option<serde_json::Value>>,
+    /// The request body with its `content-encoding` removed, decoded once when a field is first read (`None`: its
+    /// fields cannot be read, see [`field_body`]).
+    pub field_body: std::cell::OnceCell<Option<Vec<u8>>>,
+    /// A rule read a field of a body that could not be read (see [`body_fields_unreadable`]).
+    pub body_unreadable: std::cell::Cell<bool>,
 }
 
-/// The most request-body bytes kept for `request.body["field"]`: login and token requests are small; a longer
-/// body has no readable fields (and the rule reading one ends in an error, so it does not match).
+/// The most request-body bytes kept for `request.body["field"]`: login and token requests are small. A longer
+/// body's fields are unreadable, and a rule reading one is decided by its `on_uninspectable` (a blocking rule
+/// blocks by default), so padding a body past the limit is no way around a rule.
 pub const MAX_BODY_FIELD_BYTES: usize = 8 * 1024;
 
-/// The fields of a request body of `content_type`: a JSON value, or a form as an object of its first values.
+/// True when the content type says JSON.
+pub fn is_json(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|c| c.windows(4).any(|w| w.eq_ignore_ascii_case(b"json")))
+}
+
+/// The request body as its fields are read: `body` (the first bytes kept) with its `content-encoding` removed;
+/// `None` when its fields cannot be read at all (longer than [`MAX_BODY_FIELD_BYTES`] as sent or decoded, or in an
+/// encoding that cannot be decoded).
+pub fn field_body<'b>(request: &crate::host::HostRequest, body: &'b [u8]) -> Option<std::borrow::Cow<'b, [u8]>> {
+    if body.len() > MAX_BODY_FIELD_BYTES {
+        return None;
+    }
+    portcullis_policies::scan::decode_body(request.first("content-encoding"), body, MAX_BODY_FIELD_BYTES)
+}
+
+/// The fields of a form request body: an object of its first values (`None` when the content type is not a form).
 pub fn parse_body_fields(content_type: Option<&[u8]>, body: &[u8]) -> Option<serde_json::Value> {
     if body.len() > MAX_BODY_FIELD_BYTES {
         return None;
     }
     let content_type = content_type.map(|c| c.to_ascii_lowercase()).unwrap_or_default();
     let has = |needle: &[u8]| content_type.windows(needle.len()).any(|w| w == needle);
-    if has(b"json") {
-        return serde_json::from_slice(body).ok();
-    }
     if !has(b"application/x-www-form-urlencoded") {
         return None;
     }
@@ -240,20 +258,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_and_form_fields() {
-        let json = parse_body_fields(Some(b"application/json; charset=utf-8"), br#"{"user":{"name":"ann"},"n":7}"#)
-            .expect("json");
-        assert_eq!(body_field(&json, "user.name").as_deref(), Some(&b"ann"[..]));
-        assert_eq!(body_field(&json, "n").as_deref(), Some(&b"7"[..]));
-        assert_eq!(body_field(&json, "user"), None, "objects are not text");
+    fn form_fields() {
+        assert!(is_json(Some(b"application/vnd.api+JSON")));
+        assert!(!is_json(Some(b"text/plain")));
         let form =
             parse_body_fields(Some(b"application/x-www-form-urlencoded"), b"username=a%40b.co&pw=x+y&username=2")
                 .expect("form");
         assert_eq!(body_field(&form, "username").as_deref(), Some(&b"a@b.co"[..]), "first value wins");
         assert_eq!(body_field(&form, "pw").as_deref(), Some(&b"x y"[..]));
         assert_eq!(parse_body_fields(Some(b"text/plain"), b"username=a"), None);
-        assert_eq!(parse_body_fields(Some(b"application/json"), b"{\"a\":"), None, "cut or invalid JSON");
-        assert_eq!(parse_body_fields(Some(b"application/json"), &vec![b' '; MAX_BODY_FIELD_BYTES + 1]), None);
+        assert_eq!(parse_body_fields(Some(b"application/json"), b"{\"a\":1}"), None, "JSON is read by json_field");
         assert_eq!(percent_decode(b"%zz%4"), b"%zz%4");
     }
 }

@@ -1,6 +1,6 @@
 //! The bundle: a compiled policy as it travels from `portcullis compile` to every Envoy.
 //!
-//! # Wire format (format version 3)
+//! # Wire format (format version 4)
 //!
 //! | bytes | what |
 //! |---|---|
@@ -36,7 +36,7 @@ use crate::token::TokenPolicy;
 /// The first eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"PCLSBNDL";
 /// The bundle format this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// Largest bundle accepted, in bytes: a bound on what a control plane can make every worker hold.
 pub const MAX_BUNDLE_BYTES: usize = 16 * 1024 * 1024;
 /// Most rules in one bundle.

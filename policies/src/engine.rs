@@ -13,8 +13,8 @@ use regex_automata::Input;
 use sha2::{Digest, Sha256};
 
 use crate::bundle::Bundle;
-use crate::detect::CounterKind;
-use crate::program::{Action, Attribute, Node, NodeIndex, Phase};
+use crate::detect::{CounterKind, Location};
+use crate::program::{Action, Attribute, Node, NodeIndex, OnUninspectable, Phase};
 use crate::token::{JwtFinding, TokenField};
 use crate::verdict::Verdict;
 
@@ -81,6 +81,18 @@ pub trait Request {
         let _ = path;
         None
     }
+    /// True when the request body's fields cannot be read at all (longer than the field-read limit, in an encoding,
+    /// not valid JSON): a rule reading one is then decided by its `on_uninspectable`, never as "no match".
+    fn body_fields_unreadable(&self) -> bool {
+        false
+    }
+    /// True when the body in `location` could not be inspected (an encoding that cannot be decoded, corrupt or
+    /// over the decoded cap): a detection there that found nothing is then decided by the rule's
+    /// `on_uninspectable`.
+    fn uninspectable(&self, location: Location) -> bool {
+        let _ = location;
+        false
+    }
     /// Response body bytes seen so far; `None` before the response.
     fn response_bytes(&self) -> Option<i64> {
         None
@@ -143,9 +155,26 @@ enum Value<'a> {
     Str(Cow<'a, [u8]>),
 }
 
-/// Evaluation did not produce a value (absent attribute, type confusion in a bad bundle, DFA quit).
-#[derive(Debug, Clone, Copy)]
-struct EvalError;
+/// Evaluation did not produce a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EvalError {
+    /// An absent attribute, type confusion in a bad bundle, a DFA quit: the rule does not match.
+    Error,
+    /// The value depends on data that could not be inspected (an undecodable body, an unreadable body field): the
+    /// rule's `on_uninspectable` decides. It wins over a plain error, so that an error elsewhere cannot hide it.
+    Uninspectable,
+}
+
+impl EvalError {
+    /// The error of an operation on two operands that did not both evaluate.
+    fn either(a: Result<bool, EvalError>, b: Result<bool, EvalError>) -> EvalError {
+        if a == Err(EvalError::Uninspectable) || b == Err(EvalError::Uninspectable) {
+            EvalError::Uninspectable
+        } else {
+            EvalError::Error
+        }
+    }
+}
 
 type Eval<'a> = Result<Value<'a>, EvalError>;
 
@@ -169,7 +198,14 @@ impl Bundle {
                 continue;
             }
             let Ok(index) = u16::try_from(index) else { break };
-            match self.condition_holds(&rule.condition, request) {
+            let holds = match self.condition_holds(&rule.condition, request) {
+                Err(EvalError::Uninspectable) => {
+                    verdict = verdict.with_uninspectable();
+                    Ok(rule.on_uninspectable == OnUninspectable::Block)
+                }
+                other => other,
+            };
+            match holds {
                 Ok(true) => {
                     if let (Action::AddToList, Some(list)) = (rule.action, rule.list) {
                         // At once, so later rules of this request already see the entry.
@@ -181,7 +217,7 @@ impl Bundle {
                     }
                 }
                 Ok(false) => {}
-                Err(EvalError) => verdict = verdict.with_error(),
+                Err(_) => verdict = verdict.with_error(),
             }
         }
         verdict
@@ -237,14 +273,14 @@ impl Bundle {
     fn condition_holds(&self, condition: &[Node], request: &dyn Request) -> Result<bool, EvalError> {
         match self.value_of(condition, request)? {
             Value::Bool(b) => Ok(b),
-            _ => Err(EvalError),
+            _ => Err(EvalError::Error),
         }
     }
 
     /// The value of an expression arena (root last).
     fn value_of<'a>(&'a self, nodes: &'a [Node], request: &'a dyn Request) -> Eval<'a> {
-        let root = nodes.len().checked_sub(1).ok_or(EvalError)?;
-        let root = NodeIndex::try_from(root).map_err(|_| EvalError)?;
+        let root = nodes.len().checked_sub(1).ok_or(EvalError::Error)?;
+        let root = NodeIndex::try_from(root).map_err(|_| EvalError::Error)?;
         Evaluator { bundle: self, nodes, request }.eval(root)
     }
 }
@@ -258,13 +294,13 @@ struct Evaluator<'a> {
 impl<'a> Evaluator<'a> {
     // Recursion depth is bounded by `MAX_CONDITION_DEPTH`, checked when the bundle was loaded.
     fn eval(&self, index: NodeIndex) -> Eval<'a> {
-        let node = usize::try_from(index).ok().and_then(|i| self.nodes.get(i)).ok_or(EvalError)?;
+        let node = usize::try_from(index).ok().and_then(|i| self.nodes.get(i)).ok_or(EvalError::Error)?;
         Ok(match node {
             Node::Bool(b) => Value::Bool(*b),
             Node::Int(i) => Value::Int(*i),
             Node::String(s) => Value::Str(Cow::Borrowed(s.as_bytes())),
-            Node::Attribute(a) => Value::Str(self.request.attribute(*a).ok_or(EvalError)?),
-            Node::Header(name) => Value::Str(self.request.header(name.as_bytes()).ok_or(EvalError)?),
+            Node::Attribute(a) => Value::Str(self.request.attribute(*a).ok_or(EvalError::Error)?),
+            Node::Header(name) => Value::Str(self.request.header(name.as_bytes()).ok_or(EvalError::Error)?),
             Node::HasHeader(name) => Value::Bool(self.request.header(name.as_bytes()).is_some()),
             Node::Not(a) => Value::Bool(!self.bool(*a)?),
             // `false && x` is false whatever `x` is (even an error), so `x` is not evaluated: no lookup is wasted.
@@ -273,7 +309,7 @@ impl<'a> Evaluator<'a> {
                 left => match (left, self.bool(*b)) {
                     (_, Ok(false)) => Value::Bool(false),
                     (Ok(true), Ok(true)) => Value::Bool(true),
-                    _ => return Err(EvalError),
+                    (left, right) => return Err(EvalError::either(left, right)),
                 },
             },
             Node::Or(a, b) => match self.bool(*a) {
@@ -281,7 +317,7 @@ impl<'a> Evaluator<'a> {
                 left => match (left, self.bool(*b)) {
                     (_, Ok(true)) => Value::Bool(true),
                     (Ok(false), Ok(false)) => Value::Bool(false),
-                    _ => return Err(EvalError),
+                    (left, right) => return Err(EvalError::either(left, right)),
                 },
             },
             Node::Eq(a, b) => Value::Bool(self.equal(*a, *b)?),
@@ -297,21 +333,35 @@ impl<'a> Evaluator<'a> {
                 Value::Bool(needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_ref()))
             }
             Node::Matches { subject, dfa } => {
-                let dfa = usize::try_from(*dfa).ok().and_then(|i| self.bundle.dfas.get(i)).ok_or(EvalError)?;
+                let dfa = usize::try_from(*dfa).ok().and_then(|i| self.bundle.dfas.get(i)).ok_or(EvalError::Error)?;
                 let subject = self.str(*subject)?;
                 let input = Input::new(subject.as_ref()).earliest(true);
-                Value::Bool(dfa.try_search_fwd(&input).map_err(|_| EvalError)?.is_some())
+                Value::Bool(dfa.try_search_fwd(&input).map_err(|_| EvalError::Error)?.is_some())
             }
-            Node::Size(a) => Value::Int(i64::try_from(self.str(*a)?.len()).map_err(|_| EvalError)?),
-            Node::Detected(d) => Value::Bool(self.request.detection_count(*d) > 0),
+            Node::Size(a) => Value::Int(i64::try_from(self.str(*a)?.len()).map_err(|_| EvalError::Error)?),
+            Node::Detected(d) => {
+                if self.request.detection_count(*d) > 0 {
+                    Value::Bool(true)
+                } else if self
+                    .bundle
+                    .detections
+                    .get(usize::from(*d))
+                    .is_some_and(|def| self.request.uninspectable(def.location))
+                {
+                    // Nothing found in a body that could not be read is not "nothing there".
+                    return Err(EvalError::Uninspectable);
+                } else {
+                    Value::Bool(false)
+                }
+            }
             Node::TokenPresent => Value::Bool(self.request.token_present()),
-            Node::TokenField(f) => Value::Str(self.request.token_field(*f).ok_or(EvalError)?),
-            Node::TokenClaim(name) => Value::Str(self.request.token_claim(name).ok_or(EvalError)?),
-            Node::TokenHeader(name) => Value::Str(self.request.token_header(name).ok_or(EvalError)?),
+            Node::TokenField(f) => Value::Str(self.request.token_field(*f).ok_or(EvalError::Error)?),
+            Node::TokenClaim(name) => Value::Str(self.request.token_claim(name).ok_or(EvalError::Error)?),
+            Node::TokenHeader(name) => Value::Str(self.request.token_header(name).ok_or(EvalError::Error)?),
             Node::JwtFinding(f) => Value::Bool(self.request.jwt_finding(*f)),
             Node::InList { list, key } => {
                 let key = self.str(*key)?;
-                let def = self.bundle.lists.get(usize::from(*list)).ok_or(EvalError)?;
+                let def = self.bundle.lists.get(usize::from(*list)).ok_or(EvalError::Error)?;
                 if def.contains_static(&key) {
                     self.request.static_list_hit(*list);
                     return Ok(Value::Bool(true));
@@ -319,33 +369,37 @@ impl<'a> Evaluator<'a> {
                 if !def.is_dynamic() {
                     return Ok(Value::Bool(false));
                 }
-                Value::Bool(self.request.in_list(*list, &key).ok_or(EvalError)?)
+                Value::Bool(self.request.in_list(*list, &key).ok_or(EvalError::Error)?)
             }
             Node::Counter { counter, key } => {
                 let key = match key {
                     Some(key) => bounded_key(self.str(*key)?.into_owned()),
-                    None => self.bundle.counter_key(*counter, self.request).ok_or(EvalError)?,
+                    None => self.bundle.counter_key(*counter, self.request).ok_or(EvalError::Error)?,
                 };
-                Value::Int(self.request.counter_value(*counter, &key).ok_or(EvalError)?)
+                Value::Int(self.request.counter_value(*counter, &key).ok_or(EvalError::Error)?)
             }
-            Node::SeenElsewhere(c) => Value::Bool(self.request.seen_elsewhere(*c).ok_or(EvalError)?),
-            Node::ResponseCode => Value::Int(self.request.response_code().ok_or(EvalError)?),
-            Node::ResponseBytes => Value::Int(self.request.response_bytes().ok_or(EvalError)?),
-            Node::BodyField(path) => Value::Str(self.request.body_field(path).ok_or(EvalError)?),
+            Node::SeenElsewhere(c) => Value::Bool(self.request.seen_elsewhere(*c).ok_or(EvalError::Error)?),
+            Node::ResponseCode => Value::Int(self.request.response_code().ok_or(EvalError::Error)?),
+            Node::ResponseBytes => Value::Int(self.request.response_bytes().ok_or(EvalError::Error)?),
+            Node::BodyField(path) => match self.request.body_field(path) {
+                Some(value) => Value::Str(value),
+                None if self.request.body_fields_unreadable() => return Err(EvalError::Uninspectable),
+                None => return Err(EvalError::Error),
+            },
         })
     }
 
     fn bool(&self, index: NodeIndex) -> Result<bool, EvalError> {
         match self.eval(index)? {
             Value::Bool(b) => Ok(b),
-            _ => Err(EvalError),
+            _ => Err(EvalError::Error),
         }
     }
 
     fn str(&self, index: NodeIndex) -> Result<Cow<'a, [u8]>, EvalError> {
         match self.eval(index)? {
             Value::Str(s) => Ok(s),
-            _ => Err(EvalError),
+            _ => Err(EvalError::Error),
         }
     }
 
@@ -354,7 +408,7 @@ impl<'a> Evaluator<'a> {
             (Value::Bool(x), Value::Bool(y)) => Ok(x == y),
             (Value::Int(x), Value::Int(y)) => Ok(x == y),
             (Value::Str(x), Value::Str(y)) => Ok(x == y),
-            _ => Err(EvalError),
+            _ => Err(EvalError::Error),
         }
     }
 
@@ -362,7 +416,7 @@ impl<'a> Evaluator<'a> {
         match (self.eval(a)?, self.eval(b)?) {
             (Value::Int(x), Value::Int(y)) => Ok(x.cmp(&y)),
             (Value::Str(x), Value::Str(y)) => Ok(x.cmp(&y)),
-            _ => Err(EvalError),
+            _ => Err(EvalError::Error),
         }
     }
 }

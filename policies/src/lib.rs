@@ -30,6 +30,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+pub mod body_field;
 pub mod bundle;
 pub mod detect;
 pub mod endpoint;
@@ -47,5 +48,5 @@ pub mod compiler;
 pub use bundle::{Bundle, BundleError};
 pub use detect::Location;
 pub use engine::Request;
-pub use program::{Action, Attribute, Phase};
+pub use program::{Action, Attribute, OnUninspectable, Phase};
 pub use verdict::Verdict;

@@ -263,4 +263,37 @@ pub struct Rule {
     pub condition: Vec<Node>,
     /// When the rule is evaluated (computed by the compiler from what the condition reads).
     pub phase: Phase,
+    /// What the rule does when its condition depends on data that could not be inspected (a body in an encoding
+    /// that cannot be decoded, a body field that cannot be read).
+    pub on_uninspectable: OnUninspectable,
+}
+
+/// A rule's `on_uninspectable`: what an uninspectable body means to it. Nothing is ever silently passed: the
+/// finding (`inspection=encoded`, `inspection=unreadable`) is in the verdict either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnUninspectable {
+    /// The rule matches (takes its action) as if what it could not read had held: the default of `block` and
+    /// `throttle` rules.
+    Block,
+    /// The rule does not match: the default of `monitor` and `add_to_list` rules.
+    Pass,
+}
+
+impl OnUninspectable {
+    /// The default for a rule of `action`: rules that answer act, the others pass.
+    pub fn default_for(action: Action) -> OnUninspectable {
+        if action.answers() {
+            OnUninspectable::Block
+        } else {
+            OnUninspectable::Pass
+        }
+    }
+
+    /// The name used in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUninspectable::Block => "block",
+            OnUninspectable::Pass => "pass",
+        }
+    }
 }

@@ -17,11 +17,14 @@ pub struct Verdict {
     pub matched: u16,
     /// How many rule conditions ended in an evaluation error (e.g. a header they read was absent) and so did not match.
     pub errors: u16,
+    /// How many rule conditions depended on data that could not be inspected (decided by their `on_uninspectable`).
+    pub uninspectable: u16,
 }
 
 impl Verdict {
     /// No rule matched.
-    pub const ALLOW: Verdict = Verdict { action: None, rule: None, status: 0, retry_after: 0, matched: 0, errors: 0 };
+    pub const ALLOW: Verdict =
+        Verdict { action: None, rule: None, status: 0, retry_after: 0, matched: 0, errors: 0, uninspectable: 0 };
 
     /// True when the request must be answered by the filter (block or throttle).
     pub fn is_block(&self) -> bool {
@@ -41,7 +44,7 @@ impl Verdict {
         let matched = self.matched.saturating_add(1);
         match self.action {
             Some(current) if current >= action => Verdict { matched, ..self },
-            _ => Verdict { action: Some(action), rule: Some(index), status, retry_after, matched, errors: self.errors },
+            _ => Verdict { action: Some(action), rule: Some(index), status, retry_after, matched, ..self },
         }
     }
 
@@ -51,8 +54,15 @@ impl Verdict {
     pub fn then(self, later: Verdict) -> Verdict {
         let matched = self.matched.saturating_add(later.matched);
         let errors = self.errors.saturating_add(later.errors);
+        let uninspectable = self.uninspectable.saturating_add(later.uninspectable);
         let decided = if later.action > self.action { later } else { self };
-        Verdict { matched, errors, ..decided }
+        Verdict { matched, errors, uninspectable, ..decided }
+    }
+
+    /// Counts a rule whose condition depended on data that could not be inspected.
+    #[must_use]
+    pub fn with_uninspectable(self) -> Verdict {
+        Verdict { uninspectable: self.uninspectable.saturating_add(1), ..self }
     }
 
     /// Counts a rule whose condition could not be evaluated.

@@ -53,7 +53,7 @@ fn unknown_field_in_rule() {
     assert_eq!(
         error_of("unknown_field_rule.yaml"),
         "fixtures/errors/unknown_field_rule.yaml:5:5: unknown field 'actoin' in rule \
-         (expected one of: id, when, action, status, list, ttl, retry_after)"
+         (expected one of: id, when, action, status, list, ttl, retry_after, on_uninspectable)"
     );
 }
 
@@ -141,6 +141,14 @@ fn bad_action() {
     assert_eq!(
         error_of("bad_action.yaml"),
         "fixtures/errors/bad_action.yaml:5:13: invalid action 'deny' (expected one of: block, throttle, monitor, add_to_list)"
+    );
+}
+
+#[test]
+fn bad_on_uninspectable() {
+    assert_eq!(
+        error_of("bad_on_uninspectable.yaml"),
+        "fixtures/errors/bad_on_uninspectable.yaml:6:23: invalid on_uninspectable 'allow' (expected one of: block, pass)"
     );
 }
 

@@ -88,15 +88,28 @@ fn feed_and_finish_never_allocate() {
         m
     };
     let form: Vec<u8> = body.iter().map(|b| if *b == b'@' { b'+' } else { *b }).collect();
-    let cases: [(&[u8], &[u8]); 3] = [
-        (b"application/json", &body),
-        (b"multipart/form-data; boundary=b", &multipart),
-        (b"application/x-www-form-urlencoded", &form),
+    // JSON string escapes are decoded in place, and gzip inflates into the inspector's own buffer.
+    let escaped = String::from_utf8(body.clone()).unwrap().replace("4111", "\\u0034111").replace('@', "\\u0040");
+    let gzipped = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&body).unwrap();
+        e.finish().unwrap()
+    };
+    // (content type, content encoding, body)
+    type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
+    let cases: [Case<'_>; 5] = [
+        (b"application/json", None, &body),
+        (b"multipart/form-data; boundary=b", None, &multipart),
+        (b"application/x-www-form-urlencoded", None, &form),
+        (b"application/json", None, escaped.as_bytes()),
+        (b"application/json", Some(b"gzip"), &gzipped),
     ];
-    for (content_type, body) in cases {
+    for (content_type, encoding, body) in cases {
         for chunk_size in [1, 7, 1024, 16 * 1024] {
             let made = allocations();
-            let mut inspector = BodyInspector::new(&bundle, Location::ResponseBody, Some(content_type), None).unwrap();
+            let mut inspector =
+                BodyInspector::new(&bundle, Location::ResponseBody, Some(content_type), encoding).unwrap();
             // The counter works: the per-body state is allocated here, once.
             assert!(allocations() > made);
             let before = allocations();
@@ -105,7 +118,8 @@ fn feed_and_finish_never_allocate() {
             }
             inspector.finish(&bundle);
             let during = allocations() - before;
-            assert_eq!(during, 0, "{} in {chunk_size}-byte chunks", String::from_utf8_lossy(content_type));
+            assert_eq!(during, 0, "{} {encoding:?} in {chunk_size}-byte chunks", String::from_utf8_lossy(content_type));
+            assert!(!inspector.uninspectable());
             assert!(inspector.classifier_counts().iter().sum::<u32>() > 0);
         }
     }

@@ -30,6 +30,7 @@ pub fn valid_bundle(name: &str, revision: u64) -> Vec<u8> {
         retry_after_seconds: 0,
         condition: vec![Node::Bool(true)],
         phase: Phase::RequestHeaders,
+        on_uninspectable: portcullis_policies::OnUninspectable::Block,
     };
     bundle::encode(&BundleContent {
         policy_name: name.to_owned(),

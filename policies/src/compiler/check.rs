@@ -894,6 +894,7 @@ mod tests {
                 retry_after_seconds: 0,
                 condition: nodes,
                 phase: crate::program::Phase::RequestHeaders,
+                on_uninspectable: crate::OnUninspectable::Block,
             }],
             ..Default::default()
         };

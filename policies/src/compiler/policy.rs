@@ -11,7 +11,7 @@ use crate::bundle::{
     MAX_WINDOW_SECONDS,
 };
 use crate::detect::{ClassifierDef, InspectionDef, ListDef, ListKey, Location, Network, Validator};
-use crate::program::{Action, Node, Phase, Rule};
+use crate::program::{Action, Node, OnUninspectable, Phase, Rule};
 use crate::scan::builtin;
 use crate::token::TokenPolicy;
 
@@ -27,7 +27,7 @@ const POLICY_VERSION: i64 = 1;
 /// Keys of the top-level mapping.
 const POLICY_KEYS: &str = "version, inspection, tokens, classifiers, detections, lists, counters, rules";
 /// Keys of a rule.
-const RULE_KEYS: &str = "id, when, action, status, list, ttl, retry_after";
+const RULE_KEYS: &str = "id, when, action, status, list, ttl, retry_after, on_uninspectable";
 /// Keys of `inspection`.
 const INSPECTION_KEYS: &str = "max_body_bytes, inspect_binary";
 /// Keys of a custom classifier.
@@ -723,6 +723,18 @@ impl Compiler<'_> {
                 })?
             }
         };
+        let on_uninspectable = match field(&fields, "on_uninspectable") {
+            None => OnUninspectable::default_for(action),
+            Some(value) => match self.text("on_uninspectable", value)?.as_str() {
+                "block" => OnUninspectable::Block,
+                "pass" => OnUninspectable::Pass,
+                other => {
+                    return Err(
+                        self.error(value, format!("invalid on_uninspectable '{other}' (expected one of: block, pass)"))
+                    )
+                }
+            },
+        };
         let condition = self.condition("when", when, scope)?;
         let phase = bundle::phase_of(&condition, scope.tables.detections(), counters);
         if action.answers() && phase == Phase::Response {
@@ -734,7 +746,7 @@ impl Compiler<'_> {
                 ),
             ));
         }
-        Ok(Rule { id, action, status, list, ttl_seconds, retry_after_seconds, condition, phase })
+        Ok(Rule { id, action, status, list, ttl_seconds, retry_after_seconds, condition, phase, on_uninspectable })
     }
 
     /// An `add_to_list` rule's `list` and `ttl` (the list's own ttl when it does not say); refused on other actions.

@@ -56,14 +56,6 @@ pub(crate) fn classify(content_type: Option<&[u8]>) -> BodyKind {
     BodyKind::Binary
 }
 
-/// True when a `content-encoding` value leaves the body readable (absent, empty or `identity`).
-pub(crate) fn is_identity(content_encoding: Option<&[u8]>) -> bool {
-    content_encoding.is_none_or(|v| {
-        let v = v.trim_ascii();
-        v.is_empty() || v.eq_ignore_ascii_case(b"identity")
-    })
-}
-
 /// Longest multipart boundary (RFC 2046).
 const MAX_BOUNDARY: usize = 70;
 /// The delimiter that ends a part: CRLF, `--`, the boundary.
@@ -445,10 +437,6 @@ mod tests {
         ] {
             assert_eq!(classify(Some(binary.as_bytes())), BodyKind::Binary, "{binary}");
         }
-        assert!(is_identity(None));
-        assert!(is_identity(Some(b" Identity ")));
-        assert!(!is_identity(Some(b"gzip")));
-        assert!(!is_identity(Some(b"br")));
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //! mod-97, area rules, ...; see [`builtin`]) and checks its context keywords. Only counts per classifier are kept,
 //! never values.
 //!
-//! Before the scanner, the content type picks a decoder: text and JSON as they are, form bodies percent-decoded,
-//! multipart bodies split into parts (binary parts skipped). Binary and compressed bodies are not inspected.
+//! Before the scanner, a `content-encoding` the inspector can remove (gzip, deflate, br) is decoded (see
+//! [`encoding`]); a body in any other encoding, or one that does not decode, is not scanned and is reported
+//! uninspectable ([`SkipReason::Encoded`]), which rules decide on. Then the content type picks a decoder: text and
+//! JSON with their JSON string escapes decoded, form bodies percent-decoded, multipart bodies split into parts
+//! (binary parts skipped). Binary bodies are not inspected unless the policy says so.
 //!
 //! All per-body state is allocated once in [`BodyInspector::new`]; [`BodyInspector::feed`] never allocates (the
 //! `scan_allocations` test counts).
@@ -31,6 +34,8 @@
 
 pub mod builtin;
 mod decode;
+mod encoding;
+mod json;
 
 use core::fmt;
 
@@ -43,6 +48,8 @@ use regex_automata::Anchored;
 use crate::bundle::{Bundle, MAX_CLASSIFIER_MATCH};
 use crate::detect::{ClassifierDef, Location, ScanSetDef, Validator};
 use decode::{BodyKind, FormDecoder, Multipart, Sink};
+use encoding::{Decompressor, Encoding, Halt};
+use json::JsonUnescape;
 
 /// Bytes of the stream the scanner keeps for validation and context: the longest match plus the context window.
 pub const RING: usize = 1024;
@@ -57,7 +64,8 @@ const RUN_GAP: u64 = 2;
 pub enum SkipReason {
     /// The content type is binary (images, archives, protobuf, ...) and the policy does not inspect binary.
     Binary,
-    /// The body is compressed (`content-encoding`); put Envoy's decompressor filter before Portcullis.
+    /// The body is in a `content-encoding` that cannot be decoded (unknown, stacked, `zstd`, corrupt or cut): it is
+    /// uninspectable, and rules reading it are decided by their `on_uninspectable`.
     Encoded,
 }
 
@@ -449,9 +457,57 @@ impl Sink for ScanSink<'_, '_> {
 
 /// How a body's bytes reach the scanner.
 enum Decoder {
+    /// As they are (binary, when the policy inspects it).
     Plain,
+    /// Text: JSON string escapes decoded.
+    Text(JsonUnescape),
     Form(FormDecoder),
-    Multipart(Box<Multipart>),
+    /// Multipart: parts split, and JSON string escapes decoded in the text parts.
+    Multipart(Box<(Multipart, JsonUnescape)>),
+}
+
+/// A sink that decodes JSON string escapes before the scanner; a part's end flushes an unfinished escape.
+struct Unescaping<'u, 's, 'c> {
+    json: &'u mut JsonUnescape,
+    inner: &'u mut ScanSink<'s, 'c>,
+}
+
+impl Sink for Unescaping<'_, '_, '_> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.json.feed(bytes, self.inner);
+    }
+
+    fn segment_end(&mut self) {
+        self.json.finish(self.inner);
+        self.inner.segment_end();
+    }
+}
+
+impl Decoder {
+    fn feed(&mut self, bytes: &[u8], sink: &mut ScanSink<'_, '_>) {
+        match self {
+            Decoder::Plain => sink.bytes(bytes),
+            Decoder::Text(d) => d.feed(bytes, sink),
+            Decoder::Form(d) => d.feed(bytes, sink),
+            Decoder::Multipart(m) => {
+                let (parts, json) = &mut **m;
+                parts.feed(bytes, &mut Unescaping { json, inner: sink });
+            }
+        }
+    }
+
+    fn finish(&mut self, sink: &mut ScanSink<'_, '_>) {
+        match self {
+            Decoder::Plain => {}
+            Decoder::Text(d) => d.finish(sink),
+            Decoder::Form(d) => d.finish(sink),
+            Decoder::Multipart(m) => {
+                let (parts, json) = &mut **m;
+                parts.finish(&mut Unescaping { json, inner: sink });
+                json.finish(sink);
+            }
+        }
+    }
 }
 
 /// Streams one body through the scan set of its location, chunk by chunk, up to the inspection cap.
@@ -460,6 +516,8 @@ pub struct BodyInspector {
     /// The bundle this inspector was made for: its DFA states mean nothing to another bundle's DFA.
     digest: [u8; 32],
     scanner: Scanner,
+    /// The `content-encoding` being removed, if any.
+    encoding: Option<Box<Decompressor>>,
     decoder: Decoder,
     cap: u64,
     inspected: u64,
@@ -484,10 +542,11 @@ impl fmt::Debug for BodyInspector {
 impl BodyInspector {
     /// An inspector for a body in `location`; `None` when the bundle looks for nothing there.
     ///
-    /// `content_type` and `content_encoding` are the header values (`None`: absent). A compressed body
-    /// (any encoding but `identity`) is skipped as [`SkipReason::Encoded`]; a content type not recognised as text
-    /// is skipped as [`SkipReason::Binary`] unless the bundle inspects binary. Text (and no content type), JSON,
-    /// XML, form-urlencoded and multipart bodies are inspected.
+    /// `content_type` and `content_encoding` are the header values (`None`: absent). A body in `gzip`, `deflate` or
+    /// `br` is decoded as it streams; one in any other encoding is skipped as [`SkipReason::Encoded`] (uninspectable,
+    /// see [`BodyInspector::uninspectable`]); a content type not recognised as text is skipped as
+    /// [`SkipReason::Binary`] unless the bundle inspects binary. Text (and no content type), JSON, XML,
+    /// form-urlencoded and multipart bodies are inspected.
     pub fn new(
         bundle: &Bundle,
         location: Location,
@@ -496,19 +555,27 @@ impl BodyInspector {
     ) -> Option<BodyInspector> {
         let ctx = Ctx::of(bundle, location)?;
         let inspect_binary = bundle.inspection().inspect_binary;
+        let cap = u64::from(bundle.inspection().max_body_bytes);
         let mut skipped = None;
-        let decoder = match decode::classify(content_type) {
-            _ if !decode::is_identity(content_encoding) => {
+        let encoding = match encoding::parse(content_encoding) {
+            Encoding::Identity => None,
+            Encoding::Decode(coding) => Some(Box::new(Decompressor::new(coding, cap))),
+            Encoding::Unsupported => {
                 skipped = Some(SkipReason::Encoded);
-                Decoder::Plain
+                None
             }
-            BodyKind::Text => Decoder::Plain,
+        };
+        let decoder = match decode::classify(content_type) {
+            _ if skipped.is_some() => Decoder::Plain,
+            BodyKind::Text => Decoder::Text(JsonUnescape::default()),
             BodyKind::Form => Decoder::Form(FormDecoder::default()),
             BodyKind::Multipart => content_type
                 .and_then(decode::boundary)
                 .and_then(|b| Multipart::new(b, inspect_binary))
                 // Without a usable boundary the parts cannot be told apart: read it all as text.
-                .map_or(Decoder::Plain, |m| Decoder::Multipart(Box::new(m))),
+                .map_or(Decoder::Text(JsonUnescape::default()), |m| {
+                    Decoder::Multipart(Box::new((m, JsonUnescape::default())))
+                }),
             BodyKind::Binary if inspect_binary => Decoder::Plain,
             BodyKind::Binary => {
                 skipped = Some(SkipReason::Binary);
@@ -519,8 +586,9 @@ impl BodyInspector {
             location,
             digest: *bundle.digest(),
             scanner: Scanner::new(&ctx),
+            encoding,
             decoder,
-            cap: u64::from(bundle.inspection().max_body_bytes),
+            cap,
             inspected: 0,
             truncated: false,
             skipped,
@@ -528,9 +596,14 @@ impl BodyInspector {
         })
     }
 
-    /// Inspects the next chunk. Never allocates; past the cap it only records that the body was truncated.
+    /// Inspects the next chunk. Never allocates for an identity body; past the cap (of bytes received, or of bytes
+    /// decoded) it only records that the body was truncated.
     pub fn feed(&mut self, bundle: &Bundle, chunk: &[u8]) {
-        if self.finished || self.skipped.is_some() || chunk.is_empty() || bundle.digest() != &self.digest {
+        let undecodable = self.skipped == Some(SkipReason::Encoded);
+        if self.finished || (self.skipped.is_some() && !undecodable) || chunk.is_empty() {
+            return;
+        }
+        if bundle.digest() != &self.digest {
             return;
         }
         let room = self.cap.saturating_sub(self.inspected);
@@ -542,15 +615,28 @@ impl BodyInspector {
         let Some(part) = chunk.get(..take).filter(|p| !p.is_empty()) else {
             return;
         };
+        // An undecodable body is still counted, so that the filter knows when it passed the cap.
+        self.inspected += take as u64;
+        if undecodable {
+            return;
+        }
         let Some(ctx) = Ctx::of(bundle, self.location) else {
             return;
         };
-        self.inspected += take as u64;
         let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
-        match &mut self.decoder {
-            Decoder::Plain => sink.bytes(part),
-            Decoder::Form(d) => d.feed(part, &mut sink),
-            Decoder::Multipart(m) => m.feed(part, &mut sink),
+        let decoder = &mut self.decoder;
+        let Some(encoding) = self.encoding.as_mut() else {
+            decoder.feed(part, &mut sink);
+            return;
+        };
+        match encoding.feed(part, &mut |bytes| decoder.feed(bytes, &mut sink)) {
+            Ok(()) => {}
+            Err(Halt::Full) => {
+                // Decoded bytes count against the cap like received ones: inspection stops here.
+                self.truncated = true;
+                self.inspected = self.cap;
+            }
+            Err(Halt::Undecodable) => self.skipped = Some(SkipReason::Encoded),
         }
     }
 
@@ -564,12 +650,12 @@ impl BodyInspector {
         let Some(ctx) = Ctx::of(bundle, self.location) else {
             return;
         };
-        let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
-        match &mut self.decoder {
-            Decoder::Plain => {}
-            Decoder::Form(d) => d.finish(&mut sink),
-            Decoder::Multipart(m) => m.finish(&mut sink),
+        // A compressed stream that stops short was cut or is corrupt (unless the cap stopped it).
+        if !self.truncated && self.encoding.as_ref().is_some_and(|e| e.finish().is_err()) {
+            self.skipped = Some(SkipReason::Encoded);
         }
+        let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
+        self.decoder.finish(&mut sink);
         let flush = !self.truncated;
         self.scanner.end_segment(&ctx, flush);
     }
@@ -579,9 +665,15 @@ impl BodyInspector {
         self.truncated
     }
 
-    /// Why the body was not inspected at all, if it was not.
+    /// Why the body was not inspected (at all, or from some point on), if it was not.
     pub fn skipped(&self) -> Option<SkipReason> {
         self.skipped
+    }
+
+    /// True when the body could not be inspected: its encoding cannot be decoded, or it did not decode. Findings up
+    /// to that point still count; what was not read is the `inspection=encoded` finding.
+    pub fn uninspectable(&self) -> bool {
+        self.skipped == Some(SkipReason::Encoded)
     }
 
     /// Bytes inspected so far (as received, before any decoding).
@@ -593,6 +685,26 @@ impl BodyInspector {
     pub fn classifier_counts(&self) -> &[u32] {
         &self.scanner.counts
     }
+}
+
+/// A complete body with its `content-encoding` removed, for reading its fields: `None` when the encoding cannot
+/// be decoded, the stream is corrupt or cut, or the decoded body is longer than `cap` bytes. An identity body is
+/// returned as it is.
+pub fn decode_body<'b>(
+    content_encoding: Option<&[u8]>,
+    body: &'b [u8],
+    cap: usize,
+) -> Option<std::borrow::Cow<'b, [u8]>> {
+    let coding = match encoding::parse(content_encoding) {
+        Encoding::Identity => return (body.len() <= cap).then_some(std::borrow::Cow::Borrowed(body)),
+        Encoding::Decode(coding) => coding,
+        Encoding::Unsupported => return None,
+    };
+    let mut decoder = Decompressor::new(coding, u64::try_from(cap).unwrap_or(u64::MAX));
+    let mut out = Vec::new();
+    decoder.feed(body, &mut |bytes| out.extend_from_slice(bytes)).ok()?;
+    decoder.finish().ok()?;
+    Some(std::borrow::Cow::Owned(out))
 }
 
 /// Scans a complete value (e.g. the query string, percent-decoded) and returns confirmed findings per classifier.
@@ -615,12 +727,31 @@ pub fn scan_value(bundle: &Bundle, location: Location, value: &[u8]) -> Vec<u32>
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
     counts: Vec<u32>,
+    /// Per location (see [`Location::index`]): the body there could not be inspected.
+    uninspectable: [bool; 3],
 }
 
 impl Findings {
     /// No findings yet, sized for `bundle`'s detections.
     pub fn new(bundle: &Bundle) -> Findings {
-        Findings { counts: vec![0; bundle.detections().len()] }
+        Findings { counts: vec![0; bundle.detections().len()], uninspectable: [false; 3] }
+    }
+
+    /// Records whether the body in `location` could be inspected (see [`BodyInspector::uninspectable`]).
+    pub fn set_uninspectable(&mut self, location: Location, uninspectable: bool) {
+        if let Some(slot) = self.uninspectable.get_mut(location.index()) {
+            *slot = uninspectable;
+        }
+    }
+
+    /// True when the body in `location` could not be inspected.
+    pub fn uninspectable(&self, location: Location) -> bool {
+        self.uninspectable.get(location.index()).copied().unwrap_or(false)
+    }
+
+    /// True when some body of the exchange could not be inspected.
+    pub fn any_uninspectable(&self) -> bool {
+        self.uninspectable.iter().any(|u| *u)
     }
 
     /// Sets the counts of the detections in `location` from that location's classifier counts, applying layering
@@ -823,7 +954,8 @@ mod scanner_tests {
         };
         assert_eq!(skipped(Some(b"image/png"), None), (Some(SkipReason::Binary), 0));
         assert_eq!(skipped(Some(b"application/grpc"), None), (Some(SkipReason::Binary), 0));
-        assert_eq!(skipped(Some(b"application/json"), Some(b"gzip")), (Some(SkipReason::Encoded), 0));
+        assert_eq!(skipped(Some(b"application/json"), Some(b"x-anything")), (Some(SkipReason::Encoded), 0));
+        assert_eq!(skipped(Some(b"application/json"), Some(b"gzip")), (Some(SkipReason::Encoded), 0), "not gzip");
         assert_eq!(skipped(Some(b"text/plain"), Some(b"identity")), (None, 1));
         assert_eq!(skipped(None, None), (None, 1));
         let binary = bundle_with("inspection:\n  inspect_binary: true\n");
@@ -832,6 +964,136 @@ mod scanner_tests {
         i.feed(&binary, card);
         i.finish(&binary);
         assert_eq!((i.skipped(), i.classifier_counts().iter().sum::<u32>()), (None, 1));
+    }
+
+    fn gzip(body: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(body).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn brotli(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams::default();
+        brotli::BrotliCompress(&mut &body[..], &mut out, &params).unwrap();
+        out
+    }
+
+    /// `(uninspectable, truncated, findings)` of `body` sent in `encoding`, in chunks of `chunk` bytes.
+    fn encoded(bundle: &Bundle, encoding: &[u8], body: &[u8], chunk: usize) -> (bool, bool, Vec<(String, u32)>) {
+        let mut i =
+            BodyInspector::new(bundle, Location::RequestBody, Some(b"application/json"), Some(encoding)).unwrap();
+        for c in body.chunks(chunk) {
+            i.feed(bundle, c);
+        }
+        i.finish(bundle);
+        (i.uninspectable(), i.truncated(), named(bundle, i.classifier_counts()))
+    }
+
+    #[test]
+    fn compressed_bodies_are_decoded() {
+        let bundle = bundle();
+        let body = br#"{"note":"pay","card":"4111 1111 1111 1111","to":"jane@example.com"}"#;
+        let found = expect(&[("credit_card", 1), ("email", 1)]);
+        let deflate = |zlib: bool| {
+            use std::io::Write;
+            let mut out = Vec::new();
+            if zlib {
+                let mut e = flate2::write::ZlibEncoder::new(&mut out, flate2::Compression::best());
+                e.write_all(body).unwrap();
+                e.finish().unwrap();
+            } else {
+                let mut e = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::best());
+                e.write_all(body).unwrap();
+                e.finish().unwrap();
+            }
+            out
+        };
+        let mut two_members = gzip(&body[..20]);
+        two_members.extend(gzip(&body[20..]));
+        for (encoding, data) in [
+            (&b"gzip"[..], gzip(body)),
+            (b"x-gzip", two_members),
+            (b"deflate", deflate(true)),
+            (b"deflate", deflate(false)),
+            (b"br", brotli(body)),
+        ] {
+            for chunk in [1, 7, 4096] {
+                assert_eq!(encoded(&bundle, encoding, &data, chunk), (false, false, found.clone()), "{encoding:?}");
+            }
+        }
+        // Compressed, escaped, split: still the card.
+        let escaped = br#"{"card":"\u0034111 1111 1111 1111"}"#;
+        assert_eq!(encoded(&bundle, b"br", &brotli(escaped), 3).2, expect(&[("credit_card", 1)]));
+    }
+
+    #[test]
+    fn undecodable_bodies_are_uninspectable() {
+        let bundle = bundle();
+        let body = br#"{"card":"4111 1111 1111 1111"}"#;
+        assert_eq!(encoded(&bundle, b"x-anything", body, 10), (true, false, vec![]));
+        assert_eq!(encoded(&bundle, b"zstd", body, 10), (true, false, vec![]));
+        assert_eq!(encoded(&bundle, b"gzip, br", &brotli(&gzip(body)), 10), (true, false, vec![]));
+        assert_eq!(encoded(&bundle, b"gzip", body, 10), (true, false, vec![]), "not gzip at all");
+        let mut corrupt = gzip(body);
+        let middle = corrupt.len() / 2;
+        corrupt.truncate(middle);
+        assert!(encoded(&bundle, b"gzip", &corrupt, 10).0, "cut short");
+        let mut trailing = brotli(body);
+        trailing.extend_from_slice(b"more");
+        assert!(encoded(&bundle, b"br", &trailing, 10).0, "bytes after the end");
+        assert!(encoded(&bundle, b"deflate", b"\xff\xff\xff\xff", 10).0, "garbage");
+        // Identity and absent encodings are plain bodies.
+        assert_eq!(encoded(&bundle, b"identity", body, 10), (false, false, expect(&[("credit_card", 1)])));
+    }
+
+    #[test]
+    fn bodies_decoded_for_fields() {
+        let body = br#"{"username":"admin"}"#;
+        assert_eq!(decode_body(None, body, 100).as_deref(), Some(&body[..]));
+        assert_eq!(decode_body(Some(b"gzip"), &gzip(body), 100).as_deref(), Some(&body[..]));
+        assert_eq!(decode_body(Some(b"br"), &brotli(body), 100).as_deref(), Some(&body[..]));
+        assert_eq!(decode_body(Some(b"br"), &brotli(body), 10), None, "longer than the cap");
+        assert_eq!(decode_body(Some(b"x-anything"), body, 100), None);
+        assert_eq!(decode_body(Some(b"gzip"), body, 100), None);
+    }
+
+    #[test]
+    fn decompression_bombs_stop_at_the_cap() {
+        let bundle = bundle_with("inspection:\n  max_body_bytes: 4096\n");
+        let mut body = b"card 4111111111111111 ".to_vec();
+        body.resize(10 * 1024 * 1024, b'x');
+        let bomb = gzip(&body);
+        assert!(bomb.len() < 4096 * 8, "{}", bomb.len());
+        let (uninspectable, truncated, found) = encoded(&bundle, b"gzip", &bomb, 1024);
+        assert_eq!((uninspectable, truncated, found), (false, true, expect(&[("credit_card", 1)])));
+        let (uninspectable, truncated, _) = encoded(&bundle, b"br", &brotli(&body), 1024);
+        assert_eq!((uninspectable, truncated), (false, true));
+    }
+
+    #[test]
+    fn json_escapes_are_decoded() {
+        let bundle = bundle();
+        let body = br#"{"a":"\u0034111 1111 1111 1111","b":"jane\u0040example.com","c":"\u0035555\/5555\/5555\/4444"}"#;
+        for split in 0..=body.len() {
+            let (a, b) = body.split_at(split);
+            assert_eq!(
+                scan_chunks(&bundle, Some(b"application/json"), &[a, b]),
+                expect(&[("credit_card", 1), ("email", 1)]),
+                "split at {split}"
+            );
+        }
+        assert_eq!(
+            scan_chunks(&bundle, Some(b"text/plain"), &[br"\u0034111111111111111"]),
+            expect(&[("credit_card", 1)])
+        );
+        let ct = b"multipart/form-data; boundary=b";
+        let body = b"--b\r\nContent-Type: application/json\r\n\r\n{\"c\":\"\\u0034111 1111 1111 1111\"}\r\n--b--\r\n";
+        for split in 0..=body.len() {
+            let (a, b) = body.split_at(split);
+            assert_eq!(scan_chunks(&bundle, Some(ct), &[a, b]), expect(&[("credit_card", 1)]), "split at {split}");
+        }
     }
 
     #[test]
