@@ -170,6 +170,10 @@ fn numbers_that_are_not_cards() {
             // A 13-digit Visa that is not a barcode, and a barcode-shaped one with card context.
             ("visa 4190068578579", 1),
             ("card number 4069520601957", 1),
+            // Twelve digits of a 16-digit number grouped in fours are not a (Maestro) card, though they fit Maestro
+            // and Luhn: the number goes on, or started before.
+            ("3139 5737 4095 4611", 0),
+            ("5630-9559-7297-9262", 0),
             // A grouped 22-digit tracking number whose parts are not card layouts.
             ("9400 0778 5986 3651 6849 51", 0),
             // IBAN digits are part of the IBAN.
