@@ -104,6 +104,9 @@ fn phone_keywords_are_whole_words() {
             (r#"{"contact_id": 5551234567}"#, 0),
             (r#"{"phone": "+1 415 555 0100", "message_id": 61234987}"#, 1),
             (r#"{"sms": {"id": 70012345}}"#, 0),
+            (r#"{"message_ids": [61234987, 61234988]}"#, 0),
+            (r#"{"contact_id": "c-1", "n": 5551234567}"#, 0),
+            (r#"{"message": "call me", "n": 4155550123}"#, 1),
             // Real phone context: whole words, snake_case and camelCase parts.
             (r#"{"phone_number": "415-555-0134"}"#, 1),
             (r#"{"mobilePhone": "(415) 555-0188"}"#, 1),
@@ -153,6 +156,8 @@ fn numbers_that_are_not_cards() {
             (r#"{"id": 4010928159013962}"#, 0),
             ("tracking number: 2493407224704558", 0),
             (r#"{"ref": "4666176031372159"}"#, 0),
+            (r#"{"ids": [4666176031372159]}"#, 0),
+            (r#"{"cards": ["4111111111111111"]}"#, 1),
             // Luhn-valid, but no scheme issues these prefixes at this length.
             ("5974633191284529", 0),
             ("6394041042346853", 0),

@@ -878,7 +878,10 @@ fn phone(tail: &[u8], window: usize) -> Option<(usize, usize)> {
         if label_has(label_before(tail, start), NUMBER_WORDS) {
             return None;
         }
-        if !has_keyword(window_before(tail, start, window), PHONE_CONTEXT.iter().map(|k| k.as_bytes())) {
+        // A phone word inside an identifier's key (`message_ids`, `contact_id`) is not context either.
+        let near = window_before(tail, start, window);
+        let keywords = PHONE_CONTEXT.iter().map(|k| k.as_bytes());
+        if !context::has_keyword_where(near, keywords, |word| !label_has(word, NUMBER_WORDS)) {
             return None;
         }
     }

@@ -93,6 +93,16 @@ fn part_end(text: &[u8], mut i: usize) -> usize {
 /// counts in `Tel:` and `phone` in `mobilePhone`, but `call` does not in `callback_id`, nor `tel` in `hotel`.
 /// A keyword that starts or ends with a byte that is not a letter or digit is not held to that side's boundary.
 pub(crate) fn has_keyword<'k>(before: &[u8], keywords: impl IntoIterator<Item = &'k [u8]> + Clone) -> bool {
+    has_keyword_where(before, keywords, |_| true)
+}
+
+/// [`has_keyword`], counting only keywords whose whole word (the run of letters, digits, `_`, `-` and `.` around
+/// them: the key they are part of) passes `accept`: `message` in `message_ids` is no phone context.
+pub(crate) fn has_keyword_where<'k>(
+    before: &[u8],
+    keywords: impl IntoIterator<Item = &'k [u8]> + Clone,
+    accept: impl Fn(&[u8]) -> bool,
+) -> bool {
     for (i, b) in before.iter().enumerate() {
         let starts_part = part_starts(before, i);
         // Inside a word part only a keyword starting with punctuation could begin, and this byte is not one.
@@ -118,7 +128,7 @@ pub(crate) fn has_keyword<'k>(before: &[u8], keywords: impl IntoIterator<Item = 
             }
             let end = i + k.len();
             let suffix = before.get(end..part_end(before, end)).unwrap_or(&[]);
-            INFLECTIONS.iter().any(|s| s.eq_ignore_ascii_case(suffix))
+            INFLECTIONS.iter().any(|s| s.eq_ignore_ascii_case(suffix)) && accept(word_around(before, i, end))
         });
         if found {
             return true;
@@ -131,9 +141,20 @@ fn is_label_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
-/// Bytes between a key and its value: quotes, `:`, `=`, spaces, a JSON escape.
+/// The word (key) that `text[from..to]` is part of.
+fn word_around(text: &[u8], mut from: usize, mut to: usize) -> &[u8] {
+    while from > 0 && text.get(from - 1).is_some_and(|b| is_label_byte(*b)) {
+        from -= 1;
+    }
+    while text.get(to).is_some_and(|b| is_label_byte(*b)) {
+        to += 1;
+    }
+    text.get(from..to).unwrap_or(&[])
+}
+
+/// Bytes between a key and its value: quotes, `:`, `=`, spaces, a JSON escape, the `[` of an array value.
 fn is_gap_byte(b: u8) -> bool {
-    matches!(b, b'"' | b'\'' | b' ' | b':' | b'=' | b'\t' | b'\\')
+    matches!(b, b'"' | b'\'' | b' ' | b':' | b'=' | b'\t' | b'\\' | b'[')
 }
 
 /// The key or label a value starting at `start` is written under: the word right before it, past at most six
@@ -209,6 +230,11 @@ mod tests {
         // Keywords with punctuation at an edge are not held to that edge.
         assert!(kw("acct#", &["#"]));
         assert!(kw("ref-no:", &["no:"]));
+        let not_in_ids =
+            |t: &str| has_keyword_where(t.as_bytes(), [b"message".as_slice()], |word| !label_has(word, NUMBER_WORDS));
+        assert!(!not_in_ids(r#"{"message_ids": [1, "#));
+        assert!(!not_in_ids(r#""message.count": "#));
+        assert!(not_in_ids(r#"{"message": "text me", "to": "#));
     }
 
     #[test]
