@@ -12,12 +12,12 @@ use portcullis_policies::token::{JwtFinding, TokenField};
 use portcullis_policies::{Attribute, Phase, Request};
 use portcullis_shared_state::{Cas, SharedData, WriteError, CREATE_CAS};
 
+use crate::active::ActiveBundle;
 use crate::headers::HeaderMap;
 use crate::metrics::Metrics;
 use crate::over_time::{
     body_field, field_body, is_json, parse_body_fields, CounterStore, Facts, SharedLocal, MAX_BODY_FIELD_BYTES,
 };
-use crate::root::ActiveBundle;
 use crate::token::CallerToken;
 use portcullis_policies::body_field::{json_field, FieldRead};
 

@@ -24,13 +24,13 @@ use portcullis_policies::{Action, Attribute, Location, Phase, Request, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action as Flow;
 
+use crate::active::{ActiveBundle, Snapshot};
 use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
 use crate::host::{now_ms, now_ns, ExchangeView, HostRequest};
 use crate::hostcall;
 use crate::metrics::Metrics;
 use crate::over_time::{Facts, SharedLocal, MAX_BODY_FIELD_BYTES};
-use crate::root::{ActiveBundle, Snapshot};
 use crate::token::CallerToken;
 
 /// One request. Holds the bundle that was active when the request began, so a swap never splits a request.

@@ -14,9 +14,9 @@ use portcullis_policies::detect::{CounterDef, CounterKind};
 use portcullis_policies::engine::{CounterEvent, CounterInput};
 use portcullis_shared_state::{CounterError, DistinctCounter, Footprint, LastSeen, Salt, SharedData, SlidingCounter};
 
+use crate::active::ActiveBundle;
 use crate::hashed::HashedMap;
 use crate::metrics::Metrics;
-use crate::root::ActiveBundle;
 
 /// One bundle counter over shared data. Its shared-data name is the counter id: a bundle that changes a counter's
 /// kind or shape starts it afresh (values of another shape read as empty), and the key space stays bounded by the
