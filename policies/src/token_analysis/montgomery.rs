@@ -29,6 +29,7 @@ pub(crate) struct Modulus {
 impl Modulus {
     /// Prepares `n` (big-endian): `None` unless it is odd, above 1 and at most 7,140 bits long.
     pub(crate) fn new(n: &[u8]) -> Option<Modulus> {
+        let n = n.get(n.iter().take_while(|&&byte| byte == 0).count()..).unwrap_or_default();
         let limbs = limbs_from_be(n);
         let low = *limbs.first()?;
         if low & 1 == 0 || limbs == [1] || limbs.len() > MAX_LIMBS {
@@ -360,6 +361,8 @@ mod tests {
         assert!(Modulus::new(&[]).is_none(), "empty");
         assert!(Modulus::new(&[0xff; 894]).is_none(), "over 7,140 bits");
         assert!(Modulus::new(&[0xff; 892]).is_some());
+        let padded = Modulus::new(&[[0; 600].as_slice(), &3233u16.to_be_bytes()].concat()).unwrap();
+        assert_eq!(padded.pow(&65u16.to_be_bytes(), &[17], 2).unwrap(), 2790u16.to_be_bytes(), "leading zeros");
     }
 
     #[test]
