@@ -64,6 +64,7 @@ mod codec;
 mod extract;
 mod identity;
 mod keys;
+mod montgomery;
 mod p256_tables;
 mod rsa;
 mod weak_secrets;
