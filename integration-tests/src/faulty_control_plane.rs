@@ -14,9 +14,9 @@
 //! use portcullis_integration_tests::faulty_control_plane::{FaultyControlPlane, Mode};
 //!
 //! let good = std::fs::read("demo.bundle").unwrap();
-//! let cp = FaultyControlPlane::start("demo", Mode::serve(good));
+//! let cp = FaultyControlPlane::start("demo", Mode::serve(good.clone()));
 //! // ... start Envoy with `.control_plane(cp.addr())`, wait for the bundle to be enforced, then:
-//! cp.set_mode(Mode::StallAfterHeaders);
+//! cp.set_mode(Mode::StallAfterHeaders { body: good });
 //! std::thread::sleep(Duration::from_secs(5));
 //! println!("{} fetches in the last 5 s", cp.bundle_requests_since(std::time::Instant::now() - Duration::from_secs(5)));
 //! ```
