@@ -98,12 +98,14 @@ fn feed_and_finish_never_allocate() {
     };
     // (content type, content encoding, body)
     type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 6] = [
         (b"application/json", None, &body),
         (b"multipart/form-data; boundary=b", None, &multipart),
         (b"application/x-www-form-urlencoded", None, &form),
         (b"application/json", None, escaped.as_bytes()),
         (b"application/json", Some(b"gzip"), &gzipped),
+        // Labelled binary, sniffed as text.
+        (b"application/octet-stream", None, &body),
     ];
     for (content_type, encoding, body) in cases {
         for chunk_size in [1, 7, 1024, 16 * 1024] {
@@ -122,5 +124,17 @@ fn feed_and_finish_never_allocate() {
             assert!(!inspector.uninspectable());
             assert!(inspector.classifier_counts().iter().sum::<u32>() > 0);
         }
+    }
+    // A binary body whose first bytes turn out to be binary is dropped without allocating either.
+    let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], &body].concat();
+    for chunk_size in [1, 7, 1024] {
+        let mut inspector = BodyInspector::new(&bundle, Location::ResponseBody, Some(b"image/png"), None).unwrap();
+        let before = allocations();
+        for chunk in png.chunks(chunk_size) {
+            inspector.feed(&bundle, chunk);
+        }
+        inspector.finish(&bundle);
+        assert_eq!(allocations() - before, 0, "image/png in {chunk_size}-byte chunks");
+        assert_eq!(inspector.classifier_counts().iter().sum::<u32>(), 0);
     }
 }

@@ -14,7 +14,11 @@
 //! [`encoding`]); a body in any other encoding, or one that does not decode, is not scanned and is reported
 //! uninspectable ([`SkipReason::Encoded`]), which rules decide on. Then the content type picks a decoder: text and
 //! JSON with their JSON string escapes decoded, form bodies percent-decoded, multipart bodies split into parts
-//! (binary parts skipped). Binary bodies are not inspected unless the policy says so.
+//! (binary parts skipped). A body labelled binary is not inspected unless the policy says so, or unless its first
+//! bytes are text (see [`sniff`]): the sender chooses the label, and upstream parsers often ignore it.
+//!
+//! A body longer than the inspection cap is inspected up to the cap; what was found there counts, and the rest is
+//! uninspectable (`inspection=truncated`), which rules decide on like an undecodable body.
 //!
 //! All per-body state is allocated once in [`BodyInspector::new`]; [`BodyInspector::feed`] never allocates (the
 //! `scan_allocations` test counts).
@@ -36,6 +40,7 @@ pub mod builtin;
 mod decode;
 mod encoding;
 mod json;
+mod sniff;
 
 use core::fmt;
 
@@ -50,6 +55,8 @@ use crate::detect::{ClassifierDef, Location, ScanSetDef, Validator};
 use decode::{BodyKind, FormDecoder, Multipart, Sink};
 use encoding::{Decompressor, Encoding, Halt};
 use json::JsonUnescape;
+use sniff::Sniff;
+pub use sniff::SNIFF_BYTES;
 
 /// Bytes of the stream the scanner keeps for validation and context: the longest match plus the context window.
 pub const RING: usize = 1024;
@@ -62,7 +69,8 @@ const RUN_GAP: u64 = 2;
 /// Why a body was not inspected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SkipReason {
-    /// The content type is binary (images, archives, protobuf, ...) and the policy does not inspect binary.
+    /// The content type is binary (images, archives, protobuf, ...), the first bytes are not text, and the policy
+    /// does not inspect binary.
     Binary,
     /// The body is in a `content-encoding` that cannot be decoded (unknown, stacked, `zstd`, corrupt or cut): it is
     /// uninspectable, and rules reading it are decided by their `on_uninspectable`.
@@ -432,6 +440,14 @@ impl Scanner {
         }
     }
 
+    /// Drops every count and followed token (a body that turned out to be binary), without allocating.
+    fn forget(&mut self) {
+        self.counts.fill(0);
+        self.last_end.fill(0);
+        self.trackers = [None; MAX_TRACKERS];
+        self.active = 0;
+    }
+
     fn set_last_end(&mut self, classifier: usize, end: u64) {
         if let Some(slot) = self.last_end.get_mut(classifier) {
             *slot = end;
@@ -464,6 +480,8 @@ enum Decoder {
     Form(FormDecoder),
     /// Multipart: parts split, and JSON string escapes decoded in the text parts.
     Multipart(Box<(Multipart, JsonUnescape)>),
+    /// Labelled binary: read as text while its first bytes are text, dropped from the first one that is not.
+    Sniffed(Box<(Sniff, JsonUnescape)>),
 }
 
 /// A sink that decodes JSON string escapes before the scanner; a part's end flushes an unfinished escape.
@@ -493,7 +511,18 @@ impl Decoder {
                 let (parts, json) = &mut **m;
                 parts.feed(bytes, &mut Unescaping { json, inner: sink });
             }
+            Decoder::Sniffed(s) => {
+                let (sniff, json) = &mut **s;
+                if sniff.text(bytes) {
+                    json.feed(bytes, sink);
+                }
+            }
         }
+    }
+
+    /// True when a body labelled binary turned out to be binary.
+    fn found_binary(&self) -> bool {
+        matches!(self, Decoder::Sniffed(s) if s.0.is_binary())
     }
 
     fn finish(&mut self, sink: &mut ScanSink<'_, '_>) {
@@ -505,6 +534,12 @@ impl Decoder {
                 let (parts, json) = &mut **m;
                 parts.finish(&mut Unescaping { json, inner: sink });
                 json.finish(sink);
+            }
+            Decoder::Sniffed(s) => {
+                let (sniff, json) = &mut **s;
+                if !sniff.is_binary() {
+                    json.finish(sink);
+                }
             }
         }
     }
@@ -545,8 +580,8 @@ impl BodyInspector {
     /// `content_type` and `content_encoding` are the header values (`None`: absent). A body in `gzip`, `deflate` or
     /// `br` is decoded as it streams; one in any other encoding is skipped as [`SkipReason::Encoded`] (uninspectable,
     /// see [`BodyInspector::uninspectable`]); a content type not recognised as text is skipped as
-    /// [`SkipReason::Binary`] unless the bundle inspects binary. Text (and no content type), JSON, XML,
-    /// form-urlencoded and multipart bodies are inspected.
+    /// [`SkipReason::Binary`] (as soon as its first [`SNIFF_BYTES`] bytes show it is not text) unless the bundle
+    /// inspects binary. Text (and no content type), JSON, XML, form-urlencoded and multipart bodies are inspected.
     pub fn new(
         bundle: &Bundle,
         location: Location,
@@ -577,10 +612,8 @@ impl BodyInspector {
                     Decoder::Multipart(Box::new((m, JsonUnescape::default())))
                 }),
             BodyKind::Binary if inspect_binary => Decoder::Plain,
-            BodyKind::Binary => {
-                skipped = Some(SkipReason::Binary);
-                Decoder::Plain
-            }
+            // Labelled binary: whether it is depends on its first bytes, whoever chose the label.
+            BodyKind::Binary => Decoder::Sniffed(Box::default()),
         };
         Some(BodyInspector {
             location,
@@ -625,18 +658,23 @@ impl BodyInspector {
         };
         let mut sink = ScanSink { scanner: &mut self.scanner, ctx: &ctx };
         let decoder = &mut self.decoder;
-        let Some(encoding) = self.encoding.as_mut() else {
-            decoder.feed(part, &mut sink);
-            return;
-        };
-        match encoding.feed(part, &mut |bytes| decoder.feed(bytes, &mut sink)) {
-            Ok(()) => {}
-            Err(Halt::Full) => {
-                // Decoded bytes count against the cap like received ones: inspection stops here.
-                self.truncated = true;
-                self.inspected = self.cap;
-            }
-            Err(Halt::Undecodable) => self.skipped = Some(SkipReason::Encoded),
+        match self.encoding.as_mut() {
+            None => decoder.feed(part, &mut sink),
+            Some(encoding) => match encoding.feed(part, &mut |bytes| decoder.feed(bytes, &mut sink)) {
+                Ok(()) => {}
+                Err(Halt::Full) => {
+                    // Decoded bytes count against the cap like received ones: inspection stops here.
+                    self.truncated = true;
+                    self.inspected = self.cap;
+                }
+                Err(Halt::Undecodable) => self.skipped = Some(SkipReason::Encoded),
+            },
+        }
+        if self.decoder.found_binary() {
+            // Not text after all: skipped like a binary body, and what its first bytes seemed to hold is dropped.
+            self.skipped = Some(SkipReason::Binary);
+            self.truncated = false;
+            self.scanner.forget();
         }
     }
 
@@ -670,10 +708,12 @@ impl BodyInspector {
         self.skipped
     }
 
-    /// True when the body could not be inspected: its encoding cannot be decoded, or it did not decode. Findings up
-    /// to that point still count; what was not read is the `inspection=encoded` finding.
+    /// True when the body could not be inspected in full: its encoding cannot be decoded, it did not decode
+    /// (`inspection=encoded`), or it is longer than the inspection cap, as received or decoded
+    /// (`inspection=truncated`). Findings up to that point still count; what was not read is the finding, which rules
+    /// decide on by their `on_uninspectable`. A binary body the policy does not inspect is not uninspectable.
     pub fn uninspectable(&self) -> bool {
-        self.skipped == Some(SkipReason::Encoded)
+        self.skipped == Some(SkipReason::Encoded) || (self.truncated && self.skipped.is_none())
     }
 
     /// Bytes inspected so far (as received, before any decoding).
@@ -932,28 +972,35 @@ mod scanner_tests {
             inspector.feed(&bundle, chunk);
         }
         inspector.finish(&bundle);
-        assert!(inspector.truncated());
+        // What was before the cap is found; what was after it is the uninspectable finding.
+        assert!(inspector.truncated() && inspector.uninspectable());
         assert_eq!(inspector.inspected_bytes(), 64);
         assert_eq!(named(&bundle, inspector.classifier_counts()), expect(&[("credit_card", 1)]));
         // Exactly at the cap is not truncated.
         let mut inspector = BodyInspector::new(&bundle, Location::RequestBody, None, None).unwrap();
         inspector.feed(&bundle, &body[..64]);
         inspector.finish(&bundle);
-        assert!(!inspector.truncated());
+        assert!(!inspector.truncated() && !inspector.uninspectable());
     }
 
     #[test]
     fn content_types_and_encodings() {
         let bundle = bundle();
         let card = b"4111111111111111";
-        let skipped = |ct: Option<&[u8]>, ce: Option<&[u8]>| {
+        let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR "[..], card].concat();
+        let grpc = [&b"\0\0\0\0\x12\n\x10"[..], card].concat();
+        let skipped_body = |ct: Option<&[u8]>, ce: Option<&[u8]>, body: &[u8]| {
             let mut i = BodyInspector::new(&bundle, Location::ResponseBody, ct, ce).unwrap();
-            i.feed(&bundle, card);
+            i.feed(&bundle, body);
             i.finish(&bundle);
             (i.skipped(), i.classifier_counts().iter().sum::<u32>())
         };
-        assert_eq!(skipped(Some(b"image/png"), None), (Some(SkipReason::Binary), 0));
-        assert_eq!(skipped(Some(b"application/grpc"), None), (Some(SkipReason::Binary), 0));
+        let skipped = |ct: Option<&[u8]>, ce: Option<&[u8]>| skipped_body(ct, ce, card);
+        assert_eq!(skipped_body(Some(b"image/png"), None, &png), (Some(SkipReason::Binary), 0));
+        assert_eq!(skipped_body(Some(b"application/grpc"), None, &grpc), (Some(SkipReason::Binary), 0));
+        // Labelled binary, but text: inspected.
+        assert_eq!(skipped(Some(b"image/png"), None), (None, 1));
+        assert_eq!(skipped(Some(b"application/grpc"), None), (None, 1));
         assert_eq!(skipped(Some(b"application/json"), Some(b"x-anything")), (Some(SkipReason::Encoded), 0));
         assert_eq!(skipped(Some(b"application/json"), Some(b"gzip")), (Some(SkipReason::Encoded), 0), "not gzip");
         assert_eq!(skipped(Some(b"text/plain"), Some(b"identity")), (None, 1));
@@ -1067,9 +1114,10 @@ mod scanner_tests {
         let bomb = gzip(&body);
         assert!(bomb.len() < 4096 * 8, "{}", bomb.len());
         let (uninspectable, truncated, found) = encoded(&bundle, b"gzip", &bomb, 1024);
-        assert_eq!((uninspectable, truncated, found), (false, true, expect(&[("credit_card", 1)])));
+        // Decoded bytes past the cap are not inspected: the body is uninspectable (truncated), its start still found.
+        assert_eq!((uninspectable, truncated, found), (true, true, expect(&[("credit_card", 1)])));
         let (uninspectable, truncated, _) = encoded(&bundle, b"br", &brotli(&body), 1024);
-        assert_eq!((uninspectable, truncated), (false, true));
+        assert_eq!((uninspectable, truncated), (true, true));
     }
 
     #[test]
