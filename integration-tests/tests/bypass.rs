@@ -405,6 +405,15 @@ fn a_binary_label_does_not_hide_a_text_body() {
         assert_field(&verdict, "detections", Some("cards-in:1"));
         assert_eq!(stack.upstream.requests_for(&path), 0, "{content_type}: reached the upstream");
     }
+    // A multipart part labelled binary is sniffed the same way.
+    let multipart = format!(
+        "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"order.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n{json}\r\n--XyZ--\r\n"
+    );
+    let response =
+        post_as(envoy, "/upload-part", "label-part", "multipart/form-data; boundary=XyZ", multipart.as_bytes());
+    assert_eq!(response.status, 422, "{}", response.text());
+    assert_eq!(stack.upstream.requests_for("/upload-part"), 0);
     // Real binary (a PNG header, then noise, a card's digits among it) is still not inspected: it passes as sent.
     let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], &noise(4096), json.as_bytes(), &noise(4096)].concat();
     for (i, content_type) in ["image/png", "application/octet-stream"].into_iter().enumerate() {

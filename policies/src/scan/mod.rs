@@ -1159,12 +1159,14 @@ mod scanner_tests {
         let ct = b"multipart/form-data; boundary=----b0undary";
         let body = b"------b0undary\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nmail jane@example.com\r\n\
 ------b0undary\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n\
-4111111111111111\r\n------b0undary\r\nContent-Type: text/plain\r\n\r\n5555555555554444\r\n------b0undary--\r\n";
+\x89PNG\r\n\x1a\n4111111111111111\r\n------b0undary\r\nContent-Type: text/plain\r\n\r\n5555555555554444\r\n\
+------b0undary\r\nContent-Type: application/octet-stream\r\n\r\n{\"card\":\"4000 0566 5566 5556\"}\r\n------b0undary--\r\n";
+        // The PNG part is binary and skipped; the part labelled binary that is JSON is sniffed and scanned.
         for split in 0..=body.len() {
             let (a, b) = body.split_at(split);
             assert_eq!(
                 scan_chunks(&bundle, Some(ct), &[a, b]),
-                expect(&[("credit_card", 1), ("email", 1)]),
+                expect(&[("credit_card", 2), ("email", 1)]),
                 "split at {split}"
             );
         }
