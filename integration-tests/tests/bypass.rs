@@ -12,7 +12,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use portcullis_integration_tests::body::digest;
-use portcullis_integration_tests::http::send_raw;
+use portcullis_integration_tests::http::{send_in_parts, send_raw};
 use portcullis_integration_tests::{assert_field, compile, Envoy, HttpResponse, Stack};
 
 /// A blocking body rule, a body-field rule, a path rule and a static endpoint list.
@@ -327,9 +327,30 @@ fn a_card_past_the_cap_is_blocked_by_default() {
         assert_field(&verdict, "inspection", Some("truncated"));
         assert_field(&verdict, "truncated", Some("request"));
         assert_field(&verdict, "detections", None);
-        // Decided at the cap, answered before the rest went on: the upstream never got a whole request.
+        // Decided at the cap, answered before the rest went on: the upstream never got a whole request. A body
+        // declared longer than the cap is not held, so its first bytes (at most the cap and one read) did reach it.
         assert_eq!(stack.upstream.requests_for(&path), 0, "{id} reached the upstream");
+        let partial = stack.upstream.cut_short_for(&path);
+        eprintln!("{id}: the upstream got {partial:?} of {} bytes", body.len());
+        assert!(partial.iter().all(|p| p.len < body.len() as u64), "{id}: {partial:?}");
     }
+    // Sent slowly, the part of a body declared longer than the cap that came before it has gone upstream by the time
+    // the cap is passed; the rest never does, and the upstream request is reset.
+    let head = format!(
+        "POST /orders-slow HTTP/1.1\r\nhost: portcullis.test\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nx-request-id: past-cap-slow\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let (front, back) = body.split_at(100 * 1024);
+    let first = [head.as_bytes(), front].concat();
+    let response = send_in_parts(envoy.addr(), &[&first, back], Duration::from_millis(500)).expect("an answer");
+    assert_eq!(response.status, 422, "{}", response.text());
+    assert_field(&envoy.verdict("past-cap-slow"), "inspection", Some("truncated"));
+    assert_eq!(stack.upstream.requests_for("/orders-slow"), 0);
+    let partial = stack.upstream.cut_short_for("/orders-slow");
+    eprintln!("past-cap-slow: the upstream got {partial:?} of {} bytes", body.len());
+    assert!(partial.iter().all(|p| p.len <= 256 * 1024), "{partial:?}");
+
     // A body under the cap without a card passes as before.
     let clean = format!(r#"{{"pad":"{}"}}"#, "x".repeat(200 * 1024));
     let response = post_large(envoy, "/orders-under-cap", "under-cap", clean.as_bytes(), false);
