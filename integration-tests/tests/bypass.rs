@@ -21,6 +21,9 @@ detections:
   - id: cards-in
     classifier: credit_card
     in: request.body
+  - id: cards-out
+    classifier: credit_card
+    in: response.body
 lists:
   - id: denied-endpoints
     key: endpoint
@@ -40,6 +43,10 @@ rules:
     when: request.path == "/login" && request.body["username"] == "admin"
     action: block
     status: 401
+  - id: cards-out-watched
+    when: detected("cards-out")
+    action: monitor
+    on_uninspectable: block
   - id: cards-in-body
     when: detected("cards-in")
     action: block
@@ -380,6 +387,29 @@ fn on_uninspectable_pass_lets_a_body_past_the_cap_through_and_says_so() {
     let response = post_large(envoy, "/orders-early", "early-card", &early, false);
     assert_eq!(response.status, 422, "{}", response.text());
     assert_field(&envoy.verdict("early-card"), "detections", Some("cards-in:1"));
+    envoy.assert_no_critical_wasm();
+}
+
+#[test]
+fn a_response_past_the_cap_is_decided_by_on_uninspectable() {
+    let stack = stack_with(None);
+    let envoy = &stack.envoy;
+    // Response rules only monitor (the response is on its way); this one says `on_uninspectable: block`, so a
+    // response past the cap makes it match, and the client still gets the whole response.
+    let body = padded_card(PADDING);
+    stack.upstream.set_route("/export", portcullis_integration_tests::upstream::Route::json(body.clone()));
+    let response = envoy.get("/export", &[("x-request-id", "export-0")]);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, body);
+    let verdict = envoy.verdict("export-0");
+    assert_field(&verdict, "action", Some("monitor"));
+    assert_field(&verdict, "rule", Some("cards-out-watched"));
+    assert_field(&verdict, "inspection", Some("truncated"));
+    assert_field(&verdict, "truncated", Some("response"));
+    // A response under the cap with no card leaves no verdict.
+    stack.upstream.set_route("/export-small", portcullis_integration_tests::upstream::Route::json(&b"{}"[..]));
+    assert_eq!(envoy.get("/export-small", &[("x-request-id", "export-1")]).status, 200);
+    assert!(envoy.verdict_for("export-1").is_none());
     envoy.assert_no_critical_wasm();
 }
 
