@@ -9,7 +9,9 @@
 //!    (Envoy buffers it, at most the cap plus one read) until that rule is decided, so a blocked body never reaches
 //!    the upstream; the request headers have gone ahead, and the upstream request is reset when the block is
 //!    answered. A body declared longer than the cap is not held (Envoy would answer 413 before the cap is
-//!    reached). Otherwise the body streams through untouched while it is inspected;
+//!    reached). Otherwise the body streams through untouched while it is inspected. A body past the cap is
+//!    decided as soon as the cap is passed (the rest is the `inspection=truncated` finding, which the rule's
+//!    `on_uninspectable` decides): a block answers then, before the rest is forwarded;
 //! 3. **response**: detections in the response body, `response.code` and `response.bytes`; monitor and
 //!    add_to_list only, since the response is already on its way. Counters that read the response and lists with
 //!    `add_when` are updated when the exchange is complete, which is how the response acts on *later* requests.
@@ -170,9 +172,12 @@ impl RequestFilter {
             verdict: ex.verdict,
             rule_id: ex.verdict.rule.and_then(|i| bundle.rule_id(i)),
             detections: detections.collect(),
-            // What could not be read: an undecodable body, else a body field a rule could not read.
+            // What could not be read: an undecodable body, else a body past the cap, else a body field a rule could
+            // not read.
             inspection: if ex.findings.any_uninspectable() {
-                Some("encoded")
+                let bodies = [ex.request_body.as_ref(), ex.response_body.as_ref()];
+                let encoded = bodies.iter().flatten().any(|i| i.skipped() == Some(SkipReason::Encoded));
+                Some(if encoded { "encoded" } else { "truncated" })
             } else if ex.verdict.uninspectable > 0 {
                 Some("unreadable")
             } else {
@@ -288,8 +293,9 @@ impl HttpContext for RequestFilter {
             let encoding = request.first("content-encoding");
             BodyInspector::new(&active.bundle, Location::RequestBody, content_type, encoding)
         };
-        // Only a body that will really be inspected is worth holding (not a skipped binary one; an undecodable one
-        // is, since rules decide on it), and only one that fits the cap: Envoy buffers what is held, and a large
+        // Only a body that will really be inspected is worth holding (not a skipped binary one, which is one whose
+        // first bytes are binary, found with them; an undecodable one is, since rules decide on it), and only one
+        // that fits the cap: Envoy buffers what is held, and a large
         // upload arriving in big reads would overflow its buffer limit (413) before the cap is reached. Larger
         // bodies stream and are still inspected.
         let cap = u64::from(active.bundle.inspection().max_body_bytes);
@@ -343,7 +349,10 @@ impl HttpContext for RequestFilter {
         let mut full = match ex.request_body.take() {
             Some(mut inspector) => {
                 self.inspect(&mut inspector, &ex.active, start, len, true);
-                let full = inspector.truncated();
+                // Past the cap, the rules can be decided (the rest is the `truncated` finding) before it goes on;
+                // a body labelled binary whose first bytes are binary need not be held any longer.
+                let binary = inspector.skipped() == Some(SkipReason::Binary) && !ex.active.reads_body_fields;
+                let full = inspector.truncated() || binary;
                 ex.request_body = Some(inspector);
                 full
             }

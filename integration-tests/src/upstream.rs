@@ -118,6 +118,7 @@ struct Shared {
     open: Mutex<HashMap<u64, TcpStream>>,
     routes: Mutex<HashMap<String, Route>>,
     received: Mutex<Vec<Received>>,
+    cut_short: Mutex<Vec<Received>>,
 }
 
 /// A running upstream on 127.0.0.1; stops (closing every connection) on drop.
@@ -194,6 +195,12 @@ impl Upstream {
     pub fn received_for(&self, path: &str) -> Vec<BodyDigest> {
         lock(&self.shared.received).iter().filter(|r| r.path == path).map(|r| r.body).collect()
     }
+
+    /// What arrived of the bodies of requests to `path` whose body never completed (the connection ended or was
+    /// reset first): the part received, de-chunked.
+    pub fn cut_short_for(&self, path: &str) -> Vec<BodyDigest> {
+        lock(&self.shared.cut_short).iter().filter(|r| r.path == path).map(|r| r.body).collect()
+    }
 }
 
 impl Drop for Upstream {
@@ -250,10 +257,17 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         };
         let request = parse_head(&head);
         let mut checksum = Checksum::new();
-        if request.chunked {
-            read_chunked(&mut reader, &mut checksum)?;
+        let read = if request.chunked {
+            read_chunked(&mut reader, &mut checksum)
         } else if request.content_length > 0 {
-            read_exactly(&mut reader, request.content_length, &mut checksum)?;
+            read_exactly(&mut reader, request.content_length, &mut checksum)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = read {
+            let (method, path) = (request.method.clone(), request.path.clone());
+            lock(&shared.cut_short).push(Received { method, path, body: checksum.finish() });
+            return Err(e);
         }
         if request.chunked || request.content_length > 0 {
             lock(&shared.received).push(Received {

@@ -6,8 +6,10 @@
 //! needs no classifier tells when every worker enforces the bundle, so a failure of the feature under test is
 //! reported as such rather than as a bundle that never arrived.
 //!
-//! Binary bodies are not inspected; gzip, deflate and br bodies are decoded and inspected (see
-//! `binary_bodies_are_skipped_compressed_ones_decoded`, and `bypass.rs` for encodings that cannot be decoded).
+//! Binary bodies are not inspected (a body labelled binary whose first bytes are text is); gzip, deflate and br
+//! bodies are decoded and inspected (see `binary_bodies_are_skipped_compressed_ones_decoded`, and `bypass.rs` for
+//! encodings that cannot be decoded). A body past the cap is `inspection=truncated`, which blocking rules block by
+//! default; the 50 MiB test lets it pass with `on_uninspectable: pass` (see `bypass.rs` for the default).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -547,14 +549,16 @@ fn fifty_mib_bodies_pass_untouched_with_bounded_memory() {
     const BODY_LEN: u64 = 50 * 1024 * 1024;
     const REQUEST_SEED: u64 = 11;
     const RESPONSE_SEED: u64 = 12;
-    // A card well past the cap: never inspected, so never blocked (the request is held only until the cap).
+    // A card well past the cap: never inspected. The body is then uninspectable (`inspection=truncated`), which this
+    // test's policy lets pass (`on_uninspectable: pass`) to see it stream through.
     const CARD_OFFSET: u64 = 4 * MAX_BODY_BYTES;
     // The body must never be buffered: holding either one would add 50 MiB. What is allowed is Envoy's own
     // buffers (1 MiB per connection and direction by default), the filter's inspection state (the cap, 256 KiB,
     // at most), allocator slack and V8 heap growth; 32 MiB leaves room for that and none for a body.
     const MEMORY_BOUND_KIB: u64 = 32 * 1024;
 
-    let policy = format!("{POLICY}{WATCH_POSTS_RULE}");
+    let policy = format!("{POLICY}{WATCH_POSTS_RULE}")
+        .replace("    status: 422\n", "    status: 422\n    on_uninspectable: pass\n");
     let stack = stack_with(&policy);
     let envoy = &stack.envoy;
     stack.upstream.set_route("/upload", Route::generated("text/plain", BODY_LEN, RESPONSE_SEED));
@@ -622,6 +626,7 @@ fn fifty_mib_bodies_pass_untouched_with_bounded_memory() {
     assert_field(&v, "action", Some("monitor"));
     assert_field(&v, "rule", Some("watch-posts"));
     assert_field(&v, "truncated", Some("request,response"));
+    assert_field(&v, "inspection", Some("truncated"));
     assert_field(&v, "detections", None);
     assert!(
         eventually(Duration::from_secs(5), || counter(envoy, "bodies_truncated") >= truncated_before + 2),
@@ -648,15 +653,19 @@ fn binary_bodies_are_skipped_compressed_ones_decoded() {
     let envoy = &stack.envoy;
     let json = card_json(CARD_SPACED);
     let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], json.as_bytes(), b"\0\0IEND\xaeB`\x82"].concat();
+    // Protobuf-like bytes (a field tag, a length) before the card.
+    let proto = [&b"\x08\x96\x01\x12\x40"[..], json.as_bytes()].concat();
     let gzipped = gzip_stored(json.as_bytes());
     let skipped = [
-        ("/files/card.png", Route::bytes("image/png", png)),
-        ("/files/card.bin", Route::bytes("application/octet-stream", json.clone().into_bytes())),
+        ("/files/card.png", Route::bytes("image/png", png.clone())),
+        ("/files/card.bin", Route::bytes("application/octet-stream", proto.clone())),
     ];
     for (path, route) in &skipped {
         stack.upstream.set_route(path, route.clone());
     }
     stack.upstream.set_route("/files/cards.json", Route::json(json.clone()));
+    // JSON labelled binary: its first bytes are text, so it is inspected.
+    stack.upstream.set_route("/files/card.json.bin", Route::bytes("application/octet-stream", json.clone()));
 
     for (i, (path, route)) in skipped.iter().enumerate() {
         let id = format!("t6-response-{i}");
@@ -668,11 +677,11 @@ fn binary_bodies_are_skipped_compressed_ones_decoded() {
     }
 
     // Request bodies the same way: not inspected, so not blocked, and forwarded as sent.
-    for (i, content_type) in ["application/octet-stream", "image/png"].iter().enumerate() {
+    for (i, (content_type, body)) in [("application/octet-stream", &proto), ("image/png", &png)].iter().enumerate() {
         let id = format!("t6-request-{i}");
         let path = format!("/upload-{i}");
         let headers = vec![("x-request-id", id.as_str()), ("content-type", *content_type)];
-        let body = json.as_bytes();
+        let body = body.as_slice();
         let response = envoy.client_new_connection_each().request("POST", &path, &headers, body);
         assert_eq!(response.status, 200, "{content_type} request body should not be inspected: {}", response.text());
         assert_eq!(stack.upstream.received_for(&path), vec![digest(body)], "{path}");
@@ -680,6 +689,14 @@ fn binary_bodies_are_skipped_compressed_ones_decoded() {
     }
     assert_eq!(counter(envoy, "exchanges_with_detections"), 0, "{}", counters(envoy));
     assert_eq!(counter(envoy, "list_additions"), 0, "{}", counters(envoy));
+
+    // Text labelled binary is sniffed and inspected, both ways.
+    let response = get(envoy, "/files/card.json.bin", "t6-sniffed-response");
+    assert_eq!(response.status, 200);
+    assert_field(&envoy.verdict("t6-sniffed-response"), "detections", Some("cards-out:1"));
+    let headers = [("x-request-id", "t6-sniffed-request"), ("content-type", "application/octet-stream")];
+    let response = envoy.client_new_connection_each().request("POST", "/upload-sniffed", &headers, json.as_bytes());
+    assert_blocked(envoy, &response, "t6-sniffed-request", "cards-in-body", 422);
 
     // Compressed bodies are decoded: the gzip response lists its endpoint, the gzip request is blocked.
     stack.upstream.set_route("/files/cards.json.gz", Route::json(gzipped.clone()).with_content_encoding("gzip"));

@@ -86,9 +86,9 @@ pub trait Request {
     fn body_fields_unreadable(&self) -> bool {
         false
     }
-    /// True when the body in `location` could not be inspected (an encoding that cannot be decoded, corrupt or
-    /// over the decoded cap): a detection there that found nothing is then decided by the rule's
-    /// `on_uninspectable`.
+    /// True when the body in `location` could not be inspected in full (an encoding that cannot be decoded, a
+    /// corrupt stream, or longer than `max_body_bytes` as sent or decoded): a detection there that found nothing is
+    /// then decided by the rule's `on_uninspectable`.
     fn uninspectable(&self, location: Location) -> bool {
         let _ = location;
         false

@@ -87,6 +87,13 @@ fn feed_and_finish_never_allocate() {
         m.extend_from_slice(b"\r\n--b--\r\n");
         m
     };
+    // A multipart part labelled binary: held while it is sniffed, in a fixed buffer.
+    let sniffed_part = {
+        let mut m = b"--b\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+        m.extend_from_slice(&body);
+        m.extend_from_slice(b"\r\n--b--\r\n");
+        m
+    };
     let form: Vec<u8> = body.iter().map(|b| if *b == b'@' { b'+' } else { *b }).collect();
     // JSON string escapes are decoded in place, and gzip inflates into the inspector's own buffer.
     let escaped = String::from_utf8(body.clone()).unwrap().replace("4111", "\\u0034111").replace('@', "\\u0040");
@@ -98,12 +105,15 @@ fn feed_and_finish_never_allocate() {
     };
     // (content type, content encoding, body)
     type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 7] = [
         (b"application/json", None, &body),
         (b"multipart/form-data; boundary=b", None, &multipart),
         (b"application/x-www-form-urlencoded", None, &form),
         (b"application/json", None, escaped.as_bytes()),
         (b"application/json", Some(b"gzip"), &gzipped),
+        // Labelled binary, sniffed as text.
+        (b"application/octet-stream", None, &body),
+        (b"multipart/form-data; boundary=b", None, &sniffed_part),
     ];
     for (content_type, encoding, body) in cases {
         for chunk_size in [1, 7, 1024, 16 * 1024] {
@@ -122,5 +132,17 @@ fn feed_and_finish_never_allocate() {
             assert!(!inspector.uninspectable());
             assert!(inspector.classifier_counts().iter().sum::<u32>() > 0);
         }
+    }
+    // A binary body whose first bytes turn out to be binary is dropped without allocating either.
+    let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], &body].concat();
+    for chunk_size in [1, 7, 1024] {
+        let mut inspector = BodyInspector::new(&bundle, Location::ResponseBody, Some(b"image/png"), None).unwrap();
+        let before = allocations();
+        for chunk in png.chunks(chunk_size) {
+            inspector.feed(&bundle, chunk);
+        }
+        inspector.finish(&bundle);
+        assert_eq!(allocations() - before, 0, "image/png in {chunk_size}-byte chunks");
+        assert_eq!(inspector.classifier_counts().iter().sum::<u32>(), 0);
     }
 }

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use portcullis_policies::compiler::{compile_to_bytes, CompileOptions};
+use portcullis_policies::scan::{BodyInspector, Findings};
 use portcullis_policies::{Action, Attribute, Bundle, Location, Request};
 
 const POLICY: &str = r#"version: 1
@@ -95,4 +96,72 @@ fn an_unreadable_body_field_is_decided_by_the_rule() {
     assert_eq!(decide(&b, &unreadable), (Some(Action::Block), Some("no-admin-login".into()), 1));
     let absent = Exchange { method: "POST", ..Exchange::default() };
     assert_eq!(decide(&b, &absent), (None, None, 0), "an absent field is an error: no match");
+}
+
+/// A blocking body rule on the built-in card classifier, with a small cap.
+fn scan_bundle(on_uninspectable: &str) -> Bundle {
+    let yaml = format!(
+        "version: 1\ninspection:\n  max_body_bytes: 1024\ndetections:\n  - id: cards-in\n    classifier: credit_card\n    \
+         in: request.body\nrules:\n  - id: cards\n    when: detected(\"cards-in\")\n    action: block\n    \
+         on_uninspectable: {on_uninspectable}\n"
+    );
+    let options = CompileOptions { policy_name: "t".into(), revision: 1, file_name: "t.yaml".into() };
+    Bundle::from_bytes(&compile_to_bytes(&yaml, &options).unwrap()).unwrap()
+}
+
+/// What the body inspector makes of `body` labelled `content_type`, sent in `chunk`-byte chunks: `(cards found,
+/// uninspectable, truncated)`, and the rule's decision on it.
+fn inspect(bundle: &Bundle, content_type: &[u8], body: &[u8], chunk: usize) -> ((u32, bool, bool), Option<Action>) {
+    let mut inspector = BodyInspector::new(bundle, Location::RequestBody, Some(content_type), None).unwrap();
+    for part in body.chunks(chunk) {
+        inspector.feed(bundle, part);
+    }
+    inspector.finish(bundle);
+    let mut findings = Findings::new(bundle);
+    findings.absorb(bundle, Location::RequestBody, inspector.classifier_counts());
+    findings.set_uninspectable(Location::RequestBody, inspector.uninspectable());
+    let cards = findings.count(0);
+    let exchange = Exchange { method: "POST", encoded: inspector.uninspectable(), cards, ..Exchange::default() };
+    ((cards, inspector.uninspectable(), inspector.truncated()), bundle.evaluate(&exchange).action)
+}
+
+const CARD_JSON: &[u8] = br#"{"payment":{"number":"4111 1111 1111 1111"}}"#;
+
+#[test]
+fn a_card_past_the_cap_is_decided_by_the_rule() {
+    let (block, pass) = (scan_bundle("block"), scan_bundle("pass"));
+    let padded = [&[b' '; 2000][..], CARD_JSON].concat();
+    for chunk in [1, 100, 4096] {
+        // Past the cap: nothing found, but the body is uninspectable, so the blocking rule blocks by default.
+        assert_eq!(inspect(&block, b"application/json", &padded, chunk), ((0, true, true), Some(Action::Block)));
+        assert_eq!(inspect(&pass, b"application/json", &padded, chunk), ((0, true, true), None));
+        // A card before the cap is still found, whatever the rest.
+        let early = [CARD_JSON, &[b' '; 2000][..]].concat();
+        assert_eq!(inspect(&pass, b"application/json", &early, chunk), ((1, true, true), Some(Action::Block)));
+        // A body that fits is as before.
+        assert_eq!(inspect(&block, b"application/json", CARD_JSON, chunk), ((1, false, false), Some(Action::Block)));
+        assert_eq!(inspect(&block, b"application/json", b"{}", chunk), ((0, false, false), None));
+    }
+}
+
+#[test]
+fn a_binary_label_on_text_does_not_hide_it() {
+    let block = scan_bundle("block");
+    let escaped = br#"{"number":"\u0034111 1111 1111 1111"}"#;
+    for content_type in [&b"application/octet-stream"[..], b"image/png", b"application/grpc", b"application/zip"] {
+        for chunk in [1, 7, 4096] {
+            assert_eq!(inspect(&block, content_type, CARD_JSON, chunk), ((1, false, false), Some(Action::Block)));
+            // Sniffed as text, so with the text path's JSON escapes decoded.
+            assert_eq!(inspect(&block, content_type, escaped, chunk), ((1, false, false), Some(Action::Block)));
+            // Real binary stays skipped, card or not: not a finding, not uninspectable.
+            let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], CARD_JSON].concat();
+            assert_eq!(inspect(&block, content_type, &png, chunk), ((0, false, false), None));
+            // Text first, binary within the first 512 bytes: binary, and what the text seemed to hold is dropped.
+            let late = [CARD_JSON, &[0u8, 1, 2, 3][..]].concat();
+            assert_eq!(inspect(&block, content_type, &late, chunk), ((0, false, false), None));
+        }
+    }
+    // Binary bytes after the first 512 do not make a text body binary.
+    let long = [CARD_JSON, &[b' '; 600][..], &[0u8; 8][..]].concat();
+    assert_eq!(inspect(&block, b"application/octet-stream", &long, 64), ((1, false, false), Some(Action::Block)));
 }

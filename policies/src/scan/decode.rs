@@ -2,6 +2,8 @@
 //! how (as is, percent-decoded, or split into multipart parts). Every decoder streams: its state carries over from
 //! one chunk to the next in a few fixed fields, and it never allocates after it is built.
 
+use super::sniff::{Sniff, SNIFF_BYTES};
+
 /// How a body (or a multipart part) is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BodyKind {
@@ -242,6 +244,10 @@ pub(crate) struct Multipart {
     header_tail: u32,
     /// Whether the current part is scanned.
     scan_part: bool,
+    /// Set while a part labelled binary is sniffed: its first bytes are held until they show it is text.
+    sniff: Option<Sniff>,
+    held: [u8; SNIFF_BYTES as usize],
+    held_len: usize,
     inspect_binary: bool,
 }
 
@@ -264,6 +270,9 @@ impl Multipart {
             header_overflow: false,
             header_tail: 0,
             scan_part: false,
+            sniff: None,
+            held: [0; SNIFF_BYTES as usize],
+            held_len: 0,
             inspect_binary,
         })
     }
@@ -300,12 +309,50 @@ impl Multipart {
     /// Ends the body: a partly matched delimiter in a text part was content after all.
     pub(crate) fn finish(&mut self, sink: &mut impl Sink) {
         let mut out = Out::new(sink);
-        if self.state == Part::Body && self.scan_part && self.matched > 0 {
-            let held = self.matched;
-            out.extend(self.delimiter.get(..held).unwrap_or(&[]));
+        if self.state == Part::Body && self.scan_part {
+            for i in 0..self.matched {
+                if let Some(d) = self.delimiter.get(i).copied() {
+                    self.emit(d, &mut out);
+                }
+            }
+            self.release(&mut out);
         }
         self.matched = 0;
         out.flush();
+    }
+
+    /// Passes on a byte of a scanned part; while the part is sniffed, holds it, and drops the part at the first
+    /// byte that shows it is binary.
+    fn emit<S: Sink>(&mut self, b: u8, out: &mut Out<'_, S>) {
+        if !self.scan_part {
+            return;
+        }
+        let Some(sniff) = self.sniff.as_mut() else {
+            out.push(b);
+            return;
+        };
+        if !sniff.text(&[b]) {
+            // Binary after all: the part is skipped, with what was held of it.
+            self.sniff = None;
+            self.held_len = 0;
+            self.scan_part = false;
+            return;
+        }
+        if let Some(slot) = self.held.get_mut(self.held_len) {
+            *slot = b;
+            self.held_len += 1;
+        }
+        if self.held_len >= self.held.len() {
+            self.release(out);
+        }
+    }
+
+    /// The sniffed part is text (its window is full, or it ended): what was held goes on.
+    fn release<S: Sink>(&mut self, out: &mut Out<'_, S>) {
+        if self.sniff.take().is_some() {
+            out.extend(self.held.get(..self.held_len).unwrap_or(&[]));
+        }
+        self.held_len = 0;
     }
 
     fn content_byte<S: Sink>(&mut self, b: u8, out: &mut Out<'_, S>) {
@@ -315,6 +362,7 @@ impl Multipart {
             if self.matched == self.delimiter_len {
                 self.matched = 0;
                 if self.state == Part::Body && self.scan_part {
+                    self.release(out);
                     out.flush();
                     out.sink.segment_end();
                 }
@@ -326,8 +374,8 @@ impl Multipart {
             if emit {
                 let held = self.matched;
                 for i in 0..held {
-                    if let Some(d) = self.delimiter.get(i) {
-                        out.push(*d);
+                    if let Some(d) = self.delimiter.get(i).copied() {
+                        self.emit(d, out);
                     }
                 }
             }
@@ -339,13 +387,15 @@ impl Multipart {
             }
         }
         if emit {
-            out.push(b);
+            self.emit(b, out);
         }
     }
 
     fn start_headers(&mut self) {
         self.header_len = 0;
         self.header_overflow = false;
+        self.sniff = None;
+        self.held_len = 0;
         // As if a line had just ended, so an empty header block (CRLF right away) ends at once.
         self.header_tail = u32::from_be_bytes([0, 0, b'\r', b'\n']);
     }
@@ -362,15 +412,18 @@ impl Multipart {
         let crlf2 = self.header_tail == u32::from_be_bytes(*b"\r\n\r\n");
         let lf2 = self.header_tail & 0xffff == u32::from(u16::from_be_bytes(*b"\n\n"));
         if crlf2 || lf2 {
-            self.scan_part = self.header_overflow || self.part_is_scanned();
+            let scan = if self.header_overflow { PartScan::Text } else { self.part_scan() };
+            self.scan_part = scan != PartScan::Skip;
+            self.sniff = (scan == PartScan::Sniff).then(Sniff::default);
+            self.held_len = 0;
             self.state = Part::Body;
             self.matched = 0;
         }
     }
 
-    /// Whether the part whose headers were just read is scanned: not binary (unless the policy says so), not
-    /// base64 (an encoding the scanner cannot read through).
-    fn part_is_scanned(&self) -> bool {
+    /// How the part whose headers were just read is scanned: as text, sniffed when labelled binary (unless the
+    /// policy inspects binary), skipped when base64 (an encoding the scanner cannot read through).
+    fn part_scan(&self) -> PartScan {
         let headers = self.header.get(..self.header_len).unwrap_or(&[]);
         let mut content_type = None;
         for line in headers.split(|b| *b == b'\n') {
@@ -383,12 +436,25 @@ impl Multipart {
             } else if name.eq_ignore_ascii_case(b"content-transfer-encoding")
                 && value.trim_ascii().eq_ignore_ascii_case(b"base64")
             {
-                return false;
+                return PartScan::Skip;
             }
         }
         // RFC 7578: a part without a content type is text/plain.
-        self.inspect_binary || classify(content_type) != BodyKind::Binary
+        if self.inspect_binary || classify(content_type) != BodyKind::Binary {
+            PartScan::Text
+        } else {
+            PartScan::Sniff
+        }
     }
+}
+
+/// How a multipart part is scanned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PartScan {
+    Text,
+    /// Labelled binary: scanned if its first bytes are text.
+    Sniff,
+    Skip,
 }
 
 #[cfg(test)]
@@ -506,6 +572,34 @@ Content-Type: image/png\r\n\r\n\x89PNG secret\r\n--XyZ\r\nContent-Type: applicat
         assert_eq!(multipart_with(b"b", &long).out, b"body|");
         // A body ending inside a would-be delimiter keeps those bytes.
         assert_eq!(multipart_with(b"b", b"--b\r\n\r\ntext\r\n-").out, b"text\r\n-");
+    }
+
+    #[test]
+    fn binary_parts_are_sniffed() {
+        let long_text = "x".repeat(SNIFF_BYTES as usize + 100);
+        let body = format!(
+            "--b\r\nContent-Type: image/png\r\n\r\n\0PNG\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n\
+             {{\"a\":1}}\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n{long_text}\r\n--b\r\n\
+             Content-Type: image/png\r\n\r\ntext then \0 binary\r\n--b\r\nContent-Type: image/png\r\n\r\nend"
+        );
+        // Kept: the JSON part, the long text part (past the sniff window), the text part cut by the end. Dropped:
+        // the PNG-like part, and the part whose NUL comes after some text (what was held of it too).
+        let expected = format!("{{\"a\":1}}|{long_text}|end");
+        for split in 0..=body.len() {
+            let (a, b) = body.as_bytes().split_at(split);
+            let mut m = Multipart::new(b"b", false).unwrap();
+            let mut c = Collect::default();
+            m.feed(a, &mut c);
+            m.feed(b, &mut c);
+            m.finish(&mut c);
+            assert_eq!(String::from_utf8_lossy(&c.out), expected, "split at {split}");
+        }
+        // The policy inspects binary: every part is scanned as it is.
+        let mut m = Multipart::new(b"b", true).unwrap();
+        let mut c = Collect::default();
+        m.feed(b"--b\r\nContent-Type: image/png\r\n\r\n\0png\r\n--b--", &mut c);
+        m.finish(&mut c);
+        assert_eq!(c.out, b"\0png|");
     }
 
     fn multipart_with(boundary: &[u8], body: &[u8]) -> Collect {
