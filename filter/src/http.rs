@@ -176,7 +176,7 @@ impl RequestFilter {
             // not read.
             inspection: if ex.findings.any_uninspectable() {
                 let bodies = [ex.request_body.as_ref(), ex.response_body.as_ref()];
-                let encoded = bodies.iter().flatten().any(|i| i.skipped() == Some(SkipReason::Encoded));
+                let encoded = bodies.iter().flatten().any(|i| i.encoded());
                 Some(if encoded { "encoded" } else { "truncated" })
             } else if ex.verdict.uninspectable > 0 {
                 Some("unreadable")

@@ -465,6 +465,14 @@ fn a_binary_label_does_not_hide_a_text_body() {
         post_as(envoy, "/upload-part", "label-part", "multipart/form-data; boundary=XyZ", multipart.as_bytes());
     assert_eq!(response.status, 422, "{}", response.text());
     assert_eq!(stack.upstream.requests_for("/upload-part"), 0);
+    // A base64 part (RFC 7578 forbids transfer encodings in form data) is not read: `inspection=encoded`, blocked.
+    let base64 = "--XyZ\r\nContent-Disposition: form-data; name=\"card\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                  NDExMSAxMTExIDExMTEgMTExMQ==\r\n--XyZ--\r\n";
+    let response =
+        post_as(envoy, "/upload-base64", "base64-part", "multipart/form-data; boundary=XyZ", base64.as_bytes());
+    assert_eq!(response.status, 422, "{}", response.text());
+    assert_field(&envoy.verdict("base64-part"), "inspection", Some("encoded"));
+    assert_eq!(stack.upstream.requests_for("/upload-base64"), 0);
     // Real binary (a PNG header, then noise, a card's digits among it) is still not inspected: it passes as sent.
     let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], &noise(4096), json.as_bytes(), &noise(4096)].concat();
     for (i, content_type) in ["image/png", "application/octet-stream"].into_iter().enumerate() {

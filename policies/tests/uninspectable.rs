@@ -165,3 +165,20 @@ fn a_binary_label_on_text_does_not_hide_it() {
     let long = [CARD_JSON, &[b' '; 600][..], &[0u8; 8][..]].concat();
     assert_eq!(inspect(&block, b"application/octet-stream", &long, 64), ((1, false, false), Some(Action::Block)));
 }
+
+#[test]
+fn a_base64_multipart_part_is_decided_by_the_rule() {
+    let (block, pass) = (scan_bundle("block"), scan_bundle("pass"));
+    let form = b"multipart/form-data; boundary=XyZ";
+    // RFC 7578 forbids a transfer encoding in form data: a client sending one hides what the scanner reads.
+    let hidden = b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--XyZ\r\n\
+        Content-Disposition: form-data; name=\"card\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+        NDExMSAxMTExIDExMTEgMTExMQ==\r\n--XyZ--\r\n";
+    for chunk in [1, 7, 4096] {
+        assert_eq!(inspect(&block, form, hidden, chunk), ((0, true, false), Some(Action::Block)));
+        assert_eq!(inspect(&pass, form, hidden, chunk), ((0, true, false), None));
+    }
+    // Plain parts are read as before, and a card in one is found.
+    let plain = b"--XyZ\r\nContent-Disposition: form-data; name=\"card\"\r\n\r\n4111 1111 1111 1111\r\n--XyZ--\r\n";
+    assert_eq!(inspect(&pass, form, plain, 7), ((1, false, false), Some(Action::Block)));
+}

@@ -249,6 +249,8 @@ pub(crate) struct Multipart {
     held: [u8; SNIFF_BYTES as usize],
     held_len: usize,
     inspect_binary: bool,
+    /// A part was base64 (`Content-Transfer-Encoding`): its content was not read, so the body is uninspectable.
+    encoded_part: bool,
 }
 
 impl Multipart {
@@ -274,11 +276,17 @@ impl Multipart {
             held: [0; SNIFF_BYTES as usize],
             held_len: 0,
             inspect_binary,
+            encoded_part: false,
         })
     }
 
     fn delimiter(&self) -> &[u8] {
         self.delimiter.get(..self.delimiter_len).unwrap_or(&[])
+    }
+
+    /// True once a part in a transfer encoding the scanner cannot read through (base64) was passed over.
+    pub(crate) fn saw_encoded_part(&self) -> bool {
+        self.encoded_part
     }
 
     /// Reads the next chunk of the body.
@@ -413,7 +421,8 @@ impl Multipart {
         let lf2 = self.header_tail & 0xffff == u32::from(u16::from_be_bytes(*b"\n\n"));
         if crlf2 || lf2 {
             let scan = if self.header_overflow { PartScan::Text } else { self.part_scan() };
-            self.scan_part = scan != PartScan::Skip;
+            self.encoded_part |= scan == PartScan::Encoded;
+            self.scan_part = scan != PartScan::Encoded;
             self.sniff = (scan == PartScan::Sniff).then(Sniff::default);
             self.held_len = 0;
             self.state = Part::Body;
@@ -422,7 +431,8 @@ impl Multipart {
     }
 
     /// How the part whose headers were just read is scanned: as text, sniffed when labelled binary (unless the
-    /// policy inspects binary), skipped when base64 (an encoding the scanner cannot read through).
+    /// policy inspects binary), not at all when base64 (an encoding the scanner cannot read through; RFC 7578
+    /// forbids it in form data, so only a client hiding something sends it).
     fn part_scan(&self) -> PartScan {
         let headers = self.header.get(..self.header_len).unwrap_or(&[]);
         let mut content_type = None;
@@ -436,7 +446,7 @@ impl Multipart {
             } else if name.eq_ignore_ascii_case(b"content-transfer-encoding")
                 && value.trim_ascii().eq_ignore_ascii_case(b"base64")
             {
-                return PartScan::Skip;
+                return PartScan::Encoded;
             }
         }
         // RFC 7578: a part without a content type is text/plain.
@@ -454,7 +464,8 @@ enum PartScan {
     Text,
     /// Labelled binary: scanned if its first bytes are text.
     Sniff,
-    Skip,
+    /// In a transfer encoding the scanner cannot read through: not scanned, and the body is uninspectable.
+    Encoded,
 }
 
 #[cfg(test)]
@@ -562,9 +573,15 @@ Content-Type: image/png\r\n\r\n\x89PNG secret\r\n--XyZ\r\nContent-Type: applicat
 
     #[test]
     fn multipart_edge_cases() {
-        // No headers at all, LF-only line ends, base64 parts skipped.
+        // No headers at all, LF-only line ends, base64 parts not read but reported.
         let body = b"--b\r\n\r\nplain\r\n--b\nContent-Transfer-Encoding: base64\n\nc2VjcmV0\r\n--b--";
         assert_eq!(multipart_with(b"b", body).out, b"plain|");
+        let mut m = Multipart::new(b"b", false).unwrap();
+        m.feed(body, &mut Collect::default());
+        assert!(m.saw_encoded_part(), "a base64 part makes the body uninspectable");
+        let mut m = Multipart::new(b"b", false).unwrap();
+        m.feed(b"--b\r\n\r\nplain\r\n--b--", &mut Collect::default());
+        assert!(!m.saw_encoded_part());
         // Over-long part headers: the part is scanned rather than trusted blind.
         let mut long = b"--b\r\nX-Pad: ".to_vec();
         long.extend(std::iter::repeat_n(b'a', MAX_PART_HEADER + 10));

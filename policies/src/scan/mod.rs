@@ -713,7 +713,14 @@ impl BodyInspector {
     /// (`inspection=truncated`). Findings up to that point still count; what was not read is the finding, which rules
     /// decide on by their `on_uninspectable`. A binary body the policy does not inspect is not uninspectable.
     pub fn uninspectable(&self) -> bool {
-        self.skipped == Some(SkipReason::Encoded) || (self.truncated && self.skipped.is_none())
+        self.encoded() || (self.truncated && self.skipped.is_none())
+    }
+
+    /// True when the body, or a multipart part of it, is in an encoding the scanner cannot read through
+    /// (`inspection=encoded`).
+    pub fn encoded(&self) -> bool {
+        self.skipped == Some(SkipReason::Encoded)
+            || matches!(&self.decoder, Decoder::Multipart(m) if m.0.saw_encoded_part())
     }
 
     /// Bytes inspected so far (as received, before any decoding).
