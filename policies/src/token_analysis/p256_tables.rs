@@ -87,7 +87,7 @@ impl P256Key {
         let (r, s) = signature.split_scalars();
         let Ok(digest) = FieldBytes::try_from(Sha256::digest(message).as_slice()) else { return false };
         let z = <Scalar as Reduce<FieldBytes>>::reduce(&digest);
-        let Some(s_inv) = Option::<Scalar>::from(s.invert()) else { return false };
+        let Some(s_inv) = Option::<Scalar>::from(s.invert_vartime()) else { return false };
         let (u1, u2) = (z * s_inv, *r * s_inv);
         let mut point = ProjectivePoint::IDENTITY;
         generator_table().mul(&u1, &mut point);
@@ -118,5 +118,64 @@ mod tests {
         let mut acc = ProjectivePoint::IDENTITY;
         table.mul(&big, &mut acc);
         assert_eq!(acc, g * big);
+    }
+
+    /// A small deterministic generator (xorshift64*), enough for test inputs.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// `p256`'s own verdict on `signature` (`r || s`) over `message`.
+    fn reference(key: &p256::ecdsa::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+    }
+
+    /// Random keys, messages and signatures against `p256`'s verification: genuine signatures pass, and every
+    /// altered signature or message gets the same verdict as `p256` gives it (a refusal, in practice).
+    #[test]
+    fn verification_matches_p256_on_random_keys_and_signatures() {
+        use p256::ecdsa::signature::Signer as _;
+        let mut rng = Rng(0x5eed_0256);
+        let rounds = if cfg!(target_arch = "wasm32") { 3 } else { 24 };
+        for round in 0..rounds {
+            let Ok(signing) = p256::ecdsa::SigningKey::from_slice(&rng.bytes(32)) else { continue };
+            let verifying = *signing.verifying_key();
+            let key = P256Key::new(ProjectivePoint::from(*verifying.as_affine()));
+            for _ in 0..4 {
+                let message = rng.bytes(round % 50);
+                let signature: p256::ecdsa::Signature = signing.sign(&message);
+                let bytes = signature.to_bytes();
+                assert!(key.verify(&message, &bytes), "round {round}");
+                // The same signature with s replaced by n - s (also valid ECDSA).
+                let (r, s) = signature.split_scalars();
+                let high = p256::ecdsa::Signature::from_scalars(*r, -*s).map(|sig| sig.to_bytes());
+                if let Ok(high) = high {
+                    assert_eq!(key.verify(&message, &high), reference(&verifying, &message, &high));
+                }
+                let mut altered = bytes.to_vec();
+                let bit = (rng.next() % 512) as usize;
+                altered[bit / 8] ^= 1 << (bit % 8);
+                assert_eq!(key.verify(&message, &altered), reference(&verifying, &message, &altered));
+                assert!(!key.verify(&message, &altered), "round {round}, bit {bit}");
+                let mut other = message.clone();
+                other.push(rng.next() as u8);
+                assert!(!key.verify(&other, &bytes), "round {round}");
+                let noise = rng.bytes(64);
+                assert_eq!(key.verify(&message, &noise), reference(&verifying, &message, &noise));
+                assert!(!key.verify(&message, &[bytes.as_slice(), &[0]].concat()));
+            }
+        }
     }
 }
