@@ -16,6 +16,14 @@ const LIMB_MASK: u64 = (1 << LIMB_BITS) - 1;
 /// reduction's products) has at most 255 products.
 const MAX_LIMBS: usize = 255;
 
+/// A public exponent e prepared for one modulus (see [`Modulus::prepare`]).
+pub(crate) struct PreparedExponent {
+    /// e, big-endian, without leading zeros.
+    bits: Vec<u8>,
+    /// R^e mod n in limbs: the one product that turns s^e·R^−(e−1) into s^e.
+    correction: Vec<u32>,
+}
+
 /// An odd modulus prepared for Montgomery arithmetic.
 pub(crate) struct Modulus {
     /// n in 28-bit limbs, least significant first, without leading zero limbs.
@@ -42,20 +50,17 @@ impl Modulus {
     }
 
     /// `base`^`exponent` mod n, both big-endian, as `len` big-endian bytes: `None` when `base` is not below n,
-    /// `exponent` is zero or the result does not fit `len` bytes.
+    /// `exponent` is zero or the result does not fit `len` bytes. The general path: enters and leaves Montgomery
+    /// form (see [`Modulus::prepare`] for an exponent used many times). The tests' reference for the prepared path.
+    #[cfg(test)]
     pub(crate) fn pow(&self, base: &[u8], exponent: &[u8], len: usize) -> Option<Vec<u8>> {
+        limbs_to_be(&self.pow_limbs(base, exponent)?, len)
+    }
+
+    /// `base`^`exponent` mod n in limbs (`limbs` long), by the general path.
+    fn pow_limbs(&self, base: &[u8], exponent: &[u8]) -> Option<Vec<u32>> {
         let limbs = self.n.len();
-        let mut power = limbs_from_be(base);
-        if power.len() > limbs {
-            return None;
-        }
-        power.resize(limbs, 0);
-        if !less_than(&power, &self.n) {
-            return None;
-        }
-        // Left to right over the exponent's bits (public: variable time is fine), from the one after the leading 1.
-        let mut bits = exponent.iter().flat_map(|byte| (0..8).rev().map(move |bit| byte >> bit & 1 == 1));
-        bits.find(|&bit| bit)?;
+        let (mut power, bits) = self.start(base, exponent)?;
         // Scratch for the whole exponentiation: the base in Montgomery form and the reduction's factors.
         let mut scratch = vec![0u32; 2 * limbs];
         let (base, factors) = scratch.split_at_mut(limbs);
@@ -68,9 +73,66 @@ impl Modulus {
                 self.product(&mut power, factors, |x, lo, hi| dot(x, base, lo, hi));
             }
         }
-        // Out of Montgomery form: the product with 1, whose only nonzero column sums are the power's own limbs.
-        self.product(&mut power, factors, |x, lo, hi| if lo == 0 { x.get(hi).map_or(0, |&l| u64::from(l)) } else { 0 });
+        // Out of Montgomery form: the product with 1.
+        self.product(&mut power, factors, product_with_one);
+        Some(power)
+    }
+
+    /// Prepares `exponent` (big-endian) for many exponentiations modulo n: `None` if it is zero.
+    ///
+    /// With M(a, b) = a·b·R⁻¹, running the exponentiation's squares and multiplications on the plain base s
+    /// (not s·R) gives s^e·R^−(e−1) (the power of R⁻¹ follows the same recurrence as the exponent, less one), and
+    /// one product with R^e mod n makes it s^e mod n: no conversion into or out of Montgomery form per token.
+    pub(crate) fn prepare(&self, exponent: &[u8]) -> Option<PreparedExponent> {
+        let limbs = self.n.len();
+        // R mod n = M(R², 1).
+        let mut r = self.r2.clone();
+        let mut factors = vec![0u32; limbs];
+        self.product(&mut r, &mut factors, product_with_one);
+        let r = limbs_to_be(&r, limbs * 4)?;
+        let correction = self.pow_limbs(&r, exponent)?;
+        let bits = exponent.get(exponent.iter().take_while(|&&byte| byte == 0).count()..).unwrap_or_default();
+        Some(PreparedExponent { bits: bits.to_vec(), correction })
+    }
+
+    /// `base`^e mod n for a prepared exponent e, as `len` big-endian bytes: `None` when `base` is not below n or
+    /// the result does not fit `len` bytes.
+    pub(crate) fn pow_prepared(&self, base: &[u8], exponent: &PreparedExponent, len: usize) -> Option<Vec<u8>> {
+        let limbs = self.n.len();
+        if exponent.correction.len() != limbs {
+            return None;
+        }
+        let (mut power, bits) = self.start(base, &exponent.bits)?;
+        let mut scratch = vec![0u32; 2 * limbs];
+        let (base, factors) = scratch.split_at_mut(limbs);
+        // The plain base (below n) is the power for the leading 1 bit: s·R⁻⁰.
+        base.copy_from_slice(&power);
+        for bit in bits {
+            self.product(&mut power, factors, square_column);
+            if bit {
+                self.product(&mut power, factors, |x, lo, hi| dot(x, base, lo, hi));
+            }
+        }
+        // s^e·R^−(e−1) · R^e · R⁻¹ = s^e mod n, fully reduced (each product's result is below n).
+        self.product(&mut power, factors, |x, lo, hi| dot(x, &exponent.correction, lo, hi));
         limbs_to_be(&power, len)
+    }
+
+    /// The base in limbs (`None` unless below n) and the exponent's bits after its leading 1 (`None` if it is 0).
+    fn start<'e>(&self, base: &[u8], exponent: &'e [u8]) -> Option<(Vec<u32>, impl Iterator<Item = bool> + 'e)> {
+        let limbs = self.n.len();
+        let mut power = limbs_from_be(base);
+        if power.len() > limbs {
+            return None;
+        }
+        power.resize(limbs, 0);
+        if !less_than(&power, &self.n) {
+            return None;
+        }
+        // Left to right over the exponent's bits (public: variable time is fine), from the one after the leading 1.
+        let mut bits = exponent.iter().flat_map(|byte| (0..8).rev().map(move |bit| byte >> bit & 1 == 1));
+        bits.find(|&bit| bit)?;
+        Some((power, bits))
     }
 
     /// A Montgomery product in place: `x` ← (x·y)·R⁻¹ mod n, for `x` and y below n, column by column.
@@ -115,6 +177,16 @@ impl Modulus {
                 borrow = difference >> 31;
             }
         }
+    }
+}
+
+/// Column lo+hi of x·1: only x's own limbs, in the columns whose low index is 0.
+#[inline(always)]
+fn product_with_one(x: &[u32], lo: usize, hi: usize) -> u64 {
+    if lo == 0 {
+        x.get(hi).map_or(0, |&l| u64::from(l))
+    } else {
+        0
     }
 }
 
@@ -272,9 +344,20 @@ mod tests {
         (n, base)
     }
 
+    /// The general and the prepared exponentiation, which must agree (including on refusals).
+    fn both(modulus: &Modulus, base: &[u8], exponent: &[u8], len: usize) -> Option<Vec<u8>> {
+        let general = modulus.pow(base, exponent, len);
+        let prepared = modulus.prepare(exponent).and_then(|e| modulus.pow_prepared(base, &e, len));
+        assert_eq!(general, prepared, "base {base:02x?}, exponent {exponent:02x?}");
+        general
+    }
+
     fn check(n: &[u8], base: &[u8], exponent: &[u8]) {
         let modulus = Modulus::new(n).unwrap();
-        assert_eq!(modulus.pow(base, exponent, n.len()).unwrap(), reference(n, base, exponent), "n = {n:02x?}");
+        let expected = reference(n, base, exponent);
+        assert_eq!(modulus.pow(base, exponent, n.len()).unwrap(), expected, "n = {n:02x?}");
+        let prepared = modulus.prepare(exponent).unwrap();
+        assert_eq!(modulus.pow_prepared(base, &prepared, n.len()).unwrap(), expected, "prepared, n = {n:02x?}");
     }
 
     /// Random RSA-sized moduli (2048, 3072 and 4096 bits, full top byte) with e = 65537 and with random short
@@ -329,21 +412,21 @@ mod tests {
             let mut two = zero.clone();
             two[len - 1] = 2;
             let modulus = Modulus::new(&n).unwrap();
-            assert_eq!(modulus.pow(&zero, &[1, 0, 1], len).unwrap(), zero);
-            assert_eq!(modulus.pow(&one, &[1, 0, 1], len).unwrap(), one);
+            assert_eq!(both(&modulus, &zero, &[1, 0, 1], len).unwrap(), zero);
+            assert_eq!(both(&modulus, &one, &[1, 0, 1], len).unwrap(), one);
             // (n − 1)^odd = n − 1, (n − 1)^even = 1.
-            assert_eq!(modulus.pow(&n_minus_1, &[1, 0, 1], len).unwrap(), n_minus_1);
-            assert_eq!(modulus.pow(&n_minus_1, &[2], len).unwrap(), one);
-            assert_eq!(modulus.pow(&n_minus_1, &[1], len).unwrap(), n_minus_1);
+            assert_eq!(both(&modulus, &n_minus_1, &[1, 0, 1], len).unwrap(), n_minus_1);
+            assert_eq!(both(&modulus, &n_minus_1, &[2], len).unwrap(), one);
+            assert_eq!(both(&modulus, &n_minus_1, &[1], len).unwrap(), n_minus_1);
             // The shortest inputs: a base without leading zeros, an exponent with them.
-            assert_eq!(modulus.pow(&[2], &[0, 0, 1], len).unwrap(), two);
+            assert_eq!(both(&modulus, &[2], &[0, 0, 1], len).unwrap(), two);
             check(&n, &two, &[1, 0, 1]);
             check(&n, &n_minus_1, &[0xff, 0xff, 0xff, 0xff]);
             // Not below n, or no exponent: refused.
-            assert!(modulus.pow(&n, &[1, 0, 1], len).is_none());
-            assert!(modulus.pow(&[0xff; 513], &[1, 0, 1], len).is_none());
-            assert!(modulus.pow(&one, &[0, 0], len).is_none());
-            assert!(modulus.pow(&one, &[], len).is_none());
+            assert!(both(&modulus, &n, &[1, 0, 1], len).is_none());
+            assert!(both(&modulus, &[0xff; 513], &[1, 0, 1], len).is_none());
+            assert!(both(&modulus, &one, &[0, 0], len).is_none());
+            assert!(both(&modulus, &one, &[], len).is_none());
         }
     }
 
@@ -351,18 +434,18 @@ mod tests {
     #[test]
     fn small_moduli() {
         let modulus = Modulus::new(&3233u16.to_be_bytes()).unwrap();
-        assert_eq!(modulus.pow(&65u16.to_be_bytes(), &[17], 2).unwrap(), 2790u16.to_be_bytes());
+        assert_eq!(both(&modulus, &65u16.to_be_bytes(), &[17], 2).unwrap(), 2790u16.to_be_bytes());
         assert_eq!(modulus.n0.wrapping_mul(3233) & LIMB_MASK as u32, LIMB_MASK as u32, "n·n0' = −1 mod 2²⁸");
         assert_eq!(modulus.r2, [(1u128 << 56) % 3233].map(|r| r as u32));
-        assert_eq!(modulus.pow(&[5], &[2], 1), Some(vec![25]));
-        assert_eq!(modulus.pow(&[100], &[2], 1), None, "10,000 mod 3233 = 301 does not fit one byte");
+        assert_eq!(both(&modulus, &[5], &[2], 1), Some(vec![25]));
+        assert_eq!(both(&modulus, &[100], &[2], 1), None, "10,000 mod 3233 = 301 does not fit one byte");
         assert!(Modulus::new(&[0x0c, 0xa0]).is_none(), "even");
         assert!(Modulus::new(&[0, 1]).is_none(), "one");
         assert!(Modulus::new(&[]).is_none(), "empty");
         assert!(Modulus::new(&[0xff; 894]).is_none(), "over 7,140 bits");
         assert!(Modulus::new(&[0xff; 892]).is_some());
         let padded = Modulus::new(&[[0; 600].as_slice(), &3233u16.to_be_bytes()].concat()).unwrap();
-        assert_eq!(padded.pow(&65u16.to_be_bytes(), &[17], 2).unwrap(), 2790u16.to_be_bytes(), "leading zeros");
+        assert_eq!(both(&padded, &65u16.to_be_bytes(), &[17], 2).unwrap(), 2790u16.to_be_bytes(), "leading zeros");
     }
 
     #[test]

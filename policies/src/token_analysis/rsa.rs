@@ -1,6 +1,7 @@
 //! RSASSA-PKCS1-v1_5 verification (RS256/384/512) on Montgomery arithmetic prepared once per key.
 //!
-//! Verifying is one modular exponentiation by the public exponent (17 multiplications for e = 65537) and a byte
+//! Verifying is one modular exponentiation by the public exponent (17 Montgomery products for e = 65537, on the
+//! plain signature, and one product with a per-key constant that removes the powers of R⁻¹) and a byte
 //! comparison with the expected encoding (RFC 8017 §8.2.2: encode, then compare; nothing is parsed out of the
 //! signature). The modulus' Montgomery parameters are computed when the bundle's keys are loaded, not per token,
 //! and the exponentiation is variable-time (see [`super::montgomery`]): everything it handles is public.
@@ -8,7 +9,7 @@
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::keys::Alg;
-use super::montgomery::Modulus;
+use super::montgomery::{Modulus, PreparedExponent};
 
 /// The DER `DigestInfo` prefixes of RFC 8017 §9.2 (note 1), before the hash.
 const SHA256_PREFIX: &[u8] =
@@ -24,8 +25,8 @@ pub(crate) struct RsaKey {
     modulus: Vec<u8>,
     /// The modulus prepared for Montgomery arithmetic (n0' and R² mod n).
     prepared: Modulus,
-    /// The public exponent, big-endian, without leading zeros.
-    exponent: Vec<u8>,
+    /// The public exponent, prepared for this modulus (no Montgomery conversions per signature).
+    exponent: PreparedExponent,
 }
 
 impl RsaKey {
@@ -37,6 +38,7 @@ impl RsaKey {
             return None;
         }
         let prepared = Modulus::new(&modulus)?;
+        let exponent = prepared.prepare(&exponent)?;
         Some(RsaKey { modulus, prepared, exponent })
     }
 
@@ -47,7 +49,7 @@ impl RsaKey {
         if signature.len() != k || signature >= self.modulus.as_slice() {
             return None;
         }
-        self.prepared.pow(signature, &self.exponent, k)
+        self.prepared.pow_prepared(signature, &self.exponent, k)
     }
 
     /// RSASSA-PKCS1-v1_5 verification of `signature` over `message` with the hash of `alg` (RS256/384/512).
@@ -86,5 +88,22 @@ mod tests {
         assert!(key.open(&3233u16.to_be_bytes()).is_none(), "not below n");
         assert!(key.open(&[65]).is_none(), "not k bytes");
         assert!(RsaKey::new(&[0x0c, 0xa0], &[17]).is_none(), "an even modulus");
+        assert!(RsaKey::new(&3233u16.to_be_bytes(), &[0, 0]).is_none(), "a zero exponent");
+        // e = 1 and e = 3, and every base of the toy modulus, against plain arithmetic.
+        for e in [1u64, 3, 17, 65537] {
+            let key = RsaKey::new(&3233u16.to_be_bytes(), &e.to_be_bytes()).unwrap();
+            for s in 0..3233u64 {
+                let expected = (0..64).rev().fold(1u64, |acc, bit| {
+                    let squared = acc * acc % 3233;
+                    if e >> bit & 1 == 1 {
+                        squared * s % 3233
+                    } else {
+                        squared
+                    }
+                });
+                let opened = key.open(&(s as u16).to_be_bytes()).unwrap();
+                assert_eq!(u16::from_be_bytes([opened[0], opened[1]]) as u64, expected, "{s}^{e}");
+            }
+        }
     }
 }
