@@ -54,7 +54,7 @@ impl<'b> Reader<'b> {
                 self.ws();
                 let key = self.string()?;
                 self.ws();
-                self.expect(b':')?;
+                self.consume(b':')?;
                 self.ws();
                 if key.as_ref() == segment.as_bytes() {
                     found = Some(self.i); // the last one wins: keep looking
@@ -96,7 +96,7 @@ impl<'b> Reader<'b> {
         Some(b)
     }
 
-    fn expect(&mut self, want: u8) -> Result<(), Unreadable> {
+    fn consume(&mut self, want: u8) -> Result<(), Unreadable> {
         if self.next() == Some(want) {
             Ok(())
         } else {
@@ -149,7 +149,7 @@ impl<'b> Reader<'b> {
     }
 
     fn skip_string(&mut self) -> Result<(), Unreadable> {
-        self.expect(b'"')?;
+        self.consume(b'"')?;
         loop {
             match self.next().ok_or(Unreadable)? {
                 b'"' => return Ok(()),
