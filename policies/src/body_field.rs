@@ -96,6 +96,7 @@ impl<'b> Reader<'b> {
         Some(b)
     }
 
+    /// Takes the next byte, which must be `want`: anything else is malformed JSON.
     fn consume(&mut self, want: u8) -> Result<(), Unreadable> {
         if self.next() == Some(want) {
             Ok(())
