@@ -67,6 +67,8 @@ mod keys;
 mod montgomery;
 mod p256_tables;
 mod rsa;
+#[cfg(test)]
+mod test_rng;
 mod weak_secrets;
 
 use std::fmt;

@@ -303,24 +303,9 @@ fn r_squared(n: &[u8], limbs: usize) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token_analysis::test_rng::Rng;
     use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
     use crypto_bigint::Odd;
-
-    /// A deterministic xorshift generator: the same cases on every run and target.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn bytes(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next() as u8).collect()
-        }
-    }
 
     /// `base`^`exponent` mod `n` by crypto-bigint's constant-time Montgomery arithmetic, as `n.len()` bytes.
     fn reference(n: &[u8], base: &[u8], exponent: &[u8]) -> Vec<u8> {

@@ -124,6 +124,7 @@ impl P256Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token_analysis::test_rng::Rng;
 
     #[test]
     fn table_products_match_the_curve_arithmetic() {
@@ -148,22 +149,6 @@ mod tests {
             assert_eq!(acc, g * big, "{big:?}");
             let digits = signed_digits(&big);
             assert!(digits.iter().all(|d| d.unsigned_abs() as usize <= DIGITS), "{digits:?}");
-        }
-    }
-
-    /// A small deterministic generator (xorshift64*), enough for test inputs.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn bytes(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next() as u8).collect()
         }
     }
 
