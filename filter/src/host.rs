@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
+use portcullis_policies::body_field::{json_field, FieldRead};
 use portcullis_policies::detect::ListKey;
 use portcullis_policies::endpoint::{endpoint_template, normalize_host, normalize_path, path_only};
 use portcullis_policies::engine::join_headers;
@@ -19,7 +20,6 @@ use crate::over_time::{
     body_field, field_body, is_json, parse_body_fields, CounterStore, Facts, SharedLocal, MAX_BODY_FIELD_BYTES,
 };
 use crate::token::CallerToken;
-use portcullis_policies::body_field::{json_field, FieldRead};
 
 /// Milliseconds since the epoch, from the host's clock.
 pub fn now_ms() -> u64 {
