@@ -20,37 +20,18 @@ const MAX_LIMBS: usize = 255;
 pub(crate) struct PreparedExponent {
     /// e, big-endian, without leading zeros.
     bits: Vec<u8>,
-    /// R^e mod n in limbs, most significant first: the one product that turns s^e·R^−(e−1) into s^e.
-    correction_reversed: Vec<u32>,
+    /// R^e mod n in limbs: the one product that turns s^e·R^−(e−1) into s^e.
+    correction: Vec<u32>,
 }
 
 /// An odd modulus prepared for Montgomery arithmetic.
 pub(crate) struct Modulus {
     /// n in 28-bit limbs, least significant first, without leading zero limbs.
     n: Vec<u32>,
-    /// n's limbs most significant first: a column of factors·n is then a dot product of two forward runs.
-    n_reversed: Vec<u32>,
     /// −n⁻¹ mod 2²⁸: the factor that clears a column's low limb in a reduction step.
     n0: u32,
-    /// R² mod n in 28-bit limbs, most significant first: the Montgomery product with it enters Montgomery form.
-    r2_reversed: Vec<u32>,
-}
-
-/// The second operand of a Montgomery product.
-#[derive(Clone, Copy)]
-enum Operand<'a> {
-    /// x·x.
-    Square,
-    /// x·y, given y's limbs most significant first.
-    Times(&'a [u32]),
-}
-
-/// Working space for one exponentiation: allocated once, not per product.
-struct Scratch {
-    /// The multiples of n that clear the low columns of the current product.
-    factors: Vec<u32>,
-    /// The current product's x, most significant limb first (for squares).
-    x_reversed: Vec<u32>,
+    /// R² mod n in 28-bit limbs: the Montgomery product with it enters Montgomery form.
+    r2: Vec<u32>,
 }
 
 impl Modulus {
@@ -64,13 +45,8 @@ impl Modulus {
         }
         // Newton's iteration doubles the correct low bits each step: 1 (n is odd) → 2 → 4 → 8 → 16 → 32.
         let inverse = (0..5).fold(1u32, |x, _| x.wrapping_mul(2u32.wrapping_sub(low.wrapping_mul(x))));
-        let r2_reversed = reversed(&r_squared(n, limbs.len())?);
-        Some(Modulus {
-            n0: inverse.wrapping_neg() & LIMB_MASK as u32,
-            n_reversed: reversed(&limbs),
-            n: limbs,
-            r2_reversed,
-        })
+        let r2 = r_squared(n, limbs.len())?;
+        Some(Modulus { n0: inverse.wrapping_neg() & LIMB_MASK as u32, n: limbs, r2 })
     }
 
     /// `base`^`exponent` mod n, both big-endian, as `len` big-endian bytes: `None` when `base` is not below n,
@@ -83,14 +59,22 @@ impl Modulus {
 
     /// `base`^`exponent` mod n in limbs (`limbs` long), by the general path.
     fn pow_limbs(&self, base: &[u8], exponent: &[u8]) -> Option<Vec<u32>> {
+        let limbs = self.n.len();
         let (mut power, bits) = self.start(base, exponent)?;
-        let mut scratch = self.scratch();
+        // Scratch for the whole exponentiation: the base in Montgomery form and the reduction's factors.
+        let mut scratch = vec![0u32; 2 * limbs];
+        let (base, factors) = scratch.split_at_mut(limbs);
         // Into Montgomery form: base·R² ·R⁻¹ = base·R, which is also the power for the leading 1 bit.
-        self.product(&mut power, Operand::Times(&self.r2_reversed), &mut scratch);
-        let base = reversed(&power);
-        self.exponentiate(&mut power, &base, bits, &mut scratch);
+        self.product(&mut power, factors, |x, lo, hi| dot(x, &self.r2, lo, hi));
+        base.copy_from_slice(&power);
+        for bit in bits {
+            self.product(&mut power, factors, square_column);
+            if bit {
+                self.product(&mut power, factors, |x, lo, hi| dot(x, base, lo, hi));
+            }
+        }
         // Out of Montgomery form: the product with 1.
-        self.product(&mut power, Operand::Times(&self.one_reversed()), &mut scratch);
+        self.product(&mut power, factors, product_with_one);
         Some(power)
     }
 
@@ -102,58 +86,36 @@ impl Modulus {
     pub(crate) fn prepare(&self, exponent: &[u8]) -> Option<PreparedExponent> {
         let limbs = self.n.len();
         // R mod n = M(R², 1).
-        let mut r = reversed(&self.r2_reversed);
-        self.product(&mut r, Operand::Times(&self.one_reversed()), &mut self.scratch());
+        let mut r = self.r2.clone();
+        let mut factors = vec![0u32; limbs];
+        self.product(&mut r, &mut factors, product_with_one);
         let r = limbs_to_be(&r, limbs * 4)?;
-        let correction_reversed = reversed(&self.pow_limbs(&r, exponent)?);
+        let correction = self.pow_limbs(&r, exponent)?;
         let bits = exponent.get(exponent.iter().take_while(|&&byte| byte == 0).count()..).unwrap_or_default();
-        Some(PreparedExponent { bits: bits.to_vec(), correction_reversed })
+        Some(PreparedExponent { bits: bits.to_vec(), correction })
     }
 
     /// `base`^e mod n for a prepared exponent e, as `len` big-endian bytes: `None` when `base` is not below n or
     /// the result does not fit `len` bytes.
     pub(crate) fn pow_prepared(&self, base: &[u8], exponent: &PreparedExponent, len: usize) -> Option<Vec<u8>> {
-        if exponent.correction_reversed.len() != self.n.len() {
+        let limbs = self.n.len();
+        if exponent.correction.len() != limbs {
             return None;
         }
         let (mut power, bits) = self.start(base, &exponent.bits)?;
-        let mut scratch = self.scratch();
+        let mut scratch = vec![0u32; 2 * limbs];
+        let (base, factors) = scratch.split_at_mut(limbs);
         // The plain base (below n) is the power for the leading 1 bit: s·R⁻⁰.
-        let base = reversed(&power);
-        self.exponentiate(&mut power, &base, bits, &mut scratch);
-        // s^e·R^−(e−1) · R^e · R⁻¹ = s^e mod n, fully reduced (each product's result is below n).
-        self.product(&mut power, Operand::Times(&exponent.correction_reversed), &mut scratch);
-        limbs_to_be(&power, len)
-    }
-
-    /// Left-to-right square-and-multiply of `power` over the exponent's remaining bits.
-    fn exponentiate(
-        &self,
-        power: &mut [u32],
-        base_reversed: &[u32],
-        bits: impl Iterator<Item = bool>,
-        scratch: &mut Scratch,
-    ) {
+        base.copy_from_slice(&power);
         for bit in bits {
-            self.product(power, Operand::Square, scratch);
+            self.product(&mut power, factors, square_column);
             if bit {
-                self.product(power, Operand::Times(base_reversed), scratch);
+                self.product(&mut power, factors, |x, lo, hi| dot(x, base, lo, hi));
             }
         }
-    }
-
-    /// Working space sized for n.
-    fn scratch(&self) -> Scratch {
-        Scratch { factors: vec![0; self.n.len()], x_reversed: vec![0; self.n.len()] }
-    }
-
-    /// The number 1 in limbs, most significant first.
-    fn one_reversed(&self) -> Vec<u32> {
-        let mut one = vec![0; self.n.len()];
-        if let Some(low) = one.last_mut() {
-            *low = 1;
-        }
-        one
+        // s^e·R^−(e−1) · R^e · R⁻¹ = s^e mod n, fully reduced (each product's result is below n).
+        self.product(&mut power, factors, |x, lo, hi| dot(x, &exponent.correction, lo, hi));
+        limbs_to_be(&power, len)
     }
 
     /// The base in limbs (`None` unless below n) and the exponent's bits after its leading 1 (`None` if it is 0).
@@ -175,45 +137,11 @@ impl Modulus {
 
     /// A Montgomery product in place: `x` ← (x·y)·R⁻¹ mod n, for `x` and y below n, column by column.
     ///
-    /// Column k of x·y is Σ xⱼ·y(k−j); with y (and n) held most significant limb first, that is a dot product of
-    /// two forward runs. Column k ≥ limbs writes limb k − limbs of the result over x, whose last use was in column
-    /// k − 1, so x can be both.
-    fn product(&self, x: &mut [u32], y: Operand<'_>, scratch: &mut Scratch) {
-        let len = self.n.len();
-        let Scratch { factors, x_reversed } = scratch;
-        if matches!(y, Operand::Square) {
-            for (to, from) in x_reversed.iter_mut().zip(x.iter().rev()) {
-                *to = *from;
-            }
-        }
-        let x_reversed: &[u32] = x_reversed;
-        match y {
-            Operand::Times(y_reversed) => self.reduce(x, factors, |x, lo, hi| {
-                // Column lo+hi of x·y: Σ xⱼ·y(lo+hi−j) for j in lo..=hi; y(lo+hi−j) is y_reversed[len−1−lo−hi+j].
-                dot(
-                    x.get(lo..=hi).unwrap_or_default(),
-                    y_reversed.get((len - 1).saturating_sub(hi)..).unwrap_or_default(),
-                )
-            }),
-            Operand::Square => self.reduce(x, factors, |x, lo, hi| {
-                // Each cross product once, doubled, plus the square on the diagonal if there is one.
-                let width = (hi + 1).saturating_sub(lo);
-                let pairs = width / 2;
-                let cross = dot(
-                    x.get(lo..lo + pairs).unwrap_or_default(),
-                    x_reversed.get((len - 1).saturating_sub(hi)..).unwrap_or_default(),
-                );
-                let diagonal =
-                    if width % 2 == 1 { x.get(lo + pairs).map_or(0, |&l| u64::from(l) * u64::from(l)) } else { 0 };
-                2 * cross + diagonal
-            }),
-        }
-    }
-
-    /// The columns of a Montgomery product, `column(x, lo, hi)` giving column lo+hi of x·y, interleaved with the
-    /// reduction; the result replaces x.
+    /// `column(x, lo, hi)` is the sum of xⱼ·y(lo+hi−j) for j in lo..=hi (column lo+hi of x·y). Column k ≥ limbs
+    /// writes limb k − limbs of the result over x, whose last use was in column k − 1, so x can be both.
+    /// `factors` (limbs long) receives the multiples of n that clear the low columns.
     #[inline(always)]
-    fn reduce(&self, x: &mut [u32], factors: &mut [u32], column: impl Fn(&[u32], usize, usize) -> u64) {
+    fn product(&self, x: &mut [u32], factors: &mut [u32], column: impl Fn(&[u32], usize, usize) -> u64) {
         let len = self.n.len();
         let n_low = u64::from(self.n.first().copied().unwrap_or(1));
         let mut carry = 0u64;
@@ -221,9 +149,7 @@ impl Modulus {
         // zero bits: the product plus factors·n is then a multiple of R.
         for k in 0..len {
             let products = column(x, 0, k);
-            // Σ factorⱼ·n(k−j) for j < k: n(k−j) is n_reversed[len−1−k+j].
-            let reduction =
-                dot(factors.get(..k).unwrap_or_default(), self.n_reversed.get(len - 1 - k..).unwrap_or_default());
+            let reduction = dot_reversed(factors.get(..k).unwrap_or_default(), self.n.get(1..=k).unwrap_or_default());
             let (low, high) = split_sum(carry, products, reduction);
             let factor = (low as u32).wrapping_mul(self.n0) & LIMB_MASK as u32;
             if let Some(slot) = factors.get_mut(k) {
@@ -235,8 +161,7 @@ impl Modulus {
         for (k, out) in (len..2 * len).zip(0..) {
             let lo = k + 1 - len;
             let products = column(x, lo, len - 1);
-            // Σ factorⱼ·n(k−j) for j in lo..len: n(k−j) is n_reversed[j−lo].
-            let reduction = dot(factors.get(lo..).unwrap_or_default(), &self.n_reversed);
+            let reduction = dot(factors, &self.n, lo, len - 1);
             let (low, high) = split_sum(carry, products, reduction);
             if let Some(limb) = x.get_mut(out) {
                 *limb = (low & LIMB_MASK) as u32;
@@ -255,6 +180,16 @@ impl Modulus {
     }
 }
 
+/// Column lo+hi of x·1: only x's own limbs, in the columns whose low index is 0.
+#[inline(always)]
+fn product_with_one(x: &[u32], lo: usize, hi: usize) -> u64 {
+    if lo == 0 {
+        x.get(hi).map_or(0, |&l| u64::from(l))
+    } else {
+        0
+    }
+}
+
 /// carry + products + reduction, split as a low part (below 2³⁰) and a high part to add once shifted: the three
 /// together can exceed a `u64`.
 #[inline(always)]
@@ -264,71 +199,51 @@ fn split_sum(carry: u64, products: u64, reduction: u64) -> (u64, u64) {
     (low, high)
 }
 
-/// Σ aᵢ·bᵢ over the length of `a` (`b` at least as long): 128-bit steps of four products (two widening multiplies
-/// of two lanes each) into two accumulators.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+/// Σ xⱼ·y(lo+hi−j) for j in lo..=hi: column lo+hi of x·y.
 #[inline(always)]
-fn dot(a: &[u32], b: &[u32]) -> u64 {
-    use core::arch::wasm32::{
-        u32x4, u64x2, u64x2_add, u64x2_extmul_high_u32x4, u64x2_extmul_low_u32x4, u64x2_extract_lane,
-    };
-    let b = b.get(..a.len()).unwrap_or_default();
-    let (a_fours, b_fours) = (a.chunks_exact(4), b.chunks_exact(4));
-    let (a_rest, b_rest) = (a_fours.remainder(), b_fours.remainder());
-    let (mut low, mut high) = (u64x2(0, 0), u64x2(0, 0));
-    for (a, b) in a_fours.zip(b_fours) {
-        // Always four limbs each: the conversions cannot fail, and the lanes compile to one 128-bit load.
-        let (Ok(&[a0, a1, a2, a3]), Ok(&[b0, b1, b2, b3])) = (<&[u32; 4]>::try_from(a), <&[u32; 4]>::try_from(b))
-        else {
-            continue;
-        };
-        let (a, b) = (u32x4(a0, a1, a2, a3), u32x4(b0, b1, b2, b3));
-        low = u64x2_add(low, u64x2_extmul_low_u32x4(a, b));
-        high = u64x2_add(high, u64x2_extmul_high_u32x4(a, b));
-    }
-    let lanes = u64x2_add(low, high);
-    let mut sum = u64x2_extract_lane::<0>(lanes) + u64x2_extract_lane::<1>(lanes);
-    for (&a, &b) in a_rest.iter().zip(b_rest) {
-        sum += u64::from(a) * u64::from(b);
-    }
-    sum
+fn dot(x: &[u32], y: &[u32], lo: usize, hi: usize) -> u64 {
+    dot_reversed(x.get(lo..=hi).unwrap_or_default(), y.get(lo..=hi).unwrap_or_default())
 }
 
-/// Σ aᵢ·bᵢ over the length of `a` (`b` at least as long), eight products per step.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+/// Column lo+hi of x·x: each cross product once, doubled, plus the square on the diagonal if there is one.
 #[inline(always)]
-fn dot(a: &[u32], b: &[u32]) -> u64 {
+fn square_column(x: &[u32], lo: usize, hi: usize) -> u64 {
+    let width = (hi + 1).saturating_sub(lo);
+    let pairs = width / 2;
+    let cross = dot_reversed(x.get(lo..lo + pairs).unwrap_or_default(), x.get(hi + 1 - pairs..=hi).unwrap_or_default());
+    let diagonal = if width % 2 == 1 { x.get(lo + pairs).map_or(0, |&l| u64::from(l) * u64::from(l)) } else { 0 };
+    2 * cross + diagonal
+}
+
+/// Σ xⱼ·y(len−1−j): x forwards against y backwards, eight products per step.
+#[inline(always)]
+fn dot_reversed(x: &[u32], y: &[u32]) -> u64 {
     let product = |a: u32, b: u32| u64::from(a) * u64::from(b);
-    let b = b.get(..a.len()).unwrap_or_default();
-    let (a_eights, b_eights) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (a_rest, b_rest) = (a_eights.remainder(), b_eights.remainder());
+    let x_eights = x.chunks_exact(8);
+    let y_eights = y.rchunks_exact(8);
+    let (x_rest, y_rest) = (x_eights.remainder(), y_eights.remainder());
     let mut sum = 0u64;
-    for (a, b) in a_eights.zip(b_eights) {
+    for (x, y) in x_eights.zip(y_eights) {
         // Always eight limbs each: the conversions cannot fail (and compile to nothing).
-        let (Ok(&[a0, a1, a2, a3, a4, a5, a6, a7]), Ok(&[b0, b1, b2, b3, b4, b5, b6, b7])) =
-            (<&[u32; 8]>::try_from(a), <&[u32; 8]>::try_from(b))
+        let (Ok(&[x0, x1, x2, x3, x4, x5, x6, x7]), Ok(&[y0, y1, y2, y3, y4, y5, y6, y7])) =
+            (<&[u32; 8]>::try_from(x), <&[u32; 8]>::try_from(y))
         else {
             continue;
         };
         sum = sum
-            + product(a0, b0)
-            + product(a1, b1)
-            + product(a2, b2)
-            + product(a3, b3)
-            + product(a4, b4)
-            + product(a5, b5)
-            + product(a6, b6)
-            + product(a7, b7);
+            + product(x0, y7)
+            + product(x1, y6)
+            + product(x2, y5)
+            + product(x3, y4)
+            + product(x4, y3)
+            + product(x5, y2)
+            + product(x6, y1)
+            + product(x7, y0);
     }
-    for (&a, &b) in a_rest.iter().zip(b_rest) {
+    for (&a, &b) in x_rest.iter().zip(y_rest.iter().rev()) {
         sum += product(a, b);
     }
     sum
-}
-
-/// The limbs in the opposite order.
-fn reversed(limbs: &[u32]) -> Vec<u32> {
-    limbs.iter().rev().copied().collect()
 }
 
 /// Whether `a` < `b`, for limbs of the same length (least significant first).
@@ -506,7 +421,7 @@ mod tests {
         let modulus = Modulus::new(&3233u16.to_be_bytes()).unwrap();
         assert_eq!(both(&modulus, &65u16.to_be_bytes(), &[17], 2).unwrap(), 2790u16.to_be_bytes());
         assert_eq!(modulus.n0.wrapping_mul(3233) & LIMB_MASK as u32, LIMB_MASK as u32, "n·n0' = −1 mod 2²⁸");
-        assert_eq!(modulus.r2_reversed, [(1u128 << 56) % 3233].map(|r| r as u32));
+        assert_eq!(modulus.r2, [(1u128 << 56) % 3233].map(|r| r as u32));
         assert_eq!(both(&modulus, &[5], &[2], 1), Some(vec![25]));
         assert_eq!(both(&modulus, &[100], &[2], 1), None, "10,000 mod 3233 = 301 does not fit one byte");
         assert!(Modulus::new(&[0x0c, 0xa0]).is_none(), "even");
