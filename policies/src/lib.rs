@@ -30,6 +30,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+pub mod attacks;
 pub mod body_field;
 pub mod bundle;
 pub mod detect;

@@ -1,0 +1,225 @@
+//! Injection attacks in request values: the OWASP Top 10 classes, recognised inline.
+//!
+//! # How a request is inspected
+//!
+//! 1. [`values`] takes the request apart into **values**, each on its own: path segments, query parameter names and
+//!    values, cookie values, chosen headers, form fields, multipart text fields, JSON keys and leaves, XML text and
+//!    attributes. Each is decoded once the way the application will read it (percent-decoding of a query value, JSON
+//!    string escapes, ...). Never the raw concatenation: an attack split across two parameters is two harmless
+//!    values to the application too.
+//! 2. [`normalize`] undoes what attackers add to slip past filters, into scratch space reused for every value (no
+//!    allocation per value): repeated percent-decoding (bounded), `%uXXXX`, HTML entities, backslash escapes, NULs,
+//!    fullwidth forms and overlong UTF-8, and ASCII case. The result is a [`Subject`].
+//! 3. Each enabled [`AttackClass`] looks at the subject at its [`Sensitivity`]: a tokenizer for SQL and HTML, and
+//!    for the other classes small lexers over static tables. Nothing is compiled in the VM.
+//!
+//! What a request cannot have inspected (a value past the per-value cap, more values than the per-request cap) is a
+//! finding the policy decides on, like a body past the inspection cap.
+
+pub mod command;
+pub mod crlf;
+pub mod file_inclusion;
+pub mod ldap;
+pub mod log4shell;
+pub mod names;
+pub mod normalize;
+pub mod path_traversal;
+pub mod sqli;
+pub mod ssrf;
+pub mod template;
+pub mod values;
+pub mod xss;
+pub mod xxe;
+
+use serde::{Deserialize, Serialize};
+
+/// One class of injection attack, as policies name it (`classifier: sqli`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AttackClass {
+    /// SQL injection.
+    Sqli,
+    /// Cross-site scripting: HTML or script that a page would run.
+    Xss,
+    /// Operating-system commands chained or substituted into a value.
+    CommandInjection,
+    /// `../` climbing out of a directory, and well-known system files as targets.
+    PathTraversal,
+    /// Remote URLs and stream wrappers (`php://`, `file://`, `data:`) where a file name is expected.
+    FileInclusion,
+    /// JNDI lookups that Log4j 2 expands (`${jndi:ldap://…}`), including nested and obfuscated forms.
+    Log4shell,
+    /// URL-valued parameters aimed at loopback, link-local, cloud metadata or private addresses.
+    Ssrf,
+    /// XML external entities: a DOCTYPE declaring `SYSTEM` or `PUBLIC` entities.
+    Xxe,
+    /// MongoDB-style operators (`$where`, `$ne`, `$gt`…) as keys or in parameter names, and JavaScript in `$where`.
+    NosqlInjection,
+    /// Server-side template expressions (`{{…}}`, `${…}`, `<%…%>`, `#{…}`) that evaluate code.
+    TemplateInjection,
+    /// CR/LF that would split a header or a response.
+    CrlfInjection,
+    /// LDAP filter metacharacters that change a search filter (`*)(uid=*))(|(uid=*`).
+    LdapInjection,
+    /// Keys that reach an object's prototype (`__proto__`, `constructor.prototype`).
+    PrototypePollution,
+}
+
+impl AttackClass {
+    /// Every class, in the order of [`AttackClass::bit`].
+    pub const ALL: [AttackClass; 13] = [
+        AttackClass::Sqli,
+        AttackClass::Xss,
+        AttackClass::CommandInjection,
+        AttackClass::PathTraversal,
+        AttackClass::FileInclusion,
+        AttackClass::Log4shell,
+        AttackClass::Ssrf,
+        AttackClass::Xxe,
+        AttackClass::NosqlInjection,
+        AttackClass::TemplateInjection,
+        AttackClass::CrlfInjection,
+        AttackClass::LdapInjection,
+        AttackClass::PrototypePollution,
+    ];
+
+    /// The name policies, verdicts and stats use.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackClass::Sqli => "sqli",
+            AttackClass::Xss => "xss",
+            AttackClass::CommandInjection => "command_injection",
+            AttackClass::PathTraversal => "path_traversal",
+            AttackClass::FileInclusion => "file_inclusion",
+            AttackClass::Log4shell => "log4shell",
+            AttackClass::Ssrf => "ssrf",
+            AttackClass::Xxe => "xxe",
+            AttackClass::NosqlInjection => "nosql_injection",
+            AttackClass::TemplateInjection => "template_injection",
+            AttackClass::CrlfInjection => "crlf_injection",
+            AttackClass::LdapInjection => "ldap_injection",
+            AttackClass::PrototypePollution => "prototype_pollution",
+        }
+    }
+
+    /// Looks a class up by its policy name.
+    pub fn from_name(name: &str) -> Option<AttackClass> {
+        AttackClass::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The class' bit in a [`ClassSet`].
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+
+    /// Whether `subject` carries this class of attack at `sensitivity`.
+    pub fn detect(self, subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
+        match self {
+            AttackClass::Sqli => sqli::detect(subject, sensitivity),
+            AttackClass::Xss => xss::detect(subject, sensitivity),
+            AttackClass::CommandInjection => command::detect(subject, sensitivity),
+            AttackClass::PathTraversal => path_traversal::detect(subject, sensitivity),
+            AttackClass::FileInclusion => file_inclusion::detect(subject, sensitivity),
+            AttackClass::Log4shell => log4shell::detect(subject, sensitivity),
+            AttackClass::Ssrf => ssrf::detect(subject, sensitivity),
+            AttackClass::Xxe => xxe::detect(subject, sensitivity),
+            AttackClass::NosqlInjection => names::detect_nosql(subject, sensitivity),
+            AttackClass::TemplateInjection => template::detect(subject, sensitivity),
+            AttackClass::CrlfInjection => crlf::detect(subject, sensitivity),
+            AttackClass::LdapInjection => ldap::detect(subject, sensitivity),
+            AttackClass::PrototypePollution => names::detect_prototype_pollution(subject, sensitivity),
+        }
+    }
+}
+
+/// A set of classes, one bit each.
+pub type ClassSet = u16;
+
+/// How eagerly a detection reports (what the OWASP Core Rule Set calls paranoia levels): higher finds more evasive
+/// attacks and flags more benign look-alikes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Sensitivity {
+    /// Only unmistakable attacks: for blocking on endpoints that take free text.
+    Low,
+    /// The recommended level for blocking.
+    #[default]
+    Medium,
+    /// Also weak signals: for monitoring, or for endpoints whose parameters never hold prose or markup.
+    High,
+}
+
+impl Sensitivity {
+    /// The name policies use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sensitivity::Low => "low",
+            Sensitivity::Medium => "medium",
+            Sensitivity::High => "high",
+        }
+    }
+
+    /// Looks a level up by its policy name.
+    pub fn from_name(name: &str) -> Option<Sensitivity> {
+        [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High].into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Where in the request a value was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Place {
+    /// A segment of the URL path.
+    Path,
+    /// A query parameter (`?name=value`).
+    Query,
+    /// A cookie (`Cookie: name=value`).
+    Cookie,
+    /// A request header.
+    Header,
+    /// A field of a form body (`application/x-www-form-urlencoded`) or a text part of a multipart body.
+    Form,
+    /// A key or a leaf of a JSON body.
+    Json,
+    /// Text or an attribute of an XML body, or the XML document's prolog.
+    Xml,
+    /// A body of another type, inspected as one text.
+    Body,
+}
+
+impl Place {
+    /// The name used in evidence (`sqli@query.q`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Place::Path => "path",
+            Place::Query => "query",
+            Place::Cookie => "cookie",
+            Place::Header => "header",
+            Place::Form => "form",
+            Place::Json => "json",
+            Place::Xml => "xml",
+            Place::Body => "body",
+        }
+    }
+}
+
+/// One value ready for detection.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    /// The value as the application reads it: decoded once for its place (a query value percent-decoded, a JSON
+    /// string unescaped), otherwise untouched.
+    pub raw: &'a [u8],
+    /// `raw` with evasions undone (see [`normalize`]): percent-decoding repeated, `%uXXXX`, HTML entities,
+    /// backslash escapes, NULs removed, fullwidth forms and overlong UTF-8 folded to ASCII. Case is kept.
+    pub decoded: &'a [u8],
+    /// `decoded` in ASCII lower case, the same length.
+    pub lower: &'a [u8],
+    /// Whether the value is a name (a parameter, field, cookie or JSON key name) rather than a value.
+    pub is_name: bool,
+    /// Where it was found.
+    pub place: Place,
+}
+
+impl<'a> Subject<'a> {
+    /// A subject for tests and tools: `text` as both raw and decoded (the caller normalised it, or it needs none).
+    pub fn plain(text: &'a [u8], lower: &'a [u8], place: Place) -> Subject<'a> {
+        Subject { raw: text, decoded: text, lower, is_name: false, place }
+    }
+}
