@@ -9,6 +9,7 @@ use portcullis_policies::token_analysis::JwtVerifier;
 use portcullis_policies::{Bundle, Phase};
 use portcullis_shared_state::{Footprint, Salt, TtlList};
 
+use crate::attacks::AttackPlan;
 use crate::config::FailureMode;
 use crate::evidence::BundleLabel;
 use crate::metrics::Metrics;
@@ -44,6 +45,8 @@ pub struct ActiveBundle {
     pub token_key: Vec<u8>,
     /// Token identities this VM already computed under this bundle and key.
     pub token_ids: std::cell::RefCell<IdCache>,
+    /// The bundle's attack detections and this VM's inspector for them.
+    pub attacks: AttackPlan,
 }
 
 impl ActiveBundle {
@@ -54,6 +57,7 @@ impl ActiveBundle {
         let lists = bundle.lists().iter().map(|l| TtlList::new(&l.id, l.max_entries).salted(salt)).collect();
         let counters = bundle.counters().iter().map(|def| CounterStore::new(def, salt)).collect();
         let hold_request_body = bundle.rules().iter().any(|r| r.phase == Phase::RequestBody && r.action.answers());
+        let attacks = AttackPlan::new(&bundle);
         let mut phases_with_rules = [false; 3];
         for rule in bundle.rules() {
             if let Some(slot) = phases_with_rules.get_mut(phase_index(rule.phase)) {
@@ -82,6 +86,7 @@ impl ActiveBundle {
             verifier,
             token_key,
             token_ids: std::cell::RefCell::default(),
+            attacks,
         }
     }
 

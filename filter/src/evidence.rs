@@ -32,6 +32,8 @@ pub struct Evidence<'a> {
     pub rule_id: Option<&'a str>,
     /// Detections that found something: id and count.
     pub detections: Vec<(&'a str, u32)>,
+    /// Attack findings, already escaped: `sqli@query.q,xss@body.comment` (see `attacks::evidence`).
+    pub attacks: Option<String>,
     /// What could not be inspected (`encoded`: a body in an encoding that cannot be decoded; `unreadable`: a body
     /// field a rule read), decided by the rules' `on_uninspectable`.
     pub inspection: Option<&'static str>,
@@ -60,6 +62,7 @@ impl Evidence<'_> {
     pub fn is_worth_logging(&self) -> bool {
         self.verdict.action.is_some()
             || !self.detections.is_empty()
+            || self.attacks.is_some()
             || self.inspection.is_some()
             || !self.lists_added.is_empty()
             || !self.jwt_findings.is_empty()
@@ -89,6 +92,9 @@ pub fn verdict_line(e: &Evidence<'_>) -> Option<String> {
     if !e.detections.is_empty() {
         let list: Vec<String> = e.detections.iter().map(|(id, n)| format!("{id}:{n}")).collect();
         line.push_str(&format!(" detections={}", list.join(",")));
+    }
+    if let Some(attacks) = &e.attacks {
+        line.push_str(&format!(" attacks={attacks}"));
     }
     if let Some(what) = e.inspection {
         line.push_str(&format!(" inspection={what}"));
@@ -165,6 +171,7 @@ mod tests {
             verdict,
             rule_id,
             detections: vec![],
+            attacks: None,
             inspection: None,
             request_truncated: false,
             response_truncated: false,
@@ -247,6 +254,20 @@ mod tests {
         let mut quiet = evidence(Verdict::ALLOW, None, &label);
         quiet.jwt_findings.insert(portcullis_policies::token::JwtFinding::Expired);
         assert!(verdict_line(&quiet).unwrap().starts_with("action=none rule=- jwt=expired"));
+    }
+
+    #[test]
+    fn attack_findings_follow_detections() {
+        let label = label();
+        let v = Verdict::ALLOW.with_match(0, Action::Block, 403);
+        let mut e = evidence(v, Some("owasp-block"), &label);
+        e.detections = vec![("sqli", 1)];
+        e.attacks = Some("sqli@query.q".into());
+        assert_eq!(
+            verdict_line(&e).unwrap(),
+            "action=block rule=owasp-block status=403 detections=sqli:1 attacks=sqli@query.q endpoint=\"GET h/admin\" \
+             revision=7 bundle=3f2a9c1d"
+        );
     }
 
     #[test]

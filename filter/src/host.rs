@@ -115,6 +115,11 @@ impl HostRequest {
         self.headers.first(name)
     }
 
+    /// Every request header, names in lower case, in the order Envoy gave them.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.headers.iter()
+    }
+
     /// The endpoint template (`GET host/users/{id}`), computed once.
     pub fn endpoint(&self) -> &[u8] {
         self.endpoint.get_or_init(|| {
@@ -126,7 +131,8 @@ impl HostRequest {
     }
 
     /// The raw `:path` split into path and query.
-    fn path_parts(&self) -> Option<(&[u8], &[u8])> {
+    /// The path and the query as they came (`:path` split at the first `?`).
+    pub fn path_parts(&self) -> Option<(&[u8], &[u8])> {
         let path = self.first(":path")?;
         Some(match path.iter().position(|b| *b == b'?') {
             Some(q) => (path.get(..q).unwrap_or(path), path.get(q + 1..).unwrap_or_default()),

@@ -21,12 +21,14 @@
 
 use std::rc::Rc;
 
+use portcullis_policies::attacks::values::Findings as AttackFindings;
 use portcullis_policies::scan::{scan_value, BodyInspector, Findings, SkipReason};
 use portcullis_policies::{Action, Attribute, Location, Phase, Request, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action as Flow;
 
 use crate::active::{ActiveBundle, Snapshot};
+use crate::attacks::AttackPlan;
 use crate::config::FailureMode;
 use crate::evidence::{block_body, no_bundle_body, verdict_line, Evidence, VERDICT_PROPERTY};
 use crate::host::{now_ms, now_ns, ExchangeView, HostRequest};
@@ -49,6 +51,12 @@ struct Exchange {
     /// The caller's token, found and judged with the request headers.
     token: Option<CallerToken>,
     findings: Findings,
+    /// What the attack detections found, in the headers and then the body.
+    attacks: AttackFindings,
+    /// The request body as received, up to the inspection cap, when an attack detection reads the body.
+    attack_body: Vec<u8>,
+    /// The request body went past the cap before the attack inspection.
+    attack_body_truncated: bool,
     verdict: Verdict,
     request_body: Option<BodyInspector>,
     response_body: Option<BodyInspector>,
@@ -147,6 +155,7 @@ impl RequestFilter {
         if ex.findings.nonzero().next().is_some() {
             Metrics::bump(self.snapshot.metrics.exchanges_with_detections);
         }
+        AttackPlan::count_classes(&ex.attacks, &self.snapshot.metrics);
         self.record();
     }
 
@@ -162,6 +171,7 @@ impl RequestFilter {
             && notes.lists_added.is_empty()
             && jwt_clean
             && ex.findings.nonzero().next().is_none()
+            && ex.attacks.total == 0
         {
             return;
         }
@@ -172,6 +182,7 @@ impl RequestFilter {
             verdict: ex.verdict,
             rule_id: ex.verdict.rule.and_then(|i| bundle.rule_id(i)),
             detections: detections.collect(),
+            attacks: crate::attacks::evidence(&ex.attacks),
             // What could not be read: an undecodable body, else a body past the cap, else a body field a rule could
             // not read.
             inspection: if ex.findings.any_uninspectable() {
@@ -246,6 +257,19 @@ impl RequestFilter {
             ex.findings.absorb(&ex.active.bundle, Location::RequestBody, inspector.classifier_counts());
             ex.findings.set_uninspectable(Location::RequestBody, inspector.uninspectable());
         }
+        if ex.active.attacks.reads_body() && !ex.attack_body.is_empty() {
+            let cap = usize::try_from(ex.active.bundle.inspection().max_body_bytes).unwrap_or(usize::MAX);
+            let (content_type, encoding) = (ex.request.first("content-type"), ex.request.first("content-encoding"));
+            let body = std::mem::take(&mut ex.attack_body);
+            let endpoint = ex.request.endpoint();
+            ex.active.attacks.inspect_body(content_type, encoding, &body, cap, endpoint, &mut ex.attacks);
+            for (detection, count) in ex.active.attacks.counts(&ex.attacks) {
+                ex.findings.set_count(detection, count);
+            }
+            if ex.attacks.uninspectable || ex.attack_body_truncated {
+                ex.findings.set_uninspectable(Location::RequestBody, true);
+            }
+        }
         ex.holding_request = false;
         if self.decide(Phase::RequestBody) {
             return Flow::Pause;
@@ -286,6 +310,18 @@ impl HttpContext for RequestFilter {
                 findings.absorb(&active.bundle, Location::RequestQuery, &counts);
             }
         }
+        let mut attacks = AttackFindings::default();
+        if !active.attacks.is_empty() {
+            let (path, query) = request.path_parts().unwrap_or_default();
+            let headers: Vec<(&[u8], &[u8])> = request.headers().collect();
+            active.attacks.inspect_headers(path, query, &headers, request.endpoint(), &mut attacks);
+            for (detection, count) in active.attacks.counts(&attacks) {
+                findings.set_count(detection, count);
+            }
+            if attacks.uninspectable {
+                findings.set_uninspectable(Location::RequestQuery, true);
+            }
+        }
         let request_body = if end_of_stream {
             None
         } else {
@@ -301,12 +337,16 @@ impl HttpContext for RequestFilter {
         let cap = u64::from(active.bundle.inspection().max_body_bytes);
         let fits = declared_length(&request).is_none_or(|length| length <= cap);
         let inspected = request_body.as_ref().is_some_and(|inspector| inspector.skipped() != Some(SkipReason::Binary));
-        let holding_request = active.hold_request_body && fits && (inspected || active.reads_body_fields);
+        let holding_request =
+            active.hold_request_body && fits && (inspected || active.reads_body_fields || active.attacks.reads_body());
         self.exchange = Some(Box::new(Exchange {
             active,
             request,
             token,
             findings,
+            attacks,
+            attack_body: Vec::new(),
+            attack_body_truncated: false,
             verdict: Verdict::ALLOW,
             request_body,
             response_body: None,
@@ -367,6 +407,21 @@ impl HttpContext for RequestFilter {
                 }
             }
             full |= ex.facts.request_body.len() > MAX_BODY_FIELD_BYTES && ex.request_body.is_none();
+        }
+        if ex.active.attacks.reads_body() {
+            // One byte past the cap tells a truncated body from one that fits.
+            let cap = usize::try_from(ex.active.bundle.inspection().max_body_bytes).unwrap_or(usize::MAX);
+            let room = cap.saturating_add(1).saturating_sub(ex.attack_body.len());
+            if room > 0 && len > 0 {
+                if let Some(chunk) = hostcall::request_body(start, len.min(room)) {
+                    ex.attack_body.extend_from_slice(&chunk);
+                }
+            }
+            if ex.attack_body.len() > cap {
+                ex.attack_body.truncate(cap);
+                ex.attack_body_truncated = true;
+                full = true;
+            }
         }
         ex.request_seen = body_size;
         let holding = ex.holding_request;

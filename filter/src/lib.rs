@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod active;
+pub mod attacks;
 pub mod config;
 pub mod evidence;
 pub mod hashed;

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use portcullis_policies::attacks::AttackClass;
 use proxy_wasm::types::MetricType;
 
 /// Ids of the counters this VM defined (Envoy shares a metric of the same name across VMs).
@@ -49,6 +50,8 @@ pub struct Metrics {
     pub shared_data_bytes: Option<u32>,
     /// Gauge: the most bytes of shared data the active bundle's lists and counters can ever use.
     pub shared_data_bytes_limit: Option<u32>,
+    /// Attack findings per class (`portcullis.attacks_sqli`, ...), indexed like `AttackClass::ALL`.
+    pub attacks: [Option<u32>; 13],
 }
 
 thread_local! {
@@ -82,6 +85,7 @@ impl Metrics {
             inspected_bytes: counter("portcullis.inspected_bytes"),
             shared_data_bytes: gauge("portcullis.shared_data_bytes"),
             shared_data_bytes_limit: gauge("portcullis.shared_data_bytes_limit"),
+            attacks: AttackClass::ALL.map(|class| counter(&format!("portcullis.attacks_{}", class.name()))),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The bundle: a compiled policy as it travels from `portcullis compile` to every Envoy.
 //!
-//! # Wire format (format version 4)
+//! # Wire format (format version 5)
 //!
 //! | bytes | what |
 //! |---|---|
@@ -36,7 +36,9 @@ use crate::token::TokenPolicy;
 /// The first eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"PCLSBNDL";
 /// The bundle format this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
+/// The most exclusions one attack detection may carry.
+pub const MAX_ATTACK_EXCLUSIONS: usize = 256;
 /// Largest bundle accepted, in bytes: a bound on what a control plane can make every worker hold.
 pub const MAX_BUNDLE_BYTES: usize = 16 * 1024 * 1024;
 /// Most rules in one bundle.
@@ -541,8 +543,18 @@ fn check_detections(content: &BundleContent) -> Result<(), BundleError> {
         }
     }
     for (i, d) in content.detections.iter().enumerate() {
-        if usize::from(d.classifier) >= content.classifiers.len() {
-            return Err(invalid);
+        match &d.attack {
+            None if usize::from(d.classifier) >= content.classifiers.len() => return Err(invalid),
+            // An attack detection is decided with the request: its places exist, its exclusions are bounded.
+            Some(attack)
+                if d.location == Location::ResponseBody
+                    || attack.places == 0
+                    || d.requires.is_some()
+                    || attack.exclude.len() > MAX_ATTACK_EXCLUSIONS =>
+            {
+                return Err(invalid)
+            }
+            _ => {}
         }
         if let Some(r) = d.requires {
             // Layering points backwards, to a detection in the same location: no cycles, one pass decides.

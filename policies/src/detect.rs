@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attacks::{AttackClass, Sensitivity};
 use crate::program::{Node, Phase};
 
 /// Where a detection looks.
@@ -112,6 +113,40 @@ pub struct DetectionDef {
     pub location: Location,
     /// Index of a detection (same location) that must also have fired for this one to count.
     pub requires: Option<u16>,
+    /// For an attack detection (`classifier: sqli`, ...): what it looks for and where; `classifier` is then unused
+    /// (0) and `location` is the phase it is decided in (`request.query` for the path, query and headers,
+    /// `request.body` when it also reads the body).
+    pub attack: Option<AttackDef>,
+}
+
+impl DetectionDef {
+    /// Whether this detection is found by a scan set (a classifier), not by the attack inspector.
+    pub fn scans(&self) -> bool {
+        self.attack.is_none()
+    }
+}
+
+/// An attack detection: a class of injection, how eagerly, where, and the parameters it skips.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttackDef {
+    /// The class of attack.
+    pub class: AttackClass,
+    /// How eagerly it reports.
+    pub sensitivity: Sensitivity,
+    /// Where it looks: a bit per [`crate::attacks::Place`] (`1 << place as u8`).
+    pub places: u8,
+    /// Parameters it does not look at on given endpoints.
+    pub exclude: Vec<Exclusion>,
+}
+
+/// A parameter an attack detection skips on one endpoint (or on every endpoint).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusion {
+    /// The endpoint template (`POST api.example.com/comments`, as the verdict's `endpoint=` shows it); empty: every
+    /// endpoint.
+    pub endpoint: String,
+    /// The parameter as the verdict names it: `body.html`, `query.q`, `header.referer`, `cookie.session`.
+    pub param: String,
 }
 
 /// What one location scans for: a multi-pattern DFA whose pattern `i` belongs to classifier `patterns[i]`.

@@ -185,7 +185,27 @@ pub enum Place {
 }
 
 impl Place {
-    /// The name used in evidence (`sqli@query.q`).
+    /// Every place, in bit order.
+    pub const ALL: [Place; 8] =
+        [Place::Path, Place::Query, Place::Cookie, Place::Header, Place::Form, Place::Json, Place::Xml, Place::Body];
+
+    /// The place's bit in a set of places.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// Where the verdict says it was (`sqli@body.comment`): every kind of body is `body`.
+    pub fn evidence_name(self) -> &'static str {
+        match self {
+            Place::Path => "path",
+            Place::Query => "query",
+            Place::Cookie => "cookie",
+            Place::Header => "header",
+            Place::Form | Place::Json | Place::Xml | Place::Body => "body",
+        }
+    }
+
+    /// The internal name (`json`, `form`, ...), for tests and tools.
     pub fn name(self) -> &'static str {
         match self {
             Place::Path => "path",

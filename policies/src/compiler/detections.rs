@@ -3,7 +3,7 @@
 //! end the scan set each location needs.
 
 use crate::bundle::{MAX_DETECTION_ITEMS, MAX_DFAS};
-use crate::detect::{ClassifierDef, DetectionDef, Location, ScanSetDef};
+use crate::detect::{AttackDef, ClassifierDef, DetectionDef, Location, ScanSetDef};
 use crate::scan::builtin::{self, Builtin, BUILTINS};
 
 /// Builds one location's multi-pattern DFA from `(pattern, classifier index)` pairs (`scan_set::build_scan_set`);
@@ -111,6 +111,17 @@ impl Tables {
         Ok(index)
     }
 
+    /// Adds an attack detection declared under `detections:`, decided in the phase of `location`.
+    pub(crate) fn declare_attack(&mut self, id: String, attack: AttackDef, location: Location) -> Result<u16, String> {
+        if self.detections.len() >= MAX_DETECTION_ITEMS {
+            return Err(too_many_detections());
+        }
+        let index = u16::try_from(self.detections.len()).map_err(|_| too_many_detections())?;
+        self.detections.push(DetectionDef { id, classifier: 0, location, requires: None, attack: Some(attack) });
+        self.declared = self.detections.len();
+        Ok(index)
+    }
+
     /// The index of the declared detection `id`.
     pub(crate) fn declared(&self, id: &str) -> Option<u16> {
         let index = self.detections.iter().take(self.declared).position(|d| d.id == id)?;
@@ -130,6 +141,9 @@ impl Tables {
     /// The id of the classifier detection number `index` uses.
     pub(crate) fn detection_classifier(&self, index: u16) -> Option<&str> {
         let detection = self.detection(index)?;
+        if let Some(attack) = &detection.attack {
+            return Some(attack.class.name());
+        }
         let (_, def) = self.used.get(usize::from(detection.classifier))?;
         Some(&def.id)
     }
@@ -167,7 +181,7 @@ impl Tables {
         }
         let index = u16::try_from(self.detections.len()).map_err(|_| too_many_detections())?;
         let classifier = self.intern(classifier)?;
-        self.detections.push(DetectionDef { id, classifier, location, requires });
+        self.detections.push(DetectionDef { id, classifier, location, requires, attack: None });
         Ok(index)
     }
 
@@ -208,7 +222,7 @@ impl Tables {
         for location in Location::ALL {
             // The distinct classifiers this location looks for, in first-use order.
             let mut members: Vec<u16> = Vec::new();
-            for d in self.detections.iter().filter(|d| d.location == location) {
+            for d in self.detections.iter().filter(|d| d.location == location && d.scans()) {
                 if !members.contains(&d.classifier) {
                     members.push(d.classifier);
                 }

@@ -21,6 +21,9 @@ use super::detections::{unknown_location, CustomClassifier, ScanSetBuilder, Tabl
 use super::regex::{parse_classifier_pattern, Regexes};
 use super::scan_set::build_scan_set;
 use super::source::{offset_in_scalar, SourceMap};
+use crate::attacks::AttackClass;
+
+mod attacks;
 
 /// The only policy language version this compiler reads.
 const POLICY_VERSION: i64 = 1;
@@ -34,6 +37,8 @@ const INSPECTION_KEYS: &str = "max_body_bytes, inspect_binary";
 const CLASSIFIER_KEYS: &str = "id, pattern, validator, context, context_window, confidence, max_length";
 /// Keys of a detection.
 const DETECTION_KEYS: &str = "id, classifier, in, requires";
+/// Keys any detection may have (an attack detection's are checked once its classifier is known).
+const ALL_DETECTION_KEYS: &str = "id, classifier, in, requires, sensitivity, exclude";
 /// Keys of a list.
 const LIST_KEYS: &str = "id, key, add_when, ttl, max_entries, entries, batched";
 /// Detection names starting with this are JWT findings (`detected("jwt.alg_none")`), never declared detections.
@@ -499,12 +504,17 @@ impl Compiler<'_> {
         all: &Ids,
         tables: &mut Tables,
     ) -> Result<(), PolicyError> {
-        let fields = self.fields(node, DETECTION_KEYS, "detection")?;
+        let fields = self.fields(node, ALL_DETECTION_KEYS, "detection")?;
         let id = self.item_id(&fields, node, "detection", ids)?;
         let owner = format!("detection '{id}'");
 
         let classifier_node = self.required(&fields, "classifier", node, &owner)?;
         let name = self.text("classifier", classifier_node)?;
+        if let Some(class) = AttackClass::from_name(&name) {
+            return self.attack_detection(node, id, class, tables);
+        }
+        // A classifier detection: the attack-only keys are refused with the classifier's list of keys.
+        self.fields(node, DETECTION_KEYS, "detection")?;
         let classifier =
             tables.classifier(&name).ok_or_else(|| self.error(classifier_node, tables.unknown_classifier(&name)))?;
         let in_node = self.required(&fields, "in", node, &owner)?;
@@ -984,7 +994,8 @@ rules:
                 id: "expiry-out".into(),
                 classifier: 1,
                 location: Location::ResponseBody,
-                requires: Some(0)
+                requires: Some(0),
+                attack: None,
             }
         );
         assert_eq!(c.detections[3].classifier, 0, "the built-in is shared across locations");

@@ -805,7 +805,8 @@ impl Findings {
     /// (`requires`): a layered detection counts only if the detection it requires fired too.
     pub fn absorb(&mut self, bundle: &Bundle, location: Location, classifier_counts: &[u32]) {
         for (i, d) in bundle.detections().iter().enumerate() {
-            if d.location != location {
+            // Attack detections are counted by the attack inspector (`set_count`).
+            if d.location != location || !d.scans() {
                 continue;
             }
             let mut n = classifier_counts.get(usize::from(d.classifier)).copied().unwrap_or(0);
@@ -817,6 +818,13 @@ impl Findings {
             if let Some(slot) = self.counts.get_mut(i) {
                 *slot = n;
             }
+        }
+    }
+
+    /// Sets the findings of detection number `detection` (an attack detection, counted outside the scan).
+    pub fn set_count(&mut self, detection: u16, count: u32) {
+        if let Some(slot) = self.counts.get_mut(usize::from(detection)) {
+            *slot = count;
         }
     }
 
