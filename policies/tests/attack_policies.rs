@@ -78,6 +78,18 @@ fn attack_detections_compile_to_the_bundle() {
 }
 
 #[test]
+fn a_list_of_locations_adds_places_and_takes_the_latest_phase() {
+    let source = "version: 1\nrules: []\ndetections:\n  - id: d\n    classifier: xss\n    in: [request.path, request.query, request.headers]\n  - id: e\n    classifier: xss\n    in: [request.query, request.body]\n";
+    let content = compile(source, &options()).unwrap();
+    let d = &content.detections[0];
+    let expected = Place::Path.bit() | Place::Query.bit() | Place::Header.bit() | Place::Cookie.bit();
+    assert_eq!((d.attack.as_ref().unwrap().places, d.location), (expected, Location::RequestQuery));
+    assert_eq!(content.detections[1].location, Location::RequestBody);
+    assert!(error("version: 1\nrules: []\ndetections:\n  - id: d\n    classifier: xss\n    in: []\n")
+        .starts_with("owasp.yaml:6:9: 'in' of detection 'd' is empty"));
+}
+
+#[test]
 fn every_class_has_a_policy_name() {
     for class in AttackClass::ALL {
         let source = format!(

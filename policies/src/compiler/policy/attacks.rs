@@ -5,13 +5,13 @@
 //! detections:
 //!   - id: sqli
 //!     classifier: sqli
-//!     in: request              # request.path | request.query | request.headers | request.body | request
+//!     in: request              # request.path | request.query | request.headers | request.body | request, or a list
 //!     sensitivity: medium      # low | medium (default) | high
 //!     exclude:
 //!       - { endpoint: "POST api.example.com/comments", param: body.html }
 //! ```
 
-use saphyr::MarkedYaml;
+use saphyr::{MarkedYaml, YamlData};
 
 use super::{field, Compiler, PolicyError};
 use crate::attacks::{AttackClass, Place, Sensitivity};
@@ -55,14 +55,25 @@ impl Compiler<'_> {
         let fields = self.fields(node, ATTACK_DETECTION_KEYS, "attack detection")?;
         let owner = format!("detection '{id}'");
         let in_node = self.required(&fields, "in", node, &owner)?;
-        let place = self.text("in", in_node)?;
-        let Some((_, places, location)) = LOCATIONS.iter().find(|(name, _, _)| *name == place) else {
-            let known: Vec<&str> = LOCATIONS.iter().map(|(name, _, _)| *name).collect();
-            return Err(self.error(
-                in_node,
-                format!("attack detection '{id}' cannot look in '{place}' (expected one of: {})", known.join(", ")),
-            ));
+        // `in:` is one location or a list of them: the places add up, the latest phase decides.
+        let names: Vec<&MarkedYaml<'_>> = match &in_node.data {
+            YamlData::Sequence(items) if !items.is_empty() => items.iter().collect(),
+            YamlData::Sequence(_) => return Err(self.error(in_node, format!("'in' of detection '{id}' is empty"))),
+            _ => vec![in_node],
         };
+        let (mut places, mut location) = (0u8, Location::RequestQuery);
+        for name_node in names {
+            let name = self.text("in", name_node)?;
+            let Some((_, these, phase)) = LOCATIONS.iter().find(|(known, _, _)| *known == name) else {
+                let known: Vec<&str> = LOCATIONS.iter().map(|(known, _, _)| *known).collect();
+                return Err(self.error(
+                    name_node,
+                    format!("attack detection '{id}' cannot look in '{name}' (expected one of: {})", known.join(", ")),
+                ));
+            };
+            places |= these.iter().fold(0u8, |bits, place| bits | place.bit());
+            location = location.max(*phase);
+        }
         let sensitivity = match field(&fields, "sensitivity") {
             None => Sensitivity::default(),
             Some(value) => {
@@ -76,9 +87,8 @@ impl Compiler<'_> {
             None => Vec::new(),
             Some(value) => self.exclusions(&id, self.sequence("exclude", value)?)?,
         };
-        let places = places.iter().fold(0u8, |bits, place| bits | 1 << (*place as u8));
         let attack = AttackDef { class, sensitivity, places, exclude };
-        tables.declare_attack(id, attack, *location).map_err(|message| self.error(node, message))?;
+        tables.declare_attack(id, attack, location).map_err(|message| self.error(node, message))?;
         Ok(())
     }
 
