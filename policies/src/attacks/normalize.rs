@@ -431,7 +431,10 @@ fn fold(src: &[u8], out: &mut Out<'_>) {
         let rest = src.get(i..).unwrap_or_default();
         match fold_char(rest) {
             Some((used, replacement)) => {
-                out.extend(replacement);
+                match replacement {
+                    Fold::Byte(b) => out.push(b),
+                    Fold::Bytes(bytes) => out.extend(bytes),
+                }
                 out.changed = true;
                 i += used;
             }
@@ -448,7 +451,7 @@ fn continuation(b: Option<&u8>) -> Option<u32> {
 }
 
 /// What the non-ASCII sequence at the start of `s` folds to: `(bytes used, replacement)`, or `None` to keep it.
-fn fold_char(s: &[u8]) -> Option<(usize, &'static [u8])> {
+fn fold_char(s: &[u8]) -> Option<(usize, Fold)> {
     let &lead = s.first()?;
     let (len, code) = match lead {
         0xc0..=0xdf => (2, u32::from(lead & 0x1f) << 6 | continuation(s.get(1))?),
@@ -464,11 +467,11 @@ fn fold_char(s: &[u8]) -> Option<(usize, &'static [u8])> {
     };
     if code < 0x80 {
         // An overlong form of ASCII (`C0 AF` for `/`): what a lax decoder reads.
-        return ascii(code).map(|r| (len, r));
+        return Some((len, Fold::Byte(code as u8)));
     }
     let replacement: &'static [u8] = match code {
         // Fullwidth ASCII.
-        0xff01..=0xff5e => return ascii(code - 0xff01 + 0x21).map(|r| (len, r)),
+        0xff01..=0xff5e => return Some((len, Fold::Byte((code - 0xff01 + 0x21) as u8))),
         0x00a0 | 0x1680 | 0x2000..=0x200a | 0x202f | 0x205f | 0x3000 => b" ",
         0x00ad | 0x200b..=0x200d | 0x2060 | 0xfeff => b"",
         0x2010..=0x2015 | 0x2212 | 0xfe58 | 0xfe63 => b"-",
@@ -500,22 +503,14 @@ fn fold_char(s: &[u8]) -> Option<(usize, &'static [u8])> {
         0xfe6b => b"@",
         _ => return None,
     };
-    Some((len, replacement))
+    Some((len, Fold::Bytes(replacement)))
 }
 
-/// A static one-byte slice for an ASCII code.
-fn ascii(code: u32) -> Option<&'static [u8]> {
-    const ALL: [u8; 128] = {
-        let mut all = [0u8; 128];
-        let mut i = 0;
-        while i < 128 {
-            all[i] = i as u8;
-            i += 1;
-        }
-        all
-    };
-    let i = usize::try_from(code).ok()?;
-    ALL.get(i..i + 1)
+/// What a character folds to.
+#[derive(Clone, Copy)]
+enum Fold {
+    Byte(u8),
+    Bytes(&'static [u8]),
 }
 
 #[cfg(test)]
