@@ -32,8 +32,10 @@
 //!
 //! # Exclusions
 //!
-//! A check's `skip` list holds parameter names as reported (`q`, `user.name`, `user-agent`), optionally prefixed with
-//! the place (`query.q`, `json.user.name`) or with `body.` for any body place (form, JSON, XML, other body).
+//! A check's `skip` list holds parameter names as reported, prefixed with their place as evidence names it:
+//! `path.3`, `query.q`, `header.user-agent`, `cookie.session`, and `body.user.name` for any body (form, multipart,
+//! JSON, XML, other text); the internal place names (`json.user.name`, `form.comment`) are accepted too. A bare name
+//! never matches, so a query parameter an attacker names `body.html` is not taken for the body field `html`.
 //!
 //! # Bounds
 //!
@@ -125,12 +127,11 @@ pub struct Finding {
     /// Where.
     pub place: Place,
     /// The parameter's name as the application sees it (`q`, `user.name` for a JSON path, a header name), cut to
-    /// [`MAX_NAME`] bytes: attacker-controlled, escape before logging.
+    /// [`MAX_NAME`] bytes (a name of exactly [`MAX_NAME`] bytes may have been cut): attacker-controlled, escape
+    /// before logging.
     pub name: [u8; MAX_NAME],
     /// How many bytes of `name` are used.
     pub name_len: u8,
-    /// Whether the name was longer than [`MAX_NAME`] and cut.
-    pub name_cut: bool,
 }
 
 impl Finding {
@@ -370,9 +371,6 @@ where
 /// Whether `name` at `place` is on a check's exclusion list.
 fn skipped(skip: &[&[u8]], place: Place, name: &[u8]) -> bool {
     skip.iter().any(|s| {
-        if *s == name {
-            return true;
-        }
         let Some((prefix, rest)) =
             s.iter().position(|b| *b == b'.').and_then(|dot| Some((s.get(..dot)?, s.get(dot + 1..)?)))
         else {
@@ -402,7 +400,6 @@ fn record(findings: &mut Findings, index: usize, class: AttackClass, place: Plac
         place,
         name: kept,
         name_len: len as u8,
-        name_cut: name.len() > MAX_NAME,
     });
 }
 
