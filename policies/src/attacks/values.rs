@@ -42,7 +42,9 @@
 //! A value (or name) longer than [`Limits::max_value_bytes`] after its first decoding is inspected up to there and
 //! the request marked uninspectable; past [`Limits::max_values`] values (names and values together, counted across
 //! the parts of one request in [`Findings::values`]) the request is marked uninspectable and inspection stops. JSON
-//! and XML nested deeper than [`MAX_DEPTH`] are marked uninspectable and not read further. A JSON body that is not
+//! and XML nested deeper than [`MAX_DEPTH`] are marked uninspectable and not read further. A JSON key seen again at
+//! the same path (the keys of every record in an array) is inspected once per body while it finds nothing: the same
+//! bytes, name and place give the same answer, and a large list of records stays within the value cap. A JSON body that is not
 //! JSON is inspected as one text value as well, so a wrong content type hides nothing.
 
 mod body;
@@ -167,6 +169,8 @@ pub struct Inspector {
     value: Box<[u8]>,
     /// A name decoded once, or a JSON or XML path.
     name: Box<[u8]>,
+    /// JSON keys already inspected clean in this body.
+    keys: Box<body::KeyCache>,
 }
 
 impl Inspector {
@@ -184,6 +188,7 @@ impl Inspector {
             normalizer: Normalizer::new(limits.max_value_bytes),
             value: vec![0; limits.max_value_bytes].into_boxed_slice(),
             name: vec![0; limits.max_value_bytes].into_boxed_slice(),
+            keys: Box::default(),
         }
     }
 
@@ -202,8 +207,8 @@ impl Inspector {
     where
         D: Fn(AttackClass, &Subject<'_>, Sensitivity) -> bool,
     {
-        let Inspector { limits, headers, normalizer, value, name } = self;
-        let mut run = Run { checks, findings, normalizer, limits: *limits, detect, stopped: false };
+        let Inspector { limits, headers, normalizer, value, name, keys } = self;
+        let mut run = Run { checks, findings, normalizer, keys, limits: *limits, detect, stopped: false };
         match part {
             Part::Path(path) => run.path(path, value, name),
             Part::Query(query) => run.pairs(query, Place::Query, value, name),
@@ -240,6 +245,7 @@ struct Run<'r, 'k, D> {
     checks: &'r [Check<'k>],
     findings: &'r mut Findings,
     normalizer: &'r mut Normalizer,
+    keys: &'r mut body::KeyCache,
     limits: Limits,
     detect: &'r D,
     /// The request's value cap was reached: nothing more is inspected.
@@ -252,6 +258,11 @@ where
 {
     /// Normalises one value and runs the checks on it; `false` once the request's value cap is reached.
     fn value(&mut self, v: Value<'_>) -> bool {
+        let bit = 1u8 << (v.place as u8);
+        if !self.stopped && !self.checks.iter().any(|c| c.places & bit != 0) {
+            // Nothing looks here: not inspected, so not counted either.
+            return true;
+        }
         if self.stopped || self.findings.values as usize >= self.limits.max_values {
             self.findings.uninspectable = true;
             self.stopped = true;
@@ -265,7 +276,6 @@ where
         let normalized = self.normalizer.normalize(raw, v.form);
         let subject =
             Subject { raw, decoded: normalized.decoded, lower: normalized.lower, is_name: v.is_name, place: v.place };
-        let bit = 1u8 << (v.place as u8);
         for (index, check) in self.checks.iter().enumerate() {
             if check.places & bit == 0
                 || v.only.is_some_and(|only| only != check.class)

@@ -141,6 +141,50 @@ impl PathStack {
     }
 }
 
+/// How many JSON keys are remembered as inspected clean: enough for records of this many fields.
+const KEY_CACHE: usize = 32;
+/// The longest key path remembered.
+const KEY_CACHE_NAME: usize = 96;
+
+/// JSON keys inspected clean in the current body, by exact path (and key length, so `a.b` the key `b` under `a`
+/// and `a.b` one key with a dot stay apart): a ring, so memory is fixed.
+#[derive(Debug)]
+pub(super) struct KeyCache {
+    paths: [[u8; KEY_CACHE_NAME]; KEY_CACHE],
+    lens: [(u8, u8); KEY_CACHE],
+    used: usize,
+    next: usize,
+}
+
+impl Default for KeyCache {
+    fn default() -> KeyCache {
+        KeyCache { paths: [[0; KEY_CACHE_NAME]; KEY_CACHE], lens: [(0, 0); KEY_CACHE], used: 0, next: 0 }
+    }
+}
+
+impl KeyCache {
+    fn clear(&mut self) {
+        self.used = 0;
+        self.next = 0;
+    }
+
+    fn contains(&self, path: &[u8], key_len: usize) -> bool {
+        self.lens.iter().zip(&self.paths).take(self.used).any(|(&(len, key), stored)| {
+            usize::from(len) == path.len() && usize::from(key) == key_len && stored.get(..path.len()) == Some(path)
+        })
+    }
+
+    fn insert(&mut self, path: &[u8], key_len: usize) {
+        let (Ok(len), Ok(key)) = (u8::try_from(path.len()), u8::try_from(key_len)) else { return };
+        let (Some(stored), Some(lens)) = (self.paths.get_mut(self.next), self.lens.get_mut(self.next)) else { return };
+        let Some(slot) = stored.get_mut(..path.len()) else { return };
+        slot.copy_from_slice(path);
+        *lens = (len, key);
+        self.next = (self.next + 1) % KEY_CACHE;
+        self.used = (self.used + 1).min(KEY_CACHE);
+    }
+}
+
 impl<D> Run<'_, '_, D>
 where
     D: Fn(AttackClass, &Subject<'_>, Sensitivity) -> bool,
@@ -170,6 +214,7 @@ where
     /// A JSON document: every key a name, every leaf string and number a value, named by its dotted path.
     fn json(&mut self, s: &[u8], value: &mut [u8], name: &mut [u8]) {
         let mut path = PathStack::new();
+        self.keys.clear();
         // Per level: whether it is an array (bit `depth`), and whether a key is expected next.
         let mut arrays: u64 = 0;
         let mut expect_key = false;
@@ -225,11 +270,19 @@ where
                         path.child(name, decoded);
                         expect_key = false;
                     }
-                    let mut v = Value::new(decoded, name.get(..path.len).unwrap_or_default(), Place::Json);
+                    let full = name.get(..path.len).unwrap_or_default();
+                    i = end + 1;
+                    if is_key && !cut && self.keys.contains(full, len) {
+                        continue;
+                    }
+                    let mut v = Value::new(decoded, full, Place::Json);
                     v.is_name = is_key;
                     v.cut = cut;
+                    let before = (self.findings.total, self.findings.uninspectable);
                     self.value(v);
-                    i = end + 1;
+                    if is_key && !self.stopped && before == (self.findings.total, self.findings.uninspectable) {
+                        self.keys.insert(full, len);
+                    }
                 }
                 b'-' | b'0'..=b'9' => {
                     let len =

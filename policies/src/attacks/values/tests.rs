@@ -196,6 +196,36 @@ fn json_paths_keys_and_leaves() {
 }
 
 #[test]
+fn json_record_keys_are_inspected_once_per_body_while_clean() {
+    let records: Vec<String> =
+        (0..200).map(|i| format!(r#"{{"id":{i},"name":"n{i}","evil{}":"x","tags":[]}}"#, i % 2)).collect();
+    let doc = format!(r#"{{"users":[{}],"a":{{"b":1}},"a.b":2}}"#, records.join(","));
+    let (seen, findings) = run(&[body("application/json", &doc)]);
+    let keys: Vec<&str> = seen.iter().filter(|s| s.is_name).map(|s| s.raw.as_str()).collect();
+    // `id`, `name` and `tags` once each; the keys that find something every time.
+    assert_eq!(keys.iter().filter(|k| **k == "id").count(), 1);
+    assert_eq!(keys.iter().filter(|k| **k == "tags").count(), 1);
+    assert_eq!(keys.iter().filter(|k| k.starts_with("evil")).count(), 200);
+    assert_eq!(findings.total, 200);
+    // A key with a dot is not taken for the same path one level down.
+    assert_eq!(keys.iter().filter(|k| **k == "b" || **k == "a.b").count(), 2);
+    assert!(!findings.uninspectable, "200 records stay within the value cap: {}", findings.values);
+    // Each body starts afresh.
+    let (seen, _) = run(&[body("application/json", r#"{"id":1}"#), body("application/json", r#"{"id":1}"#)]);
+    assert_eq!(seen.iter().filter(|s| s.is_name).count(), 2);
+}
+
+#[test]
+fn a_place_no_check_looks_at_is_not_counted() {
+    let checks = [Check { places: 1 << Place::Json as u8, ..check(AttackClass::Sqli) }];
+    let limits = Limits { max_value_bytes: 64, max_values: 2 };
+    let (seen, findings) = run_with(&mut Inspector::new(limits), &[Part::Query(b"a=1&b=2&c=3")], &checks);
+    assert!(seen.is_empty());
+    assert_eq!(findings.values, 0);
+    assert!(!findings.uninspectable);
+}
+
+#[test]
 fn json_that_is_not_json_is_read_as_text() {
     let (seen, findings) = run(&[body("application/json", "' or 1=1 -- evil")]);
     assert_eq!(seen.last().map(|s| (s.place, s.raw.as_str())), Some((Place::Body, "' or 1=1 -- evil")));
