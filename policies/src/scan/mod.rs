@@ -37,9 +37,9 @@
 //! ```
 
 pub mod builtin;
-mod decode;
+pub(crate) mod decode;
 mod encoding;
-mod json;
+pub(crate) mod json;
 mod sniff;
 
 use core::fmt;
