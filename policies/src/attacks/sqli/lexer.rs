@@ -1,0 +1,291 @@
+//! A SQL lexer over one value, in the context the value lands in: as-is, or inside a string opened by a single or
+//! double quote. It yields one token at a time (no buffer), never panics, and reads every byte at most twice.
+
+use super::words::Word;
+
+/// What a token is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Nothing (before the first token).
+    None,
+    /// In a quote context, the text before the quote that closes the application's string.
+    Break,
+    /// A quoted string; `closed` says whether its closing quote is in the value.
+    Str,
+    /// A number.
+    Num,
+    /// An identifier or keyword.
+    Word(Word),
+    /// A user variable (`@name`).
+    Var,
+    /// A system variable (`@@version`).
+    SysVar,
+    /// A comparison (`=`, `<`, `<>`, `!=`, `<=>`...).
+    Cmp,
+    /// An arithmetic or bitwise operator, `*` included.
+    Arith,
+    /// `&&` or `||` (a logic operator, or string concatenation).
+    LogicOp,
+    /// `(`.
+    Open,
+    /// `)`.
+    Close,
+    /// `,`.
+    Comma,
+    /// `;`, which ends a statement.
+    Semi,
+    /// `.`.
+    Dot,
+    /// A comment that runs to the end of the value (`--`, `#`, an unclosed `/*`).
+    Comment,
+    /// Any other byte.
+    Other,
+    /// The end of the value.
+    End,
+}
+
+/// One token: its kind and where its text is (for a string, its content without the quotes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Token {
+    pub(super) kind: Kind,
+    pub(super) start: usize,
+    pub(super) end: usize,
+}
+
+impl Token {
+    /// The token before any other.
+    pub(super) const NONE: Token = Token { kind: Kind::None, start: 0, end: 0 };
+
+    /// Whether the token is a word for `and`, `or`, `xor`, or `&&`/`||`.
+    pub(super) fn is_logic(self) -> bool {
+        match self.kind {
+            Kind::Word(w) => w.is_logic(),
+            Kind::LogicOp => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the token is this word.
+    pub(super) fn is(self, word: Word) -> bool {
+        self.kind == Kind::Word(word)
+    }
+}
+
+/// The lexer's state over one value.
+pub(super) struct Lexer<'a> {
+    text: &'a [u8],
+    pos: usize,
+    /// The quote that opened the application's string, until the value closes it.
+    quote: Option<u8>,
+    /// Inside a MySQL executable comment (`/*! ... */`), whose content MySQL runs as SQL.
+    in_executable: bool,
+    /// Whether the value has a MySQL executable comment.
+    pub(super) saw_executable: bool,
+    done: bool,
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+impl<'a> Lexer<'a> {
+    /// A lexer over `text` (lower case), which lands after `quote` (or as-is).
+    pub(super) fn new(text: &'a [u8], quote: Option<u8>) -> Lexer<'a> {
+        Lexer { text, pos: 0, quote, in_executable: false, saw_executable: false, done: false }
+    }
+
+    fn at(&self, i: usize) -> u8 {
+        self.text.get(i).copied().unwrap_or(0)
+    }
+
+    /// The whole value.
+    pub(super) fn text_all(&self) -> &'a [u8] {
+        self.text
+    }
+
+    /// The text of a token.
+    pub(super) fn text(&self, token: Token) -> &'a [u8] {
+        self.text.get(token.start..token.end).unwrap_or_default()
+    }
+
+    fn token(&mut self, kind: Kind, start: usize, end: usize) -> Token {
+        self.pos = end;
+        Token { kind, start, end }
+    }
+
+    /// The next token; `End` from the end on.
+    pub(super) fn next_token(&mut self) -> Token {
+        let len = self.text.len();
+        if self.done {
+            return Token { kind: Kind::End, start: len, end: len };
+        }
+        if let Some(q) = self.quote.take() {
+            // The value's first unescaped quote closes the application's string; no such quote: nothing to lex.
+            match self.string_end(0, q) {
+                Some(close) => return self.token(Kind::Break, 0, close).with_pos(self, close + 1),
+                None => {
+                    self.done = true;
+                    return Token { kind: Kind::End, start: len, end: len };
+                }
+            }
+        }
+        loop {
+            let start = self.pos;
+            let Some(&b) = self.text.get(start) else {
+                self.done = true;
+                return Token { kind: Kind::End, start: len, end: len };
+            };
+            let next = self.at(start + 1);
+            match b {
+                _ if is_space(b) => self.pos += 1,
+                b'/' if next == b'*' => {
+                    if self.at(start + 2) == b'!' {
+                        // MySQL runs what is inside `/*! ... */` (after an optional version number).
+                        self.saw_executable = true;
+                        self.in_executable = true;
+                        let mut i = start + 3;
+                        while self.at(i).is_ascii_digit() {
+                            i += 1;
+                        }
+                        self.pos = i;
+                    } else {
+                        match find(self.text, start + 2, b"*/") {
+                            Some(close) => self.pos = close + 2,
+                            None => return self.comment(start),
+                        }
+                    }
+                }
+                b'*' if next == b'/' && self.in_executable => {
+                    self.in_executable = false;
+                    self.pos += 2;
+                }
+                b'-' if next == b'-' => return self.comment(start),
+                b'#' => return self.comment(start),
+                b'\'' | b'"' => {
+                    return match self.string_end(start + 1, b) {
+                        Some(close) => self.token(Kind::Str, start + 1, close).with_pos(self, close + 1),
+                        None => self.token(Kind::Str, start + 1, len),
+                    };
+                }
+                b'`' => {
+                    let end = memchr::memchr(b'`', self.text.get(start + 1..).unwrap_or_default())
+                        .map_or(len, |i| start + 1 + i);
+                    return self.token(Kind::Word(Word::Plain), start + 1, end).with_pos(self, (end + 1).min(len));
+                }
+                b'0'..=b'9' => return self.number(start),
+                b'.' if next.is_ascii_digit() => return self.number(start),
+                b'@' => {
+                    let (kind, from) = if next == b'@' { (Kind::SysVar, start + 2) } else { (Kind::Var, start + 1) };
+                    let mut i = from;
+                    while is_word_byte(self.at(i)) {
+                        i += 1;
+                    }
+                    return self.token(if i == from { Kind::Other } else { kind }, start, i);
+                }
+                _ if is_word_byte(b) => {
+                    let mut i = start + 1;
+                    while is_word_byte(self.at(i)) {
+                        i += 1;
+                    }
+                    let word = Word::of(self.text.get(start..i).unwrap_or_default());
+                    return self.token(Kind::Word(word), start, i);
+                }
+                b'=' => {
+                    return self.token(Kind::Cmp, start, start + 1);
+                }
+                b'<' | b'>' | b'!' => {
+                    let mut i = start + 1;
+                    while matches!(self.at(i), b'=' | b'>' | b'<') && i < start + 3 {
+                        i += 1;
+                    }
+                    let kind = if b == b'!' && i == start + 1 { Kind::Arith } else { Kind::Cmp };
+                    return self.token(kind, start, i);
+                }
+                b'&' | b'|' if next == b => return self.token(Kind::LogicOp, start, start + 2),
+                b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'~' | b'&' | b'|' => {
+                    return self.token(Kind::Arith, start, start + 1)
+                }
+                b'(' => return self.token(Kind::Open, start, start + 1),
+                b')' => return self.token(Kind::Close, start, start + 1),
+                b',' => return self.token(Kind::Comma, start, start + 1),
+                b';' => return self.token(Kind::Semi, start, start + 1),
+                b'.' => return self.token(Kind::Dot, start, start + 1),
+                _ => return self.token(Kind::Other, start, start + 1),
+            }
+        }
+    }
+
+    /// Where the string opened before `from` by `quote` ends: a doubled quote or a backslash escapes it.
+    fn string_end(&self, from: usize, quote: u8) -> Option<usize> {
+        let mut i = from;
+        loop {
+            let rest = self.text.get(i..)?;
+            let hit = memchr::memchr2(quote, b'\\', rest)?;
+            let at = i + hit;
+            // A backslash escapes the next byte; a doubled quote is a quote inside the string.
+            if self.at(at) == b'\\' || self.at(at + 1) == quote {
+                i = at + 2;
+            } else {
+                return Some(at);
+            }
+        }
+    }
+
+    fn comment(&mut self, start: usize) -> Token {
+        let len = self.text.len();
+        self.done = true;
+        self.token(Kind::Comment, start, len)
+    }
+
+    fn number(&mut self, start: usize) -> Token {
+        let mut i = start;
+        if self.at(i) == b'0' && matches!(self.at(i + 1), b'x' | b'b') && self.at(i + 2).is_ascii_hexdigit() {
+            i += 2;
+            while self.at(i).is_ascii_hexdigit() {
+                i += 1;
+            }
+        } else {
+            while self.at(i).is_ascii_digit() {
+                i += 1;
+            }
+            if self.at(i) == b'.' {
+                i += 1;
+                while self.at(i).is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            if self.at(i) == b'e' && (self.at(i + 1).is_ascii_digit() || matches!(self.at(i + 1), b'+' | b'-')) {
+                i += 2;
+                while self.at(i).is_ascii_digit() {
+                    i += 1;
+                }
+            }
+        }
+        if is_word_byte(self.at(i)) && !matches!(self.at(i), b'$') {
+            // `1st`, `3pm`, `9a7f...`: a word that starts with digits, not a number.
+            while is_word_byte(self.at(i)) {
+                i += 1;
+            }
+            return self.token(Kind::Word(Word::Plain), start, i);
+        }
+        self.token(Kind::Num, start, i)
+    }
+}
+
+impl Token {
+    /// Moves the lexer past the token's closing quote.
+    fn with_pos(self, lexer: &mut Lexer<'_>, pos: usize) -> Token {
+        lexer.pos = pos;
+        self
+    }
+}
+
+/// Where `needle` is in `text` from `from` on.
+fn find(text: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let rest = text.get(from..)?;
+    memchr::memmem::find(rest, needle).map(|i| from + i)
+}

@@ -1,0 +1,414 @@
+//! SQL injection: a SQL lexer and a judge of the token shapes an injection makes.
+//!
+//! A value is lexed as SQL in each context it can land in: as-is (a number or an identifier spliced into a query),
+//! and, when it holds that quote, inside a string opened by a single or a double quote (the value's first quote then
+//! closes the application's string: the **break**). The judge looks at the tokens through a short sliding window,
+//! so the cost is linear in the value's length, with nothing allocated: fixed arrays on the stack.
+//!
+//! What each level reports (each level includes the ones before it):
+//! - **Low**: unmistakable shapes. `UNION [ALL|DISTINCT] SELECT`; time and error functions called
+//!   (`SLEEP(5)`, `BENCHMARK(`, `pg_sleep(`, `EXTRACTVALUE(`, `UPDATEXML(`, `LOAD_FILE(`, `xp_cmdshell`,
+//!   `dbms_pipe.receive_message`...); `WAITFOR DELAY '…'`; `INTO OUTFILE`, `LOAD DATA INFILE`; tautologies after a
+//!   logic operator (`or 1=1`, `' or 'a'='a`, `" or ""="`, `and x=x`); statements stacked after a `;`.
+//! - **Medium** (recommended): what a break or a spliced number leads into — a logic operator with a condition
+//!   (`' and 1=0`, `1 or x=y`, `' or sleep(1)`, `' and 1 in (select …`), a comment right after the break
+//!   (`admin'--`, `admin'#`), `;`, a comparison or concatenation (`'='`, `'||'`), a clause or statement
+//!   (`' order by 3`, `' having 1=1`, `') union …`); statement shapes anywhere (`select * from`, `select @@version`,
+//!   `select count(`, `insert into t (`, `delete from t where`, `update t set c=`, `drop table t;`,
+//!   `create table t (`, `exec master..`, `exec xp_…`, `declare @`), `@@` system variables, system tables
+//!   (`information_schema`, `sysobjects`, `pg_shadow`, `sqlite_master`…), MySQL executable comments (`/*!`), a
+//!   comparison of two different literals after a logic operator (`and 1=0`), `where 1=1`.
+//! - **High**: weak signals too — a value made of a lone quote (`'`, `1'`), a condition after a logic operator that
+//!   follows a plain word (`name or a=b`), a SQL function called inside an expression (`=char(`, `,concat(`).
+//!
+//! Prose keeps clear at Medium: `union was a great select`, `O'Brien's`, `select a plan`, `1) a-b=c`,
+//! `D'or 1st`, `drop-down`, `union station` make none of these shapes.
+
+mod lexer;
+mod words;
+
+use super::{Sensitivity, Subject};
+use lexer::{Kind, Lexer, Token};
+use words::Word;
+
+/// How sure a shape is: the lowest sensitivity that reports it.
+type Level = u8;
+const LOW: Level = 0;
+const MEDIUM: Level = 1;
+const HIGH: Level = 2;
+const NOTHING: Level = 3;
+
+/// Tokens the sliding window keeps (the longest shape looked back over).
+const WINDOW: usize = 8;
+/// Tokens kept from the start of the value, for the shapes anchored there.
+const HEAD: usize = 16;
+
+/// Whether `subject` carries a SQL injection at `sensitivity`.
+pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
+    let wanted = match sensitivity {
+        Sensitivity::Low => LOW,
+        Sensitivity::Medium => MEDIUM,
+        Sensitivity::High => HIGH,
+    };
+    level(subject.lower) <= wanted
+}
+
+/// The lowest level at which `text` (lower case) reports, or [`NOTHING`].
+fn level(text: &[u8]) -> Level {
+    let mut best = judge(text, None);
+    for quote in [b'\'', b'"'] {
+        if best > LOW && memchr::memchr(quote, text).is_some() {
+            best = best.min(judge(text, Some(quote)));
+        }
+    }
+    best
+}
+
+/// The judge of one context: the window, the head, and the best level found so far.
+struct Judge<'a> {
+    lexer: Lexer<'a>,
+    window: [Token; WINDOW],
+    /// Tokens seen so far.
+    seen: usize,
+    head: [Token; HEAD],
+    best: Level,
+}
+
+fn judge(text: &[u8], quote: Option<u8>) -> Level {
+    let mut judge = Judge {
+        lexer: Lexer::new(text, quote),
+        window: [Token::NONE; WINDOW],
+        seen: 0,
+        head: [Token::NONE; HEAD],
+        best: NOTHING,
+    };
+    loop {
+        let token = judge.lexer.next_token();
+        judge.push(token);
+        if token.kind == Kind::End || judge.best == LOW {
+            break;
+        }
+    }
+    if judge.lexer.saw_executable {
+        judge.hit(MEDIUM);
+    }
+    judge.judge_head();
+    judge.best
+}
+
+impl<'a> Judge<'a> {
+    fn hit(&mut self, level: Level) {
+        self.best = self.best.min(level);
+    }
+
+    /// The token `k` back from the newest (0 is the newest).
+    fn back(&self, k: usize) -> Token {
+        if k >= self.seen || k >= WINDOW {
+            return Token::NONE;
+        }
+        self.window.get((self.seen - 1 - k) % WINDOW).copied().unwrap_or(Token::NONE)
+    }
+
+    fn text(&self, token: Token) -> &'a [u8] {
+        self.lexer.text(token)
+    }
+
+    fn push(&mut self, token: Token) {
+        if let Some(slot) = self.head.get_mut(self.seen) {
+            *slot = token;
+        }
+        if let Some(slot) = self.window.get_mut(self.seen % WINDOW) {
+            *slot = token;
+        }
+        self.seen += 1;
+        self.judge_window();
+    }
+
+    /// Whether a statement shape ending `k` back was stacked: right after a `;` or the break.
+    fn stacked(&self, k: usize) -> bool {
+        matches!(self.back(k).kind, Kind::Semi | Kind::Break)
+    }
+
+    /// The shapes that end at the newest token, wherever they are in the value.
+    fn judge_window(&mut self) {
+        let t0 = self.back(0);
+        let t1 = self.back(1);
+        let t2 = self.back(2);
+        let t3 = self.back(3);
+        let stmt = |stacked: bool| if stacked { LOW } else { MEDIUM };
+        match t0.kind {
+            Kind::Word(Word::Select) => {
+                // UNION [ALL|DISTINCT] [(] SELECT
+                let mut k = 1;
+                while self.back(k).kind == Kind::Open {
+                    k += 1;
+                }
+                if self.back(k).is(Word::All) || self.back(k).is(Word::Distinct) {
+                    k += 1;
+                }
+                if self.back(k).is(Word::Union) {
+                    self.hit(LOW);
+                }
+            }
+            Kind::Open => match t1.kind {
+                Kind::Word(Word::Danger) => self.hit(LOW),
+                Kind::Word(Word::Sleep) => self.hit(HIGH),
+                Kind::Word(w) if w.is_function() && t2.is(Word::Select) => self.hit(MEDIUM),
+                Kind::Word(w)
+                    if w.is_function()
+                        && matches!(t2.kind, Kind::Cmp | Kind::Comma | Kind::Open | Kind::LogicOp | Kind::Arith) =>
+                {
+                    self.hit(HIGH)
+                }
+                Kind::Word(Word::Select) => self.hit(MEDIUM),
+                _ => {}
+            },
+            Kind::Close if t1.kind == Kind::Num && t2.kind == Kind::Open && t3.is(Word::Sleep) => self.hit(LOW),
+            Kind::Str if (t1.is(Word::Delay) || t1.is(Word::Time)) && t2.is(Word::Waitfor) => self.hit(LOW),
+            Kind::Word(Word::Infile) if t1.is(Word::Data) || t2.is(Word::Data) => self.hit(LOW),
+            Kind::Word(Word::Outfile) if t1.is(Word::Into) => self.hit(LOW),
+            Kind::Word(Word::Danger) if self.text(t0) == b"xp_cmdshell" => self.hit(LOW),
+            // utl_http.request(, dbms_pipe.receive_message(
+            Kind::Dot if t1.is(Word::Danger) => self.hit(LOW),
+            Kind::Word(Word::Niladic) if t1.is(Word::Select) => self.hit(MEDIUM),
+            Kind::Word(Word::SystemObject) => self.hit(MEDIUM),
+            Kind::Word(Word::ObjectKind) if t1.kind == Kind::Dot && self.text(t2) == b"mysql" => self.hit(MEDIUM),
+            Kind::Word(Word::ObjectKind) if t1.is(Word::Backup) => self.hit(MEDIUM),
+            Kind::SysVar => self.hit(MEDIUM),
+            Kind::Var if t1.is(Word::Declare) => self.hit(stmt(self.stacked(2))),
+            _ => {}
+        }
+        // SELECT followed by what only a query selects: a variable, or `*` from a table, or `*` alone.
+        if t1.is(Word::Select) && matches!(t0.kind, Kind::Var | Kind::SysVar) {
+            self.hit(MEDIUM);
+        }
+        let text = self.lexer.text_all();
+        let star = |t: Token| t.kind == Kind::Arith && text.get(t.start..t.end) == Some(b"*");
+        if star(t1) && t2.is(Word::Select) && matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi | Kind::Comma) {
+            self.hit(MEDIUM);
+        }
+        if self.back(4).is(Word::Select)
+            && star(t3)
+            && t2.is(Word::From)
+            && matches!(t1.kind, Kind::Word(Word::Plain | Word::ObjectKind | Word::SystemObject))
+            && (matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi | Kind::Close | Kind::Comma | Kind::Dot)
+                || matches!(t0.kind, Kind::Word(Word::Where | Word::Limit | Word::Order | Word::Group | Word::Union)))
+        {
+            self.hit(MEDIUM);
+        }
+        if t2.is(Word::Select)
+            && matches!(t1.kind, Kind::Num | Kind::Str | Kind::Word(Word::Null))
+            && matches!(
+                t0.kind,
+                Kind::Comma | Kind::Word(Word::Into) | Kind::Comment | Kind::Semi | Kind::Word(Word::Union)
+            )
+        {
+            self.hit(stmt(self.stacked(3)));
+        }
+        // EXEC of a system procedure, an expression, a variable or a string.
+        if t1.is(Word::Exec)
+            && (matches!(t0.kind, Kind::Open | Kind::Var | Kind::Str)
+                || (matches!(t0.kind, Kind::Word(_)) && words::is_mssql_procedure(self.text(t0))))
+        {
+            self.hit(stmt(self.stacked(2)));
+        }
+        let ident = |t: Token| matches!(t.kind, Kind::Word(Word::Plain) | Kind::Word(Word::ObjectKind));
+        let ends = |t: Token| matches!(t.kind, Kind::End | Kind::Semi | Kind::Comment);
+        // Statements with their object: INSERT INTO t (, DELETE FROM t WHERE, DROP TABLE t;, CREATE TABLE t (...
+        if ident(t1) {
+            if t2.is(Word::Into)
+                && t3.is(Word::Insert)
+                && matches!(t0.kind, Kind::Open | Kind::Word(Word::Values | Word::Select))
+            {
+                self.hit(stmt(self.stacked(4)));
+            }
+            if t2.is(Word::From) && t3.is(Word::Delete) && (ends(t0) || t0.is(Word::Where)) {
+                self.hit(stmt(self.stacked(4)));
+            }
+            if t2.is(Word::ObjectKind) {
+                let stacked = self.stacked(4);
+                match t3.kind {
+                    Kind::Word(Word::Drop | Word::Truncate) if ends(t0) || t0.kind == Kind::Comma || stacked => {
+                        self.hit(stmt(stacked))
+                    }
+                    Kind::Word(Word::Create)
+                        if matches!(t0.kind, Kind::Open | Kind::Word(Word::As | Word::Identified))
+                            || (stacked && ends(t0)) =>
+                    {
+                        self.hit(stmt(stacked))
+                    }
+                    Kind::Word(Word::Alter) if matches!(t0.kind, Kind::Word(_)) => self.hit(stmt(stacked)),
+                    _ => {}
+                }
+            }
+        }
+        // UPDATE t SET c =
+        if t0.kind == Kind::Cmp && ident(t1) && t2.is(Word::Set) && ident(t3) && self.back(4).is(Word::Update) {
+            self.hit(stmt(self.stacked(5)));
+        }
+        // SHUTDOWN, stacked.
+        if t1.is(Word::Shutdown) && ends(t0) && self.stacked(2) {
+            self.hit(MEDIUM);
+        }
+        // COPY t FROM '/file'
+        if t0.kind == Kind::Str && (t1.is(Word::From) || self.text(t1) == b"to") && ident(t2) && t3.is(Word::Copy) {
+            self.hit(MEDIUM);
+        }
+        // A comparison after a logic operator, WHERE, HAVING or an opening parenthesis: `or 1=1`, `and 1=0`.
+        if t1.kind == Kind::Cmp && self.text(t1) == b"=" && is_literal(t0) && is_literal(t2) {
+            let before = if t3.kind == Kind::Open { self.back(4) } else { t3 };
+            let same = t0.kind == t2.kind && self.text(t0) == self.text(t2)
+                || (t0.kind != Kind::Word(Word::Plain)
+                    && t2.kind != Kind::Word(Word::Plain)
+                    && self.text(t0) == self.text(t2));
+            if before.is_logic() || before.is(Word::Where) || before.is(Word::Having) {
+                if same {
+                    self.hit(LOW);
+                } else if t0.kind != Kind::Word(Word::Plain) && t2.kind != Kind::Word(Word::Plain) {
+                    self.hit(MEDIUM);
+                } else {
+                    self.hit(HIGH);
+                }
+            } else if same && t3.kind == Kind::Open && t0.kind != Kind::Word(Word::Plain) {
+                // IF(7=7), (1=1)
+                self.hit(MEDIUM);
+            }
+        }
+    }
+
+    /// The shapes anchored at the start of the value: what follows the break (or a leading number).
+    fn judge_head(&mut self) {
+        let head = self.head;
+        let at = |i: usize| head.get(i).copied().unwrap_or(Token::NONE);
+        let mut i = 0;
+        let quoted = at(0).kind == Kind::Break;
+        let mut plain_lead = false;
+        match at(0).kind {
+            Kind::Break | Kind::Num => i = 1,
+            Kind::Word(Word::Plain) | Kind::Str => {
+                plain_lead = true;
+                i = 1;
+            }
+            _ => {}
+        }
+        while at(i).kind == Kind::Close {
+            i += 1;
+        }
+        let p0 = at(i);
+        let p1 = at(i + 1);
+        let p2 = at(i + 2);
+        let rest = head.get(i + 1..).unwrap_or_default();
+        if p0.is_logic() || p0.is(Word::Having) || p0.is(Word::Where) {
+            let level = self.judge_condition(rest);
+            self.hit(if plain_lead && level == MEDIUM { HIGH } else { level });
+        }
+        if (p0.is(Word::Order) || p0.is(Word::Group)) && p1.is(Word::By) {
+            match p2.kind {
+                Kind::Num => self.hit(MEDIUM),
+                Kind::Word(w) if w.is_function() || quoted => self.hit(MEDIUM),
+                _ => {}
+            }
+        }
+        if !quoted {
+            return;
+        }
+        let lone = self.text(at(0)).iter().all(|b| b.is_ascii_digit() || is_blank(*b));
+        match p0.kind {
+            Kind::Comment | Kind::Semi | Kind::Cmp => self.hit(MEDIUM),
+            Kind::Word(Word::Like | Word::Having | Word::Declare | Word::Waitfor) => self.hit(MEDIUM),
+            // '||…||' concatenates into the application's string.
+            Kind::LogicOp if self.text(p0) == b"||" => self.hit(MEDIUM),
+            // '-', '*', '&': arithmetic on two empty strings.
+            Kind::Arith if p1.kind == Kind::Str => self.hit(MEDIUM),
+            // ' ': the value is a string that the application's quote closes.
+            Kind::Str if lone && p1.kind == Kind::End && self.text(p0).iter().all(|b| is_blank(*b)) => self.hit(MEDIUM),
+            Kind::Word(Word::Select) if !matches!(p1.kind, Kind::Word(Word::Plain) | Kind::End) => self.hit(MEDIUM),
+            Kind::Word(Word::Insert) if p1.is(Word::Into) => self.hit(MEDIUM),
+            Kind::Word(Word::Delete) if p1.is(Word::From) => self.hit(MEDIUM),
+            Kind::Word(Word::Drop | Word::Create | Word::Alter | Word::Truncate) if p1.is(Word::ObjectKind) => {
+                self.hit(MEDIUM)
+            }
+            Kind::Word(Word::Grant) if matches!(self.text(p2), b"to" | b"on") => self.hit(MEDIUM),
+            Kind::Word(Word::Limit | Word::Procedure) if p1.kind == Kind::Num => self.hit(MEDIUM),
+            Kind::Word(Word::Into) if p1.is(Word::Outfile) => self.hit(LOW),
+            Kind::End if lone => self.hit(HIGH),
+            _ => {}
+        }
+    }
+
+    /// What a condition after a logic operator (`tokens`) is worth.
+    fn judge_condition(&self, tokens: &[Token]) -> Level {
+        let at = |i: usize| tokens.get(i).copied().unwrap_or(Token::NONE);
+        let mut i = 0;
+        if at(i).is(Word::Not) {
+            i += 1;
+        }
+        let opened = at(i).kind == Kind::Open && at(i + 1).kind != Kind::Word(Word::Select);
+        while at(i).kind == Kind::Open && at(i + 1).kind != Kind::Word(Word::Select) {
+            i += 1;
+        }
+        let a = at(i);
+        // Past the closing parentheses of `('x')=('x`.
+        let mut j = i + 1;
+        while opened && at(j).kind == Kind::Close {
+            j += 1;
+        }
+        let b = at(j);
+        let mut k = j + 1;
+        while at(k).kind == Kind::Open {
+            k += 1;
+        }
+        let c = at(k);
+        if is_operand(a) && b.kind == Kind::Cmp && is_operand(c) {
+            return if a.kind == c.kind && self.text(a) == self.text(c) && a.kind != Kind::Open { LOW } else { MEDIUM };
+        }
+        let b = at(i + 1);
+        if is_operand(a) && matches!(b.kind, Kind::Word(w) if w.is_comparison()) {
+            return MEDIUM;
+        }
+        // `or ''-'`, `or '' '`: strings combined into the application's string.
+        if a.kind == Kind::Str && (b.kind == Kind::Str || (b.kind == Kind::Arith && at(i + 2).kind == Kind::Str)) {
+            return MEDIUM;
+        }
+        // '1 or '1=1: a string MySQL reads as a number, true.
+        let short = |t: Token| self.text(t).first().is_none_or(|b| b.is_ascii_digit()) || self.text(t).len() <= 1;
+        let literal =
+            a.kind == Kind::Num || (a.kind == Kind::Str && short(a)) || matches!(a.kind, Kind::Word(w) if w.is_truth());
+        if literal && matches!(b.kind, Kind::End | Kind::Comment | Kind::Semi) {
+            return MEDIUM;
+        }
+        if a.kind == Kind::Str && matches!(b.kind, Kind::End | Kind::Comment | Kind::Semi) {
+            return HIGH;
+        }
+        match a.kind {
+            // A function called, known or not (`or sleep_custom(1)`).
+            Kind::Word(_) if b.kind == Kind::Open => MEDIUM,
+            Kind::Word(Word::Exists | Word::Select) => MEDIUM,
+            Kind::Open if b.is(Word::Select) => MEDIUM,
+            Kind::SysVar => MEDIUM,
+            _ => NOTHING,
+        }
+    }
+}
+
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// A literal or a name that a comparison can test.
+fn is_literal(t: Token) -> bool {
+    matches!(
+        t.kind,
+        Kind::Num | Kind::Str | Kind::Word(Word::Plain) | Kind::Word(Word::True | Word::False | Word::Null)
+    )
+}
+
+/// Anything that can stand on one side of a comparison.
+fn is_operand(t: Token) -> bool {
+    is_literal(t)
+        || matches!(t.kind, Kind::Var | Kind::SysVar | Kind::Open)
+        || matches!(t.kind, Kind::Word(w) if w.is_function())
+}
+
+#[cfg(test)]
+mod tests;
