@@ -76,6 +76,8 @@ struct Attributes {
     found: Level,
     count: usize,
     closed: bool,
+    /// Some attribute loads a URL or applies style (`src`, `style`, `background`, `formaction`...).
+    loads: bool,
 }
 
 /// `<name attr=value ...>`, cut at `end`.
@@ -98,7 +100,15 @@ fn open_tag(s: &[u8], start: usize, end: usize) -> Level {
         Element::Active => Some(Medium),
         Element::Loader if glued => Some(High),
         Element::Loader if shaped => Some(Medium),
-        Element::Plain | Element::Loader | Element::Unknown if shaped && after_breakout(s, start) => Some(Medium),
+        Element::Eventful if glued => Some(High),
+        Element::Eventful if attrs.count > 0 => Some(Medium),
+        _ if attrs.loads && !glued => Some(Medium),
+        Element::Eventful | Element::Plain | Element::Loader | Element::Unknown
+            if shaped && after_breakout(s, start) =>
+        {
+            Some(Medium)
+        }
+        Element::Eventful if shaped => Some(High),
         Element::Plain if shaped => Some(High),
         Element::Unknown if attrs.count > 0 && !glued => Some(High),
         _ => None,
@@ -147,11 +157,33 @@ fn attributes(s: &[u8], mut i: usize, element_name: &[u8]) -> Attributes {
             (&b""[..], false)
         };
         out.count += 1;
+        out.loads |= has_value && loads(name);
         out.found = lowest(out.found, attribute(name, value, has_value, element_name));
         if out.found == Some(Low) {
             return out;
         }
     }
+}
+
+/// Attributes that make the browser fetch a URL or apply style.
+fn loads(name: &[u8]) -> bool {
+    [
+        &b"src"[..],
+        b"style",
+        b"background",
+        b"lowsrc",
+        b"dynsrc",
+        b"datasrc",
+        b"ping",
+        b"formaction",
+        b"action",
+        b"poster",
+        b"srcset",
+        b"codebase",
+        b"xlink:href",
+    ]
+    .iter()
+    .any(|want| name.eq_ignore_ascii_case(want))
 }
 
 fn skip_spaces(s: &[u8], i: usize) -> usize {
@@ -296,8 +328,14 @@ pub(super) fn css(s: &[u8]) -> Level {
                     .then_some(Medium)
             }),
             b'-' => match_loose(s, i, b"-moz-binding", true).map(|_| Medium),
+            // `behavior: url(x.htc)` attaches script (IE); `behavior: polite` is prose.
             b'b' => match_loose(s, i, b"behavior", true)
-                .filter(|&end| at(s, skip_blank(s, end, 64)) == b':' && !is_ident(before(s, i)))
+                .filter(|&end| {
+                    let colon = skip_blank(s, end, 64);
+                    at(s, colon) == b':'
+                        && !is_ident(before(s, i))
+                        && match_loose(s, skip_blank(s, colon + 1, 64), b"url(", true).is_some()
+                })
                 .map(|_| Medium),
             b'u' => match_loose(s, i, b"url(", true).and_then(|end| {
                 let v = run_end(s, end, 16, |c| c <= 0x20 || c == b'"' || c == b'\'');

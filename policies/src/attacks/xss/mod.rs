@@ -14,7 +14,9 @@
 //!   a `javascript:`/`vbscript:`/`data:text/html` URL followed by code (tab, newline, NUL and entity tricks
 //!   included), a `javascript:` URL with code as the whole value, `url(javascript:...)` in CSS.
 //! - **Medium** (recommended): also `</script>`; `<svg>`, `<math>`, `<style>`, `<base>`, `<meta>`, `<link>`,
-//!   `<xml>`, `<isindex>` as markup; unknown `on*=` attributes in tags; `style` with `expression(`,
+//!   `<xml>`, `<isindex>` as markup; elements that fetch, play, take focus or fire events without a click
+//!   (`<img>`, `<video>`, `<body>`, `<input>`, `<marquee>`, `<details>`, SVG animation) written with attributes;
+//!   any element with an attribute that loads a URL or applies style (`src`, `style`, `background`, `action`...); unknown `on*=` attributes in tags; `style` with `expression(`,
 //!   `-moz-binding` or `behavior:`; `srcdoc`; `<base href>`; `<meta http-equiv=refresh>`; IE conditional comments,
 //!   server-side includes, `<!ENTITY`; markup opened right after a quote or comment breakout (`"><b ...>`); UTF-7
 //!   markup (`+ADw-script`); script schemes followed by code anywhere in the value; calls of the functions attacks
@@ -24,7 +26,7 @@
 //!   followed by a call (`';foo(1)//`, `'-bar(1)-'`); known event handlers written outside a tag
 //!   (`" onfocus=alert(1) autofocus="`), and a value that is only an event handler's name (`onload`: an attribute
 //!   name injection).
-//! - **High** (weak signals too): also any ordinary HTML element written as markup (`<b>`, `<img src=x>`), unknown
+//! - **High** (weak signals too): also any ordinary HTML element written as markup (`<b>`, `<h1>`, `<body>`), unknown
 //!   tags with attributes, closing tags of `<title>`/`<textarea>`/`<style>`..., `<!DOCTYPE`, `<![CDATA[`,
 //!   `<?xml`, `constructor(`, `alert (1)` with a space, `print(`/`fetch(`/`import(` calls, unknown `on*=`
 //!   outside tags, and tags glued to a word (`List<Object>`).

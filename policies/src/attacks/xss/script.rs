@@ -166,26 +166,24 @@ fn global(s: &[u8], end: usize, word: &[u8], is_name: bool) -> Level {
                 matches!(prop, b"href" | b"hash" | b"search" | b"replace" | b"assign" | b"protocol" | b"pathname")
             }
             b"navigator" => called(s, prop_end, true) || prop == b"sendbeacon",
-            _ => matches!(
-                prop,
-                b"location"
-                    | b"name"
-                    | b"open"
-                    | b"eval"
-                    | b"alert"
-                    | b"confirm"
-                    | b"prompt"
-                    | b"document"
-                    | b"execscript"
-                    | b"settimeout"
-                    | b"setinterval"
-                    | b"onerror"
-                    | b"opener"
-                    | b"postmessage"
-                    | b"fetch"
-                    | b"constructor"
-                    | b"atob"
-            ),
+            // Methods count when called (`window.open is blocked` is prose), properties when read.
+            _ => {
+                matches!(prop, b"location" | b"name" | b"document" | b"onerror" | b"opener" | b"constructor")
+                    || matches!(
+                        prop,
+                        b"open"
+                            | b"eval"
+                            | b"alert"
+                            | b"confirm"
+                            | b"prompt"
+                            | b"execscript"
+                            | b"settimeout"
+                            | b"setinterval"
+                            | b"postmessage"
+                            | b"fetch"
+                            | b"atob"
+                    ) && (called(s, prop_end, false) || at(s, skip_blank(s, prop_end, LOOKAHEAD)) == b'=')
+            }
         };
         return risky.then_some(Medium);
     }

@@ -224,6 +224,9 @@ pub(super) enum Element {
     Active,
     /// Changes how the page loads or parses (`<base>`, `<meta>`, `<link>`, `<style>`, `<svg>`, `<math>`, `<xml>`...).
     Loader,
+    /// Fetches a URL, plays media, takes focus or fires events without a click (`<img>`, `<video>`, `<body>`,
+    /// `<input>`, `<marquee>`, `<details>`, SVG animation...): what handler payloads ride on.
+    Eventful,
     /// An ordinary HTML element.
     Plain,
     /// Not an HTML element name.
@@ -238,21 +241,21 @@ pub(super) fn element(name: &[u8]) -> Element {
         | b"ilayer" => Element::Active,
         b"base" | b"meta" | b"link" | b"style" | b"svg" | b"math" | b"xml" | b"import" | b"isindex" | b"portal"
         | b"handler" | b"listener" | b"template" | b"xss" => Element::Loader,
-        b"a" | b"abbr" | b"address" | b"animate" | b"animatemotion" | b"animatetransform" | b"area" | b"article"
-        | b"aside" | b"audio" | b"b" | b"bdi" | b"bdo" | b"bgsound" | b"blink" | b"blockquote" | b"body" | b"br"
-        | b"button" | b"canvas" | b"caption" | b"center" | b"cite" | b"code" | b"col" | b"colgroup" | b"command"
-        | b"data" | b"datalist" | b"dd" | b"del" | b"details" | b"dfn" | b"dialog" | b"dir" | b"div" | b"dl"
-        | b"dt" | b"em" | b"feimage" | b"fieldset" | b"figcaption" | b"figure" | b"font" | b"footer"
-        | b"foreignobject" | b"form" | b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" | b"head" | b"header"
-        | b"hgroup" | b"hr" | b"html" | b"i" | b"image" | b"img" | b"input" | b"ins" | b"kbd" | b"keygen"
-        | b"label" | b"legend" | b"li" | b"listing" | b"main" | b"map" | b"mark" | b"marquee" | b"menu"
-        | b"menuitem" | b"meter" | b"multicol" | b"nav" | b"nextid" | b"nobr" | b"noembed" | b"noframes"
-        | b"noscript" | b"ol" | b"optgroup" | b"option" | b"output" | b"p" | b"param" | b"picture" | b"plaintext"
-        | b"pre" | b"progress" | b"q" | b"rp" | b"rt" | b"ruby" | b"s" | b"samp" | b"search" | b"section"
-        | b"select" | b"set" | b"slot" | b"small" | b"source" | b"spacer" | b"span" | b"strike" | b"strong"
-        | b"sub" | b"summary" | b"sup" | b"table" | b"tbody" | b"td" | b"textarea" | b"tfoot" | b"th" | b"thead"
-        | b"time" | b"title" | b"tr" | b"track" | b"tt" | b"u" | b"ul" | b"use" | b"var" | b"video" | b"wbr"
-        | b"xmp" => Element::Plain,
+        b"animate" | b"animatemotion" | b"animatetransform" | b"audio" | b"bgsound" | b"body" | b"button"
+        | b"details" | b"dialog" | b"feimage" | b"foreignobject" | b"form" | b"html" | b"image" | b"img" | b"input"
+        | b"keygen" | b"marquee" | b"picture" | b"select" | b"set" | b"source" | b"textarea" | b"track" | b"use"
+        | b"video" => Element::Eventful,
+        b"a" | b"abbr" | b"address" | b"area" | b"article" | b"aside" | b"b" | b"bdi" | b"bdo" | b"blink"
+        | b"blockquote" | b"br" | b"canvas" | b"caption" | b"center" | b"cite" | b"code" | b"col" | b"colgroup"
+        | b"command" | b"data" | b"datalist" | b"dd" | b"del" | b"dfn" | b"dir" | b"div" | b"dl" | b"dt" | b"em"
+        | b"fieldset" | b"figcaption" | b"figure" | b"font" | b"footer" | b"h1" | b"h2" | b"h3" | b"h4" | b"h5"
+        | b"h6" | b"head" | b"header" | b"hgroup" | b"hr" | b"i" | b"ins" | b"kbd" | b"label" | b"legend" | b"li"
+        | b"listing" | b"main" | b"map" | b"mark" | b"menu" | b"menuitem" | b"meter" | b"multicol" | b"nav"
+        | b"nextid" | b"nobr" | b"noembed" | b"noframes" | b"noscript" | b"ol" | b"optgroup" | b"option"
+        | b"output" | b"p" | b"param" | b"plaintext" | b"pre" | b"progress" | b"q" | b"rp" | b"rt" | b"ruby" | b"s"
+        | b"samp" | b"search" | b"section" | b"slot" | b"small" | b"spacer" | b"span" | b"strike" | b"strong"
+        | b"sub" | b"summary" | b"sup" | b"table" | b"tbody" | b"td" | b"tfoot" | b"th" | b"thead" | b"time"
+        | b"title" | b"tr" | b"tt" | b"u" | b"ul" | b"var" | b"wbr" | b"xmp" => Element::Plain,
         _ => Element::Unknown,
     }
 }
