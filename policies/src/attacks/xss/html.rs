@@ -11,13 +11,14 @@ use super::{lowest, Level};
 use crate::attacks::Sensitivity::{High, Low, Medium};
 
 /// The lowest level at which some tag, declaration or comment in `s` is an attack.
-pub(super) fn scan_tags(s: &[u8]) -> Level {
+/// `xml` says the value came from an XML document, where prologs, DOCTYPEs and namespaces are expected.
+pub(super) fn scan_tags(s: &[u8], xml: bool) -> Level {
     let mut found = None;
     let mut i = 0;
     while let Some(offset) = s.get(i..).and_then(|rest| memchr::memchr(b'<', rest)) {
         let start = i + offset;
         let end = s.get(start + 1..).and_then(|rest| memchr::memchr(b'<', rest)).map_or(s.len(), |n| start + 1 + n);
-        found = lowest(found, tag(s, start, end));
+        found = lowest(found, tag(s, start, end, xml));
         if found == Some(Low) {
             return found;
         }
@@ -27,10 +28,10 @@ pub(super) fn scan_tags(s: &[u8]) -> Level {
 }
 
 /// Judges the markup that starts with the `<` at `start` and is cut at `end`.
-fn tag(s: &[u8], start: usize, end: usize) -> Level {
+fn tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
     let next = at(s, start + 1);
     match next {
-        b'!' => declaration(s, start),
+        b'!' => declaration(s, start, xml),
         b'/' => {
             let name_end = run_end(s, start + 2, 16, |b| b.is_ascii_alphanumeric());
             let name = s.get(start + 2..name_end).unwrap_or_default();
@@ -45,14 +46,15 @@ fn tag(s: &[u8], start: usize, end: usize) -> Level {
         // `<?import` pulled in behaviours in old IE; `<?xml` starts an XML island.
         b'?' if starts_ci(s, start + 2, b"import") => Some(Medium),
         b'?' if starts_ci(s, start + 2, b"xml:namespace") => Some(Medium),
-        b'?' if starts_ci(s, start + 2, b"xml") => Some(High),
-        b if b.is_ascii_alphabetic() => open_tag(s, start, end),
+        // An XML prolog or stylesheet instruction turns what follows into XML (XSLT runs script).
+        b'?' if starts_ci(s, start + 2, b"xml") => Some(if xml { High } else { Medium }),
+        b if b.is_ascii_alphabetic() => open_tag(s, start, end, xml),
         _ => None,
     }
 }
 
 /// `<!...`: comments, CDATA sections, DOCTYPE and entity declarations.
-fn declaration(s: &[u8], start: usize) -> Level {
+fn declaration(s: &[u8], start: usize, xml: bool) -> Level {
     if starts_ci(s, start, b"<!--") {
         // IE conditional comments run their content; server-side includes run commands.
         let body = skip_blank(s, start + 4, 8);
@@ -64,7 +66,14 @@ fn declaration(s: &[u8], start: usize) -> Level {
     if starts_ci(s, start, b"<!entity") || starts_ci(s, start, b"<!element") || starts_ci(s, start, b"<!attlist") {
         return Some(Medium);
     }
-    if starts_ci(s, start, b"<![cdata[") || starts_ci(s, start, b"<!doctype") {
+    // A whole document in a value: outside XML bodies it is markup meant for a browser.
+    if starts_ci(s, start, b"<!doctype") {
+        return Some(if xml { High } else { Medium });
+    }
+    if starts_ci(s, start, b"<![endif]") {
+        return Some(Medium);
+    }
+    if starts_ci(s, start, b"<![cdata[") {
         return Some(High);
     }
     None
@@ -81,7 +90,7 @@ struct Attributes {
 }
 
 /// `<name attr=value ...>`, cut at `end`.
-fn open_tag(s: &[u8], start: usize, end: usize) -> Level {
+fn open_tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
     let seg = s.get(..end).unwrap_or(s);
     // The tag name runs to whitespace, `/` or `>`; its leading letters and digits say which element it is
     // (`<script+src=` and `<script\0>` are scripts to the filters they are written to slip past).
@@ -90,9 +99,20 @@ fn open_tag(s: &[u8], start: usize, end: usize) -> Level {
     let word_end = run_end(seg, name_start, 16, |b| b.is_ascii_alphanumeric());
     let kind = element(seg.get(name_start..word_end).unwrap_or_default());
     let name = seg.get(name_start..word_end).unwrap_or_default();
-    let attrs = attributes(seg, name_end, name);
-    // `List<Object>`, `Map<String, Frame>`: a tag glued to a word is a generic type, not markup.
-    let glued = before(s, start).is_ascii_alphanumeric();
+    let attrs = attributes(seg, name_end, name, xml);
+    // `List<Object>`, `Map<String, Frame>`: a capitalised word glued to another, without attributes, is a
+    // generic type, not markup (`x<SCRIPT>` and `x<script>` are still markup).
+    let glued = before(s, start).is_ascii_alphanumeric()
+        && attrs.count == 0
+        && at(s, name_start).is_ascii_uppercase()
+        && name.iter().skip(1).any(u8::is_ascii_lowercase);
+    // `<xsl:stylesheet>`, `<svg:svg>`, `<html:script>`: namespaced markup outside an XML body.
+    let prefix = seg.get(name_start..name_end).unwrap_or_default();
+    let namespaced = !xml
+        && at(seg, word_end) == b':'
+        && [&b"xsl"[..], b"svg", b"html", b"xhtml", b"math", b"xlink", b"xbl"]
+            .iter()
+            .any(|ns| prefix.len() > ns.len() && prefix.get(..ns.len()).is_some_and(|p| p.eq_ignore_ascii_case(ns)));
     let shaped = attrs.closed || attrs.count > 0;
     let by_element = match kind {
         Element::Active if glued => Some(High),
@@ -102,7 +122,7 @@ fn open_tag(s: &[u8], start: usize, end: usize) -> Level {
         Element::Loader if shaped => Some(Medium),
         Element::Eventful if glued => Some(High),
         Element::Eventful if attrs.count > 0 => Some(Medium),
-        _ if attrs.loads && !glued => Some(Medium),
+        _ if (attrs.loads || namespaced) && !glued => Some(Medium),
         Element::Eventful | Element::Plain | Element::Loader | Element::Unknown
             if shaped && after_breakout(s, start) =>
         {
@@ -125,7 +145,7 @@ fn after_breakout(s: &[u8], start: usize) -> bool {
 }
 
 /// Lexes the attributes after the tag name (from `i`), judging each.
-fn attributes(s: &[u8], mut i: usize, element_name: &[u8]) -> Attributes {
+fn attributes(s: &[u8], mut i: usize, element_name: &[u8], xml: bool) -> Attributes {
     let mut out = Attributes::default();
     loop {
         // Whitespace and `/` separate attributes (`<svg/onload=...>`).
@@ -158,7 +178,7 @@ fn attributes(s: &[u8], mut i: usize, element_name: &[u8]) -> Attributes {
         };
         out.count += 1;
         out.loads |= has_value && loads(name);
-        out.found = lowest(out.found, attribute(name, value, has_value, element_name));
+        out.found = lowest(out.found, attribute(name, value, has_value, element_name, xml));
         if out.found == Some(Low) {
             return out;
         }
@@ -191,7 +211,7 @@ fn skip_spaces(s: &[u8], i: usize) -> usize {
 }
 
 /// Judges one attribute of `element_name`.
-fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8]) -> Level {
+fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8], xml: bool) -> Level {
     let lower_is = |want: &[u8]| name.eq_ignore_ascii_case(want);
     let mut found = None;
     if has_value && is_event_handler(name) {
@@ -228,10 +248,21 @@ fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8]) ->
     if lower_is(b"href") && element_name.eq_ignore_ascii_case(b"base") {
         found = lowest(found, Some(Medium));
     }
-    if (lower_is(b"xmlns") || starts_ci(name, 0, b"xmlns:")) && find_ci(value, b"xhtml").is_some() {
+    // Namespace declarations switch the parser to XML, SVG or a behaviour namespace (`<html xmlns:xss>`).
+    if !xml && (lower_is(b"xmlns") || starts_ci(name, 0, b"xmlns:")) {
+        found = lowest(found, Some(Medium));
+    }
+    // Any other `data:` URL where a URL goes smuggles content past what the page expects.
+    if !xml && starts_ci(value, skip_url_lead(value, 0), b"data:") && !image_data(value) {
         found = lowest(found, Some(Medium));
     }
     found
+}
+
+/// `data:image/png`, `data:image/jpeg`...: the inline images rich-text editors write (SVG is judged as a script
+/// scheme).
+fn image_data(value: &[u8]) -> bool {
+    starts_ci(value, skip_url_lead(value, 0) + 5, b"image/") && find_ci(value, b"svg").is_none()
 }
 
 /// Skips what a browser strips before a URL's scheme: whitespace and control characters.

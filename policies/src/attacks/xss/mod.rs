@@ -18,7 +18,9 @@
 //!   (`<img>`, `<video>`, `<body>`, `<input>`, `<marquee>`, `<details>`, SVG animation) written with attributes;
 //!   any element with an attribute that loads a URL or applies style (`src`, `style`, `background`, `action`...); unknown `on*=` attributes in tags; `style` with `expression(`,
 //!   `-moz-binding` or `behavior:`; `srcdoc`; `<base href>`; `<meta http-equiv=refresh>`; IE conditional comments,
-//!   server-side includes, `<!ENTITY`; markup opened right after a quote or comment breakout (`"><b ...>`); UTF-7
+//!   server-side includes, `<!ENTITY`; outside XML bodies, `<!DOCTYPE`, `<?xml` prologs and stylesheets, namespace
+//!   declarations (`xmlns`) and namespaced tags (`<xsl:template>`); `data:` URLs other than images in attributes;
+//!   a value that is only a `<` encoded beyond what its place decodes (`&lt;`, `\x3c`: a probe for filters); markup opened right after a quote or comment breakout (`"><b ...>`); UTF-7
 //!   markup (`+ADw-script`); script schemes followed by code anywhere in the value; calls of the functions attacks
 //!   prove themselves with (`alert(1)`, ``alert`1` ``, `(alert)(1)`, `[1].find(alert)`, `eval(`, `setTimeout(`,
 //!   `fromCharCode`, `atob(`); DOM objects attacks read or navigate with (`document.cookie`, `window.location`,
@@ -27,9 +29,10 @@
 //!   (`" onfocus=alert(1) autofocus="`), and a value that is only an event handler's name (`onload`: an attribute
 //!   name injection).
 //! - **High** (weak signals too): also any ordinary HTML element written as markup (`<b>`, `<h1>`, `<body>`), unknown
-//!   tags with attributes, closing tags of `<title>`/`<textarea>`/`<style>`..., `<!DOCTYPE`, `<![CDATA[`,
-//!   `<?xml`, `constructor(`, `alert (1)` with a space, `print(`/`fetch(`/`import(` calls, unknown `on*=`
-//!   outside tags, and tags glued to a word (`List<Object>`).
+//!   tags with attributes, closing tags of `<title>`/`<textarea>`/`<style>`..., `<![CDATA[`, and in XML bodies
+//!   `<!DOCTYPE` and `<?xml`; `constructor(`, `alert (1)` with a space, `print(`/`fetch(`/`import(` calls, unknown `on*=`
+//!   outside tags, a lone `<` typed as is, and capitalised tags glued to a word without attributes
+//!   (`List<Object>`).
 //!
 //! Benign look-alikes that pass at Medium: `h2<h1`, `a < b > c`, `x<3`, `<3 you`, `I <love> this`,
 //! `<john@example.com>`, `JavaScript: Basics`, `javascript basics`, `onboarding`, `on=1`, `online=yes`, markdown,
@@ -40,7 +43,7 @@ mod lex;
 mod script;
 mod tables;
 
-use super::{Sensitivity, Subject};
+use super::{Place, Sensitivity, Subject};
 
 /// The lowest sensitivity at which a finding counts, or `None` when nothing was found.
 type Level = Option<Sensitivity>;
@@ -55,8 +58,8 @@ fn lowest(a: Level, b: Level) -> Level {
 }
 
 /// The lowest level at which `text` is cross-site scripting.
-fn judge(text: &[u8], is_name: bool) -> Level {
-    let mut found = html::scan_tags(text);
+fn judge(text: &[u8], is_name: bool, place: Place) -> Level {
+    let mut found = html::scan_tags(text, place == Place::Xml);
     if found == Some(Sensitivity::Low) {
         return found;
     }
@@ -76,10 +79,10 @@ fn lone_bracket(subject: &Subject<'_>) -> Level {
 
 /// Whether `subject` carries cross-site scripting at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
-    let mut found = lowest(judge(subject.decoded, subject.is_name), lone_bracket(subject));
+    let mut found = lowest(judge(subject.decoded, subject.is_name, subject.place), lone_bracket(subject));
     // What decoding changed may have hidden or made the markup; the value as read is lexed too.
     if found != Some(Sensitivity::Low) && subject.raw != subject.decoded {
-        found = lowest(found, judge(subject.raw, subject.is_name));
+        found = lowest(found, judge(subject.raw, subject.is_name, subject.place));
     }
     found.is_some_and(|level| level <= sensitivity)
 }

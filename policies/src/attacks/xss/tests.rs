@@ -55,6 +55,7 @@ fn unmistakable_markup_is_low() {
             "javascript:go(1)",
             "  vbscript:msgbox(1)",
             "<x onmouseover=\"go()\">hover",
+            "x<script>",
         ],
     );
 }
@@ -100,6 +101,13 @@ fn script_fragments_and_breakouts_are_medium() {
             "<video><source src=x.mp4></video>",
             "<div style=\"background:url(x.png)\">x</div>",
             "<details open ontoggle>x",
+            "<!DOCTYPE html><b>x</b>",
+            "<?xml version=\"1.0\"?><x/>",
+            "<?xml-stylesheet type=\"text/xsl\" href=\"#\"?>",
+            "<html xmlns:v>",
+            "<xsl:template match=\"/\">",
+            "<a href=\"data:application/octet-stream;base64,AAAA\">x</a>",
+            "<![endif]-->",
         ],
     );
 }
@@ -114,7 +122,8 @@ fn weak_signals_are_high() {
             "<h1>Title</h1>",
             "<a href=\"https://example.com\">x</a>",
             "List<Object> items",
-            "<!DOCTYPE html>",
+            "<b title=\"data:image/png;base64,AAAA\">x</b>",
+            "<![CDATA[x]]>",
         ],
     );
 }
@@ -161,6 +170,17 @@ fn benign_look_alikes_pass_at_medium() {
     ] {
         assert_ne!(level(case), Some(Low), "{case:?}");
         assert_ne!(level(case), Some(Medium), "{case:?}");
+    }
+}
+
+#[test]
+fn xml_bodies_expect_prologs_and_namespaces() {
+    for text in [&b"<?xml version=\"1.0\"?>"[..], b"<!DOCTYPE note>", b"<x xmlns:a=\"urn:a\"/>"] {
+        let lower = text.to_ascii_lowercase();
+        let xml = Subject::plain(text, &lower, Place::Xml);
+        assert!(!detect(&xml, Medium), "{:?}", String::from_utf8_lossy(text));
+        let json = Subject::plain(text, &lower, Place::Json);
+        assert!(detect(&json, Medium), "{:?}", String::from_utf8_lossy(text));
     }
 }
 
