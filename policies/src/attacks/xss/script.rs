@@ -1,0 +1,257 @@
+//! The JavaScript side of the XSS detector: the value read as a script fragment landing in a script block, an
+//! event handler or a `javascript:` URL — calls to the functions attacks prove themselves with, the DOM objects
+//! they steal from or navigate with, string breakouts followed by code, event handlers written outside a tag,
+//! and script URL schemes anywhere.
+//!
+//! One pass over identifiers and quotes; every look-ahead is bounded, so the pass is linear.
+
+use super::html::{scheme_at, Spot};
+use super::lex::{at, before, is_ident, is_space, run_end, skip_blank, starts_ci};
+use super::tables::{is_event_handler, lowered};
+use super::{lowest, Level};
+use crate::attacks::Sensitivity::{High, Medium};
+
+/// How far a look-ahead past an identifier may go (whitespace, comments, `)`).
+const LOOKAHEAD: usize = 64;
+
+/// The lowest level at which the script fragments in `s` are an attack.
+pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
+    let mut found = None;
+    let mut i = 0;
+    while i < s.len() {
+        let b = at(s, i);
+        if is_ident(b) {
+            let end = run_end(s, i, usize::MAX, is_ident);
+            if !is_ident(before(s, i)) {
+                found = lowest(found, identifier(s, i, end, is_name));
+                if !b.is_ascii_digit() {
+                    found = lowest(found, scheme_at(s, i, if i == 0 { Spot::Start } else { Spot::Anywhere }));
+                }
+            }
+            i = end;
+            continue;
+        }
+        let level = match b {
+            b'\'' | b'"' | b'`' => breakout(s, i),
+            // UTF-7 `+ADw-` is `<`: markup for pages that let the browser guess their charset.
+            b'+' if starts_ci(s, i, b"+adw-") && at(s, i + 5).is_ascii_alphabetic() => Some(Medium),
+            // A scheme after whitespace or control characters at the start of the value.
+            _ if b <= 0x20 && i == 0 => {
+                let j = run_end(s, 0, 64, |c| c <= 0x20);
+                scheme_at(s, j, Spot::Start)
+            }
+            _ => None,
+        };
+        found = lowest(found, level);
+        i += 1;
+    }
+    found
+}
+
+/// Judges the identifier `s[start..end]`.
+fn identifier(s: &[u8], start: usize, end: usize, is_name: bool) -> Level {
+    let (buf, len) = lowered(s.get(start..end).unwrap_or_default())?;
+    let word = buf.get(..len).unwrap_or_default();
+    match word {
+        b"alert" | b"confirm" | b"prompt" | b"eval" | b"settimeout" | b"setinterval" | b"execscript" | b"msgbox"
+        | b"fromcharcode" | b"atob" | b"print" | b"import" | b"fetch" => sink(s, start, end, word),
+        b"write" | b"writeln" if before(s, start) == b'.' => called(s, end, false).then_some(Medium),
+        b"document" | b"window" | b"top" | b"self" | b"parent" | b"frames" | b"globalthis" | b"opener"
+        | b"navigator" | b"location" => global(s, end, word, is_name),
+        b"constructor" => {
+            let next = at(s, end);
+            if starts_ci(s, end, b".constructor") || next == b'[' || (before(s, start) == b'.' && next == b'(') {
+                Some(Medium)
+            } else if next == b'(' {
+                Some(High)
+            } else {
+                None
+            }
+        }
+        b"innerhtml" | b"outerhtml" | b"insertadjacenthtml" | b"srcdoc" => {
+            let j = skip_blank(s, end, LOOKAHEAD);
+            let next = at(s, j);
+            let assigns = next == b'=' && at(s, j + 1) != b'=';
+            (assigns || starts_ci(s, j, b"+=") || next == b'(').then_some(Medium)
+        }
+        _ if len > 2 && word.starts_with(b"on") || word == b"fscommand" || word == b"seeksegmenttime" => {
+            event_outside_tag(s, start, end, word, is_name)
+        }
+        _ => None,
+    }
+}
+
+/// A function attacks call to prove or deliver themselves, as a call (`alert(1)`, ``alert`1` ``, `(alert)(1)`,
+/// `alert?.(1)`) or passed as a value (`[1].find(alert)`, `a=alert,a(1)`, `onerror=alert`).
+fn sink(s: &[u8], start: usize, end: usize, word: &[u8]) -> Level {
+    // `print(`, `import(` and `fetch(` are common in code people write about; only as calls after a breakout.
+    let weak = matches!(word, b"print" | b"import" | b"fetch");
+    if called(s, end, true) {
+        // `alert(s)`: the plural marker of prose, not a call.
+        if starts_ci(s, end, b"(s)") {
+            return Some(High);
+        }
+        return Some(if weak { High } else { Medium });
+    }
+    if called(s, end, false) && !weak {
+        // `alert (1)` with a space reads as prose too often to block on.
+        return Some(High);
+    }
+    let prev = before(s, start);
+    let next = at(s, end);
+    let as_value = matches!(prev, b'=' | b',' | b':') && matches!(next, b',' | b';' | b')' | b'}' | 0 | b'\n')
+        || prev == b'(' && next == b')' && is_ident(before(s, start.saturating_sub(1)));
+    (as_value && !weak).then_some(Medium)
+}
+
+/// Whether a call follows `end`: `(` or a backtick, after `)`s and `?.`, and (unless `tight`) whitespace and
+/// comments.
+fn called(s: &[u8], end: usize, tight: bool) -> bool {
+    let mut j = end;
+    let stop = end.saturating_add(LOOKAHEAD);
+    while j < stop {
+        let b = at(s, j);
+        if b == b')' || (b == b'?' && at(s, j + 1) == b'.') {
+            j += if b == b'?' { 2 } else { 1 };
+        } else if b == b'/' && at(s, j + 1) == b'*' {
+            j = skip_blank(s, j, LOOKAHEAD);
+        } else if !tight && is_space(b) {
+            j += 1;
+        } else {
+            return b == b'(' || b == b'`';
+        }
+    }
+    false
+}
+
+/// The DOM objects attacks read or navigate with: `document.cookie`, `window.location`, `top[...]`,
+/// `navigator.sendBeacon(...)`, `location=...`.
+fn global(s: &[u8], end: usize, word: &[u8], is_name: bool) -> Level {
+    let next = at(s, end);
+    if next == b'[' && !is_name && !matches!(word, b"location" | b"navigator") {
+        // `top['al'+'ert'](1)`, `self[/al/.source+/ert/.source]`: computed access, not `top[10]`.
+        let close = run_end(s, end + 1, LOOKAHEAD, |b| b != b']');
+        let inside = s.get(end + 1..close).unwrap_or_default();
+        return (!inside.is_empty() && !inside.iter().all(u8::is_ascii_digit)).then_some(Medium);
+    }
+    if next == b'.' {
+        let prop_end = run_end(s, end + 1, 32, is_ident);
+        let (buf, len) = lowered(s.get(end + 1..prop_end).unwrap_or_default())?;
+        let prop = buf.get(..len).unwrap_or_default();
+        let risky = match word {
+            b"document" => matches!(
+                prop,
+                b"cookie"
+                    | b"domain"
+                    | b"write"
+                    | b"writeln"
+                    | b"location"
+                    | b"body"
+                    | b"documentelement"
+                    | b"createelement"
+                    | b"getelementbyid"
+                    | b"getelementsbytagname"
+                    | b"queryselector"
+                    | b"url"
+                    | b"referrer"
+                    | b"forms"
+                    | b"images"
+                    | b"scripts"
+                    | b"head"
+                    | b"defaultview"
+                    | b"execcommand"
+                    | b"open"
+            ),
+            b"location" => {
+                matches!(prop, b"href" | b"hash" | b"search" | b"replace" | b"assign" | b"protocol" | b"pathname")
+            }
+            b"navigator" => called(s, prop_end, true) || prop == b"sendbeacon",
+            // Methods count when called (`window.open is blocked` is prose), properties when read.
+            _ => {
+                matches!(prop, b"location" | b"name" | b"document" | b"onerror" | b"opener" | b"constructor")
+                    || matches!(
+                        prop,
+                        b"open"
+                            | b"eval"
+                            | b"alert"
+                            | b"confirm"
+                            | b"prompt"
+                            | b"execscript"
+                            | b"settimeout"
+                            | b"setinterval"
+                            | b"postmessage"
+                            | b"fetch"
+                            | b"atob"
+                    ) && (called(s, prop_end, false) || at(s, skip_blank(s, prop_end, LOOKAHEAD)) == b'=')
+            }
+        };
+        return risky.then_some(Medium);
+    }
+    if word == b"location" {
+        // `location=name`, `location='javascript:...'`, `location=//evil`: not `location=Paris`.
+        let eq = skip_blank(s, end, LOOKAHEAD);
+        if at(s, eq) == b'=' && at(s, eq + 1) != b'=' {
+            let v = skip_blank(s, eq + 1, LOOKAHEAD);
+            let b = at(s, v);
+            let code = matches!(b, b'\'' | b'"' | b'`' | b'[' | b'(')
+                || (b == b'/' && at(s, v + 1) == b'/')
+                || ["name", "top", "window", "document", "self", "location", "atob", "unescape"]
+                    .iter()
+                    .any(|w| starts_ci(s, v, w.as_bytes()) && !is_ident(at(s, v + w.len())));
+            return code.then_some(Medium);
+        }
+    }
+    None
+}
+
+/// `onerror=...` written outside a tag (it lands inside one the page opened: `" onfocus=alert(1) autofocus="`), or
+/// a value that is nothing but an event handler's name (it lands where an attribute name goes).
+fn event_outside_tag(s: &[u8], start: usize, end: usize, word: &[u8], is_name: bool) -> Level {
+    let eq = run_end(s, end, LOOKAHEAD, is_space);
+    if at(s, eq) == b'=' && at(s, eq + 1) != b'=' {
+        let v = run_end(s, eq + 1, LOOKAHEAD, is_space);
+        let has_value = v < s.len() && !matches!(at(s, v), b'&' | b',' | b';');
+        if !has_value {
+            return None;
+        }
+        return if is_event_handler(word) {
+            Some(Medium)
+        } else if word.iter().all(u8::is_ascii_alphabetic) && word.len() > 4 {
+            Some(High)
+        } else {
+            None
+        };
+    }
+    // The whole value (quotes and whitespace aside) is a handler's name.
+    let lead = run_end(s, 0, 8, |b| is_space(b) || b == b'"' || b == b'\'');
+    let tail = run_end(s, end, 8, |b| is_space(b) || b == b'"' || b == b'\'');
+    if !is_name && lead == start && tail == s.len() && is_event_handler(word) {
+        return Some(Medium);
+    }
+    None
+}
+
+/// A quote that ends the string the value landed in, followed by an operator and code: `';alert(1)//`,
+/// `'-foo(1)-'`, `"}));bar(1)//`.
+fn breakout(s: &[u8], quote: usize) -> Level {
+    let j = run_end(s, quote + 1, 8, |b| matches!(b, b')' | b']' | b'}'));
+    let j = run_end(s, j, 8, is_space);
+    let op = at(s, j);
+    if !matches!(op, b';' | b'+' | b'-' | b'*' | b'|' | b'&' | b'^' | b',' | b'%' | b'/' | b'<' | b'>' | b'?') {
+        return None;
+    }
+    // `</script>`, `<tag` and `-->` are the HTML side's to judge.
+    if op == b'<' || op == b'>' || (op == b'-' && at(s, j + 1) == b'-') {
+        return None;
+    }
+    let k = run_end(s, j + 1, 8, |b| is_space(b) || b == b'+' || b == b'-' || b == b'!' || b == b'~');
+    if op == b'/' && at(s, j + 1) != b'/' && at(s, j + 1) != b'*' {
+        return None;
+    }
+    let word_end = run_end(s, k, 32, is_ident);
+    if word_end == k || at(s, k).is_ascii_digit() {
+        return None;
+    }
+    let call = matches!(at(s, word_end), b'(' | b'`');
+    call.then_some(Medium)
+}
