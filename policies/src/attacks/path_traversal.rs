@@ -1,8 +1,389 @@
-//! Detector stub: replaced by the real detector.
+//! Path traversal: `../` climbing out of a directory in any spelling, and well-known system files as targets.
+//!
+//! # How a value is read
+//!
+//! One pass splits the value into path components at every separator: `/`, `\`, their Unicode look-alikes
+//! (division slash, set minus, fullwidth solidus and reverse solidus, and two private-use forms that IIS folded to
+//! a slash) and the `0x2f` / `0x5c` spellings. A component made only of dots (`.`, fullwidth `．`, one-dot leader,
+//! `0x2e`) is a **climb** when it has two dots (`..`), or more followed by a separator (`....//`, which a filter
+//! that strips `../` once turns back into `../`), optionally with Tomcat's `;params` (`..;/`). Percent-encoding,
+//! `%uXXXX`, overlong UTF-8 and fullwidth forms are already undone in the subject's `decoded`; the detector reads
+//! both that and the value as the application got it (`raw`), so a decoding that destroys a form (a backslash
+//! taken for an escape) cannot hide it.
+//!
+//! At each component start the value is matched against a static table of **targets** (see the lexicon): secrets
+//! (`etc/passwd`, `etc/shadow`, `proc/self/`, `win.ini`, `boot.ini`, `windows/system32/`, `WEB-INF/`, `.ssh/`,
+//! `id_rsa`, `.htpasswd`…), system roots (`/etc/`, `/proc/`, `/var/log`, `C:\Windows\`, `/usr/local/`…) and
+//! configuration and log files (`httpd.conf`, `php.ini`, `.htaccess`, `web.config`, `access.log`…).
+//!
+//! # What each level reports
+//! - **Low**: three or more climbs; two climbs with the first at the start of the value (`../../x`); any climb in
+//!   an evasive spelling (`....//`, `..;/`, a look-alike or `0x` slash or dot, mixed `/` and `\`); a climb toward
+//!   any target (`../config/web.xml`); a secret in an absolute path or as a whole value (`/etc/passwd`,
+//!   `C:\boot.ini`, `etc/shadow`); a Windows UNC path to an administrative share (`\\host\c$\`).
+//! - **Medium** (recommended) adds: any two climbs (`a/../../b`); one climb at the start of the value
+//!   (`../avatar.png` — the request names a file outside the directory the endpoint serves); a secret anywhere in
+//!   the value; an absolute path under a system root (`/proc/version`, `/var/log/syslog`, `C:\Windows\notepad.exe`);
+//!   a UNC path `\\host\share`.
+//! - **High** adds: any climb (`docs/../index.html`, a trailing `/..`) and any target anywhere.
+//!
+//! A single `../` inside a relative path (`images/../logo.png`) is left to High: links in rich text and build
+//! tools produce it, and it climbs back inside the same tree.
+//!
+//! Linear in the value's length; no allocation.
 
+use super::command::lexicon::{dot_len, has_at, is_word, lc, sep_len, target, target_at};
 use super::{Sensitivity, Subject};
 
-/// Whether `subject` carries this class of attack at `sensitivity`.
-pub fn detect(_subject: &Subject<'_>, _sensitivity: Sensitivity) -> bool {
-    false
+/// What one pass over a value found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Scan {
+    /// Climbs (`..` components), capped at 255.
+    pub climbs: u8,
+    /// Whether the first component of the value is a climb.
+    pub climb_at_start: bool,
+    /// Whether a climb was spelled evasively.
+    pub evasive: bool,
+    /// The heaviest target reached after a climb.
+    pub after_climb: u8,
+    /// The heaviest target at the root of an absolute path or as the first component of the value (a secret
+    /// anywhere in an absolute path counts too).
+    pub rooted: u8,
+    /// The heaviest target anywhere.
+    pub anywhere: u8,
+    /// Whether the heaviest target at the root of an absolute path was followed by more path (`/etc/x`, not `/etc`).
+    pub rooted_deep: bool,
+    /// Whether the value holds a UNC path (`\\host\share`); 2 for an administrative share (`\\host\c$`).
+    pub unc: u8,
+    /// Whether an absolute path names a configuration or log file (`/var/www/conf/httpd.conf`, `C:\logs\x.log`).
+    pub rooted_file: bool,
+}
+
+/// Whether `subject` carries a path traversal at `sensitivity`.
+pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
+    let decoded = scan(subject.lower);
+    if verdict(&decoded, sensitivity) {
+        return true;
+    }
+    subject.raw != subject.decoded && verdict(&scan(subject.raw), sensitivity)
+}
+
+/// The rules of each level (see the module doc) applied to one scan.
+pub(super) fn verdict(s: &Scan, sensitivity: Sensitivity) -> bool {
+    let low = s.climbs >= 3
+        || (s.climbs >= 2 && s.climb_at_start)
+        || (s.climbs >= 1 && (s.evasive || s.after_climb > 0))
+        || s.rooted == target::SECRET
+        || s.unc >= 2;
+    let medium = low
+        || s.climbs >= 2
+        || s.climb_at_start
+        || s.anywhere == target::SECRET
+        || (s.rooted == target::ROOT && s.rooted_deep)
+        || s.unc >= 1;
+    match sensitivity {
+        Sensitivity::Low => low,
+        Sensitivity::Medium => medium,
+        Sensitivity::High => medium || s.climbs >= 1 || s.anywhere > 0,
+    }
+}
+
+/// One pass over `text` (any case).
+pub(super) fn scan(text: &[u8]) -> Scan {
+    let mut s = Scan::default();
+    let n = text.len();
+    let mut i = 0;
+    // Whether `i` starts a path component; whether a new path may start here (start, or after a blank or quote);
+    // whether the last byte was a separator; whether the current component is the first of an absolute path.
+    let mut component = true;
+    let mut fresh = true;
+    let mut after_sep = false;
+    let mut root = false;
+    // Whether the component at `i` is the first of the value (blanks and quotes aside).
+    let mut first = true;
+    // The kind of the last separator seen in the current path (for mixed `/` and `\`).
+    let mut last_sep = 0u8;
+    // Whether the current path is absolute, and where its current component started.
+    let mut in_rooted = false;
+    let mut comp_start = 0;
+    while i < n {
+        let sep = sep_len(text, i);
+        if sep > 0 {
+            if in_rooted && !after_sep && config_file(text.get(comp_start..i).unwrap_or_default()) {
+                s.rooted_file = true;
+            }
+            if fresh {
+                in_rooted = true;
+                root = true;
+                if first && lc(text, i) == b'\\' && lc(text, i + 1) == b'\\' {
+                    s.unc = s.unc.max(unc(text, i + 2));
+                }
+            } else if !after_sep {
+                root = false;
+            }
+            let kind = lc(text, i);
+            if last_sep != 0 && kind != last_sep && s.climbs > 0 {
+                s.evasive = true;
+            }
+            last_sep = kind;
+            i += sep;
+            comp_start = i;
+            component = true;
+            fresh = false;
+            after_sep = true;
+            continue;
+        }
+        if component {
+            if let Some((end, evasive)) = climb(text, i) {
+                s.climbs = s.climbs.saturating_add(1);
+                s.climb_at_start |= first && sep_len(text, end) > 0;
+                s.evasive |= evasive;
+                i = end;
+                component = false;
+                fresh = false;
+                after_sep = false;
+                root = false;
+                first = false;
+                continue;
+            }
+            let (weight, end) = target_at(text, i);
+            if weight > 0 {
+                if s.climbs > 0 {
+                    s.after_climb = s.after_climb.max(weight);
+                }
+                if weight == target::SECRET && in_rooted {
+                    s.rooted = weight;
+                } else if (root || first) && weight >= s.rooted {
+                    s.rooted = weight;
+                    s.rooted_deep = is_path_byte(lc(text, end)) || sep_len(text, end) > 0 || weight != target::ROOT;
+                }
+                s.anywhere = s.anywhere.max(weight);
+                s.rooted_file |= in_rooted && weight == target::FILE;
+            }
+            // A drive (`C:\`) roots the path that follows it.
+            if fresh && lc(text, i).is_ascii_alphabetic() && lc(text, i + 1) == b':' && sep_len(text, i + 2) > 0 {
+                i += 2;
+                first = false;
+                continue;
+            }
+        }
+        let b = lc(text, i);
+        if is_path_byte(b) {
+            component = false;
+            fresh = false;
+            first = false;
+        } else {
+            // Blanks, quotes and punctuation end a path; what follows starts a new one.
+            if in_rooted && config_file(text.get(comp_start..i).unwrap_or_default()) {
+                s.rooted_file = true;
+            }
+            in_rooted = false;
+            comp_start = i + 1;
+            component = true;
+            fresh = true;
+            first = first && matches!(b, b' ' | b'\t' | b'\'' | b'"' | b'=' | b'\n' | b'\r');
+            last_sep = 0;
+        }
+        root = false;
+        after_sep = false;
+        i += 1;
+    }
+    if in_rooted && config_file(text.get(comp_start..).unwrap_or_default()) {
+        s.rooted_file = true;
+    }
+    s
+}
+
+/// Whether a path component names a configuration or log file by its extension.
+fn config_file(component: &[u8]) -> bool {
+    [&b".conf"[..], b".cnf", b".ini", b".log", b".config", b".cfg", b"_log", b".history", b".htaccess", b".htpasswd"]
+        .iter()
+        .any(|ext| {
+            component.len() > ext.len()
+                && component.get(component.len() - ext.len()..).is_some_and(|end| end.eq_ignore_ascii_case(ext))
+        })
+}
+
+/// Bytes that continue a path component (anything but separators, blanks, quotes and URL punctuation).
+fn is_path_byte(b: u8) -> bool {
+    is_word(b) || matches!(b, b'.' | b'-' | b'~' | b'$' | b'+' | b'@' | b'!' | b',' | b'%' | b'*') || b >= 0x80
+}
+
+/// A climb at `i`: a component of dots, returning where it ends (at the separator) and whether it is evasive.
+fn climb(text: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut j = i;
+    let mut dots = 0;
+    let mut evasive = false;
+    while dots < 64 {
+        let len = dot_len(text, j);
+        if len == 0 {
+            break;
+        }
+        evasive |= len > 1;
+        dots += 1;
+        j += len;
+    }
+    if dots < 2 {
+        return None;
+    }
+    // Tomcat and Jetty drop `;params` from a segment: `..;/` and `..;jsessionid=x/` are `../`.
+    if lc(text, j) == b';' {
+        evasive = true;
+        while j - i < 256 && sep_len(text, j) == 0 && j < text.len() {
+            j += 1;
+        }
+    }
+    let at_sep = sep_len(text, j) > 0;
+    let at_end = j >= text.len() || matches!(lc(text, j), b'?' | b'#' | b'\'' | b'"' | b' ' | b'&');
+    match dots {
+        2 if at_sep || at_end => Some((j, evasive || (at_sep && lc(text, j) > 0x7f) || has_at(text, j, b"0x"))),
+        // `....//` and `...\` are climbs only before a separator; `...` ending a sentence is prose.
+        3.. if at_sep => Some((j, true)),
+        _ => None,
+    }
+}
+
+/// A UNC path after `\\` at `i`: 1 for `\\host\share`, 2 for an administrative share (`\\host\c$`, `admin$`).
+fn unc(text: &[u8], mut i: usize) -> u8 {
+    let start = i;
+    while (is_word(lc(text, i)) || matches!(lc(text, i), b'.' | b'-')) && i - start < 64 {
+        i += 1;
+    }
+    if i == start || lc(text, i) != b'\\' {
+        return 0;
+    }
+    let share = i + 1;
+    let mut j = share;
+    while (is_word(lc(text, j)) || lc(text, j) == b'$') && j - share < 64 {
+        j += 1;
+    }
+    if j == share {
+        0
+    } else if lc(text, j.wrapping_sub(1)) == b'$' {
+        2
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attacks::Place;
+
+    /// The lowest level that reports `text` as both raw and decoded (`None`: not even High).
+    fn lowest(text: &str) -> Option<Sensitivity> {
+        let lower = text.to_ascii_lowercase();
+        let subject = Subject::plain(text.as_bytes(), lower.as_bytes(), Place::Query);
+        [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High].into_iter().find(|&l| detect(&subject, l))
+    }
+
+    #[test]
+    fn climbs_and_targets_are_unmistakable() {
+        for attack in [
+            "../../../etc/passwd",
+            "..\\..\\..\\windows\\win.ini",
+            "../../x",
+            "a/../../../b",
+            "..../..../etc/hosts",
+            "....//....//x",
+            "..;/..;/admin",
+            "/..\\../etc/issue",
+            "../WEB-INF/web.xml",
+            "../.htaccess",
+            "/etc/passwd",
+            "/etc/shadow",
+            "C:\\boot.ini",
+            "c:/windows/win.ini",
+            "etc/passwd",
+            "/proc/self/environ",
+            "file=/home/bob/.ssh/id_rsa",
+            "\\\\10.0.0.1\\c$\\windows",
+            "..\u{2215}..\u{2215}boot.ini",
+            "0x2e0x2e0x2f0x2e0x2e0x2fetc",
+            "\u{ff0e}\u{ff0e}/\u{ff0e}\u{ff0e}/x",
+            "/var/www/../../etc/group",
+            "see /etc/passwd here",
+        ] {
+            assert_eq!(lowest(attack), Some(Sensitivity::Low), "{attack}");
+        }
+    }
+
+    #[test]
+    fn weaker_forms_wait_for_medium_or_high() {
+        for attack in [
+            "../avatar.png",
+            "a/../../b",
+            "/proc/version",
+            "/var/log/syslog",
+            "C:\\Windows\\notepad.exe",
+            "\\\\fileserver\\public",
+        ] {
+            assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
+        }
+        for attack in ["images/../logo.png", "docs/..", "config/httpd.conf", ".."] {
+            assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
+        }
+    }
+
+    #[test]
+    fn benign_values_pass_at_every_level() {
+        for benign in [
+            "wait... what?",
+            "and.../or",
+            "v1.2..1.4",
+            "/users/42/profile",
+            "https://example.com/a/b.html",
+            "/home",
+            "next=/dashboard",
+            "2024/01/02",
+            "AC/DC",
+            "a...b",
+            "See section 1.2.",
+            "/api/v1/items?sort=id",
+            "the etc. column",
+            "passwd",
+            "O'Brien",
+        ] {
+            assert_eq!(lowest(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn raw_is_read_too() {
+        // A decoder that took the backslashes for escapes leaves no climb in `decoded`; `raw` still has them.
+        let raw = b"..\\..\\..\\secret";
+        let decoded = b"......secret";
+        let subject = Subject { raw, decoded, lower: decoded, is_name: false, place: Place::Query };
+        assert!(detect(&subject, Sensitivity::Low));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"./\\;:$0x2ecf ETCpasswd\xe2\x88\x95\xef\xbc\x8e?'\"=";
+        for _ in 0..4000 {
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 4 == 0 {
+                        r as u8
+                    } else {
+                        alphabet.get((r >> 8) as usize % alphabet.len()).copied().unwrap_or(b'.')
+                    }
+                })
+                .collect();
+            let lower = bytes.to_ascii_lowercase();
+            for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
+                let _ = detect(&Subject::plain(&bytes, &lower, Place::Query), level);
+            }
+        }
+    }
 }

@@ -1,0 +1,453 @@
+//! Static word tables and small byte matchers shared by the command, path-traversal and file-inclusion detectors.
+//!
+//! Everything here reads bytes through `.get()` and compares ASCII case-insensitively, so a detector can run the same
+//! code on the decoded value and on the raw one without a lower-cased copy. Nothing allocates.
+
+/// The byte at `i`, ASCII lower-cased, or 0 past the end.
+pub(in crate::attacks) fn lc(text: &[u8], i: usize) -> u8 {
+    text.get(i).map_or(0, u8::to_ascii_lowercase)
+}
+
+/// Whether `text` holds `pat` (lower case) at `i`, ignoring ASCII case.
+pub(in crate::attacks) fn has_at(text: &[u8], i: usize, pat: &[u8]) -> bool {
+    match text.get(i..i.saturating_add(pat.len())) {
+        Some(window) => window.eq_ignore_ascii_case(pat),
+        None => false,
+    }
+}
+
+/// Whether `b` can be part of a word (a command or function name, a path component).
+pub(in crate::attacks) fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The length of a path separator at `i` (0 if none): `/`, `\`, their Unicode look-alikes that Windows maps to
+/// them (division slash, set minus, fullwidth forms, two private-use forms IIS folded), and the `0x2f`/`0x5c`
+/// spellings some decoders turn into one.
+pub(in crate::attacks) fn sep_len(text: &[u8], i: usize) -> usize {
+    match lc(text, i) {
+        b'/' | b'\\' => 1,
+        0xe2 if has_at(text, i + 1, &[0x88, 0x95]) || has_at(text, i + 1, &[0x88, 0x96]) => 3,
+        0xef if has_at(text, i + 1, &[0xbc, 0x8f]) || has_at(text, i + 1, &[0xbc, 0xbc]) => 3,
+        0xef if has_at(text, i + 1, &[0x80, 0xa5]) => 3,
+        0xee if has_at(text, i + 1, &[0xbf, 0x88]) => 3,
+        b'0' if has_at(text, i, b"0x2f") || has_at(text, i, b"0x5c") => 4,
+        _ => 0,
+    }
+}
+
+/// The length of a dot at `i` (0 if none): `.`, the fullwidth and one-dot-leader look-alikes, and `0x2e`.
+pub(in crate::attacks) fn dot_len(text: &[u8], i: usize) -> usize {
+    match lc(text, i) {
+        b'.' => 1,
+        0xef if has_at(text, i + 1, &[0xbc, 0x8e]) => 3,
+        0xe2 if has_at(text, i + 1, &[0x80, 0xa4]) => 3,
+        b'0' if has_at(text, i, b"0x2e") => 4,
+        _ => 0,
+    }
+}
+
+/// How a word in [`COMMANDS`] reads, packed in its flags byte.
+pub(in crate::attacks) mod cmd {
+    /// Mask of the strength: 1 = also an English word (`cat`, `sleep`), 2 = short but not English (`id`, `ls`),
+    /// 3 = unmistakably a command (`whoami`, `wget`).
+    pub const STRENGTH: u8 = 0x03;
+    /// A Windows command: case-insensitive (Unix commands are not, so `ID` or `Cat` is prose).
+    pub const WIN: u8 = 0x10;
+    /// Meaningful alone as a whole value (`whoami`, `systeminfo`): reconnaissance with no other sense.
+    pub const SOLO: u8 = 0x20;
+    /// Takes a number as its telling argument (`sleep 5`, `ping 127.0.0.1` is covered by the address).
+    pub const NUMBER: u8 = 0x40;
+}
+
+const W: u8 = cmd::WIN;
+const S: u8 = cmd::SOLO;
+const N: u8 = cmd::NUMBER;
+
+/// Unix and Windows commands and common binaries, sorted by name (a test checks it), with their [`cmd`] flags.
+pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
+    (b"arp", 2 | W),
+    (b"attrib", 2 | W),
+    (b"awk", 2),
+    (b"base64", 3),
+    (b"bash", 1),
+    (b"bitsadmin", 3 | W),
+    (b"busybox", 3),
+    (b"cacls", 3 | W),
+    (b"cat", 1),
+    (b"certutil", 3 | W),
+    (b"chgrp", 3),
+    (b"chmod", 3),
+    (b"chown", 3),
+    (b"cmd", 2 | W),
+    (b"copy", 1 | W),
+    (b"cp", 2),
+    (b"crontab", 3),
+    (b"cscript", 3 | W),
+    (b"csh", 2),
+    (b"curl", 1 | W),
+    (b"cut", 1),
+    (b"dash", 1),
+    (b"dd", 2),
+    (b"del", 2 | W),
+    (b"df", 2),
+    (b"dig", 1),
+    (b"dir", 2 | W),
+    (b"du", 2),
+    (b"echo", 1 | W),
+    (b"egrep", 3),
+    (b"env", 2),
+    (b"eval", 1),
+    (b"exec", 1),
+    (b"export", 1),
+    (b"fgrep", 3),
+    (b"find", 1),
+    (b"findstr", 3 | W),
+    (b"ftp", 2 | W),
+    (b"gawk", 3),
+    (b"gcc", 2),
+    (b"getent", 3),
+    (b"grep", 2),
+    (b"gunzip", 3),
+    (b"gzip", 2),
+    (b"head", 1),
+    (b"hexdump", 3),
+    (b"host", 1),
+    (b"hostname", 2 | W | S),
+    (b"icacls", 3 | W),
+    (b"id", 2),
+    (b"ifconfig", 3 | S),
+    (b"ip", 1),
+    (b"ipconfig", 3 | W | S),
+    (b"java", 1),
+    (b"kill", 1),
+    (b"killall", 3),
+    (b"ksh", 2),
+    (b"less", 1),
+    (b"ln", 2),
+    (b"ls", 2 | S),
+    (b"lsof", 3),
+    (b"lua", 1),
+    (b"mkdir", 2 | W),
+    (b"mkfifo", 3),
+    (b"more", 1 | W),
+    (b"move", 1 | W),
+    (b"mshta", 3 | W),
+    (b"msiexec", 3 | W),
+    (b"mv", 2),
+    (b"nbtstat", 3 | W | S),
+    (b"nc", 2),
+    (b"ncat", 3),
+    (b"net", 1 | W),
+    (b"netcat", 3),
+    (b"netsh", 3 | W),
+    (b"netstat", 3 | W | S),
+    (b"nmap", 3),
+    (b"node", 1),
+    (b"nohup", 3),
+    (b"nslookup", 3 | W),
+    (b"passwd", 2),
+    (b"perl", 1),
+    (b"php", 1),
+    (b"ping", 1 | W | N),
+    (b"pkill", 3),
+    (b"powershell", 3 | W),
+    (b"printenv", 3),
+    (b"printf", 1),
+    (b"ps", 2),
+    (b"pwd", 2 | S),
+    (b"pwsh", 3 | W),
+    (b"python", 1),
+    (b"python2", 3),
+    (b"python3", 3),
+    (b"reg", 2 | W),
+    (b"regsvr32", 3 | W),
+    (b"rm", 2),
+    (b"rmdir", 2 | W),
+    (b"ruby", 1),
+    (b"rundll32", 3 | W),
+    (b"sc", 1 | W),
+    (b"schtasks", 3 | W),
+    (b"scp", 2),
+    (b"sed", 2),
+    (b"set", 1 | W),
+    (b"sh", 2),
+    (b"sleep", 1 | N),
+    (b"socat", 3),
+    (b"sort", 1),
+    (b"source", 1),
+    (b"ssh", 2),
+    (b"su", 2),
+    (b"sudo", 3),
+    (b"sysinfo", 3 | W | S),
+    (b"systeminfo", 3 | W | S),
+    (b"tac", 2),
+    (b"tail", 1),
+    (b"tar", 2),
+    (b"taskkill", 3 | W),
+    (b"tasklist", 3 | W | S),
+    (b"tcsh", 3),
+    (b"tee", 1),
+    (b"telnet", 2 | W),
+    (b"tftp", 3 | W),
+    (b"timeout", 1 | W | N),
+    (b"touch", 1),
+    (b"traceroute", 3),
+    (b"tracert", 3 | W),
+    (b"type", 1 | W),
+    (b"uname", 3 | S),
+    (b"unzip", 2),
+    (b"uptime", 2),
+    (b"useradd", 3),
+    (b"usermod", 3),
+    (b"vssadmin", 3 | W),
+    (b"wc", 2),
+    (b"wevtutil", 3 | W),
+    (b"wget", 3 | W),
+    (b"which", 1),
+    (b"whoami", 3 | W | S),
+    (b"whois", 2),
+    (b"wmic", 3 | W),
+    (b"wscript", 3 | W),
+    (b"xargs", 3),
+    (b"xterm", 3),
+    (b"xxd", 3),
+    (b"zsh", 1),
+];
+
+/// Windows commands whose first argument is a subcommand that only a command line has (`net user`, `reg add`).
+pub(in crate::attacks) static SUBCOMMANDS: &[(&[u8], &[&[u8]])] = &[
+    (b"net", &[b"user", b"users", b"localgroup", b"group", b"view", b"share", b"use", b"session", b"accounts"]),
+    (b"reg", &[b"add", b"query", b"delete", b"export", b"save", b"import", b"load"]),
+    (b"netsh", &[b"firewall", b"advfirewall", b"interface", b"wlan", b"winhttp", b"portproxy"]),
+    (b"sc", &[b"query", b"create", b"config", b"start", b"stop", b"delete", b"qc"]),
+];
+
+/// The flags of command `name` (lower case), if it is one.
+pub(in crate::attacks) fn command(name: &[u8]) -> Option<u8> {
+    COMMANDS.binary_search_by(|(n, _)| (*n).cmp(name)).ok().and_then(|i| COMMANDS.get(i)).map(|(_, f)| *f)
+}
+
+/// Functions of scripting languages that run a command or code (`system('id')`, `phpinfo()`), sorted.
+pub(in crate::attacks) static CODE_CALLS: &[&[u8]] = &[
+    b"assert",
+    b"call_user_func",
+    b"create_function",
+    b"eval",
+    b"exec",
+    b"passthru",
+    b"pcntl_exec",
+    b"phpinfo",
+    b"phpversion",
+    b"popen",
+    b"proc_open",
+    b"shell_exec",
+    b"system",
+];
+
+/// Whether `name` (lower case) is one of [`CODE_CALLS`].
+pub(in crate::attacks) fn code_call(name: &[u8]) -> bool {
+    CODE_CALLS.binary_search(&name).is_ok()
+}
+
+/// How telling a path target is.
+pub(in crate::attacks) mod target {
+    /// A configuration or log file that is sensitive once reached (`httpd.conf`, `access.log`, `.htaccess`).
+    pub const FILE: u8 = 1;
+    /// A system directory, sensitive as the start of an absolute path (`/etc/`, `/proc/`, `C:\Windows\`).
+    pub const ROOT: u8 = 2;
+    /// A file no request has a reason to name (`etc/passwd`, `win.ini`, `.ssh/id_rsa`, `WEB-INF/web.xml`).
+    pub const SECRET: u8 = 3;
+}
+
+/// Well-known targets of traversal and local file inclusion, lower case; `/` stands for one or more separators of
+/// any kind. A pattern matches at the start of a path component.
+pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
+    // Files no request has a reason to name.
+    (b"etc/passwd", target::SECRET),
+    (b"etc/shadow", target::SECRET),
+    (b"etc/gshadow", target::SECRET),
+    (b"etc/master.passwd", target::SECRET),
+    (b"etc/sudoers", target::SECRET),
+    (b"etc/security/", target::SECRET),
+    (b"proc/self/", target::SECRET),
+    (b"proc/thread-self/", target::SECRET),
+    (b"win.ini", target::SECRET),
+    (b"boot.ini", target::SECRET),
+    (b"system.ini", target::SECRET),
+    (b"windows/system32/", target::SECRET),
+    (b"winnt/system32/", target::SECRET),
+    (b"system32/config/", target::SECRET),
+    (b"system32/drivers/etc/", target::SECRET),
+    (b"repair/sam", target::SECRET),
+    (b"web-inf/", target::SECRET),
+    (b"meta-inf/", target::SECRET),
+    (b".ssh/", target::SECRET),
+    (b"id_rsa", target::SECRET),
+    (b"id_dsa", target::SECRET),
+    (b"id_ecdsa", target::SECRET),
+    (b"id_ed25519", target::SECRET),
+    (b"authorized_keys", target::SECRET),
+    (b".htpasswd", target::SECRET),
+    (b"wp-config.php", target::SECRET),
+    (b".aws/credentials", target::SECRET),
+    (b".git/config", target::SECRET),
+    (b"applicationhost.config", target::SECRET),
+    // System directories, telling at the root of an absolute path.
+    (b"etc/", target::ROOT),
+    (b"proc/", target::ROOT),
+    (b"sys/", target::ROOT),
+    (b"boot/", target::ROOT),
+    (b"bin/", target::ROOT),
+    (b"sbin/", target::ROOT),
+    (b"root/", target::ROOT),
+    (b"opt/", target::ROOT),
+    (b"var/log", target::ROOT),
+    (b"var/www", target::ROOT),
+    (b"var/lib/", target::ROOT),
+    (b"var/mail", target::ROOT),
+    (b"var/spool/", target::ROOT),
+    (b"var/run/", target::ROOT),
+    (b"var/adm", target::ROOT),
+    (b"var/cpanel", target::ROOT),
+    (b"var/apache", target::ROOT),
+    (b"var/local/", target::ROOT),
+    (b"usr/local/", target::ROOT),
+    (b"usr/pkg/", target::ROOT),
+    (b"usr/lib/", target::ROOT),
+    (b"usr/apache", target::ROOT),
+    (b"usr/bin/", target::ROOT),
+    (b"usr/sbin/", target::ROOT),
+    (b"usr/share/", target::ROOT),
+    (b"private/etc/", target::ROOT),
+    (b"private/var/", target::ROOT),
+    (b"private/tmp/", target::ROOT),
+    (b"volumes/", target::ROOT),
+    (b"windows/", target::ROOT),
+    (b"winnt/", target::ROOT),
+    (b"inetpub/", target::ROOT),
+    (b"xampp/", target::ROOT),
+    (b"wamp/", target::ROOT),
+    (b"wamp64/", target::ROOT),
+    (b"program files", target::ROOT),
+    (b"documents and settings", target::ROOT),
+    (b"programdata/", target::ROOT),
+    // Configuration and log files.
+    (b".htaccess", target::FILE),
+    (b".bash_history", target::FILE),
+    (b".bash_profile", target::FILE),
+    (b".bashrc", target::FILE),
+    (b".mysql_history", target::FILE),
+    (b".profile", target::FILE),
+    (b".env", target::FILE),
+    (b".git/", target::FILE),
+    (b".svn/", target::FILE),
+    (b"httpd.conf", target::FILE),
+    (b"apache2.conf", target::FILE),
+    (b"nginx.conf", target::FILE),
+    (b"php.ini", target::FILE),
+    (b"my.cnf", target::FILE),
+    (b"my.ini", target::FILE),
+    (b"web.config", target::FILE),
+    (b"web.xml", target::FILE),
+    (b"config.php", target::FILE),
+    (b"configuration.php", target::FILE),
+    (b"settings.php", target::FILE),
+    (b"localstart.asp", target::FILE),
+    (b"autoexec.bat", target::FILE),
+    (b"access.log", target::FILE),
+    (b"access_log", target::FILE),
+    (b"error.log", target::FILE),
+    (b"error_log", target::FILE),
+    (b"sysprep.xml", target::FILE),
+    (b"unattend.xml", target::FILE),
+];
+
+/// First bytes of [`TARGETS`], so most component starts are rejected with one lookup.
+// Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing)]
+static TARGET_FIRST: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut rest: &[(&[u8], u8)] = TARGETS;
+    while let [(pattern, _), tail @ ..] = rest {
+        if let [first, ..] = pattern {
+            table[*first as usize] = true;
+        }
+        rest = tail;
+    }
+    table
+};
+
+/// The weight of the heaviest [`TARGETS`] pattern matching at `i` (0 if none), and where the match ends.
+pub(in crate::attacks) fn target_at(text: &[u8], i: usize) -> (u8, usize) {
+    let first = lc(text, i);
+    if !TARGET_FIRST.get(usize::from(first)).copied().unwrap_or(false) {
+        return (0, i);
+    }
+    let mut best = (0, i);
+    for (pattern, weight) in TARGETS {
+        if *weight <= best.0 {
+            continue;
+        }
+        if let Some(end) = match_path(text, i, pattern) {
+            // A name must end there (`etc/passwd` but not `etc/passwdx`; `etc/` already ends with a separator).
+            let last = pattern.last().copied().unwrap_or(b'/');
+            if last == b'/' || !is_word(lc(text, end)) {
+                best = (*weight, end);
+            }
+        }
+    }
+    best
+}
+
+/// Matches `pattern` at `i`: its `/` matches one or more separators of any kind, with `./` steps between them.
+fn match_path(text: &[u8], mut i: usize, pattern: &[u8]) -> Option<usize> {
+    for &p in pattern {
+        if p == b'/' {
+            let mut seen = false;
+            loop {
+                let len = sep_len(text, i);
+                if len > 0 {
+                    seen = true;
+                    i += len;
+                } else if seen && lc(text, i) == b'.' && sep_len(text, i + 1) > 0 {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            if !seen {
+                return None;
+            }
+        } else if lc(text, i) == p {
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_sorted_for_binary_search() {
+        assert!(COMMANDS.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)));
+        assert!(CODE_CALLS.windows(2).all(|w| matches!(w, [a, b] if a < b)));
+        assert!(COMMANDS.iter().all(|(name, flags)| !name.is_empty() && flags & cmd::STRENGTH != 0));
+    }
+
+    #[test]
+    fn targets_match_any_separator() {
+        assert_eq!(target_at(b"etc/passwd", 0).0, target::SECRET);
+        assert_eq!(target_at(b"ETC\\Passwd", 0).0, target::SECRET);
+        assert_eq!(target_at(b"etc//./passwd", 0).0, target::SECRET);
+        assert_eq!(target_at("etc\u{2215}passwd".as_bytes(), 0).0, target::SECRET);
+        assert_eq!(target_at(b"etc/passwords", 0).0, target::ROOT);
+        assert_eq!(target_at(b"etcetera", 0).0, 0);
+        assert_eq!(command(b"whoami"), Some(3 | cmd::WIN | cmd::SOLO));
+        assert_eq!(command(b"whoam"), None);
+    }
+}
