@@ -9,9 +9,10 @@
 //!
 //! - **Low**: a line break followed by a status line, by an empty line and markup, or by a response header that
 //!   splits a response (`Set-Cookie`, `Location`, `Content-Length`…); in a path, cookie or header, by any header
-//!   line. In a body only status lines and `Set-Cookie`.
+//!   line; a line break in a parameter, cookie or form field name. In a body only status lines, `Set-Cookie` and
+//!   the framing headers (`Content-Length`, `Transfer-Encoding`).
 //! - **Medium**: also any header line after a break in a query; the response headers above after a break in a
-//!   body; a line break in a parameter name; a request line smuggled into a value (`GET http://… HTTP/1.1`).
+//!   body; a line break in a JSON key; a request line smuggled into a value (`GET http://… HTTP/1.1`).
 //! - **High**: also any CR or LF in a path, query, cookie or header, and any header line after a break in a body.
 
 use super::{Place, Sensitivity, Subject};
@@ -79,15 +80,21 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         pos = at.0 + len + breaks;
     }
     if in_body {
+        // A JSON key may be any text; a form field's name never holds a line break.
+        let name_break = subject.is_name && any_break && subject.place != Place::Json;
         return match sensitivity {
-            Sensitivity::Low => worst == After::Split,
-            Sensitivity::Medium => worst >= After::ResponseHeader,
-            Sensitivity::High => worst >= After::Header,
+            Sensitivity::Low => worst == After::Split || name_break,
+            Sensitivity::Medium => worst >= After::ResponseHeader || (subject.is_name && any_break),
+            Sensitivity::High => worst >= After::Header || (subject.is_name && any_break),
         };
     }
     let header_like_place = matches!(subject.place, Place::Path | Place::Cookie | Place::Header);
     match sensitivity {
-        Sensitivity::Low => worst >= After::ResponseHeader || (header_like_place && worst >= After::Header),
+        Sensitivity::Low => {
+            worst >= After::ResponseHeader
+                || (header_like_place && worst >= After::Header)
+                || (subject.is_name && any_break)
+        }
         Sensitivity::Medium => worst >= After::Header || (subject.is_name && any_break),
         Sensitivity::High => worst >= After::Header || any_break,
     }
@@ -139,7 +146,8 @@ fn after_break(lower: &[u8], from: usize) -> (After, usize) {
     if line.get(name_len + gap) != Some(&b':') {
         return (After::Text, breaks);
     }
-    let after = if name == b"set-cookie" {
+    // Set-Cookie plants a cookie; the framing headers end the response early.
+    let after = if matches!(name, b"set-cookie" | b"content-length" | b"transfer-encoding") {
         After::Split
     } else if RESPONSE_HEADERS.contains(&name) {
         After::ResponseHeader
@@ -211,9 +219,16 @@ mod tests {
     }
 
     #[test]
-    fn names_with_breaks_and_request_lines_are_found_at_medium() {
-        assert!(!at("param\r\n", Place::Query, true, Sensitivity::Low));
-        assert!(at("param\r\n", Place::Query, true, Sensitivity::Medium));
+    fn names_with_breaks_are_found_at_low_and_json_keys_at_medium() {
+        for place in [Place::Query, Place::Path, Place::Cookie, Place::Header, Place::Form] {
+            assert!(at("param\r\n", place, true, Sensitivity::Low), "{place:?}");
+        }
+        assert!(!at("line\nbreak", Place::Json, true, Sensitivity::Low));
+        assert!(at("line\nbreak", Place::Json, true, Sensitivity::Medium));
+    }
+
+    #[test]
+    fn request_lines_are_found_at_medium() {
         assert_eq!(level("GET http://internal.test/ HTTP/1.1", Place::Query), Some(Sensitivity::Medium));
     }
 
@@ -229,6 +244,7 @@ mod tests {
         for place in [Place::Json, Place::Form, Place::Xml] {
             assert_eq!(level("hi\r\nSet-Cookie: a=b", place), Some(Sensitivity::Low));
             assert_eq!(level("hi\r\n\r\nHTTP/1.0 302 Found", place), Some(Sensitivity::Low));
+            assert_eq!(level("\r\nContent-Length: 0", place), Some(Sensitivity::Low));
             assert_eq!(level("hi\r\nContent-Type: text/html", place), Some(Sensitivity::Medium));
             assert_eq!(level("Dear team,\nNote: the invoice is late.\nThanks", place), Some(Sensitivity::High));
         }

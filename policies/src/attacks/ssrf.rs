@@ -6,13 +6,13 @@
 //! parts truncated), IPv6 with IPv4 inside (`[::ffff:127.0.0.1]`, NAT64, 6to4), and names with fullwidth, circled
 //! or ideographic-dot characters folded to ASCII. A URL to a public host is benign.
 //!
-//! - **Low**: a value that is a URL to loopback (`127.0.0.0/8`, `::1`, `localhost`), `0.0.0.0`, link-local
+//! - **Low**: a value that is a URL to, or a scheme-less path or port on (`localhost/admin`), loopback (`127.0.0.0/8`, `::1`, `localhost`), `0.0.0.0`, link-local
 //!   (`169.254.0.0/16`, `fe80::/10`) or a cloud metadata address (`169.254.169.254`, `metadata.google.internal`,
 //!   `100.100.100.200`, `fd00:ec2::254`); `gopher://` and `dict://` URLs to any host.
 //! - **Medium**: such URLs anywhere in the value; URLs to private ranges (`10/8`, `172.16/12`, `192.168/16`,
 //!   `100.64/10`, `fc00::/7`) and internal names (`*.internal`, `*.local`, `*.cluster.local`); `file://`,
 //!   `ldap://`, `tftp://`, `jar:`, `netdoc:` URLs; a value that is a scheme-less loopback, link-local or metadata
-//!   host (`localhost/`, `169.254.169.254/latest`, `0x7f000001`).
+//!   address (`169.254.169.254/latest`, `0x7f000001`, `[::1]`).
 //! - **High**: also URLs to an IP literal in an unusual notation or any IPv6 literal, and scheme-less private or
 //!   short-form hosts (`10.0.0.1`, `127.1`, `2130706433`).
 
@@ -77,7 +77,7 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         }
     }
     // A value that is a host without a scheme (`localhost/`, `169.254.169.254/latest`).
-    sensitivity >= Sensitivity::Medium && bare_host(text, start, sensitivity)
+    bare_host(text, start, sensitivity)
 }
 
 /// Whether a URL to `target` is reported at `sensitivity` (`at_start`: the value begins with the URL).
@@ -169,6 +169,7 @@ fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
         // Four parts, or hex and octal, are addresses; `10.5` or `2130706433` may be a price or an id.
         let unmistakable = ip.parts == 4 || ip.radix;
         return match sensitivity {
+            Sensitivity::Low => false,
             Sensitivity::Medium => target == Target::Internal && unmistakable,
             _ => {
                 (target >= Target::Private && (unmistakable || followed))
@@ -178,6 +179,8 @@ fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
     }
     let target = name_target(name, host.bracketed);
     match sensitivity {
+        // A whole value like `localhost/admin` or `host.docker.internal:2375` is an address, not prose.
+        Sensitivity::Low => target == Target::Internal && followed && !text.iter().any(u8::is_ascii_whitespace),
         // `localhost` alone reads like a word; `localhost/` or `localhost:8080` does not.
         Sensitivity::Medium => target == Target::Internal && (followed || host.bracketed),
         _ => target >= Target::Private && (followed || host.bracketed || name.contains(&b'.')),
@@ -419,6 +422,7 @@ const INTERNAL_NAMES: &[&[u8]] = &[
     b"host.containers.internal",
     b"kubernetes.default",
     b"kubernetes.default.svc",
+    b"kubernetes.default.svc.cluster.local",
     b"localtest.me",
     b"lvh.me",
     b"vcap.me",
@@ -540,6 +544,8 @@ mod tests {
             "http://app.localtest.me/",
             "http://6425673729/",
             "http://0x11223344A9FEA9FE/",
+            "localhost/admin",
+            "host.docker.internal:2375",
         ] {
             assert_eq!(level(attack), Some(Sensitivity::Low), "{attack}");
         }
@@ -558,8 +564,6 @@ mod tests {
             "file:///etc/passwd",
             "ldap://directory.example/",
             "jar:http://evil.example/x.jar!/",
-            "localhost/",
-            "localhost:6379",
             "169.254.169.254/latest/user-data",
             "[::ffff:a9fe:a9fe]",
             "0x7f000001",

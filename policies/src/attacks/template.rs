@@ -9,9 +9,9 @@
 //!
 //! - **Low**: an expression with a call on a member (`{{config.items()}}`), a dunder name, arithmetic between
 //!   literals (`{{7*7}}`, `${3*3}`, `<%= 7*7 %>`), or a runtime-reaching name (`${T(java.lang.Runtime)…}`); the
-//!   directives above.
+//!   `{%…%}` and `<%…%>` statements (`{% if … %}`, `<% for … %>`); the directives above.
 //! - **Medium**: also an expression with a plain call, an index, a filter, a string, or a template object alone
-//!   (`{{config}}`, `{{self}}`, `{{ request }}`); any `<%…%>` or `{%…%}` statement; Smarty calls to PHP functions.
+//!   (`{{config}}`, `{{self}}`, `{{ request }}`); `<%…%>` code and any `{%…%}` tag; Smarty calls to PHP functions.
 //! - **High**: also any non-empty expression, bare names included (`{{name}}`, `${price}`), which benign text
 //!   carries too.
 
@@ -240,9 +240,11 @@ fn reported(delimiter: &Delimiter, content: &[u8], sensitivity: Sensitivity) -> 
             }
         }
         Kind::Statement => match sensitivity {
-            Sensitivity::Low => signal == Signal::Strong,
+            // `{% if … %}` and `<%= for … %>` are template statements, whatever they test.
+            Sensitivity::Low => signal == Signal::Strong || expr.statement,
+            // A `{%…%}` tag is a command; `<%= title %>` prints a name, like `{{title}}`.
             Sensitivity::Medium => {
-                signal >= Signal::Code || (delimiter.open == b"<%" && signal > Signal::Empty) || expr.statement
+                signal >= Signal::Code || expr.statement || (delimiter.open == b"{%" && signal > Signal::Empty)
             }
             Sensitivity::High => signal > Signal::Empty,
         },
@@ -308,17 +310,25 @@ impl Expr {
         let mut name_strong = false;
         let mut names = 0usize;
         let mut quote: Option<u8> = None;
+        // A string's first bytes: `'system'` or `'__class__'` passed to a filter is a name by another route.
+        let mut string = [0u8; NAME];
+        let mut string_len = 0;
+        let mut after_pipe = false;
         let mut arithmetic = false;
         let mut i = 0;
         while let Some(&b) = content.get(i) {
             if let Some(q) = quote {
                 if b == q {
                     quote = None;
-                    if arithmetic {
+                    let text = string.get(..string_len).unwrap_or_default();
+                    if arithmetic || STRONG_NAMES.contains(&text) || (text.len() > 4 && text.starts_with(b"__")) {
                         expr.raise(Signal::Strong);
                     }
                     arithmetic = false;
                     last = Token::Str;
+                } else if let Some(slot) = string.get_mut(string_len) {
+                    *slot = b;
+                    string_len += 1;
                 }
                 i += 1;
                 continue;
@@ -334,7 +344,8 @@ impl Expr {
                     dst.copy_from_slice(src);
                 }
                 name_after_dot = last == Token::Dot;
-                name_strong = STRONG_NAMES.contains(&word);
+                // Jinja's `|attr(…)` and Twig's `|filter(…)` reach attributes and callables by name.
+                name_strong = STRONG_NAMES.contains(&word) || (after_pipe && matches!(word, b"attr" | b"filter"));
                 if name_strong {
                     expr.raise(Signal::Strong);
                 } else if OBJECT_NAMES.contains(&word) && names == 0 {
@@ -351,6 +362,7 @@ impl Expr {
                 }
                 names += 1;
                 arithmetic = false;
+                after_pipe = false;
                 last = Token::Ident;
                 continue;
             }
@@ -368,6 +380,7 @@ impl Expr {
                 }
                 b'\'' | b'"' | b'`' => {
                     quote = Some(b);
+                    string_len = 0;
                     expr.raise(Signal::Code);
                     Token::Str
                 }
@@ -404,6 +417,9 @@ impl Expr {
                     Token::Other
                 }
             };
+            if b != b' ' {
+                after_pipe = b == b'|';
+            }
             // An operator keeps arithmetic pending for the literal after it, a quote until its string ends.
             if !matches!(next_last, Token::Operator | Token::Str) {
                 arithmetic = false;
@@ -457,6 +473,10 @@ mod tests {
             "@(6+6)",
             "${self.module.cache.util.os.system('id')}",
             "<% out.println(1) %>",
+            "{% if x %}y{% endif %}",
+            "<%- for item in list %>",
+            "{{ x|attr('__dict__') }}",
+            "{{ ['ls']|filter('passthru') }}",
         ] {
             assert_eq!(level(attack), Some(Sensitivity::Low), "{attack}");
         }
@@ -471,9 +491,8 @@ mod tests {
             "{{ dump(app) }}",
             "{{ users[0] }}",
             "{{ name|upper }}",
-            "{% for k in items %}x{% endfor %}",
-            "<% user.name %>",
-            "<%= user %>",
+            "{% csrf_token %}",
+            "<%= user[0] %>",
             "{{=it.name}}",
             "{system('id')}",
             "<#list items as i>",
@@ -485,7 +504,7 @@ mod tests {
 
     #[test]
     fn bare_placeholders_are_found_at_high_only() {
-        for placeholder in ["Hello {{name}}", "${price}", "Dear {{ user.first_name }},", "#{id}"] {
+        for placeholder in ["Hello {{name}}", "${price}", "Dear {{ user.first_name }},", "#{id}", "<%= title %>"] {
             assert_eq!(level(placeholder), Some(Sensitivity::High), "{placeholder}");
         }
     }
