@@ -11,9 +11,10 @@
 //!   value as an object key or a bracketed name: followed by `:` or `]` (`{"$ne": null}`, `{ $gt: '' }`,
 //!   `[$ne]=1`, `', $or: [ {}`).
 //! - **Medium** (recommended) adds JavaScript written into a `$where`-style value: a string closed and followed by
-//!   a statement (`'; return true; var x='`, `';sleep(5000);'`, `";it=new Date();…`), a closed string followed by
-//!   `&&`/`||`, `;return true`, `|| 1==1`-style tautologies, `this.field.match(` or `this.field == …`, `sleep(N)`,
-//!   and `db.collection.method(` calls.
+//!   a statement (`'; return true; var x='`, `';sleep(5000);'`, `";it=new Date();…`), `;return true`,
+//!   tautologies after `&&`/`||` (`|| 1==1`, `&& 'a'=='a'`, `&& this.…`), `this.field.match(` (or another
+//!   string probe: `startsWith(`, `charAt(`…) or `this.field == …`,
+//!   `sleep(N)`, and `db.collection.method(` calls.
 //! - **High** adds weak signals: an unknown `$name` as a name or a key (`$comment` in a name, `{ $foo: 1 }`), and a
 //!   known operator anywhere in a value (`$where` in a code sample).
 //!
@@ -23,8 +24,8 @@
 //!   whole value (servers that assign `obj[key] = value` from two parameters) or in a path (`a.__proto__.b`,
 //!   `["__proto__"]`, `{"__proto__": …}`); `constructor` then `prototype` joined by `.` or brackets
 //!   (`constructor.prototype`, `constructor[prototype]`, `["constructor"]["prototype"]`) in a name or a value.
-//! - **Medium** (recommended) adds `__proto__` anywhere in a value, even in prose.
-//! - **High** adds `prototype` as a name segment, `constructor` or `prototype` as a whole value, and the legacy
+//! - **Medium** (recommended) adds `__proto__` anywhere in a value without whitespace (`x=__proto__y`).
+//! - **High** adds `__proto__` in prose, `prototype` as a name segment, `constructor` or `prototype` as a whole value, and the legacy
 //!   accessors (`__defineGetter__`, `__lookupSetter__`…).
 
 use super::{Sensitivity, Subject};
@@ -124,7 +125,7 @@ const OPERATORS: [&[u8]; 52] = [
 /// The longest token compared with a table: longer ones are never keywords.
 const MAX_WORD: usize = 64;
 
-/// Operators in a name: `$op` at the start of the name or of a segment (`[`, `.`, quote before it).
+/// Operators in a name: `$op` as a whole segment (`[`, `.`, a quote or the name's ends around it).
 fn name_operators(text: &[u8]) -> Level {
     let mut level = Level::None;
     for at in memchr::memchr_iter(b'$', text) {
@@ -133,6 +134,10 @@ fn name_operators(text: &[u8]) -> Level {
             continue;
         }
         let word = word(text, at + 1);
+        let after = text.get(at + 1 + word.len()).copied();
+        if !matches!(after, None | Some(b']' | b'[' | b'.' | b'"' | b'\'' | b':' | b'}')) {
+            continue;
+        }
         if OPERATORS.contains(&word) {
             return Level::Low;
         }
@@ -183,7 +188,10 @@ fn javascript(text: &[u8]) -> Level {
                 if word_at(text, i, b"this.") {
                     this_access(text, i + 5)
                 } else if word_at(text, i, b"sleep(") {
-                    text.get(skip_ws(text, i + 6)).is_some_and(u8::is_ascii_digit)
+                    let digits = skip_ws(text, i + 6);
+                    let count =
+                        text.get(digits..).unwrap_or_default().iter().take_while(|b| b.is_ascii_digit()).count();
+                    count > 0 && text.get(skip_ws(text, digits + count)) == Some(&b')')
                 } else if word_at(text, i, b"db.") {
                     db_call(text, i + 3)
                 } else {
@@ -200,14 +208,10 @@ fn javascript(text: &[u8]) -> Level {
     level
 }
 
-/// After a quote: `;` and a statement, or `&&` / `||`.
+/// After a quote: `;` and a statement.
 fn string_break(text: &[u8], at: usize) -> bool {
     let i = skip_ws(text, at);
-    match text.get(i) {
-        Some(b';') => statement(text, skip_ws(text, i + 1)),
-        Some(&c @ (b'&' | b'|')) => text.get(i + 1) == Some(&c),
-        _ => false,
-    }
+    text.get(i) == Some(&b';') && statement(text, skip_ws(text, i + 1))
 }
 
 /// A JavaScript statement at `at`, in a shape prose does not take.
@@ -218,36 +222,34 @@ fn statement(text: &[u8], at: usize) -> bool {
     let next_byte = text.get(next).copied();
     match word {
         b"return" => returned_value(text, after),
-        b"var" | b"let" | b"const" => {
-            let name = word_len(text, next);
-            name > 0 && text.get(skip_ws(text, next + name)) == Some(&b'=')
-        }
-        b"while" | b"for" | b"if" => next_byte == Some(b'('),
+        // Written the way injected code is, with no space before the parenthesis (prose puts one there).
+        b"while" | b"for" | b"if" => text.get(after) == Some(&b'('),
         b"do" | b"try" => next_byte == Some(b'{'),
         b"this" | b"db" => next_byte == Some(b'.'),
         b"" => false,
-        // An assignment (`it=new Date()`) or a call (`sleep(5000)`).
+        // A call (`sleep(5000)`) or an object built for a timing loop (`it=new Date()`).
         _ => match next_byte {
             Some(b'(') => true,
-            Some(b'=') if text.get(next + 1) != Some(&b'=') => {
-                let value = skip_ws(text, next + 1);
-                word_at(text, value, b"new ")
-                    || text.get(value).is_some_and(|b| b.is_ascii_digit() || *b == b'\'' || *b == b'"')
-            }
+            Some(b'=') if text.get(next + 1) != Some(&b'=') => word_at(text, skip_ws(text, next + 1), b"new "),
             _ => false,
         },
     }
 }
 
-/// `return` followed by a value a tautology uses: `true`, `false`, `(`, a quote, `this`, `!`, or a number ending
-/// the statement.
+/// `return` followed by a value a tautology uses: `true`, `false`, `(`, a compared string, `this`, `!`, or a number
+/// ending the statement.
 fn returned_value(text: &[u8], after_return: usize) -> bool {
     if text.get(after_return).is_some_and(|&b| is_word(b)) {
         return false;
     }
     let i = skip_ws(text, after_return);
     match text.get(i) {
-        Some(b'(' | b'\'' | b'"' | b'!') => true,
+        Some(b'(' | b'!') => true,
+        // A string compared or ending the statement (`return 'a'=='a'`), not a quotation.
+        Some(b'\'' | b'"') => operand(text, i).is_some_and(|(_, end)| {
+            let next = skip_ws(text, end);
+            matches!(text.get(next), Some(b';')) || matches!(text.get(next..next + 2), Some(b"==" | b"!="))
+        }),
         Some(b) if b.is_ascii_digit() => {
             let end = skip_ws(text, i + word_len(text, i));
             matches!(text.get(end), None | Some(b';' | b'}' | b')'))
@@ -265,30 +267,65 @@ fn semicolon_return(text: &[u8], at: usize) -> bool {
     word_at(text, i, b"return") && returned_value(text, i + 6)
 }
 
-/// After `&&` or `||`: `this.`, or an operand and a comparison (`|| 1==1`, `&& 'a'=='a'`).
+/// After `&&` or `||`: `this.`, or a comparison that is always true (`|| 1==1`, `&& 'a'=='a'`, `|| 2!=3`).
 fn tautology(text: &[u8], at: usize) -> bool {
     let i = skip_ws(text, at);
     if word_at(text, i, b"this.") {
         return true;
     }
-    let end = match text.get(i) {
-        Some(&q @ (b'\'' | b'"')) => {
-            let rest = text.get(i + 1..).unwrap_or_default();
-            match memchr::memchr(q, rest.get(..MAX_WORD.min(rest.len())).unwrap_or_default()) {
-                Some(len) => i + len + 2,
-                None => return false,
-            }
-        }
-        _ => i + word_len(text, i),
-    };
-    if end == i {
+    let Some((left, end)) = operand(text, i) else {
         return false;
-    }
+    };
     let op = skip_ws(text, end);
-    matches!(text.get(op..op + 2), Some(b"==" | b"!=" | b">=" | b"<="))
+    let (equal, len) = match text.get(op..op + 3) {
+        Some(b"===") => (true, 3),
+        Some(b"!==") => (false, 3),
+        _ => match text.get(op..op + 2) {
+            Some(b"==") => (true, 2),
+            Some(b"!=") => (false, 2),
+            _ => return false,
+        },
+    };
+    let Some((right, _)) = operand(text, skip_ws(text, op + len)) else {
+        return false;
+    };
+    (left == right) == equal
 }
 
-/// After `this.`: a field, then a method call (`this.password.match(`) or a comparison.
+/// A literal or a name at `at` (quotes stripped, at most [`MAX_WORD`] bytes) and where it ends.
+fn operand(text: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    match text.get(at) {
+        Some(&q @ (b'\'' | b'"')) => {
+            let rest = text.get(at + 1..).unwrap_or_default();
+            let len = memchr::memchr(q, rest.get(..MAX_WORD.min(rest.len())).unwrap_or_default())?;
+            Some((rest.get(..len).unwrap_or_default(), at + len + 2))
+        }
+        _ => {
+            let len = word_len(text, at);
+            (len > 0).then(|| (text.get(at..at + len).unwrap_or_default(), at + len))
+        }
+    }
+}
+
+/// String methods that test a field a piece at a time: how a blind injection reads a password out of `$where`.
+const PROBES: [&[u8]; 14] = [
+    b"match",
+    b"test",
+    b"startswith",
+    b"endswith",
+    b"indexof",
+    b"charat",
+    b"charcodeat",
+    b"substr",
+    b"substring",
+    b"includes",
+    b"search",
+    b"slice",
+    b"localecompare",
+    b"codepointat",
+];
+
+/// After `this.`: a field, then a probing method call (`this.password.match(`) or a comparison.
 fn this_access(text: &[u8], at: usize) -> bool {
     let field = word_len(text, at);
     if field == 0 {
@@ -296,8 +333,8 @@ fn this_access(text: &[u8], at: usize) -> bool {
     }
     let i = at + field;
     if text.get(i) == Some(&b'.') {
-        let method = word_len(text, i + 1);
-        return method > 0 && text.get(skip_ws(text, i + 1 + method)) == Some(&b'(');
+        let method = word(text, i + 1);
+        return PROBES.contains(&method) && text.get(skip_ws(text, i + 1 + method.len())) == Some(&b'(');
     }
     let op = skip_ws(text, i);
     matches!(text.get(op..op + 2), Some(b"==" | b"!="))
@@ -346,7 +383,9 @@ fn prototype_paths(text: &[u8], is_name: bool) -> Level {
             if is_name || path_context(text, start, i) {
                 return Level::Low;
             }
-            level = level.max(Level::Medium);
+            // In a token-like value it is a key to be; in prose, likely a question about JavaScript.
+            let prose = text.iter().any(u8::is_ascii_whitespace);
+            level = level.max(if prose { Level::High } else { Level::Medium });
         }
         if token == b"prototype" {
             if previous == b"constructor" && path_separator(separator) {
@@ -446,7 +485,7 @@ mod tests {
             assert_eq!(level(detect_nosql, name, true), Some(Sensitivity::Low), "{name}");
         }
         assert_eq!(level(detect_nosql, "$foo", true), Some(Sensitivity::High));
-        for name in ["price", "total$", "user[name]", "a.b.c", "$", "$1", "cost_in_$"] {
+        for name in ["price", "total$", "user[name]", "a.b.c", "$", "$1", "cost_in_$", "$in-store"] {
             assert_eq!(level(detect_nosql, name, true), None, "{name}");
         }
     }
@@ -472,7 +511,10 @@ mod tests {
             "'; return true; var x='",
             "\"; return(1); var y=\"",
             "x' && this.secret.match(/^a/)//",
+            "' || this.token.startsWith('a')",
             "|| 2==2",
+            "&& 'x' === 'x'",
+            "|| 1 != 2",
             "0 ; return  false",
             "';sleep(3000);'",
             "\";t=new Date();while(new Date()-t<3000){}",
@@ -492,9 +534,17 @@ mod tests {
             "O'Brien; returned the parcel",
             "The item; return policy is 30 days",
             "Tom & Jerry || Laurel & Hardy",
+            "\"fast\" || \"cheap\"",
+            "'ship it'; return 'soon'",
+            "x >= 4 && y <= 9",
+            "a == b || c == d",
             "I like this. It works",
             "the db. was down; sleep well",
             "'yes'; for the record",
+            "He said 'no'; while (we waited) nothing happened",
+            "sleep(8 hours) is recommended",
+            "const total = this.items.reduce((a, b) => a + b, 0);",
+            "'use strict'; var x = 1;",
             "my $where variable",
             "mongodb.net",
             "US$in cash",
@@ -520,7 +570,8 @@ mod tests {
         ] {
             assert_eq!(level(detect_prototype_pollution, text, is_name), Some(Sensitivity::Low), "{text}");
         }
-        assert_eq!(level(detect_prototype_pollution, "what is __proto__ for", false), Some(Sensitivity::Medium));
+        assert_eq!(level(detect_prototype_pollution, "x__proto__y", false), Some(Sensitivity::Medium));
+        assert_eq!(level(detect_prototype_pollution, "what is __proto__ for", false), Some(Sensitivity::High));
         assert_eq!(level(detect_prototype_pollution, "prototype", true), Some(Sensitivity::High));
         assert_eq!(level(detect_prototype_pollution, "constructor", false), Some(Sensitivity::High));
     }
