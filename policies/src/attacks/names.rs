@@ -22,8 +22,9 @@
 //! - **Low**: `__proto__` in a name or a segment of one (`__proto__[isAdmin]`, a JSON key `__proto__`, also buried
 //!   in a longer token as filters that strip it once leave it: `__pro__proto__to__`); in a value, `__proto__` as the
 //!   whole value (servers that assign `obj[key] = value` from two parameters) or in a path (`a.__proto__.b`,
-//!   `["__proto__"]`, `{"__proto__": …}`); `constructor` then `prototype` joined by `.` or brackets
-//!   (`constructor.prototype`, `constructor[prototype]`, `["constructor"]["prototype"]`) in a name or a value.
+//!   `["__proto__"]`, `{"__proto__": …}`, a JSON Pointer `/__proto__/x`); `constructor` then `prototype` joined by
+//!   `.`, brackets or `/` (`constructor.prototype`, `constructor[prototype]`, `["constructor"]["prototype"]`,
+//!   `/constructor/prototype`) in a name or a value.
 //! - **Medium** (recommended) adds `__proto__` anywhere in a value without whitespace (`x=__proto__y`).
 //! - **High** adds `__proto__` in prose, `prototype` as a name segment, `constructor` or `prototype` as a whole value, and the legacy
 //!   accessors (`__defineGetter__`, `__lookupSetter__`…).
@@ -404,19 +405,21 @@ fn prototype_paths(text: &[u8], is_name: bool) -> Level {
     level
 }
 
-/// Whether the token at `start..end` is a segment of a path: a dot, a bracket or a quote next to it.
+/// Whether the token at `start..end` is a segment of a path: a dot, a bracket, a quote or a slash (JSON Pointer, as
+/// in JSON Patch) next to it.
 fn path_context(text: &[u8], start: usize, end: usize) -> bool {
     let before = start.checked_sub(1).and_then(|i| text.get(i));
-    matches!(before, Some(b'.' | b'[' | b'"' | b'\''))
-        || matches!(text.get(end), Some(b'.' | b'[' | b']' | b'"' | b'\''))
+    matches!(before, Some(b'.' | b'[' | b'"' | b'\'' | b'/'))
+        || matches!(text.get(end), Some(b'.' | b'[' | b']' | b'"' | b'\'' | b'/'))
 }
 
-/// Whether the bytes between two tokens join them into a path (`.`, `[`, `]["`, with spaces JavaScript allows).
+/// Whether the bytes between two tokens join them into a path (`.`, `[`, `]["`, with spaces JavaScript allows, or
+/// the `/` of a JSON Pointer).
 fn path_separator(separator: &[u8]) -> bool {
-    !separator.is_empty()
-        && separator.len() <= 8
-        && separator.iter().any(|b| matches!(b, b'.' | b'['))
-        && separator.iter().all(|b| matches!(b, b'.' | b'[' | b']' | b'"' | b'\'' | b' '))
+    separator == b"/"
+        || (separator.len() <= 8
+            && separator.iter().any(|b| matches!(b, b'.' | b'['))
+            && separator.iter().all(|b| matches!(b, b'.' | b'[' | b']' | b'"' | b'\'' | b' ')))
 }
 
 /// Whether `b` can be part of an identifier.
@@ -567,6 +570,8 @@ mod tests {
             (r#"{"__proto__": {"admin": true}}"#, false),
             (r#"obj["constructor"]["prototype"]["x"]"#, false),
             ("constructor . prototype", false),
+            (r#"[{"op": "add", "path": "/__proto__/admin", "value": true}]"#, false),
+            ("/constructor/prototype/admin", false),
         ] {
             assert_eq!(level(detect_prototype_pollution, text, is_name), Some(Sensitivity::Low), "{text}");
         }
@@ -585,6 +590,8 @@ mod tests {
             ("the constructor built a prototype", false),
             ("__init__", true),
             ("user.profile.name", true),
+            ("the constructor / prototype split", false),
+            ("/products/prototype/42", false),
         ] {
             assert_eq!(level(detect_prototype_pollution, text, is_name), None, "{text}");
         }
