@@ -11,12 +11,14 @@
 //!
 //! What each level reports:
 //! - **Low**: a component closed and another opened: `)(` followed by an operator (`)(|`, `)(&`, `)(!`) or a known
-//!   attribute and a match operator (`)(uid=`); `*)(`; an operator opening a new component on a known attribute
-//!   (`(|(mail=`, `(&(objectclass=`).
-//! - **Medium** (recommended) adds the same shapes on any attribute name (`)(x=`, `|(x=`), a wildcard closing two
-//!   components (`*))`), a `)` followed by a NUL or `%00` (truncating the rest of the filter), a wildcard match on a
-//!   known attribute (`(cn=*`), and operators right after a component or a wildcard (`()|`, `*(|`).
-//! - **High** adds weak signals: `)(` anywhere, a word followed by a wildcard (`admin*`), LDAP hex escapes of
+//!   attribute and a match operator (`)(uid=`); an operator opening a new component on a known attribute
+//!   (`(|(mail=`, `(&(objectclass=`, `((|userpassword=`).
+//! - **Medium** (recommended) adds the same shapes on any attribute name (`)(x=`, `|(x=`), a wildcard value closing
+//!   its component and opening or closing another (`admin*)(`, `*))`, but not the `.*)` of a regular expression), a
+//!   `)` followed by a NUL or `%00` (truncating the rest of the filter), a wildcard match on a known attribute
+//!   (`(cn=*`), and operators right after a component, a wildcard or another parenthesis (`()|`, `*(|`, `((|`).
+//! - **High** adds weak signals: `)(` anywhere, a word followed by a wildcard that ends the value or a component
+//!   (`admin*`, `adm*)`), LDAP hex escapes of
 //!   metacharacters, and values made only of metacharacters (a lone `*`, `()`, `*|`, `!`).
 //!
 //! A lone `*`, `()` or parenthesis in prose, and `a=b` expressions, are benign at Low and Medium.
@@ -75,6 +77,10 @@ enum Symbol {
     Nul,
     /// Whitespace.
     Space,
+    /// The start of the value (where the application's filter text precedes it).
+    Start,
+    /// The end of the value (where the application's filter text follows it).
+    End,
     /// Anything else.
     Other,
 }
@@ -145,7 +151,7 @@ const ATTRIBUTES: [&[u8]; 58] = [
 fn scan(text: &[u8]) -> Level {
     let mut level = Level::None;
     // The last four symbols, newest last.
-    let mut w = [Symbol::Space; 4];
+    let mut w = [Symbol::Start; 4];
     let mut i = 0;
     while i < text.len() {
         let (symbol, next, escaped) = lex(text, i);
@@ -159,31 +165,34 @@ fn scan(text: &[u8]) -> Level {
         w = [w[1], w[2], w[3], symbol];
         level = level.max(pattern(w));
         if level == Level::Low {
-            break;
+            return level;
         }
     }
-    level
+    level.max(pattern([w[1], w[2], w[3], Symbol::End]))
 }
 
 /// The strongest pattern ending with the newest symbol of `w`.
 fn pattern(w: [Symbol; 4]) -> Level {
-    use Symbol::{Attribute, Close, Match, Nul, Open, Operator, Star};
+    use Symbol::{Attribute, Close, End, Match, Nul, Open, Operator, Star, Start};
     match w {
-        // `)(attr=`, `(|(attr=`, `|(attr=`
-        [Close | Operator, Open, Attribute { known }, Match] => {
+        // `)(attr=`, `(|(attr=`, `|(attr=`, and `(|attr=` as a truncated filter writes it
+        [Close | Operator, Open, Attribute { known }, Match] | [Open, Operator, Attribute { known }, Match] => {
             if known {
                 Level::Low
             } else {
                 Level::Medium
             }
         }
-        // `)(|`, `*)(`
-        [_, Close, Open, Operator] | [_, Star, Close, Open] => Level::Low,
-        // `*))`, `)` NUL, `(cn=*`, `()|`, `*(|`
-        [_, Star, Close, Close] | [_, _, Close, Nul] | [Open, Attribute { known: true }, Match, Star] => Level::Medium,
-        [_, Open, Close, Operator] | [_, Star, Open, Operator] => Level::Medium,
-        // `)(`, `word*`
-        [_, _, Close, Open] | [_, _, Attribute { .. }, Star] => Level::High,
+        // `)(|`
+        [_, Close, Open, Operator] => Level::Low,
+        // A wildcard value closing its component and opening or closing another (`*)(`, `*))`): not after a `.` or
+        // a `\` (`(.*)(`, `(.*))` are regular expressions).
+        [Attribute { .. } | Match | Start, Star, Close, Open | Close] => Level::Medium,
+        // `)` NUL, `(cn=*`, `()|`, `*(|`, `((|`
+        [_, _, Close, Nul] | [Open, Attribute { known: true }, Match, Star] => Level::Medium,
+        [_, Open, Close, Operator] | [_, Star | Open, Open, Operator] => Level::Medium,
+        // `)(`; `word*` ending the value or a component (not `**bold**`)
+        [_, _, Close, Open] | [_, Attribute { .. }, Star, End | Close | Open | Operator] => Level::High,
         _ => Level::None,
     }
 }
@@ -303,7 +312,9 @@ mod tests {
 
     #[test]
     fn weaker_shapes_are_medium() {
-        for text in ["x)(customAttr=1", "|(nickname=*)", "admin*))", "jdoe)%00", "(cn=*)", "*()|&'", "*(&"] {
+        for text in
+            ["x)(customAttr=1", "|(nickname=*)", "admin*))", "jdoe)%00", "(cn=*)", "*()|&'", "*(&", "*))", "j*)("]
+        {
             assert_eq!(level(text), Some(Sensitivity::Medium), "{text}");
         }
     }
@@ -326,8 +337,11 @@ mod tests {
             "see (a) (b=c)",
             "R&D (&c)",
             "footnote* applies",
+            "**bold** text",
             "The parameter 5 is&|.",
             "/",
+            "not doc(cfg(.*))",
+            "^(.*)(-v[0-9]+)$",
         ] {
             assert_eq!(level(text).filter(|s| *s != Sensitivity::High), None, "{text}");
         }
