@@ -76,9 +76,20 @@
 //!   the next, its limit, the budget, Envoy's RSS before and after, and the heavy hitters' counts as the filter
 //!   logs them for one `GET /whoami` each, against the counts sent.
 //!
+//! # Attacks
+//!
+//! Four more Envoys in rounds of their own ([`attacks::measure_attacks`], in `src/bench/attacks.rs`): a GET with
+//! five query parameters through Portcullis enforcing `envoy-examples/policies/owasp.yaml` (every attack detection
+//! on), and a 16 KiB JSON POST through Portcullis with owasp.yaml plus every built-in sensitive-data classifier on
+//! `request.body`, each against the no-op wasm filter sending the same request, with the issue's aims (at most
+//! 10 µs and 60 µs added). N is `BENCH_REQUESTS` for the GETs and `BENCH_SENSITIVE_REQUESTS` for the POSTs. The
+//! filter's stats must show every measured POST inspected and monitored, and nothing blocked; an attack in the
+//! query and one in the body must be blocked after the rounds.
+//!
 //! `BENCH_ONLY` runs some sections only: a comma-separated list of `variants` (the eleven Envoys in rounds: rules
-//! on headers, sensitive data, JWTs), `propagation`, `counters`, `flood`, or `over_time` (both over-time sections).
-//! Unset, everything runs. For a quick check of the over-time sections:
+//! on headers, sensitive data, JWTs), `attacks`, `propagation`, `counters`, `flood`, or `over_time` (both over-time
+//! sections). Unset, everything runs. For a quick check of the attacks section:
+//! `BENCH_ONLY=attacks BENCH_REQUESTS=2000 BENCH_SENSITIVE_REQUESTS=2000 BENCH_ROUNDS=2 make bench`. For a quick check of the over-time sections:
 //! `BENCH_ONLY=over_time BENCH_COUNTER_REQUESTS=2000 BENCH_ROUNDS=2 BENCH_FLOOD_TOKENS=20000 make bench`.
 //!
 //! # How it measures
@@ -117,8 +128,12 @@ use portcullis_integration_tests::over_time_policies::{
     counters_by_address_policy, counters_exact_policy, COUNTERS_POLICY,
 };
 use portcullis_integration_tests::{
-    compile, eventually, plugin_config, verdict_of, ControlPlane, Envoy, EnvoyConfig, WasmFilter,
+    compile, eventually, plugin_config, verdict_of, ControlPlane, Envoy, EnvoyConfig, Upstream, WasmFilter,
 };
+
+/// The `attacks` section: kept in its own file, the bench being long enough already.
+#[path = "../bench/attacks.rs"]
+mod attacks;
 
 /// The command the report says it came from.
 const COMMAND: &str = "make bench  (cargo run --release -p portcullis-integration-tests --bin bench)";
@@ -564,6 +579,8 @@ impl Settings {
 struct Sections {
     /// The eleven Envoys measured in rounds (rules on headers, sensitive data, JWTs).
     variants: bool,
+    /// Attack detections on a GET and a JSON POST, in rounds of their own.
+    attacks: bool,
     propagation: bool,
     /// Over time: counters and lists per request.
     counters: bool,
@@ -572,17 +589,20 @@ struct Sections {
 }
 
 impl Sections {
-    const ALL: Sections = Sections { variants: true, propagation: true, counters: true, flood: true };
+    const ALL: Sections = Sections { variants: true, attacks: true, propagation: true, counters: true, flood: true };
+    const NONE: Sections =
+        Sections { variants: false, attacks: false, propagation: false, counters: false, flood: false };
 
     /// Parses `BENCH_ONLY`: empty for all, else a comma-separated list of section names.
     fn parse(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
             return Ok(Self::ALL);
         }
-        let mut only = Sections { variants: false, propagation: false, counters: false, flood: false };
+        let mut only = Self::NONE;
         for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
             match name {
                 "variants" => only.variants = true,
+                "attacks" => only.attacks = true,
                 "propagation" => only.propagation = true,
                 "counters" => only.counters = true,
                 "flood" => only.flood = true,
@@ -590,12 +610,12 @@ impl Sections {
                 other => {
                     return Err(format!(
                         "BENCH_ONLY: unknown section {other:?} (expected a comma-separated list of variants, \
-                         propagation, counters, flood, over_time)"
+                         attacks, propagation, counters, flood, over_time)"
                     ))
                 }
             }
         }
-        if only == (Sections { variants: false, propagation: false, counters: false, flood: false }) {
+        if only == Self::NONE {
             return Err(format!("BENCH_ONLY={text:?} names no section"));
         }
         Ok(only)
@@ -605,6 +625,7 @@ impl Sections {
     fn names(&self) -> String {
         let all = [
             (self.variants, "variants"),
+            (self.attacks, "attacks"),
             (self.propagation, "propagation"),
             (self.counters, "counters"),
             (self.flood, "flood"),
@@ -731,6 +752,9 @@ fn run() -> Result<(), String> {
     if sections.variants {
         report.add(measure_variants(&settings, &placement, &document, started)?)?;
     }
+    if sections.attacks {
+        report.add(attacks::measure_attacks(&settings, &placement, started)?)?;
+    }
     if sections.propagation {
         let propagation: Vec<(&PropagationMode, Result<Vec<Duration>, String>)> = PROPAGATION_MODES
             .iter()
@@ -748,6 +772,7 @@ fn run() -> Result<(), String> {
             checked: failed.map_or(Ok(()), Err),
             envoys: Vec::new(),
             _control_planes: Vec::new(),
+            _upstreams: Vec::new(),
         })?;
     }
     if sections.counters {
@@ -771,6 +796,8 @@ struct Section {
     envoys: Vec<Envoy>,
     /// Held, never read: dropped after the Envoys.
     _control_planes: Vec<ControlPlane>,
+    /// Held, never read: dropped after the Envoys.
+    _upstreams: Vec<Upstream>,
 }
 
 /// The report: printed and written to `target/bench/report.md` section by section, so that a run that fails late
@@ -948,6 +975,7 @@ fn measure_variants(
         checked,
         envoys: variants.into_iter().map(|v| v.envoy).collect(),
         _control_planes: vec![control_plane],
+        _upstreams: Vec::new(),
     })
 }
 
@@ -1271,6 +1299,7 @@ fn measure_counters(settings: &Settings, placement: &Placement, started: Instant
         checked,
         envoys: variants.into_iter().map(|v| v.envoy).collect(),
         _control_planes: vec![control_plane],
+        _upstreams: Vec::new(),
     })
 }
 
@@ -1664,6 +1693,7 @@ fn measure_flood(settings: &Settings, placement: &Placement, started: Instant) -
         checked,
         envoys: vec![envoy],
         _control_planes: vec![control_plane],
+        _upstreams: Vec::new(),
     })
 }
 
@@ -2471,6 +2501,18 @@ fn preamble(
     } else {
         let _ = writeln!(text, "- Envoy: {envoy_version}");
     }
+    if sections.attacks {
+        let _ = writeln!(
+            text,
+            "- Attacks: N = {} GETs and {} POSTs per variant and round, R = {} rounds (four variants in rotated \
+             order, after one uncounted warm-up run each), {} keep-alive connections; `{}` (see its section)",
+            settings.requests,
+            settings.sensitive_requests,
+            settings.rounds,
+            settings.connections,
+            attacks::OWASP_POLICY,
+        );
+    }
     if sections.propagation {
         let _ = writeln!(
             text,
@@ -2900,7 +2942,9 @@ mod tests {
     #[test]
     fn bench_only_selects_sections() {
         assert_eq!(Sections::parse("").unwrap(), Sections::ALL);
-        assert_eq!(Sections::ALL.names(), "variants, propagation, counters, flood");
+        assert_eq!(Sections::ALL.names(), "variants, attacks, propagation, counters, flood");
+        let attacks = Sections::parse("attacks").unwrap();
+        assert_eq!(attacks, Sections { attacks: true, ..Sections::NONE });
         let over_time = Sections::parse(" over_time ").unwrap();
         assert!(over_time.counters && over_time.flood && !over_time.variants && !over_time.propagation);
         assert_eq!(Sections::parse("flood,variants").unwrap().names(), "variants, flood");
