@@ -609,8 +609,20 @@ mod tests {
 
     #[test]
     fn linear_on_long_runs() {
-        for unit in ["$ne", "';", "&&", "|| a", "this.a", "db.a.", "__proto__", "x__proto__ ", "constructor.", "'", " "]
-        {
+        for unit in [
+            "$ne",
+            "';",
+            "&&",
+            "|| a",
+            "this.a",
+            "db.a.",
+            "__proto__",
+            "x__proto__ ",
+            "x__proto__,",
+            "constructor.",
+            "'",
+            " ",
+        ] {
             let text = unit.repeat(20_000);
             let lower = text.to_ascii_lowercase();
             for is_name in [false, true] {
