@@ -7,7 +7,8 @@
 //! `userpassword`, `samaccountname`…), whitespace and other text. LDAP's own hex escapes of metacharacters (`\2a`,
 //! `\28`, `\29`, `\7c`, `\26`, `\00`) are read as the character they stand for, since an application that unescapes
 //! before building its filter turns them back into syntax. Detection looks at the last few symbols, which must touch
-//! (whitespace breaks a pattern: LDAP filters have none between components).
+//! (whitespace breaks a pattern: LDAP filters have none between components). Every pattern holds a `(`, `)` or `*`,
+//! so only the runs of non-whitespace around those bytes are lexed (memchr finds them).
 //!
 //! What each level reports:
 //! - **Low**: a component closed and another opened: `)(` followed by an operator (`)(|`, `)(&`, `)(!`) or a known
@@ -18,8 +19,8 @@
 //!   `)` followed by a NUL or `%00` (truncating the rest of the filter), a wildcard match on a known attribute
 //!   (`(cn=*`), and operators right after a component, a wildcard or another parenthesis (`()|`, `*(|`, `((|`).
 //! - **High** adds weak signals: `)(` anywhere, a word followed by a wildcard that ends the value or a component
-//!   (`admin*`, `adm*)`), LDAP hex escapes of
-//!   metacharacters, and values made only of metacharacters (a lone `*`, `()`, `*|`, `!`).
+//!   (`admin*`, `adm*)`), LDAP hex escapes of metacharacters, and values made only of metacharacters (a lone `*`,
+//!   `()`, `*|`, `!`).
 //!
 //! A lone `*`, `()` or parenthesis in prose, and `a=b` expressions, are benign at Low and Medium.
 

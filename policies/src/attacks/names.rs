@@ -1,7 +1,8 @@
 //! Attacks carried by names and paths: MongoDB-style operator injection (NoSQL) and prototype pollution.
 //!
-//! Both read the value with evasions undone and lower-cased, token by token, in one pass with bounded look-ahead (no
-//! regex, no allocation). Both look at names (query and form parameter names, JSON keys: `subject.is_name`) and at
+//! Both read the value with evasions undone and lower-cased (no regex, no allocation, linear): memchr and memmem find
+//! the few bytes every shape starts with (`$`, a quote, `;`, `||`, `__proto__`…), and a bounded look-around there
+//! decides. Both look at names (query and form parameter names, JSON keys: `subject.is_name`) and at
 //! values, since a name can also arrive inside a value (a JSON document sent as a string, a path like
 //! `a.__proto__.b` a server resolves).
 //!
@@ -12,9 +13,8 @@
 //!   `[$ne]=1`, `', $or: [ {}`).
 //! - **Medium** (recommended) adds JavaScript written into a `$where`-style value: a string closed and followed by
 //!   a statement (`'; return true; var x='`, `';sleep(5000);'`, `";it=new Date();…`), `;return true`,
-//!   tautologies after `&&`/`||` (`|| 1==1`, `&& 'a'=='a'`, `&& this.…`), `this.field.match(` (or another
-//!   string probe: `startsWith(`, `charAt(`…) or `this.field == …`,
-//!   `sleep(N)`, and `db.collection.method(` calls.
+//!   tautologies after `&&`/`||` (`|| 1==1`, `&& 'a'=='a'`, `&& this.…`), `this.field.match(` (or another string
+//!   probe: `startsWith(`, `charAt(`…) or `this.field == …`, `sleep(N)`, and `db.collection.method(` calls.
 //! - **High** adds weak signals: an unknown `$name` as a name or a key (`$comment` in a name, `{ $foo: 1 }`), and a
 //!   known operator anywhere in a value (`$where` in a code sample).
 //!
@@ -26,8 +26,8 @@
 //!   `.`, brackets or `/` (`constructor.prototype`, `constructor[prototype]`, `["constructor"]["prototype"]`,
 //!   `/constructor/prototype`) in a name or a value.
 //! - **Medium** (recommended) adds `__proto__` anywhere in a value without whitespace (`x=__proto__y`).
-//! - **High** adds `__proto__` in prose, `prototype` as a name segment, `constructor` or `prototype` as a whole value, and the legacy
-//!   accessors (`__defineGetter__`, `__lookupSetter__`…).
+//! - **High** adds `__proto__` in prose, `prototype` as a name segment, `constructor` or `prototype` as a whole
+//!   value, and the legacy accessors (`__defineGetter__`, `__lookupSetter__`…).
 
 use super::{Sensitivity, Subject};
 

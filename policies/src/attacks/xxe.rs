@@ -13,16 +13,16 @@
 //!   wherever it appears, also nested in another entity's value or as a fragment without a DOCTYPE); an external DTD
 //!   (`<!DOCTYPE x SYSTEM "…">` or `PUBLIC`) other than the W3C's own DTDs (XHTML, SVG: never fetched from an
 //!   attacker, and common in benign documents); an XInclude element together with the XInclude namespace.
-//! - **Medium** (recommended) adds: an XInclude element (`<xi:include`, any prefix) without its namespace; an XSLT
-//!   stylesheet that reads files or URLs or runs code (`document(`, `unparsed-text(`, `xsl:include`, `xsl:import`,
-//!   `php:function`);
+//! - **Medium** (recommended) adds: an XInclude element (`<xi:include`, any prefix) without its namespace;
 //!   parameter-entity references (`%p;`) inside a DTD and parameter entities with an internal value (the building
 //!   blocks of out-of-band XXE); entity-expansion bombs (an entity whose value references other entities twice or
-//!   more, as in "billion laughs", or a document referencing declared entities 32 times or more).
+//!   more, as in "billion laughs", or 32 references or more to declared entities); an XSLT stylesheet that reads
+//!   files or URLs or runs code (`document(`, `unparsed-text(`, `xsl:include`, `xsl:import`, `php:function`).
 //! - **High** adds weak signals: any DOCTYPE with an internal subset or an internal entity declaration (`<!ENTITY foo
-//!   "bar">`, the usual probe for entity processing), an external DTD from the W3C, the XInclude namespace alone, a
-//!   XSLT stylesheet, a declared encoding other than the ASCII-compatible ones (`utf-16`, `utf-32`, `utf-7`, `ucs-*`, EBCDIC code
-//!   pages: used to hide markup from filters), and a body that is itself UTF-16 (byte-order mark or NUL-interleaved).
+//!   "bar">`, the usual probe for entity processing), an external DTD from the W3C, the XInclude namespace alone,
+//!   any XSLT stylesheet, a declared encoding other than the ASCII-compatible ones (`utf-16`, `utf-32`, `utf-7`,
+//!   `ucs-*`, EBCDIC code pages: used to hide markup from filters), and a body that is itself UTF-16 (byte-order
+//!   mark or NUL-interleaved).
 //!
 //! A plain XML document, `<!DOCTYPE html>`, an XHTML or SVG DOCTYPE naming the W3C's DTD, and prose with `&` or `%`
 //! are benign at Low and Medium.
