@@ -7,7 +7,8 @@
 //! `userpassword`, `samaccountname`…), whitespace and other text. LDAP's own hex escapes of metacharacters (`\2a`,
 //! `\28`, `\29`, `\7c`, `\26`, `\00`) are read as the character they stand for, since an application that unescapes
 //! before building its filter turns them back into syntax. Detection looks at the last few symbols, which must touch
-//! (whitespace breaks a pattern: LDAP filters have none between components).
+//! (whitespace breaks a pattern: LDAP filters have none between components). Every pattern holds a `(`, `)` or `*`,
+//! so only the runs of non-whitespace around those bytes are lexed (memchr finds them).
 //!
 //! What each level reports:
 //! - **Low**: a component closed and another opened: `)(` followed by an operator (`)(|`, `)(&`, `)(!`) or a known
@@ -18,8 +19,8 @@
 //!   `)` followed by a NUL or `%00` (truncating the rest of the filter), a wildcard match on a known attribute
 //!   (`(cn=*`), and operators right after a component, a wildcard or another parenthesis (`()|`, `*(|`, `((|`).
 //! - **High** adds weak signals: `)(` anywhere, a word followed by a wildcard that ends the value or a component
-//!   (`admin*`, `adm*)`), LDAP hex escapes of
-//!   metacharacters, and values made only of metacharacters (a lone `*`, `()`, `*|`, `!`).
+//!   (`admin*`, `adm*)`), LDAP hex escapes of metacharacters, and values made only of metacharacters (a lone `*`,
+//!   `()`, `*|`, `!`).
 //!
 //! A lone `*`, `()` or parenthesis in prose, and `a=b` expressions, are benign at Low and Medium.
 
@@ -71,7 +72,7 @@ enum Symbol {
     Operator,
     /// `=`, `~=`, `>=`, `<=`, `:=`
     Match,
-    /// An attribute name (or any word); `known` if it is in [`ATTRIBUTES`].
+    /// An attribute name (or any word); `known` if it is in [`ATTRIBUTES`] and a match operator follows it.
     Attribute { known: bool },
     /// A NUL (written as the `\00` escape: the normaliser removes real NULs).
     Nul,
@@ -147,28 +148,62 @@ const ATTRIBUTES: [&[u8]; 58] = [
     b"email",
 ];
 
-/// Lexes `text` into filter symbols and returns the strongest pattern among the last few.
+/// The strongest pattern in `text`. Every pattern holds a `(`, `)` or `*` (or an escape of one) and no whitespace,
+/// so only the runs of non-whitespace around those bytes are lexed; memchr finds them, and prose costs little more.
 fn scan(text: &[u8]) -> Level {
     let mut level = Level::None;
-    // The last four symbols, newest last.
-    let mut w = [Symbol::Start; 4];
-    let mut i = 0;
-    while i < text.len() {
-        let (symbol, next, escaped) = lex(text, i);
+    let mut from = 0;
+    let mut backslash = memchr::memchr(b'\\', text);
+    while from < text.len() {
+        let rest = text.get(from..).unwrap_or_default();
+        let paren = memchr::memchr3(b'(', b')', b'*', rest).map(|p| from + p);
+        if backslash.is_some_and(|b| b < from) {
+            backslash = memchr::memchr(b'\\', rest).map(|p| from + p);
+        }
+        let Some(at) = paren.into_iter().chain(backslash).min() else {
+            break;
+        };
+        let start =
+            text.get(from..at).unwrap_or_default().iter().rposition(|&b| is_space(b)).map_or(from, |p| from + p + 1);
+        let end = text.get(at..).unwrap_or_default().iter().position(|&b| is_space(b)).map_or(text.len(), |p| at + p);
+        level = level.max(run(text, start, end));
+        if level == Level::Low {
+            break;
+        }
+        from = end.max(at + 1);
+    }
+    level
+}
+
+/// Lexes the run of non-whitespace `start..end` of `text` into filter symbols and returns the strongest pattern
+/// among the last few.
+fn run(text: &[u8], start: usize, end: usize) -> Level {
+    let mut level = Level::None;
+    // The last four symbols, newest last; what is before the run is whitespace or the start of the value.
+    let mut w = [if start == 0 { Symbol::Start } else { Symbol::Space }; 4];
+    let run = text.get(..end).unwrap_or_default();
+    let mut i = start;
+    while i < run.len() {
+        let (symbol, next, escaped) = lex(run, i);
         if escaped && symbol != Symbol::Other {
             level = level.max(Level::High);
         }
         i = next.max(i + 1);
-        if symbol == Symbol::Space && w[3] == Symbol::Space {
-            continue;
-        }
         w = [w[1], w[2], w[3], symbol];
         level = level.max(pattern(w));
         if level == Level::Low {
             return level;
         }
     }
-    level.max(pattern([w[1], w[2], w[3], Symbol::End]))
+    if end == text.len() {
+        level = level.max(pattern([w[1], w[2], w[3], Symbol::End]));
+    }
+    level
+}
+
+/// Whether `b` separates runs (and is the lexer's whitespace).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 /// The strongest pattern ending with the newest symbol of `w`.
@@ -240,7 +275,9 @@ fn lex(text: &[u8], i: usize) -> (Symbol, usize, bool) {
             }
             let word = text.get(i..end).unwrap_or_default();
             let base = word.split(|&b| b == b';' || b == b':').next().unwrap_or_default();
-            (Symbol::Attribute { known: ATTRIBUTES.contains(&base) }, end, false)
+            // Only a name followed by a match operator is looked up: the table is never searched for prose.
+            let operator_follows = matches!(text.get(end), Some(b'=' | b'~' | b'<' | b'>' | b':'));
+            (Symbol::Attribute { known: operator_follows && ATTRIBUTES.contains(&base) }, end, false)
         }
         _ => simple(Symbol::Other),
     }
@@ -352,6 +389,41 @@ mod tests {
         for unit in [")(", "*", "\\2", "a:", "a:1.", "(", " ", ")%0"] {
             let text = unit.repeat(20_000);
             let _ = level(&text);
+        }
+    }
+
+    /// Lexes every byte, as `scan` did before it learnt to skip prose.
+    fn scan_every_byte(text: &[u8]) -> Level {
+        let mut level = Level::None;
+        let mut w = [Symbol::Start; 4];
+        let mut i = 0;
+        while i < text.len() {
+            let (symbol, next, escaped) = lex(text, i);
+            if escaped && symbol != Symbol::Other {
+                level = level.max(Level::High);
+            }
+            i = next.max(i + 1);
+            w = [w[1], w[2], w[3], symbol];
+            level = level.max(pattern(w));
+        }
+        level.max(pattern([w[1], w[2], w[3], Symbol::End]))
+    }
+
+    #[test]
+    fn skipping_prose_misses_nothing() {
+        let mut state = 0x0bad_cafe_dead_beef_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"()*|&!=~:\\2a9 \tcnuid.-x";
+        for _ in 0..20_000 {
+            let text: Vec<u8> = (0..next() % 24).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+            let expected = scan_every_byte(&text);
+            // The whole-value lexer may go on past Low; both agree on the strongest level.
+            assert_eq!(scan(&text), expected, "{:?}", String::from_utf8_lossy(&text));
         }
     }
 

@@ -1,7 +1,8 @@
 //! Attacks carried by names and paths: MongoDB-style operator injection (NoSQL) and prototype pollution.
 //!
-//! Both read the value with evasions undone and lower-cased, token by token, in one pass with bounded look-ahead (no
-//! regex, no allocation). Both look at names (query and form parameter names, JSON keys: `subject.is_name`) and at
+//! Both read the value with evasions undone and lower-cased (no regex, no allocation, linear): memchr and memmem find
+//! the few bytes every shape starts with (`$`, a quote, `;`, `||`, `__proto__`…), and a bounded look-around there
+//! decides. Both look at names (query and form parameter names, JSON keys: `subject.is_name`) and at
 //! values, since a name can also arrive inside a value (a JSON document sent as a string, a path like
 //! `a.__proto__.b` a server resolves).
 //!
@@ -12,9 +13,8 @@
 //!   `[$ne]=1`, `', $or: [ {}`).
 //! - **Medium** (recommended) adds JavaScript written into a `$where`-style value: a string closed and followed by
 //!   a statement (`'; return true; var x='`, `';sleep(5000);'`, `";it=new Date();…`), `;return true`,
-//!   tautologies after `&&`/`||` (`|| 1==1`, `&& 'a'=='a'`, `&& this.…`), `this.field.match(` (or another
-//!   string probe: `startsWith(`, `charAt(`…) or `this.field == …`,
-//!   `sleep(N)`, and `db.collection.method(` calls.
+//!   tautologies after `&&`/`||` (`|| 1==1`, `&& 'a'=='a'`, `&& this.…`), `this.field.match(` (or another string
+//!   probe: `startsWith(`, `charAt(`…) or `this.field == …`, `sleep(N)`, and `db.collection.method(` calls.
 //! - **High** adds weak signals: an unknown `$name` as a name or a key (`$comment` in a name, `{ $foo: 1 }`), and a
 //!   known operator anywhere in a value (`$where` in a code sample).
 //!
@@ -26,8 +26,8 @@
 //!   `.`, brackets or `/` (`constructor.prototype`, `constructor[prototype]`, `["constructor"]["prototype"]`,
 //!   `/constructor/prototype`) in a name or a value.
 //! - **Medium** (recommended) adds `__proto__` anywhere in a value without whitespace (`x=__proto__y`).
-//! - **High** adds `__proto__` in prose, `prototype` as a name segment, `constructor` or `prototype` as a whole value, and the legacy
-//!   accessors (`__defineGetter__`, `__lookupSetter__`…).
+//! - **High** adds `__proto__` in prose, `prototype` as a name segment, `constructor` or `prototype` as a whole
+//!   value, and the legacy accessors (`__defineGetter__`, `__lookupSetter__`…).
 
 use super::{Sensitivity, Subject};
 
@@ -177,36 +177,44 @@ fn value_operators(text: &[u8]) -> Level {
     level
 }
 
-/// JavaScript written into a value that a `$where` clause or `mapReduce` would run.
+/// JavaScript written into a value that a `$where` clause or `mapReduce` would run. Every shape starts at a quote,
+/// `;`, `||`/`&&`, the `.` of `this.`/`db.` or the `(` of `sleep(`: memchr finds those, the rest is not read.
 fn javascript(text: &[u8]) -> Level {
-    let mut level = Level::None;
-    for (i, &c) in text.iter().enumerate() {
-        let found = match c {
-            b'\'' | b'"' => string_break(text, i + 1),
-            b';' => semicolon_return(text, i + 1),
-            b'|' | b'&' if text.get(i + 1) == Some(&c) && text.get(i + 2) != Some(&c) => tautology(text, i + 2),
-            b't' | b's' | b'd' if word_start(text, i) => {
-                if word_at(text, i, b"this.") {
-                    this_access(text, i + 5)
-                } else if word_at(text, i, b"sleep(") {
-                    let digits = skip_ws(text, i + 6);
-                    let count =
-                        text.get(digits..).unwrap_or_default().iter().take_while(|b| b.is_ascii_digit()).count();
-                    count > 0 && text.get(skip_ws(text, digits + count)) == Some(&b')')
-                } else if word_at(text, i, b"db.") {
-                    db_call(text, i + 3)
-                } else {
-                    false
-                }
-            }
-            _ => false,
-        };
-        if found {
-            level = Level::Medium;
-            break;
+    let found = memchr::memchr3_iter(b'\'', b'"', b';', text).any(|i| match text.get(i) {
+        Some(b';') => semicolon_return(text, i + 1),
+        _ => string_break(text, i + 1),
+    }) || memchr::memchr3_iter(b'|', b'&', b'.', text).any(|i| match text.get(i) {
+        Some(&c @ (b'|' | b'&')) => {
+            text.get(i + 1) == Some(&c) && text.get(i + 2) != Some(&c) && tautology(text, i + 2)
         }
+        _ => {
+            if word_before(text, i, b"this") {
+                this_access(text, i + 1)
+            } else if word_before(text, i, b"db") {
+                db_call(text, i + 1)
+            } else {
+                false
+            }
+        }
+    }) || memchr::memchr_iter(b'(', text)
+        .any(|i| word_before(text, i, b"sleep") && sleep_argument(text, i + 1));
+    if found {
+        Level::Medium
+    } else {
+        Level::None
     }
-    level
+}
+
+/// Whether the identifier `word` ends right before `at`.
+fn word_before(text: &[u8], at: usize, word: &[u8]) -> bool {
+    at.checked_sub(word.len()).is_some_and(|start| text.get(start..at) == Some(word) && word_start(text, start))
+}
+
+/// A number of milliseconds and the closing parenthesis (`sleep(5000)`).
+fn sleep_argument(text: &[u8], at: usize) -> bool {
+    let digits = skip_ws(text, at);
+    let count = text.get(digits..).unwrap_or_default().iter().take_while(|b| b.is_ascii_digit()).count();
+    count > 0 && text.get(skip_ws(text, digits + count)) == Some(&b')')
 }
 
 /// After a quote: `;` and a statement.
@@ -358,49 +366,56 @@ fn db_call(text: &[u8], at: usize) -> bool {
     text.get(skip_ws(text, i)) == Some(&b'(')
 }
 
-/// Prototype paths in a name or a value.
+/// Prototype paths in a name or a value. Every finding holds `__proto__`, `prototype` or a legacy accessor
+/// (`__define…`, `__lookup…`): memchr and memmem find those, the rest is not read.
 fn prototype_paths(text: &[u8], is_name: bool) -> Level {
-    let trimmed = trim(text);
+    let trimmed = text.trim_ascii();
     if !is_name && trimmed == b"__proto__" {
         return Level::Low;
     }
     let mut level =
         if !is_name && (trimmed == b"constructor" || trimmed == b"prototype") { Level::High } else { Level::None };
-    let mut previous: &[u8] = &[];
-    let mut previous_end = 0;
-    let mut i = 0;
-    while i < text.len() {
-        if !text.get(i).is_some_and(|&b| is_word(b)) {
-            i += 1;
+    let mut prose = None;
+    let mut token_end = 0;
+    for at in memchr::memchr_iter(b'_', text) {
+        let rest = text.get(at..).unwrap_or_default();
+        if at < token_end || ![&b"__proto__"[..], b"__define", b"__lookup"].iter().any(|p| rest.starts_with(p)) {
             continue;
         }
-        let start = i;
-        while text.get(i).is_some_and(|&b| is_word(b)) {
-            i += 1;
-        }
-        let token = text.get(start..i).unwrap_or_default();
-        let separator = text.get(previous_end..start).unwrap_or_default();
-        if memchr::memmem::find(token, b"__proto__").is_some() {
-            if is_name || path_context(text, start, i) {
+        // The whole token around it (`__pro__proto__to__` is what a filter that strips `__proto__` once leaves).
+        let before = text.get(token_end..at).unwrap_or_default();
+        let start = before.iter().rposition(|&b| !is_word(b)).map_or(token_end, |p| token_end + p + 1);
+        let end = at + rest.iter().position(|&b| !is_word(b)).unwrap_or(rest.len());
+        token_end = end;
+        let token = text.get(start..end).unwrap_or_default();
+        if token.windows(9).any(|w| w == b"__proto__") {
+            if is_name || path_context(text, start, end) {
                 return Level::Low;
             }
             // In a token-like value it is a key to be; in prose, likely a question about JavaScript.
-            let prose = text.iter().any(u8::is_ascii_whitespace);
+            let prose = *prose.get_or_insert_with(|| text.iter().any(u8::is_ascii_whitespace));
             level = level.max(if prose { Level::High } else { Level::Medium });
-        }
-        if token == b"prototype" {
-            if previous == b"constructor" && path_separator(separator) {
-                return Level::Low;
-            }
-            if is_name {
-                level = level.max(Level::High);
-            }
-        }
-        if matches!(token, b"__definegetter__" | b"__definesetter__" | b"__lookupgetter__" | b"__lookupsetter__") {
+        } else if matches!(token, b"__definegetter__" | b"__definesetter__" | b"__lookupgetter__" | b"__lookupsetter__")
+        {
             level = level.max(Level::High);
         }
-        previous = token;
-        previous_end = i;
+    }
+    for at in memchr::memmem::find_iter(text, b"prototype") {
+        let end = at + 9;
+        if !word_start(text, at) || text.get(end).is_some_and(|&b| is_word(b)) {
+            continue;
+        }
+        // Back over at most 8 bytes of separator to a `constructor` token.
+        let mut sep = at;
+        while at - sep < 8 && sep.checked_sub(1).and_then(|p| text.get(p)).is_some_and(|b| b"./[]\"' ".contains(b)) {
+            sep -= 1;
+        }
+        if word_before(text, sep, b"constructor") && path_separator(text.get(sep..at).unwrap_or_default()) {
+            return Level::Low;
+        }
+        if is_name {
+            level = level.max(Level::High);
+        }
     }
     level
 }
@@ -458,11 +473,6 @@ fn skip_ws(text: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// `text` without surrounding whitespace.
-fn trim(text: &[u8]) -> &[u8] {
-    text.trim_ascii()
 }
 
 #[cfg(test)]
@@ -599,7 +609,20 @@ mod tests {
 
     #[test]
     fn linear_on_long_runs() {
-        for unit in ["$ne", "';", "&&", "|| a", "this.a", "db.a.", "__proto__", "constructor.", "'", " "] {
+        for unit in [
+            "$ne",
+            "';",
+            "&&",
+            "|| a",
+            "this.a",
+            "db.a.",
+            "__proto__",
+            "x__proto__ ",
+            "x__proto__,",
+            "constructor.",
+            "'",
+            " ",
+        ] {
             let text = unit.repeat(20_000);
             let lower = text.to_ascii_lowercase();
             for is_name in [false, true] {
