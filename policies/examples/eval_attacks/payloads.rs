@@ -81,6 +81,10 @@ pub const WORD_LISTS: &[(&str, &str)] = &[
 pub struct Loaded {
     /// Distinct payloads, in the order first seen.
     pub payloads: Vec<Payload>,
+    /// For each payload, the index in `file_names` of the file it was first seen in.
+    pub origin: Vec<usize>,
+    /// The payload files' names, in the order read.
+    pub file_names: Vec<String>,
     /// Files read (word lists included).
     pub files: usize,
     /// Payload lines before removing repeats.
@@ -112,12 +116,15 @@ pub fn load(root: &Path, folder: &Folder) -> Result<Loaded, String> {
             loaded.word_lists.push((name, bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), why));
             continue;
         }
+        let file_index = loaded.file_names.len();
         for line in payload_lines(&name, &bytes, &mut loaded) {
             loaded.lines += 1;
             if seen.insert(line.to_vec()) {
                 loaded.payloads.push(Payload::line(line));
+                loaded.origin.push(file_index);
             }
         }
+        loaded.file_names.push(name);
     }
     Ok(loaded)
 }
@@ -196,5 +203,7 @@ mod tests {
         assert_eq!(texts, vec![b"one".as_slice(), b"two", b"three%0a"]);
         assert!(loaded.payloads.get(2).is_some_and(|p| p.url_encoded));
         assert_eq!((loaded.files, loaded.lines, loaded.word_lists.len()), (3, 4, 1));
+        assert_eq!(loaded.file_names, vec!["a.txt", "b.txt"]);
+        assert_eq!(loaded.origin, vec![0, 0, 1]);
     }
 }

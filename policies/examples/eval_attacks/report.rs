@@ -140,6 +140,13 @@ fn print_folder(score: &FolderScore<'_>, misses: usize) {
             println!("  {}: {} payloads had bytes that are not UTF-8, sent as U+FFFD", placement.name(), cell.lossy);
         }
     }
+    let files: Vec<String> = score
+        .by_file
+        .iter()
+        .filter(|(_, payloads, _)| *payloads > 0)
+        .map(|(name, payloads, detected)| format!("{name} {detected}/{payloads}"))
+        .collect();
+    println!("  by file (detected in every placement / distinct payloads first seen there): {}", files.join(", "));
     for (name, lines, why) in &loaded.word_lists {
         println!("  not sent: {name} ({lines} lines: {why})");
     }

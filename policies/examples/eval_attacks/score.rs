@@ -38,18 +38,21 @@ pub struct FolderScore<'a> {
     pub cells: Vec<(Placement, Cell)>,
     /// Missed payloads per placement (not accepted), for `--misses`.
     pub misses: Vec<(Placement, &'a Payload)>,
+    /// Per payload file: distinct payloads first seen there, and how many of them were detected in every placement.
+    pub by_file: Vec<(&'a str, u64, u64)>,
 }
 
 /// Sends every payload of `loaded` in every placement of its folder.
 pub fn attack_folder<'a>(scorer: &mut Scorer, folder: &'static Folder, loaded: &'a Loaded) -> FolderScore<'a> {
-    let mut score = FolderScore { folder, loaded, cells: Vec::new(), misses: Vec::new() };
+    let mut score = FolderScore { folder, loaded, cells: Vec::new(), misses: Vec::new(), by_file: Vec::new() };
+    let mut everywhere = vec![true; loaded.payloads.len()];
     let Some(class) = folder.class else {
         return score;
     };
     let accepted = related(class).iter().fold(class.bit(), |set, c| set | c.bit());
     for &placement in folder.placements {
         let mut cell = Cell::default();
-        for payload in &loaded.payloads {
+        for (payload, detected_everywhere) in loaded.payloads.iter().zip(everywhere.iter_mut()) {
             let Some((request, note)) = Request::with_payload(payload, placement) else {
                 cell.skipped += 1;
                 continue;
@@ -63,10 +66,18 @@ pub fn attack_folder<'a>(scorer: &mut Scorer, folder: &'static Folder, loaded: &
             if fired & accepted != 0 {
                 cell.accepted += 1;
             } else {
+                *detected_everywhere = false;
                 score.misses.push((placement, payload));
             }
         }
         score.cells.push((placement, cell));
+    }
+    score.by_file = loaded.file_names.iter().map(|name| (name.as_str(), 0, 0)).collect();
+    for (&file, detected) in loaded.origin.iter().zip(&everywhere) {
+        if let Some(entry) = score.by_file.get_mut(file) {
+            entry.1 += 1;
+            entry.2 += u64::from(*detected);
+        }
     }
     score
 }
