@@ -121,7 +121,7 @@ fn main() -> ExitCode {
 
 /// Everything read from disk, once for every level.
 pub struct Corpora {
-    /// PayloadsAllTheThings folders and what was read from each (`None` for folders without a class).
+    /// PayloadsAllTheThings folders and what was read from each (nothing for a folder without a class).
     pub folders: Vec<(&'static payloads::Folder, payloads::Loaded)>,
     /// CRS regression families.
     pub crs: Vec<(&'static str, &'static str, crs::Family)>,
