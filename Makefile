@@ -14,6 +14,12 @@ ENVOY            := $(VENV)/bin/envoy
 SETUP_STAMP      := $(VENV)/.setup-envoy-$(ENVOY_VERSION)-wasmtime-$(WASMTIME_VERSION)
 WASM_TARGET      := wasm32-wasip1
 WASM_OUT         := target/$(WASM_TARGET)/release
+# make eval's benign API traffic for attack-detection false positives (scripts/benign-traffic.py, Faker from PyPI).
+FAKER_VERSION    := 40.54.0
+BENIGN_COUNT     := 20000
+BENIGN_TRAFFIC   := target/eval/benign-traffic.jsonl
+# e.g. `make eval EVAL_ATTACKS_ARGS=--all-levels`, or `--sensitivity high --misses 20`.
+EVAL_ATTACKS_ARGS ?=
 # Engine tests compiled to wasm32 run under Wasmtime (see scripts/wasi-run.py and README.md).
 WASI_RUNNER      := $(abspath $(PYTHON)) $(abspath scripts/wasi-run.py)
 
@@ -65,10 +71,14 @@ demo: build ## Run Envoy + Portcullis + control plane + demo upstream, push the 
 bench: build ## Envoy alone vs no-op wasm vs Portcullis: throughput ratios and added CPU per request
 	cargo run --release -p portcullis-integration-tests --bin bench
 
-eval: ## Score the classifiers and the JWT checks on third-party corpora in ../shared/corpora (not for CI)
+eval: setup ## Score the classifiers, the JWT checks and attack detection on third-party corpora in ../shared/corpora (not for CI)
 	@status=0; \
 	cargo run --release -q -p portcullis-policies --features compiler --example eval_classifiers -- ../shared/corpora/presidio-synth || status=$$?; \
 	cargo run --release -q -p portcullis-policies --example eval_jwt -- ../shared/corpora/wycheproof/json_web_signature_test.json || status=$$?; \
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "faker==$(FAKER_VERSION)" \
+		&& $(PYTHON) scripts/benign-traffic.py --count $(BENIGN_COUNT) --out $(BENIGN_TRAFFIC) \
+		&& cargo run --release -q -p portcullis-policies --features compiler --example eval_attacks -- \
+			--corpora ../shared/corpora --benign $(BENIGN_TRAFFIC) $(EVAL_ATTACKS_ARGS) || status=$$?; \
 	exit $$status
 
 clean: ## Remove build output and run state (keeps .venv)
