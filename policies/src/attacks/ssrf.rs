@@ -157,7 +157,16 @@ fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
     // The host must be the whole value or be followed by a port or a path.
     let followed = match rest.get(consumed) {
         None => false,
-        Some(b'/' | b':' | b'?' | b'#') => true,
+        Some(b'/' | b'?' | b'#') => true,
+        // A port, then the end or a path: `00:59:51` is a time.
+        Some(b':') => {
+            let after = rest.get(consumed + 1..).unwrap_or_default();
+            let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+            if !(1..=5).contains(&digits) || !matches!(after.get(digits), None | Some(b'/' | b'?' | b'#')) {
+                return false;
+            }
+            true
+        }
         _ => return false,
     };
     let name = host.name();
@@ -166,13 +175,13 @@ fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
     }
     if let Some(ip) = parse_ipv4(name) {
         let target = ipv4_target(ip.addr);
-        // Four parts, or hex and octal, are addresses; `10.5` or `2130706433` may be a price or an id.
-        let unmistakable = ip.parts == 4 || ip.radix;
+        // Four parts, or hex, are addresses; `10.5`, `00` or `2130706433` may be a price, a time or an id.
+        let unmistakable = ip.parts == 4 || ip.hex;
         return match sensitivity {
             Sensitivity::Low => false,
             Sensitivity::Medium => target == Target::Internal && unmistakable,
             _ => {
-                (target >= Target::Private && (unmistakable || followed))
+                (target >= Target::Private && (unmistakable || (followed && ip.parts > 1)))
                     || (target == Target::Internal && ip.parts == 1 && ip.addr > 0x00FF_FFFF)
             }
         };
@@ -292,8 +301,8 @@ struct Ipv4 {
     parts: usize,
     /// Hex, octal, fewer than four parts, or a part that overflowed.
     odd_notation: bool,
-    /// Some part is written in hex or octal.
-    radix: bool,
+    /// Some part is written in hex.
+    hex: bool,
 }
 
 /// Parses `name` as an IPv4 address in any notation `inet_aton` accepts; overflowing parts are truncated, as some
@@ -302,13 +311,13 @@ fn parse_ipv4(name: &[u8]) -> Option<Ipv4> {
     let mut parts = [0u64; 4];
     let mut count = 0;
     let mut odd = false;
-    let mut radix = false;
+    let mut hex = false;
     for part in name.split(|&b| b == b'.') {
         let slot = parts.get_mut(count)?;
         let (value, part_odd) = parse_ipv4_part(part)?;
+        hex |= part.starts_with(b"0x") || part.starts_with(b"0X");
         *slot = value;
         odd |= part_odd;
-        radix |= part_odd;
         count += 1;
     }
     if count == 0 {
@@ -329,7 +338,7 @@ fn parse_ipv4(name: &[u8]) -> Option<Ipv4> {
         odd = true;
     }
     addr |= last & mask;
-    Some(Ipv4 { addr: addr as u32, parts: count, odd_notation: odd || count != 4, radix })
+    Some(Ipv4 { addr: addr as u32, parts: count, odd_notation: odd || count != 4, hex })
 }
 
 /// One part of an IPv4 address: decimal, `0x` hex or `0` octal. Returns its value (wrapping) and whether its
@@ -595,6 +604,8 @@ mod tests {
             "Meet at 10:30",
             "https://user@example.com/",
             "time 12:00:00",
+            "00:59:51",
+            "0:30",
             "note:localhost",
             "ab://",
             "::1",

@@ -11,7 +11,8 @@
 //!   literals (`{{7*7}}`, `${3*3}`, `<%= 7*7 %>`), or a runtime-reaching name (`${T(java.lang.Runtime)…}`); the
 //!   `{%…%}` and `<%…%>` statements (`{% if … %}`, `<% for … %>`); the directives above.
 //! - **Medium**: also an expression with a plain call, an index, a filter, a string, or a template object alone
-//!   (`{{config}}`, `{{self}}`, `{{ request }}`); `<%…%>` code and any `{%…%}` tag; Smarty calls to PHP functions.
+//!   (`{{config}}`, `{{self}}`, `{{ request }}`); `<%…%>` code and any `{%…%}` tag; Smarty calls to PHP functions
+//!   and Smarty arithmetic (`{7*7}`).
 //! - **High**: also any non-empty expression, bare names included (`{{name}}`, `${price}`), which benign text
 //!   carries too.
 
@@ -252,7 +253,7 @@ fn reported(delimiter: &Delimiter, content: &[u8], sensitivity: Sensitivity) -> 
             Sensitivity::Low | Sensitivity::Medium => signal == Signal::Strong,
             Sensitivity::High => signal >= Signal::Code,
         },
-        Kind::Single => sensitivity >= Sensitivity::Medium && expr.runtime_call,
+        Kind::Single => sensitivity >= Sensitivity::Medium && (expr.runtime_call || expr.arithmetic),
     }
 }
 
@@ -294,6 +295,8 @@ struct Expr {
     statement: bool,
     /// A call to a runtime-reaching function (`system(`, `exec(`).
     runtime_call: bool,
+    /// Arithmetic between literals (`7*7`): what a probe for template evaluation sends.
+    arithmetic: bool,
 }
 
 /// The longest name kept for comparison with the name lists.
@@ -301,7 +304,7 @@ const NAME: usize = 32;
 
 impl Expr {
     fn read(content: &[u8]) -> Expr {
-        let mut expr = Expr { signal: Signal::Empty, statement: false, runtime_call: false };
+        let mut expr = Expr { signal: Signal::Empty, statement: false, runtime_call: false, arithmetic: false };
         let mut last = Token::None;
         // The last name, and whether a `.` came before it.
         let mut name = [0u8; NAME];
@@ -321,8 +324,12 @@ impl Expr {
                 if b == q {
                     quote = None;
                     let text = string.get(..string_len).unwrap_or_default();
-                    if arithmetic || STRONG_NAMES.contains(&text) || (text.len() > 4 && text.starts_with(b"__")) {
+                    if STRONG_NAMES.contains(&text) || (text.len() > 4 && text.starts_with(b"__")) {
                         expr.raise(Signal::Strong);
+                    }
+                    if arithmetic {
+                        expr.raise(Signal::Strong);
+                        expr.arithmetic = true;
                     }
                     arithmetic = false;
                     last = Token::Str;
@@ -373,6 +380,7 @@ impl Expr {
                     }
                     if arithmetic {
                         expr.raise(Signal::Strong);
+                        expr.arithmetic = true;
                     }
                     expr.raise(Signal::Bare);
                     arithmetic = false;
@@ -495,6 +503,7 @@ mod tests {
             "<%= user[0] %>",
             "{{=it.name}}",
             "{system('id')}",
+            "{5*5}",
             "<#list items as i>",
             "#if($a)x#end",
         ] {
