@@ -40,16 +40,21 @@ enum Target {
 
 /// Whether `subject` carries a server-side request forgery at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
-    let text = subject.decoded;
-    let lower = subject.lower;
-    let start = leading_space(lower);
+    // A NUL ends the host for C resolvers (`localhost%00.evil.test`); the decoded form has it removed.
+    scan(subject.decoded, sensitivity) || (memchr::memchr(0, subject.raw).is_some() && scan(subject.raw, sensitivity))
+}
+
+/// Whether `text` holds a URL or a bare host that `sensitivity` reports.
+fn scan(text: &[u8], sensitivity: Sensitivity) -> bool {
+    let start = leading_space(text);
     let mut found = false;
     // URLs with a scheme: every `:` preceded by a scheme name.
-    for colon in memchr::memchr_iter(b':', lower) {
-        let Some(scheme) = scheme_before(lower, colon) else { continue };
+    for colon in memchr::memchr_iter(b':', text) {
+        let Some(scheme) = scheme_before(text, colon) else { continue };
         let after = colon + 1;
-        let slashes = count_slashes(lower, after);
-        let scheme_name = lower.get(scheme..colon).unwrap_or_default();
+        let slashes = count_slashes(text, after);
+        let mut name = [0u8; MAX_SCHEME];
+        let scheme_name = lower_into(text.get(scheme..colon).unwrap_or_default(), &mut name);
         if slashes < 2 && !is_special(scheme_name) {
             // `jar:` and `netdoc:` take no slashes and are dangerous on their own.
             if matches!(scheme_name, b"jar" | b"netdoc") && slashes == 0 && sensitivity >= Sensitivity::Medium {
@@ -69,8 +74,8 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
             return true;
         }
     }
-    // A scheme-relative URL (`//host/…`) at the start of the value.
-    if lower.get(start..start + 2) == Some(b"//") && lower.get(start + 2) != Some(&b'/') {
+    // A scheme-relative URL (`//host/…`) or a UNC path (`\\host\share`) at the start of the value.
+    if count_slashes(text, start) == 2 {
         let target = authority_target(text, start + 2);
         if judge(target, true, sensitivity) {
             return true;
@@ -78,6 +83,18 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     }
     // A value that is a host without a scheme (`localhost/`, `169.254.169.254/latest`).
     bare_host(text, start, sensitivity)
+}
+
+/// The longest scheme name read.
+const MAX_SCHEME: usize = 32;
+
+/// `name` in ASCII lower case, in `buf` (empty if it does not fit).
+fn lower_into<'a>(name: &[u8], buf: &'a mut [u8; MAX_SCHEME]) -> &'a [u8] {
+    let Some(dst) = buf.get_mut(..name.len()) else { return &[] };
+    for (d, s) in dst.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    dst
 }
 
 /// Whether a URL to `target` is reported at `sensitivity` (`at_start`: the value begins with the URL).
@@ -108,31 +125,31 @@ fn is_special(scheme: &[u8]) -> bool {
 }
 
 /// The start of the scheme name that ends at `colon`, if one does (a letter, then letters, digits, `+-.`).
-fn scheme_before(lower: &[u8], colon: usize) -> Option<usize> {
+fn scheme_before(text: &[u8], colon: usize) -> Option<usize> {
     let mut start = colon;
     while start > 0 {
-        let b = *lower.get(start - 1)?;
+        let b = *text.get(start - 1)?;
         if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_') {
             start -= 1;
         } else {
             break;
         }
-        if colon - start > 32 {
+        if colon - start > MAX_SCHEME {
             return None;
         }
     }
-    let first = *lower.get(start)?;
-    (start < colon && first.is_ascii_lowercase()).then_some(start)
+    let first = *text.get(start)?;
+    (start < colon && first.is_ascii_alphabetic()).then_some(start)
 }
 
 /// How many `/` and `\` follow `from` (parsers treat both as the authority's slashes).
-fn count_slashes(lower: &[u8], from: usize) -> usize {
-    lower.get(from..).unwrap_or_default().iter().take_while(|&&b| b == b'/' || b == b'\\').count()
+fn count_slashes(text: &[u8], from: usize) -> usize {
+    text.get(from..).unwrap_or_default().iter().take_while(|&&b| b == b'/' || b == b'\\').count()
 }
 
 /// Leading spaces and quotes before a value's content.
-fn leading_space(lower: &[u8]) -> usize {
-    lower.iter().take_while(|&&b| b.is_ascii_whitespace() || b == b'"' || b == b'\'').count()
+fn leading_space(text: &[u8]) -> usize {
+    text.iter().take_while(|&&b| b.is_ascii_whitespace() || b == b'"' || b == b'\'').count()
 }
 
 /// The worst target among the hosts an authority starting at `from` may name: the host after the slashes and the
@@ -152,7 +169,7 @@ fn authority_target(text: &[u8], from: usize) -> Target {
 /// Whether a value that starts (after `start`) with a host and nothing before it names an internal host.
 fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
     let rest = text.get(start..).unwrap_or_default();
-    let mut host = Host::new();
+    let mut host = Host::new(false);
     let consumed = host.fold(rest);
     // The host must be the whole value or be followed by a port or a path.
     let followed = match rest.get(consumed) {
@@ -198,9 +215,12 @@ fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
 
 /// The target named by the host at the start of `text`.
 fn host_target(text: &[u8]) -> Target {
-    let mut host = Host::new();
-    host.fold(text);
-    name_target(host.name(), host.bracketed)
+    // WHATWG parsers end the host at a backslash; others drop backslashes inside it.
+    let mut ended = Host::new(true);
+    ended.fold(text);
+    let mut dropped = Host::new(false);
+    dropped.fold(text);
+    name_target(ended.name(), ended.bracketed).max(name_target(dropped.name(), dropped.bracketed))
 }
 
 /// A host folded to ASCII lower case in a fixed buffer.
@@ -211,11 +231,13 @@ struct Host {
     bracketed: bool,
     /// Whether it was too long to keep whole.
     truncated: bool,
+    /// Whether a backslash ends the host (as a path separator) rather than being dropped.
+    backslash_ends: bool,
 }
 
 impl Host {
-    fn new() -> Host {
-        Host { buf: [0; MAX_HOST], len: 0, bracketed: false, truncated: false }
+    fn new(backslash_ends: bool) -> Host {
+        Host { buf: [0; MAX_HOST], len: 0, bracketed: false, truncated: false, backslash_ends }
     }
 
     fn name(&self) -> &[u8] {
@@ -256,9 +278,14 @@ impl Host {
                 if matches!(c, b'@' | b'/' | b'?') || c.is_ascii_whitespace() {
                     return pos;
                 }
-            } else if matches!(c, b':' | b'/' | b'?' | b'#' | b'@' | b'&' | b'"' | b'\'' | b'<' | b'>' | b';' | b',')
-                || c.is_ascii_whitespace()
+            } else if matches!(
+                c,
+                0 | b':' | b'/' | b'?' | b'#' | b'@' | b'&' | b'"' | b'\'' | b'<' | b'>' | b';' | b','
+            ) || c.is_ascii_whitespace()
             {
+                return pos;
+            }
+            if c == b'\\' && self.backslash_ends && !in_brackets {
                 return pos;
             }
             // Backslashes inside a host are dropped by the parsers that accept them.
@@ -541,6 +568,7 @@ mod tests {
             "http://user:pass@localhost/",
             "http://evil.example:80 &@good.example:80# @127.9.9.9:22/",
             "//127.0.0.1/x",
+            "\\\\localhost\\c$",
             "http:127.0.0.1",
             "http:\\\\localhost/x",
             "gopher://anything.example:70/_x",
@@ -558,6 +586,15 @@ mod tests {
         ] {
             assert_eq!(level(attack), Some(Sensitivity::Low), "{attack}");
         }
+    }
+
+    #[test]
+    fn a_nul_that_ends_the_host_for_resolvers_is_seen() {
+        let raw = b"http://localhost\0.example.com/";
+        let decoded = b"http://localhost.example.com/";
+        let subject = Subject { raw, decoded, lower: decoded, is_name: false, place: Place::Query };
+        assert!(detect(&subject, Sensitivity::Low));
+        assert!(!detect(&Subject::plain(decoded, decoded, Place::Query), Sensitivity::High));
     }
 
     #[test]

@@ -170,8 +170,8 @@ const STATEMENTS: &[&[u8]] = &[
 /// Whether `subject` carries a server-side template injection at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     let lower = subject.lower;
-    // Every form needs one of these bytes.
-    if memchr::memchr3(b'{', b'%', b'#', lower).is_none() && memchr::memchr2(b'[', b'@', lower).is_none() {
+    // Every delimiter and every directive but the Java-only ones needs one of these bytes.
+    if memchr::memchr3(b'{', b'%', b'#', lower).is_none() && memchr::memchr3(b'[', b'@', b'$', lower).is_none() {
         return false;
     }
     if STRONG_MARKERS.iter().any(|m| memchr::memmem::find(lower, m).is_some()) {
@@ -476,6 +476,7 @@ mod tests {
             "<#assign cmd = \"freemarker.template.utility.Execute\"?new()>${cmd(\"id\")}",
             "{php}echo 1;{/php}",
             "{$smarty.version}",
+            "$class.inspect(\"java.lang.Runtime\").type",
             "{{constructor.constructor('return 1')()}}",
             "[[${3*3}]]",
             "@(6+6)",
