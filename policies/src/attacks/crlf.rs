@@ -294,6 +294,16 @@ mod tests {
     }
 
     #[test]
+    fn linear_on_long_runs() {
+        for unit in ["\r\n", "\n", "\nX-", "\nX-a:", "\u{5600}", "\r \t", "GET /", "\n:", "a"] {
+            let text = unit.repeat(20_000);
+            for place in [Place::Query, Place::Json] {
+                let _ = level(&text, place);
+            }
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut state = 0xA076_1D64_78BD_642F_u64;
         let mut next = || {

@@ -383,6 +383,14 @@ mod tests {
     }
 
     #[test]
+    fn linear_on_long_runs() {
+        for unit in ["${", "${a:-", "${a}", "}", "${lower:", "$", "${::-j}", "${date:'", "${${a}", ":-", "${jndi"] {
+            let text = unit.repeat(20_000);
+            let _ = level(&text);
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut state = 0x9E37_79B9_7F4A_7C15_u64;
         let mut next = || {

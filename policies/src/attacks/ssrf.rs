@@ -47,6 +47,7 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
 /// Whether `text` holds a URL or a bare host that `sensitivity` reports.
 fn scan(text: &[u8], sensitivity: Sensitivity) -> bool {
     let start = leading_space(text);
+    let has_at = memchr::memchr(b'@', text).is_some();
     let mut found = false;
     // URLs with a scheme: every `:` preceded by a scheme name.
     for colon in memchr::memchr_iter(b':', text) {
@@ -66,7 +67,7 @@ fn scan(text: &[u8], sensitivity: Sensitivity) -> bool {
         if judge_scheme(scheme_name, slashes, at_start, sensitivity) {
             found = true;
         }
-        let target = authority_target(text, after + slashes);
+        let target = authority_target(text, after + slashes, has_at);
         if judge(target, at_start, sensitivity) {
             found = true;
         }
@@ -76,7 +77,7 @@ fn scan(text: &[u8], sensitivity: Sensitivity) -> bool {
     }
     // A scheme-relative URL (`//host/…`) or a UNC path (`\\host\share`) at the start of the value.
     if count_slashes(text, start) == 2 {
-        let target = authority_target(text, start + 2);
+        let target = authority_target(text, start + 2, has_at);
         if judge(target, true, sensitivity) {
             return true;
         }
@@ -153,18 +154,25 @@ fn leading_space(text: &[u8]) -> usize {
 }
 
 /// The worst target among the hosts an authority starting at `from` may name: the host after the slashes and the
-/// host after every `@` before the path (parsers disagree on which `@` ends the userinfo).
-fn authority_target(text: &[u8], from: usize) -> Target {
+/// hosts after the first `@`s before the path (parsers disagree on which `@` ends the userinfo). `has_at`: whether
+/// the value holds an `@` at all, so most URLs skip the search for one.
+fn authority_target(text: &[u8], from: usize, has_at: bool) -> Target {
     let region = text.get(from..).unwrap_or_default();
+    let mut worst = host_target(region);
+    if !has_at {
+        return worst;
+    }
     let region = region.get(..MAX_AUTHORITY).unwrap_or(region);
     let end = region.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(region.len());
     let region = region.get(..end).unwrap_or(region);
-    let mut worst = host_target(region);
-    for at in memchr::memchr_iter(b'@', region) {
+    for at in memchr::memchr_iter(b'@', region).take(MAX_USERINFO_SPLITS) {
         worst = worst.max(host_target(region.get(at + 1..).unwrap_or_default()));
     }
     worst
 }
+
+/// How many `@` of one authority are tried as the end of its userinfo.
+const MAX_USERINFO_SPLITS: usize = 4;
 
 /// Whether a value that starts (after `start`) with a host and nothing before it names an internal host.
 fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
@@ -217,10 +225,14 @@ fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
 fn host_target(text: &[u8]) -> Target {
     // WHATWG parsers end the host at a backslash; others drop backslashes inside it.
     let mut ended = Host::new(true);
-    ended.fold(text);
+    let consumed = ended.fold(text);
+    let target = name_target(ended.name(), ended.bracketed);
+    if text.get(consumed) != Some(&b'\\') {
+        return target;
+    }
     let mut dropped = Host::new(false);
     dropped.fold(text);
-    name_target(ended.name(), ended.bracketed).max(name_target(dropped.name(), dropped.bracketed))
+    target.max(name_target(dropped.name(), dropped.bracketed))
 }
 
 /// A host folded to ASCII lower case in a fixed buffer.
@@ -648,6 +660,16 @@ mod tests {
             "::1",
         ] {
             assert_eq!(level(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn linear_on_long_runs() {
+        for unit in
+            ["http:", "http://", "a://", "http:@[", "@", "//", "[", "0x", "1.", "http://a@", "\\", ":", "http:x "]
+        {
+            let text = unit.repeat(20_000);
+            let _ = level(&text);
         }
     }
 

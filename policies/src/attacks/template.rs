@@ -540,6 +540,16 @@ mod tests {
     }
 
     #[test]
+    fn linear_on_long_runs() {
+        for unit in
+            ["{{", "{%", "${", "{", "[[", "@(", "<%", "#{", "{a", "{{a}}", "'", "(", "{{'", "#set(", "}", "{{7*"]
+        {
+            let text = unit.repeat(20_000);
+            let _ = level(&text);
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut state = 0xD1B5_4A32_D192_ED03_u64;
         let mut next = || {
