@@ -10,11 +10,11 @@
 //! - **Low**: an expression with a call on a member (`{{config.items()}}`), a dunder name, arithmetic between
 //!   literals (`{{7*7}}`, `${3*3}`, `<%= 7*7 %>`), or a runtime-reaching name (`${T(java.lang.Runtime)…}`); the
 //!   `{%…%}` and `<%…%>` statements (`{% if … %}`, `<% for … %>`); the directives above.
-//! - **Medium**: also an expression with a plain call, an index, a filter, a string, or a template object alone
+//! - **Medium**: also an expression with a plain call, an index, a string, or a template object alone
 //!   (`{{config}}`, `{{self}}`, `{{ request }}`); `<%…%>` code and any `{%…%}` tag; Smarty calls to PHP functions
 //!   and Smarty arithmetic (`{7*7}`).
-//! - **High**: also any non-empty expression, bare names included (`{{name}}`, `${price}`), which benign text
-//!   carries too.
+//! - **High**: also any non-empty expression, bare names and filters included (`{{name}}`, `${price}`,
+//!   `{{ total|currency }}`, wiki templates), which benign text carries too.
 
 use super::{Sensitivity, Subject};
 
@@ -416,7 +416,7 @@ impl Expr {
                     Token::Other
                 }
                 b'.' => Token::Dot,
-                b'[' | b'|' => {
+                b'[' => {
                     expr.raise(Signal::Code);
                     Token::Other
                 }
@@ -499,7 +499,7 @@ mod tests {
             "{{ request }}",
             "{{ dump(app) }}",
             "{{ users[0] }}",
-            "{{ name|upper }}",
+            "{{ name|upper('x') }}",
             "{% csrf_token %}",
             "<%= user[0] %>",
             "{{=it.name}}",
@@ -514,7 +514,15 @@ mod tests {
 
     #[test]
     fn bare_placeholders_are_found_at_high_only() {
-        for placeholder in ["Hello {{name}}", "${price}", "Dear {{ user.first_name }},", "#{id}", "<%= title %>"] {
+        for placeholder in [
+            "Hello {{name}}",
+            "${price}",
+            "Dear {{ user.first_name }},",
+            "#{id}",
+            "<%= title %>",
+            "{{ total|currency }}",
+            "{{cite web|url=https://example.com|title=Example}}",
+        ] {
             assert_eq!(level(placeholder), Some(Sensitivity::High), "{placeholder}");
         }
     }
