@@ -6,9 +6,10 @@
 //! parts truncated), IPv6 with IPv4 inside (`[::ffff:127.0.0.1]`, NAT64, 6to4), and names with fullwidth, circled
 //! or ideographic-dot characters folded to ASCII. A URL to a public host is benign.
 //!
-//! - **Low**: a value that is a URL to, or a scheme-less path or port on (`localhost/admin`), loopback (`127.0.0.0/8`, `::1`, `localhost`), `0.0.0.0`, link-local
+//! - **Low**: a value that is a URL to loopback (`127.0.0.0/8`, `::1`, `localhost`), `0.0.0.0`, link-local
 //!   (`169.254.0.0/16`, `fe80::/10`) or a cloud metadata address (`169.254.169.254`, `metadata.google.internal`,
-//!   `100.100.100.200`, `fd00:ec2::254`); `gopher://` and `dict://` URLs to any host.
+//!   `100.100.100.200`, `fd00:ec2::254`), or a path or port on such a name without a scheme (`localhost/admin`,
+//!   `host.docker.internal:2375`); `gopher://` and `dict://` URLs to any host.
 //! - **Medium**: such URLs anywhere in the value; URLs to private ranges (`10/8`, `172.16/12`, `192.168/16`,
 //!   `100.64/10`, `fc00::/7`) and internal names (`*.internal`, `*.local`, `*.cluster.local`); `file://`,
 //!   `ldap://`, `tftp://`, `jar:`, `netdoc:` URLs; a value that is a scheme-less loopback, link-local or metadata
