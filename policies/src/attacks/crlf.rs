@@ -165,7 +165,8 @@ fn after_break(lower: &[u8], from: usize) -> (After, usize) {
         After::Split
     } else if RESPONSE_HEADERS.contains(&name) {
         After::ResponseHeader
-    } else if blanks > 0 {
+    } else if blanks > 0 || !has_value(line.get(name_len + gap + 1..).unwrap_or_default()) {
+        // An injected header carries a value; a heading like `E-mail:` on its own line is prose.
         After::Text
     } else if name.contains(&b'-') {
         After::Header
@@ -173,6 +174,11 @@ fn after_break(lower: &[u8], from: usize) -> (After, usize) {
         After::Label
     };
     (after, breaks)
+}
+
+/// Whether a header line's rest (after the colon) has a value before the line ends.
+fn has_value(rest: &[u8]) -> bool {
+    rest.iter().take(16).find(|&&b| b != b' ' && b != b'\t').is_some_and(|&b| b != b'\r' && b != b'\n')
 }
 
 /// A header name's characters (RFC 9110 `tchar`).
@@ -236,6 +242,8 @@ mod tests {
         assert_eq!(level("data\rInjected-Header: value", Place::Query), Some(Sensitivity::Medium));
         assert_eq!(level("data\rInjectedHeader: value", Place::Query), Some(Sensitivity::High));
         assert_eq!(level("data\rInjectedHeader: value", Place::Header), Some(Sensitivity::Medium));
+        // A heading on its own line is prose.
+        assert_eq!(level("Contact\nE-mail:\nme@example.com", Place::Query), Some(Sensitivity::High));
         assert_eq!(level("bar\r\nX-Anything\r\r: v", Place::Query), Some(Sensitivity::Medium));
     }
 
