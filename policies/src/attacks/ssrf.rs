@@ -77,8 +77,10 @@ fn scan(text: &[u8], sensitivity: Sensitivity) -> bool {
         }
     }
     // A scheme-relative URL (`//host/…`) or a UNC path (`\\host\share`) at the start of the value.
-    if count_slashes(text, start) == 2 {
-        let target = authority_target(text, start + 2, has_at);
+    // Browsers read any run of two or more slashes and backslashes (`\\/\\/host`) as the start of an authority.
+    let slashes = count_slashes(text, start);
+    if slashes >= 2 {
+        let target = authority_target(text, start + slashes, has_at);
         if judge(target, true, sensitivity) {
             return true;
         }
@@ -582,6 +584,7 @@ mod tests {
             "http://evil.example:80 &@good.example:80# @127.9.9.9:22/",
             "//127.0.0.1/x",
             "\\\\localhost\\c$",
+            "\\/\\/127.0.0.1/",
             "http:127.0.0.1",
             "http:\\\\localhost/x",
             "gopher://anything.example:70/_x",
@@ -659,6 +662,8 @@ mod tests {
             "note:localhost",
             "ab://",
             "::1",
+            "///var/log/app.log",
+            "//cdn.example.com/lib.js",
         ] {
             assert_eq!(level(benign), None, "{benign}");
         }
