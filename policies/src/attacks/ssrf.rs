@@ -6,9 +6,10 @@
 //! parts truncated), IPv6 with IPv4 inside (`[::ffff:127.0.0.1]`, NAT64, 6to4), and names with fullwidth, circled
 //! or ideographic-dot characters folded to ASCII. A URL to a public host is benign.
 //!
-//! - **Low**: a value that is a URL to, or a scheme-less path or port on (`localhost/admin`), loopback (`127.0.0.0/8`, `::1`, `localhost`), `0.0.0.0`, link-local
+//! - **Low**: a value that is a URL to loopback (`127.0.0.0/8`, `::1`, `localhost`), `0.0.0.0`, link-local
 //!   (`169.254.0.0/16`, `fe80::/10`) or a cloud metadata address (`169.254.169.254`, `metadata.google.internal`,
-//!   `100.100.100.200`, `fd00:ec2::254`); `gopher://` and `dict://` URLs to any host.
+//!   `100.100.100.200`, `fd00:ec2::254`), or a path or port on such a name without a scheme (`localhost/admin`,
+//!   `host.docker.internal:2375`); `gopher://` and `dict://` URLs to any host.
 //! - **Medium**: such URLs anywhere in the value; URLs to private ranges (`10/8`, `172.16/12`, `192.168/16`,
 //!   `100.64/10`, `fc00::/7`) and internal names (`*.internal`, `*.local`, `*.cluster.local`); `file://`,
 //!   `ldap://`, `tftp://`, `jar:`, `netdoc:` URLs; a value that is a scheme-less loopback, link-local or metadata
@@ -40,16 +41,22 @@ enum Target {
 
 /// Whether `subject` carries a server-side request forgery at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
-    let text = subject.decoded;
-    let lower = subject.lower;
-    let start = leading_space(lower);
+    // A NUL ends the host for C resolvers (`localhost%00.evil.test`); the decoded form has it removed.
+    scan(subject.decoded, sensitivity) || (memchr::memchr(0, subject.raw).is_some() && scan(subject.raw, sensitivity))
+}
+
+/// Whether `text` holds a URL or a bare host that `sensitivity` reports.
+fn scan(text: &[u8], sensitivity: Sensitivity) -> bool {
+    let start = leading_space(text);
+    let has_at = memchr::memchr(b'@', text).is_some();
     let mut found = false;
     // URLs with a scheme: every `:` preceded by a scheme name.
-    for colon in memchr::memchr_iter(b':', lower) {
-        let Some(scheme) = scheme_before(lower, colon) else { continue };
+    for colon in memchr::memchr_iter(b':', text) {
+        let Some(scheme) = scheme_before(text, colon) else { continue };
         let after = colon + 1;
-        let slashes = count_slashes(lower, after);
-        let scheme_name = lower.get(scheme..colon).unwrap_or_default();
+        let slashes = count_slashes(text, after);
+        let mut name = [0u8; MAX_SCHEME];
+        let scheme_name = lower_into(text.get(scheme..colon).unwrap_or_default(), &mut name);
         if slashes < 2 && !is_special(scheme_name) {
             // `jar:` and `netdoc:` take no slashes and are dangerous on their own.
             if matches!(scheme_name, b"jar" | b"netdoc") && slashes == 0 && sensitivity >= Sensitivity::Medium {
@@ -61,7 +68,7 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         if judge_scheme(scheme_name, slashes, at_start, sensitivity) {
             found = true;
         }
-        let target = authority_target(text, after + slashes);
+        let target = authority_target(text, after + slashes, has_at);
         if judge(target, at_start, sensitivity) {
             found = true;
         }
@@ -69,15 +76,29 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
             return true;
         }
     }
-    // A scheme-relative URL (`//host/…`) at the start of the value.
-    if lower.get(start..start + 2) == Some(b"//") && lower.get(start + 2) != Some(&b'/') {
-        let target = authority_target(text, start + 2);
+    // A scheme-relative URL (`//host/…`) or a UNC path (`\\host\share`) at the start of the value.
+    // Browsers read any run of two or more slashes and backslashes (`\\/\\/host`) as the start of an authority.
+    let slashes = count_slashes(text, start);
+    if slashes >= 2 {
+        let target = authority_target(text, start + slashes, has_at);
         if judge(target, true, sensitivity) {
             return true;
         }
     }
     // A value that is a host without a scheme (`localhost/`, `169.254.169.254/latest`).
     bare_host(text, start, sensitivity)
+}
+
+/// The longest scheme name read.
+const MAX_SCHEME: usize = 32;
+
+/// `name` in ASCII lower case, in `buf` (empty if it does not fit).
+fn lower_into<'a>(name: &[u8], buf: &'a mut [u8; MAX_SCHEME]) -> &'a [u8] {
+    let Some(dst) = buf.get_mut(..name.len()) else { return &[] };
+    for (d, s) in dst.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    dst
 }
 
 /// Whether a URL to `target` is reported at `sensitivity` (`at_start`: the value begins with the URL).
@@ -108,56 +129,72 @@ fn is_special(scheme: &[u8]) -> bool {
 }
 
 /// The start of the scheme name that ends at `colon`, if one does (a letter, then letters, digits, `+-.`).
-fn scheme_before(lower: &[u8], colon: usize) -> Option<usize> {
+fn scheme_before(text: &[u8], colon: usize) -> Option<usize> {
     let mut start = colon;
     while start > 0 {
-        let b = *lower.get(start - 1)?;
+        let b = *text.get(start - 1)?;
         if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_') {
             start -= 1;
         } else {
             break;
         }
-        if colon - start > 32 {
+        if colon - start > MAX_SCHEME {
             return None;
         }
     }
-    let first = *lower.get(start)?;
-    (start < colon && first.is_ascii_lowercase()).then_some(start)
+    let first = *text.get(start)?;
+    (start < colon && first.is_ascii_alphabetic()).then_some(start)
 }
 
 /// How many `/` and `\` follow `from` (parsers treat both as the authority's slashes).
-fn count_slashes(lower: &[u8], from: usize) -> usize {
-    lower.get(from..).unwrap_or_default().iter().take_while(|&&b| b == b'/' || b == b'\\').count()
+fn count_slashes(text: &[u8], from: usize) -> usize {
+    text.get(from..).unwrap_or_default().iter().take_while(|&&b| b == b'/' || b == b'\\').count()
 }
 
 /// Leading spaces and quotes before a value's content.
-fn leading_space(lower: &[u8]) -> usize {
-    lower.iter().take_while(|&&b| b.is_ascii_whitespace() || b == b'"' || b == b'\'').count()
+fn leading_space(text: &[u8]) -> usize {
+    text.iter().take_while(|&&b| b.is_ascii_whitespace() || b == b'"' || b == b'\'').count()
 }
 
 /// The worst target among the hosts an authority starting at `from` may name: the host after the slashes and the
-/// host after every `@` before the path (parsers disagree on which `@` ends the userinfo).
-fn authority_target(text: &[u8], from: usize) -> Target {
+/// hosts after the first `@`s before the path (parsers disagree on which `@` ends the userinfo). `has_at`: whether
+/// the value holds an `@` at all, so most URLs skip the search for one.
+fn authority_target(text: &[u8], from: usize, has_at: bool) -> Target {
     let region = text.get(from..).unwrap_or_default();
+    let mut worst = host_target(region);
+    if !has_at {
+        return worst;
+    }
     let region = region.get(..MAX_AUTHORITY).unwrap_or(region);
     let end = region.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(region.len());
     let region = region.get(..end).unwrap_or(region);
-    let mut worst = host_target(region);
-    for at in memchr::memchr_iter(b'@', region) {
+    for at in memchr::memchr_iter(b'@', region).take(MAX_USERINFO_SPLITS) {
         worst = worst.max(host_target(region.get(at + 1..).unwrap_or_default()));
     }
     worst
 }
 
+/// How many `@` of one authority are tried as the end of its userinfo.
+const MAX_USERINFO_SPLITS: usize = 4;
+
 /// Whether a value that starts (after `start`) with a host and nothing before it names an internal host.
 fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
     let rest = text.get(start..).unwrap_or_default();
-    let mut host = Host::new();
+    let mut host = Host::new(false);
     let consumed = host.fold(rest);
     // The host must be the whole value or be followed by a port or a path.
     let followed = match rest.get(consumed) {
         None => false,
-        Some(b'/' | b':' | b'?' | b'#') => true,
+        Some(b'/' | b'?' | b'#') => true,
+        // A port, then the end or a path: `00:59:51` is a time.
+        Some(b':') => {
+            let after = rest.get(consumed + 1..).unwrap_or_default();
+            let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+            if !(1..=5).contains(&digits) || !matches!(after.get(digits), None | Some(b'/' | b'?' | b'#')) {
+                return false;
+            }
+            true
+        }
         _ => return false,
     };
     let name = host.name();
@@ -166,13 +203,13 @@ fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
     }
     if let Some(ip) = parse_ipv4(name) {
         let target = ipv4_target(ip.addr);
-        // Four parts, or hex and octal, are addresses; `10.5` or `2130706433` may be a price or an id.
-        let unmistakable = ip.parts == 4 || ip.radix;
+        // Four parts, or hex, are addresses; `10.5`, `00` or `2130706433` may be a price, a time or an id.
+        let unmistakable = ip.parts == 4 || ip.hex;
         return match sensitivity {
             Sensitivity::Low => false,
             Sensitivity::Medium => target == Target::Internal && unmistakable,
             _ => {
-                (target >= Target::Private && (unmistakable || followed))
+                (target >= Target::Private && (unmistakable || (followed && ip.parts > 1)))
                     || (target == Target::Internal && ip.parts == 1 && ip.addr > 0x00FF_FFFF)
             }
         };
@@ -189,9 +226,16 @@ fn bare_host(text: &[u8], start: usize, sensitivity: Sensitivity) -> bool {
 
 /// The target named by the host at the start of `text`.
 fn host_target(text: &[u8]) -> Target {
-    let mut host = Host::new();
-    host.fold(text);
-    name_target(host.name(), host.bracketed)
+    // WHATWG parsers end the host at a backslash; others drop backslashes inside it.
+    let mut ended = Host::new(true);
+    let consumed = ended.fold(text);
+    let target = name_target(ended.name(), ended.bracketed);
+    if text.get(consumed) != Some(&b'\\') {
+        return target;
+    }
+    let mut dropped = Host::new(false);
+    dropped.fold(text);
+    target.max(name_target(dropped.name(), dropped.bracketed))
 }
 
 /// A host folded to ASCII lower case in a fixed buffer.
@@ -202,11 +246,13 @@ struct Host {
     bracketed: bool,
     /// Whether it was too long to keep whole.
     truncated: bool,
+    /// Whether a backslash ends the host (as a path separator) rather than being dropped.
+    backslash_ends: bool,
 }
 
 impl Host {
-    fn new() -> Host {
-        Host { buf: [0; MAX_HOST], len: 0, bracketed: false, truncated: false }
+    fn new(backslash_ends: bool) -> Host {
+        Host { buf: [0; MAX_HOST], len: 0, bracketed: false, truncated: false, backslash_ends }
     }
 
     fn name(&self) -> &[u8] {
@@ -247,9 +293,14 @@ impl Host {
                 if matches!(c, b'@' | b'/' | b'?') || c.is_ascii_whitespace() {
                     return pos;
                 }
-            } else if matches!(c, b':' | b'/' | b'?' | b'#' | b'@' | b'&' | b'"' | b'\'' | b'<' | b'>' | b';' | b',')
-                || c.is_ascii_whitespace()
+            } else if matches!(
+                c,
+                0 | b':' | b'/' | b'?' | b'#' | b'@' | b'&' | b'"' | b'\'' | b'<' | b'>' | b';' | b','
+            ) || c.is_ascii_whitespace()
             {
+                return pos;
+            }
+            if c == b'\\' && self.backslash_ends && !in_brackets {
                 return pos;
             }
             // Backslashes inside a host are dropped by the parsers that accept them.
@@ -292,8 +343,8 @@ struct Ipv4 {
     parts: usize,
     /// Hex, octal, fewer than four parts, or a part that overflowed.
     odd_notation: bool,
-    /// Some part is written in hex or octal.
-    radix: bool,
+    /// Some part is written in hex.
+    hex: bool,
 }
 
 /// Parses `name` as an IPv4 address in any notation `inet_aton` accepts; overflowing parts are truncated, as some
@@ -302,13 +353,13 @@ fn parse_ipv4(name: &[u8]) -> Option<Ipv4> {
     let mut parts = [0u64; 4];
     let mut count = 0;
     let mut odd = false;
-    let mut radix = false;
+    let mut hex = false;
     for part in name.split(|&b| b == b'.') {
         let slot = parts.get_mut(count)?;
         let (value, part_odd) = parse_ipv4_part(part)?;
+        hex |= part.starts_with(b"0x") || part.starts_with(b"0X");
         *slot = value;
         odd |= part_odd;
-        radix |= part_odd;
         count += 1;
     }
     if count == 0 {
@@ -329,7 +380,7 @@ fn parse_ipv4(name: &[u8]) -> Option<Ipv4> {
         odd = true;
     }
     addr |= last & mask;
-    Some(Ipv4 { addr: addr as u32, parts: count, odd_notation: odd || count != 4, radix })
+    Some(Ipv4 { addr: addr as u32, parts: count, odd_notation: odd || count != 4, hex })
 }
 
 /// One part of an IPv4 address: decimal, `0x` hex or `0` octal. Returns its value (wrapping) and whether its
@@ -532,6 +583,8 @@ mod tests {
             "http://user:pass@localhost/",
             "http://evil.example:80 &@good.example:80# @127.9.9.9:22/",
             "//127.0.0.1/x",
+            "\\\\localhost\\c$",
+            "\\/\\/127.0.0.1/",
             "http:127.0.0.1",
             "http:\\\\localhost/x",
             "gopher://anything.example:70/_x",
@@ -549,6 +602,15 @@ mod tests {
         ] {
             assert_eq!(level(attack), Some(Sensitivity::Low), "{attack}");
         }
+    }
+
+    #[test]
+    fn a_nul_that_ends_the_host_for_resolvers_is_seen() {
+        let raw = b"http://localhost\0.example.com/";
+        let decoded = b"http://localhost.example.com/";
+        let subject = Subject { raw, decoded, lower: decoded, is_name: false, place: Place::Query };
+        assert!(detect(&subject, Sensitivity::Low));
+        assert!(!detect(&Subject::plain(decoded, decoded, Place::Query), Sensitivity::High));
     }
 
     #[test]
@@ -595,11 +657,25 @@ mod tests {
             "Meet at 10:30",
             "https://user@example.com/",
             "time 12:00:00",
+            "00:59:51",
+            "0:30",
             "note:localhost",
             "ab://",
             "::1",
+            "///var/log/app.log",
+            "//cdn.example.com/lib.js",
         ] {
             assert_eq!(level(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn linear_on_long_runs() {
+        for unit in
+            ["http:", "http://", "a://", "http:@[", "@", "//", "[", "0x", "1.", "http://a@", "\\", ":", "http:x "]
+        {
+            let text = unit.repeat(20_000);
+            let _ = level(&text);
         }
     }
 

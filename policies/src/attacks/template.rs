@@ -10,10 +10,11 @@
 //! - **Low**: an expression with a call on a member (`{{config.items()}}`), a dunder name, arithmetic between
 //!   literals (`{{7*7}}`, `${3*3}`, `<%= 7*7 %>`), or a runtime-reaching name (`${T(java.lang.Runtime)…}`); the
 //!   `{%…%}` and `<%…%>` statements (`{% if … %}`, `<% for … %>`); the directives above.
-//! - **Medium**: also an expression with a plain call, an index, a filter, a string, or a template object alone
-//!   (`{{config}}`, `{{self}}`, `{{ request }}`); `<%…%>` code and any `{%…%}` tag; Smarty calls to PHP functions.
-//! - **High**: also any non-empty expression, bare names included (`{{name}}`, `${price}`), which benign text
-//!   carries too.
+//! - **Medium**: also an expression with a plain call, an index, a string, or a template object alone
+//!   (`{{config}}`, `{{self}}`, `{{ request }}`); `<%…%>` code and any `{%…%}` tag; Smarty calls to PHP functions
+//!   and Smarty arithmetic (`{7*7}`).
+//! - **High**: also any non-empty expression, bare names and filters included (`{{name}}`, `${price}`,
+//!   `{{ total|currency }}`, wiki templates), which benign text carries too.
 
 use super::{Sensitivity, Subject};
 
@@ -169,8 +170,8 @@ const STATEMENTS: &[&[u8]] = &[
 /// Whether `subject` carries a server-side template injection at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     let lower = subject.lower;
-    // Every form needs one of these bytes.
-    if memchr::memchr3(b'{', b'%', b'#', lower).is_none() && memchr::memchr2(b'[', b'@', lower).is_none() {
+    // Every delimiter and every directive but the Java-only ones needs one of these bytes.
+    if memchr::memchr3(b'{', b'%', b'#', lower).is_none() && memchr::memchr3(b'[', b'@', b'$', lower).is_none() {
         return false;
     }
     if STRONG_MARKERS.iter().any(|m| memchr::memmem::find(lower, m).is_some()) {
@@ -252,7 +253,7 @@ fn reported(delimiter: &Delimiter, content: &[u8], sensitivity: Sensitivity) -> 
             Sensitivity::Low | Sensitivity::Medium => signal == Signal::Strong,
             Sensitivity::High => signal >= Signal::Code,
         },
-        Kind::Single => sensitivity >= Sensitivity::Medium && expr.runtime_call,
+        Kind::Single => sensitivity >= Sensitivity::Medium && (expr.runtime_call || expr.arithmetic),
     }
 }
 
@@ -294,6 +295,8 @@ struct Expr {
     statement: bool,
     /// A call to a runtime-reaching function (`system(`, `exec(`).
     runtime_call: bool,
+    /// Arithmetic between literals (`7*7`): what a probe for template evaluation sends.
+    arithmetic: bool,
 }
 
 /// The longest name kept for comparison with the name lists.
@@ -301,7 +304,7 @@ const NAME: usize = 32;
 
 impl Expr {
     fn read(content: &[u8]) -> Expr {
-        let mut expr = Expr { signal: Signal::Empty, statement: false, runtime_call: false };
+        let mut expr = Expr { signal: Signal::Empty, statement: false, runtime_call: false, arithmetic: false };
         let mut last = Token::None;
         // The last name, and whether a `.` came before it.
         let mut name = [0u8; NAME];
@@ -321,8 +324,12 @@ impl Expr {
                 if b == q {
                     quote = None;
                     let text = string.get(..string_len).unwrap_or_default();
-                    if arithmetic || STRONG_NAMES.contains(&text) || (text.len() > 4 && text.starts_with(b"__")) {
+                    if STRONG_NAMES.contains(&text) || (text.len() > 4 && text.starts_with(b"__")) {
                         expr.raise(Signal::Strong);
+                    }
+                    if arithmetic {
+                        expr.raise(Signal::Strong);
+                        expr.arithmetic = true;
                     }
                     arithmetic = false;
                     last = Token::Str;
@@ -373,6 +380,7 @@ impl Expr {
                     }
                     if arithmetic {
                         expr.raise(Signal::Strong);
+                        expr.arithmetic = true;
                     }
                     expr.raise(Signal::Bare);
                     arithmetic = false;
@@ -408,7 +416,7 @@ impl Expr {
                     Token::Other
                 }
                 b'.' => Token::Dot,
-                b'[' | b'|' => {
+                b'[' => {
                     expr.raise(Signal::Code);
                     Token::Other
                 }
@@ -468,6 +476,7 @@ mod tests {
             "<#assign cmd = \"freemarker.template.utility.Execute\"?new()>${cmd(\"id\")}",
             "{php}echo 1;{/php}",
             "{$smarty.version}",
+            "$class.inspect(\"java.lang.Runtime\").type",
             "{{constructor.constructor('return 1')()}}",
             "[[${3*3}]]",
             "@(6+6)",
@@ -490,11 +499,12 @@ mod tests {
             "{{ request }}",
             "{{ dump(app) }}",
             "{{ users[0] }}",
-            "{{ name|upper }}",
+            "{{ name|upper('x') }}",
             "{% csrf_token %}",
             "<%= user[0] %>",
             "{{=it.name}}",
             "{system('id')}",
+            "{5*5}",
             "<#list items as i>",
             "#if($a)x#end",
         ] {
@@ -504,7 +514,15 @@ mod tests {
 
     #[test]
     fn bare_placeholders_are_found_at_high_only() {
-        for placeholder in ["Hello {{name}}", "${price}", "Dear {{ user.first_name }},", "#{id}", "<%= title %>"] {
+        for placeholder in [
+            "Hello {{name}}",
+            "${price}",
+            "Dear {{ user.first_name }},",
+            "#{id}",
+            "<%= title %>",
+            "{{ total|currency }}",
+            "{{cite web|url=https://example.com|title=Example}}",
+        ] {
             assert_eq!(level(placeholder), Some(Sensitivity::High), "{placeholder}");
         }
     }
@@ -526,6 +544,16 @@ mod tests {
             "#1 {in sales}",
         ] {
             assert_eq!(level(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn linear_on_long_runs() {
+        for unit in
+            ["{{", "{%", "${", "{", "[[", "@(", "<%", "#{", "{a", "{{a}}", "'", "(", "{{'", "#set(", "}", "{{7*"]
+        {
+            let text = unit.repeat(20_000);
+            let _ = level(&text);
         }
     }
 
