@@ -86,13 +86,18 @@ impl Normalizer {
     /// Normalises `raw` (cut to [`Normalizer::capacity`]); `form` turns `+` into a space. Never allocates.
     pub fn normalize<'s>(&'s mut self, raw: &'s [u8], form: bool) -> Normalized<'s> {
         let raw = raw.get(..self.a.len()).unwrap_or(raw);
-        let (current, len) = if needs_decoding(raw, form) { self.decode(raw, form) } else { (Current::Raw, raw.len()) };
+        // One branch-free pass tells whether anything needs decoding, and whether the value has upper case.
+        let flags = raw.iter().fold(0u8, |flags, &b| flags | class(b));
+        let needs = flags & DECODE != 0 || (form && flags & PLUS != 0);
+        let (current, len) = if needs { self.decode(raw, form) } else { (Current::Raw, raw.len()) };
         let decoded: &'s [u8] = match current {
             Current::Raw => raw,
             Current::A => self.a.get(..len).unwrap_or_default(),
             Current::B => self.b.get(..len).unwrap_or_default(),
         };
-        if !decoded.iter().any(u8::is_ascii_uppercase) {
+        let upper =
+            if current == Current::Raw { flags & UPPER != 0 } else { decoded.iter().any(u8::is_ascii_uppercase) };
+        if !upper {
             return Normalized { decoded, lower: decoded };
         }
         let lower = self.lower.get_mut(..decoded.len()).unwrap_or_default();
@@ -128,9 +133,22 @@ impl Normalizer {
     }
 }
 
-/// Whether `raw` holds anything a pass would change.
-fn needs_decoding(raw: &[u8], form: bool) -> bool {
-    raw.iter().any(|&b| matches!(b, b'%' | b'&' | b'\\' | 0 | 0x80..=0xff) || (form && b == b'+'))
+/// A byte some pass would change.
+const DECODE: u8 = 1;
+/// `+`, which a pass changes in form-encoded places.
+const PLUS: u8 = 2;
+/// An ASCII capital.
+const UPPER: u8 = 4;
+
+/// What a byte tells about its value.
+#[inline]
+fn class(b: u8) -> u8 {
+    match b {
+        b'%' | b'&' | b'\\' | 0 | 0x80..=0xff => DECODE,
+        b'+' => PLUS,
+        b'A'..=b'Z' => UPPER,
+        _ => 0,
+    }
 }
 
 /// One pass over a value.
