@@ -7,7 +7,8 @@
 //!
 //! 1. **Percent-decoding**: `%HH`, IIS's `%uXXXX`, and `+` as a space where the place is form-encoded (query, form
 //!    field, cookie). A value that is still encoded after the application's own decoding was encoded twice or more.
-//! 2. **HTML entities**: named (every one that stands for ASCII punctuation, plus `nbsp` as a space), decimal
+//! 2. **HTML entities**: named (every one that stands for ASCII punctuation, `nbsp` as a space, and the named
+//!    look-alikes step 4 folds: `&lsquo;`, `&lang;`, `&minus;`, `&hellip;`, `&zwj;`…), decimal
 //!    (`&#60`) and hex (`&#x3c`), with or without the `;` for numeric ones; named ones without `;` only for the
 //!    legacy names a browser accepts that way (`lt`, `gt`, `amp`, `quot`, `nbsp`).
 //! 3. **Backslash escapes**: `\xHH` (a byte), `\uHHHH` and `\u{H…}` (a character), `\NNN` (three octal digits, a
@@ -256,52 +257,95 @@ fn percent(src: &[u8], form: bool, out: &mut Out<'_>) {
     }
 }
 
-/// Named entities that stand for ASCII (and `nbsp`, a space); names are case-sensitive, as in HTML.
-const ENTITIES: &[(&[u8], u8)] = &[
-    (b"AMP", b'&'),
-    (b"Hat", b'^'),
-    (b"LT", b'<'),
-    (b"GT", b'>'),
-    (b"NewLine", b'\n'),
-    (b"QUOT", b'"'),
-    (b"Tab", b'\t'),
-    (b"VerticalLine", b'|'),
-    (b"amp", b'&'),
-    (b"apos", b'\''),
-    (b"ast", b'*'),
-    (b"bsol", b'\\'),
-    (b"colon", b':'),
-    (b"comma", b','),
-    (b"commat", b'@'),
-    (b"dollar", b'$'),
-    (b"equals", b'='),
-    (b"excl", b'!'),
-    (b"grave", b'`'),
-    (b"gt", b'>'),
-    (b"lbrace", b'{'),
-    (b"lbrack", b'['),
-    (b"lcub", b'{'),
-    (b"lowbar", b'_'),
-    (b"lpar", b'('),
-    (b"lsqb", b'['),
-    (b"lt", b'<'),
-    (b"midast", b'*'),
-    (b"nbsp", b' '),
-    (b"num", b'#'),
-    (b"percnt", b'%'),
-    (b"period", b'.'),
-    (b"plus", b'+'),
-    (b"quest", b'?'),
-    (b"quot", b'"'),
-    (b"rbrace", b'}'),
-    (b"rbrack", b']'),
-    (b"rcub", b'}'),
-    (b"rpar", b')'),
-    (b"rsqb", b']'),
-    (b"semi", b';'),
-    (b"sol", b'/'),
-    (b"verbar", b'|'),
-    (b"vert", b'|'),
+/// Named entities that stand for ASCII (and `nbsp`, a space), then those for characters the fold turns into ASCII
+/// (typographic quotes, angle brackets, dashes, spaces; zero-width ones to nothing); names are case-sensitive, as in
+/// HTML.
+const ENTITIES: &[(&[u8], &[u8])] = &[
+    (b"AMP", b"&"),
+    (b"Hat", b"^"),
+    (b"LT", b"<"),
+    (b"GT", b">"),
+    (b"NewLine", b"\n"),
+    (b"QUOT", b"\""),
+    (b"Tab", b"\t"),
+    (b"VerticalLine", b"|"),
+    (b"UnderBar", b"_"),
+    (b"DiacriticalGrave", b"`"),
+    (b"NonBreakingSpace", b" "),
+    (b"amp", b"&"),
+    (b"apos", b"'"),
+    (b"ast", b"*"),
+    (b"bsol", b"\\"),
+    (b"colon", b":"),
+    (b"comma", b","),
+    (b"commat", b"@"),
+    (b"dollar", b"$"),
+    (b"equals", b"="),
+    (b"excl", b"!"),
+    (b"grave", b"`"),
+    (b"gt", b">"),
+    (b"lbrace", b"{"),
+    (b"lbrack", b"["),
+    (b"lcub", b"{"),
+    (b"lowbar", b"_"),
+    (b"lpar", b"("),
+    (b"lsqb", b"["),
+    (b"lt", b"<"),
+    (b"midast", b"*"),
+    (b"nbsp", b" "),
+    (b"num", b"#"),
+    (b"percnt", b"%"),
+    (b"period", b"."),
+    (b"plus", b"+"),
+    (b"quest", b"?"),
+    (b"quot", b"\""),
+    (b"rbrace", b"}"),
+    (b"rbrack", b"]"),
+    (b"rcub", b"}"),
+    (b"rpar", b")"),
+    (b"rsqb", b"]"),
+    (b"semi", b";"),
+    (b"sol", b"/"),
+    (b"verbar", b"|"),
+    (b"vert", b"|"),
+    // Look-alikes, as the fold would have them.
+    (b"lsquo", b"'"),
+    (b"rsquo", b"'"),
+    (b"rsquor", b"'"),
+    (b"prime", b"'"),
+    (b"ldquo", b"\""),
+    (b"rdquo", b"\""),
+    (b"rdquor", b"\""),
+    (b"Prime", b"\""),
+    (b"lsaquo", b"<"),
+    (b"rsaquo", b">"),
+    (b"lang", b"<"),
+    (b"rang", b">"),
+    (b"langle", b"<"),
+    (b"rangle", b">"),
+    (b"LeftAngleBracket", b"<"),
+    (b"RightAngleBracket", b">"),
+    (b"frasl", b"/"),
+    (b"setminus", b"\\"),
+    (b"smallsetminus", b"\\"),
+    (b"hellip", b"..."),
+    (b"mldr", b"..."),
+    (b"nldr", b".."),
+    (b"minus", b"-"),
+    (b"hyphen", b"-"),
+    (b"dash", b"-"),
+    (b"ndash", b"-"),
+    (b"mdash", b"-"),
+    (b"ensp", b" "),
+    (b"emsp", b" "),
+    (b"thinsp", b" "),
+    (b"ThinSpace", b" "),
+    (b"hairsp", b" "),
+    (b"MediumSpace", b" "),
+    (b"shy", b""),
+    (b"zwj", b""),
+    (b"zwnj", b""),
+    (b"ZeroWidthSpace", b""),
 ];
 
 /// Names a browser also reads without the closing `;`.
@@ -318,7 +362,7 @@ const LEGACY: &[(&[u8], u8)] = &[
 ];
 
 /// The longest entity name in [`ENTITIES`].
-const MAX_ENTITY: usize = 12;
+const MAX_ENTITY: usize = 17;
 
 fn entities(src: &[u8], out: &mut Out<'_>) {
     let mut i = 0;
@@ -356,8 +400,9 @@ fn entity(s: &[u8], out: &mut Out<'_>) -> Option<usize> {
     let name_len = s.iter().take(MAX_ENTITY + 1).take_while(|b| b.is_ascii_alphanumeric()).count();
     let name = s.get(..name_len)?;
     if s.get(name_len) == Some(&b';') {
-        if let Some(&(_, byte)) = ENTITIES.iter().find(|(n, _)| *n == name) {
-            out.decoded(byte);
+        if let Some(&(_, bytes)) = ENTITIES.iter().find(|(n, _)| *n == name) {
+            out.extend(bytes);
+            out.changed = true;
             return Some(name_len + 1);
         }
     }
@@ -582,6 +627,8 @@ mod tests {
         assert_eq!(decoded("&#;&#x;"), "&#;&#x;");
         assert_eq!(decoded("&amp;lt;"), "<", "entities inside entities take a second round");
         assert_eq!(decoded("&#x27; or 1=1"), "' or 1=1");
+        assert_eq!(decoded("&rsquo; or 1&equals;1&lang;svg&rang;&hellip;&sol;"), "' or 1=1<svg>.../");
+        assert_eq!(decoded("sel&shy;ect&NonBreakingSpace;&DiacriticalGrave;"), "select `");
     }
 
     #[test]
