@@ -16,8 +16,9 @@
 //! |                       | given to [`Inspector::with_headers`]), as sent                      |                    |
 //! | Cookies               | each cookie's name and value (`Cookie:` split on `;`), value        | the cookie name    |
 //! |                       | percent-decoded                                                     |                    |
-//! | Multipart form body   | each field name; the content of a field without a file name, or of | the field name     |
-//! |                       | a `text/*` file; the file name of other files (never their bytes)   |                    |
+//! | Multipart form body   | each field name; the content of a field without a file name, or of | the field name;    |
+//! |                       | a text file (`text/*`, JSON, XML...); the file name of other files  | under it for JSON  |
+//! |                       | (never their bytes); JSON and XML parts read as JSON and XML        | and XML parts      |
 //! | JSON body             | every object key (as a name) and every leaf string (JSON escapes    | the dotted path:   |
 //! |                       | removed, by the decoder the sensitive-data scanner uses) and number | `user.name`,       |
 //! |                       |                                                                     | `items[].sku`      |

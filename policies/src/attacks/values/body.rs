@@ -197,13 +197,13 @@ where
         match shape(content_type) {
             Shape::Form => self.pairs(body, Place::Form, value, name),
             Shape::Multipart => match boundary(content_type) {
-                Some(b) => self.multipart(body, b),
+                Some(b) => self.multipart(body, b, value, name),
                 None => {
                     self.value(Value::new(body, b"", Place::Body));
                 }
             },
-            Shape::Json => self.json(body, value, name),
-            Shape::Xml => self.xml(body, name),
+            Shape::Json => self.json(body, value, name, 0),
+            Shape::Xml => self.xml(body, name, 0),
             Shape::Text => {
                 self.value(Value::new(body, b"", Place::Body));
             }
@@ -212,8 +212,9 @@ where
     }
 
     /// A JSON document: every key a name, every leaf string and number a value, named by its dotted path.
-    fn json(&mut self, s: &[u8], value: &mut [u8], name: &mut [u8]) {
+    fn json(&mut self, s: &[u8], value: &mut [u8], name: &mut [u8], prefix: usize) {
         let mut path = PathStack::new();
+        path.len = prefix.min(name.len());
         self.keys.clear();
         // Per level: whether it is an array (bit `depth`), and whether a key is expected next.
         let mut arrays: u64 = 0;
@@ -305,7 +306,7 @@ where
     }
 
     /// An XML document: once whole for XXE, then every text node, CDATA section and attribute value.
-    fn xml(&mut self, s: &[u8], name: &mut [u8]) {
+    fn xml(&mut self, s: &[u8], name: &mut [u8], prefix: usize) {
         let cap = self.limits.max_value_bytes;
         let mut document = Value::new(s.get(..cap).unwrap_or(s), b"", Place::Xml);
         document.only = Some(AttackClass::Xxe);
@@ -313,6 +314,7 @@ where
             return;
         }
         let mut path = PathStack::new();
+        path.len = prefix.min(name.len());
         let mut seen_element = false;
         let mut i = 0;
         while i < s.len() {
@@ -434,7 +436,7 @@ where
     }
 
     /// A `multipart/form-data` body: field names, text fields, file names (and `text/*` files).
-    fn multipart(&mut self, s: &[u8], boundary: &[u8]) {
+    fn multipart(&mut self, s: &[u8], boundary: &[u8], value: &mut [u8], name: &mut [u8]) {
         let mut buf = [b'-'; 74];
         let Some(slot) = buf.get_mut(2..2 + boundary.len()) else { return };
         slot.copy_from_slice(boundary);
@@ -453,7 +455,7 @@ where
             let headers_start = memchr::memchr(b'\n', rest).map_or(rest.len(), |n| n + 1);
             let mut field: &[u8] = b"";
             let mut filename: Option<&[u8]> = None;
-            let mut text_file = false;
+            let mut part_shape = Shape::Binary;
             let mut line_start = headers_start;
             let content_start = loop {
                 let Some(line_rest) = rest.get(line_start..) else { break rest.len() };
@@ -471,9 +473,7 @@ where
                         field = parameter(content, b"name").unwrap_or(field);
                         filename = parameter(content, b"filename").or(filename);
                     } else if header.trim_ascii().eq_ignore_ascii_case(b"content-type") {
-                        let media = content.trim_ascii();
-                        text_file =
-                            media.len() >= 5 && media.get(..5).is_some_and(|t| t.eq_ignore_ascii_case(b"text/"));
+                        part_shape = shape(content.trim_ascii());
                     }
                 }
                 if next >= rest.len() {
@@ -499,12 +499,23 @@ where
                     return;
                 }
             }
-            if filename.is_none() || text_file {
-                let mut v = Value::new(content, field, Place::Form);
-                v.form = false;
-                if !self.value(v) {
-                    return;
+            match part_shape {
+                // JSON and XML parts are read as such, their paths under the field's name.
+                Shape::Json | Shape::Xml => {
+                    let (prefix, _) = copy(field, name);
+                    if part_shape == Shape::Json {
+                        self.json(content, value, name, prefix);
+                    } else {
+                        self.xml(content, name, prefix);
+                    }
                 }
+                // A file's bytes only when they are text; a field's whatever its type says.
+                Shape::Text => self.form_value(content, field),
+                _ if filename.is_none() => self.form_value(content, field),
+                _ => {}
+            }
+            if self.stopped {
+                return;
             }
             if end == body.len() {
                 return;
@@ -512,6 +523,27 @@ where
             at += content_start + end + delimiter.len();
         }
     }
+}
+
+impl<D> Run<'_, '_, D>
+where
+    D: Fn(AttackClass, &Subject<'_>, Sensitivity) -> bool,
+{
+    /// A multipart field's content, as it is.
+    fn form_value(&mut self, content: &[u8], field: &[u8]) {
+        let mut v = Value::new(content, field, Place::Form);
+        v.form = false;
+        self.value(v);
+    }
+}
+
+/// Copies `src` into `dst`, cut to fit: the length.
+fn copy(src: &[u8], dst: &mut [u8]) -> (usize, bool) {
+    let len = src.len().min(dst.len());
+    if let (Some(to), Some(from)) = (dst.get_mut(..len), src.get(..len)) {
+        to.copy_from_slice(from);
+    }
+    (len, len < src.len())
 }
 
 /// A `key=value` parameter of a header value (`form-data; name="q"`), unquoted.

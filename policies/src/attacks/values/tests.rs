@@ -291,6 +291,13 @@ fn form_and_multipart_bodies() {
         names(&findings),
         [(Place::Form, "title".to_string()), (Place::Form, "avatar".to_string()), (Place::Form, "notes".to_string())]
     );
+    // JSON and XML parts are read as such, under the field's name.
+    let multipart = "--b\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n\
+        {\"user\":{\"bio\":\"evil\"}}\r\n--b\r\nContent-Disposition: form-data; name=\"doc\"; filename=\"d.xml\"\r\n\
+        Content-Type: text/xml\r\n\r\n<r><a>evil</a></r>\r\n--b--\r\n";
+    let (seen, findings) = run(&[body("multipart/form-data; boundary=b", multipart)]);
+    assert_eq!(raws(&seen), [n("meta"), n("user"), n("bio"), v("evil"), n("doc"), v("d.xml"), v("evil")]);
+    assert_eq!(names(&findings), [(Place::Json, "meta.user.bio".to_string()), (Place::Xml, "doc.r.a".to_string())]);
     // A part cut off by the body cap is read up to the end.
     let (seen, _) =
         run(&[body("multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=x\r\n\r\nev")]);
