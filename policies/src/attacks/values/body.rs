@@ -147,31 +147,47 @@ const KEY_CACHE: usize = 32;
 const KEY_CACHE_NAME: usize = 96;
 
 /// JSON keys inspected clean in the current body, by exact path (and key length, so `a.b` the key `b` under `a`
-/// and `a.b` one key with a dot stay apart): a ring, so memory is fixed.
+/// and `a.b` one key with a dot stay apart): a ring, so memory is fixed. Comparing costs at most a budget in
+/// proportion to the body, so keys crafted to look alike cannot make the lookups cost more than the body's length.
 #[derive(Debug)]
 pub(super) struct KeyCache {
     paths: [[u8; KEY_CACHE_NAME]; KEY_CACHE],
     lens: [(u8, u8); KEY_CACHE],
     used: usize,
     next: usize,
+    /// Bytes the lookups may still compare in this body.
+    pub(super) budget: usize,
 }
 
 impl Default for KeyCache {
     fn default() -> KeyCache {
-        KeyCache { paths: [[0; KEY_CACHE_NAME]; KEY_CACHE], lens: [(0, 0); KEY_CACHE], used: 0, next: 0 }
+        KeyCache { paths: [[0; KEY_CACHE_NAME]; KEY_CACHE], lens: [(0, 0); KEY_CACHE], used: 0, next: 0, budget: 0 }
     }
 }
 
 impl KeyCache {
-    fn clear(&mut self) {
+    /// Forgets every key, for a body of `body_len` bytes.
+    fn clear(&mut self, body_len: usize) {
         self.used = 0;
         self.next = 0;
+        self.budget = body_len.saturating_mul(2).saturating_add(1024);
     }
 
-    fn contains(&self, path: &[u8], key_len: usize) -> bool {
-        self.lens.iter().zip(&self.paths).take(self.used).any(|(&(len, key), stored)| {
-            usize::from(len) == path.len() && usize::from(key) == key_len && stored.get(..path.len()) == Some(path)
-        })
+    fn contains(&mut self, path: &[u8], key_len: usize) -> bool {
+        for (&(len, key), stored) in self.lens.iter().zip(&self.paths).take(self.used) {
+            if usize::from(len) != path.len() || usize::from(key) != key_len {
+                continue;
+            }
+            let Some(budget) = self.budget.checked_sub(path.len()) else {
+                // Out of budget: the key is inspected like any other.
+                return false;
+            };
+            self.budget = budget;
+            if stored.get(..path.len()) == Some(path) {
+                return true;
+            }
+        }
+        false
     }
 
     fn insert(&mut self, path: &[u8], key_len: usize) {
@@ -215,7 +231,7 @@ where
     fn json(&mut self, s: &[u8], value: &mut [u8], name: &mut [u8], prefix: usize) {
         let mut path = PathStack::new();
         path.len = prefix.min(name.len());
-        self.keys.clear();
+        self.keys.clear(s.len());
         // Per level: whether it is an array (bit `depth`), and whether a key is expected next.
         let mut arrays: u64 = 0;
         let mut expect_key = false;

@@ -216,6 +216,20 @@ fn json_record_keys_are_inspected_once_per_body_while_clean() {
 }
 
 #[test]
+fn json_key_lookups_cost_at_most_a_budget() {
+    // Keys of the same length under a long shared path: each lookup would compare every remembered key in full.
+    let parent = "p".repeat(80);
+    let keys: Vec<String> = (0..5000).map(|i| format!(r#""{:04}":1"#, i % 40)).collect();
+    let doc = format!(r#"{{"{parent}":{{{}}}}}"#, keys.join(","));
+    let mut inspector = Inspector::new(Limits { max_value_bytes: 8192, max_values: 100_000 });
+    let (_, findings) = run_with(&mut inspector, &[body("application/json", &doc)], &[check(AttackClass::Sqli)]);
+    assert!(inspector.keys.budget < parent.len() + 5, "the lookups ran out of budget");
+    // Forty distinct keys cycle through a ring of 32: every lookup misses, the budget runs out, keys are inspected.
+    assert!(findings.values > 5000, "{}", findings.values);
+    assert!(!findings.uninspectable);
+}
+
+#[test]
 fn a_place_no_check_looks_at_is_not_counted() {
     let checks = [Check { places: 1 << Place::Json as u8, ..check(AttackClass::Sqli) }];
     let limits = Limits { max_value_bytes: 64, max_values: 2 };
