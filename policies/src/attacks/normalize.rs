@@ -397,6 +397,10 @@ fn entity(s: &[u8], out: &mut Out<'_>) -> Option<usize> {
         return Some(end + usize::from(s.get(end) == Some(&b';')));
     }
     let name_len = s.iter().take(MAX_ENTITY + 1).take_while(|b| b.is_ascii_alphanumeric()).count();
+    if name_len < 2 {
+        // Every name is two letters or more: a lone `&` (`AT&T`, `a & b`) costs nothing more.
+        return None;
+    }
     let name = s.get(..name_len)?;
     if s.get(name_len) == Some(&b';') {
         if let Some(&(_, bytes)) = ENTITIES.binary_search_by(|(n, _)| n.cmp(&name)).ok().and_then(|at| ENTITIES.get(at))
