@@ -43,10 +43,12 @@
 //! A value (or name) longer than [`Limits::max_value_bytes`] after its first decoding is inspected up to there and
 //! the request marked uninspectable; past [`Limits::max_values`] values (names and values together, counted across
 //! the parts of one request in [`Findings::values`]) the request is marked uninspectable and inspection stops. JSON
-//! and XML nested deeper than [`MAX_DEPTH`] are marked uninspectable and not read further. A JSON key seen again at
-//! the same path (the keys of every record in an array) is inspected once per body while it finds nothing: the same
-//! bytes, name and place give the same answer, and a large list of records stays within the value cap. A JSON body that is not
-//! JSON is inspected as one text value as well, so a wrong content type hides nothing.
+//! and XML nested deeper than [`MAX_DEPTH`] are marked uninspectable and not read further; so is an XML document
+//! whose prolog (where XXE lives) is longer than the value cap. A JSON key seen again at the same path (the keys of
+//! every record in an array) is inspected once per body while it finds nothing: the same bytes, name and place give
+//! the same answer, and a large list of records stays within the value cap. A JSON body that is not JSON is
+//! inspected as one text value as well, so a wrong content type hides nothing. Every parser reads its input once,
+//! so the cost of a part is linear in its length.
 
 mod body;
 
