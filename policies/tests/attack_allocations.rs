@@ -88,7 +88,9 @@ fn inspecting_never_allocates() {
     let xml = "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\
                <order id=\"7\"><item sku=\"a\">&x;</item><![CDATA[<b>x</b>]]></order>";
     let multipart = "--b\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\n<script>x</script>\r\n--b\r\n\
-                     Content-Disposition: form-data; name=\"f\"; filename=\"../../x.php\"\r\n\r\nbytes\r\n--b--\r\n";
+                     Content-Disposition: form-data; name=\"f\"; filename=\"../../x.php\"\r\n\r\nbytes\r\n--b\r\n\
+                     Content-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n\
+                     {\"user\":{\"$ne\":\"x\"}}\r\n--b--\r\n";
     let headers: [(&[u8], &[u8]); 4] = [
         (b"user-agent", b"${jndi:ldap://x/a}"),
         (b"referer", b"https://example.com/?q=%27"),

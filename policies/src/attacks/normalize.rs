@@ -7,7 +7,8 @@
 //!
 //! 1. **Percent-decoding**: `%HH`, IIS's `%uXXXX`, and `+` as a space where the place is form-encoded (query, form
 //!    field, cookie). A value that is still encoded after the application's own decoding was encoded twice or more.
-//! 2. **HTML entities**: named (every one that stands for ASCII punctuation, plus `nbsp` as a space), decimal
+//! 2. **HTML entities**: named (every one that stands for ASCII punctuation, `nbsp` as a space, and the named
+//!    look-alikes step 4 folds: `&lsquo;`, `&lang;`, `&minus;`, `&hellip;`, `&zwj;`…), decimal
 //!    (`&#60`) and hex (`&#x3c`), with or without the `;` for numeric ones; named ones without `;` only for the
 //!    legacy names a browser accepts that way (`lt`, `gt`, `amp`, `quot`, `nbsp`).
 //! 3. **Backslash escapes**: `\xHH` (a byte), `\uHHHH` and `\u{H…}` (a character), `\NNN` (three octal digits, a
@@ -86,13 +87,18 @@ impl Normalizer {
     /// Normalises `raw` (cut to [`Normalizer::capacity`]); `form` turns `+` into a space. Never allocates.
     pub fn normalize<'s>(&'s mut self, raw: &'s [u8], form: bool) -> Normalized<'s> {
         let raw = raw.get(..self.a.len()).unwrap_or(raw);
-        let (current, len) = if needs_decoding(raw, form) { self.decode(raw, form) } else { (Current::Raw, raw.len()) };
+        // One branch-free pass tells whether anything needs decoding, and whether the value has upper case.
+        let flags = raw.iter().fold(0u8, |flags, &b| flags | class(b));
+        let needs = flags & DECODE != 0 || (form && flags & PLUS != 0);
+        let (current, len) = if needs { self.decode(raw, form) } else { (Current::Raw, raw.len()) };
         let decoded: &'s [u8] = match current {
             Current::Raw => raw,
             Current::A => self.a.get(..len).unwrap_or_default(),
             Current::B => self.b.get(..len).unwrap_or_default(),
         };
-        if !decoded.iter().any(u8::is_ascii_uppercase) {
+        let upper =
+            if current == Current::Raw { flags & UPPER != 0 } else { decoded.iter().any(u8::is_ascii_uppercase) };
+        if !upper {
             return Normalized { decoded, lower: decoded };
         }
         let lower = self.lower.get_mut(..decoded.len()).unwrap_or_default();
@@ -128,9 +134,22 @@ impl Normalizer {
     }
 }
 
-/// Whether `raw` holds anything a pass would change.
-fn needs_decoding(raw: &[u8], form: bool) -> bool {
-    raw.iter().any(|&b| matches!(b, b'%' | b'&' | b'\\' | 0 | 0x80..=0xff) || (form && b == b'+'))
+/// A byte some pass would change.
+const DECODE: u8 = 1;
+/// `+`, which a pass changes in form-encoded places.
+const PLUS: u8 = 2;
+/// An ASCII capital.
+const UPPER: u8 = 4;
+
+/// What a byte tells about its value.
+#[inline]
+fn class(b: u8) -> u8 {
+    match b {
+        b'%' | b'&' | b'\\' | 0 | 0x80..=0xff => DECODE,
+        b'+' => PLUS,
+        b'A'..=b'Z' => UPPER,
+        _ => 0,
+    }
 }
 
 /// One pass over a value.
@@ -238,52 +257,94 @@ fn percent(src: &[u8], form: bool, out: &mut Out<'_>) {
     }
 }
 
-/// Named entities that stand for ASCII (and `nbsp`, a space); names are case-sensitive, as in HTML.
-const ENTITIES: &[(&[u8], u8)] = &[
-    (b"AMP", b'&'),
-    (b"Hat", b'^'),
-    (b"LT", b'<'),
-    (b"GT", b'>'),
-    (b"NewLine", b'\n'),
-    (b"QUOT", b'"'),
-    (b"Tab", b'\t'),
-    (b"VerticalLine", b'|'),
-    (b"amp", b'&'),
-    (b"apos", b'\''),
-    (b"ast", b'*'),
-    (b"bsol", b'\\'),
-    (b"colon", b':'),
-    (b"comma", b','),
-    (b"commat", b'@'),
-    (b"dollar", b'$'),
-    (b"equals", b'='),
-    (b"excl", b'!'),
-    (b"grave", b'`'),
-    (b"gt", b'>'),
-    (b"lbrace", b'{'),
-    (b"lbrack", b'['),
-    (b"lcub", b'{'),
-    (b"lowbar", b'_'),
-    (b"lpar", b'('),
-    (b"lsqb", b'['),
-    (b"lt", b'<'),
-    (b"midast", b'*'),
-    (b"nbsp", b' '),
-    (b"num", b'#'),
-    (b"percnt", b'%'),
-    (b"period", b'.'),
-    (b"plus", b'+'),
-    (b"quest", b'?'),
-    (b"quot", b'"'),
-    (b"rbrace", b'}'),
-    (b"rbrack", b']'),
-    (b"rcub", b'}'),
-    (b"rpar", b')'),
-    (b"rsqb", b']'),
-    (b"semi", b';'),
-    (b"sol", b'/'),
-    (b"verbar", b'|'),
-    (b"vert", b'|'),
+/// Named entities that stand for ASCII (and `nbsp`, a space), and those for characters the fold turns into ASCII
+/// (typographic quotes, angle brackets, dashes, spaces; zero-width ones to nothing); names are case-sensitive, as in
+/// HTML. Sorted by name (bytes), for a binary search: a value full of `&` costs a few comparisons per `&`.
+const ENTITIES: &[(&[u8], &[u8])] = &[
+    (b"AMP", b"&"),
+    (b"DiacriticalGrave", b"`"),
+    (b"GT", b">"),
+    (b"Hat", b"^"),
+    (b"LT", b"<"),
+    (b"LeftAngleBracket", b"<"),
+    (b"MediumSpace", b" "),
+    (b"NewLine", b"\n"),
+    (b"NonBreakingSpace", b" "),
+    (b"Prime", b"\""),
+    (b"QUOT", b"\""),
+    (b"RightAngleBracket", b">"),
+    (b"Tab", b"\t"),
+    (b"ThinSpace", b" "),
+    (b"UnderBar", b"_"),
+    (b"VerticalLine", b"|"),
+    (b"ZeroWidthSpace", b""),
+    (b"amp", b"&"),
+    (b"apos", b"'"),
+    (b"ast", b"*"),
+    (b"bsol", b"\\"),
+    (b"colon", b":"),
+    (b"comma", b","),
+    (b"commat", b"@"),
+    (b"dash", b"-"),
+    (b"dollar", b"$"),
+    (b"emsp", b" "),
+    (b"ensp", b" "),
+    (b"equals", b"="),
+    (b"excl", b"!"),
+    (b"frasl", b"/"),
+    (b"grave", b"`"),
+    (b"gt", b">"),
+    (b"hairsp", b" "),
+    (b"hellip", b"..."),
+    (b"hyphen", b"-"),
+    (b"lang", b"<"),
+    (b"langle", b"<"),
+    (b"lbrace", b"{"),
+    (b"lbrack", b"["),
+    (b"lcub", b"{"),
+    (b"ldquo", b"\""),
+    (b"lowbar", b"_"),
+    (b"lpar", b"("),
+    (b"lsaquo", b"<"),
+    (b"lsqb", b"["),
+    (b"lsquo", b"'"),
+    (b"lt", b"<"),
+    (b"mdash", b"-"),
+    (b"midast", b"*"),
+    (b"minus", b"-"),
+    (b"mldr", b"..."),
+    (b"nbsp", b" "),
+    (b"ndash", b"-"),
+    (b"nldr", b".."),
+    (b"num", b"#"),
+    (b"percnt", b"%"),
+    (b"period", b"."),
+    (b"plus", b"+"),
+    (b"prime", b"'"),
+    (b"quest", b"?"),
+    (b"quot", b"\""),
+    (b"rang", b">"),
+    (b"rangle", b">"),
+    (b"rbrace", b"}"),
+    (b"rbrack", b"]"),
+    (b"rcub", b"}"),
+    (b"rdquo", b"\""),
+    (b"rdquor", b"\""),
+    (b"rpar", b")"),
+    (b"rsaquo", b">"),
+    (b"rsqb", b"]"),
+    (b"rsquo", b"'"),
+    (b"rsquor", b"'"),
+    (b"semi", b";"),
+    (b"setminus", b"\\"),
+    (b"shy", b""),
+    (b"smallsetminus", b"\\"),
+    (b"sol", b"/"),
+    (b"thinsp", b" "),
+    (b"verbar", b"|"),
+    (b"vert", b"|"),
+    (b"zwj", b""),
+    (b"zwnj", b""),
 ];
 
 /// Names a browser also reads without the closing `;`.
@@ -300,7 +361,7 @@ const LEGACY: &[(&[u8], u8)] = &[
 ];
 
 /// The longest entity name in [`ENTITIES`].
-const MAX_ENTITY: usize = 12;
+const MAX_ENTITY: usize = 17;
 
 fn entities(src: &[u8], out: &mut Out<'_>) {
     let mut i = 0;
@@ -336,10 +397,16 @@ fn entity(s: &[u8], out: &mut Out<'_>) -> Option<usize> {
         return Some(end + usize::from(s.get(end) == Some(&b';')));
     }
     let name_len = s.iter().take(MAX_ENTITY + 1).take_while(|b| b.is_ascii_alphanumeric()).count();
+    if name_len < 2 {
+        // Every name is two letters or more: a lone `&` (`AT&T`, `a & b`) costs nothing more.
+        return None;
+    }
     let name = s.get(..name_len)?;
     if s.get(name_len) == Some(&b';') {
-        if let Some(&(_, byte)) = ENTITIES.iter().find(|(n, _)| *n == name) {
-            out.decoded(byte);
+        if let Some(&(_, bytes)) = ENTITIES.binary_search_by(|(n, _)| n.cmp(&name)).ok().and_then(|at| ENTITIES.get(at))
+        {
+            out.extend(bytes);
+            out.changed = true;
             return Some(name_len + 1);
         }
     }
@@ -564,6 +631,14 @@ mod tests {
         assert_eq!(decoded("&#;&#x;"), "&#;&#x;");
         assert_eq!(decoded("&amp;lt;"), "<", "entities inside entities take a second round");
         assert_eq!(decoded("&#x27; or 1=1"), "' or 1=1");
+        assert_eq!(decoded("&rsquo; or 1&equals;1&lang;svg&rang;&hellip;&sol;"), "' or 1=1<svg>.../");
+        assert_eq!(decoded("sel&shy;ect&NonBreakingSpace;&DiacriticalGrave;"), "select `");
+    }
+
+    #[test]
+    fn entity_names_are_sorted_for_the_binary_search() {
+        assert!(ENTITIES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(ENTITIES.iter().all(|(n, _)| n.len() <= MAX_ENTITY));
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! |                       | given to [`Inspector::with_headers`]), as sent                      |                    |
 //! | Cookies               | each cookie's name and value (`Cookie:` split on `;`), value        | the cookie name    |
 //! |                       | percent-decoded                                                     |                    |
-//! | Multipart form body   | each field name; the content of a field without a file name, or of | the field name     |
-//! |                       | a `text/*` file; the file name of other files (never their bytes)   |                    |
+//! | Multipart form body   | each field name; the content of a field without a file name, or of | the field name;    |
+//! |                       | a text file (`text/*`, JSON, XML...); the file name of other files  | under it for JSON  |
+//! |                       | (never their bytes); JSON and XML parts read as JSON and XML        | and XML parts      |
 //! | JSON body             | every object key (as a name) and every leaf string (JSON escapes    | the dotted path:   |
 //! |                       | removed, by the decoder the sensitive-data scanner uses) and number | `user.name`,       |
 //! |                       |                                                                     | `items[].sku`      |
@@ -42,10 +43,12 @@
 //! A value (or name) longer than [`Limits::max_value_bytes`] after its first decoding is inspected up to there and
 //! the request marked uninspectable; past [`Limits::max_values`] values (names and values together, counted across
 //! the parts of one request in [`Findings::values`]) the request is marked uninspectable and inspection stops. JSON
-//! and XML nested deeper than [`MAX_DEPTH`] are marked uninspectable and not read further. A JSON key seen again at
-//! the same path (the keys of every record in an array) is inspected once per body while it finds nothing: the same
-//! bytes, name and place give the same answer, and a large list of records stays within the value cap. A JSON body that is not
-//! JSON is inspected as one text value as well, so a wrong content type hides nothing.
+//! and XML nested deeper than [`MAX_DEPTH`] are marked uninspectable and not read further; so is an XML document
+//! whose prolog (where XXE lives) is longer than the value cap. A JSON key seen again at the same path (the keys of
+//! every record in an array) is inspected once per body while it finds nothing: the same bytes, name and place give
+//! the same answer, and a large list of records stays within the value cap. A JSON body that is not JSON is
+//! inspected as one text value as well, so a wrong content type hides nothing. Every parser reads its input once,
+//! so the cost of a part is linear in its length.
 
 mod body;
 

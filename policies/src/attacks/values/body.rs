@@ -147,31 +147,47 @@ const KEY_CACHE: usize = 32;
 const KEY_CACHE_NAME: usize = 96;
 
 /// JSON keys inspected clean in the current body, by exact path (and key length, so `a.b` the key `b` under `a`
-/// and `a.b` one key with a dot stay apart): a ring, so memory is fixed.
+/// and `a.b` one key with a dot stay apart): a ring, so memory is fixed. Comparing costs at most a budget in
+/// proportion to the body, so keys crafted to look alike cannot make the lookups cost more than the body's length.
 #[derive(Debug)]
 pub(super) struct KeyCache {
     paths: [[u8; KEY_CACHE_NAME]; KEY_CACHE],
     lens: [(u8, u8); KEY_CACHE],
     used: usize,
     next: usize,
+    /// Bytes the lookups may still compare in this body.
+    pub(super) budget: usize,
 }
 
 impl Default for KeyCache {
     fn default() -> KeyCache {
-        KeyCache { paths: [[0; KEY_CACHE_NAME]; KEY_CACHE], lens: [(0, 0); KEY_CACHE], used: 0, next: 0 }
+        KeyCache { paths: [[0; KEY_CACHE_NAME]; KEY_CACHE], lens: [(0, 0); KEY_CACHE], used: 0, next: 0, budget: 0 }
     }
 }
 
 impl KeyCache {
-    fn clear(&mut self) {
+    /// Forgets every key, for a body of `body_len` bytes.
+    fn clear(&mut self, body_len: usize) {
         self.used = 0;
         self.next = 0;
+        self.budget = body_len.saturating_mul(2).saturating_add(1024);
     }
 
-    fn contains(&self, path: &[u8], key_len: usize) -> bool {
-        self.lens.iter().zip(&self.paths).take(self.used).any(|(&(len, key), stored)| {
-            usize::from(len) == path.len() && usize::from(key) == key_len && stored.get(..path.len()) == Some(path)
-        })
+    fn contains(&mut self, path: &[u8], key_len: usize) -> bool {
+        for (&(len, key), stored) in self.lens.iter().zip(&self.paths).take(self.used) {
+            if usize::from(len) != path.len() || usize::from(key) != key_len {
+                continue;
+            }
+            let Some(budget) = self.budget.checked_sub(path.len()) else {
+                // Out of budget: the key is inspected like any other.
+                return false;
+            };
+            self.budget = budget;
+            if stored.get(..path.len()) == Some(path) {
+                return true;
+            }
+        }
+        false
     }
 
     fn insert(&mut self, path: &[u8], key_len: usize) {
@@ -197,13 +213,13 @@ where
         match shape(content_type) {
             Shape::Form => self.pairs(body, Place::Form, value, name),
             Shape::Multipart => match boundary(content_type) {
-                Some(b) => self.multipart(body, b),
+                Some(b) => self.multipart(body, b, value, name),
                 None => {
                     self.value(Value::new(body, b"", Place::Body));
                 }
             },
-            Shape::Json => self.json(body, value, name),
-            Shape::Xml => self.xml(body, name),
+            Shape::Json => self.json(body, value, name, 0),
+            Shape::Xml => self.xml(body, name, 0),
             Shape::Text => {
                 self.value(Value::new(body, b"", Place::Body));
             }
@@ -212,9 +228,10 @@ where
     }
 
     /// A JSON document: every key a name, every leaf string and number a value, named by its dotted path.
-    fn json(&mut self, s: &[u8], value: &mut [u8], name: &mut [u8]) {
+    fn json(&mut self, s: &[u8], value: &mut [u8], name: &mut [u8], prefix: usize) {
         let mut path = PathStack::new();
-        self.keys.clear();
+        path.len = prefix.min(name.len());
+        self.keys.clear(s.len());
         // Per level: whether it is an array (bit `depth`), and whether a key is expected next.
         let mut arrays: u64 = 0;
         let mut expect_key = false;
@@ -305,7 +322,7 @@ where
     }
 
     /// An XML document: once whole for XXE, then every text node, CDATA section and attribute value.
-    fn xml(&mut self, s: &[u8], name: &mut [u8]) {
+    fn xml(&mut self, s: &[u8], name: &mut [u8], prefix: usize) {
         let cap = self.limits.max_value_bytes;
         let mut document = Value::new(s.get(..cap).unwrap_or(s), b"", Place::Xml);
         document.only = Some(AttackClass::Xxe);
@@ -313,6 +330,7 @@ where
             return;
         }
         let mut path = PathStack::new();
+        path.len = prefix.min(name.len());
         let mut seen_element = false;
         let mut i = 0;
         while i < s.len() {
@@ -434,7 +452,7 @@ where
     }
 
     /// A `multipart/form-data` body: field names, text fields, file names (and `text/*` files).
-    fn multipart(&mut self, s: &[u8], boundary: &[u8]) {
+    fn multipart(&mut self, s: &[u8], boundary: &[u8], value: &mut [u8], name: &mut [u8]) {
         let mut buf = [b'-'; 74];
         let Some(slot) = buf.get_mut(2..2 + boundary.len()) else { return };
         slot.copy_from_slice(boundary);
@@ -453,7 +471,7 @@ where
             let headers_start = memchr::memchr(b'\n', rest).map_or(rest.len(), |n| n + 1);
             let mut field: &[u8] = b"";
             let mut filename: Option<&[u8]> = None;
-            let mut text_file = false;
+            let mut part_shape = Shape::Binary;
             let mut line_start = headers_start;
             let content_start = loop {
                 let Some(line_rest) = rest.get(line_start..) else { break rest.len() };
@@ -471,9 +489,7 @@ where
                         field = parameter(content, b"name").unwrap_or(field);
                         filename = parameter(content, b"filename").or(filename);
                     } else if header.trim_ascii().eq_ignore_ascii_case(b"content-type") {
-                        let media = content.trim_ascii();
-                        text_file =
-                            media.len() >= 5 && media.get(..5).is_some_and(|t| t.eq_ignore_ascii_case(b"text/"));
+                        part_shape = shape(content.trim_ascii());
                     }
                 }
                 if next >= rest.len() {
@@ -499,12 +515,23 @@ where
                     return;
                 }
             }
-            if filename.is_none() || text_file {
-                let mut v = Value::new(content, field, Place::Form);
-                v.form = false;
-                if !self.value(v) {
-                    return;
+            match part_shape {
+                // JSON and XML parts are read as such, their paths under the field's name.
+                Shape::Json | Shape::Xml => {
+                    let (prefix, _) = copy(field, name);
+                    if part_shape == Shape::Json {
+                        self.json(content, value, name, prefix);
+                    } else {
+                        self.xml(content, name, prefix);
+                    }
                 }
+                // A file's bytes only when they are text; a field's whatever its type says.
+                Shape::Text => self.form_value(content, field),
+                _ if filename.is_none() => self.form_value(content, field),
+                _ => {}
+            }
+            if self.stopped {
+                return;
             }
             if end == body.len() {
                 return;
@@ -512,6 +539,27 @@ where
             at += content_start + end + delimiter.len();
         }
     }
+}
+
+impl<D> Run<'_, '_, D>
+where
+    D: Fn(AttackClass, &Subject<'_>, Sensitivity) -> bool,
+{
+    /// A multipart field's content, as it is.
+    fn form_value(&mut self, content: &[u8], field: &[u8]) {
+        let mut v = Value::new(content, field, Place::Form);
+        v.form = false;
+        self.value(v);
+    }
+}
+
+/// Copies `src` into `dst`, cut to fit: the length.
+fn copy(src: &[u8], dst: &mut [u8]) -> (usize, bool) {
+    let len = src.len().min(dst.len());
+    if let (Some(to), Some(from)) = (dst.get_mut(..len), src.get(..len)) {
+        to.copy_from_slice(from);
+    }
+    (len, len < src.len())
 }
 
 /// A `key=value` parameter of a header value (`form-data; name="q"`), unquoted.

@@ -216,6 +216,20 @@ fn json_record_keys_are_inspected_once_per_body_while_clean() {
 }
 
 #[test]
+fn json_key_lookups_cost_at_most_a_budget() {
+    // Keys of the same length under a long shared path: each lookup would compare every remembered key in full.
+    let parent = "p".repeat(80);
+    let keys: Vec<String> = (0..5000).map(|i| format!(r#""{:04}":1"#, i % 40)).collect();
+    let doc = format!(r#"{{"{parent}":{{{}}}}}"#, keys.join(","));
+    let mut inspector = Inspector::new(Limits { max_value_bytes: 8192, max_values: 100_000 });
+    let (_, findings) = run_with(&mut inspector, &[body("application/json", &doc)], &[check(AttackClass::Sqli)]);
+    assert!(inspector.keys.budget < parent.len() + 5, "the lookups ran out of budget");
+    // Forty distinct keys cycle through a ring of 32: every lookup misses, the budget runs out, keys are inspected.
+    assert!(findings.values > 5000, "{}", findings.values);
+    assert!(!findings.uninspectable);
+}
+
+#[test]
 fn a_place_no_check_looks_at_is_not_counted() {
     let checks = [Check { places: 1 << Place::Json as u8, ..check(AttackClass::Sqli) }];
     let limits = Limits { max_value_bytes: 64, max_values: 2 };
@@ -291,6 +305,13 @@ fn form_and_multipart_bodies() {
         names(&findings),
         [(Place::Form, "title".to_string()), (Place::Form, "avatar".to_string()), (Place::Form, "notes".to_string())]
     );
+    // JSON and XML parts are read as such, under the field's name.
+    let multipart = "--b\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n\
+        {\"user\":{\"bio\":\"evil\"}}\r\n--b\r\nContent-Disposition: form-data; name=\"doc\"; filename=\"d.xml\"\r\n\
+        Content-Type: text/xml\r\n\r\n<r><a>evil</a></r>\r\n--b--\r\n";
+    let (seen, findings) = run(&[body("multipart/form-data; boundary=b", multipart)]);
+    assert_eq!(raws(&seen), [n("meta"), n("user"), n("bio"), v("evil"), n("doc"), v("d.xml"), v("evil")]);
+    assert_eq!(names(&findings), [(Place::Json, "meta.user.bio".to_string()), (Place::Xml, "doc.r.a".to_string())]);
     // A part cut off by the body cap is read up to the end.
     let (seen, _) =
         run(&[body("multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=x\r\n\r\nev")]);
