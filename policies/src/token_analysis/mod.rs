@@ -68,7 +68,7 @@ mod montgomery;
 mod p256_tables;
 mod rsa;
 #[cfg(test)]
-mod test_rng;
+pub(crate) mod test_rng;
 mod weak_secrets;
 
 use std::fmt;

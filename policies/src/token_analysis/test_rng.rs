@@ -1,11 +1,11 @@
-//! A small deterministic generator (xorshift64*) for the signature tests: the same cases on every run and target.
+//! A small deterministic generator (xorshift64*) for the signature and attack tests: the same cases on every run and target.
 
 /// The generator's state; seed it with any nonzero value.
-pub(super) struct Rng(pub(super) u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     /// The next 64 random bits.
-    pub(super) fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -13,7 +13,7 @@ impl Rng {
     }
 
     /// `len` random bytes.
-    pub(super) fn bytes(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
     }
 }
