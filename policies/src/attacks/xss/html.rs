@@ -58,7 +58,8 @@ fn declaration(s: &[u8], start: usize, xml: bool) -> Level {
     if starts_ci(s, start, b"<!--") {
         // IE conditional comments run their content; server-side includes run commands.
         let body = skip_blank(s, start + 4, 8);
-        if starts_ci(s, body, b"[if") || starts_ci(s, body, b"#exec") || starts_ci(s, body, b"#include") {
+        let ssi = at(s, body) == b'#' && at(s, body + 1).is_ascii_alphabetic();
+        if starts_ci(s, body, b"[if") || ssi {
             return Some(Medium);
         }
         return None;
@@ -300,10 +301,13 @@ pub(super) fn scheme_at(s: &[u8], i: usize, spot: Spot) -> Level {
         _ => None,
     };
     let end = script_end?;
+    // Tabs or newlines inside the scheme's name (`java\tscript:`) are there to slip past filters, code or not.
+    let split = s.get(i..end).is_some_and(|w| w.iter().any(|&b| matches!(b, b'\t' | b'\n' | b'\r' | 0)));
     match (spot, code_follows(s, end)) {
         (Spot::Attribute | Spot::Start, true) => Some(Low),
         (Spot::Attribute, false) => Some(Medium),
         (Spot::Anywhere, true) => Some(Medium),
+        (_, false) if split => Some(Medium),
         (_, false) => None,
     }
 }
@@ -370,7 +374,9 @@ pub(super) fn css(s: &[u8]) -> Level {
                 .map(|_| Medium),
             b'u' => match_loose(s, i, b"url(", true).and_then(|end| {
                 let v = run_end(s, end, 16, |c| c <= 0x20 || c == b'"' || c == b'\'');
-                scheme_at(s, v, Spot::Attribute)
+                // `url(javascript` cut before its colon is as telling in a style.
+                let cut = match_loose(s, v, b"javascript", true).or_else(|| match_loose(s, v, b"vbscript", true));
+                lowest(scheme_at(s, v, Spot::Attribute), cut.map(|_| Medium))
             }),
             _ => None,
         };

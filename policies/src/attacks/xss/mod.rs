@@ -23,10 +23,12 @@
 //!   a value that is only a `<` encoded beyond what its place decodes (`&lt;`, `\x3c`: a probe for filters); markup opened right after a quote or comment breakout (`"><b ...>`); UTF-7
 //!   markup (`+ADw-script`); script schemes followed by code anywhere in the value; calls of the functions attacks
 //!   prove themselves with (`alert(1)`, ``alert`1` ``, `(alert)(1)`, `[1].find(alert)`, `eval(`, `setTimeout(`,
-//!   `fromCharCode`, `atob(`); DOM objects attacks read or navigate with (`document.cookie`, `window.location`,
-//!   `location=name`, `top[...]`, `navigator.x(...)`, `constructor.constructor`, `innerHTML=`); a string breakout
+//!   `fromCharCode`, `atob(`, `new Function(`, tagged templates ``.call`${eval}...` ``); DOM objects attacks read or
+//!   navigate with, through blanks, comments and parentheses (`document.cookie`, `(document)["cookie"]`,
+//!   `window.location`, `location=name`, `top[...]`, `navigator.x(...)`, `constructor.constructor`, `innerHTML=`);
+//!   JSFuck (`(![]+[])[+!![]]`); script scheme names split by tabs or newlines (`ja\tvascript:`), code or not; a string breakout
 //!   followed by a call (`';foo(1)//`, `'-bar(1)-'`); known event handlers written outside a tag
-//!   (`" onfocus=alert(1) autofocus="`), and a value that is only an event handler's name (`onload`: an attribute
+//!   (`" onfocus=alert(1) autofocus="`, `onload=`), any `on...=` or `formaction=` right after a quote (`"onzoom=`), and a value that is only an event handler's name (`onload`: an attribute
 //!   name injection).
 //! - **High** (weak signals too): also any ordinary HTML element written as markup (`<b>`, `<h1>`, `<body>`), unknown
 //!   tags with attributes, closing tags of `<title>`/`<textarea>`/`<style>`..., `<![CDATA[`, and in XML bodies

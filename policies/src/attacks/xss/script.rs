@@ -17,9 +17,13 @@ const LOOKAHEAD: usize = 64;
 /// The lowest level at which the script fragments in `s` are an attack.
 pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
     let mut found = None;
+    let mut jsfuck = JsFuck::default();
     let mut i = 0;
     while i < s.len() {
         let b = at(s, i);
+        if jsfuck.step(s, i) {
+            found = lowest(found, Some(Medium));
+        }
         if is_ident(b) {
             let end = run_end(s, i, usize::MAX, is_ident);
             if !is_ident(before(s, i)) {
@@ -48,13 +52,61 @@ pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
     found
 }
 
+/// The last byte before `i` that is not whitespace (looking back a little), or 0.
+fn prev_solid(s: &[u8], i: usize) -> u8 {
+    before(s, run_end_back(s, i))
+}
+
+/// Where the run of whitespace that ends at `i` starts (looking back a little).
+fn run_end_back(s: &[u8], i: usize) -> usize {
+    let mut j = i;
+    while j > 0 && i - j < 16 && is_space(before(s, j)) {
+        j -= 1;
+    }
+    j
+}
+
+/// Tracks runs of JSFuck (`[][(![]+[])[+[]]...`): code written with six characters only.
+#[derive(Default)]
+struct JsFuck {
+    /// Bytes of the alphabet in the current run, whitespace aside.
+    len: usize,
+    /// How many `!` the run holds (`![]` is how JSFuck makes `false`).
+    negations: usize,
+}
+
+impl JsFuck {
+    /// Feeds the byte at `i`; true once the run is long and negated enough to be code.
+    fn step(&mut self, s: &[u8], i: usize) -> bool {
+        let b = at(s, i);
+        if matches!(b, b'[' | b']' | b'(' | b')' | b'!' | b'+') {
+            self.len += 1;
+            if b == b'!' {
+                self.negations += 1;
+            }
+        } else if !is_space(b) {
+            *self = JsFuck::default();
+        }
+        self.len >= 10 && self.negations >= 2
+    }
+}
+
 /// Judges the identifier `s[start..end]`.
 fn identifier(s: &[u8], start: usize, end: usize, is_name: bool) -> Level {
     let (buf, len) = lowered(s.get(start..end).unwrap_or_default())?;
     let word = buf.get(..len).unwrap_or_default();
     match word {
         b"alert" | b"confirm" | b"prompt" | b"eval" | b"settimeout" | b"setinterval" | b"execscript" | b"msgbox"
-        | b"fromcharcode" | b"atob" | b"print" | b"import" | b"fetch" => sink(s, start, end, word),
+        | b"fromcharcode" | b"atob" | b"btoa" | b"print" | b"import" | b"fetch" => sink(s, start, end, word),
+        // `new Function('...')()`: the `eval` that filters forget.
+        b"function" => {
+            let new = start >= 4 && s.get(start - 4..start).is_some_and(|w| w.eq_ignore_ascii_case(b"new "));
+            (new && called(s, end, false)).then_some(Medium)
+        }
+        // ``[].sort.call`${alert}1` ``: a tagged template calls without parentheses.
+        b"call" | b"apply" | b"bind" if prev_solid(s, start) == b'.' => {
+            (at(s, skip_blank(s, end, LOOKAHEAD)) == b'`').then_some(Medium)
+        }
         b"write" | b"writeln" if before(s, start) == b'.' => called(s, end, false).then_some(Medium),
         b"document" | b"window" | b"top" | b"self" | b"parent" | b"frames" | b"globalthis" | b"opener"
         | b"navigator" | b"location" => global(s, end, word, is_name),
@@ -67,6 +119,10 @@ fn identifier(s: &[u8], start: usize, end: usize, is_name: bool) -> Level {
             } else {
                 None
             }
+        }
+        // `'formaction=//evil`: a button's form target, written after a quote that closed the page's attribute.
+        b"formaction" if matches!(prev_solid(s, start), b'"' | b'\'' | b'`') => {
+            (at(s, skip_blank(s, end, LOOKAHEAD)) == b'=').then_some(Medium)
         }
         b"innerhtml" | b"outerhtml" | b"insertadjacenthtml" | b"srcdoc" => {
             let j = skip_blank(s, end, LOOKAHEAD);
@@ -100,7 +156,12 @@ fn sink(s: &[u8], start: usize, end: usize, word: &[u8]) -> Level {
     let prev = before(s, start);
     let next = at(s, end);
     let as_value = matches!(prev, b'=' | b',' | b':') && matches!(next, b',' | b';' | b')' | b'}' | 0 | b'\n')
-        || prev == b'(' && next == b')' && is_ident(before(s, start.saturating_sub(1)));
+        || prev == b'(' && next == b')' && is_ident(before(s, start.saturating_sub(1)))
+        // `${alert}` in a tagged template.
+        || prev_solid(s, start) == b'{' && at(s, skip_blank(s, end, LOOKAHEAD)) == b'}' && {
+            let brace = run_end_back(s, start);
+            before(s, brace) == b'$'
+        };
     (as_value && !weak).then_some(Medium)
 }
 
@@ -127,16 +188,25 @@ fn called(s: &[u8], end: usize, tight: bool) -> bool {
 /// The DOM objects attacks read or navigate with: `document.cookie`, `window.location`, `top[...]`,
 /// `navigator.sendBeacon(...)`, `location=...`.
 fn global(s: &[u8], end: usize, word: &[u8], is_name: bool) -> Level {
-    let next = at(s, end);
+    // `document /*x*/ . cookie`, `(document)["cookie"]`: JavaScript ignores blanks, comments and parentheses.
+    let mut j = skip_blank(s, end, LOOKAHEAD);
+    if at(s, j) == b')' {
+        j = skip_blank(s, j + 1, LOOKAHEAD);
+    }
+    let spaced = j > end;
+    let next = at(s, j);
     if next == b'[' && !is_name && !matches!(word, b"location" | b"navigator") {
         // `top['al'+'ert'](1)`, `self[/al/.source+/ert/.source]`: computed access, not `top[10]`.
-        let close = run_end(s, end + 1, LOOKAHEAD, |b| b != b']');
-        let inside = s.get(end + 1..close).unwrap_or_default();
-        return (!inside.is_empty() && !inside.iter().all(u8::is_ascii_digit)).then_some(Medium);
+        let open = skip_blank(s, j + 1, LOOKAHEAD);
+        let close = run_end(s, open, LOOKAHEAD, |b| b != b']');
+        let inside = s.get(open..close).unwrap_or_default();
+        return (!inside.is_empty() && !inside.iter().all(|b| b.is_ascii_digit() || is_space(*b))).then_some(Medium);
     }
     if next == b'.' {
-        let prop_end = run_end(s, end + 1, 32, is_ident);
-        let (buf, len) = lowered(s.get(end + 1..prop_end).unwrap_or_default())?;
+        // Blanks after the dot only when there were some before it (`document. Location:` is two sentences).
+        let prop_start = if spaced { skip_blank(s, j + 1, LOOKAHEAD) } else { j + 1 };
+        let prop_end = run_end(s, prop_start, 32, is_ident);
+        let (buf, len) = lowered(s.get(prop_start..prop_end).unwrap_or_default())?;
         let prop = buf.get(..len).unwrap_or_default();
         let risky = match word {
             b"document" => matches!(
@@ -211,12 +281,15 @@ fn event_outside_tag(s: &[u8], start: usize, end: usize, word: &[u8], is_name: b
     if at(s, eq) == b'=' && at(s, eq + 1) != b'=' {
         let v = run_end(s, eq + 1, LOOKAHEAD, is_space);
         let has_value = v < s.len() && !matches!(at(s, v), b'&' | b',' | b';');
-        if !has_value {
-            return None;
-        }
-        return if is_event_handler(word) {
+        // Right after a quote or `/`, any `on...=` closes the page's attribute and opens a handler (`"onzoom=`).
+        let after_quote = matches!(before(s, start), b'"' | b'\'' | b'`');
+        let letters = word.iter().all(u8::is_ascii_alphabetic) && word.len() > 4;
+        return if is_event_handler(word) && (has_value || eq + 1 == s.len() || is_space(at(s, eq + 1))) {
+            // `onload=` with the value left to the page, or `onload=go()`.
             Some(Medium)
-        } else if word.iter().all(u8::is_ascii_alphabetic) && word.len() > 4 {
+        } else if letters && after_quote {
+            Some(Medium)
+        } else if letters && has_value {
             Some(High)
         } else {
             None

@@ -108,6 +108,19 @@ fn script_fragments_and_breakouts_are_medium() {
             "<xsl:template match=\"/\">",
             "<a href=\"data:application/octet-stream;base64,AAAA\">x</a>",
             "<![endif]-->",
+            "document /*x*/ . cookie",
+            "(document)[\"cookie\"]",
+            "self /*a*/ [ /*b*/ 'go' ](1)",
+            "new Function('go()')()",
+            "[].map.call`${eval}x`",
+            "[ ] . sort . call ` ${ alert } 1 `",
+            "(![]+[])[+!![]]",
+            "ja\tvascript:",
+            "\"onzoom=",
+            "'formaction=//evil.example",
+            "onload=",
+            "<!--#echo var=\"x\"-->",
+            "x:url(javascript",
         ],
     );
 }
@@ -167,6 +180,10 @@ fn benign_look_alikes_pass_at_medium() {
         "window.open is blocked by the browser",
         "behavior: polite",
         "I <3 <img> tags",
+        "Sign the document. Location: Berlin",
+        "VGhhbmtzIGFsbA/onafe=",
+        "wow!! [sic] (really!)",
+        "Tap [OK] (twice) !!",
     ] {
         assert_ne!(level(case), Some(Low), "{case:?}");
         assert_ne!(level(case), Some(Medium), "{case:?}");
