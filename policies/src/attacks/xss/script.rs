@@ -26,11 +26,16 @@ pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
         }
         if is_ident(b) {
             let end = run_end(s, i, usize::MAX, is_ident);
-            if !is_ident(before(s, i)) {
+            // Every rule needs punctuation, an operator or the value's end after the word: a word followed by
+            // another word (most of prose) is skipped without a look-up.
+            let follower = at(s, run_end(s, end, LOOKAHEAD, is_space));
+            if !is_ident(before(s, i)) && !follower.is_ascii_alphanumeric() {
                 found = lowest(found, identifier(s, i, end, is_name));
-                if !b.is_ascii_digit() {
-                    found = lowest(found, scheme_at(s, i, if i == 0 { Spot::Start } else { Spot::Anywhere }));
-                }
+            }
+            // Schemes end their word with `:`, or are split by the blanks browsers drop (`java\tscript:`).
+            if !is_ident(before(s, i)) && !b.is_ascii_digit() && matches!(at(s, end), b':' | b'\t' | b'\n' | b'\r' | 0)
+            {
+                found = lowest(found, scheme_at(s, i, if i == 0 { Spot::Start } else { Spot::Anywhere }));
             }
             i = end;
             continue;
