@@ -43,11 +43,12 @@ fn tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
                 None
             }
         }
-        // `<?import` pulled in behaviours in old IE; `<?xml` starts an XML island.
+        // `<?import` and `<?xml:namespace` pulled in behaviours in old IE.
         b'?' if starts_ci(s, start + 2, b"import") => Some(Medium),
         b'?' if starts_ci(s, start + 2, b"xml:namespace") => Some(Medium),
-        // An XML prolog or stylesheet instruction turns what follows into XML (XSLT runs script).
-        b'?' if starts_ci(s, start + 2, b"xml") => Some(if xml { High } else { Medium }),
+        // A stylesheet instruction makes an XML document run XSLT; a bare prolog is only a weak sign.
+        b'?' if starts_ci(s, start + 2, b"xml-stylesheet") && !xml => Some(Medium),
+        b'?' if starts_ci(s, start + 2, b"xml") => Some(High),
         b if b.is_ascii_alphabetic() => open_tag(s, start, end, xml),
         _ => None,
     }
@@ -120,6 +121,12 @@ fn open_tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
         Element::Active if name.eq_ignore_ascii_case(b"script") || attrs.count > 0 => Some(Low),
         Element::Active => Some(Medium),
         Element::Loader if glued => Some(High),
+        // A bare `<svg>` or `<math>` only switches the parser to foreign content: what follows decides.
+        Element::Loader
+            if attrs.count == 0 && (name.eq_ignore_ascii_case(b"svg") || name.eq_ignore_ascii_case(b"math")) =>
+        {
+            shaped.then_some(High)
+        }
         Element::Loader if shaped => Some(Medium),
         Element::Eventful if glued => Some(High),
         Element::Eventful if attrs.count > 0 => Some(Medium),
@@ -249,8 +256,13 @@ fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8], xm
     if lower_is(b"href") && element_name.eq_ignore_ascii_case(b"base") {
         found = lowest(found, Some(Medium));
     }
-    // Namespace declarations switch the parser to XML, SVG or a behaviour namespace (`<html xmlns:xss>`).
-    if !xml && (lower_is(b"xmlns") || starts_ci(name, 0, b"xmlns:")) {
+    // Namespace declarations that switch the parser to XHTML, SVG, XSLT or an IE behaviour (`<html xmlns:xss>`), or
+    // make an XML processor fetch (`xsi:schemaLocation`, XInclude); other vocabularies (`adobe:ns:meta/`) are data.
+    let scripted_namespace = !has_value
+        || [&b"xhtml"[..], b"svg", b"xsl", b"html", b"microsoft", b"vml", b"xmlschema-instance", b"xinclude"]
+            .iter()
+            .any(|ns| find_ci(value, ns).is_some());
+    if !xml && (lower_is(b"xmlns") || starts_ci(name, 0, b"xmlns:")) && scripted_namespace {
         found = lowest(found, Some(Medium));
     }
     // Any other `data:` URL where a URL goes smuggles content past what the page expects.

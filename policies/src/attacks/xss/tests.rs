@@ -102,9 +102,9 @@ fn script_fragments_and_breakouts_are_medium() {
             "<div style=\"background:url(x.png)\">x</div>",
             "<details open ontoggle>x",
             "<!DOCTYPE html><b>x</b>",
-            "<?xml version=\"1.0\"?><x/>",
             "<?xml-stylesheet type=\"text/xsl\" href=\"#\"?>",
             "<html xmlns:v>",
+            "<a xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:schemaLocation=\"x //e.example/a.xsd\"/>",
             "<xsl:template match=\"/\">",
             "<a href=\"data:application/octet-stream;base64,AAAA\">x</a>",
             "<![endif]-->",
@@ -137,6 +137,8 @@ fn weak_signals_are_high() {
             "List<Object> items",
             "<b title=\"data:image/png;base64,AAAA\">x</b>",
             "<![CDATA[x]]>",
+            "<?xml version=\"1.0\"?><x/>",
+            "<svg></svg>",
         ],
     );
 }
@@ -183,6 +185,7 @@ fn benign_look_alikes_pass_at_medium() {
         "Sign the document. Location: Berlin",
         "VGhhbmtzIGFsbA/onafe=",
         "wow!! [sic] (really!)",
+        "<?xpacket begin=\"\"?><x:xmpmeta xmlns:x=\"adobe:ns:meta/\">",
         "Tap [OK] (twice) !!",
     ] {
         assert_ne!(level(case), Some(Low), "{case:?}");
@@ -192,7 +195,12 @@ fn benign_look_alikes_pass_at_medium() {
 
 #[test]
 fn xml_bodies_expect_prologs_and_namespaces() {
-    for text in [&b"<?xml version=\"1.0\"?>"[..], b"<!DOCTYPE note>", b"<x xmlns:a=\"urn:a\"/>"] {
+    let documents = [
+        &b"<?xml-stylesheet type=\"text/xsl\" href=\"#s\"?>"[..],
+        b"<!DOCTYPE note>",
+        b"<x xmlns:h=\"http://www.w3.org/1999/xhtml\"/>",
+    ];
+    for text in documents {
         let lower = text.to_ascii_lowercase();
         let xml = Subject::plain(text, &lower, Place::Xml);
         assert!(!detect(&xml, Medium), "{:?}", String::from_utf8_lossy(text));
