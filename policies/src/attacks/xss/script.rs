@@ -148,8 +148,9 @@ fn sink(s: &[u8], start: usize, end: usize, word: &[u8]) -> Level {
     // `print(`, `import(` and `fetch(` are common in code people write about; only as calls after a breakout.
     let weak = matches!(word, b"print" | b"import" | b"fetch");
     if called(s, end, true) {
-        // `alert(s)`: the plural marker of prose, not a call.
-        if starts_ci(s, end, b"(s)") {
+        // `alert(s)`: the plural marker of prose; `use alert() sparingly`: a function named in a sentence.
+        let named = starts_ci(s, end, b"()") && at(s, end + 2) == b' ' && at(s, end + 3).is_ascii_alphabetic();
+        if starts_ci(s, end, b"(s)") || named {
             return Some(High);
         }
         return Some(if weak { High } else { Medium });

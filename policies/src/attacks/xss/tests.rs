@@ -167,6 +167,7 @@ fn benign_look_alikes_pass_at_medium() {
         "Map<String, Object> values",
         "Please confirm (by Friday)",
         "alert(s) raised",
+        "use alert() sparingly",
         "Set an alert for 9am",
         "O'Brien - Smith",
         "the document.pdf file",
