@@ -49,9 +49,30 @@ fn tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
         // A stylesheet instruction makes an XML document run XSLT; a bare prolog is only a weak sign.
         b'?' if starts_ci(s, start + 2, b"xml-stylesheet") && !xml => Some(Medium),
         b'?' if starts_ci(s, start + 2, b"xml") => Some(High),
-        b if b.is_ascii_alphabetic() => open_tag(s, start, end, xml),
+        b if b.is_ascii_alphabetic() => lowest(open_tag(s, start, end, xml), spaced_name(s, start + 1)),
         _ => None,
     }
+}
+
+/// `<f o r m`: an element's name spelled with blanks between its letters, to slip past filters that look for the
+/// word (browsers do not parse it as the element: a weak sign).
+fn spaced_name(s: &[u8], i: usize) -> Level {
+    let mut letters = [0u8; 12];
+    let mut len = 0;
+    let mut j = i;
+    while len < letters.len() && at(s, j).is_ascii_alphabetic() && !at(s, j + 1).is_ascii_alphabetic() {
+        if let Some(slot) = letters.get_mut(len) {
+            *slot = at(s, j);
+        }
+        len += 1;
+        let gap = run_end(s, j + 1, 3, is_space);
+        if gap == j + 1 {
+            break;
+        }
+        j = gap;
+    }
+    let name = letters.get(..len).unwrap_or_default();
+    (len >= 3 && !matches!(element(name), Element::Plain | Element::Unknown)).then_some(High)
 }
 
 /// `<!...`: comments, CDATA sections, DOCTYPE and entity declarations.

@@ -32,7 +32,8 @@
 //!   name injection).
 //! - **High** (weak signals too): also any ordinary HTML element written as markup (`<b>`, `<h1>`, `<body>`), unknown
 //!   tags with attributes, closing tags of `<title>`/`<textarea>`/`<style>`..., `<![CDATA[`, `<?xml` prologs, a
-//!   bare `<svg>` or `<math>`, and in XML bodies `<!DOCTYPE`; `constructor(`, `alert (1)` with a space, `print(`/`fetch(`/`import(` calls, unknown `on*=`
+//!   bare `<svg>` or `<math>`, element names spelled with blanks (`<f o r m`), `-->`, and in XML bodies
+//!   `<!DOCTYPE`; `constructor(`, `alert (1)` with a space, `print(`/`fetch(`/`import(` calls, unknown `on*=`
 //!   outside tags, a lone `<` typed as is, and capitalised tags glued to a word without attributes
 //!   (`List<Object>`).
 //!

@@ -44,6 +44,8 @@ pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
             b'\'' | b'"' | b'`' => breakout(s, i),
             // UTF-7 `+ADw-` is `<`: markup for pages that let the browser guess their charset.
             b'+' if starts_ci(s, i, b"+adw-") && at(s, i + 5).is_ascii_alphabetic() => Some(Medium),
+            // `-->` closes a comment the page opened; also an arrow in prose, so a weak sign.
+            b'-' if starts_ci(s, i, b"-->") => Some(High),
             // A scheme after whitespace or control characters at the start of the value.
             _ if b <= 0x20 && i == 0 => {
                 let j = run_end(s, 0, 64, |c| c <= 0x20);

@@ -137,6 +137,8 @@ fn weak_signals_are_high() {
             "List<Object> items",
             "<b title=\"data:image/png;base64,AAAA\">x</b>",
             "<![CDATA[x]]>",
+            "x <f o r m",
+            "step 1 --> step 2",
             "<?xml version=\"1.0\"?><x/>",
             "<svg></svg>",
         ],
@@ -188,6 +190,7 @@ fn benign_look_alikes_pass_at_medium() {
         "wow!! [sic] (really!)",
         "<?xpacket begin=\"\"?><x:xmpmeta xmlns:x=\"adobe:ns:meta/\">",
         "Tap [OK] (twice) !!",
+        "a <b c d> e",
     ] {
         assert_ne!(level(case), Some(Low), "{case:?}");
         assert_ne!(level(case), Some(Medium), "{case:?}");
