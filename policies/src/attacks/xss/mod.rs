@@ -12,7 +12,8 @@
 //! - **Low** (unmistakable): `<script`, `<iframe`/`<object`/`<embed`/`<applet`/`<frame` with attributes, any tag
 //!   with an event handler attribute (`<img src=x onerror=...>`, `<svg/onload=...>`), any attribute whose value is
 //!   a `javascript:`/`vbscript:`/`data:text/html` URL followed by code (tab, newline, NUL and entity tricks
-//!   included), a `javascript:` URL with code as the whole value, `url(javascript:...)` in CSS.
+//!   included), a `javascript:` URL with code as the whole value, `url(javascript:...)` in CSS, a string breakout
+//!   straight into `alert(`, `eval(`, `setTimeout(`... (`";alert(1)//`, `'-confirm(1)-'`).
 //! - **Medium** (recommended): also `</script>`; `<svg>`, `<math>`, `<style>`, `<base>`, `<meta>`, `<link>`,
 //!   `<xml>`, `<isindex>` as markup (`<svg>`/`<math>` with attributes); elements that fetch, play, take focus or fire events without a click
 //!   (`<img>`, `<video>`, `<body>`, `<input>`, `<marquee>`, `<details>`, SVG animation) written with attributes;

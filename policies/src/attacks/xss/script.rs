@@ -9,7 +9,7 @@ use super::html::{scheme_at, Spot};
 use super::lex::{at, before, is_ident, is_space, run_end, skip_blank, starts_ci};
 use super::tables::{is_event_handler, lowered};
 use super::{lowest, Level};
-use crate::attacks::Sensitivity::{High, Medium};
+use crate::attacks::Sensitivity::{High, Low, Medium};
 
 /// How far a look-ahead past an identifier may go (whitespace, comments, `)`).
 const LOOKAHEAD: usize = 64;
@@ -333,6 +333,14 @@ fn breakout(s: &[u8], quote: usize) -> Level {
     if word_end == k || at(s, k).is_ascii_digit() {
         return None;
     }
-    let call = matches!(at(s, word_end), b'(' | b'`');
-    call.then_some(Medium)
+    if !matches!(at(s, word_end), b'(' | b'`') {
+        return None;
+    }
+    // A breakout straight into `alert(`, `eval(`...: unmistakable.
+    let word = s.get(k..word_end).unwrap_or_default();
+    let proof =
+        [&b"alert"[..], b"confirm", b"prompt", b"eval", b"settimeout", b"setinterval", b"execscript", b"msgbox"]
+            .iter()
+            .any(|sink| word.eq_ignore_ascii_case(sink));
+    Some(if proof { Low } else { Medium })
 }

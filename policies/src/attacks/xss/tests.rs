@@ -56,6 +56,8 @@ fn unmistakable_markup_is_low() {
             "  vbscript:msgbox(1)",
             "<x onmouseover=\"go()\">hover",
             "x<script>",
+            "\";alert(1)//",
+            "'-confirm`1`-'",
         ],
     );
 }
@@ -65,9 +67,8 @@ fn script_fragments_and_breakouts_are_medium() {
     at_level(
         Medium,
         &[
-            "\";alert(1)//",
-            "'-alert(1)-'",
-            "'}));confirm(2)//",
+            "'-foo(1)-'",
+            "'}));next(2)//",
             "alert`1`",
             "(prompt)(1)",
             "[7].find(alert)",
