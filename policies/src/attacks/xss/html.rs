@@ -235,6 +235,7 @@ fn loads(name: &[u8]) -> bool {
     .any(|want| name.eq_ignore_ascii_case(want))
 }
 
+/// Skips HTML whitespace from `i`.
 fn skip_spaces(s: &[u8], i: usize) -> usize {
     run_end(s, i, usize::MAX, is_space)
 }

@@ -246,7 +246,14 @@ fn global(s: &[u8], end: usize, word: &[u8], is_name: bool) -> Level {
             b"navigator" => called(s, prop_end, true) || prop == b"sendbeacon",
             // Methods count when called (`window.open is blocked` is prose), properties when read.
             _ => {
-                matches!(prop, b"location" | b"name" | b"document" | b"onerror" | b"opener" | b"constructor")
+                // `parent.name` and `top.location` are also field paths in APIs (`sort=parent.name`): off `window`,
+                // a property counts when the expression goes on (assigned, called, indexed, concatenated).
+                let goes_on = word == b"window"
+                    || matches!(
+                        at(s, skip_blank(s, prop_end, LOOKAHEAD)),
+                        b'=' | b'.' | b'[' | b'(' | b';' | b'+' | b')' | b'`'
+                    );
+                matches!(prop, b"location" | b"name" | b"document" | b"onerror" | b"opener" | b"constructor") && goes_on
                     || matches!(
                         prop,
                         b"open"
