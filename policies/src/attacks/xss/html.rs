@@ -43,14 +43,36 @@ fn tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
                 None
             }
         }
-        // `<?import` pulled in behaviours in old IE; `<?xml` starts an XML island.
+        // `<?import` and `<?xml:namespace` pulled in behaviours in old IE.
         b'?' if starts_ci(s, start + 2, b"import") => Some(Medium),
         b'?' if starts_ci(s, start + 2, b"xml:namespace") => Some(Medium),
-        // An XML prolog or stylesheet instruction turns what follows into XML (XSLT runs script).
-        b'?' if starts_ci(s, start + 2, b"xml") => Some(if xml { High } else { Medium }),
-        b if b.is_ascii_alphabetic() => open_tag(s, start, end, xml),
+        // A stylesheet instruction makes an XML document run XSLT; a bare prolog is only a weak sign.
+        b'?' if starts_ci(s, start + 2, b"xml-stylesheet") && !xml => Some(Medium),
+        b'?' if starts_ci(s, start + 2, b"xml") => Some(High),
+        b if b.is_ascii_alphabetic() => lowest(open_tag(s, start, end, xml), spaced_name(s, start + 1)),
         _ => None,
     }
+}
+
+/// `<f o r m`: an element's name spelled with blanks between its letters, to slip past filters that look for the
+/// word (browsers do not parse it as the element: a weak sign).
+fn spaced_name(s: &[u8], i: usize) -> Level {
+    let mut letters = [0u8; 12];
+    let mut len = 0;
+    let mut j = i;
+    while len < letters.len() && at(s, j).is_ascii_alphabetic() && !at(s, j + 1).is_ascii_alphabetic() {
+        if let Some(slot) = letters.get_mut(len) {
+            *slot = at(s, j);
+        }
+        len += 1;
+        let gap = run_end(s, j + 1, 3, is_space);
+        if gap == j + 1 {
+            break;
+        }
+        j = gap;
+    }
+    let name = letters.get(..len).unwrap_or_default();
+    (len >= 3 && !matches!(element(name), Element::Plain | Element::Unknown)).then_some(High)
 }
 
 /// `<!...`: comments, CDATA sections, DOCTYPE and entity declarations.
@@ -58,7 +80,8 @@ fn declaration(s: &[u8], start: usize, xml: bool) -> Level {
     if starts_ci(s, start, b"<!--") {
         // IE conditional comments run their content; server-side includes run commands.
         let body = skip_blank(s, start + 4, 8);
-        if starts_ci(s, body, b"[if") || starts_ci(s, body, b"#exec") || starts_ci(s, body, b"#include") {
+        let ssi = at(s, body) == b'#' && at(s, body + 1).is_ascii_alphabetic();
+        if starts_ci(s, body, b"[if") || ssi {
             return Some(Medium);
         }
         return None;
@@ -119,6 +142,12 @@ fn open_tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
         Element::Active if name.eq_ignore_ascii_case(b"script") || attrs.count > 0 => Some(Low),
         Element::Active => Some(Medium),
         Element::Loader if glued => Some(High),
+        // A bare `<svg>` or `<math>` only switches the parser to foreign content: what follows decides.
+        Element::Loader
+            if attrs.count == 0 && (name.eq_ignore_ascii_case(b"svg") || name.eq_ignore_ascii_case(b"math")) =>
+        {
+            shaped.then_some(High)
+        }
         Element::Loader if shaped => Some(Medium),
         Element::Eventful if glued => Some(High),
         Element::Eventful if attrs.count > 0 => Some(Medium),
@@ -206,6 +235,7 @@ fn loads(name: &[u8]) -> bool {
     .any(|want| name.eq_ignore_ascii_case(want))
 }
 
+/// Skips HTML whitespace from `i`.
 fn skip_spaces(s: &[u8], i: usize) -> usize {
     run_end(s, i, usize::MAX, is_space)
 }
@@ -248,8 +278,13 @@ fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8], xm
     if lower_is(b"href") && element_name.eq_ignore_ascii_case(b"base") {
         found = lowest(found, Some(Medium));
     }
-    // Namespace declarations switch the parser to XML, SVG or a behaviour namespace (`<html xmlns:xss>`).
-    if !xml && (lower_is(b"xmlns") || starts_ci(name, 0, b"xmlns:")) {
+    // Namespace declarations that switch the parser to XHTML, SVG, XSLT or an IE behaviour (`<html xmlns:xss>`), or
+    // make an XML processor fetch (`xsi:schemaLocation`, XInclude); other vocabularies (`adobe:ns:meta/`) are data.
+    let scripted_namespace = !has_value
+        || [&b"xhtml"[..], b"svg", b"xsl", b"html", b"microsoft", b"vml", b"xmlschema-instance", b"xinclude"]
+            .iter()
+            .any(|ns| find_ci(value, ns).is_some());
+    if !xml && (lower_is(b"xmlns") || starts_ci(name, 0, b"xmlns:")) && scripted_namespace {
         found = lowest(found, Some(Medium));
     }
     // Any other `data:` URL where a URL goes smuggles content past what the page expects.
@@ -300,10 +335,13 @@ pub(super) fn scheme_at(s: &[u8], i: usize, spot: Spot) -> Level {
         _ => None,
     };
     let end = script_end?;
+    // Tabs or newlines inside the scheme's name (`java\tscript:`) are there to slip past filters, code or not.
+    let split = s.get(i..end).is_some_and(|w| w.iter().any(|&b| matches!(b, b'\t' | b'\n' | b'\r' | 0)));
     match (spot, code_follows(s, end)) {
         (Spot::Attribute | Spot::Start, true) => Some(Low),
         (Spot::Attribute, false) => Some(Medium),
         (Spot::Anywhere, true) => Some(Medium),
+        (_, false) if split => Some(Medium),
         (_, false) => None,
     }
 }
@@ -370,7 +408,9 @@ pub(super) fn css(s: &[u8]) -> Level {
                 .map(|_| Medium),
             b'u' => match_loose(s, i, b"url(", true).and_then(|end| {
                 let v = run_end(s, end, 16, |c| c <= 0x20 || c == b'"' || c == b'\'');
-                scheme_at(s, v, Spot::Attribute)
+                // `url(javascript` cut before its colon is as telling in a style.
+                let cut = match_loose(s, v, b"javascript", true).or_else(|| match_loose(s, v, b"vbscript", true));
+                lowest(scheme_at(s, v, Spot::Attribute), cut.map(|_| Medium))
             }),
             _ => None,
         };

@@ -12,25 +12,29 @@
 //! - **Low** (unmistakable): `<script`, `<iframe`/`<object`/`<embed`/`<applet`/`<frame` with attributes, any tag
 //!   with an event handler attribute (`<img src=x onerror=...>`, `<svg/onload=...>`), any attribute whose value is
 //!   a `javascript:`/`vbscript:`/`data:text/html` URL followed by code (tab, newline, NUL and entity tricks
-//!   included), a `javascript:` URL with code as the whole value, `url(javascript:...)` in CSS.
+//!   included), a `javascript:` URL with code as the whole value, `url(javascript:...)` in CSS, a string breakout
+//!   straight into `alert(`, `eval(`, `setTimeout(`... (`";alert(1)//`, `'-confirm(1)-'`).
 //! - **Medium** (recommended): also `</script>`; `<svg>`, `<math>`, `<style>`, `<base>`, `<meta>`, `<link>`,
-//!   `<xml>`, `<isindex>` as markup; elements that fetch, play, take focus or fire events without a click
+//!   `<xml>`, `<isindex>` as markup (`<svg>`/`<math>` with attributes); elements that fetch, play, take focus or fire events without a click
 //!   (`<img>`, `<video>`, `<body>`, `<input>`, `<marquee>`, `<details>`, SVG animation) written with attributes;
 //!   any element with an attribute that loads a URL or applies style (`src`, `style`, `background`, `action`...); unknown `on*=` attributes in tags; `style` with `expression(`,
 //!   `-moz-binding` or `behavior:`; `srcdoc`; `<base href>`; `<meta http-equiv=refresh>`; IE conditional comments,
-//!   server-side includes, `<!ENTITY`; outside XML bodies, `<!DOCTYPE`, `<?xml` prologs and stylesheets, namespace
-//!   declarations (`xmlns`) and namespaced tags (`<xsl:template>`); `data:` URLs other than images in attributes;
+//!   server-side includes, `<!ENTITY`; outside XML bodies, `<!DOCTYPE`, `<?xml-stylesheet`, namespace declarations
+//!   for XHTML, SVG, XSLT, IE behaviours, XML Schema and XInclude, and namespaced tags (`<xsl:template>`); `data:` URLs other than images in attributes;
 //!   a value that is only a `<` encoded beyond what its place decodes (`&lt;`, `\x3c`: a probe for filters); markup opened right after a quote or comment breakout (`"><b ...>`); UTF-7
 //!   markup (`+ADw-script`); script schemes followed by code anywhere in the value; calls of the functions attacks
 //!   prove themselves with (`alert(1)`, ``alert`1` ``, `(alert)(1)`, `[1].find(alert)`, `eval(`, `setTimeout(`,
-//!   `fromCharCode`, `atob(`); DOM objects attacks read or navigate with (`document.cookie`, `window.location`,
-//!   `location=name`, `top[...]`, `navigator.x(...)`, `constructor.constructor`, `innerHTML=`); a string breakout
+//!   `fromCharCode`, `atob(`, `new Function(`, tagged templates ``.call`${eval}...` ``); DOM objects attacks read or
+//!   navigate with, through blanks, comments and parentheses (`document.cookie`, `(document)["cookie"]`,
+//!   `window.location`, `location=name`, `top[...]`, `navigator.x(...)`, `constructor.constructor`, `innerHTML=`);
+//!   JSFuck (`(![]+[])[+!![]]`); script scheme names split by tabs or newlines (`ja\tvascript:`), code or not; a string breakout
 //!   followed by a call (`';foo(1)//`, `'-bar(1)-'`); known event handlers written outside a tag
-//!   (`" onfocus=alert(1) autofocus="`), and a value that is only an event handler's name (`onload`: an attribute
+//!   (`" onfocus=alert(1) autofocus="`, `onload=`), any `on...=` or `formaction=` right after a quote (`"onzoom=`), and a value that is only an event handler's name (`onload`: an attribute
 //!   name injection).
 //! - **High** (weak signals too): also any ordinary HTML element written as markup (`<b>`, `<h1>`, `<body>`), unknown
-//!   tags with attributes, closing tags of `<title>`/`<textarea>`/`<style>`..., `<![CDATA[`, and in XML bodies
-//!   `<!DOCTYPE` and `<?xml`; `constructor(`, `alert (1)` with a space, `print(`/`fetch(`/`import(` calls, unknown `on*=`
+//!   tags with attributes, closing tags of `<title>`/`<textarea>`/`<style>`..., `<![CDATA[`, `<?xml` prologs, a
+//!   bare `<svg>` or `<math>`, element names spelled with blanks (`<f o r m`), `-->`, and in XML bodies
+//!   `<!DOCTYPE`; `constructor(`, `alert (1)` with a space, `print(`/`fetch(`/`import(` calls, unknown `on*=`
 //!   outside tags, a lone `<` typed as is, and capitalised tags glued to a word without attributes
 //!   (`List<Object>`).
 //!
@@ -65,6 +69,10 @@ fn judge(text: &[u8], is_name: bool, place: Place) -> Level {
     }
     found = lowest(found, script::scan_script(text, is_name));
     if found == Some(Sensitivity::Low) {
+        return found;
+    }
+    // Every CSS rule has a `(` (`expression(`, `url(`).
+    if memchr::memchr(b'(', text).is_none() {
         return found;
     }
     lowest(found, html::css(text))

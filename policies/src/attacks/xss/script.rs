@@ -9,7 +9,7 @@ use super::html::{scheme_at, Spot};
 use super::lex::{at, before, is_ident, is_space, run_end, skip_blank, starts_ci};
 use super::tables::{is_event_handler, lowered};
 use super::{lowest, Level};
-use crate::attacks::Sensitivity::{High, Medium};
+use crate::attacks::Sensitivity::{High, Low, Medium};
 
 /// How far a look-ahead past an identifier may go (whitespace, comments, `)`).
 const LOOKAHEAD: usize = 64;
@@ -17,16 +17,25 @@ const LOOKAHEAD: usize = 64;
 /// The lowest level at which the script fragments in `s` are an attack.
 pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
     let mut found = None;
+    let mut jsfuck = JsFuck::default();
     let mut i = 0;
     while i < s.len() {
         let b = at(s, i);
+        if jsfuck.step(s, i) {
+            found = lowest(found, Some(Medium));
+        }
         if is_ident(b) {
             let end = run_end(s, i, usize::MAX, is_ident);
-            if !is_ident(before(s, i)) {
+            // Every rule needs punctuation, an operator or the value's end after the word: a word followed by
+            // another word (most of prose) is skipped without a look-up.
+            let follower = at(s, run_end(s, end, LOOKAHEAD, is_space));
+            if !is_ident(before(s, i)) && !follower.is_ascii_alphanumeric() {
                 found = lowest(found, identifier(s, i, end, is_name));
-                if !b.is_ascii_digit() {
-                    found = lowest(found, scheme_at(s, i, if i == 0 { Spot::Start } else { Spot::Anywhere }));
-                }
+            }
+            // Schemes end their word with `:`, or are split by the blanks browsers drop (`java\tscript:`).
+            if !is_ident(before(s, i)) && !b.is_ascii_digit() && matches!(at(s, end), b':' | b'\t' | b'\n' | b'\r' | 0)
+            {
+                found = lowest(found, scheme_at(s, i, if i == 0 { Spot::Start } else { Spot::Anywhere }));
             }
             i = end;
             continue;
@@ -35,6 +44,8 @@ pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
             b'\'' | b'"' | b'`' => breakout(s, i),
             // UTF-7 `+ADw-` is `<`: markup for pages that let the browser guess their charset.
             b'+' if starts_ci(s, i, b"+adw-") && at(s, i + 5).is_ascii_alphabetic() => Some(Medium),
+            // `-->` closes a comment the page opened; also an arrow in prose, so a weak sign.
+            b'-' if starts_ci(s, i, b"-->") => Some(High),
             // A scheme after whitespace or control characters at the start of the value.
             _ if b <= 0x20 && i == 0 => {
                 let j = run_end(s, 0, 64, |c| c <= 0x20);
@@ -48,13 +59,61 @@ pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
     found
 }
 
+/// The last byte before `i` that is not whitespace (looking back a little), or 0.
+fn prev_solid(s: &[u8], i: usize) -> u8 {
+    before(s, run_end_back(s, i))
+}
+
+/// Where the run of whitespace that ends at `i` starts (looking back a little).
+fn run_end_back(s: &[u8], i: usize) -> usize {
+    let mut j = i;
+    while j > 0 && i - j < 16 && is_space(before(s, j)) {
+        j -= 1;
+    }
+    j
+}
+
+/// Tracks runs of JSFuck (`[][(![]+[])[+[]]...`): code written with six characters only.
+#[derive(Default)]
+struct JsFuck {
+    /// Bytes of the alphabet in the current run, whitespace aside.
+    len: usize,
+    /// How many `!` the run holds (`![]` is how JSFuck makes `false`).
+    negations: usize,
+}
+
+impl JsFuck {
+    /// Feeds the byte at `i`; true once the run is long and negated enough to be code.
+    fn step(&mut self, s: &[u8], i: usize) -> bool {
+        let b = at(s, i);
+        if matches!(b, b'[' | b']' | b'(' | b')' | b'!' | b'+') {
+            self.len += 1;
+            if b == b'!' {
+                self.negations += 1;
+            }
+        } else if !is_space(b) {
+            *self = JsFuck::default();
+        }
+        self.len >= 10 && self.negations >= 2
+    }
+}
+
 /// Judges the identifier `s[start..end]`.
 fn identifier(s: &[u8], start: usize, end: usize, is_name: bool) -> Level {
     let (buf, len) = lowered(s.get(start..end).unwrap_or_default())?;
     let word = buf.get(..len).unwrap_or_default();
     match word {
         b"alert" | b"confirm" | b"prompt" | b"eval" | b"settimeout" | b"setinterval" | b"execscript" | b"msgbox"
-        | b"fromcharcode" | b"atob" | b"print" | b"import" | b"fetch" => sink(s, start, end, word),
+        | b"fromcharcode" | b"atob" | b"btoa" | b"print" | b"import" | b"fetch" => sink(s, start, end, word),
+        // `new Function('...')()`: the `eval` that filters forget.
+        b"function" => {
+            let new = start >= 4 && s.get(start - 4..start).is_some_and(|w| w.eq_ignore_ascii_case(b"new "));
+            (new && called(s, end, false)).then_some(Medium)
+        }
+        // ``[].sort.call`${alert}1` ``: a tagged template calls without parentheses.
+        b"call" | b"apply" | b"bind" if prev_solid(s, start) == b'.' => {
+            (at(s, skip_blank(s, end, LOOKAHEAD)) == b'`').then_some(Medium)
+        }
         b"write" | b"writeln" if before(s, start) == b'.' => called(s, end, false).then_some(Medium),
         b"document" | b"window" | b"top" | b"self" | b"parent" | b"frames" | b"globalthis" | b"opener"
         | b"navigator" | b"location" => global(s, end, word, is_name),
@@ -67,6 +126,10 @@ fn identifier(s: &[u8], start: usize, end: usize, is_name: bool) -> Level {
             } else {
                 None
             }
+        }
+        // `'formaction=//evil`: a button's form target, written after a quote that closed the page's attribute.
+        b"formaction" if matches!(prev_solid(s, start), b'"' | b'\'' | b'`') => {
+            (at(s, skip_blank(s, end, LOOKAHEAD)) == b'=').then_some(Medium)
         }
         b"innerhtml" | b"outerhtml" | b"insertadjacenthtml" | b"srcdoc" => {
             let j = skip_blank(s, end, LOOKAHEAD);
@@ -87,8 +150,9 @@ fn sink(s: &[u8], start: usize, end: usize, word: &[u8]) -> Level {
     // `print(`, `import(` and `fetch(` are common in code people write about; only as calls after a breakout.
     let weak = matches!(word, b"print" | b"import" | b"fetch");
     if called(s, end, true) {
-        // `alert(s)`: the plural marker of prose, not a call.
-        if starts_ci(s, end, b"(s)") {
+        // `alert(s)`: the plural marker of prose; `use alert() sparingly`: a function named in a sentence.
+        let named = starts_ci(s, end, b"()") && at(s, end + 2) == b' ' && at(s, end + 3).is_ascii_alphabetic();
+        if starts_ci(s, end, b"(s)") || named {
             return Some(High);
         }
         return Some(if weak { High } else { Medium });
@@ -100,7 +164,12 @@ fn sink(s: &[u8], start: usize, end: usize, word: &[u8]) -> Level {
     let prev = before(s, start);
     let next = at(s, end);
     let as_value = matches!(prev, b'=' | b',' | b':') && matches!(next, b',' | b';' | b')' | b'}' | 0 | b'\n')
-        || prev == b'(' && next == b')' && is_ident(before(s, start.saturating_sub(1)));
+        || prev == b'(' && next == b')' && is_ident(before(s, start.saturating_sub(1)))
+        // `${alert}` in a tagged template.
+        || prev_solid(s, start) == b'{' && at(s, skip_blank(s, end, LOOKAHEAD)) == b'}' && {
+            let brace = run_end_back(s, start);
+            before(s, brace) == b'$'
+        };
     (as_value && !weak).then_some(Medium)
 }
 
@@ -127,16 +196,25 @@ fn called(s: &[u8], end: usize, tight: bool) -> bool {
 /// The DOM objects attacks read or navigate with: `document.cookie`, `window.location`, `top[...]`,
 /// `navigator.sendBeacon(...)`, `location=...`.
 fn global(s: &[u8], end: usize, word: &[u8], is_name: bool) -> Level {
-    let next = at(s, end);
+    // `document /*x*/ . cookie`, `(document)["cookie"]`: JavaScript ignores blanks, comments and parentheses.
+    let mut j = skip_blank(s, end, LOOKAHEAD);
+    if at(s, j) == b')' {
+        j = skip_blank(s, j + 1, LOOKAHEAD);
+    }
+    let spaced = j > end;
+    let next = at(s, j);
     if next == b'[' && !is_name && !matches!(word, b"location" | b"navigator") {
         // `top['al'+'ert'](1)`, `self[/al/.source+/ert/.source]`: computed access, not `top[10]`.
-        let close = run_end(s, end + 1, LOOKAHEAD, |b| b != b']');
-        let inside = s.get(end + 1..close).unwrap_or_default();
-        return (!inside.is_empty() && !inside.iter().all(u8::is_ascii_digit)).then_some(Medium);
+        let open = skip_blank(s, j + 1, LOOKAHEAD);
+        let close = run_end(s, open, LOOKAHEAD, |b| b != b']');
+        let inside = s.get(open..close).unwrap_or_default();
+        return (!inside.is_empty() && !inside.iter().all(|b| b.is_ascii_digit() || is_space(*b))).then_some(Medium);
     }
     if next == b'.' {
-        let prop_end = run_end(s, end + 1, 32, is_ident);
-        let (buf, len) = lowered(s.get(end + 1..prop_end).unwrap_or_default())?;
+        // Blanks after the dot only when there were some before it (`document. Location:` is two sentences).
+        let prop_start = if spaced { skip_blank(s, j + 1, LOOKAHEAD) } else { j + 1 };
+        let prop_end = run_end(s, prop_start, 32, is_ident);
+        let (buf, len) = lowered(s.get(prop_start..prop_end).unwrap_or_default())?;
         let prop = buf.get(..len).unwrap_or_default();
         let risky = match word {
             b"document" => matches!(
@@ -168,7 +246,14 @@ fn global(s: &[u8], end: usize, word: &[u8], is_name: bool) -> Level {
             b"navigator" => called(s, prop_end, true) || prop == b"sendbeacon",
             // Methods count when called (`window.open is blocked` is prose), properties when read.
             _ => {
-                matches!(prop, b"location" | b"name" | b"document" | b"onerror" | b"opener" | b"constructor")
+                // `parent.name` and `top.location` are also field paths in APIs (`sort=parent.name`): off `window`,
+                // a property counts when the expression goes on (assigned, called, indexed, concatenated).
+                let goes_on = word == b"window"
+                    || matches!(
+                        at(s, skip_blank(s, prop_end, LOOKAHEAD)),
+                        b'=' | b'.' | b'[' | b'(' | b';' | b'+' | b')' | b'`'
+                    );
+                matches!(prop, b"location" | b"name" | b"document" | b"onerror" | b"opener" | b"constructor") && goes_on
                     || matches!(
                         prop,
                         b"open"
@@ -211,12 +296,15 @@ fn event_outside_tag(s: &[u8], start: usize, end: usize, word: &[u8], is_name: b
     if at(s, eq) == b'=' && at(s, eq + 1) != b'=' {
         let v = run_end(s, eq + 1, LOOKAHEAD, is_space);
         let has_value = v < s.len() && !matches!(at(s, v), b'&' | b',' | b';');
-        if !has_value {
-            return None;
-        }
-        return if is_event_handler(word) {
+        // Right after a quote or `/`, any `on...=` closes the page's attribute and opens a handler (`"onzoom=`).
+        let after_quote = matches!(before(s, start), b'"' | b'\'' | b'`');
+        let letters = word.iter().all(u8::is_ascii_alphabetic) && word.len() > 4;
+        return if is_event_handler(word) && (has_value || eq + 1 == s.len() || is_space(at(s, eq + 1))) {
+            // `onload=` with the value left to the page, or `onload=go()`.
             Some(Medium)
-        } else if word.iter().all(u8::is_ascii_alphabetic) && word.len() > 4 {
+        } else if letters && after_quote {
+            Some(Medium)
+        } else if letters && has_value {
             Some(High)
         } else {
             None
@@ -252,6 +340,14 @@ fn breakout(s: &[u8], quote: usize) -> Level {
     if word_end == k || at(s, k).is_ascii_digit() {
         return None;
     }
-    let call = matches!(at(s, word_end), b'(' | b'`');
-    call.then_some(Medium)
+    if !matches!(at(s, word_end), b'(' | b'`') {
+        return None;
+    }
+    // A breakout straight into `alert(`, `eval(`...: unmistakable.
+    let word = s.get(k..word_end).unwrap_or_default();
+    let proof =
+        [&b"alert"[..], b"confirm", b"prompt", b"eval", b"settimeout", b"setinterval", b"execscript", b"msgbox"]
+            .iter()
+            .any(|sink| word.eq_ignore_ascii_case(sink));
+    Some(if proof { Low } else { Medium })
 }

