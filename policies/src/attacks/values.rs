@@ -67,7 +67,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_value_bytes: 8 * 1024, max_values: 1024 }
+        Limits { max_value_bytes: 8 * 1024, max_values: 16 * 1024 }
     }
 }
 
@@ -302,7 +302,7 @@ where
             }
             let class = check.class as usize;
             let Some(levels) = known.get_mut(class) else { continue };
-            let mut run = |level: Sensitivity, levels: &mut [Option<bool>; 3]| -> bool {
+            let run = |level: Sensitivity, levels: &mut [Option<bool>; 3]| -> bool {
                 if let Some(found) = levels.get(level as usize).copied().flatten() {
                     return found;
                 }
