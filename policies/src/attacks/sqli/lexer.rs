@@ -174,7 +174,12 @@ impl<'a> Lexer<'a> {
                 b'`' => {
                     let end = memchr::memchr(b'`', self.text.get(start + 1..).unwrap_or_default())
                         .map_or(len, |i| start + 1 + i);
-                    return self.token(Kind::Word(Word::Plain), start + 1, end).with_pos(self, (end + 1).min(len));
+                    // A quoted identifier is never a keyword, but can name a system table.
+                    let word = match Word::of(self.text.get(start + 1..end).unwrap_or_default()) {
+                        Word::SystemObject => Word::SystemObject,
+                        _ => Word::Plain,
+                    };
+                    return self.token(Kind::Word(word), start + 1, end).with_pos(self, (end + 1).min(len));
                 }
                 b'0'..=b'9' => return self.number(start),
                 b'.' if next.is_ascii_digit() => return self.number(start),
@@ -195,7 +200,12 @@ impl<'a> Lexer<'a> {
                     return self.token(Kind::Word(word), start, i);
                 }
                 b'=' => {
-                    return self.token(Kind::Cmp, start, start + 1);
+                    // `=`, and the `==`/`===` of languages whose expressions reach a query too.
+                    let mut i = start + 1;
+                    while self.at(i) == b'=' && i < start + 3 {
+                        i += 1;
+                    }
+                    return self.token(Kind::Cmp, start, i);
                 }
                 b'<' | b'>' | b'!' => {
                     let mut i = start + 1;

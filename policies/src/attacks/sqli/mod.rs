@@ -137,30 +137,14 @@ impl<'a> Judge<'a> {
         let t3 = self.back(3);
         let stmt = |stacked: bool| if stacked { LOW } else { MEDIUM };
         match t0.kind {
-            Kind::Word(Word::Select) => {
-                // UNION [ALL|DISTINCT] [(] SELECT
-                let mut k = 1;
-                while self.back(k).kind == Kind::Open {
-                    k += 1;
-                }
-                if self.back(k).is(Word::All) || self.back(k).is(Word::Distinct) {
-                    k += 1;
-                }
-                if self.back(k).is(Word::Union) {
-                    self.hit(LOW);
-                }
-            }
             Kind::Open => match t1.kind {
                 Kind::Word(Word::Danger) => self.hit(LOW),
-                Kind::Word(Word::Sleep) => self.hit(HIGH),
                 Kind::Word(w) if w.is_function() && t2.is(Word::Select) => self.hit(MEDIUM),
-                Kind::Word(w)
-                    if w.is_function()
-                        && matches!(t2.kind, Kind::Cmp | Kind::Comma | Kind::Open | Kind::LogicOp | Kind::Arith) =>
-                {
-                    self.hit(HIGH)
-                }
+                // A SQL function called (`char(`, `count(`, `sleep (` with no number): a weak signal alone.
+                Kind::Word(w) if w.is_function() => self.hit(HIGH),
                 Kind::Word(Word::Select) => self.hit(MEDIUM),
+                // PROCEDURE ANALYSE(
+                Kind::Word(Word::Plain) if t2.is(Word::Procedure) => self.hit(MEDIUM),
                 _ => {}
             },
             Kind::Close if t1.kind == Kind::Num && t2.kind == Kind::Open && t3.is(Word::Sleep) => self.hit(LOW),
@@ -172,11 +156,44 @@ impl<'a> Judge<'a> {
             Kind::Dot if t1.is(Word::Danger) => self.hit(LOW),
             Kind::Word(Word::Niladic) if t1.is(Word::Select) => self.hit(MEDIUM),
             Kind::Word(Word::SystemObject) => self.hit(MEDIUM),
+            // SQL Server's extended and system procedures, and its ad hoc remote queries.
+            Kind::Word(_) if words::is_mssql_attack_procedure(self.text(t0)) => self.hit(MEDIUM),
+            // `… or--`: a condition cut short by a comment.
+            Kind::Comment if t1.is_logic() && matches!(t2.kind, Kind::Str | Kind::Num | Kind::Close) => {
+                self.hit(MEDIUM)
+            }
             Kind::Word(Word::ObjectKind) if t1.kind == Kind::Dot && self.text(t2) == b"mysql" => self.hit(MEDIUM),
             Kind::Word(Word::ObjectKind) if t1.is(Word::Backup) => self.hit(MEDIUM),
             Kind::SysVar => self.hit(MEDIUM),
             Kind::Var if t1.is(Word::Declare) => self.hit(stmt(self.stacked(2))),
+            // SET @variable: MEDIUM when stacked, else a weak signal.
+            Kind::Var if t1.is(Word::Set) => self.hit(if self.stacked(2) { MEDIUM } else { HIGH }),
+            // PostgreSQL casts: `)::int`, `'1'::text`.
+            Kind::Word(_)
+                if t1.kind == Kind::Other
+                    && t2.kind == Kind::Other
+                    && self.text(t1) == b":"
+                    && self.text(t2) == b":"
+                    && matches!(self.back(3).kind, Kind::Close | Kind::Str | Kind::Num | Kind::Word(_))
+                    && matches!(
+                        self.text(t0),
+                        b"int" | b"integer" | b"text" | b"varchar" | b"numeric" | b"jsonb" | b"bigint"
+                    ) =>
+            {
+                self.hit(MEDIUM)
+            }
             _ => {}
+        }
+        // UNION [ALL|DISTINCT] [(] SELECT and a column list (not `union select committee`, two plain words).
+        if self.union_select(2) {
+            let prose = t1.kind == Kind::Word(Word::Plain)
+                && matches!(t0.kind, Kind::Word(Word::Plain) | Kind::End | Kind::Dot | Kind::Other);
+            if !prose {
+                self.hit(LOW);
+            }
+        }
+        if self.union_select(1) && t0.kind == Kind::End {
+            self.hit(MEDIUM);
         }
         // SELECT followed by what only a query selects: a variable, or `*` from a table, or `*` alone.
         if t1.is(Word::Select) && matches!(t0.kind, Kind::Var | Kind::SysVar) {
@@ -204,6 +221,16 @@ impl<'a> Judge<'a> {
             )
         {
             self.hit(stmt(self.stacked(3)));
+        }
+        // SELECT column FROM table: prose can say it ("select one from below"), so only stacked is MEDIUM.
+        if self.back(4).is(Word::Select)
+            && matches!(t3.kind, Kind::Word(Word::Plain))
+            && t2.is(Word::From)
+            && matches!(t1.kind, Kind::Word(Word::Plain | Word::ObjectKind))
+            && (matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi)
+                || matches!(t0.kind, Kind::Word(Word::Where | Word::Limit | Word::Order | Word::Group | Word::Union)))
+        {
+            self.hit(if self.stacked(5) { MEDIUM } else { HIGH });
         }
         // EXEC of a system procedure, an expression, a variable or a string.
         if t1.is(Word::Exec)
@@ -246,12 +273,51 @@ impl<'a> Judge<'a> {
         if t0.kind == Kind::Cmp && ident(t1) && t2.is(Word::Set) && ident(t3) && self.back(4).is(Word::Update) {
             self.hit(stmt(self.stacked(5)));
         }
+        // DROP t;--, DROP t-- (a bare DROP t is prose too: HIGH).
+        if t2.is(Word::Drop) && ident(t1) && matches!(t0.kind, Kind::Semi | Kind::Comment | Kind::End) {
+            self.hit(if t0.kind == Kind::End && !self.stacked(3) { HIGH } else { MEDIUM });
+        }
+        // ;DROP, ;INSERT INTO, ;UPDATE t: a statement stacked with nothing else to judge (the verb alone is weak).
+        if t1.kind == Kind::Semi
+            && matches!(t0.kind, Kind::Word(Word::Drop | Word::Insert | Word::Delete | Word::Truncate | Word::Shutdown))
+        {
+            self.hit(HIGH);
+        }
+        if self.back(2).kind == Kind::Semi
+            && ((t1.is(Word::Drop) && matches!(t0.kind, Kind::End | Kind::Comment | Kind::Word(Word::ObjectKind)))
+                || (t1.is(Word::Insert) && t0.is(Word::Into))
+                || (t1.is(Word::Delete) && t0.is(Word::From)))
+        {
+            self.hit(MEDIUM);
+        }
+        if t3.kind == Kind::Semi && t2.is(Word::Update) && ident(t1) && (ends(t0) || t0.is(Word::Set)) {
+            self.hit(MEDIUM);
+        }
+        // HAVING count(, IF(2=
+        if t0.kind == Kind::Open && t2.is(Word::Having) && matches!(t1.kind, Kind::Word(w) if w.is_function()) {
+            self.hit(MEDIUM);
+        }
+        if t0.kind == Kind::Cmp
+            && t1.kind == Kind::Num
+            && t2.kind == Kind::Open
+            && matches!(self.text(t3), b"if" | b"iif")
+        {
+            self.hit(MEDIUM);
+        }
         // SHUTDOWN, stacked.
         if t1.is(Word::Shutdown) && ends(t0) && self.stacked(2) {
             self.hit(MEDIUM);
         }
         // COPY t FROM '/file'
         if t0.kind == Kind::Str && (t1.is(Word::From) || self.text(t1) == b"to") && ident(t2) && t3.is(Word::Copy) {
+            self.hit(MEDIUM);
+        }
+        // A number compared after a logic operator, anywhere: `… and 5>(`, `… or 3!="`.
+        if t1.kind == Kind::Cmp
+            && t2.kind == Kind::Num
+            && (t3.is_logic() || t3.is(Word::Where) || t3.is(Word::Having))
+            && (is_operand(t0) || matches!(t0.kind, Kind::Str | Kind::End))
+        {
             self.hit(MEDIUM);
         }
         // A comparison after a logic operator, WHERE, HAVING or an opening parenthesis: `or 1=1`, `and 1=0`.
@@ -276,6 +342,21 @@ impl<'a> Judge<'a> {
         }
     }
 
+    /// Whether the token `k` back is a SELECT after UNION [ALL|DISTINCT], with parentheses between.
+    fn union_select(&self, k: usize) -> bool {
+        if !self.back(k).is(Word::Select) {
+            return false;
+        }
+        let mut k = k + 1;
+        while self.back(k).kind == Kind::Open {
+            k += 1;
+        }
+        if self.back(k).is(Word::All) || self.back(k).is(Word::Distinct) {
+            k += 1;
+        }
+        self.back(k).is(Word::Union)
+    }
+
     /// The shapes anchored at the start of the value: what follows the break (or a leading number).
     fn judge_head(&mut self) {
         let head = self.head;
@@ -298,6 +379,14 @@ impl<'a> Judge<'a> {
         let p1 = at(i + 1);
         let p2 = at(i + 2);
         let rest = head.get(i + 1..).unwrap_or_default();
+        // 'a'='b in a numeric context.
+        if at(0).kind == Kind::Str && at(1).kind == Kind::Cmp && at(2).kind == Kind::Str {
+            self.hit(MEDIUM);
+        }
+        // IN (1,2): a list only a query takes.
+        if at(0).is(Word::In) && at(1).kind == Kind::Open && at(2).kind == Kind::Num && at(3).kind == Kind::Comma {
+            self.hit(MEDIUM);
+        }
         if p0.is_logic() || p0.is(Word::Having) || p0.is(Word::Where) {
             let level = self.judge_condition(rest);
             self.hit(if plain_lead && level == MEDIUM { HIGH } else { level });
@@ -313,6 +402,18 @@ impl<'a> Judge<'a> {
             return;
         }
         let lone = self.text(at(0)).iter().all(|b| b.is_ascii_digit() || is_blank(*b));
+        // An operator right after the break, and the rest of the query commented out: `x'^col--`, `x' mod id--`.
+        let operator = matches!(p0.kind, Kind::Arith | Kind::Cmp | Kind::LogicOp)
+            || p0.is(Word::Not)
+            || p0.is_logic()
+            || matches!(self.text(p0), b"mod" | b"div" | b"collate");
+        if operator && head.get(i + 1..i + 5).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
+            self.hit(MEDIUM);
+        }
+        // A condition after the break whose end is commented out: `' and col = all (select …)--`.
+        if p0.is_logic() && head.get(i + 1..).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
+            self.hit(MEDIUM);
+        }
         match p0.kind {
             Kind::Comment | Kind::Semi | Kind::Cmp => self.hit(MEDIUM),
             Kind::Word(Word::Like | Word::Having | Word::Declare | Word::Waitfor) => self.hit(MEDIUM),
@@ -322,7 +423,7 @@ impl<'a> Judge<'a> {
             Kind::Arith if p1.kind == Kind::Str => self.hit(MEDIUM),
             // ' ': the value is a string that the application's quote closes.
             Kind::Str if lone && p1.kind == Kind::End && self.text(p0).iter().all(|b| is_blank(*b)) => self.hit(MEDIUM),
-            Kind::Word(Word::Select) if !matches!(p1.kind, Kind::Word(Word::Plain) | Kind::End) => self.hit(MEDIUM),
+            Kind::Word(Word::Select) if selects(p1) || self.text(p1) == b"*" => self.hit(MEDIUM),
             Kind::Word(Word::Insert) if p1.is(Word::Into) => self.hit(MEDIUM),
             Kind::Word(Word::Delete) if p1.is(Word::From) => self.hit(MEDIUM),
             Kind::Word(Word::Drop | Word::Create | Word::Alter | Word::Truncate) if p1.is(Word::ObjectKind) => {
@@ -362,6 +463,10 @@ impl<'a> Judge<'a> {
         if is_operand(a) && b.kind == Kind::Cmp && is_operand(c) {
             return if a.kind == c.kind && self.text(a) == self.text(c) && a.kind != Kind::Open { LOW } else { MEDIUM };
         }
+        // An expression the application's own quote or query completes: `' or 5<`, `xor 7-`.
+        if is_operand(a) && matches!(b.kind, Kind::Cmp | Kind::Arith) && c.kind == Kind::End {
+            return MEDIUM;
+        }
         let b = at(i + 1);
         if is_operand(a) && matches!(b.kind, Kind::Word(w) if w.is_comparison()) {
             return MEDIUM;
@@ -385,6 +490,8 @@ impl<'a> Judge<'a> {
             Kind::Word(_) if b.kind == Kind::Open => MEDIUM,
             Kind::Word(Word::Exists | Word::Select) => MEDIUM,
             Kind::Open if b.is(Word::Select) => MEDIUM,
+            // ODBC escapes and other punctuation no prose puts after `or`: `1 or {fn …}`.
+            Kind::Other if matches!(self.text(a), b"{") => MEDIUM,
             Kind::SysVar => MEDIUM,
             _ => NOTHING,
         }
@@ -393,6 +500,12 @@ impl<'a> Judge<'a> {
 
 fn is_blank(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Whether a token is what a SELECT (not the English verb) is followed by.
+fn selects(t: Token) -> bool {
+    matches!(t.kind, Kind::Num | Kind::Var | Kind::SysVar | Kind::Open)
+        || matches!(t.kind, Kind::Word(w) if w.is_function() || matches!(w, Word::Null | Word::Distinct | Word::All))
 }
 
 /// A literal or a name that a comparison can test.
