@@ -468,8 +468,19 @@ impl<'a> Judge<'a> {
             return MEDIUM;
         }
         let b = at(i + 1);
-        if is_operand(a) && matches!(b.kind, Kind::Word(w) if w.is_comparison()) {
+        let negated = if b.is(Word::Not) { at(i + 2) } else { b };
+        if is_operand(a) && matches!(negated.kind, Kind::Word(w) if w.is_comparison()) {
             return MEDIUM;
+        }
+        // Arithmetic then a comparison: `and 3*2=6`.
+        if matches!(a.kind, Kind::Num | Kind::Str) {
+            let mut k = i + 1;
+            while at(k).kind == Kind::Arith && is_operand(at(k + 1)) && k < i + 9 {
+                k += 2;
+            }
+            if k > i + 1 && at(k).kind == Kind::Cmp {
+                return MEDIUM;
+            }
         }
         // `or ''-'`, `or '' '`: strings combined into the application's string.
         if a.kind == Kind::Str && (b.kind == Kind::Str || (b.kind == Kind::Arith && at(i + 2).kind == Kind::Str)) {
@@ -480,6 +491,17 @@ impl<'a> Judge<'a> {
         let literal =
             a.kind == Kind::Num || (a.kind == Kind::Str && short(a)) || matches!(a.kind, Kind::Word(w) if w.is_truth());
         if literal && matches!(b.kind, Kind::End | Kind::Comment | Kind::Semi) {
+            return MEDIUM;
+        }
+        // A literal condition and then a clause: `or 1 group by …`, `and true order by 2`.
+        if literal
+            && matches!(
+                b.kind,
+                Kind::Word(
+                    Word::Group | Word::Order | Word::Having | Word::Limit | Word::Union | Word::Procedure | Word::Into
+                )
+            )
+        {
             return MEDIUM;
         }
         if a.kind == Kind::Str && matches!(b.kind, Kind::End | Kind::Comment | Kind::Semi) {
