@@ -84,12 +84,13 @@ pub(super) struct Lexer<'a> {
     done: bool,
 }
 
+/// Whitespace to SQL, including the no-break space MySQL accepts between keywords (`union%a0select`).
 fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0)
 }
 
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || (b >= 0x80 && b != 0xa0)
 }
 
 impl<'a> Lexer<'a> {
@@ -142,6 +143,8 @@ impl<'a> Lexer<'a> {
             let next = self.at(start + 1);
             match b {
                 _ if is_space(b) => self.pos += 1,
+                // U+00A0 in UTF-8.
+                0xc2 if next == 0xa0 => self.pos += 2,
                 b'/' if next == b'*' => {
                     if self.at(start + 2) == b'!' {
                         // MySQL runs what is inside `/*! ... */` (after an optional version number).
@@ -193,7 +196,7 @@ impl<'a> Lexer<'a> {
                 }
                 _ if is_word_byte(b) => {
                     let mut i = start + 1;
-                    while is_word_byte(self.at(i)) {
+                    while is_word_byte(self.at(i)) && !(self.at(i) == 0xc2 && self.at(i + 1) == 0xa0) {
                         i += 1;
                     }
                     let word = Word::of(self.text.get(start..i).unwrap_or_default());
@@ -253,6 +256,7 @@ impl<'a> Lexer<'a> {
 
     fn number(&mut self, start: usize) -> Token {
         let mut i = start;
+        let mut decimal = false;
         if self.at(i) == b'0' && matches!(self.at(i + 1), b'x' | b'b') && self.at(i + 2).is_ascii_hexdigit() {
             i += 2;
             while self.at(i).is_ascii_hexdigit() {
@@ -263,19 +267,23 @@ impl<'a> Lexer<'a> {
                 i += 1;
             }
             if self.at(i) == b'.' {
+                decimal = true;
                 i += 1;
                 while self.at(i).is_ascii_digit() {
                     i += 1;
                 }
             }
             if self.at(i) == b'e' && (self.at(i + 1).is_ascii_digit() || matches!(self.at(i + 1), b'+' | b'-')) {
+                decimal = true;
                 i += 2;
                 while self.at(i).is_ascii_digit() {
                     i += 1;
                 }
             }
         }
-        if is_word_byte(self.at(i)) && !matches!(self.at(i), b'$') {
+        // MySQL ends a decimal or exponent number where a letter starts (`1e0union`, `1.select`); digits followed by
+        // letters are an identifier.
+        if !decimal && is_word_byte(self.at(i)) && !matches!(self.at(i), b'$') {
             // `1st`, `3pm`, `9a7f...`: a word that starts with digits, not a number.
             while is_word_byte(self.at(i)) {
                 i += 1;

@@ -50,15 +50,16 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         Sensitivity::Medium => MEDIUM,
         Sensitivity::High => HIGH,
     };
-    level(subject.lower) <= wanted
+    level(subject.lower, wanted) <= wanted
 }
 
-/// The lowest level at which `text` (lower case) reports, or [`NOTHING`].
-fn level(text: &[u8]) -> Level {
-    let mut best = judge(text, None);
+/// The lowest level at which `text` (lower case) reports, or [`NOTHING`]; it stops looking once a shape at
+/// `enough` or lower is found.
+fn level(text: &[u8], enough: Level) -> Level {
+    let mut best = judge(text, None, enough);
     for quote in [b'\'', b'"'] {
-        if best > LOW && memchr::memchr(quote, text).is_some() {
-            best = best.min(judge(text, Some(quote)));
+        if best > enough && memchr::memchr(quote, text).is_some() {
+            best = best.min(judge(text, Some(quote), enough));
         }
     }
     best
@@ -74,7 +75,7 @@ struct Judge<'a> {
     best: Level,
 }
 
-fn judge(text: &[u8], quote: Option<u8>) -> Level {
+fn judge(text: &[u8], quote: Option<u8>, enough: Level) -> Level {
     let mut judge = Judge {
         lexer: Lexer::new(text, quote),
         window: [Token::NONE; WINDOW],
@@ -85,7 +86,7 @@ fn judge(text: &[u8], quote: Option<u8>) -> Level {
     loop {
         let token = judge.lexer.next_token();
         judge.push(token);
-        if token.kind == Kind::End || judge.best == LOW {
+        if token.kind == Kind::End || judge.best <= enough {
             break;
         }
     }
@@ -366,6 +367,8 @@ impl<'a> Judge<'a> {
         let mut plain_lead = false;
         match at(0).kind {
             Kind::Break | Kind::Num => i = 1,
+            // -1, +1
+            Kind::Arith if at(1).kind == Kind::Num && matches!(self.text(at(0)), b"-" | b"+") => i = 2,
             Kind::Word(Word::Plain) | Kind::Str => {
                 plain_lead = true;
                 i = 1;
@@ -421,6 +424,10 @@ impl<'a> Judge<'a> {
             Kind::LogicOp if self.text(p0) == b"||" => self.hit(MEDIUM),
             // '-', '*', '&': arithmetic on two empty strings.
             Kind::Arith if p1.kind == Kind::Str => self.hit(MEDIUM),
+            // '+(select …)+', '||(…)||': an expression concatenated into the application's string.
+            Kind::Arith | Kind::LogicOp if p1.kind == Kind::Open && (p2.is(Word::Select) || selects(p2)) => {
+                self.hit(MEDIUM)
+            }
             // ' ': the value is a string that the application's quote closes.
             Kind::Str if lone && p1.kind == Kind::End && self.text(p0).iter().all(|b| is_blank(*b)) => self.hit(MEDIUM),
             Kind::Word(Word::Select) if selects(p1) || self.text(p1) == b"*" => self.hit(MEDIUM),

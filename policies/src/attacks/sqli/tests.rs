@@ -47,6 +47,9 @@ fn unmistakable_attacks_are_reported_at_low() {
             "1; DROP TABLE customers--",
             "a'; insert into admins (name) values ('me')--",
             "q' || utl_inaddr.get_host_name((select banner from v$version)) || '",
+            "-1e0union select 5,6",
+            "3.union select 7",
+            "2\u{a0}union\u{a0}select\u{a0}null",
         ],
     );
 }
@@ -118,6 +121,8 @@ fn injections_are_reported_at_medium() {
             "1;set @v=0x41",
             "row(1)::text",
             "x' union select pass from accounts",
+            "-4 or k=j",
+            "p'+(select top 1 pass from accounts)+'",
         ],
     );
 }
