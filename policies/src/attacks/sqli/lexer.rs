@@ -127,7 +127,10 @@ impl<'a> Lexer<'a> {
         if let Some(q) = self.quote.take() {
             // The value's first unescaped quote closes the application's string; no such quote: nothing to lex.
             match self.string_end(0, q) {
-                Some(close) => return self.token(Kind::Break, 0, close).with_pos(self, close + 1),
+                Some(close) => {
+                    let after = close + self.quote_len(close, q).max(1);
+                    return self.token(Kind::Break, 0, close).with_pos(self, after);
+                }
                 None => {
                     self.done = true;
                     return Token { kind: Kind::End, start: len, end: len };
@@ -168,10 +171,15 @@ impl<'a> Lexer<'a> {
                 }
                 b'-' if next == b'-' => return self.comment(start),
                 b'#' => return self.comment(start),
-                b'\'' | b'"' => {
-                    return match self.string_end(start + 1, b) {
-                        Some(close) => self.token(Kind::Str, start + 1, close).with_pos(self, close + 1),
-                        None => self.token(Kind::Str, start + 1, len),
+                b'\'' | b'"' | 0xe2 if self.quote_len(start, b'\'') > 0 || b == b'"' => {
+                    let quote = if b == b'"' { b'"' } else { b'\'' };
+                    let open = self.quote_len(start, quote).max(1);
+                    return match self.string_end(start + open, quote) {
+                        Some(close) => {
+                            let after = close + self.quote_len(close, quote).max(1);
+                            self.token(Kind::Str, start + open, close).with_pos(self, after)
+                        }
+                        None => self.token(Kind::Str, start + open, len),
                     };
                 }
                 b'`' => {
@@ -196,7 +204,10 @@ impl<'a> Lexer<'a> {
                 }
                 _ if is_word_byte(b) => {
                     let mut i = start + 1;
-                    while is_word_byte(self.at(i)) && !(self.at(i) == 0xc2 && self.at(i + 1) == 0xa0) {
+                    while is_word_byte(self.at(i))
+                        && !(self.at(i) == 0xc2 && self.at(i + 1) == 0xa0)
+                        && self.quote_len(i, b'\'') == 0
+                    {
                         i += 1;
                     }
                     let word = Word::of(self.text.get(start..i).unwrap_or_default());
@@ -237,14 +248,33 @@ impl<'a> Lexer<'a> {
         let mut i = from;
         loop {
             let rest = self.text.get(i..)?;
-            let hit = memchr::memchr2(quote, b'\\', rest)?;
+            // 0xe2 starts the typographic quotes that stand for a single quote.
+            let hit = if quote == b'\'' {
+                memchr::memchr3(quote, b'\\', 0xe2, rest)?
+            } else {
+                memchr::memchr2(quote, b'\\', rest)?
+            };
             let at = i + hit;
+            let here = self.quote_len(at, quote);
             // A backslash escapes the next byte; a doubled quote is a quote inside the string.
-            if self.at(at) == b'\\' || self.at(at + 1) == quote {
+            if self.at(at) == b'\\' || (here == 1 && self.at(at + 1) == quote) {
                 i = at + 2;
+            } else if here == 0 {
+                i = at + 1;
             } else {
                 return Some(at);
             }
+        }
+    }
+
+    /// How many bytes the quote at `i` takes: 1 for `quote`, 3 for the typographic forms of a single quote
+    /// (U+2018, U+2019, U+2032) that SQL Server's best-fit mapping and copy-pasted payloads turn into `'`; 0 if
+    /// no quote is there.
+    fn quote_len(&self, i: usize, quote: u8) -> usize {
+        match self.at(i) {
+            b if b == quote => 1,
+            0xe2 if quote == b'\'' && self.at(i + 1) == 0x80 && matches!(self.at(i + 2), 0x98 | 0x99 | 0xb2) => 3,
+            _ => 0,
         }
     }
 

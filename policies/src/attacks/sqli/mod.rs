@@ -1,28 +1,38 @@
 //! SQL injection: a SQL lexer and a judge of the token shapes an injection makes.
 //!
-//! A value is lexed as SQL in each context it can land in: as-is (a number or an identifier spliced into a query),
-//! and, when it holds that quote, inside a string opened by a single or a double quote (the value's first quote then
-//! closes the application's string: the **break**). The judge looks at the tokens through a short sliding window,
-//! so the cost is linear in the value's length, with nothing allocated: fixed arrays on the stack.
+//! A value (its `lower` form: decoded, ASCII lower case) is lexed as SQL in each context it can land in: as-is (a
+//! number or an identifier spliced into a query) and, when it holds that quote, inside a string opened by a single
+//! or a double quote: the value's first quote then closes the application's string (the **break**). The typographic
+//! single quotes `‘ ’ ′` count as `'` (SQL Server's best-fit mapping turns them into one). Comments are whitespace
+//! (`union/**/select`), so is the no-break space; MySQL's executable comments `/*! … */` are read as SQL. The judge
+//! looks at the tokens through an 8-token sliding window and at the first 16 tokens (what follows the break or a
+//! leading number): the cost is linear in the value's length (three passes at most), nothing is allocated, the
+//! keyword table is a static `match`, and nothing can panic.
 //!
 //! What each level reports (each level includes the ones before it):
-//! - **Low**: unmistakable shapes. `UNION [ALL|DISTINCT] SELECT`; time and error functions called
-//!   (`SLEEP(5)`, `BENCHMARK(`, `pg_sleep(`, `EXTRACTVALUE(`, `UPDATEXML(`, `LOAD_FILE(`, `xp_cmdshell`,
-//!   `dbms_pipe.receive_message`...); `WAITFOR DELAY '…'`; `INTO OUTFILE`, `LOAD DATA INFILE`; tautologies after a
-//!   logic operator (`or 1=1`, `' or 'a'='a`, `" or ""="`, `and x=x`); statements stacked after a `;`.
-//! - **Medium** (recommended): what a break or a spliced number leads into — a logic operator with a condition
-//!   (`' and 1=0`, `1 or x=y`, `' or sleep(1)`, `' and 1 in (select …`), a comment right after the break
-//!   (`admin'--`, `admin'#`), `;`, a comparison or concatenation (`'='`, `'||'`), a clause or statement
-//!   (`' order by 3`, `' having 1=1`, `') union …`); statement shapes anywhere (`select * from`, `select @@version`,
-//!   `select count(`, `insert into t (`, `delete from t where`, `update t set c=`, `drop table t;`,
-//!   `create table t (`, `exec master..`, `exec xp_…`, `declare @`), `@@` system variables, system tables
-//!   (`information_schema`, `sysobjects`, `pg_shadow`, `sqlite_master`…), MySQL executable comments (`/*!`), a
-//!   comparison of two different literals after a logic operator (`and 1=0`), `where 1=1`.
+//! - **Low**: unmistakable shapes. `UNION [ALL|DISTINCT] SELECT` and a column list; time and error functions
+//!   called (`SLEEP(5)`, `BENCHMARK(`, `pg_sleep(`, `EXTRACTVALUE(`, `UPDATEXML(`, `LOAD_FILE(`, `xp_cmdshell`,
+//!   `dbms_pipe.`, `utl_inaddr.`...); `WAITFOR DELAY '…'`; `INTO OUTFILE`, `LOAD DATA INFILE`; tautologies after a
+//!   logic operator, `WHERE` or `HAVING` (`or 1=1`, `' or 'a'='a`, `" or ""="`, `and x=x`); statements stacked
+//!   after `;` or the break (`'; drop table t--`, `; exec master..`).
+//! - **Medium** (recommended): what the break, a spliced number or the start of the value leads into — a logic
+//!   operator with a condition (`' and 1=0`, `1 or x=y`, `' or sleep(1)`, `' and 1 in (select …`, `and 3*2=6`,
+//!   `' or 5<`, `' or '1`), a comment or `;` right after the break (`admin'--`, `admin'#`), an operator and a
+//!   comment (`x'^col--`), a comparison or concatenation (`'='`, `'||'`, `'-'`, `'+(select …)+'`), a clause
+//!   (`' order by 3`, `' having 1=1`, `1 or 1 group by …`); statement shapes anywhere (`select * from t`,
+//!   `select @@version`, `select count(`, `select 1,2`, `insert into t (`, `delete from t where`, `update t set c=`,
+//!   `drop table t;`, `drop t;--`, `create table t (`, `exec master..`, `exec xp_…`, `declare @`, `;insert into`,
+//!   `copy t from '…'`); `@@` system variables, system tables (`information_schema`, `sysobjects`, `pg_shadow`,
+//!   `sqlite_master`…), SQL Server attack procedures (`xp_dirtree`, `sp_executesql`, `openrowset`), MySQL
+//!   executable comments, PostgreSQL casts (`)::int`), a number compared after a logic operator anywhere
+//!   (`… and 5>3`), `having count(`, `if(3=`, `in (1,2`.
 //! - **High**: weak signals too — a value made of a lone quote (`'`, `1'`), a condition after a logic operator that
-//!   follows a plain word (`name or a=b`), a SQL function called inside an expression (`=char(`, `,concat(`).
+//!   follows a plain word (`name or a=b`, `1 or 2`), a SQL function called (`char(`, `count(`), a bare statement
+//!   verb after `;` (`; drop`), `select c from t` unstacked, `set @v`.
 //!
 //! Prose keeps clear at Medium: `union was a great select`, `O'Brien's`, `select a plan`, `1) a-b=c`,
-//! `D'or 1st`, `drop-down`, `union station` make none of these shapes.
+//! `D'or 1st parfume`, `drop-down`, `union station`, `students' union`, `he said 'yes' or 'no'` make none of
+//! these shapes.
 
 mod lexer;
 mod words;
@@ -58,7 +68,9 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
 fn level(text: &[u8], enough: Level) -> Level {
     let mut best = judge(text, None, enough);
     for quote in [b'\'', b'"'] {
-        if best > enough && memchr::memchr(quote, text).is_some() {
+        // 0xe2: the typographic forms of a single quote (see the lexer).
+        let holds = if quote == b'\'' { memchr::memchr2(quote, 0xe2, text) } else { memchr::memchr(quote, text) };
+        if best > enough && holds.is_some() {
             best = best.min(judge(text, Some(quote), enough));
         }
     }
@@ -392,7 +404,9 @@ impl<'a> Judge<'a> {
         }
         if p0.is_logic() || p0.is(Word::Having) || p0.is(Word::Where) {
             let level = self.judge_condition(rest);
-            self.hit(if plain_lead && level == MEDIUM { HIGH } else { level });
+            // `1 or 2`, `5 and 6` are quantities in prose; after a break or at the start they are a probe.
+            let bare = !quoted && i > 0 && matches!(p1.kind, Kind::Num) && p2.kind == Kind::End;
+            self.hit(if (plain_lead || bare) && level == MEDIUM { HIGH } else { level });
         }
         if (p0.is(Word::Order) || p0.is(Word::Group)) && p1.is(Word::By) {
             match p2.kind {

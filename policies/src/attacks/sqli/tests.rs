@@ -123,6 +123,8 @@ fn injections_are_reported_at_medium() {
             "x' union select pass from accounts",
             "-4 or k=j",
             "p'+(select top 1 pass from accounts)+'",
+            "k’ or ‘5’=’5",
+            "k′) and ′7′=′7",
         ],
     );
 }
@@ -188,6 +190,15 @@ fn prose_and_api_values_are_not_reported_at_medium() {
         "f'(x) = 2x",
         "Let's order by price, please",
         "is this your parents' or yours?",
+        "1 or 2",
+        "O’Brien’s",
+        "it’s 5 o’clock; don’t select it",
+        "I’m 5′10″ tall",
+        "the kids’ toys -- all of them",
+        "rating >= 4 and price < 20",
+        "x=1 and y=2",
+        "if (a == b && c) { return; }",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
     ] {
         let found = level_of(case);
         assert!(found.is_none() || found == Some(Sensitivity::High), "{case:?}: {found:?}");
@@ -223,7 +234,8 @@ impl Rng {
 #[test]
 fn arbitrary_bytes_never_panic() {
     const ALPHABET: &[u8] = b"'\"`()-#/*!;=<>|&~^%+,.@$\\ \t\n0123456789xeEselctunoirafdwhbyp_";
-    const SEEDS: &[&str] = &["1' or '1'='1'--", "x union select 1,2#", "a'/*!and*/sleep(1)", "@@v;waitfor delay '1'"];
+    const SEEDS: &[&str] =
+        &["1’ or ‘1’=’1′--", "1' or '1'='1'--", "x union select 1,2#", "a'/*!and*/sleep(1)", "@@v;waitfor delay '1'"];
     let mut rng = Rng(0x5eed_5a11);
     for round in 0..20_000 {
         let mut value: Vec<u8> =
