@@ -169,8 +169,15 @@ impl<'a> Lexer<'a> {
                     self.in_executable = false;
                     self.pos += 2;
                 }
-                b'-' if next == b'-' => return self.comment(start),
-                b'#' => return self.comment(start),
+                b'-' | b'#' if b == b'#' || next == b'-' => {
+                    // A line comment ends at a newline: what follows is SQL again (`union#\nselect`), so a
+                    // comment with more SQL after it is whitespace, and one that ends the value is a token.
+                    let rest = self.text.get(start..).unwrap_or_default();
+                    match memchr::memchr(b'\n', rest) {
+                        Some(nl) if !rest.iter().skip(nl).all(|b| is_space(*b)) => self.pos = start + nl + 1,
+                        _ => return self.comment(start),
+                    }
+                }
                 b'\'' | b'"' | 0xe2 if self.quote_len(start, b'\'') > 0 || b == b'"' => {
                     let quote = if b == b'"' { b'"' } else { b'\'' };
                     let open = self.quote_len(start, quote).max(1);

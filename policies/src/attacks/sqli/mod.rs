@@ -208,13 +208,17 @@ impl<'a> Judge<'a> {
         if self.union_select(1) && t0.kind == Kind::End {
             self.hit(MEDIUM);
         }
-        // SELECT followed by what only a query selects: a variable, or `*` from a table, or `*` alone.
-        if t1.is(Word::Select) && matches!(t0.kind, Kind::Var | Kind::SysVar) {
+        // SELECT followed by what only a query selects: a variable, a time function, or `*` from a table, or `*`
+        // alone.
+        if t1.is(Word::Select) && matches!(t0.kind, Kind::Var | Kind::SysVar | Kind::Word(Word::Danger | Word::Sleep)) {
             self.hit(MEDIUM);
         }
         let text = self.lexer.text_all();
         let star = |t: Token| t.kind == Kind::Arith && text.get(t.start..t.end) == Some(b"*");
         if star(t1) && t2.is(Word::Select) && matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi | Kind::Comma) {
+            self.hit(MEDIUM);
+        }
+        if star(t2) && self.back(3).is(Word::Select) && t1.is(Word::From) && t0.kind == Kind::End {
             self.hit(MEDIUM);
         }
         if self.back(4).is(Word::Select)
@@ -248,6 +252,7 @@ impl<'a> Judge<'a> {
         // EXEC of a system procedure, an expression, a variable or a string.
         if t1.is(Word::Exec)
             && (matches!(t0.kind, Kind::Open | Kind::Var | Kind::Str)
+                || self.text(t0) == b"immediate"
                 || (matches!(t0.kind, Kind::Word(_)) && words::is_mssql_procedure(self.text(t0))))
         {
             self.hit(stmt(self.stacked(2)));
@@ -434,6 +439,8 @@ impl<'a> Judge<'a> {
         match p0.kind {
             Kind::Comment | Kind::Semi | Kind::Cmp => self.hit(MEDIUM),
             Kind::Word(Word::Like | Word::Having | Word::Declare | Word::Waitfor) => self.hit(MEDIUM),
+            // ' sleep(20) ': a function called in place of the string.
+            Kind::Word(Word::Danger | Word::Sleep) if p1.kind == Kind::Open => self.hit(MEDIUM),
             // '||…||' concatenates into the application's string.
             Kind::LogicOp if self.text(p0) == b"||" => self.hit(MEDIUM),
             // '-', '*', '&': arithmetic on two empty strings.

@@ -116,7 +116,7 @@ impl Word {
             b"values" => Word::Values,
             b"set" => Word::Set,
             b"all" => Word::All,
-            b"distinct" => Word::Distinct,
+            b"distinct" | b"distinctrow" => Word::Distinct,
             b"exists" => Word::Exists,
             b"procedure" => Word::Procedure,
             b"delay" => Word::Delay,
