@@ -217,8 +217,14 @@ impl<'a> Lexer<'a> {
                     {
                         i += 1;
                     }
-                    let word = Word::of(self.text.get(start..i).unwrap_or_default());
-                    return self.token(Kind::Word(word), start, i);
+                    let text = self.text.get(start..i).unwrap_or_default();
+                    // N'…', X'…', B'…', E'…', _utf8'…': a string with a prefix, lexed as the string.
+                    if self.at(i) == b'\'' && (matches!(text, b"n" | b"x" | b"b" | b"e") || text.first() == Some(&b'_'))
+                    {
+                        self.pos = i;
+                        continue;
+                    }
+                    return self.token(Kind::Word(Word::of(text)), start, i);
                 }
                 b'=' => {
                     // `=`, and the `==`/`===` of languages whose expressions reach a query too.

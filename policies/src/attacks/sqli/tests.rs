@@ -127,6 +127,8 @@ fn injections_are_reported_at_medium() {
             "p'+(select top 1 pass from accounts)+'",
             "k’ or ‘5’=’5",
             "select pg_sleep",
+            "9 or x'41'=x'41'",
+            "w' or n'k'=_utf8'k",
             "execute immediate 'x'",
             "2021-02-03' sleep(9) '",
             "in (select * from",
