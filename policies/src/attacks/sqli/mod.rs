@@ -155,7 +155,6 @@ impl<'a> Judge<'a> {
                 Kind::Word(w) if w.is_function() && t2.is(Word::Select) => self.hit(MEDIUM),
                 // A SQL function called (`char(`, `count(`, `sleep (` with no number): a weak signal alone.
                 Kind::Word(w) if w.is_function() => self.hit(HIGH),
-                Kind::Word(Word::Select) => self.hit(MEDIUM),
                 // PROCEDURE ANALYSE(
                 Kind::Word(Word::Plain) if t2.is(Word::Procedure) => self.hit(MEDIUM),
                 _ => {}
@@ -206,6 +205,11 @@ impl<'a> Judge<'a> {
             }
         }
         if self.union_select(1) && t0.kind == Kind::End {
+            self.hit(MEDIUM);
+        }
+        // SELECT (1), SELECT (SELECT …), SELECT ('a'): not `select (one) option`.
+        if t2.is(Word::Select) && t1.kind == Kind::Open && (selects(t0) || t0.is(Word::Select) || t0.kind == Kind::Str)
+        {
             self.hit(MEDIUM);
         }
         // SELECT followed by what only a query selects: a variable, a time function, or `*` from a table, or `*`
@@ -293,7 +297,9 @@ impl<'a> Judge<'a> {
         }
         // DROP t;--, DROP t-- (a bare DROP t is prose too: HIGH).
         if t2.is(Word::Drop) && ident(t1) && matches!(t0.kind, Kind::Semi | Kind::Comment | Kind::End) {
-            self.hit(if t0.kind == Kind::End && !self.stacked(3) { HIGH } else { MEDIUM });
+            // `drop it #lazy` is a hashtag; `drop t;`, `drop t--` a statement.
+            let weak = (t0.kind == Kind::End || self.text(t0).first() == Some(&b'#')) && !self.stacked(3);
+            self.hit(if weak { HIGH } else { MEDIUM });
         }
         // ;DROP, ;INSERT INTO, ;UPDATE t: a statement stacked with nothing else to judge (the verb alone is weak).
         if t1.kind == Kind::Semi
@@ -413,10 +419,15 @@ impl<'a> Judge<'a> {
             let bare = !quoted && i > 0 && matches!(p1.kind, Kind::Num) && p2.kind == Kind::End;
             self.hit(if (plain_lead || bare) && level == MEDIUM { HIGH } else { level });
         }
+        // ORDER BY 3, GROUP BY sleep(…), ' ORDER BY col-- (not `order by phone`).
         if (p0.is(Word::Order) || p0.is(Word::Group)) && p1.is(Word::By) {
+            let p3 = at(i + 3);
             match p2.kind {
-                Kind::Num => self.hit(MEDIUM),
-                Kind::Word(w) if w.is_function() || quoted => self.hit(MEDIUM),
+                Kind::Num if matches!(p3.kind, Kind::End | Kind::Comment | Kind::Comma | Kind::Semi | Kind::Close) => {
+                    self.hit(MEDIUM)
+                }
+                Kind::Word(w) if w.is_function() && p3.kind == Kind::Open => self.hit(MEDIUM),
+                Kind::Word(_) if quoted && matches!(p3.kind, Kind::Comment | Kind::Comma) => self.hit(MEDIUM),
                 _ => {}
             }
         }
@@ -436,9 +447,22 @@ impl<'a> Judge<'a> {
         if p0.is_logic() && head.get(i + 1..).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
             self.hit(MEDIUM);
         }
+        // What the break was: one word (`admin'`) rather than a phrase (`my students'`).
+        let one_word = !self.text(at(0)).trim_ascii().iter().any(|b| is_blank(*b));
         match p0.kind {
-            Kind::Comment | Kind::Semi | Kind::Cmp => self.hit(MEDIUM),
-            Kind::Word(Word::Like | Word::Having | Word::Declare | Word::Waitfor) => self.hit(MEDIUM),
+            // admin'--, admin'#: a hashtag after a phrase (`my students' #1`) is prose.
+            Kind::Comment if one_word || self.text(p0).get(1).is_none_or(|b| !b.is_ascii_alphanumeric()) => {
+                self.hit(MEDIUM)
+            }
+            Kind::Comment => self.hit(HIGH),
+            // ';' and a statement, a comment or nothing (not `students'; teachers`).
+            Kind::Semi if !matches!(p1.kind, Kind::Word(Word::Plain)) => self.hit(MEDIUM),
+            Kind::Cmp => self.hit(MEDIUM),
+            Kind::Word(Word::Like) if matches!(p1.kind, Kind::Str | Kind::Num | Kind::Open | Kind::Var) => {
+                self.hit(MEDIUM)
+            }
+            Kind::Word(Word::Declare) if matches!(p1.kind, Kind::Var) => self.hit(MEDIUM),
+            Kind::Word(Word::Waitfor) if p1.is(Word::Delay) || p1.is(Word::Time) => self.hit(MEDIUM),
             // ' sleep(20) ': a function called in place of the string.
             Kind::Word(Word::Danger | Word::Sleep) if p1.kind == Kind::Open => self.hit(MEDIUM),
             // '||…||' concatenates into the application's string.
@@ -497,8 +521,13 @@ impl<'a> Judge<'a> {
         }
         let b = at(i + 1);
         let negated = if b.is(Word::Not) { at(i + 2) } else { b };
+        // `id is null`, `x in (`, `1 like 1` (not `kids in school`).
         if is_operand(a) && matches!(negated.kind, Kind::Word(w) if w.is_comparison()) {
-            return MEDIUM;
+            let next = if b.is(Word::Not) { at(i + 3) } else { at(i + 2) };
+            let plain = matches!(a.kind, Kind::Word(Word::Plain));
+            if !plain || matches!(next.kind, Kind::Num | Kind::Str | Kind::Open | Kind::Word(Word::Null | Word::Not)) {
+                return MEDIUM;
+            }
         }
         // Arithmetic then a comparison: `and 3*2=6`.
         if matches!(a.kind, Kind::Num | Kind::Str) {
@@ -538,7 +567,8 @@ impl<'a> Judge<'a> {
         match a.kind {
             // A function called, known or not (`or sleep_custom(1)`).
             Kind::Word(_) if b.kind == Kind::Open => MEDIUM,
-            Kind::Word(Word::Exists | Word::Select) => MEDIUM,
+            Kind::Word(Word::Exists) if b.kind == Kind::Open => MEDIUM,
+            Kind::Word(Word::Select) if selects(b) || self.text(b) == b"*" => MEDIUM,
             Kind::Open if b.is(Word::Select) => MEDIUM,
             // ODBC escapes and other punctuation no prose puts after `or`: `1 or {fn …}`.
             Kind::Other if matches!(self.text(a), b"{") => MEDIUM,
@@ -555,7 +585,8 @@ fn is_blank(b: u8) -> bool {
 /// Whether a token is what a SELECT (not the English verb) is followed by.
 fn selects(t: Token) -> bool {
     matches!(t.kind, Kind::Num | Kind::Var | Kind::SysVar | Kind::Open)
-        || matches!(t.kind, Kind::Word(w) if w.is_function() || matches!(w, Word::Null | Word::Distinct | Word::All))
+        || matches!(t.kind, Kind::Word(w) if (w.is_function() && w != Word::ObjectKind)
+            || matches!(w, Word::Null | Word::Distinct | Word::All))
 }
 
 /// A literal or a name that a comparison can test.
