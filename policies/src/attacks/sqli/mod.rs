@@ -87,6 +87,7 @@ struct Judge<'a> {
     best: Level,
 }
 
+/// The lowest level `text` reports at in one context (as-is, or after `quote`), stopping at `enough`.
 fn judge(text: &[u8], quote: Option<u8>, enough: Level) -> Level {
     let mut judge = Judge {
         lexer: Lexer::new(text, quote),
@@ -110,6 +111,7 @@ fn judge(text: &[u8], quote: Option<u8>, enough: Level) -> Level {
 }
 
 impl<'a> Judge<'a> {
+    /// Records a shape found at `level`.
     fn hit(&mut self, level: Level) {
         self.best = self.best.min(level);
     }
@@ -122,10 +124,12 @@ impl<'a> Judge<'a> {
         self.window.get((self.seen - 1 - k) % WINDOW).copied().unwrap_or(Token::NONE)
     }
 
+    /// The text of a token.
     fn text(&self, token: Token) -> &'a [u8] {
         self.lexer.text(token)
     }
 
+    /// Takes the next token into the head and the window, and judges the shapes that end with it.
     fn push(&mut self, token: Token) {
         if let Some(slot) = self.head.get_mut(self.seen) {
             *slot = token;

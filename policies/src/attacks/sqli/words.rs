@@ -168,7 +168,7 @@ impl Word {
             | b"to_char" | b"sys_context" | b"bin" | b"conv" | b"decode" | b"row" | b"ceil" | b"ceiling"
             | b"last_insert_rowid" | b"found_rows" | b"connection_id" | b"row_count" | b"uuid" | b"exp"
             | b"current_setting" | b"pg_ls_dir" | b"version_number" => Word::Function,
-            b"current_user" | b"session_user" | b"system_user" | b"user_name" | b"@@version" => Word::Niladic,
+            b"current_user" | b"session_user" | b"system_user" | b"user_name" => Word::Niladic,
             b"information_schema"
             | b"sysobjects"
             | b"syscolumns"
@@ -197,9 +197,7 @@ impl Word {
             | b"dba_users"
             | b"dba_tables"
             | b"v$version"
-            | b"v$instance"
-            | b"sys.objects"
-            | b"mysql.user" => Word::SystemObject,
+            | b"v$instance" => Word::SystemObject,
             _ => Word::Plain,
         }
     }
