@@ -84,12 +84,13 @@ pub(super) struct Lexer<'a> {
     done: bool,
 }
 
+/// Whitespace to SQL, including the no-break space MySQL accepts between keywords (`union%a0select`).
 fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0)
 }
 
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || (b >= 0x80 && b != 0xa0)
 }
 
 impl<'a> Lexer<'a> {
@@ -126,7 +127,10 @@ impl<'a> Lexer<'a> {
         if let Some(q) = self.quote.take() {
             // The value's first unescaped quote closes the application's string; no such quote: nothing to lex.
             match self.string_end(0, q) {
-                Some(close) => return self.token(Kind::Break, 0, close).with_pos(self, close + 1),
+                Some(close) => {
+                    let after = close + self.quote_len(close, q).max(1);
+                    return self.token(Kind::Break, 0, close).with_pos(self, after);
+                }
                 None => {
                     self.done = true;
                     return Token { kind: Kind::End, start: len, end: len };
@@ -142,6 +146,8 @@ impl<'a> Lexer<'a> {
             let next = self.at(start + 1);
             match b {
                 _ if is_space(b) => self.pos += 1,
+                // U+00A0 in UTF-8.
+                0xc2 if next == 0xa0 => self.pos += 2,
                 b'/' if next == b'*' => {
                     if self.at(start + 2) == b'!' {
                         // MySQL runs what is inside `/*! ... */` (after an optional version number).
@@ -163,18 +169,35 @@ impl<'a> Lexer<'a> {
                     self.in_executable = false;
                     self.pos += 2;
                 }
-                b'-' if next == b'-' => return self.comment(start),
-                b'#' => return self.comment(start),
-                b'\'' | b'"' => {
-                    return match self.string_end(start + 1, b) {
-                        Some(close) => self.token(Kind::Str, start + 1, close).with_pos(self, close + 1),
-                        None => self.token(Kind::Str, start + 1, len),
+                b'-' | b'#' if b == b'#' || next == b'-' => {
+                    // A line comment ends at a newline: what follows is SQL again (`union#\nselect`), so a
+                    // comment with more SQL after it is whitespace, and one that ends the value is a token.
+                    let rest = self.text.get(start..).unwrap_or_default();
+                    match memchr::memchr(b'\n', rest) {
+                        Some(nl) if !rest.iter().skip(nl).all(|b| is_space(*b)) => self.pos = start + nl + 1,
+                        _ => return self.comment(start),
+                    }
+                }
+                b'\'' | b'"' | 0xe2 if self.quote_len(start, b'\'') > 0 || b == b'"' => {
+                    let quote = if b == b'"' { b'"' } else { b'\'' };
+                    let open = self.quote_len(start, quote).max(1);
+                    return match self.string_end(start + open, quote) {
+                        Some(close) => {
+                            let after = close + self.quote_len(close, quote).max(1);
+                            self.token(Kind::Str, start + open, close).with_pos(self, after)
+                        }
+                        None => self.token(Kind::Str, start + open, len),
                     };
                 }
                 b'`' => {
                     let end = memchr::memchr(b'`', self.text.get(start + 1..).unwrap_or_default())
                         .map_or(len, |i| start + 1 + i);
-                    return self.token(Kind::Word(Word::Plain), start + 1, end).with_pos(self, (end + 1).min(len));
+                    // A quoted identifier is never a keyword, but can name a system table.
+                    let word = match Word::of(self.text.get(start + 1..end).unwrap_or_default()) {
+                        Word::SystemObject => Word::SystemObject,
+                        _ => Word::Plain,
+                    };
+                    return self.token(Kind::Word(word), start + 1, end).with_pos(self, (end + 1).min(len));
                 }
                 b'0'..=b'9' => return self.number(start),
                 b'.' if next.is_ascii_digit() => return self.number(start),
@@ -188,14 +211,28 @@ impl<'a> Lexer<'a> {
                 }
                 _ if is_word_byte(b) => {
                     let mut i = start + 1;
-                    while is_word_byte(self.at(i)) {
+                    while is_word_byte(self.at(i))
+                        && !(self.at(i) == 0xc2 && self.at(i + 1) == 0xa0)
+                        && self.quote_len(i, b'\'') == 0
+                    {
                         i += 1;
                     }
-                    let word = Word::of(self.text.get(start..i).unwrap_or_default());
-                    return self.token(Kind::Word(word), start, i);
+                    let text = self.text.get(start..i).unwrap_or_default();
+                    // N'…', X'…', B'…', E'…', _utf8'…': a string with a prefix, lexed as the string.
+                    if self.at(i) == b'\'' && (matches!(text, b"n" | b"x" | b"b" | b"e") || text.first() == Some(&b'_'))
+                    {
+                        self.pos = i;
+                        continue;
+                    }
+                    return self.token(Kind::Word(Word::of(text)), start, i);
                 }
                 b'=' => {
-                    return self.token(Kind::Cmp, start, start + 1);
+                    // `=`, and the `==`/`===` of languages whose expressions reach a query too.
+                    let mut i = start + 1;
+                    while self.at(i) == b'=' && i < start + 3 {
+                        i += 1;
+                    }
+                    return self.token(Kind::Cmp, start, i);
                 }
                 b'<' | b'>' | b'!' => {
                     let mut i = start + 1;
@@ -224,14 +261,33 @@ impl<'a> Lexer<'a> {
         let mut i = from;
         loop {
             let rest = self.text.get(i..)?;
-            let hit = memchr::memchr2(quote, b'\\', rest)?;
+            // 0xe2 starts the typographic quotes that stand for a single quote.
+            let hit = if quote == b'\'' {
+                memchr::memchr3(quote, b'\\', 0xe2, rest)?
+            } else {
+                memchr::memchr2(quote, b'\\', rest)?
+            };
             let at = i + hit;
+            let here = self.quote_len(at, quote);
             // A backslash escapes the next byte; a doubled quote is a quote inside the string.
-            if self.at(at) == b'\\' || self.at(at + 1) == quote {
+            if self.at(at) == b'\\' || (here == 1 && self.at(at + 1) == quote) {
                 i = at + 2;
+            } else if here == 0 {
+                i = at + 1;
             } else {
                 return Some(at);
             }
+        }
+    }
+
+    /// How many bytes the quote at `i` takes: 1 for `quote`, 3 for the typographic forms of a single quote
+    /// (U+2018, U+2019, U+2032) that SQL Server's best-fit mapping and copy-pasted payloads turn into `'`; 0 if
+    /// no quote is there.
+    fn quote_len(&self, i: usize, quote: u8) -> usize {
+        match self.at(i) {
+            b if b == quote => 1,
+            0xe2 if quote == b'\'' && self.at(i + 1) == 0x80 && matches!(self.at(i + 2), 0x98 | 0x99 | 0xb2) => 3,
+            _ => 0,
         }
     }
 
@@ -243,6 +299,7 @@ impl<'a> Lexer<'a> {
 
     fn number(&mut self, start: usize) -> Token {
         let mut i = start;
+        let mut decimal = false;
         if self.at(i) == b'0' && matches!(self.at(i + 1), b'x' | b'b') && self.at(i + 2).is_ascii_hexdigit() {
             i += 2;
             while self.at(i).is_ascii_hexdigit() {
@@ -253,19 +310,23 @@ impl<'a> Lexer<'a> {
                 i += 1;
             }
             if self.at(i) == b'.' {
+                decimal = true;
                 i += 1;
                 while self.at(i).is_ascii_digit() {
                     i += 1;
                 }
             }
             if self.at(i) == b'e' && (self.at(i + 1).is_ascii_digit() || matches!(self.at(i + 1), b'+' | b'-')) {
+                decimal = true;
                 i += 2;
                 while self.at(i).is_ascii_digit() {
                     i += 1;
                 }
             }
         }
-        if is_word_byte(self.at(i)) && !matches!(self.at(i), b'$') {
+        // MySQL ends a decimal or exponent number where a letter starts (`1e0union`, `1.select`); digits followed by
+        // letters are an identifier.
+        if !decimal && is_word_byte(self.at(i)) && !matches!(self.at(i), b'$') {
             // `1st`, `3pm`, `9a7f...`: a word that starts with digits, not a number.
             while is_word_byte(self.at(i)) {
                 i += 1;

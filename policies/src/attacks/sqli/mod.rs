@@ -1,28 +1,38 @@
 //! SQL injection: a SQL lexer and a judge of the token shapes an injection makes.
 //!
-//! A value is lexed as SQL in each context it can land in: as-is (a number or an identifier spliced into a query),
-//! and, when it holds that quote, inside a string opened by a single or a double quote (the value's first quote then
-//! closes the application's string: the **break**). The judge looks at the tokens through a short sliding window,
-//! so the cost is linear in the value's length, with nothing allocated: fixed arrays on the stack.
+//! A value (its `lower` form: decoded, ASCII lower case) is lexed as SQL in each context it can land in: as-is (a
+//! number or an identifier spliced into a query) and, when it holds that quote, inside a string opened by a single
+//! or a double quote: the value's first quote then closes the application's string (the **break**). The typographic
+//! single quotes `‘ ’ ′` count as `'` (SQL Server's best-fit mapping turns them into one). Comments are whitespace
+//! (`union/**/select`), so is the no-break space; MySQL's executable comments `/*! … */` are read as SQL. The judge
+//! looks at the tokens through an 8-token sliding window and at the first 16 tokens (what follows the break or a
+//! leading number): the cost is linear in the value's length (three passes at most), nothing is allocated, the
+//! keyword table is a static `match`, and nothing can panic.
 //!
 //! What each level reports (each level includes the ones before it):
-//! - **Low**: unmistakable shapes. `UNION [ALL|DISTINCT] SELECT`; time and error functions called
-//!   (`SLEEP(5)`, `BENCHMARK(`, `pg_sleep(`, `EXTRACTVALUE(`, `UPDATEXML(`, `LOAD_FILE(`, `xp_cmdshell`,
-//!   `dbms_pipe.receive_message`...); `WAITFOR DELAY '…'`; `INTO OUTFILE`, `LOAD DATA INFILE`; tautologies after a
-//!   logic operator (`or 1=1`, `' or 'a'='a`, `" or ""="`, `and x=x`); statements stacked after a `;`.
-//! - **Medium** (recommended): what a break or a spliced number leads into — a logic operator with a condition
-//!   (`' and 1=0`, `1 or x=y`, `' or sleep(1)`, `' and 1 in (select …`), a comment right after the break
-//!   (`admin'--`, `admin'#`), `;`, a comparison or concatenation (`'='`, `'||'`), a clause or statement
-//!   (`' order by 3`, `' having 1=1`, `') union …`); statement shapes anywhere (`select * from`, `select @@version`,
-//!   `select count(`, `insert into t (`, `delete from t where`, `update t set c=`, `drop table t;`,
-//!   `create table t (`, `exec master..`, `exec xp_…`, `declare @`), `@@` system variables, system tables
-//!   (`information_schema`, `sysobjects`, `pg_shadow`, `sqlite_master`…), MySQL executable comments (`/*!`), a
-//!   comparison of two different literals after a logic operator (`and 1=0`), `where 1=1`.
+//! - **Low**: unmistakable shapes. `UNION [ALL|DISTINCT] SELECT` and a column list; time and error functions
+//!   called (`SLEEP(5)`, `BENCHMARK(`, `pg_sleep(`, `EXTRACTVALUE(`, `UPDATEXML(`, `LOAD_FILE(`, `xp_cmdshell`,
+//!   `dbms_pipe.`, `utl_inaddr.`...); `WAITFOR DELAY '…'`; `INTO OUTFILE`, `LOAD DATA INFILE`; tautologies after a
+//!   logic operator, `WHERE` or `HAVING` (`or 1=1`, `' or 'a'='a`, `" or ""="`, `and x=x`); statements stacked
+//!   after `;` or the break (`'; drop table t--`, `; exec master..`).
+//! - **Medium** (recommended): what the break, a spliced number or the start of the value leads into — a logic
+//!   operator with a condition (`' and 1=0`, `1 or x=y`, `' or sleep(1)`, `' and 1 in (select …`, `and 3*2=6`,
+//!   `' or 5<`, `' or '1`), a comment or `;` right after the break (`admin'--`, `admin'#`), an operator and a
+//!   comment (`x'^col--`), a comparison or concatenation (`'='`, `'||'`, `'-'`, `'+(select …)+'`), a clause
+//!   (`' order by 3`, `' having 1=1`, `1 or 1 group by …`); statement shapes anywhere (`select * from t`,
+//!   `select @@version`, `select count(`, `select 1,2`, `insert into t (`, `delete from t where`, `update t set c=`,
+//!   `drop table t;`, `drop t;--`, `create table t (`, `exec master..`, `exec xp_…`, `declare @`, `;insert into`,
+//!   `copy t from '…'`); `@@` system variables, system tables (`information_schema`, `sysobjects`, `pg_shadow`,
+//!   `sqlite_master`…), SQL Server attack procedures (`xp_dirtree`, `sp_executesql`, `openrowset`), MySQL
+//!   executable comments, PostgreSQL casts (`)::int`), a number compared after a logic operator anywhere
+//!   (`… and 5>3`), `having count(`, `if(3=`, `in (1,2`.
 //! - **High**: weak signals too — a value made of a lone quote (`'`, `1'`), a condition after a logic operator that
-//!   follows a plain word (`name or a=b`), a SQL function called inside an expression (`=char(`, `,concat(`).
+//!   follows a plain word (`name or a=b`, `1 or 2`), a SQL function called (`char(`, `count(`), a bare statement
+//!   verb after `;` (`; drop`), `select c from t` unstacked, `set @v`.
 //!
 //! Prose keeps clear at Medium: `union was a great select`, `O'Brien's`, `select a plan`, `1) a-b=c`,
-//! `D'or 1st`, `drop-down`, `union station` make none of these shapes.
+//! `D'or 1st parfume`, `drop-down`, `union station`, `students' union`, `he said 'yes' or 'no'` make none of
+//! these shapes.
 
 mod lexer;
 mod words;
@@ -50,15 +60,18 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         Sensitivity::Medium => MEDIUM,
         Sensitivity::High => HIGH,
     };
-    level(subject.lower) <= wanted
+    level(subject.lower, wanted) <= wanted
 }
 
-/// The lowest level at which `text` (lower case) reports, or [`NOTHING`].
-fn level(text: &[u8]) -> Level {
-    let mut best = judge(text, None);
+/// The lowest level at which `text` (lower case) reports, or [`NOTHING`]; it stops looking once a shape at
+/// `enough` or lower is found.
+fn level(text: &[u8], enough: Level) -> Level {
+    let mut best = judge(text, None, enough);
     for quote in [b'\'', b'"'] {
-        if best > LOW && memchr::memchr(quote, text).is_some() {
-            best = best.min(judge(text, Some(quote)));
+        // 0xe2: the typographic forms of a single quote (see the lexer).
+        let holds = if quote == b'\'' { memchr::memchr2(quote, 0xe2, text) } else { memchr::memchr(quote, text) };
+        if best > enough && holds.is_some() {
+            best = best.min(judge(text, Some(quote), enough));
         }
     }
     best
@@ -74,7 +87,8 @@ struct Judge<'a> {
     best: Level,
 }
 
-fn judge(text: &[u8], quote: Option<u8>) -> Level {
+/// The lowest level `text` reports at in one context (as-is, or after `quote`), stopping at `enough`.
+fn judge(text: &[u8], quote: Option<u8>, enough: Level) -> Level {
     let mut judge = Judge {
         lexer: Lexer::new(text, quote),
         window: [Token::NONE; WINDOW],
@@ -85,7 +99,7 @@ fn judge(text: &[u8], quote: Option<u8>) -> Level {
     loop {
         let token = judge.lexer.next_token();
         judge.push(token);
-        if token.kind == Kind::End || judge.best == LOW {
+        if token.kind == Kind::End || judge.best <= enough {
             break;
         }
     }
@@ -97,6 +111,7 @@ fn judge(text: &[u8], quote: Option<u8>) -> Level {
 }
 
 impl<'a> Judge<'a> {
+    /// Records a shape found at `level`.
     fn hit(&mut self, level: Level) {
         self.best = self.best.min(level);
     }
@@ -109,10 +124,12 @@ impl<'a> Judge<'a> {
         self.window.get((self.seen - 1 - k) % WINDOW).copied().unwrap_or(Token::NONE)
     }
 
+    /// The text of a token.
     fn text(&self, token: Token) -> &'a [u8] {
         self.lexer.text(token)
     }
 
+    /// Takes the next token into the head and the window, and judges the shapes that end with it.
     fn push(&mut self, token: Token) {
         if let Some(slot) = self.head.get_mut(self.seen) {
             *slot = token;
@@ -137,30 +154,13 @@ impl<'a> Judge<'a> {
         let t3 = self.back(3);
         let stmt = |stacked: bool| if stacked { LOW } else { MEDIUM };
         match t0.kind {
-            Kind::Word(Word::Select) => {
-                // UNION [ALL|DISTINCT] [(] SELECT
-                let mut k = 1;
-                while self.back(k).kind == Kind::Open {
-                    k += 1;
-                }
-                if self.back(k).is(Word::All) || self.back(k).is(Word::Distinct) {
-                    k += 1;
-                }
-                if self.back(k).is(Word::Union) {
-                    self.hit(LOW);
-                }
-            }
             Kind::Open => match t1.kind {
                 Kind::Word(Word::Danger) => self.hit(LOW),
-                Kind::Word(Word::Sleep) => self.hit(HIGH),
                 Kind::Word(w) if w.is_function() && t2.is(Word::Select) => self.hit(MEDIUM),
-                Kind::Word(w)
-                    if w.is_function()
-                        && matches!(t2.kind, Kind::Cmp | Kind::Comma | Kind::Open | Kind::LogicOp | Kind::Arith) =>
-                {
-                    self.hit(HIGH)
-                }
-                Kind::Word(Word::Select) => self.hit(MEDIUM),
+                // A SQL function called (`char(`, `count(`, `sleep (` with no number): a weak signal alone.
+                Kind::Word(w) if w.is_function() => self.hit(HIGH),
+                // PROCEDURE ANALYSE(
+                Kind::Word(Word::Plain) if t2.is(Word::Procedure) => self.hit(MEDIUM),
                 _ => {}
             },
             Kind::Close if t1.kind == Kind::Num && t2.kind == Kind::Open && t3.is(Word::Sleep) => self.hit(LOW),
@@ -172,19 +172,61 @@ impl<'a> Judge<'a> {
             Kind::Dot if t1.is(Word::Danger) => self.hit(LOW),
             Kind::Word(Word::Niladic) if t1.is(Word::Select) => self.hit(MEDIUM),
             Kind::Word(Word::SystemObject) => self.hit(MEDIUM),
+            // SQL Server's extended and system procedures, and its ad hoc remote queries.
+            Kind::Word(_) if words::is_mssql_attack_procedure(self.text(t0)) => self.hit(MEDIUM),
+            // `… or--`: a condition cut short by a comment.
+            Kind::Comment if t1.is_logic() && matches!(t2.kind, Kind::Str | Kind::Num | Kind::Close) => {
+                self.hit(MEDIUM)
+            }
             Kind::Word(Word::ObjectKind) if t1.kind == Kind::Dot && self.text(t2) == b"mysql" => self.hit(MEDIUM),
             Kind::Word(Word::ObjectKind) if t1.is(Word::Backup) => self.hit(MEDIUM),
             Kind::SysVar => self.hit(MEDIUM),
             Kind::Var if t1.is(Word::Declare) => self.hit(stmt(self.stacked(2))),
+            // SET @variable: MEDIUM when stacked, else a weak signal.
+            Kind::Var if t1.is(Word::Set) => self.hit(if self.stacked(2) { MEDIUM } else { HIGH }),
+            // PostgreSQL casts: `)::int`, `'1'::text`.
+            Kind::Word(_)
+                if t1.kind == Kind::Other
+                    && t2.kind == Kind::Other
+                    && self.text(t1) == b":"
+                    && self.text(t2) == b":"
+                    && matches!(self.back(3).kind, Kind::Close | Kind::Str | Kind::Num | Kind::Word(_))
+                    && matches!(
+                        self.text(t0),
+                        b"int" | b"integer" | b"text" | b"varchar" | b"numeric" | b"jsonb" | b"bigint"
+                    ) =>
+            {
+                self.hit(MEDIUM)
+            }
             _ => {}
         }
-        // SELECT followed by what only a query selects: a variable, or `*` from a table, or `*` alone.
-        if t1.is(Word::Select) && matches!(t0.kind, Kind::Var | Kind::SysVar) {
+        // UNION [ALL|DISTINCT] [(] SELECT and a column list (not `union select committee`, two plain words).
+        if self.union_select(2) {
+            let prose = t1.kind == Kind::Word(Word::Plain)
+                && matches!(t0.kind, Kind::Word(Word::Plain) | Kind::End | Kind::Dot | Kind::Other);
+            if !prose {
+                self.hit(LOW);
+            }
+        }
+        if self.union_select(1) && t0.kind == Kind::End {
+            self.hit(MEDIUM);
+        }
+        // SELECT (1), SELECT (SELECT …), SELECT ('a'): not `select (one) option`.
+        if t2.is(Word::Select) && t1.kind == Kind::Open && (selects(t0) || t0.is(Word::Select) || t0.kind == Kind::Str)
+        {
+            self.hit(MEDIUM);
+        }
+        // SELECT followed by what only a query selects: a variable, a time function, or `*` from a table, or `*`
+        // alone.
+        if t1.is(Word::Select) && matches!(t0.kind, Kind::Var | Kind::SysVar | Kind::Word(Word::Danger | Word::Sleep)) {
             self.hit(MEDIUM);
         }
         let text = self.lexer.text_all();
         let star = |t: Token| t.kind == Kind::Arith && text.get(t.start..t.end) == Some(b"*");
         if star(t1) && t2.is(Word::Select) && matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi | Kind::Comma) {
+            self.hit(MEDIUM);
+        }
+        if star(t2) && self.back(3).is(Word::Select) && t1.is(Word::From) && t0.kind == Kind::End {
             self.hit(MEDIUM);
         }
         if self.back(4).is(Word::Select)
@@ -205,9 +247,20 @@ impl<'a> Judge<'a> {
         {
             self.hit(stmt(self.stacked(3)));
         }
+        // SELECT column FROM table: prose can say it ("select one from below"), so only stacked is MEDIUM.
+        if self.back(4).is(Word::Select)
+            && matches!(t3.kind, Kind::Word(Word::Plain))
+            && t2.is(Word::From)
+            && matches!(t1.kind, Kind::Word(Word::Plain | Word::ObjectKind))
+            && (matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi)
+                || matches!(t0.kind, Kind::Word(Word::Where | Word::Limit | Word::Order | Word::Group | Word::Union)))
+        {
+            self.hit(if self.stacked(5) { MEDIUM } else { HIGH });
+        }
         // EXEC of a system procedure, an expression, a variable or a string.
         if t1.is(Word::Exec)
             && (matches!(t0.kind, Kind::Open | Kind::Var | Kind::Str)
+                || self.text(t0) == b"immediate"
                 || (matches!(t0.kind, Kind::Word(_)) && words::is_mssql_procedure(self.text(t0))))
         {
             self.hit(stmt(self.stacked(2)));
@@ -246,12 +299,53 @@ impl<'a> Judge<'a> {
         if t0.kind == Kind::Cmp && ident(t1) && t2.is(Word::Set) && ident(t3) && self.back(4).is(Word::Update) {
             self.hit(stmt(self.stacked(5)));
         }
+        // DROP t;--, DROP t-- (a bare DROP t is prose too: HIGH).
+        if t2.is(Word::Drop) && ident(t1) && matches!(t0.kind, Kind::Semi | Kind::Comment | Kind::End) {
+            // `drop it #lazy` is a hashtag; `drop t;`, `drop t--` a statement.
+            let weak = (t0.kind == Kind::End || self.text(t0).first() == Some(&b'#')) && !self.stacked(3);
+            self.hit(if weak { HIGH } else { MEDIUM });
+        }
+        // ;DROP, ;INSERT INTO, ;UPDATE t: a statement stacked with nothing else to judge (the verb alone is weak).
+        if t1.kind == Kind::Semi
+            && matches!(t0.kind, Kind::Word(Word::Drop | Word::Insert | Word::Delete | Word::Truncate | Word::Shutdown))
+        {
+            self.hit(HIGH);
+        }
+        if self.back(2).kind == Kind::Semi
+            && ((t1.is(Word::Drop) && matches!(t0.kind, Kind::End | Kind::Comment | Kind::Word(Word::ObjectKind)))
+                || (t1.is(Word::Insert) && t0.is(Word::Into))
+                || (t1.is(Word::Delete) && t0.is(Word::From)))
+        {
+            self.hit(MEDIUM);
+        }
+        if t3.kind == Kind::Semi && t2.is(Word::Update) && ident(t1) && (ends(t0) || t0.is(Word::Set)) {
+            self.hit(MEDIUM);
+        }
+        // HAVING count(, IF(2=
+        if t0.kind == Kind::Open && t2.is(Word::Having) && matches!(t1.kind, Kind::Word(w) if w.is_function()) {
+            self.hit(MEDIUM);
+        }
+        if t0.kind == Kind::Cmp
+            && t1.kind == Kind::Num
+            && t2.kind == Kind::Open
+            && matches!(self.text(t3), b"if" | b"iif")
+        {
+            self.hit(MEDIUM);
+        }
         // SHUTDOWN, stacked.
         if t1.is(Word::Shutdown) && ends(t0) && self.stacked(2) {
             self.hit(MEDIUM);
         }
         // COPY t FROM '/file'
         if t0.kind == Kind::Str && (t1.is(Word::From) || self.text(t1) == b"to") && ident(t2) && t3.is(Word::Copy) {
+            self.hit(MEDIUM);
+        }
+        // A number compared after a logic operator, anywhere: `… and 5>(`, `… or 3!="`.
+        if t1.kind == Kind::Cmp
+            && t2.kind == Kind::Num
+            && (t3.is_logic() || t3.is(Word::Where) || t3.is(Word::Having))
+            && (is_operand(t0) || matches!(t0.kind, Kind::Str | Kind::End))
+        {
             self.hit(MEDIUM);
         }
         // A comparison after a logic operator, WHERE, HAVING or an opening parenthesis: `or 1=1`, `and 1=0`.
@@ -276,6 +370,21 @@ impl<'a> Judge<'a> {
         }
     }
 
+    /// Whether the token `k` back is a SELECT after UNION [ALL|DISTINCT], with parentheses between.
+    fn union_select(&self, k: usize) -> bool {
+        if !self.back(k).is(Word::Select) {
+            return false;
+        }
+        let mut k = k + 1;
+        while self.back(k).kind == Kind::Open {
+            k += 1;
+        }
+        if self.back(k).is(Word::All) || self.back(k).is(Word::Distinct) {
+            k += 1;
+        }
+        self.back(k).is(Word::Union)
+    }
+
     /// The shapes anchored at the start of the value: what follows the break (or a leading number).
     fn judge_head(&mut self) {
         let head = self.head;
@@ -285,6 +394,8 @@ impl<'a> Judge<'a> {
         let mut plain_lead = false;
         match at(0).kind {
             Kind::Break | Kind::Num => i = 1,
+            // -1, +1
+            Kind::Arith if at(1).kind == Kind::Num && matches!(self.text(at(0)), b"-" | b"+") => i = 2,
             Kind::Word(Word::Plain) | Kind::Str => {
                 plain_lead = true;
                 i = 1;
@@ -298,14 +409,29 @@ impl<'a> Judge<'a> {
         let p1 = at(i + 1);
         let p2 = at(i + 2);
         let rest = head.get(i + 1..).unwrap_or_default();
+        // 'a'='b in a numeric context.
+        if at(0).kind == Kind::Str && at(1).kind == Kind::Cmp && at(2).kind == Kind::Str {
+            self.hit(MEDIUM);
+        }
+        // IN (1,2): a list only a query takes.
+        if at(0).is(Word::In) && at(1).kind == Kind::Open && at(2).kind == Kind::Num && at(3).kind == Kind::Comma {
+            self.hit(MEDIUM);
+        }
         if p0.is_logic() || p0.is(Word::Having) || p0.is(Word::Where) {
             let level = self.judge_condition(rest);
-            self.hit(if plain_lead && level == MEDIUM { HIGH } else { level });
+            // `1 or 2`, `5 and 6` are quantities in prose; after a break or at the start they are a probe.
+            let bare = !quoted && i > 0 && matches!(p1.kind, Kind::Num) && p2.kind == Kind::End;
+            self.hit(if (plain_lead || bare) && level == MEDIUM { HIGH } else { level });
         }
+        // ORDER BY 3, GROUP BY sleep(…), ' ORDER BY col-- (not `order by phone`).
         if (p0.is(Word::Order) || p0.is(Word::Group)) && p1.is(Word::By) {
+            let p3 = at(i + 3);
             match p2.kind {
-                Kind::Num => self.hit(MEDIUM),
-                Kind::Word(w) if w.is_function() || quoted => self.hit(MEDIUM),
+                Kind::Num if matches!(p3.kind, Kind::End | Kind::Comment | Kind::Comma | Kind::Semi | Kind::Close) => {
+                    self.hit(MEDIUM)
+                }
+                Kind::Word(w) if w.is_function() && p3.kind == Kind::Open => self.hit(MEDIUM),
+                Kind::Word(_) if quoted && matches!(p3.kind, Kind::Comment | Kind::Comma) => self.hit(MEDIUM),
                 _ => {}
             }
         }
@@ -313,16 +439,47 @@ impl<'a> Judge<'a> {
             return;
         }
         let lone = self.text(at(0)).iter().all(|b| b.is_ascii_digit() || is_blank(*b));
+        // An operator right after the break, and the rest of the query commented out: `x'^col--`, `x' mod id--`.
+        let operator = matches!(p0.kind, Kind::Arith | Kind::Cmp | Kind::LogicOp)
+            || p0.is(Word::Not)
+            || p0.is_logic()
+            || matches!(self.text(p0), b"mod" | b"div" | b"collate");
+        if operator && head.get(i + 1..i + 5).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
+            self.hit(MEDIUM);
+        }
+        // A condition after the break whose end is commented out: `' and col = all (select …)--`.
+        if p0.is_logic() && head.get(i + 1..).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
+            self.hit(MEDIUM);
+        }
+        // What the break was: one word (`admin'`) rather than a phrase (`my students'`).
+        let one_word = !self.text(at(0)).trim_ascii().iter().any(|b| is_blank(*b));
         match p0.kind {
-            Kind::Comment | Kind::Semi | Kind::Cmp => self.hit(MEDIUM),
-            Kind::Word(Word::Like | Word::Having | Word::Declare | Word::Waitfor) => self.hit(MEDIUM),
+            // admin'--, admin'#: a hashtag after a phrase (`my students' #1`) is prose.
+            Kind::Comment if one_word || self.text(p0).get(1).is_none_or(|b| !b.is_ascii_alphanumeric()) => {
+                self.hit(MEDIUM)
+            }
+            Kind::Comment => self.hit(HIGH),
+            // ';' and a statement, a comment or nothing (not `students'; teachers`).
+            Kind::Semi if !matches!(p1.kind, Kind::Word(Word::Plain)) => self.hit(MEDIUM),
+            Kind::Cmp => self.hit(MEDIUM),
+            Kind::Word(Word::Like) if matches!(p1.kind, Kind::Str | Kind::Num | Kind::Open | Kind::Var) => {
+                self.hit(MEDIUM)
+            }
+            Kind::Word(Word::Declare) if matches!(p1.kind, Kind::Var) => self.hit(MEDIUM),
+            Kind::Word(Word::Waitfor) if p1.is(Word::Delay) || p1.is(Word::Time) => self.hit(MEDIUM),
+            // ' sleep(20) ': a function called in place of the string.
+            Kind::Word(Word::Danger | Word::Sleep) if p1.kind == Kind::Open => self.hit(MEDIUM),
             // '||…||' concatenates into the application's string.
             Kind::LogicOp if self.text(p0) == b"||" => self.hit(MEDIUM),
             // '-', '*', '&': arithmetic on two empty strings.
             Kind::Arith if p1.kind == Kind::Str => self.hit(MEDIUM),
+            // '+(select …)+', '||(…)||': an expression concatenated into the application's string.
+            Kind::Arith | Kind::LogicOp if p1.kind == Kind::Open && (p2.is(Word::Select) || selects(p2)) => {
+                self.hit(MEDIUM)
+            }
             // ' ': the value is a string that the application's quote closes.
             Kind::Str if lone && p1.kind == Kind::End && self.text(p0).iter().all(|b| is_blank(*b)) => self.hit(MEDIUM),
-            Kind::Word(Word::Select) if !matches!(p1.kind, Kind::Word(Word::Plain) | Kind::End) => self.hit(MEDIUM),
+            Kind::Word(Word::Select) if selects(p1) || self.text(p1) == b"*" => self.hit(MEDIUM),
             Kind::Word(Word::Insert) if p1.is(Word::Into) => self.hit(MEDIUM),
             Kind::Word(Word::Delete) if p1.is(Word::From) => self.hit(MEDIUM),
             Kind::Word(Word::Drop | Word::Create | Word::Alter | Word::Truncate) if p1.is(Word::ObjectKind) => {
@@ -362,9 +519,29 @@ impl<'a> Judge<'a> {
         if is_operand(a) && b.kind == Kind::Cmp && is_operand(c) {
             return if a.kind == c.kind && self.text(a) == self.text(c) && a.kind != Kind::Open { LOW } else { MEDIUM };
         }
-        let b = at(i + 1);
-        if is_operand(a) && matches!(b.kind, Kind::Word(w) if w.is_comparison()) {
+        // An expression the application's own quote or query completes: `' or 5<`, `xor 7-`.
+        if is_operand(a) && matches!(b.kind, Kind::Cmp | Kind::Arith) && c.kind == Kind::End {
             return MEDIUM;
+        }
+        let b = at(i + 1);
+        let negated = if b.is(Word::Not) { at(i + 2) } else { b };
+        // `id is null`, `x in (`, `1 like 1` (not `kids in school`).
+        if is_operand(a) && matches!(negated.kind, Kind::Word(w) if w.is_comparison()) {
+            let next = if b.is(Word::Not) { at(i + 3) } else { at(i + 2) };
+            let plain = matches!(a.kind, Kind::Word(Word::Plain));
+            if !plain || matches!(next.kind, Kind::Num | Kind::Str | Kind::Open | Kind::Word(Word::Null | Word::Not)) {
+                return MEDIUM;
+            }
+        }
+        // Arithmetic then a comparison: `and 3*2=6`.
+        if matches!(a.kind, Kind::Num | Kind::Str) {
+            let mut k = i + 1;
+            while at(k).kind == Kind::Arith && is_operand(at(k + 1)) && k < i + 9 {
+                k += 2;
+            }
+            if k > i + 1 && at(k).kind == Kind::Cmp {
+                return MEDIUM;
+            }
         }
         // `or ''-'`, `or '' '`: strings combined into the application's string.
         if a.kind == Kind::Str && (b.kind == Kind::Str || (b.kind == Kind::Arith && at(i + 2).kind == Kind::Str)) {
@@ -377,14 +554,28 @@ impl<'a> Judge<'a> {
         if literal && matches!(b.kind, Kind::End | Kind::Comment | Kind::Semi) {
             return MEDIUM;
         }
+        // A literal condition and then a clause: `or 1 group by …`, `and true order by 2`.
+        if literal
+            && matches!(
+                b.kind,
+                Kind::Word(
+                    Word::Group | Word::Order | Word::Having | Word::Limit | Word::Union | Word::Procedure | Word::Into
+                )
+            )
+        {
+            return MEDIUM;
+        }
         if a.kind == Kind::Str && matches!(b.kind, Kind::End | Kind::Comment | Kind::Semi) {
             return HIGH;
         }
         match a.kind {
             // A function called, known or not (`or sleep_custom(1)`).
             Kind::Word(_) if b.kind == Kind::Open => MEDIUM,
-            Kind::Word(Word::Exists | Word::Select) => MEDIUM,
+            Kind::Word(Word::Exists) if b.kind == Kind::Open => MEDIUM,
+            Kind::Word(Word::Select) if selects(b) || self.text(b) == b"*" => MEDIUM,
             Kind::Open if b.is(Word::Select) => MEDIUM,
+            // ODBC escapes and other punctuation no prose puts after `or`: `1 or {fn …}`.
+            Kind::Other if matches!(self.text(a), b"{") => MEDIUM,
             Kind::SysVar => MEDIUM,
             _ => NOTHING,
         }
@@ -393,6 +584,13 @@ impl<'a> Judge<'a> {
 
 fn is_blank(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Whether a token is what a SELECT (not the English verb) is followed by.
+fn selects(t: Token) -> bool {
+    matches!(t.kind, Kind::Num | Kind::Var | Kind::SysVar | Kind::Open)
+        || matches!(t.kind, Kind::Word(w) if (w.is_function() && w != Word::ObjectKind)
+            || matches!(w, Word::Null | Word::Distinct | Word::All))
 }
 
 /// A literal or a name that a comparison can test.

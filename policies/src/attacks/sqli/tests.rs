@@ -47,6 +47,11 @@ fn unmistakable_attacks_are_reported_at_low() {
             "1; DROP TABLE customers--",
             "a'; insert into admins (name) values ('me')--",
             "q' || utl_inaddr.get_host_name((select banner from v$version)) || '",
+            "-1e0union select 5,6",
+            "4 union#note\ndistinctrow select 8,9",
+            "4 union-- x\nselect 8,9",
+            "3.union select 7",
+            "2\u{a0}union\u{a0}select\u{a0}null",
         ],
     );
 }
@@ -97,6 +102,37 @@ fn injections_are_reported_at_medium() {
             "IF(55=55) SELECT 1",
             "1' and '9'='8",
             "k' or sleep_for(1) or 'a",
+            "x' or 7<",
+            "xor 3-",
+            "z'^col--",
+            "z' mod id--",
+            "k' and c = all (select c)--",
+            "8 or {fn x()}",
+            "9=9' or-- -",
+            "a; drop users;--",
+            "q;insert into",
+            "id;update accounts",
+            "col having count(id) > 1",
+            "if(3=3,1,0)",
+            "in (7,8,9)",
+            "'m'='n",
+            "or 4==4",
+            "exec sp_executesql @q",
+            "openrowset",
+            "from `information_schema`.`columns`",
+            "1;set @v=0x41",
+            "row(1)::text",
+            "x' union select pass from accounts",
+            "-4 or k=j",
+            "p'+(select top 1 pass from accounts)+'",
+            "k’ or ‘5’=’5",
+            "select pg_sleep",
+            "9 or x'41'=x'41'",
+            "w' or n'k'=_utf8'k",
+            "execute immediate 'x'",
+            "2021-02-03' sleep(9) '",
+            "in (select * from",
+            "k′) and ′7′=′7",
         ],
     );
 }
@@ -152,6 +188,36 @@ fn prose_and_api_values_are_not_reported_at_medium() {
         "'h2<h1'",
         "Drop table tennis from the schedule?",
         "wait for delay",
+        "the students' union select committee",
+        "Use 'SELECT' to choose an item from the list",
+        "Please select one from below",
+        "it's ok; drop me a line",
+        "He's 6' 2\" and 180 lbs",
+        "Product 'X' or 'Y' = same price?",
+        "O'Hara and O'Neil = best team",
+        "f'(x) = 2x",
+        "Let's order by price, please",
+        "is this your parents' or yours?",
+        "1 or 2",
+        "my students' #1 choice",
+        "drop it #lazy",
+        "Jones' order by phone",
+        "Jones' having fun",
+        "Jones' like share",
+        "students'; teachers",
+        "or select a seat",
+        "and kids in school",
+        "please select (one) option",
+        "May group by 2 people",
+        "\" select table around",
+        "O’Brien’s",
+        "it’s 5 o’clock; don’t select it",
+        "I’m 5′10″ tall",
+        "the kids’ toys -- all of them",
+        "rating >= 4 and price < 20",
+        "x=1 and y=2",
+        "if (a == b && c) { return; }",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
     ] {
         let found = level_of(case);
         assert!(found.is_none() || found == Some(Sensitivity::High), "{case:?}: {found:?}");
@@ -187,7 +253,8 @@ impl Rng {
 #[test]
 fn arbitrary_bytes_never_panic() {
     const ALPHABET: &[u8] = b"'\"`()-#/*!;=<>|&~^%+,.@$\\ \t\n0123456789xeEselctunoirafdwhbyp_";
-    const SEEDS: &[&str] = &["1' or '1'='1'--", "x union select 1,2#", "a'/*!and*/sleep(1)", "@@v;waitfor delay '1'"];
+    const SEEDS: &[&str] =
+        &["1’ or ‘1’=’1′--", "1' or '1'='1'--", "x union select 1,2#", "a'/*!and*/sleep(1)", "@@v;waitfor delay '1'"];
     let mut rng = Rng(0x5eed_5a11);
     for round in 0..20_000 {
         let mut value: Vec<u8> =

@@ -116,7 +116,7 @@ impl Word {
             b"values" => Word::Values,
             b"set" => Word::Set,
             b"all" => Word::All,
-            b"distinct" => Word::Distinct,
+            b"distinct" | b"distinctrow" => Word::Distinct,
             b"exists" => Word::Exists,
             b"procedure" => Word::Procedure,
             b"delay" => Word::Delay,
@@ -153,7 +153,10 @@ impl Word {
             | b"multipoint"
             | b"gtid_subset"
             | b"json_keys"
-            | b"exp" => Word::Danger,
+            | b"lo_get"
+            | b"lo_export"
+            | b"dbms_ldap"
+            | b"dbms_java" => Word::Danger,
             b"sleep" => Word::Sleep,
             b"char" | b"chr" | b"nchar" | b"concat" | b"concat_ws" | b"group_concat" | b"string_agg" | b"substring"
             | b"substr" | b"mid" | b"ascii" | b"ord" | b"unicode" | b"version" | b"database_name" | b"db_name"
@@ -163,9 +166,9 @@ impl Word {
             | b"object_id" | b"object_name" | b"suser_name" | b"suser_sname" | b"host_name" | b"is_srvrolemember"
             | b"has_dbaccess" | b"sqlite_version" | b"current_database" | b"current_schema" | b"xmltype"
             | b"to_char" | b"sys_context" | b"bin" | b"conv" | b"decode" | b"row" | b"ceil" | b"ceiling"
-            | b"last_insert_rowid" | b"found_rows" | b"connection_id" | b"row_count" | b"uuid" | b"current_setting"
-            | b"pg_ls_dir" | b"version_number" => Word::Function,
-            b"current_user" | b"session_user" | b"system_user" | b"user_name" | b"@@version" => Word::Niladic,
+            | b"last_insert_rowid" | b"found_rows" | b"connection_id" | b"row_count" | b"uuid" | b"exp"
+            | b"current_setting" | b"pg_ls_dir" | b"version_number" => Word::Function,
+            b"current_user" | b"session_user" | b"system_user" | b"user_name" => Word::Niladic,
             b"information_schema"
             | b"sysobjects"
             | b"syscolumns"
@@ -194,9 +197,7 @@ impl Word {
             | b"dba_users"
             | b"dba_tables"
             | b"v$version"
-            | b"v$instance"
-            | b"sys.objects"
-            | b"mysql.user" => Word::SystemObject,
+            | b"v$instance" => Word::SystemObject,
             _ => Word::Plain,
         }
     }
@@ -226,4 +227,24 @@ impl Word {
 /// Whether an identifier is a Microsoft SQL Server system procedure (`xp_...`, `sp_...`) or its `master` database.
 pub(super) fn is_mssql_procedure(w: &[u8]) -> bool {
     w.starts_with(b"xp_") || w.starts_with(b"sp_") || w == b"master"
+}
+
+/// Whether an identifier is one of SQL Server's procedures and functions that only an attack names in a request:
+/// extended procedures (`xp_cmdshell`, `xp_dirtree`...), dynamic SQL and OLE automation (`sp_executesql`,
+/// `sp_oacreate`...), ad hoc remote queries (`openrowset`, `opendatasource`).
+pub(super) fn is_mssql_attack_procedure(w: &[u8]) -> bool {
+    (w.starts_with(b"xp_") && w.len() > 5)
+        || matches!(
+            w,
+            b"sp_executesql"
+                | b"sp_password"
+                | b"sp_oacreate"
+                | b"sp_oamethod"
+                | b"sp_makewebtask"
+                | b"sp_addlogin"
+                | b"sp_addsrvrolemember"
+                | b"sp_configure"
+                | b"openrowset"
+                | b"opendatasource"
+        )
 }
