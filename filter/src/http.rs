@@ -223,22 +223,25 @@ impl RequestFilter {
 
     /// Inspects the part of a body chunk that is still within the cap (fetching no more than that from Envoy).
     fn inspect(&self, inspector: &mut BodyInspector, bundle: &ActiveBundle, start: usize, len: usize, request: bool) {
-        let cap = u64::from(bundle.bundle.inspection().max_body_bytes);
-        let remaining = usize::try_from(cap.saturating_sub(inspector.inspected_bytes())).unwrap_or(usize::MAX);
-        // One byte past the cap is enough to know the body was truncated.
-        let wanted = len.min(remaining.saturating_add(1));
+        let wanted = len.min(scan_room(inspector, bundle));
         if wanted == 0 {
             return;
         }
         let chunk =
             if request { hostcall::request_body(start, wanted) } else { hostcall::response_body(start, wanted) };
-        let Some(chunk) = chunk else { return };
+        if let Some(chunk) = chunk {
+            self.feed(inspector, bundle, &chunk);
+        }
+    }
+
+    /// Feeds a chunk already in the VM to the scan, timing it when asked.
+    fn feed(&self, inspector: &mut BodyInspector, bundle: &ActiveBundle, chunk: &[u8]) {
         if !self.snapshot.time_inspection {
-            inspector.feed(&bundle.bundle, &chunk);
+            inspector.feed(&bundle.bundle, chunk);
             return;
         }
         let started = now_ns();
-        inspector.feed(&bundle.bundle, &chunk);
+        inspector.feed(&bundle.bundle, chunk);
         Metrics::add_later(self.snapshot.metrics.inspection_ns, now_ns().saturating_sub(started));
         Metrics::add_later(self.snapshot.metrics.inspected_bytes, u64::try_from(chunk.len()).unwrap_or(u64::MAX));
     }
@@ -386,9 +389,26 @@ impl HttpContext for RequestFilter {
         // A held body is re-presented whole on every call; a streaming one arrives chunk by chunk.
         let start = if ex.holding_request { ex.request_seen } else { 0 };
         let len = body_size.saturating_sub(start);
+        // What each reader still wants of this chunk (one byte past a limit tells a body that went past it), fetched
+        // from Envoy once: the scan, the fields rules read, and the attack inspection.
+        let cap = usize::try_from(ex.active.bundle.inspection().max_body_bytes).unwrap_or(usize::MAX);
+        let scan_wants = ex.request_body.as_ref().map_or(0, |inspector| len.min(scan_room(inspector, &ex.active)));
+        let fields_want = if ex.active.reads_body_fields {
+            len.min((MAX_BODY_FIELD_BYTES + 1).saturating_sub(ex.facts.request_body.len()))
+        } else {
+            0
+        };
+        let attacks_want = if ex.active.attacks.reads_body() {
+            len.min(cap.saturating_add(1).saturating_sub(ex.attack_body.len()))
+        } else {
+            0
+        };
+        let wanted = scan_wants.max(fields_want).max(attacks_want);
+        let chunk = if wanted > 0 { hostcall::request_body(start, wanted) } else { None };
+        let chunk = chunk.as_deref().unwrap_or_default();
         let mut full = match ex.request_body.take() {
             Some(mut inspector) => {
-                self.inspect(&mut inspector, &ex.active, start, len, true);
+                self.feed(&mut inspector, &ex.active, chunk.get(..scan_wants).unwrap_or(chunk));
                 // Past the cap, the rules can be decided (the rest is the `truncated` finding) before it goes on;
                 // a body labelled binary whose first bytes are binary need not be held any longer.
                 let binary = inspector.skipped() == Some(SkipReason::Binary) && !ex.active.reads_body_fields;
@@ -399,24 +419,11 @@ impl HttpContext for RequestFilter {
             None => false,
         };
         if ex.active.reads_body_fields {
-            // One byte past the limit tells a body too long for fields from one that fits.
-            let room = (MAX_BODY_FIELD_BYTES + 1).saturating_sub(ex.facts.request_body.len());
-            if room > 0 && len > 0 {
-                if let Some(chunk) = hostcall::request_body(start, len.min(room)) {
-                    ex.facts.request_body.extend_from_slice(&chunk);
-                }
-            }
+            ex.facts.request_body.extend_from_slice(chunk.get(..fields_want).unwrap_or(chunk));
             full |= ex.facts.request_body.len() > MAX_BODY_FIELD_BYTES && ex.request_body.is_none();
         }
         if ex.active.attacks.reads_body() {
-            // One byte past the cap tells a truncated body from one that fits.
-            let cap = usize::try_from(ex.active.bundle.inspection().max_body_bytes).unwrap_or(usize::MAX);
-            let room = cap.saturating_add(1).saturating_sub(ex.attack_body.len());
-            if room > 0 && len > 0 {
-                if let Some(chunk) = hostcall::request_body(start, len.min(room)) {
-                    ex.attack_body.extend_from_slice(&chunk);
-                }
-            }
+            ex.attack_body.extend_from_slice(chunk.get(..attacks_want).unwrap_or(chunk));
             if ex.attack_body.len() > cap {
                 ex.attack_body.truncate(cap);
                 ex.attack_body_truncated = true;
@@ -487,6 +494,12 @@ impl HttpContext for RequestFilter {
         // A stream that ended early (reset, timeout) still updates lists; its access-log line may predate this.
         self.conclude();
     }
+}
+
+/// How many more bytes the scan of a body wants: up to the cap, and one past it to know the body was truncated.
+fn scan_room(inspector: &BodyInspector, bundle: &ActiveBundle) -> usize {
+    let cap = u64::from(bundle.bundle.inspection().max_body_bytes);
+    usize::try_from(cap.saturating_sub(inspector.inspected_bytes())).unwrap_or(usize::MAX).saturating_add(1)
 }
 
 /// The request's `content-length`, when it declares one.
