@@ -70,6 +70,8 @@ demo: build ## Run Envoy + Portcullis + control plane + demo upstream, push the 
 
 bench: build ## Envoy alone vs no-op wasm vs Portcullis: throughput ratios and added CPU per request
 	cargo run --release -p portcullis-integration-tests --bin bench
+	@# The attack inspector natively, in values/s and MB/s (criterion; BENCH_ONLY skips it unless it names attacks).
+	@case ",$$BENCH_ONLY," in ,,|*,attacks,*) cargo bench -q -p portcullis-policies --bench attacks -- --warm-up-time 1 --measurement-time 3 ;; esac
 
 eval: setup ## Score the classifiers, the JWT checks and attack detection on third-party corpora in ../shared/corpora (not for CI)
 	@status=0; \
