@@ -134,12 +134,12 @@ pub(super) fn scan(text: &[u8]) -> Scan {
             continue;
         }
         if component {
-            if let Some((end, evasive)) = climb(text, i) {
+            if let Some((end, evasive, junk)) = climb(text, i) {
                 s.climbs = s.climbs.saturating_add(1);
-                s.climb_at_start |= first && sep_len(text, end) > 0;
+                s.climb_at_start |= first && (junk || sep_len(text, end) > 0);
                 s.evasive |= evasive;
                 i = end;
-                component = false;
+                component = junk;
                 fresh = false;
                 after_sep = false;
                 root = false;
@@ -209,19 +209,29 @@ fn is_path_byte(b: u8) -> bool {
     is_word(b) || matches!(b, b'.' | b'-' | b'~' | b'$' | b'+' | b'@' | b'!' | b',' | b'%' | b'*') || b >= 0x80
 }
 
-/// A climb at `i`: a component of dots, returning where it ends (at the separator) and whether it is evasive.
-fn climb(text: &[u8], i: usize) -> Option<(usize, bool)> {
+/// A climb at `i`: a component of dots, returning where it ends, whether it is evasive, and whether it ended in an
+/// undecodable escape standing for a separator (then a new component starts at the end).
+fn climb(text: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     let mut j = i;
     let mut dots = 0;
+    let mut wildcards = 0;
     let mut evasive = false;
-    while dots < 64 {
+    while dots + wildcards < 64 {
         let len = dot_len(text, j);
-        if len == 0 {
+        if len > 0 {
+            evasive |= len > 1;
+            dots += 1;
+            j += len;
+        } else if lc(text, j) == b'?' && wildcards == 0 {
+            // Windows wildcards: `?.` and `.?` match `..`.
+            wildcards += 1;
+            j += 1;
+        } else {
             break;
         }
-        evasive |= len > 1;
-        dots += 1;
-        j += len;
+    }
+    if wildcards > 0 {
+        return (dots == 1 && sep_len(text, j) > 0).then_some((j, true, false));
     }
     if dots < 2 {
         return None;
@@ -233,12 +243,24 @@ fn climb(text: &[u8], i: usize) -> Option<(usize, bool)> {
             j += 1;
         }
     }
+    // An escape the decoder could not undo right after the dots (`..%c0%9v`, `..%bg%qf`, a stray `C0` lead byte)
+    // stands for a separator a broken decoder would produce: a probe, not prose.
+    let junk_lead = matches!(lc(text, j), 0xc0 | 0xc1)
+        || (lc(text, j) == b'%' && !(lc(text, j + 1).is_ascii_hexdigit() && lc(text, j + 2).is_ascii_hexdigit()));
+    if dots == 2 && junk_lead && sep_len(text, j) == 0 {
+        let start = j;
+        j += 1;
+        while j - start < 6 && (lc(text, j).is_ascii_alphanumeric() || lc(text, j) == b'%') {
+            j += 1;
+        }
+        return Some((j, true, true));
+    }
     let at_sep = sep_len(text, j) > 0;
     let at_end = j >= text.len() || matches!(lc(text, j), b'?' | b'#' | b'\'' | b'"' | b' ' | b'&');
     match dots {
-        2 if at_sep || at_end => Some((j, evasive || (at_sep && lc(text, j) > 0x7f) || has_at(text, j, b"0x"))),
+        2 if at_sep || at_end => Some((j, evasive || (at_sep && lc(text, j) > 0x7f) || has_at(text, j, b"0x"), false)),
         // `....//` and `...\` are climbs only before a separator; `...` ending a sentence is prose.
-        3.. if at_sep => Some((j, true)),
+        3.. if at_sep => Some((j, true, false)),
         _ => None,
     }
 }
@@ -303,6 +325,8 @@ mod tests {
             "0x2e0x2e0x2f0x2e0x2e0x2fetc",
             "\u{ff0e}\u{ff0e}/\u{ff0e}\u{ff0e}/x",
             "/var/www/../../etc/group",
+            "?./?./etc/issue",
+            "..%bg%qf..%bg%qfboot.ini",
             "see /etc/passwd here",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Low), "{attack}");

@@ -32,6 +32,10 @@ pub(in crate::attacks) fn sep_len(text: &[u8], i: usize) -> usize {
         0xef if has_at(text, i + 1, &[0x80, 0xa5]) => 3,
         0xee if has_at(text, i + 1, &[0xbf, 0x88]) => 3,
         b'0' if has_at(text, i, b"0x2f") || has_at(text, i, b"0x5c") => 4,
+        0xc0..=0xfc => match overlong(text, i) {
+            Some((b'/' | b'\\', len)) => len,
+            _ => 0,
+        },
         _ => 0,
     }
 }
@@ -43,7 +47,41 @@ pub(in crate::attacks) fn dot_len(text: &[u8], i: usize) -> usize {
         0xef if has_at(text, i + 1, &[0xbc, 0x8e]) => 3,
         0xe2 if has_at(text, i + 1, &[0x80, 0xa4]) => 3,
         b'0' if has_at(text, i, b"0x2e") => 4,
+        0xc0..=0xfc => match overlong(text, i) {
+            Some((b'.', len)) => len,
+            _ => 0,
+        },
         _ => 0,
+    }
+}
+
+/// An over-long UTF-8 spelling of an ASCII byte at `i` that the normaliser left (`C0 AE` is `.`), including the
+/// invalid `C0 2E` / `C0 6E` forms old IIS decoded by keeping the low six bits: the byte and the length.
+fn overlong(text: &[u8], i: usize) -> Option<(u8, usize)> {
+    let lead = *text.get(i)?;
+    let len = match lead {
+        0xc0 | 0xc1 => 2,
+        0xe0 => 3,
+        0xf0 => 4,
+        0xf8 => 5,
+        0xfc => 6,
+        _ => return None,
+    };
+    let last = *text.get(i + len - 1)?;
+    if len == 2 {
+        // `C0 5C` before an ASCII `\`, `C1 AF` and `C1 9C`: old decoders kept the low bits with or without the
+        // lead's; either reading that gives a dot or a slash is one.
+        let candidates = [last, ((lead & 1) << 6) | (last & 0x3f), last & 0x3f];
+        return candidates.into_iter().find(|b| matches!(b, b'.' | b'/' | b'\\')).map(|b| (b, 2));
+    }
+    let high = *text.get(i + len - 2)?;
+    let zeros = text.get(i + 1..i + len - 2)?;
+    let value = ((high & 0x3f) << 6) | (last & 0x3f);
+    let valid = zeros.iter().all(|&b| b == 0x80) && (0x80..=0x81).contains(&high) && last & 0xc0 == 0x80;
+    if valid && value < 0x80 {
+        Some((value, len))
+    } else {
+        None
     }
 }
 
@@ -267,6 +305,9 @@ pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
     (b"etc/passwd", target::SECRET),
     (b"etc/shadow", target::SECRET),
     (b"etc/gshadow", target::SECRET),
+    (b"etc/group", target::SECRET),
+    (b"etc/hosts", target::SECRET),
+    (b"etc/issue", target::SECRET),
     (b"etc/master.passwd", target::SECRET),
     (b"etc/sudoers", target::SECRET),
     (b"etc/security/", target::SECRET),
@@ -447,6 +488,15 @@ mod tests {
         assert_eq!(target_at("etc\u{2215}passwd".as_bytes(), 0).0, target::SECRET);
         assert_eq!(target_at(b"etc/passwords", 0).0, target::ROOT);
         assert_eq!(target_at(b"etcetera", 0).0, 0);
+        assert_eq!(target_at(b"etc\xc0\xafpasswd", 0).0, target::SECRET);
+        assert_eq!(target_at(b"etc\xc0\x2fpasswd", 0).0, target::SECRET);
+        assert_eq!(target_at(b"etc\xe0\x80\xafpasswd", 0).0, target::SECRET);
+        assert_eq!(dot_len(b"\xf0\x80\x80\xae", 0), 4);
+        assert_eq!(sep_len(b"\xc1\x9c", 0), 2);
+        assert_eq!(sep_len(b"\xc1\xaf", 0), 2);
+        assert_eq!(sep_len(b"\xc0\x5c", 0), 2);
+        assert_eq!(sep_len(b"\xc0\x41", 0), 0);
+        assert_eq!(dot_len(b"\xf0\x80\x80", 0), 0);
         assert_eq!(command(b"whoami"), Some(3 | cmd::WIN | cmd::SOLO));
         assert_eq!(command(b"whoam"), None);
     }
