@@ -222,38 +222,35 @@ fn climb(text: &[u8], i: usize) -> Option<(usize, bool, bool)> {
             evasive |= len > 1;
             dots += 1;
             j += len;
-        } else if lc(text, j) == b'?' && wildcards == 0 {
-            // Windows wildcards: `?.` and `.?` match `..`.
+        } else if lc(text, j) == b'?' && wildcards < 2 {
+            // Windows wildcards: `?.`, `.?` and `??` match `..`.
             wildcards += 1;
             j += 1;
         } else {
             break;
         }
     }
-    if wildcards > 0 {
-        return (dots == 1 && sep_len(text, j) > 0).then_some((j, true, false));
-    }
-    if dots < 2 {
+    if dots + wildcards < 2 || (wildcards > 0 && dots + wildcards != 2) {
         return None;
     }
     // Tomcat and Jetty drop `;params` from a segment: `..;/` and `..;jsessionid=x/` are `../`.
-    if lc(text, j) == b';' {
+    if wildcards == 0 && lc(text, j) == b';' {
         evasive = true;
         while j - i < 256 && sep_len(text, j) == 0 && j < text.len() {
             j += 1;
         }
     }
-    // An escape the decoder could not undo right after the dots (`..%c0%9v`, `..%bg%qf`, a stray `C0` lead byte)
-    // stands for a separator a broken decoder would produce: a probe, not prose.
-    let junk_lead = matches!(lc(text, j), 0xc0 | 0xc1)
-        || (lc(text, j) == b'%' && !(lc(text, j + 1).is_ascii_hexdigit() && lc(text, j + 2).is_ascii_hexdigit()));
-    if dots == 2 && junk_lead && sep_len(text, j) == 0 {
+    // An escape the decoder could not undo right after the dots (`..%c0%9v`, `..%bg%qf`, a stray `C0` lead byte or
+    // control byte) stands for a separator a broken decoder would produce: a probe, not prose.
+    if dots + wildcards == 2 && sep_len(text, j) == 0 && junk(text, j) {
         let start = j;
-        j += 1;
-        while j - start < 6 && (lc(text, j).is_ascii_alphanumeric() || lc(text, j) == b'%') {
+        while j - start < 8 && (junk(text, j) || lc(text, j).is_ascii_alphanumeric()) {
             j += 1;
         }
         return Some((j, true, true));
+    }
+    if wildcards > 0 {
+        return (sep_len(text, j) > 0).then_some((j, true, false));
     }
     let at_sep = sep_len(text, j) > 0;
     let at_end = j >= text.len() || matches!(lc(text, j), b'?' | b'#' | b'\'' | b'"' | b' ' | b'&');
@@ -262,6 +259,15 @@ fn climb(text: &[u8], i: usize) -> Option<(usize, bool, bool)> {
         // `....//` and `...\` are climbs only before a separator; `...` ending a sentence is prose.
         3.. if at_sep => Some((j, true, false)),
         _ => None,
+    }
+}
+
+/// Bytes no decoded path holds: C0/C1 lead bytes, controls, and a `%` that is not an escape.
+fn junk(text: &[u8], j: usize) -> bool {
+    match lc(text, j) {
+        0xc0 | 0xc1 | 0x01..=0x1f => true,
+        b'%' => !(lc(text, j + 1).is_ascii_hexdigit() && lc(text, j + 2).is_ascii_hexdigit()),
+        _ => false,
     }
 }
 
@@ -326,6 +332,8 @@ mod tests {
             "\u{ff0e}\u{ff0e}/\u{ff0e}\u{ff0e}/x",
             "/var/www/../../etc/group",
             "?./?./etc/issue",
+            "??\\??\\boot.ini",
+            "..\u{1}%qf..\u{1}%qfetc",
             "..%bg%qf..%bg%qfboot.ini",
             "see /etc/passwd here",
         ] {
