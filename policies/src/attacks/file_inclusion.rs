@@ -14,11 +14,12 @@
 //!   `string.rot13`); a remote URL that ends in `?` or is cut by a NUL (`http://evil/shell.txt?`), the classic way
 //!   to drop the suffix the application appends.
 //! - **Medium** (recommended) adds: what `path_traversal` reports at Medium; an absolute path to a configuration or
-//!   log file; an `ftp://`, `smb://` or `sftp://` URL with a path; an `http(s)://` URL to a text or script file that
-//!   is fetched to be included (`.txt`, `.inc`, `.phtml`, `.sh`, `.pl`, `.py`, `.cgi`), or to any script on an IP
-//!   address. A plain `https://` URL (a link, a redirect target, an `index.php` page) is not reported.
+//!   log file; an `ftp://`, `smb://` or `sftp://` URL with a path; an `http(s)://` URL on an IP address to a script
+//!   or a text file fetched to be included (`.php`, `.txt`, `.inc`, `.phtml`, `.sh`, `.pl`, `.py`, `.cgi`…); a UNC
+//!   path to such a file. A plain `https://` URL on a named host (a link, a redirect target, a `robots.txt`, an
+//!   `index.php` page) is not reported.
 //! - **High** adds: what `path_traversal` reports at High; any other `data:` URI than an image; any URL to a
-//!   server-side script (`.php`, `.asp`, `.jsp`…).
+//!   server-side script or an includable text file (`shell.txt`, `index.php`).
 //!
 //! Linear in the value's length; no allocation.
 
@@ -177,9 +178,10 @@ fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool) -> u8 {
     let fetched = [&b"txt"[..], b"inc", b"phtml", b"sh", b"pl", b"py", b"cgi"].contains(&extension);
     let script =
         fetched || [&b"php"[..], b"php3", b"php4", b"php5", b"php7", b"asp", b"aspx", b"jsp"].contains(&extension);
+    // A link to a text file on a named host is still a link; on a bare address, or over FTP or SMB, it is a payload.
     if scheme != b"http" && scheme != b"https" && path.len() > 1 {
         MEDIUM
-    } else if fetched || (script && ip_host) {
+    } else if script && ip_host {
         MEDIUM
     } else if script {
         HIGH
@@ -282,7 +284,7 @@ mod tests {
     #[test]
     fn weaker_forms_wait_for_medium_or_high() {
         for attack in [
-            "http://evil.example/shell.txt",
+            "http://10.1.2.3/shell.txt",
             "http://10.1.2.3/x.php",
             "ftp://files.example/payload",
             "\\\\attacker\\share\\shell.php",
@@ -292,7 +294,7 @@ mod tests {
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["https://example.com/index.php", "data:text/html,hello"] {
+        for attack in ["https://example.com/index.php", "http://evil.example/shell.txt", "data:text/html,hello"] {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }

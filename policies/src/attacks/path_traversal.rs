@@ -155,7 +155,11 @@ pub(super) fn scan(text: &[u8]) -> Scan {
                     s.rooted = weight;
                 } else if (root || first) && weight >= s.rooted {
                     s.rooted = weight;
-                    s.rooted_deep = is_path_byte(lc(text, end)) || sep_len(text, end) > 0 || weight != target::ROOT;
+                    // `/etc` alone is a directory listing at most; `/etc/x` and `/var/log` name something inside.
+                    s.rooted_deep = is_path_byte(lc(text, end))
+                        || sep_len(text, end) > 0
+                        || weight != target::ROOT
+                        || lc(text, end.wrapping_sub(1)).is_ascii_alphanumeric();
                 }
                 s.anywhere = s.anywhere.max(weight);
                 s.rooted_file |= in_rooted && weight == target::FILE;
@@ -239,6 +243,10 @@ fn climb(text: &[u8], i: usize) -> Option<(usize, bool, bool)> {
         while j - i < 256 && sep_len(text, j) == 0 && j < text.len() {
             j += 1;
         }
+    }
+    // `..2f` and `..5c`: an escape that lost its `%` on the way.
+    if dots == 2 && wildcards == 0 && (has_at(text, j, b"2f") || has_at(text, j, b"5c")) {
+        return Some((j + 2, true, true));
     }
     // An escape the decoder could not undo right after the dots (`..%c0%9v`, `..%bg%qf`, a stray `C0` lead byte or
     // control byte) stands for a separator a broken decoder would produce: a probe, not prose.
@@ -333,6 +341,7 @@ mod tests {
             "/var/www/../../etc/group",
             "?./?./etc/issue",
             "??\\??\\boot.ini",
+            "..2f..2fetc2fpasswd",
             "..\u{1}%qf..\u{1}%qfetc",
             "..%bg%qf..%bg%qfboot.ini",
             "see /etc/passwd here",
@@ -348,6 +357,7 @@ mod tests {
             "a/../../b",
             "/proc/version",
             "/var/log/syslog",
+            "/var/log",
             "C:\\Windows\\notepad.exe",
             "\\\\fileserver\\public",
         ] {
