@@ -179,9 +179,8 @@ fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool) -> u8 {
     let script =
         fetched || [&b"php"[..], b"php3", b"php4", b"php5", b"php7", b"asp", b"aspx", b"jsp"].contains(&extension);
     // A link to a text file on a named host is still a link; on a bare address, or over FTP or SMB, it is a payload.
-    if scheme != b"http" && scheme != b"https" && path.len() > 1 {
-        MEDIUM
-    } else if script && ip_host {
+    let plain_web = scheme == b"http" || scheme == b"https";
+    if (!plain_web && path.len() > 1) || (script && ip_host) {
         MEDIUM
     } else if script {
         HIGH
