@@ -175,14 +175,37 @@ fn batch(text: &[u8], i: usize) -> bool {
         let keyword = [&b"exist"[..], b"defined", b"errorlevel", b"cmdextversion"]
             .iter()
             .any(|k| has_at(window, j, k) && matches!(lc(window, j + k.len()), b' ' | b'\t'));
-        let compare = find(window, j, b"==").is_some()
-            || [&b"equ"[..], b"neq", b"lss", b"leq", b"gtr", b"geq"]
-                .iter()
-                .any(|op| find_word(window, j, op).is_some());
-        let action = [&b"echo"[..], b"goto", b"cmd", b"call", b"set", b"del", b"start", b"exit", b"("]
-            .iter()
-            .any(|a| if *a == b"(" { find(window, j, a).is_some() } else { find_word(window, j, a).is_some() });
-        return (keyword || compare) && action;
+        return keyword_then_action(window, j, keyword);
+    }
+    false
+}
+
+/// One pass over an `IF` statement's rest from `j`: a comparison (`==`, `EQU`, `GTR`…) unless `condition` already
+/// holds, then a command (`ECHO`, `GOTO`, `CMD`, `CALL`, `SET`…) or a parenthesised block.
+fn keyword_then_action(window: &[u8], mut j: usize, mut condition: bool) -> bool {
+    let mut previous = 0u8;
+    while j < window.len() {
+        let b = lc(window, j);
+        if is_word(b) && !is_word(previous) {
+            let start = j;
+            while is_word(lc(window, j)) {
+                j += 1;
+            }
+            let word = window.get(start..j).unwrap_or_default();
+            if condition && [&b"echo"[..], b"goto", b"cmd", b"call", b"set", b"del", b"start", b"exit"].contains(&word)
+            {
+                return true;
+            }
+            condition |= [&b"equ"[..], b"neq", b"lss", b"leq", b"gtr", b"geq"].contains(&word);
+            previous = b'a';
+            continue;
+        }
+        if b == b'(' && condition {
+            return true;
+        }
+        condition |= b == b'=' && previous == b'=';
+        previous = b;
+        j += 1;
     }
     false
 }
@@ -670,6 +693,20 @@ mod tests {
             "the net effect",
         ] {
             assert_eq!(lowest(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn long_repetitive_values_are_read_in_one_pass() {
+        // Each read looks a bounded window ahead, so these finish in one pass; a quadratic reading would hang here.
+        for unit in
+            [";", "|", "$(", "`", "{a,", "if if ", "for %a in (", "system('", "w\\", "\\n", "${IFS}", "() {", "c'"]
+        {
+            let text = unit.repeat(16 * 1024 / unit.len());
+            let lower = text.to_ascii_lowercase();
+            for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
+                let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
+            }
         }
     }
 

@@ -70,9 +70,11 @@ fn has_at_any(hay: &[u8], needle: &[u8]) -> bool {
 fn wrappers_and_urls(text: &[u8], cut: bool) -> u8 {
     let mut best = 0;
     let mut i = 0;
+    // Where the last remote URL read ended: a `:` inside it is not another scheme (keeps the pass linear).
+    let mut url_end = 0;
     while i < text.len() {
         let level = match lc(text, i) {
-            b':' => scheme(text, i, cut),
+            b':' if i >= url_end => scheme(text, i, cut, &mut url_end),
             b'c' | b's' | b'z' if i == 0 || !is_word(lc(text, i - 1)) => php_filter(text, i),
             b'\\' if lc(text, i + 1) == b'\\' && (i == 0 || lc(text, i - 1) != b'\\') => unc(text, i + 2),
             _ => 0,
@@ -108,7 +110,7 @@ const WRAPPERS: &[&[u8]] = &[
 ];
 
 /// The level of what the `:` at `i` ends: a wrapper, a `file:`, `jar:` or `data:` URI, or a remote URL.
-fn scheme(text: &[u8], colon: usize, cut: bool) -> u8 {
+fn scheme(text: &[u8], colon: usize, cut: bool, url_end: &mut usize) -> u8 {
     let mut start = colon;
     while start > 0 && colon - start < 16 {
         let b = lc(text, start - 1);
@@ -129,7 +131,7 @@ fn scheme(text: &[u8], colon: usize, cut: bool) -> u8 {
         b"jar" if lc(text, colon + 1).is_ascii_alphabetic() => LOW,
         b"data" => data_uri(text, colon + 1),
         b"http" | b"https" | b"ftp" | b"ftps" | b"sftp" | b"smb" | b"webdav" if slashes => {
-            remote(text, colon + 3, name, cut)
+            remote(text, colon + 3, name, cut, url_end)
         }
         _ => 0,
     }
@@ -143,7 +145,8 @@ fn data_uri(text: &[u8], i: usize) -> u8 {
         0
     } else if has_at(text, i, b"text/") || has_at(text, i, b"application/") || lc(text, i) == b';' {
         // `data:;base64,PD9waHA…` carries PHP as well as `data:text/plain` does.
-        if has_at_any(text.get(i..).unwrap_or_default(), b"base64,pd9") {
+        let head = text.get(i..text.len().min(i + 96)).unwrap_or_default();
+        if has_at_any(head, b"base64,pd9") {
             LOW
         } else {
             HIGH
@@ -154,7 +157,7 @@ fn data_uri(text: &[u8], i: usize) -> u8 {
 }
 
 /// A remote URL whose host starts at `i`.
-fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool) -> u8 {
+fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool, url_end: &mut usize) -> u8 {
     let mut j = i;
     let mut ip_host = true;
     while j < text.len() && !matches!(lc(text, j), b'/' | b'?' | b'#' | b' ' | b'\'' | b'"' | b'\\') && j - i < 256 {
@@ -169,6 +172,7 @@ fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool) -> u8 {
     while j < text.len() && !matches!(lc(text, j), b'?' | b'#' | b' ' | b'\'' | b'"' | b'<' | b'>') && j - i < 2048 {
         j += 1;
     }
+    *url_end = j;
     let path = text.get(path_start..j).unwrap_or_default();
     let query_empty = lc(text, j) == b'?' && matches!(lc(text, j + 1), 0 | b'?' | b' ' | b'\'' | b'"' | b'&');
     if query_empty || (cut && !path.is_empty()) {
@@ -314,6 +318,18 @@ mod tests {
             "Time: 10:30",
         ] {
             assert_eq!(lowest(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn long_repetitive_values_are_read_in_one_pass() {
+        // Each read looks a bounded window ahead, so these finish in one pass; a quadratic reading would hang here.
+        for unit in ["http://", "data:", "php:", "\\\\h\\", "file:", "convert.", "/var/log/", "::::"] {
+            let text = unit.repeat(16 * 1024 / unit.len());
+            let lower = text.to_ascii_lowercase();
+            for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
+                let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
+            }
         }
     }
 

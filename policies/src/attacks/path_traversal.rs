@@ -401,6 +401,18 @@ mod tests {
     }
 
     #[test]
+    fn long_repetitive_values_are_read_in_one_pass() {
+        // Each read looks a bounded window ahead, so these finish in one pass; a quadratic reading would hang here.
+        for unit in ["../", "..;", "....", "?.", "etc/", "\\\\", "0x2e", "..%", "/", "c:\\"] {
+            let text = unit.repeat(16 * 1024 / unit.len());
+            let lower = text.to_ascii_lowercase();
+            for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
+                let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
+            }
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = || {
