@@ -159,11 +159,16 @@ fn data_uri(text: &[u8], i: usize) -> u8 {
 /// A remote URL whose host starts at `i`.
 fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool, url_end: &mut usize) -> u8 {
     let mut j = i;
-    let mut ip_host = true;
+    // A bare address: IPv4 (digits and dots, maybe a port) or IPv6 (hex digits and colons, maybe bracketed).
+    let (mut v4, mut v6, mut colons) = (true, true, 0);
     while j < text.len() && !matches!(lc(text, j), b'/' | b'?' | b'#' | b' ' | b'\'' | b'"' | b'\\') && j - i < 256 {
-        ip_host &= lc(text, j).is_ascii_digit() || matches!(lc(text, j), b'.' | b':');
+        let b = lc(text, j);
+        colons += usize::from(b == b':');
+        v4 &= b.is_ascii_digit() || b == b'.' || (b == b':' && colons == 1);
+        v6 &= b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'[' | b']');
         j += 1;
     }
+    let ip_host = v4 || (v6 && colons >= 2);
     if j == i {
         return 0;
     }
@@ -289,6 +294,8 @@ mod tests {
         for attack in [
             "http://10.1.2.3/shell.txt",
             "http://10.1.2.3/x.php",
+            "https://[2001:db8::1]/x.php",
+            "http://10.1.2.3:8080/x.inc",
             "ftp://files.example/payload",
             "\\\\attacker\\share\\shell.php",
             "/var/www/conf/httpd.conf",
@@ -297,7 +304,12 @@ mod tests {
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["https://example.com/index.php", "http://evil.example/shell.txt", "data:text/html,hello"] {
+        for attack in [
+            "https://example.com/index.php",
+            "https://cafe.bad/index.php?x=1",
+            "http://evil.example/shell.txt",
+            "data:text/html,hello",
+        ] {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }
