@@ -395,6 +395,10 @@ fn command_at(cased: &[u8], text: &[u8], i: usize) -> Option<(u8, u8, usize)> {
         };
         j += step;
     }
+    // A name runs into a letter of another script (`scène`): part of a longer word, not a command.
+    if lc(text, j) >= 0x80 {
+        return None;
+    }
     let word = buf.get(..len)?;
     let (flags, is_path) = lookup(word)?;
     if upper && flags & cmd::WIN == 0 {
@@ -656,7 +660,7 @@ mod tests {
         for attack in ["phpinfo()", "system($_GET['c'])", "<?php echo 1; ?>", "${@print(1)}", "{${sleep(1)}}"] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["; cat", "x | more", "dir", "; bash", "net user growth"] {
+        for attack in ["; cat", "x | more", "dir", "; bash", "net user growth", "time ifconfig", "x | nice"] {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }
@@ -686,6 +690,7 @@ mod tests {
             "Rock & Roll | Jazz",
             "2024-01-01T10:00:00Z",
             "Tom & Jerry; Cat lovers",
+            "/que/sortir/marcher/scène.jpeg",
             "Terms & Conditions; more info",
             "for 100% of users in (most) cases we do well",
             "if red equals red then echo it",
