@@ -41,23 +41,18 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         Sensitivity::Medium => MEDIUM,
         Sensitivity::High => HIGH,
     };
-    if path_traversal::detect(subject, sensitivity) {
+    // One path reading per form (decoded, and raw when it differs) serves both the traversal rules and ours.
+    let local = |scan: &path_traversal::Scan| {
+        path_traversal::verdict(scan, sensitivity) || (need <= MEDIUM && scan.rooted_file)
+    };
+    if local(&path_traversal::scan(subject.lower)) {
         return true;
     }
     let cut = subject.raw.contains(&0) || has_at_any(subject.raw, b"%00");
     if wrappers_and_urls(subject.lower, cut) >= need {
         return true;
     }
-    if need <= MEDIUM {
-        let local = path_traversal::scan(subject.lower);
-        if local.rooted_file {
-            return true;
-        }
-        if subject.raw != subject.decoded && path_traversal::scan(subject.raw).rooted_file {
-            return true;
-        }
-    }
-    false
+    subject.raw != subject.decoded && local(&path_traversal::scan(subject.raw))
 }
 
 /// Whether `hay` contains `needle`, ignoring ASCII case.
