@@ -7,9 +7,9 @@
 //! One pass over the decoded value looks for the places where a shell would start a command: the start of the
 //! value, and after `;`, `|`, `||`, `&&`, `&`, a newline (also the two characters `\n`), a backtick, `$(`, `<(` and
 //! `>(`, a brace list `{cmd,arg}`, and the quoted argument of a code call such as `system('…')`. There it reads a
-//! command name the way the shell would (quotes, `\`, `^` and `$@` inside a name vanish; a path such as
-//! `/usr/bin/id` or `C:\Windows\System32\cmd.exe` names its last component) and looks it up in a static table of
-//! Unix and Windows commands. Unix commands are case-sensitive, so `ID` or `Cat` after a `|` is prose, not a command.
+//! command name the way the shell would (quotes, `\`, `^`, `$@`, `$?`, `$()`, `${x}` and empty backticks inside a
+//! name vanish; a path such as `/usr/bin/id` or `C:\Windows\System32\cmd.exe` names its last component) and looks
+//! it up in a static table of Unix and Windows commands. Unix commands are case-sensitive, so `ID` or `Cat` after a `|` is prose, not a command.
 //!
 //! Each candidate gets a score, the sum of three parts:
 //! - what led to it: start of value 1, a chaining separator (`;`, `|`, `&&`, `||`, `&`, newline, brace list) 2, a
@@ -17,9 +17,13 @@
 //! - the command: an English word too (`cat`, `sleep`, `ping`) 1, short but not English (`id`, `ls`, `nc`) 2,
 //!   unmistakable (`whoami`, `wget`, `certutil`) or given as a path (`/bin/sh`) 3;
 //! - what follows it: a plain word 0, the end of the command (end of value, a separator, a closing quote or
-//!   bracket) 1, something only a command line has (a flag `-la`, an absolute or drive path, a redirection, an
-//!   IPv4 address, a URL, `$VAR` or `%VAR%`, a number after `sleep`/`ping`/`timeout`, and the subcommands of
-//!   Windows' `net`, `reg`, `netsh` and `sc` (`net user`, `reg add`) 2.
+//!   bracket) 1, another command that is not an English word (`which gcc`), a subcommand of Windows' `net`, `reg`,
+//!   `netsh` or `sc` (`net user`, `reg add`), or a flag within the next three words of an unmistakable command
+//!   (`ansible all -m ping`) 2, something only a command line has (a flag `-la`, an absolute or drive path, a
+//!   redirection, an IPv4 address, a URL, `$VAR` or `%VAR%`, a number after `sleep`/`ping`/`timeout`) 3.
+//!
+//! A wrapper (`time`, `nohup`, `sudo`, `strace`, `env`, `xargs`…) scores at least what the command it runs would
+//! score in its place (`time ifconfig`, `nohup sh -c id`).
 //!
 //! # What each level reports
 //! - **Low**: a score of 6 or more, not at the start of the value (`;cat /etc/passwd`, `| whoami`, `` `id` ``,
@@ -28,8 +32,8 @@
 //!   brace list whose first word is a command and whose next looks like a command argument.
 //! - **Medium** (recommended) adds: a score of 5 (`;id`, `|ls`, `&sleep 5`), which includes a whole value that is a
 //!   command line on its own (`cat /etc/passwd`, `nc -lvp 4444 -e /bin/sh`, `ipconfig /all`, `sleep 5`), a whole
-//!   value that is a reconnaissance command alone (`whoami`, `systeminfo`, `pwd`), calls of functions that run commands or code
-//!   (`system(…)`, `shell_exec(…)`, `eval(…)`, `phpinfo()`), `<?php`, PHP's `${@…}` / `{${…}}`, and cmd.exe
+//!   value that is a reconnaissance command alone (`whoami`, `systeminfo`, `pwd`), calls of functions that run
+//!   commands or code (`system(…)`, `shell_exec(…)`, `eval(…)`, `phpinfo()`), `<?php`, PHP's `${@…}` / `{${…}}`, and cmd.exe
 //!   statements: `FOR %x IN (…) DO …` loops and `IF EXIST|DEFINED|ERRORLEVEL|a==b …` tests followed by a command.
 //! - **High** adds: a score of 4 (`; cat`, `| more`, `& dir`, `ls` alone).
 //!
