@@ -35,7 +35,8 @@
 //!   value that is a reconnaissance command alone (`whoami`, `systeminfo`, `pwd`), calls of functions that run
 //!   commands or code (`system(…)`, `shell_exec(…)`, `eval(…)`, `phpinfo()`), `<?php`, PHP's `${@…}` / `{${…}}`, and cmd.exe
 //!   statements: `FOR %x IN (…) DO …` loops and `IF EXIST|DEFINED|ERRORLEVEL|a==b …` tests followed by a command.
-//! - **High** adds: a score of 4 (`; cat`, `| more`, `& dir`, `ls` alone).
+//! - **High** adds: a score of 4 (`; cat`, `| more`, `sudo make me a sandwich`), and any other command name alone
+//!   (`base64`, `wget`, `dir`: as likely a setting such as `encoding=base64`).
 //!
 //! Prose stays clean at every level because a command needs a lead and an argument that only a shell would take:
 //! "echo in the mirror", "bash away in the gym", "ls 300 lexus", "Tom & Jerry; cats", "a|b".
@@ -335,6 +336,10 @@ fn wrapped_candidate(cased: &[u8], text: &[u8], i: usize, lead: Lead, depth: u8)
     let alone = arg == 1 && rest_is_blank(text, end);
     if alone && flags & cmd::SOLO != 0 {
         return MEDIUM;
+    }
+    // Any other bare name is as likely a setting (`encoding=base64`, `tool=wget`) as a command.
+    if alone {
+        return score.min(HIGH);
     }
     // At the start of a value there is no injection point to see: never unmistakable.
     score.min(MEDIUM)
@@ -728,7 +733,17 @@ mod tests {
         for attack in ["phpinfo()", "system($_GET['c'])", "<?php echo 1; ?>", "${@print(1)}", "{${sleep(1)}}"] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["; cat", "x | more", "dir", "; bash", "net user growth", "x | nice", "sudo make me a sandwich"] {
+        for attack in [
+            "; cat",
+            "x | more",
+            "dir",
+            "; bash",
+            "net user growth",
+            "x | nice",
+            "sudo make me a sandwich",
+            "base64",
+            "wget",
+        ] {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }
