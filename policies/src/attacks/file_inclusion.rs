@@ -14,7 +14,7 @@
 //!   `string.rot13`); a remote URL that ends in `?` or is cut by a NUL (`http://evil/shell.txt?`), the classic way
 //!   to drop the suffix the application appends.
 //! - **Medium** (recommended) adds: what `path_traversal` reports at Medium; an absolute path to a configuration or
-//!   log file; an `ftp://`, `smb://` or `sftp://` URL with a path; an `http(s)://` URL on an IP address to a script
+//!   log file, or under any system root (`/usr/local/etc/x`, `/var/www/conf/x`, `/tmp/sess_x`); an `ftp://`, `smb://` or `sftp://` URL with a path; an `http(s)://` URL on an IP address to a script
 //!   or a text file fetched to be included (`.php`, `.txt`, `.inc`, `.phtml`, `.sh`, `.pl`, `.py`, `.cgi`…); a UNC
 //!   path to such a file. A plain `https://` URL on a named host (a link, a redirect target, a `robots.txt`, an
 //!   `index.php` page) is not reported.
@@ -23,7 +23,7 @@
 //!
 //! Linear in the value's length; no allocation.
 
-use super::command::lexicon::{has_at, is_word, lc};
+use super::command::lexicon::{has_at, is_word, lc, target};
 use super::path_traversal;
 use super::{Sensitivity, Subject};
 
@@ -43,7 +43,8 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     };
     // One path reading per form (decoded, and raw when it differs) serves both the traversal rules and ours.
     let local = |scan: &path_traversal::Scan| {
-        path_traversal::verdict(scan, sensitivity) || (need <= MEDIUM && scan.rooted_file)
+        let rooted = scan.rooted_file || (scan.rooted >= target::ROOT && scan.rooted_deep);
+        path_traversal::verdict(scan, sensitivity) || (need <= MEDIUM && rooted)
     };
     if local(&path_traversal::scan(subject.lower)) {
         return true;
@@ -296,6 +297,8 @@ mod tests {
             "/var/www/conf/httpd.conf",
             "C:\\xampp\\apache\\logs\\access.log",
             "/usr/local/apache2/logs/error_log",
+            "/usr/share/doc/x",
+            "/tmp/uploads/x",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }

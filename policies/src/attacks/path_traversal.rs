@@ -23,9 +23,11 @@
 //!   `C:\boot.ini`, `etc/shadow`); a Windows UNC path to an administrative share (`\\host\c$\`).
 //! - **Medium** (recommended) adds: any two climbs (`a/../../b`); one climb at the start of the value
 //!   (`../avatar.png` — the request names a file outside the directory the endpoint serves); a secret anywhere in
-//!   the value; an absolute path under a system root (`/proc/version`, `/var/log/syslog`, `C:\Windows\notepad.exe`);
-//!   a UNC path `\\host\share`.
-//! - **High** adds: any climb (`docs/../index.html`, a trailing `/..`) and any target anywhere.
+//!   the value; an absolute path inside a system directory (`/etc/hosts.allow`, `/proc/net/tcp`, `/var/log/syslog`,
+//!   `C:\Windows\notepad.exe`); a UNC path `\\host\share`.
+//! - **High** adds: any climb (`docs/../index.html`, a trailing `/..`), any target anywhere, and absolute paths
+//!   under the other system roots (`/usr/local/bin`, `/var/www/html`, `/tmp/x`): file managers and deployment tools
+//!   name those legitimately; `file_inclusion` reports them at Medium.
 //!
 //! A single `../` inside a relative path (`images/../logo.png`) is left to High: links in rich text and build
 //! tools produce it, and it climbs back inside the same tree.
@@ -79,12 +81,12 @@ pub(super) fn verdict(s: &Scan, sensitivity: Sensitivity) -> bool {
         || s.climbs >= 2
         || s.climb_at_start
         || s.anywhere == target::SECRET
-        || (s.rooted == target::ROOT && s.rooted_deep)
+        || (s.rooted == target::SYSTEM && s.rooted_deep)
         || s.unc >= 1;
     match sensitivity {
         Sensitivity::Low => low,
         Sensitivity::Medium => medium,
-        Sensitivity::High => medium || s.climbs >= 1 || s.anywhere > 0,
+        Sensitivity::High => medium || s.climbs >= 1 || s.anywhere > 0 || s.rooted > 0,
     }
 }
 
@@ -355,15 +357,17 @@ mod tests {
         for attack in [
             "../avatar.png",
             "a/../../b",
+            "\\\\fileserver\\public",
             "/proc/version",
             "/var/log/syslog",
             "/var/log",
             "C:\\Windows\\notepad.exe",
-            "\\\\fileserver\\public",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["images/../logo.png", "docs/..", "config/httpd.conf", ".."] {
+        for attack in
+            ["images/../logo.png", "docs/..", "config/httpd.conf", "..", "/usr/local/bin", "/var/www/html/index.html"]
+        {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }

@@ -368,10 +368,12 @@ pub(in crate::attacks) fn code_call(name: &[u8]) -> bool {
 pub(in crate::attacks) mod target {
     /// A configuration or log file that is sensitive once reached (`httpd.conf`, `access.log`, `.htaccess`).
     pub const FILE: u8 = 1;
-    /// A system directory, sensitive as the start of an absolute path (`/etc/`, `/proc/`, `C:\Windows\`).
+    /// A directory of the system's own files, telling as the start of an absolute path (`/usr/`, `/var/www`).
     pub const ROOT: u8 = 2;
+    /// A directory no web request has a reason to name from its root (`/etc/`, `/proc/`, `C:\Windows\`).
+    pub const SYSTEM: u8 = 3;
     /// A file no request has a reason to name (`etc/passwd`, `win.ini`, `.ssh/id_rsa`, `WEB-INF/web.xml`).
-    pub const SECRET: u8 = 3;
+    pub const SECRET: u8 = 4;
 }
 
 /// Well-known targets of traversal and local file inclusion, lower case; `/` stands for one or more separators of
@@ -411,15 +413,15 @@ pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
     (b".git/config", target::SECRET),
     (b"applicationhost.config", target::SECRET),
     // System directories, telling at the root of an absolute path.
-    (b"etc/", target::ROOT),
-    (b"proc/", target::ROOT),
-    (b"sys/", target::ROOT),
-    (b"boot/", target::ROOT),
+    (b"etc/", target::SYSTEM),
+    (b"proc/", target::SYSTEM),
+    (b"sys/", target::SYSTEM),
+    (b"boot/", target::SYSTEM),
     (b"bin/", target::ROOT),
-    (b"sbin/", target::ROOT),
-    (b"root/", target::ROOT),
+    (b"sbin/", target::SYSTEM),
+    (b"root/", target::SYSTEM),
     (b"opt/", target::ROOT),
-    (b"var/log", target::ROOT),
+    (b"var/log", target::SYSTEM),
     (b"var/www", target::ROOT),
     (b"var/lib/", target::ROOT),
     (b"var/mail", target::ROOT),
@@ -439,13 +441,13 @@ pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
     (b"var/", target::ROOT),
     (b"usr/", target::ROOT),
     (b"tmp/", target::ROOT),
-    (b"private/etc/", target::ROOT),
+    (b"private/etc/", target::SYSTEM),
     (b"private/var/", target::ROOT),
     (b"private/tmp/", target::ROOT),
     (b"volumes/", target::ROOT),
-    (b"windows/", target::ROOT),
-    (b"winnt/", target::ROOT),
-    (b"inetpub/", target::ROOT),
+    (b"windows/", target::SYSTEM),
+    (b"winnt/", target::SYSTEM),
+    (b"inetpub/", target::SYSTEM),
     (b"xampp/", target::ROOT),
     (b"wamp/", target::ROOT),
     (b"wamp64/", target::ROOT),
@@ -575,7 +577,8 @@ mod tests {
         assert_eq!(target_at(b"ETC\\Passwd", 0).0, target::SECRET);
         assert_eq!(target_at(b"etc//./passwd", 0).0, target::SECRET);
         assert_eq!(target_at("etc\u{2215}passwd".as_bytes(), 0).0, target::SECRET);
-        assert_eq!(target_at(b"etc/passwords", 0).0, target::ROOT);
+        assert_eq!(target_at(b"etc/passwords", 0).0, target::SYSTEM);
+        assert_eq!(target_at(b"usr/share/x", 0).0, target::ROOT);
         assert_eq!(target_at(b"etcetera", 0).0, 0);
         assert_eq!(target_at(b"etc\xc0\xafpasswd", 0).0, target::SECRET);
         assert_eq!(target_at(b"etc\xc0\x2fpasswd", 0).0, target::SECRET);
