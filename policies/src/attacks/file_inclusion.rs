@@ -14,15 +14,16 @@
 //!   `string.rot13`); a remote URL that ends in `?` or is cut by a NUL (`http://evil/shell.txt?`), the classic way
 //!   to drop the suffix the application appends.
 //! - **Medium** (recommended) adds: what `path_traversal` reports at Medium; an absolute path to a configuration or
-//!   log file; an `ftp://`, `smb://` or `sftp://` URL with a path; an `http(s)://` URL to a text or script file that
-//!   is fetched to be included (`.txt`, `.inc`, `.phtml`, `.sh`, `.pl`, `.py`, `.cgi`), or to any script on an IP
-//!   address. A plain `https://` URL (a link, a redirect target, an `index.php` page) is not reported.
+//!   log file, or under any system root (`/usr/local/etc/x`, `/var/www/conf/x`, `/tmp/sess_x`); an `ftp://`, `smb://` or `sftp://` URL with a path; an `http(s)://` URL on an IP address to a script
+//!   or a text file fetched to be included (`.php`, `.txt`, `.inc`, `.phtml`, `.sh`, `.pl`, `.py`, `.cgi`…); a UNC
+//!   path to such a file. A plain `https://` URL on a named host (a link, a redirect target, a `robots.txt`, an
+//!   `index.php` page) is not reported.
 //! - **High** adds: what `path_traversal` reports at High; any other `data:` URI than an image; any URL to a
-//!   server-side script (`.php`, `.asp`, `.jsp`…).
+//!   server-side script or an includable text file (`shell.txt`, `index.php`).
 //!
 //! Linear in the value's length; no allocation.
 
-use super::command::lexicon::{has_at, is_word, lc};
+use super::command::lexicon::{has_at, is_word, lc, target};
 use super::path_traversal;
 use super::{Sensitivity, Subject};
 
@@ -40,23 +41,19 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         Sensitivity::Medium => MEDIUM,
         Sensitivity::High => HIGH,
     };
-    if path_traversal::detect(subject, sensitivity) {
+    // One path reading per form (decoded, and raw when it differs) serves both the traversal rules and ours.
+    let local = |scan: &path_traversal::Scan| {
+        let rooted = scan.rooted_file || (scan.rooted >= target::ROOT && scan.rooted_deep);
+        path_traversal::verdict(scan, sensitivity) || (need <= MEDIUM && rooted)
+    };
+    if local(&path_traversal::scan(subject.lower)) {
         return true;
     }
     let cut = subject.raw.contains(&0) || has_at_any(subject.raw, b"%00");
     if wrappers_and_urls(subject.lower, cut) >= need {
         return true;
     }
-    if need <= MEDIUM {
-        let local = path_traversal::scan(subject.lower);
-        if local.rooted_file {
-            return true;
-        }
-        if subject.raw != subject.decoded && path_traversal::scan(subject.raw).rooted_file {
-            return true;
-        }
-    }
-    false
+    subject.raw != subject.decoded && local(&path_traversal::scan(subject.raw))
 }
 
 /// Whether `hay` contains `needle`, ignoring ASCII case.
@@ -69,9 +66,11 @@ fn has_at_any(hay: &[u8], needle: &[u8]) -> bool {
 fn wrappers_and_urls(text: &[u8], cut: bool) -> u8 {
     let mut best = 0;
     let mut i = 0;
+    // Where the last remote URL read ended: a `:` inside it is not another scheme (keeps the pass linear).
+    let mut url_end = 0;
     while i < text.len() {
         let level = match lc(text, i) {
-            b':' => scheme(text, i, cut),
+            b':' if i >= url_end => scheme(text, i, cut, &mut url_end),
             b'c' | b's' | b'z' if i == 0 || !is_word(lc(text, i - 1)) => php_filter(text, i),
             b'\\' if lc(text, i + 1) == b'\\' && (i == 0 || lc(text, i - 1) != b'\\') => unc(text, i + 2),
             _ => 0,
@@ -107,7 +106,7 @@ const WRAPPERS: &[&[u8]] = &[
 ];
 
 /// The level of what the `:` at `i` ends: a wrapper, a `file:`, `jar:` or `data:` URI, or a remote URL.
-fn scheme(text: &[u8], colon: usize, cut: bool) -> u8 {
+fn scheme(text: &[u8], colon: usize, cut: bool, url_end: &mut usize) -> u8 {
     let mut start = colon;
     while start > 0 && colon - start < 16 {
         let b = lc(text, start - 1);
@@ -128,7 +127,7 @@ fn scheme(text: &[u8], colon: usize, cut: bool) -> u8 {
         b"jar" if lc(text, colon + 1).is_ascii_alphabetic() => LOW,
         b"data" => data_uri(text, colon + 1),
         b"http" | b"https" | b"ftp" | b"ftps" | b"sftp" | b"smb" | b"webdav" if slashes => {
-            remote(text, colon + 3, name, cut)
+            remote(text, colon + 3, name, cut, url_end)
         }
         _ => 0,
     }
@@ -142,7 +141,8 @@ fn data_uri(text: &[u8], i: usize) -> u8 {
         0
     } else if has_at(text, i, b"text/") || has_at(text, i, b"application/") || lc(text, i) == b';' {
         // `data:;base64,PD9waHA…` carries PHP as well as `data:text/plain` does.
-        if has_at_any(text.get(i..).unwrap_or_default(), b"base64,pd9") {
+        let head = text.get(i..text.len().min(i + 96)).unwrap_or_default();
+        if has_at_any(head, b"base64,pd9") {
             LOW
         } else {
             HIGH
@@ -153,13 +153,18 @@ fn data_uri(text: &[u8], i: usize) -> u8 {
 }
 
 /// A remote URL whose host starts at `i`.
-fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool) -> u8 {
+fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool, url_end: &mut usize) -> u8 {
     let mut j = i;
-    let mut ip_host = true;
+    // A bare address: IPv4 (digits and dots, maybe a port) or IPv6 (hex digits and colons, maybe bracketed).
+    let (mut v4, mut v6, mut colons) = (true, true, 0);
     while j < text.len() && !matches!(lc(text, j), b'/' | b'?' | b'#' | b' ' | b'\'' | b'"' | b'\\') && j - i < 256 {
-        ip_host &= lc(text, j).is_ascii_digit() || matches!(lc(text, j), b'.' | b':');
+        let b = lc(text, j);
+        colons += usize::from(b == b':');
+        v4 &= b.is_ascii_digit() || b == b'.' || (b == b':' && colons == 1);
+        v6 &= b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'[' | b']');
         j += 1;
     }
+    let ip_host = v4 || (v6 && colons >= 2);
     if j == i {
         return 0;
     }
@@ -168,6 +173,7 @@ fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool) -> u8 {
     while j < text.len() && !matches!(lc(text, j), b'?' | b'#' | b' ' | b'\'' | b'"' | b'<' | b'>') && j - i < 2048 {
         j += 1;
     }
+    *url_end = j;
     let path = text.get(path_start..j).unwrap_or_default();
     let query_empty = lc(text, j) == b'?' && matches!(lc(text, j + 1), 0 | b'?' | b' ' | b'\'' | b'"' | b'&');
     if query_empty || (cut && !path.is_empty()) {
@@ -177,9 +183,9 @@ fn remote(text: &[u8], i: usize, scheme: &[u8], cut: bool) -> u8 {
     let fetched = [&b"txt"[..], b"inc", b"phtml", b"sh", b"pl", b"py", b"cgi"].contains(&extension);
     let script =
         fetched || [&b"php"[..], b"php3", b"php4", b"php5", b"php7", b"asp", b"aspx", b"jsp"].contains(&extension);
-    if scheme != b"http" && scheme != b"https" && path.len() > 1 {
-        MEDIUM
-    } else if fetched || (script && ip_host) {
+    // A link to a text file on a named host is still a link; on a bare address, or over FTP or SMB, it is a payload.
+    let plain_web = scheme == b"http" || scheme == b"https";
+    if (!plain_web && path.len() > 1) || (script && ip_host) {
         MEDIUM
     } else if script {
         HIGH
@@ -282,17 +288,26 @@ mod tests {
     #[test]
     fn weaker_forms_wait_for_medium_or_high() {
         for attack in [
-            "http://evil.example/shell.txt",
+            "http://10.1.2.3/shell.txt",
             "http://10.1.2.3/x.php",
+            "https://[2001:db8::1]/x.php",
+            "http://10.1.2.3:8080/x.inc",
             "ftp://files.example/payload",
             "\\\\attacker\\share\\shell.php",
             "/var/www/conf/httpd.conf",
             "C:\\xampp\\apache\\logs\\access.log",
             "/usr/local/apache2/logs/error_log",
+            "/usr/share/doc/x",
+            "/tmp/uploads/x",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["https://example.com/index.php", "data:text/html,hello"] {
+        for attack in [
+            "https://example.com/index.php",
+            "https://cafe.bad/index.php?x=1",
+            "http://evil.example/shell.txt",
+            "data:text/html,hello",
+        ] {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }
@@ -313,6 +328,18 @@ mod tests {
             "Time: 10:30",
         ] {
             assert_eq!(lowest(benign), None, "{benign}");
+        }
+    }
+
+    #[test]
+    fn long_repetitive_values_are_read_in_one_pass() {
+        // Each read looks a bounded window ahead, so these finish in one pass; a quadratic reading would hang here.
+        for unit in ["http://", "data:", "php:", "\\\\h\\", "file:", "convert.", "/var/log/", "::::"] {
+            let text = unit.repeat(16 * 1024 / unit.len());
+            let lower = text.to_ascii_lowercase();
+            for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
+                let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
+            }
         }
     }
 

@@ -23,9 +23,11 @@
 //!   `C:\boot.ini`, `etc/shadow`); a Windows UNC path to an administrative share (`\\host\c$\`).
 //! - **Medium** (recommended) adds: any two climbs (`a/../../b`); one climb at the start of the value
 //!   (`../avatar.png` — the request names a file outside the directory the endpoint serves); a secret anywhere in
-//!   the value; an absolute path under a system root (`/proc/version`, `/var/log/syslog`, `C:\Windows\notepad.exe`);
-//!   a UNC path `\\host\share`.
-//! - **High** adds: any climb (`docs/../index.html`, a trailing `/..`) and any target anywhere.
+//!   the value; an absolute path inside a system directory (`/etc/hosts.allow`, `/proc/net/tcp`, `/var/log/syslog`,
+//!   `C:\Windows\notepad.exe`); a UNC path `\\host\share`.
+//! - **High** adds: any climb (`docs/../index.html`, a trailing `/..`), any target anywhere, and absolute paths
+//!   under the other system roots (`/usr/local/bin`, `/var/www/html`, `/tmp/x`): file managers and deployment tools
+//!   name those legitimately; `file_inclusion` reports them at Medium.
 //!
 //! A single `../` inside a relative path (`images/../logo.png`) is left to High: links in rich text and build
 //! tools produce it, and it climbs back inside the same tree.
@@ -79,12 +81,12 @@ pub(super) fn verdict(s: &Scan, sensitivity: Sensitivity) -> bool {
         || s.climbs >= 2
         || s.climb_at_start
         || s.anywhere == target::SECRET
-        || (s.rooted == target::ROOT && s.rooted_deep)
+        || (s.rooted == target::SYSTEM && s.rooted_deep)
         || s.unc >= 1;
     match sensitivity {
         Sensitivity::Low => low,
         Sensitivity::Medium => medium,
-        Sensitivity::High => medium || s.climbs >= 1 || s.anywhere > 0,
+        Sensitivity::High => medium || s.climbs >= 1 || s.anywhere > 0 || s.rooted > 0,
     }
 }
 
@@ -134,12 +136,12 @@ pub(super) fn scan(text: &[u8]) -> Scan {
             continue;
         }
         if component {
-            if let Some((end, evasive)) = climb(text, i) {
+            if let Some((end, evasive, junk)) = climb(text, i) {
                 s.climbs = s.climbs.saturating_add(1);
-                s.climb_at_start |= first && sep_len(text, end) > 0;
+                s.climb_at_start |= first && (junk || sep_len(text, end) > 0);
                 s.evasive |= evasive;
                 i = end;
-                component = false;
+                component = junk;
                 fresh = false;
                 after_sep = false;
                 root = false;
@@ -155,7 +157,11 @@ pub(super) fn scan(text: &[u8]) -> Scan {
                     s.rooted = weight;
                 } else if (root || first) && weight >= s.rooted {
                     s.rooted = weight;
-                    s.rooted_deep = is_path_byte(lc(text, end)) || sep_len(text, end) > 0 || weight != target::ROOT;
+                    // `/etc` alone is a directory listing at most; `/etc/x` and `/var/log` name something inside.
+                    s.rooted_deep = is_path_byte(lc(text, end))
+                        || sep_len(text, end) > 0
+                        || weight != target::ROOT
+                        || lc(text, end.wrapping_sub(1)).is_ascii_alphanumeric();
                 }
                 s.anywhere = s.anywhere.max(weight);
                 s.rooted_file |= in_rooted && weight == target::FILE;
@@ -209,37 +215,69 @@ fn is_path_byte(b: u8) -> bool {
     is_word(b) || matches!(b, b'.' | b'-' | b'~' | b'$' | b'+' | b'@' | b'!' | b',' | b'%' | b'*') || b >= 0x80
 }
 
-/// A climb at `i`: a component of dots, returning where it ends (at the separator) and whether it is evasive.
-fn climb(text: &[u8], i: usize) -> Option<(usize, bool)> {
+/// A climb at `i`: a component of dots, returning where it ends, whether it is evasive, and whether it ended in an
+/// undecodable escape standing for a separator (then a new component starts at the end).
+fn climb(text: &[u8], i: usize) -> Option<(usize, bool, bool)> {
     let mut j = i;
     let mut dots = 0;
+    let mut wildcards = 0;
     let mut evasive = false;
-    while dots < 64 {
+    while dots + wildcards < 64 {
         let len = dot_len(text, j);
-        if len == 0 {
+        if len > 0 {
+            evasive |= len > 1;
+            dots += 1;
+            j += len;
+        } else if lc(text, j) == b'?' && wildcards < 2 {
+            // Windows wildcards: `?.`, `.?` and `??` match `..`.
+            wildcards += 1;
+            j += 1;
+        } else {
             break;
         }
-        evasive |= len > 1;
-        dots += 1;
-        j += len;
     }
-    if dots < 2 {
+    if dots + wildcards < 2 || (wildcards > 0 && dots + wildcards != 2) {
         return None;
     }
     // Tomcat and Jetty drop `;params` from a segment: `..;/` and `..;jsessionid=x/` are `../`.
-    if lc(text, j) == b';' {
+    if wildcards == 0 && lc(text, j) == b';' {
         evasive = true;
         while j - i < 256 && sep_len(text, j) == 0 && j < text.len() {
             j += 1;
         }
     }
+    // `..2f` and `..5c`: an escape that lost its `%` on the way.
+    if dots == 2 && wildcards == 0 && (has_at(text, j, b"2f") || has_at(text, j, b"5c")) {
+        return Some((j + 2, true, true));
+    }
+    // An escape the decoder could not undo right after the dots (`..%c0%9v`, `..%bg%qf`, a stray `C0` lead byte or
+    // control byte) stands for a separator a broken decoder would produce: a probe, not prose.
+    if dots + wildcards == 2 && sep_len(text, j) == 0 && junk(text, j) {
+        let start = j;
+        while j - start < 8 && (junk(text, j) || lc(text, j).is_ascii_alphanumeric()) {
+            j += 1;
+        }
+        return Some((j, true, true));
+    }
+    if wildcards > 0 {
+        return (sep_len(text, j) > 0).then_some((j, true, false));
+    }
     let at_sep = sep_len(text, j) > 0;
     let at_end = j >= text.len() || matches!(lc(text, j), b'?' | b'#' | b'\'' | b'"' | b' ' | b'&');
     match dots {
-        2 if at_sep || at_end => Some((j, evasive || (at_sep && lc(text, j) > 0x7f) || has_at(text, j, b"0x"))),
+        2 if at_sep || at_end => Some((j, evasive || (at_sep && lc(text, j) > 0x7f) || has_at(text, j, b"0x"), false)),
         // `....//` and `...\` are climbs only before a separator; `...` ending a sentence is prose.
-        3.. if at_sep => Some((j, true)),
+        3.. if at_sep => Some((j, true, false)),
         _ => None,
+    }
+}
+
+/// Bytes no decoded path holds: C0/C1 lead bytes, controls, and a `%` that is not an escape.
+fn junk(text: &[u8], j: usize) -> bool {
+    match lc(text, j) {
+        0xc0 | 0xc1 | 0x01..=0x1f => true,
+        b'%' => !(lc(text, j + 1).is_ascii_hexdigit() && lc(text, j + 2).is_ascii_hexdigit()),
+        _ => false,
     }
 }
 
@@ -303,6 +341,11 @@ mod tests {
             "0x2e0x2e0x2f0x2e0x2e0x2fetc",
             "\u{ff0e}\u{ff0e}/\u{ff0e}\u{ff0e}/x",
             "/var/www/../../etc/group",
+            "?./?./etc/issue",
+            "??\\??\\boot.ini",
+            "..2f..2fetc2fpasswd",
+            "..\u{1}%qf..\u{1}%qfetc",
+            "..%bg%qf..%bg%qfboot.ini",
             "see /etc/passwd here",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Low), "{attack}");
@@ -314,14 +357,17 @@ mod tests {
         for attack in [
             "../avatar.png",
             "a/../../b",
+            "\\\\fileserver\\public",
             "/proc/version",
             "/var/log/syslog",
+            "/var/log",
             "C:\\Windows\\notepad.exe",
-            "\\\\fileserver\\public",
         ] {
             assert_eq!(lowest(attack), Some(Sensitivity::Medium), "{attack}");
         }
-        for attack in ["images/../logo.png", "docs/..", "config/httpd.conf", ".."] {
+        for attack in
+            ["images/../logo.png", "docs/..", "config/httpd.conf", "..", "/usr/local/bin", "/var/www/html/index.html"]
+        {
             assert_eq!(lowest(attack), Some(Sensitivity::High), "{attack}");
         }
     }
@@ -356,6 +402,18 @@ mod tests {
         let decoded = b"......secret";
         let subject = Subject { raw, decoded, lower: decoded, is_name: false, place: Place::Query };
         assert!(detect(&subject, Sensitivity::Low));
+    }
+
+    #[test]
+    fn long_repetitive_values_are_read_in_one_pass() {
+        // Each read looks a bounded window ahead, so these finish in one pass; a quadratic reading would hang here.
+        for unit in ["../", "..;", "....", "?.", "etc/", "\\\\", "0x2e", "..%", "/", "c:\\"] {
+            let text = unit.repeat(16 * 1024 / unit.len());
+            let lower = text.to_ascii_lowercase();
+            for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
+                let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
+            }
+        }
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub(in crate::attacks) fn sep_len(text: &[u8], i: usize) -> usize {
         0xef if has_at(text, i + 1, &[0x80, 0xa5]) => 3,
         0xee if has_at(text, i + 1, &[0xbf, 0x88]) => 3,
         b'0' if has_at(text, i, b"0x2f") || has_at(text, i, b"0x5c") => 4,
+        0xc0..=0xfc => match overlong(text, i) {
+            Some((b'/' | b'\\', len)) => len,
+            _ => 0,
+        },
         _ => 0,
     }
 }
@@ -43,7 +47,41 @@ pub(in crate::attacks) fn dot_len(text: &[u8], i: usize) -> usize {
         0xef if has_at(text, i + 1, &[0xbc, 0x8e]) => 3,
         0xe2 if has_at(text, i + 1, &[0x80, 0xa4]) => 3,
         b'0' if has_at(text, i, b"0x2e") => 4,
+        0xc0..=0xfc => match overlong(text, i) {
+            Some((b'.', len)) => len,
+            _ => 0,
+        },
         _ => 0,
+    }
+}
+
+/// An over-long UTF-8 spelling of an ASCII byte at `i` that the normaliser left (`C0 AE` is `.`), including the
+/// invalid `C0 2E` / `C0 6E` forms old IIS decoded by keeping the low six bits: the byte and the length.
+fn overlong(text: &[u8], i: usize) -> Option<(u8, usize)> {
+    let lead = *text.get(i)?;
+    let len = match lead {
+        0xc0 | 0xc1 => 2,
+        0xe0 => 3,
+        0xf0 => 4,
+        0xf8 => 5,
+        0xfc => 6,
+        _ => return None,
+    };
+    let last = *text.get(i + len - 1)?;
+    if len == 2 {
+        // `C0 5C` before an ASCII `\`, `C1 AF` and `C1 9C`: old decoders kept the low bits with or without the
+        // lead's; either reading that gives a dot or a slash is one.
+        let candidates = [last, ((lead & 1) << 6) | (last & 0x3f), last & 0x3f];
+        return candidates.into_iter().find(|b| matches!(b, b'.' | b'/' | b'\\')).map(|b| (b, 2));
+    }
+    let high = *text.get(i + len - 2)?;
+    let zeros = text.get(i + 1..i + len - 2)?;
+    let value = ((high & 0x3f) << 6) | (last & 0x3f);
+    let valid = zeros.iter().all(|&b| b == 0x80) && (0x80..=0x81).contains(&high) && last & 0xc0 == 0x80;
+    if valid && value < 0x80 {
+        Some((value, len))
+    } else {
+        None
     }
 }
 
@@ -58,55 +96,88 @@ pub(in crate::attacks) mod cmd {
     pub const SOLO: u8 = 0x20;
     /// Takes a number as its telling argument (`sleep 5`, `ping 127.0.0.1` is covered by the address).
     pub const NUMBER: u8 = 0x40;
+    /// Runs the command that follows it (`time`, `nohup`, `sudo`, `strace`): that command is what counts.
+    pub const WRAP: u8 = 0x80;
 }
 
 const W: u8 = cmd::WIN;
 const S: u8 = cmd::SOLO;
 const N: u8 = cmd::NUMBER;
+const R: u8 = cmd::WRAP;
 
 /// Unix and Windows commands and common binaries, sorted by name (a test checks it), with their [`cmd`] flags.
 pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
+    (b"7z", 2),
+    (b"alias", 1),
+    (b"ansible", 3),
+    (b"ansible-config", 3),
+    (b"ansible-console", 3),
+    (b"ansible-galaxy", 3),
+    (b"ansible-inventory", 3),
+    (b"ansible-playbook", 3),
+    (b"ansible-pull", 3),
+    (b"ansible-vault", 3),
+    (b"apt", 1),
+    (b"apt-get", 3),
     (b"arp", 2 | W),
     (b"attrib", 2 | W),
     (b"awk", 2),
     (b"base64", 3),
     (b"bash", 1),
     (b"bitsadmin", 3 | W),
-    (b"busybox", 3),
+    (b"busybox", 3 | R),
+    (b"bzip2", 3),
     (b"cacls", 3 | W),
     (b"cat", 1),
     (b"certutil", 3 | W),
+    (b"chattr", 3),
+    (b"chef-client", 3),
+    (b"chef-run", 3),
+    (b"chef-vault", 3),
     (b"chgrp", 3),
     (b"chmod", 3),
     (b"chown", 3),
+    (b"chroot", 3),
     (b"cmd", 2 | W),
     (b"copy", 1 | W),
     (b"cp", 2),
+    (b"cpan", 3),
     (b"crontab", 3),
+    (b"cscli", 3),
     (b"cscript", 3 | W),
     (b"csh", 2),
     (b"curl", 1 | W),
     (b"cut", 1),
     (b"dash", 1),
+    (b"date", 1),
     (b"dd", 2),
     (b"del", 2 | W),
     (b"df", 2),
     (b"dig", 1),
     (b"dir", 2 | W),
+    (b"dmesg", 3),
+    (b"docker", 2),
+    (b"dpkg", 3),
     (b"du", 2),
     (b"echo", 1 | W),
     (b"egrep", 3),
-    (b"env", 2),
+    (b"env", 2 | R),
     (b"eval", 1),
-    (b"exec", 1),
+    (b"exec", 1 | R),
+    (b"expect", 1),
     (b"export", 1),
     (b"fgrep", 3),
     (b"find", 1),
     (b"findstr", 3 | W),
+    (b"flock", 1 | R),
     (b"ftp", 2 | W),
     (b"gawk", 3),
     (b"gcc", 2),
+    (b"gdb", 2),
+    (b"gem", 1),
+    (b"get-content", 3 | W),
     (b"getent", 3),
+    (b"git", 1),
     (b"grep", 2),
     (b"gunzip", 3),
     (b"gzip", 2),
@@ -114,20 +185,34 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"hexdump", 3),
     (b"host", 1),
     (b"hostname", 2 | W | S),
+    (b"htop", 3),
     (b"icacls", 3 | W),
     (b"id", 2),
+    (b"iex", 3 | W),
     (b"ifconfig", 3 | S),
+    (b"invoke-expression", 3 | W),
+    (b"invoke-webrequest", 3 | W),
     (b"ip", 1),
     (b"ipconfig", 3 | W | S),
+    (b"irb", 3),
+    (b"iwmi", 3 | W),
+    (b"iwr", 3 | W),
     (b"java", 1),
+    (b"jq", 2),
     (b"kill", 1),
     (b"killall", 3),
     (b"ksh", 2),
+    (b"kubectl", 3),
+    (b"ldd", 3),
     (b"less", 1),
+    (b"lftp", 3),
+    (b"ll", 2),
     (b"ln", 2),
     (b"ls", 2 | S),
     (b"lsof", 3),
     (b"lua", 1),
+    (b"make", 1),
+    (b"man", 1),
     (b"mkdir", 2 | W),
     (b"mkfifo", 3),
     (b"more", 1 | W),
@@ -135,6 +220,8 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"mshta", 3 | W),
     (b"msiexec", 3 | W),
     (b"mv", 2),
+    (b"mysql", 2),
+    (b"nano", 2),
     (b"nbtstat", 3 | W | S),
     (b"nc", 2),
     (b"ncat", 3),
@@ -142,19 +229,28 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"netcat", 3),
     (b"netsh", 3 | W),
     (b"netstat", 3 | W | S),
+    (b"new-object", 3 | W),
+    (b"nice", 1 | R),
     (b"nmap", 3),
     (b"node", 1),
-    (b"nohup", 3),
+    (b"nohup", 3 | R),
+    (b"npm", 2),
+    (b"nsenter", 3),
     (b"nslookup", 3 | W),
+    (b"openssl", 3),
     (b"passwd", 2),
     (b"perl", 1),
     (b"php", 1),
     (b"ping", 1 | W | N),
+    (b"pip", 2),
+    (b"pip3", 3),
+    (b"pipx", 3),
     (b"pkill", 3),
     (b"powershell", 3 | W),
     (b"printenv", 3),
     (b"printf", 1),
     (b"ps", 2),
+    (b"psql", 2),
     (b"pwd", 2 | S),
     (b"pwsh", 3 | W),
     (b"python", 1),
@@ -164,11 +260,14 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"regsvr32", 3 | W),
     (b"rm", 2),
     (b"rmdir", 2 | W),
+    (b"rpm", 2),
+    (b"rsync", 2),
     (b"ruby", 1),
     (b"rundll32", 3 | W),
     (b"sc", 1 | W),
     (b"schtasks", 3 | W),
     (b"scp", 2),
+    (b"screen", 1),
     (b"sed", 2),
     (b"set", 1 | W),
     (b"sh", 2),
@@ -176,9 +275,12 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"socat", 3),
     (b"sort", 1),
     (b"source", 1),
+    (b"sqlite3", 3),
     (b"ssh", 2),
+    (b"start-process", 3 | W),
+    (b"strace", 3 | R),
     (b"su", 2),
-    (b"sudo", 3),
+    (b"sudo", 3 | R),
     (b"sysinfo", 3 | W | S),
     (b"systeminfo", 3 | W | S),
     (b"tac", 2),
@@ -186,21 +288,30 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"tar", 2),
     (b"taskkill", 3 | W),
     (b"tasklist", 3 | W | S),
+    (b"tclsh", 3),
     (b"tcsh", 3),
     (b"tee", 1),
     (b"telnet", 2 | W),
     (b"tftp", 3 | W),
-    (b"timeout", 1 | W | N),
+    (b"time", 1 | R),
+    (b"timeout", 1 | W | N | R),
+    (b"tmux", 2),
+    (b"top", 1),
     (b"touch", 1),
     (b"traceroute", 3),
     (b"tracert", 3 | W),
     (b"type", 1 | W),
     (b"uname", 3 | S),
+    (b"unshare", 3),
     (b"unzip", 2),
     (b"uptime", 2),
     (b"useradd", 3),
     (b"usermod", 3),
+    (b"vi", 2),
+    (b"vim", 2),
+    (b"visudo", 3),
     (b"vssadmin", 3 | W),
+    (b"watch", 1 | R),
     (b"wc", 2),
     (b"wevtutil", 3 | W),
     (b"wget", 3 | W),
@@ -209,10 +320,13 @@ pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
     (b"whois", 2),
     (b"wmic", 3 | W),
     (b"wscript", 3 | W),
-    (b"xargs", 3),
+    (b"xargs", 3 | R),
     (b"xterm", 3),
     (b"xxd", 3),
+    (b"xz", 2),
+    (b"yum", 2),
     (b"zsh", 1),
+    (b"zypper", 3),
 ];
 
 /// Windows commands whose first argument is a subcommand that only a command line has (`net user`, `reg add`).
@@ -254,10 +368,12 @@ pub(in crate::attacks) fn code_call(name: &[u8]) -> bool {
 pub(in crate::attacks) mod target {
     /// A configuration or log file that is sensitive once reached (`httpd.conf`, `access.log`, `.htaccess`).
     pub const FILE: u8 = 1;
-    /// A system directory, sensitive as the start of an absolute path (`/etc/`, `/proc/`, `C:\Windows\`).
+    /// A directory of the system's own files, telling as the start of an absolute path (`/usr/`, `/var/www`).
     pub const ROOT: u8 = 2;
+    /// A directory no web request has a reason to name from its root (`/etc/`, `/proc/`, `C:\Windows\`).
+    pub const SYSTEM: u8 = 3;
     /// A file no request has a reason to name (`etc/passwd`, `win.ini`, `.ssh/id_rsa`, `WEB-INF/web.xml`).
-    pub const SECRET: u8 = 3;
+    pub const SECRET: u8 = 4;
 }
 
 /// Well-known targets of traversal and local file inclusion, lower case; `/` stands for one or more separators of
@@ -267,6 +383,9 @@ pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
     (b"etc/passwd", target::SECRET),
     (b"etc/shadow", target::SECRET),
     (b"etc/gshadow", target::SECRET),
+    (b"etc/group", target::SECRET),
+    (b"etc/hosts", target::SECRET),
+    (b"etc/issue", target::SECRET),
     (b"etc/master.passwd", target::SECRET),
     (b"etc/sudoers", target::SECRET),
     (b"etc/security/", target::SECRET),
@@ -294,15 +413,15 @@ pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
     (b".git/config", target::SECRET),
     (b"applicationhost.config", target::SECRET),
     // System directories, telling at the root of an absolute path.
-    (b"etc/", target::ROOT),
-    (b"proc/", target::ROOT),
-    (b"sys/", target::ROOT),
-    (b"boot/", target::ROOT),
+    (b"etc/", target::SYSTEM),
+    (b"proc/", target::SYSTEM),
+    (b"sys/", target::SYSTEM),
+    (b"boot/", target::SYSTEM),
     (b"bin/", target::ROOT),
-    (b"sbin/", target::ROOT),
-    (b"root/", target::ROOT),
+    (b"sbin/", target::SYSTEM),
+    (b"root/", target::SYSTEM),
     (b"opt/", target::ROOT),
-    (b"var/log", target::ROOT),
+    (b"var/log", target::SYSTEM),
     (b"var/www", target::ROOT),
     (b"var/lib/", target::ROOT),
     (b"var/mail", target::ROOT),
@@ -319,13 +438,16 @@ pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
     (b"usr/bin/", target::ROOT),
     (b"usr/sbin/", target::ROOT),
     (b"usr/share/", target::ROOT),
-    (b"private/etc/", target::ROOT),
+    (b"var/", target::ROOT),
+    (b"usr/", target::ROOT),
+    (b"tmp/", target::ROOT),
+    (b"private/etc/", target::SYSTEM),
     (b"private/var/", target::ROOT),
     (b"private/tmp/", target::ROOT),
     (b"volumes/", target::ROOT),
-    (b"windows/", target::ROOT),
-    (b"winnt/", target::ROOT),
-    (b"inetpub/", target::ROOT),
+    (b"windows/", target::SYSTEM),
+    (b"winnt/", target::SYSTEM),
+    (b"inetpub/", target::SYSTEM),
     (b"xampp/", target::ROOT),
     (b"wamp/", target::ROOT),
     (b"wamp64/", target::ROOT),
@@ -334,6 +456,16 @@ pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
     (b"programdata/", target::ROOT),
     // Configuration and log files.
     (b".htaccess", target::FILE),
+    (b".netrc", target::FILE),
+    (b".rhosts", target::FILE),
+    (b".shosts", target::FILE),
+    (b".cshrc", target::FILE),
+    (b".forward", target::FILE),
+    (b".xauthority", target::FILE),
+    (b".sh_history", target::FILE),
+    (b".passwd", target::FILE),
+    (b"master.passwd", target::FILE),
+    (b"sess_", target::FILE),
     (b".bash_history", target::FILE),
     (b".bash_profile", target::FILE),
     (b".bashrc", target::FILE),
@@ -445,8 +577,18 @@ mod tests {
         assert_eq!(target_at(b"ETC\\Passwd", 0).0, target::SECRET);
         assert_eq!(target_at(b"etc//./passwd", 0).0, target::SECRET);
         assert_eq!(target_at("etc\u{2215}passwd".as_bytes(), 0).0, target::SECRET);
-        assert_eq!(target_at(b"etc/passwords", 0).0, target::ROOT);
+        assert_eq!(target_at(b"etc/passwords", 0).0, target::SYSTEM);
+        assert_eq!(target_at(b"usr/share/x", 0).0, target::ROOT);
         assert_eq!(target_at(b"etcetera", 0).0, 0);
+        assert_eq!(target_at(b"etc\xc0\xafpasswd", 0).0, target::SECRET);
+        assert_eq!(target_at(b"etc\xc0\x2fpasswd", 0).0, target::SECRET);
+        assert_eq!(target_at(b"etc\xe0\x80\xafpasswd", 0).0, target::SECRET);
+        assert_eq!(dot_len(b"\xf0\x80\x80\xae", 0), 4);
+        assert_eq!(sep_len(b"\xc1\x9c", 0), 2);
+        assert_eq!(sep_len(b"\xc1\xaf", 0), 2);
+        assert_eq!(sep_len(b"\xc0\x5c", 0), 2);
+        assert_eq!(sep_len(b"\xc0\x41", 0), 0);
+        assert_eq!(dot_len(b"\xf0\x80\x80", 0), 0);
         assert_eq!(command(b"whoami"), Some(3 | cmd::WIN | cmd::SOLO));
         assert_eq!(command(b"whoam"), None);
     }
