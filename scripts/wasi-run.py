@@ -5,7 +5,8 @@ Cargo calls it as `wasi-run.py PROGRAM.wasm [ARGS...]` (see CARGO_TARGET_WASM32_
 Wasmtime comes from the `wasmtime` package on PyPI, installed into the repository's virtualenv by `make setup`,
 so the only requirement is Python 3. The program sees its arguments, the environment, stdout/stderr, and the
 current directory pre-opened as `.` (read-only use: the engine tests read nothing from disk). The exit code is
-the program's.
+the program's. With `WASI_RUN_FUEL=1` it also counts the wasm instructions the program executed (Wasmtime fuel:
+the same on every machine, unlike a timing) and prints `wasi-run.py: N instructions` to stderr at the end.
 """
 import os
 import sys
@@ -22,10 +23,14 @@ def main() -> int:
     program = sys.argv[1]
     config = wasmtime.Config()
     config.cache = True  # Cranelift compiles a test binary in seconds; the cache makes reruns instant.
+    fuel = os.environ.get("WASI_RUN_FUEL") == "1"
+    config.consume_fuel = fuel
     engine = wasmtime.Engine(config)
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     store = wasmtime.Store(engine)
+    if fuel:
+        store.set_fuel(2**62)
     wasi = wasmtime.WasiConfig()
     wasi.argv = [os.path.basename(program)] + sys.argv[2:]
     wasi.inherit_env()
@@ -44,6 +49,9 @@ def main() -> int:
         # A panic under panic=abort (or any trap): the test binary failed.
         print(f"wasi-run.py: trap: {trap}", file=sys.stderr)
         return 101
+    finally:
+        if fuel:
+            print(f"wasi-run.py: {2**62 - store.get_fuel()} instructions", file=sys.stderr)
     return 0
 
 

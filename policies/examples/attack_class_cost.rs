@@ -1,6 +1,10 @@
 //! Time per class of the attack inspector on benign input, natively: which detectors a request pays for most. A
 //! diagnostic for tuning (`make bench` measures inside Envoy): `cargo run --release -p portcullis-policies --example
 //! attack_class_cost [BODY.json]` (default: a generated 16 KiB order).
+//!
+//! `attack_class_cost --one CLASS get|post` inspects that request once with that class at medium (`none`: no
+//! check; `all`: every class): built for wasm32-wasip1 and run with `WASI_RUN_FUEL=1 scripts/wasi-run.py`, it gives
+//! the wasm instructions it costs, which unlike a timing do not depend on what else the machine is doing.
 
 use std::time::Instant;
 
@@ -50,9 +54,28 @@ fn time(inspector: &mut Inspector, parts: &[Part<'_>], checks: &[Check<'_>], rou
 }
 
 fn main() {
-    let body = std::env::args().nth(1).map(|p| std::fs::read(p).expect("read the body")).unwrap_or_else(order);
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let everywhere = Place::ALL.iter().fold(0u8, |bits, p| bits | p.bit());
     let mut inspector = Inspector::new(Limits::default());
+    if let [flag, class, request] = args.as_slice() {
+        if flag == "--one" {
+            let body = order();
+            let get = [Part::Path(b"/api/v1/products"), Part::Query(QUERY), Part::Headers(HEADERS)];
+            let post = [Part::Body { content_type: b"application/json", body: &body }];
+            let classes: Vec<AttackClass> = match class.as_str() {
+                "none" => vec![],
+                "all" => AttackClass::ALL.to_vec(),
+                name => vec![AttackClass::from_name(name).expect("a class name, none or all")],
+            };
+            let checks: Vec<Check<'_>> = classes
+                .into_iter()
+                .map(|class| Check { class, sensitivity: Sensitivity::Medium, places: everywhere, skip: &[] })
+                .collect();
+            time(&mut inspector, if request == "get" { &get } else { &post }, &checks, 1);
+            return;
+        }
+    }
+    let body = args.first().map(|p| std::fs::read(p).expect("read the body")).unwrap_or_else(order);
     let get = [Part::Path(b"/api/v1/products"), Part::Query(QUERY), Part::Headers(HEADERS)];
     let post = [Part::Body { content_type: b"application/json", body: &body }];
     println!("{:<22} {:>12} {:>12} {:>12}", "class (medium)", "GET µs", "POST µs", "POST high µs");
