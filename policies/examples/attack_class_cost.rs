@@ -6,6 +6,8 @@
 //! check; `all`: every class): built for wasm32-wasip1 and run with `WASI_RUN_FUEL=1 scripts/wasi-run.py`, it gives
 //! the wasm instructions it costs, which unlike a timing do not depend on what else the machine is doing.
 
+#![allow(clippy::expect_used)] // a diagnostic tool: a wrong argument ends it with a message
+
 use std::time::Instant;
 
 use portcullis_policies::attacks::values::{Check, Findings, Inspector, Limits, Part};

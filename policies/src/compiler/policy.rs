@@ -25,6 +25,8 @@ use crate::attacks::AttackClass;
 
 mod attacks;
 
+use attacks::ATTACK_DETECTION_KEYS;
+
 /// The only policy language version this compiler reads.
 const POLICY_VERSION: i64 = 1;
 /// Keys of the top-level mapping.
@@ -37,8 +39,6 @@ const INSPECTION_KEYS: &str = "max_body_bytes, inspect_binary";
 const CLASSIFIER_KEYS: &str = "id, pattern, validator, context, context_window, confidence, max_length";
 /// Keys of a detection.
 const DETECTION_KEYS: &str = "id, classifier, in, requires";
-/// Keys any detection may have (an attack detection's are checked once its classifier is known).
-const ALL_DETECTION_KEYS: &str = "id, classifier, in, requires, sensitivity, exclude";
 /// Keys of a list.
 const LIST_KEYS: &str = "id, key, add_when, ttl, max_entries, entries, batched";
 /// Detection names starting with this are JWT findings (`detected("jwt.alg_none")`), never declared detections.
@@ -488,6 +488,15 @@ impl Compiler<'_> {
         Ok(())
     }
 
+    /// The text of field `name` of a mapping item, without checking anything else.
+    fn peek_field(&self, item: &MarkedYaml<'_>, name: &str) -> Option<String> {
+        let YamlData::Mapping(mapping) = &item.data else {
+            return None;
+        };
+        let (_, value) = mapping.iter().find(|(key, _)| self.scalar_text(key).as_deref() == Some(name))?;
+        self.scalar_text(value)
+    }
+
     /// The `id` of a mapping item and its line, without checking anything else.
     fn peek_id(&self, item: &MarkedYaml<'_>) -> Option<(String, usize)> {
         let YamlData::Mapping(mapping) = &item.data else {
@@ -504,17 +513,21 @@ impl Compiler<'_> {
         all: &Ids,
         tables: &mut Tables,
     ) -> Result<(), PolicyError> {
-        let fields = self.fields(node, ALL_DETECTION_KEYS, "detection")?;
+        // An attack class in `classifier:` makes it an attack detection, whose keys differ: known before any key is
+        // judged, so that an unknown key is reported with the right list.
+        let attack = self.peek_field(node, "classifier").and_then(|name| AttackClass::from_name(&name));
+        let (keys, what) = match attack {
+            Some(_) => (ATTACK_DETECTION_KEYS, "attack detection"),
+            None => (DETECTION_KEYS, "detection"),
+        };
+        let fields = self.fields(node, keys, what)?;
         let id = self.item_id(&fields, node, "detection", ids)?;
         let owner = format!("detection '{id}'");
-
+        if let Some(class) = attack {
+            return self.attack_detection(&fields, node, id, class, tables);
+        }
         let classifier_node = self.required(&fields, "classifier", node, &owner)?;
         let name = self.text("classifier", classifier_node)?;
-        if let Some(class) = AttackClass::from_name(&name) {
-            return self.attack_detection(node, id, class, tables);
-        }
-        // A classifier detection: the attack-only keys are refused with the classifier's list of keys.
-        self.fields(node, DETECTION_KEYS, "detection")?;
         let classifier =
             tables.classifier(&name).ok_or_else(|| self.error(classifier_node, tables.unknown_classifier(&name)))?;
         let in_node = self.required(&fields, "in", node, &owner)?;

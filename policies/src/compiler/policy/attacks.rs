@@ -13,7 +13,7 @@
 
 use saphyr::{MarkedYaml, YamlData};
 
-use super::{field, Compiler, PolicyError};
+use super::{field, Compiler, Fields, PolicyError};
 use crate::attacks::{AttackClass, Place, Sensitivity};
 use crate::compiler::detections::Tables;
 use crate::detect::{AttackDef, Exclusion, Location};
@@ -47,14 +47,14 @@ impl Compiler<'_> {
     /// An attack detection (the caller saw an attack class in `classifier:`), declared in `tables`.
     pub(super) fn attack_detection(
         &self,
+        fields: &Fields<'_, '_>,
         node: &MarkedYaml<'_>,
         id: String,
         class: AttackClass,
         tables: &mut Tables,
     ) -> Result<(), PolicyError> {
-        let fields = self.fields(node, ATTACK_DETECTION_KEYS, "attack detection")?;
         let owner = format!("detection '{id}'");
-        let in_node = self.required(&fields, "in", node, &owner)?;
+        let in_node = self.required(fields, "in", node, &owner)?;
         // `in:` is one location or a list of them: the places add up, the latest phase decides.
         let names: Vec<&MarkedYaml<'_>> = match &in_node.data {
             YamlData::Sequence(items) if !items.is_empty() => items.iter().collect(),
@@ -74,7 +74,7 @@ impl Compiler<'_> {
             places |= these.iter().fold(0u8, |bits, place| bits | place.bit());
             location = location.max(*phase);
         }
-        let sensitivity = match field(&fields, "sensitivity") {
+        let sensitivity = match field(fields, "sensitivity") {
             None => Sensitivity::default(),
             Some(value) => {
                 let name = self.text("sensitivity", value)?;
@@ -83,7 +83,7 @@ impl Compiler<'_> {
                 })?
             }
         };
-        let exclude = match field(&fields, "exclude") {
+        let exclude = match field(fields, "exclude") {
             None => Vec::new(),
             Some(value) => self.exclusions(&id, self.sequence("exclude", value)?)?,
         };
