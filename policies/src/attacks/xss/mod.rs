@@ -67,7 +67,7 @@ fn judge(text: &[u8], is_name: bool, place: Place) -> Level {
     if found == Some(Sensitivity::Low) {
         return found;
     }
-    found = lowest(found, script::scan_script(text, is_name));
+    found = lowest(found, script::scan_script(text, is_name, place == Place::Xml));
     if found == Some(Sensitivity::Low) {
         return found;
     }

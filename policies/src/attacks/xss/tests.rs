@@ -58,6 +58,7 @@ fn unmistakable_markup_is_low() {
             "x<script>",
             "\";alert(1)//",
             "'-confirm`1`-'",
+            "jav&TAB;ascript&colon;go()",
         ],
     );
 }
@@ -129,6 +130,86 @@ fn script_fragments_and_breakouts_are_medium() {
 }
 
 #[test]
+fn evasions_and_breakouts_of_round_two_are_medium() {
+    at_level(
+        Medium,
+        &[
+            // Element names spelled letter by letter, which only filters read.
+            "q=<f o r m",
+            "x <d i a l o g",
+            "<i f r a m e",
+            // A comment closed as the whole value, or in a run that closes every context.
+            "-->",
+            " --><b>x",
+            "//[\"'`-->]]>]",
+            "x']]>-->",
+            // Script schemes split by entities the decoder does not know in that case.
+            "ja&tab;vascript: ",
+            "v&newline;b&tab;s&newline;c&newline;r&tab;i&tab;p&newline;t&colon;:",
+            // Closers of raw-text and inert elements: what follows is fresh markup.
+            "</style>",
+            "</textarea><b>",
+            "</title>",
+            "</xmp>",
+            "</template>",
+            // Namespaced markup, opened or closed, and an empty prefix.
+            "<svg:svg>",
+            "</svg:g>",
+            "  </xsl:template>",
+            "<:vmlframe>",
+            "xmlns:svg=\"http://www.w3.org/2000/svg\">",
+            "x xmlns=\"http://www.w3.org/1999/xhtml\"",
+            // A handler inside the tag the page opened, spelled as a closing tag.
+            "<q </onxyz=1",
+            // Dangling markup left open at the value's end.
+            "n=<a href=\"next\"",
+            "<img src='//e.example/?",
+            // A data URL whose content is markup.
+            " data: , <q>",
+            // A declaration without its `<`.
+            "x!ENTITY % y SYSTEM",
+            // UTF-7 `<` whose `+` was encoded again, or read as a space.
+            "%2BADw-script%2BAD4-",
+            " ADw-script AD4-",
+            // JSFuck atoms.
+            "+!![]",
+            "x=!+[]",
+            // The conversion hooks replaced.
+            "\"in valueOf=",
+            "toString=go",
+        ],
+    );
+}
+
+#[test]
+fn round_two_look_alikes_stay_below_medium() {
+    for case in [
+        "step 1 --> step 2",
+        "use \"-->\" for arrows",
+        "--> see below",
+        "ADW-X200 adapter",
+        "part ADW-12",
+        "Wow!![](x.png)",
+        "![](https://example.com/a.png)",
+        "![alt](a.png) and [link]()",
+        "obj.valueOf = f",
+        "x == valueOf",
+        "</option>",
+        "a <b c d> e",
+        "<b>bold</b> and <a href=\"https://example.com\">a link</a>",
+        "Missing data: none",
+        "xmlns is an attribute",
+        "AT&T and ja&co",
+        "the <a> tag",
+        "List<Object> items",
+        "if a <b and c>d",
+    ] {
+        assert_ne!(level(case), Some(Low), "{case:?}");
+        assert_ne!(level(case), Some(Medium), "{case:?}");
+    }
+}
+
+#[test]
 fn weak_signals_are_high() {
     at_level(
         High,
@@ -140,7 +221,6 @@ fn weak_signals_are_high() {
             "List<Object> items",
             "<b title=\"data:image/png;base64,AAAA\">x</b>",
             "<![CDATA[x]]>",
-            "x <f o r m",
             "step 1 --> step 2",
             "<?xml version=\"1.0\"?><x/>",
             "<svg></svg>",
