@@ -176,6 +176,12 @@ fn open_tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
             shaped.then_some(High)
         }
         Element::Loader if shaped => Some(Medium),
+        // `<noscript#`, `<style%`: junk glued to the name, to slip past filters that want a blank or `>` after it.
+        Element::Loader
+            if name_end > word_end && !at(seg, word_end).is_ascii_alphanumeric() && at(seg, word_end) != b':' =>
+        {
+            Some(Medium)
+        }
         Element::Eventful if glued => Some(High),
         Element::Eventful if attrs.count > 0 => Some(Medium),
         _ if attrs.loads && !glued => Some(Medium),
@@ -303,6 +309,9 @@ fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8], xm
     if lower_is(b"http-equiv") && (starts_ci(value, 0, b"refresh") || starts_ci(value, 0, b"set-cookie")) {
         found = lowest(found, Some(Medium));
     }
+    if loads(name) || lower_is(b"href") {
+        found = lowest(found, obfuscated_host(value));
+    }
     if lower_is(b"href") && element_name.eq_ignore_ascii_case(b"base") {
         found = lowest(found, Some(Medium));
     }
@@ -320,6 +329,30 @@ fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8], xm
         found = lowest(found, Some(Medium));
     }
     found
+}
+
+/// A link to a web URL whose scheme is split by tabs or newlines (`htt\tp://`), or whose host is written as one
+/// number or with hex or octal parts (`http://1113982867/`, `http://0x42.0x66.7.147/`, `http://0102.0146.7.223/`):
+/// written to slip past filters that match hosts, never by an editor.
+fn obfuscated_host(value: &[u8]) -> Level {
+    let lead = skip_url_lead(value, 0);
+    let end = match_loose(value, lead, b"http", false)?;
+    let end = if at(value, end).eq_ignore_ascii_case(&b's') { end + 1 } else { end };
+    let split = value.get(lead..end).is_some_and(|w| w.iter().any(|&b| matches!(b, b'\t' | b'\n' | b'\r' | 0)));
+    if !starts_ci(value, end, b"://") {
+        return None;
+    }
+    let host_start = end + 3;
+    let host_end = run_end(value, host_start, 64, |b| !matches!(b, b'/' | b':' | b'?' | b'#' | b'"' | b'\'' | b'>'));
+    let host = value.get(host_start..host_end).unwrap_or_default();
+    let numeric = host.iter().all(|&b| b.is_ascii_hexdigit() || matches!(b, b'.' | b'x' | b'X' | b'\t'));
+    let odd_part = host.split(|&b| b == b'.').any(|part| {
+        let hex = part.len() > 2 && starts_ci(part, 0, b"0x");
+        let octal = part.len() > 1 && part.first() == Some(&b'0') && part.iter().all(u8::is_ascii_digit);
+        hex || octal
+    });
+    let one_number = host.len() >= 8 && host.iter().all(u8::is_ascii_digit);
+    (split || (numeric && (odd_part || one_number))).then_some(Medium)
 }
 
 /// `data:image/png`, `data:image/jpeg`...: the inline images rich-text editors write (SVG is judged as a script

@@ -7,7 +7,7 @@
 
 use super::html::{scheme_at, Spot};
 use super::lex::{at, before, is_ident, is_space, run_end, skip_blank, starts_ci};
-use super::tables::{is_event_handler, lowered};
+use super::tables::{element, is_event_handler, lowered, Element};
 use super::{lowest, Level};
 use crate::attacks::Sensitivity::{High, Low, Medium};
 
@@ -51,6 +51,9 @@ pub(super) fn scan_script(s: &[u8], is_name: bool, xml: bool) -> Level {
             // case-sensitive: `ADw` exactly, so part numbers like `ADW-X` are not it).
             b'%' | b' ' if utf7_bracket(s, i) => Some(Medium),
             b'-' if starts_ci(s, i, b"-->") => comment_close(s, i),
+            // `¼script¾` in US-ASCII: a lone 0xBC (not the second byte of UTF-8 `¼`) is `<` to a decoder that drops
+            // the high bit.
+            0xbc if !matches!(before(s, i), 0xc2 | 0xc3) => high_bit_tag(s, i + 1),
             // `!ENTITY % x SYSTEM` without its `<`: a declaration written to slip past filters that look for `<!`.
             b'!' if starts_ci(s, i + 1, b"entity") && is_space(at(s, i + 7)) => Some(Medium),
             // A scheme after whitespace or control characters at the start of the value.
@@ -92,6 +95,15 @@ fn comment_close(s: &[u8], i: usize) -> Level {
     Some(if whole || cdata || quotes >= 2 { Medium } else { High })
 }
 
+/// The element named at `i` after a high-bit `<`: one that runs, loads or fires events, or any name closed by a
+/// high-bit `>` (`¼x¾`).
+fn high_bit_tag(s: &[u8], i: usize) -> Level {
+    let end = run_end(s, i, 16, |b| b.is_ascii_alphanumeric());
+    let name = s.get(i..end).unwrap_or_default();
+    let closed = !name.is_empty() && at(s, end) == 0xbe;
+    (closed || matches!(element(name), Element::Active | Element::Loader | Element::Eventful)).then_some(Medium)
+}
+
 /// The last byte before `i` that is not whitespace (looking back a little), or 0.
 fn prev_solid(s: &[u8], i: usize) -> u8 {
     before(s, run_end_back(s, i))
@@ -124,8 +136,11 @@ impl JsFuck {
             if b == b'!' {
                 self.negations += 1;
             }
-        } else if !is_space(b) {
-            *self = JsFuck::default();
+        } else {
+            if !is_space(b) {
+                *self = JsFuck::default();
+            }
+            return false;
         }
         self.len >= 10 && self.negations >= 2 || atom(s, i)
     }

@@ -177,8 +177,32 @@ fn evasions_and_breakouts_of_round_two_are_medium() {
             // The conversion hooks replaced.
             "\"in valueOf=",
             "toString=go",
+            // Junk glued to the name of an element that changes how the page parses.
+            "x=<noscript#",
+            "<noscript><p title=\"x\">",
+            // Links to hosts written to slip past filters.
+            "<a href=\"http://1113982867/\">x</a>",
+            "<a href=\"http://0x42.0x0000066.0x7.0x93/\">x</a>",
+            "<a href=\"http://0102.0146.0007.00000223/\">x</a>",
+            "<a href=\"ht\ttp://example.com/\">x</a>",
         ],
     );
+}
+
+#[test]
+fn high_bit_markup_is_medium() {
+    // US-ASCII with the high bit set: `¼script¾` is `<script>` to a decoder that drops it.
+    let text = b"\xbcscript\xbego()\xbc/script\xbe";
+    let lower = text.to_ascii_lowercase();
+    let subject = Subject::plain(text, &lower, Place::Query);
+    assert!(detect(&subject, Medium) && !detect(&subject, Low));
+    let text = b"x\xbcq\xbe(1)";
+    let lower = text.to_ascii_lowercase();
+    assert!(detect(&Subject::plain(text, &lower, Place::Query), Medium));
+    // Latin-1 fractions next to words are text.
+    let text = b"1\xbc inch, \xbcpound";
+    let lower = text.to_ascii_lowercase();
+    assert!(!detect(&Subject::plain(text, &lower, Place::Query), Medium));
 }
 
 #[test]
@@ -203,6 +227,9 @@ fn round_two_look_alikes_stay_below_medium() {
         "the <a> tag",
         "List<Object> items",
         "if a <b and c>d",
+        "<a href=\"http://10.0.0.1/\">router</a>",
+        "<a href=\"https://example.com/0x42\">x</a>",
+        "½ cup, ¼ teaspoon",
     ] {
         assert_ne!(level(case), Some(Low), "{case:?}");
         assert_ne!(level(case), Some(Medium), "{case:?}");
