@@ -41,7 +41,7 @@
 //!   `toString=`); script scheme names split by tabs or newlines (`ja\tvascript:`, also as entities in a case the
 //!   decoder leaves alone: `ja&tab;vascript:`, `&colon;`), code or not; a string breakout
 //!   followed by a call (`';foo(1)//`, `'-bar(1)-'`); known event handlers written outside a tag
-//!   (`" onfocus=alert(1) autofocus="`, `onload=`), any `on...=` or `formaction=` right after a quote (`"onzoom=`), and a value that is only an event handler's name (`onload`: an attribute
+//!   (`" onfocus=alert(1) autofocus="`, `onload=`), any `on...=` or `formaction=` right after a quote (`"onzoom=`), a value that is only blanks and `on...=` (`  onnewevent= `), and a value that is only an event handler's name (`onload`: an attribute
 //!   name injection).
 //! - **High** (weak signals too): also any ordinary HTML element written as markup (`<b>`, `<h1>`, `<body>`), unknown
 //!   tags with attributes, `<![CDATA[`, `<?xml` prologs, a

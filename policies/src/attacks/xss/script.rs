@@ -379,6 +379,10 @@ fn event_outside_tag(s: &[u8], start: usize, end: usize, word: &[u8], is_name: b
             Some(Medium)
         } else if letters && after_quote {
             Some(Medium)
+        } else if letters && !has_value && v == s.len() && start > 0 && run_end(s, 0, start, is_space) == start {
+            // `  onnewevent= `: the whole value is blanks and an attribute with its value left to the page (a
+            // handler newer than our table).
+            Some(Medium)
         } else if letters && has_value {
             Some(High)
         } else {

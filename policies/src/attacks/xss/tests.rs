@@ -177,6 +177,8 @@ fn evasions_and_breakouts_of_round_two_are_medium() {
             // The conversion hooks replaced.
             "\"in valueOf=",
             "toString=go",
+            // An attribute injected with its value left to the page, under a handler name newer than the table.
+            "  onnewevent= ",
             // Junk glued to the name of an element that changes how the page parses.
             "x=<noscript#",
             "<noscript><p title=\"x\">",
@@ -227,6 +229,8 @@ fn round_two_look_alikes_stay_below_medium() {
         "the <a> tag",
         "List<Object> items",
         "if a <b and c>d",
+        "onboarding=",
+        "see onboarding= below",
         "<a href=\"http://10.0.0.1/\">router</a>",
         "<a href=\"https://example.com/0x42\">x</a>",
         "½ cup, ¼ teaspoon",
