@@ -360,13 +360,14 @@ fn names_skip_value_only_rules() {
 #[test]
 fn arbitrary_bytes_never_panic() {
     let mut rng = Rng(0x5eed_7855);
-    let seeds: [&[u8]; 6] = [
+    let seeds: [&[u8]; 7] = [
         b"<img src=x onerror=alert(1)>",
         b"\"';alert`1`//</script><svg/onload=go()>",
         b"<a href=\"jav&#x09;ascript:go()\" style=\"x:expression(1)\">",
         b"<!--[if]><?xml:namespace <![CDATA[ top['a'](1) location=name",
         b"javascript:/*\t*/data:text/html,<",
         b"constructor.constructor(document.cookie)",
+        b"</onx = <:vmlframe ja&tab;vascript&colon; \xbcscript\xbe \"'`-->]]> !![] %2BADw-x <a href='http://0x7f.1/",
     ];
     for round in 0..4000 {
         let mut buf: Vec<u8> = if round % 2 == 0 {
