@@ -35,14 +35,22 @@ fn tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
         b'/' => {
             let name_end = run_end(s, start + 2, 16, |b| b.is_ascii_alphanumeric());
             let name = s.get(start + 2..name_end).unwrap_or_default();
-            if name.eq_ignore_ascii_case(b"script") {
-                Some(Medium)
-            } else if is_context_closer(name) {
-                Some(High)
-            } else {
-                None
+            // `</svg:svg>`, `</xsl:template>`: namespaced markup outside an XML body, closed as well as opened.
+            let namespaced = !xml && at(s, name_end) == b':' && is_markup_namespace(name);
+            // `</onerror=go()`: a closing tag has no attributes, so inside the tag the page opened (`<x </on...=`)
+            // the browser reads this as a handler attribute.
+            let handler = name.len() > 4
+                && starts_ci(name, 0, b"on")
+                && name.iter().all(u8::is_ascii_alphabetic)
+                && at(s, skip_spaces(s, name_end)) == b'=';
+            match context_closer(name) {
+                _ if handler || namespaced => Some(Medium),
+                Some(closer) => Some(closer),
+                None => None,
             }
         }
+        // `<:vmlframe src=...>`: an empty namespace prefix, which old IE read as the element after it.
+        b':' if at(s, start + 2).is_ascii_alphabetic() => open_tag(s, start + 1, end, xml),
         // `<?import` and `<?xml:namespace` pulled in behaviours in old IE.
         b'?' if starts_ci(s, start + 2, b"import") => Some(Medium),
         b'?' if starts_ci(s, start + 2, b"xml:namespace") => Some(Medium),
@@ -72,7 +80,24 @@ fn spaced_name(s: &[u8], i: usize) -> Level {
         j = gap;
     }
     let name = letters.get(..len).unwrap_or_default();
-    (len >= 3 && !matches!(element(name), Element::Plain | Element::Unknown)).then_some(High)
+    // Only elements that run, load or fire events are worth the trouble; prose never spells them letter by letter.
+    (len >= 3 && !matches!(element(name), Element::Plain | Element::Unknown)).then_some(Medium)
+}
+
+/// How telling a closing tag is: those of elements whose content the browser reads as raw text or keeps inert
+/// (`</script>`, `</style>`, `</textarea>`, `</title>`, `</xmp>`, `</template>`...) end a context the page opened
+/// so that what follows is parsed as fresh markup (a breakout); `</select>`, `</option>` are only weak signs.
+fn context_closer(name: &[u8]) -> Level {
+    if !is_context_closer(name) {
+        return None;
+    }
+    let weak = [&b"select"[..], b"option", b"plaintext"].iter().any(|w| name.eq_ignore_ascii_case(w));
+    Some(if weak { High } else { Medium })
+}
+
+/// Namespace prefixes of markup that scripts (`svg:`, `xsl:`, `html:`...).
+fn is_markup_namespace(prefix: &[u8]) -> bool {
+    [&b"xsl"[..], b"svg", b"html", b"xhtml", b"math", b"xlink", b"xbl"].iter().any(|ns| prefix.eq_ignore_ascii_case(ns))
 }
 
 /// `<!...`: comments, CDATA sections, DOCTYPE and entity declarations.
@@ -110,6 +135,8 @@ struct Attributes {
     closed: bool,
     /// Some attribute loads a URL or applies style (`src`, `style`, `background`, `formaction`...).
     loads: bool,
+    /// Some attribute has a quoted value.
+    quoted: bool,
 }
 
 /// `<name attr=value ...>`, cut at `end`.
@@ -130,14 +157,14 @@ fn open_tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
         && at(s, name_start).is_ascii_uppercase()
         && name.iter().skip(1).any(u8::is_ascii_lowercase);
     // `<xsl:stylesheet>`, `<svg:svg>`, `<html:script>`: namespaced markup outside an XML body.
-    let prefix = seg.get(name_start..name_end).unwrap_or_default();
-    let namespaced = !xml
-        && at(seg, word_end) == b':'
-        && [&b"xsl"[..], b"svg", b"html", b"xhtml", b"math", b"xlink", b"xbl"]
-            .iter()
-            .any(|ns| prefix.len() > ns.len() && prefix.get(..ns.len()).is_some_and(|p| p.eq_ignore_ascii_case(ns)));
+    let namespaced = !xml && at(seg, word_end) == b':' && name_end > word_end + 1 && is_markup_namespace(name);
     let shaped = attrs.closed || attrs.count > 0;
+    // `<a href="x` or `<img src="//e.example/?` left open at the value's end: dangling markup that the page's own
+    // text closes (and, with an open quote, sends to the attacker's server).
+    let dangling = end == s.len() && !attrs.closed && attrs.quoted && kind != Element::Unknown && !glued;
     let by_element = match kind {
+        _ if namespaced && !glued => Some(Medium),
+        _ if dangling => Some(Medium),
         Element::Active if glued => Some(High),
         Element::Active if name.eq_ignore_ascii_case(b"script") || attrs.count > 0 => Some(Low),
         Element::Active => Some(Medium),
@@ -149,9 +176,15 @@ fn open_tag(s: &[u8], start: usize, end: usize, xml: bool) -> Level {
             shaped.then_some(High)
         }
         Element::Loader if shaped => Some(Medium),
+        // `<noscript#`, `<style%`: junk glued to the name, to slip past filters that want a blank or `>` after it.
+        Element::Loader
+            if name_end > word_end && !at(seg, word_end).is_ascii_alphanumeric() && at(seg, word_end) != b':' =>
+        {
+            Some(Medium)
+        }
         Element::Eventful if glued => Some(High),
         Element::Eventful if attrs.count > 0 => Some(Medium),
-        _ if (attrs.loads || namespaced) && !glued => Some(Medium),
+        _ if attrs.loads && !glued => Some(Medium),
         Element::Eventful | Element::Plain | Element::Loader | Element::Unknown
             if shaped && after_breakout(s, start) =>
         {
@@ -197,6 +230,7 @@ fn attributes(s: &[u8], mut i: usize, element_name: &[u8], xml: bool) -> Attribu
             if matches!(quote, b'"' | b'\'' | b'`') {
                 let close = s.get(v + 1..).and_then(|rest| memchr::memchr(quote, rest)).map_or(s.len(), |n| v + 1 + n);
                 i = (close + 1).min(s.len());
+                out.quoted = true;
                 (s.get(v + 1..close).unwrap_or_default(), true)
             } else {
                 i = run_end(s, v, usize::MAX, |b| !(is_space(b) || b == b'>'));
@@ -275,6 +309,9 @@ fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8], xm
     if lower_is(b"http-equiv") && (starts_ci(value, 0, b"refresh") || starts_ci(value, 0, b"set-cookie")) {
         found = lowest(found, Some(Medium));
     }
+    if loads(name) || lower_is(b"href") {
+        found = lowest(found, obfuscated_host(value));
+    }
     if lower_is(b"href") && element_name.eq_ignore_ascii_case(b"base") {
         found = lowest(found, Some(Medium));
     }
@@ -292,6 +329,30 @@ fn attribute(name: &[u8], value: &[u8], has_value: bool, element_name: &[u8], xm
         found = lowest(found, Some(Medium));
     }
     found
+}
+
+/// A link to a web URL whose scheme is split by tabs or newlines (`htt\tp://`), or whose host is written as one
+/// number or with hex or octal parts (`http://1113982867/`, `http://0x42.0x66.7.147/`, `http://0102.0146.7.223/`):
+/// written to slip past filters that match hosts, never by an editor.
+fn obfuscated_host(value: &[u8]) -> Level {
+    let lead = skip_url_lead(value, 0);
+    let end = match_loose(value, lead, b"http", false)?;
+    let end = if at(value, end).eq_ignore_ascii_case(&b's') { end + 1 } else { end };
+    let split = value.get(lead..end).is_some_and(|w| w.iter().any(|&b| matches!(b, b'\t' | b'\n' | b'\r' | 0)));
+    if !starts_ci(value, end, b"://") {
+        return None;
+    }
+    let host_start = end + 3;
+    let host_end = run_end(value, host_start, 64, |b| !matches!(b, b'/' | b':' | b'?' | b'#' | b'"' | b'\'' | b'>'));
+    let host = value.get(host_start..host_end).unwrap_or_default();
+    let numeric = host.iter().all(|&b| b.is_ascii_hexdigit() || matches!(b, b'.' | b'x' | b'X' | b'\t'));
+    let odd_part = host.split(|&b| b == b'.').any(|part| {
+        let hex = part.len() > 2 && starts_ci(part, 0, b"0x");
+        let octal = part.len() > 1 && part.first() == Some(&b'0') && part.iter().all(u8::is_ascii_digit);
+        hex || octal
+    });
+    let one_number = host.len() >= 8 && host.iter().all(u8::is_ascii_digit);
+    (split || (numeric && (odd_part || one_number))).then_some(Medium)
 }
 
 /// `data:image/png`, `data:image/jpeg`...: the inline images rich-text editors write (SVG is judged as a script
@@ -336,7 +397,7 @@ pub(super) fn scheme_at(s: &[u8], i: usize, spot: Spot) -> Level {
     };
     let end = script_end?;
     // Tabs or newlines inside the scheme's name (`java\tscript:`) are there to slip past filters, code or not.
-    let split = s.get(i..end).is_some_and(|w| w.iter().any(|&b| matches!(b, b'\t' | b'\n' | b'\r' | 0)));
+    let split = s.get(i..end).is_some_and(|w| w.iter().any(|&b| matches!(b, b'\t' | b'\n' | b'\r' | 0 | b'&')));
     match (spot, code_follows(s, end)) {
         (Spot::Attribute | Spot::Start, true) => Some(Low),
         (Spot::Attribute, false) => Some(Medium),
@@ -356,7 +417,12 @@ fn data_url(s: &[u8], i: usize, in_url: bool) -> Level {
         .any(|kind| find_ci(media, kind).is_some());
     // `data:,alert(1)` as a script's `src`.
     let bare_code = media.is_empty() && at(s, type_end) == b',' && code_follows(s, type_end + 1);
-    match (active || bare_code, in_url) {
+    // `data: , <x>`: a data URL (blanks and all) whose content is markup, written to be rendered.
+    let markup = media.iter().all(|&b| is_space(b)) && at(s, type_end) == b',' && {
+        let content = run_end(s, type_end + 1, 16, is_space);
+        at(s, content) == b'<' && at(s, content + 1).is_ascii_alphabetic()
+    };
+    match (active || bare_code || markup, in_url) {
         (true, true) => Some(Low),
         (true, false) => Some(Medium),
         _ => None,

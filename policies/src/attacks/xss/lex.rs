@@ -61,13 +61,15 @@ pub(super) fn skip_blank(s: &[u8], i: usize, limit: usize) -> usize {
 /// newline, carriage return, NUL, and `/**/` for CSS) sit between its letters; returns the end of the match.
 pub(super) fn match_loose(s: &[u8], i: usize, word: &[u8], css: bool) -> Option<usize> {
     let mut j = i;
-    let budget = i.saturating_add(word.len().saturating_mul(4)).saturating_add(16);
+    let budget = i.saturating_add(word.len().saturating_mul(12)).saturating_add(16);
     for (n, &want) in word.iter().enumerate() {
         if n > 0 {
             loop {
                 let b = at(s, j);
                 if matches!(b, b'\t' | b'\n' | b'\r' | 0) && j < s.len() {
                     j += 1;
+                } else if let Some(len) = dropped_entity(s, j) {
+                    j += len;
                 } else if css && b == b'/' && at(s, j + 1) == b'*' {
                     j = skip_blank(s, j, 64);
                 } else if css && b == b'\\' && at(s, j + 1).eq_ignore_ascii_case(&want) {
@@ -80,10 +82,24 @@ pub(super) fn match_loose(s: &[u8], i: usize, word: &[u8], css: bool) -> Option<
                 }
             }
         }
+        // `&colon;` in any case for the scheme's colon (the decoder knows only the exact spelling).
+        if want == b':' && starts_ci(s, j, b"&colon;") {
+            j += 7;
+            continue;
+        }
         if j >= s.len() || !at(s, j).eq_ignore_ascii_case(&want) {
             return None;
         }
         j += 1;
     }
     Some(j)
+}
+
+/// The length of a tab or newline entity at `i` in a spelling the decoder leaves alone (`&tab;`, `&NEWLINE;`: HTML
+/// names are case-sensitive, but filters are tried with every case), or `None`.
+pub(super) fn dropped_entity(s: &[u8], i: usize) -> Option<usize> {
+    if at(s, i) != b'&' {
+        return None;
+    }
+    [&b"&tab;"[..], b"&newline;"].iter().find(|e| starts_ci(s, i, e)).map(|e| e.len())
 }

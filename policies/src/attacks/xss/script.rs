@@ -7,7 +7,7 @@
 
 use super::html::{scheme_at, Spot};
 use super::lex::{at, before, is_ident, is_space, run_end, skip_blank, starts_ci};
-use super::tables::{is_event_handler, lowered};
+use super::tables::{element, is_event_handler, lowered, Element};
 use super::{lowest, Level};
 use crate::attacks::Sensitivity::{High, Low, Medium};
 
@@ -15,7 +15,7 @@ use crate::attacks::Sensitivity::{High, Low, Medium};
 const LOOKAHEAD: usize = 64;
 
 /// The lowest level at which the script fragments in `s` are an attack.
-pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
+pub(super) fn scan_script(s: &[u8], is_name: bool, xml: bool) -> Level {
     let mut found = None;
     let mut jsfuck = JsFuck::default();
     let mut i = 0;
@@ -30,10 +30,13 @@ pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
             // another word (most of prose) is skipped without a look-up.
             let follower = at(s, run_end(s, end, LOOKAHEAD, is_space));
             if !is_ident(before(s, i)) && !follower.is_ascii_alphanumeric() {
-                found = lowest(found, identifier(s, i, end, is_name));
+                found = lowest(found, identifier(s, i, end, is_name, xml));
             }
             // Schemes end their word with `:`, or are split by the blanks browsers drop (`java\tscript:`).
-            if !is_ident(before(s, i)) && !b.is_ascii_digit() && matches!(at(s, end), b':' | b'\t' | b'\n' | b'\r' | 0)
+            // (`ja&tab;vascript:` too: the decoder leaves odd-cased entities alone.)
+            if !is_ident(before(s, i))
+                && !b.is_ascii_digit()
+                && matches!(at(s, end), b':' | b'\t' | b'\n' | b'\r' | 0 | b'&')
             {
                 found = lowest(found, scheme_at(s, i, if i == 0 { Spot::Start } else { Spot::Anywhere }));
             }
@@ -44,8 +47,15 @@ pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
             b'\'' | b'"' | b'`' => breakout(s, i),
             // UTF-7 `+ADw-` is `<`: markup for pages that let the browser guess their charset.
             b'+' if starts_ci(s, i, b"+adw-") && at(s, i + 5).is_ascii_alphabetic() => Some(Medium),
-            // `-->` closes a comment the page opened; also an arrow in prose, so a weak sign.
-            b'-' if starts_ci(s, i, b"-->") => Some(High),
+            // The same with its `+` encoded once more, or read as a space by a form decoder (base64 is
+            // case-sensitive: `ADw` exactly, so part numbers like `ADW-X` are not it).
+            b'%' | b' ' if utf7_bracket(s, i) => Some(Medium),
+            b'-' if starts_ci(s, i, b"-->") => comment_close(s, i),
+            // `¼script¾` in US-ASCII: a lone 0xBC (not the second byte of UTF-8 `¼`) is `<` to a decoder that drops
+            // the high bit.
+            0xbc if !matches!(before(s, i), 0xc2 | 0xc3) => high_bit_tag(s, i + 1),
+            // `!ENTITY % x SYSTEM` without its `<`: a declaration written to slip past filters that look for `<!`.
+            b'!' if starts_ci(s, i + 1, b"entity") && is_space(at(s, i + 7)) => Some(Medium),
             // A scheme after whitespace or control characters at the start of the value.
             _ if b <= 0x20 && i == 0 => {
                 let j = run_end(s, 0, 64, |c| c <= 0x20);
@@ -57,6 +67,41 @@ pub(super) fn scan_script(s: &[u8], is_name: bool) -> Level {
         i += 1;
     }
     found
+}
+
+/// `%2BADw-x` or ` ADw-x` at `i`: UTF-7's `<` whose `+` was encoded again or decoded to a space.
+fn utf7_bracket(s: &[u8], i: usize) -> bool {
+    let lead = if at(s, i) == b'%' {
+        if !starts_ci(s, i, b"%2b") {
+            return false;
+        }
+        3
+    } else {
+        1
+    };
+    s.get(i + lead..i + lead + 4) == Some(&b"ADw-"[..]) && at(s, i + lead + 4).is_ascii_alphabetic()
+}
+
+/// `-->`, which closes a comment the page opened. Alone it is also an arrow in prose (a weak sign); it is a
+/// breakout when it is the whole value or starts markup (`-->`, `--><svg`), or sits in a run that closes every
+/// context at once (`"'`-->]]>`: quotes, comment, CDATA).
+fn comment_close(s: &[u8], i: usize) -> Level {
+    let lead = run_end(s, 0, 16, |b| is_space(b) || matches!(b, b'"' | b'\'' | b'`'));
+    let after = run_end(s, i + 3, 16, is_space);
+    let whole = lead == i && (after == s.len() || at(s, i + 3) == b'<');
+    let cdata = starts_ci(s, i + 3, b"]]>") || (i >= 3 && s.get(i - 3..i) == Some(&b"]]>"[..]));
+    let quotes =
+        [b'"', b'\'', b'`'].iter().filter(|q| s.get(i.saturating_sub(3)..i).is_some_and(|w| w.contains(q))).count();
+    Some(if whole || cdata || quotes >= 2 { Medium } else { High })
+}
+
+/// The element named at `i` after a high-bit `<`: one that runs, loads or fires events, or any name closed by a
+/// high-bit `>` (`¼x¾`).
+fn high_bit_tag(s: &[u8], i: usize) -> Level {
+    let end = run_end(s, i, 16, |b| b.is_ascii_alphanumeric());
+    let name = s.get(i..end).unwrap_or_default();
+    let closed = !name.is_empty() && at(s, end) == 0xbe;
+    (closed || matches!(element(name), Element::Active | Element::Loader | Element::Eventful)).then_some(Medium)
 }
 
 /// The last byte before `i` that is not whitespace (looking back a little), or 0.
@@ -91,15 +136,27 @@ impl JsFuck {
             if b == b'!' {
                 self.negations += 1;
             }
-        } else if !is_space(b) {
-            *self = JsFuck::default();
+        } else {
+            if !is_space(b) {
+                *self = JsFuck::default();
+            }
+            return false;
         }
-        self.len >= 10 && self.negations >= 2
+        self.len >= 10 && self.negations >= 2 || atom(s, i)
     }
 }
 
+/// JSFuck's atoms at `i`: `!![]` (true), `!+[]` (true), `[+[]]` (0 as an index). Not `![](`, a markdown image,
+/// nor one after a word (`Wow!![](x.png)`).
+fn atom(s: &[u8], i: usize) -> bool {
+    let b = at(s, i);
+    let shaped = (b == b'!' && (starts_ci(s, i, b"!![]") || starts_ci(s, i, b"!+[]")) && at(s, i + 4) != b'(')
+        || (b == b'[' && starts_ci(s, i, b"[+[]]"));
+    shaped && !before(s, i).is_ascii_alphanumeric() && before(s, i) != b'!'
+}
+
 /// Judges the identifier `s[start..end]`.
-fn identifier(s: &[u8], start: usize, end: usize, is_name: bool) -> Level {
+fn identifier(s: &[u8], start: usize, end: usize, is_name: bool, xml: bool) -> Level {
     let (buf, len) = lowered(s.get(start..end).unwrap_or_default())?;
     let word = buf.get(..len).unwrap_or_default();
     match word {
@@ -130,6 +187,24 @@ fn identifier(s: &[u8], start: usize, end: usize, is_name: bool) -> Level {
         // `'formaction=//evil`: a button's form target, written after a quote that closed the page's attribute.
         b"formaction" if matches!(prev_solid(s, start), b'"' | b'\'' | b'`') => {
             (at(s, skip_blank(s, end, LOOKAHEAD)) == b'=').then_some(Medium)
+        }
+        // `valueOf=alert`, `toString=...`: the global conversion hooks replaced, so the page calls the attacker's
+        // function the next time it turns an object into text (`obj.valueOf = f` in code is a weak sign).
+        b"valueof" | b"tostring" => {
+            let j = skip_blank(s, end, LOOKAHEAD);
+            let assigns = at(s, j) == b'=' && at(s, j + 1) != b'=';
+            assigns.then_some(if prev_solid(s, start) == b'.' { High } else { Medium })
+        }
+        // `xmlns:svg="http://www.w3.org/2000/svg"` outside a tag: a namespace declaration injected into the
+        // page's own tag.
+        b"xmlns" if !xml => {
+            let window =
+                |from: usize, len: usize| s.get(from..from.saturating_add(len).min(s.len())).unwrap_or_default();
+            let value = memchr::memchr(b'=', window(end, 24)).map_or(&b""[..], |n| window(end + n, 64));
+            [&b"xhtml"[..], b"svg", b"xsl", b"1999/xhtml"]
+                .iter()
+                .any(|ns| value.windows(ns.len()).any(|w| w.eq_ignore_ascii_case(ns)))
+                .then_some(Medium)
         }
         b"innerhtml" | b"outerhtml" | b"insertadjacenthtml" | b"srcdoc" => {
             let j = skip_blank(s, end, LOOKAHEAD);
@@ -303,6 +378,10 @@ fn event_outside_tag(s: &[u8], start: usize, end: usize, word: &[u8], is_name: b
             // `onload=` with the value left to the page, or `onload=go()`.
             Some(Medium)
         } else if letters && after_quote {
+            Some(Medium)
+        } else if letters && !has_value && v == s.len() && start > 0 && run_end(s, 0, start, is_space) == start {
+            // `  onnewevent= `: the whole value is blanks and an attribute with its value left to the page (a
+            // handler newer than our table).
             Some(Medium)
         } else if letters && has_value {
             Some(High)

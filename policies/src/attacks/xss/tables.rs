@@ -222,7 +222,8 @@ fn is_event(event: &[u8]) -> bool {
 pub(super) enum Element {
     /// Runs script or loads active content by itself (`<script>`, `<iframe>`, `<object>`...).
     Active,
-    /// Changes how the page loads or parses (`<base>`, `<meta>`, `<link>`, `<style>`, `<svg>`, `<math>`, `<xml>`...).
+    /// Changes how the page loads or parses (`<base>`, `<meta>`, `<link>`, `<style>`, `<svg>`, `<math>`, `<xml>`,
+    /// `<noscript>`, whose content is parsed twice...).
     Loader,
     /// Fetches a URL, plays media, takes focus or fires events without a click (`<img>`, `<video>`, `<body>`,
     /// `<input>`, `<marquee>`, `<details>`, SVG animation...): what handler payloads ride on.
@@ -240,7 +241,7 @@ pub(super) fn element(name: &[u8]) -> Element {
         b"script" | b"iframe" | b"frame" | b"frameset" | b"object" | b"embed" | b"applet" | b"vmlframe" | b"layer"
         | b"ilayer" => Element::Active,
         b"base" | b"meta" | b"link" | b"style" | b"svg" | b"math" | b"xml" | b"import" | b"isindex" | b"portal"
-        | b"handler" | b"listener" | b"template" | b"xss" => Element::Loader,
+        | b"handler" | b"listener" | b"template" | b"xss" | b"noscript" => Element::Loader,
         b"animate" | b"animatemotion" | b"animatetransform" | b"audio" | b"bgsound" | b"body" | b"button"
         | b"details" | b"dialog" | b"feimage" | b"foreignobject" | b"form" | b"html" | b"image" | b"img" | b"input"
         | b"keygen" | b"marquee" | b"picture" | b"select" | b"set" | b"source" | b"textarea" | b"track" | b"use"
@@ -251,11 +252,11 @@ pub(super) fn element(name: &[u8]) -> Element {
         | b"fieldset" | b"figcaption" | b"figure" | b"font" | b"footer" | b"h1" | b"h2" | b"h3" | b"h4" | b"h5"
         | b"h6" | b"head" | b"header" | b"hgroup" | b"hr" | b"i" | b"ins" | b"kbd" | b"label" | b"legend" | b"li"
         | b"listing" | b"main" | b"map" | b"mark" | b"menu" | b"menuitem" | b"meter" | b"multicol" | b"nav"
-        | b"nextid" | b"nobr" | b"noembed" | b"noframes" | b"noscript" | b"ol" | b"optgroup" | b"option"
-        | b"output" | b"p" | b"param" | b"plaintext" | b"pre" | b"progress" | b"q" | b"rp" | b"rt" | b"ruby" | b"s"
-        | b"samp" | b"search" | b"section" | b"slot" | b"small" | b"spacer" | b"span" | b"strike" | b"strong"
-        | b"sub" | b"summary" | b"sup" | b"table" | b"tbody" | b"td" | b"tfoot" | b"th" | b"thead" | b"time"
-        | b"title" | b"tr" | b"tt" | b"u" | b"ul" | b"var" | b"wbr" | b"xmp" => Element::Plain,
+        | b"nextid" | b"nobr" | b"noembed" | b"noframes" | b"ol" | b"optgroup" | b"option" | b"output" | b"p"
+        | b"param" | b"plaintext" | b"pre" | b"progress" | b"q" | b"rp" | b"rt" | b"ruby" | b"s" | b"samp"
+        | b"search" | b"section" | b"slot" | b"small" | b"spacer" | b"span" | b"strike" | b"strong" | b"sub"
+        | b"summary" | b"sup" | b"table" | b"tbody" | b"td" | b"tfoot" | b"th" | b"thead" | b"time" | b"title"
+        | b"tr" | b"tt" | b"u" | b"ul" | b"var" | b"wbr" | b"xmp" => Element::Plain,
         _ => Element::Unknown,
     }
 }

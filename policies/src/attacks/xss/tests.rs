@@ -58,6 +58,7 @@ fn unmistakable_markup_is_low() {
             "x<script>",
             "\";alert(1)//",
             "'-confirm`1`-'",
+            "jav&TAB;ascript&colon;go()",
         ],
     );
 }
@@ -129,6 +130,117 @@ fn script_fragments_and_breakouts_are_medium() {
 }
 
 #[test]
+fn evasions_and_breakouts_of_round_two_are_medium() {
+    at_level(
+        Medium,
+        &[
+            // Element names spelled letter by letter, which only filters read.
+            "q=<f o r m",
+            "x <d i a l o g",
+            "<i f r a m e",
+            // A comment closed as the whole value, or in a run that closes every context.
+            "-->",
+            " --><b>x",
+            "//[\"'`-->]]>]",
+            "x']]>-->",
+            // Script schemes split by entities the decoder does not know in that case.
+            "ja&tab;vascript: ",
+            "v&newline;b&tab;s&newline;c&newline;r&tab;i&tab;p&newline;t&colon;:",
+            // Closers of raw-text and inert elements: what follows is fresh markup.
+            "</style>",
+            "</textarea><b>",
+            "</title>",
+            "</xmp>",
+            "</template>",
+            // Namespaced markup, opened or closed, and an empty prefix.
+            "<svg:svg>",
+            "</svg:g>",
+            "  </xsl:template>",
+            "<:vmlframe>",
+            "xmlns:svg=\"http://www.w3.org/2000/svg\">",
+            "x xmlns=\"http://www.w3.org/1999/xhtml\"",
+            // A handler inside the tag the page opened, spelled as a closing tag.
+            "<q </onxyz=1",
+            // Dangling markup left open at the value's end.
+            "n=<a href=\"next\"",
+            "<img src='//e.example/?",
+            // A data URL whose content is markup.
+            " data: , <q>",
+            // A declaration without its `<`.
+            "x!ENTITY % y SYSTEM",
+            // UTF-7 `<` whose `+` was encoded again, or read as a space.
+            "%2BADw-script%2BAD4-",
+            " ADw-script AD4-",
+            // JSFuck atoms.
+            "+!![]",
+            "x=!+[]",
+            // The conversion hooks replaced.
+            "\"in valueOf=",
+            "toString=go",
+            // An attribute injected with its value left to the page, under a handler name newer than the table.
+            "  onnewevent= ",
+            // Junk glued to the name of an element that changes how the page parses.
+            "x=<noscript#",
+            "<noscript><p title=\"x\">",
+            // Links to hosts written to slip past filters.
+            "<a href=\"http://1113982867/\">x</a>",
+            "<a href=\"http://0x42.0x0000066.0x7.0x93/\">x</a>",
+            "<a href=\"http://0102.0146.0007.00000223/\">x</a>",
+            "<a href=\"ht\ttp://example.com/\">x</a>",
+        ],
+    );
+}
+
+#[test]
+fn high_bit_markup_is_medium() {
+    // US-ASCII with the high bit set: `¼script¾` is `<script>` to a decoder that drops it.
+    let text = b"\xbcscript\xbego()\xbc/script\xbe";
+    let lower = text.to_ascii_lowercase();
+    let subject = Subject::plain(text, &lower, Place::Query);
+    assert!(detect(&subject, Medium) && !detect(&subject, Low));
+    let text = b"x\xbcq\xbe(1)";
+    let lower = text.to_ascii_lowercase();
+    assert!(detect(&Subject::plain(text, &lower, Place::Query), Medium));
+    // Latin-1 fractions next to words are text.
+    let text = b"1\xbc inch, \xbcpound";
+    let lower = text.to_ascii_lowercase();
+    assert!(!detect(&Subject::plain(text, &lower, Place::Query), Medium));
+}
+
+#[test]
+fn round_two_look_alikes_stay_below_medium() {
+    for case in [
+        "step 1 --> step 2",
+        "use \"-->\" for arrows",
+        "--> see below",
+        "ADW-X200 adapter",
+        "part ADW-12",
+        "Wow!![](x.png)",
+        "![](https://example.com/a.png)",
+        "![alt](a.png) and [link]()",
+        "obj.valueOf = f",
+        "x == valueOf",
+        "</option>",
+        "a <b c d> e",
+        "<b>bold</b> and <a href=\"https://example.com\">a link</a>",
+        "Missing data: none",
+        "xmlns is an attribute",
+        "AT&T and ja&co",
+        "the <a> tag",
+        "List<Object> items",
+        "if a <b and c>d",
+        "onboarding=",
+        "see onboarding= below",
+        "<a href=\"http://10.0.0.1/\">router</a>",
+        "<a href=\"https://example.com/0x42\">x</a>",
+        "½ cup, ¼ teaspoon",
+    ] {
+        assert_ne!(level(case), Some(Low), "{case:?}");
+        assert_ne!(level(case), Some(Medium), "{case:?}");
+    }
+}
+
+#[test]
 fn weak_signals_are_high() {
     at_level(
         High,
@@ -140,7 +252,6 @@ fn weak_signals_are_high() {
             "List<Object> items",
             "<b title=\"data:image/png;base64,AAAA\">x</b>",
             "<![CDATA[x]]>",
-            "x <f o r m",
             "step 1 --> step 2",
             "<?xml version=\"1.0\"?><x/>",
             "<svg></svg>",
@@ -249,13 +360,14 @@ fn names_skip_value_only_rules() {
 #[test]
 fn arbitrary_bytes_never_panic() {
     let mut rng = Rng(0x5eed_7855);
-    let seeds: [&[u8]; 6] = [
+    let seeds: [&[u8]; 7] = [
         b"<img src=x onerror=alert(1)>",
         b"\"';alert`1`//</script><svg/onload=go()>",
         b"<a href=\"jav&#x09;ascript:go()\" style=\"x:expression(1)\">",
         b"<!--[if]><?xml:namespace <![CDATA[ top['a'](1) location=name",
         b"javascript:/*\t*/data:text/html,<",
         b"constructor.constructor(document.cookie)",
+        b"</onx = <:vmlframe ja&tab;vascript&colon; \xbcscript\xbe \"'`-->]]> !![] %2BADw-x <a href='http://0x7f.1/",
     ];
     for round in 0..4000 {
         let mut buf: Vec<u8> = if round % 2 == 0 {
