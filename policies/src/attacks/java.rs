@@ -363,19 +363,35 @@ fn base64_digit(byte: u8) -> Option<u8> {
 }
 
 /// Decoded names a base64 fragment is reported for: 8 lower-case bytes of each (all of a shorter one) and the mask
-/// of the rolling window they are compared with.
+/// of the rolling window they are compared with. The first is `runtime`, judged with the byte before it.
 const SIGNATURES: [(u64, u64); 10] = [
     (pack(b"runtime"), mask(7)),
-    (pack(b"essbuild"), mask(8)),  // processbuilder
-    (pack(b"okertran"), mask(8)),  // invokertransformer
-    (pack(b"clonetra"), mask(8)),  // clonetransformer
-    (pack(b"tiatetra"), mask(8)),  // instantiatetransformer
-    (pack(b"tiatefac"), mask(8)),  // instantiatefactory
-    (pack(b"peclonef"), mask(8)),  // prototypeclonefactory
-    (pack(b"peserial"), mask(8)),  // prototypeserializationfactory
-    (pack(b"forclosu"), mask(8)),  // forclosure
-    (pack(b"ileclosu"), mask(8)),  // whileclosure
+    (pack(b"essbuild"), mask(8)), // processbuilder
+    (pack(b"okertran"), mask(8)), // invokertransformer
+    (pack(b"clonetra"), mask(8)), // clonetransformer
+    (pack(b"tiatetra"), mask(8)), // instantiatetransformer
+    (pack(b"tiatefac"), mask(8)), // instantiatefactory
+    (pack(b"peclonef"), mask(8)), // prototypeclonefactory
+    (pack(b"peserial"), mask(8)), // prototypeserializationfactory
+    (pack(b"forclosu"), mask(8)), // forclosure
+    (pack(b"ileclosu"), mask(8)), // whileclosure
 ];
+
+/// Whether a decoded byte ends one of [`SIGNATURES`]: most bytes are rejected with one lookup.
+fn ends_signature(byte: u8) -> bool {
+    matches!(byte, b'e' | b'd' | b'n' | b'a' | b'c' | b'f' | b'l' | b'u')
+}
+
+/// Whether the decoded `window` (its newest byte last) ends a signature: `runtime` only as a class name (after
+/// `.`, `/`, `$` or binary), not as a word of encoded text or JSON (after a letter, digit, quote or space).
+fn matches_signature(window: u64) -> bool {
+    SIGNATURES.iter().enumerate().any(|(index, &(signature, m))| {
+        window & m == signature && {
+            let before = (window >> 56) as u8;
+            index != 0 || !(before.is_ascii_alphanumeric() || matches!(before, b'"' | b'\'' | b' ' | b'_' | b'-'))
+        }
+    })
+}
 
 /// `bytes` (at most 8) packed big-endian into the low bytes of a u64, as the rolling window holds them.
 const fn pack(bytes: &[u8]) -> u64 {
@@ -456,8 +472,9 @@ fn judge_run(run: &[u8]) -> Strength {
             if *nbits >= 8 {
                 *nbits -= 8;
                 let decoded_byte = ((*acc >> *nbits) & 0xff) as u8;
-                *out = (*out << 8) | u64::from(decoded_byte.to_ascii_lowercase());
-                if SIGNATURES.iter().any(|&(signature, m)| *out & m == signature) {
+                let lower = decoded_byte.to_ascii_lowercase();
+                *out = (*out << 8) | u64::from(lower);
+                if ends_signature(lower) && matches_signature(*out) {
                     return Strength::Medium;
                 }
             }
@@ -566,10 +583,14 @@ mod tests {
             assert_eq!(level(&format!("token={encoded}")), Some(Sensitivity::Medium), "{encoded}");
         }
         assert_eq!(level("0xACED00057372"), Some(Sensitivity::Medium));
+        assert_eq!(level(&base64(b"\x00\x01Ljava/lang/Runtime;xp")), Some(Sensitivity::Medium));
+        // `runtime` as a word of encoded text or JSON is not a class name.
+        assert_eq!(level(&base64(b"{\"runtime\":\"python3.12\",\"memory\":512}")), None);
+        assert_eq!(level(&base64(b"the runtime of the film")), None);
         // Names encoded behind a prefix of any length, read from any digit of the encoding.
         for name in [&b"Runtime"[..], b"ProcessBuilder", b"InvokerTransformer", b"WhileClosure"] {
             for prefix in 1..=3 {
-                let mut bytes = b"abc"[..prefix].to_vec();
+                let mut bytes = b"\x01\x02/"[..prefix].to_vec();
                 bytes.extend_from_slice(name);
                 let encoded = base64(&bytes);
                 for skip in 0..2 {
