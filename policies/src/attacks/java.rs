@@ -109,7 +109,9 @@ fn kind(segment: &[u8]) -> Kind {
         | b"mozillainterpreter" => Kind::Gadget,
         b"forclosure" | b"whileclosure" | b"lazymap" => Kind::WeakGadget,
         b"_memberaccess" | b"ognlcontext" | b"ognlutil" | b"default_member_access" => Kind::Ognl,
-        b"classloader" | b"urlclassloader" | b"getclassloader" | b"getcontextclassloader" | b"definingclassloader" => Kind::ClassLoader,
+        b"classloader" | b"urlclassloader" | b"getclassloader" | b"getcontextclassloader" | b"definingclassloader" => {
+            Kind::ClassLoader
+        }
         b"scriptenginemanager" | b"getenginebyname" | b"scriptengine" => Kind::ScriptEngine,
         b"forname"
         | b"getmethod"
@@ -156,6 +158,13 @@ fn scan_names(lower: &[u8]) -> Strength {
         }
         if !is_ident(byte) {
             pos += 1;
+            continue;
+        }
+        if byte.is_ascii_digit() {
+            // A number (`537` of `537.36`): no Java name starts with a digit.
+            while lower.get(pos).is_some_and(|&b| is_ident(b)) {
+                pos += 1;
+            }
             continue;
         }
         let (end, found) = chain(lower, pos, &mut signs);
@@ -212,7 +221,9 @@ fn chain<'a>(lower: &'a [u8], start: usize, signs: &mut Signs) -> (usize, Streng
         if previous == b"class" && matches!(segment, b"module" | b"classloader" | b"protectiondomain") {
             return (pos, Strength::Low);
         }
-        let found = match kind(segment) {
+        // Every name of the table is 7 bytes or longer, but the short ones judged in a chain, a call or a file name.
+        let judged = segment.len() >= 7 || dotted || call || segment.first() == Some(&b'j');
+        let found = match if judged { kind(segment) } else { Kind::Other } {
             Kind::Other => Strength::None,
             Kind::Runtime => {
                 signs.runtime = true;
@@ -230,7 +241,11 @@ fn chain<'a>(lower: &'a [u8], start: usize, signs: &mut Signs) -> (usize, Streng
             Kind::ProcessBuilder => {
                 signs.process_builder = true;
                 let new = segment_start >= 4 && lower.get(segment_start - 4..segment_start) == Some(b"new ");
-                if new || call { Strength::Low } else { Strength::Medium }
+                if new || call {
+                    Strength::Low
+                } else {
+                    Strength::Medium
+                }
             }
             // `getRuntime().exec(`: the call chain goes on past `()` with `.exec(`.
             Kind::Exec if head.count == 1 && call && before == Some(b'.') && signs.get_runtime_call => Strength::Low,
@@ -246,7 +261,11 @@ fn chain<'a>(lower: &'a [u8], start: usize, signs: &mut Signs) -> (usize, Streng
             Kind::Reflection if call && (dotted || before == Some(b'.')) => Strength::Medium,
             Kind::Reflection => Strength::None,
             Kind::GetClass if call && (dotted || before == Some(b'.')) => {
-                if in_expression(lower) { Strength::Medium } else { Strength::High }
+                if in_expression(lower) {
+                    Strength::Medium
+                } else {
+                    Strength::High
+                }
             }
             Kind::GetClass => Strength::None,
             Kind::Unmarshaller => {
@@ -278,11 +297,21 @@ const TOP_LEVEL_DOMAINS: &[&[u8]] = &[
 ];
 
 /// Judges a chain by its package (its first segments), `lower[start..end]`, preceded by `before`.
-fn judge_head(lower: &[u8], start: usize, before: Option<u8>, end: usize, head: &Head<'_>, signs: &mut Signs) -> Strength {
+fn judge_head(
+    lower: &[u8],
+    start: usize,
+    before: Option<u8>,
+    end: usize,
+    head: &Head<'_>,
+    signs: &mut Signs,
+) -> Strength {
     let (first, second, third) = (head.get(0), head.get(1), head.get(2));
     if head.count == 1 {
         // JNDI and RMI names outside a Log4j lookup: `rmi://host/obj`, `jndi:ldap://…`, `corbaname:…`.
         let rest = lower.get(end..).unwrap_or(&[]);
+        if rest.first() != Some(&b':') {
+            return Strength::None;
+        }
         let jndi = match first {
             b"rmi" | b"iiop" => rest.starts_with(b"://"),
             b"jndi" | b"corbaname" | b"corbaloc" => rest.starts_with(b":"),
@@ -406,7 +435,11 @@ const fn pack(bytes: &[u8]) -> u64 {
 
 /// A mask of the low `n` bytes.
 const fn mask(n: u32) -> u64 {
-    if n >= 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 }
+    if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    }
 }
 
 /// Base64 and hex runs in `raw`: a serialized object's header, gadget names or `Runtime` inside them.
@@ -415,12 +448,18 @@ fn scan_encoded(raw: &[u8]) -> Strength {
     let mut pos = 0;
     while pos < raw.len() {
         let start = pos;
-        while raw.get(pos).is_some_and(|&b| base64_digit(b).is_some()) {
+        // Upper-case letters and digits: a third of base64 digits, few of a word's or a path's characters.
+        let mut dense = 0;
+        while let Some(&byte) = raw.get(pos) {
+            if base64_digit(byte).is_none() {
+                break;
+            }
+            dense += usize::from(byte.is_ascii_uppercase() || byte.is_ascii_digit());
             pos += 1;
         }
         if pos - start >= 5 {
             if let Some(run) = raw.get(start..pos) {
-                best = best.min(judge_run(run));
+                best = best.min(judge_run(run, dense * 5 >= run.len() && dense < run.len()));
                 if best == Strength::Medium {
                     return best;
                 }
@@ -431,20 +470,26 @@ fn scan_encoded(raw: &[u8]) -> Strength {
     best
 }
 
-/// One run of base64 digits.
-fn judge_run(run: &[u8]) -> Strength {
+/// One run of base64 digits; `decode` when it is dense enough in upper-case letters and digits to be
+/// base64 rather than a word.
+fn judge_run(run: &[u8], decode: bool) -> Strength {
     let mut best = Strength::None;
     // The serialization header encoded at each of the three byte alignments: `rO0AB`, `?ztAA[U-X]`, `s7QAF`; in hex
     // `aced0005`. Raw characters are kept in a rolling window.
+    const FIVE: u64 = mask(5);
+    const ALIGNED: u64 = pack(b"rO0AB");
+    const TWO_OFF: u64 = pack(b"s7QAF");
+    const ONE_OFF: u64 = pack(b"ztAA\0");
+    const HEX: u64 = pack(b"aced0005");
+    const LOWER: u64 = pack(b"\x20\x20\x20\x20\x20\x20\x20\x20");
     let mut window = 0u64;
     for &byte in run {
         window = (window << 8) | u64::from(byte);
-        let last5 = window & mask(5);
-        let last8 = window | pack(b"\x20\x20\x20\x20\x20\x20\x20\x20");
-        if last5 == pack(b"rO0AB")
-            || last5 == pack(b"s7QAF")
-            || ((window & 0xff_ffff_ff00) == pack(b"ztAA\0") && matches!(byte, b'U'..=b'X'))
-            || last8 == pack(b"aced0005")
+        let last5 = window & FIVE;
+        if last5 == ALIGNED
+            || last5 == TWO_OFF
+            || ((window & 0xff_ffff_ff00) == ONE_OFF && matches!(byte, b'U'..=b'X'))
+            || (window | LOWER) == HEX
         {
             return Strength::Medium;
         }
@@ -452,27 +497,21 @@ fn judge_run(run: &[u8]) -> Strength {
     if run.starts_with(b"H4sI") && run.len() >= 20 {
         best = Strength::High;
     }
-    if run.len() < 10 {
+    if run.len() < 10 || !decode {
         return best;
     }
-    // Decoded at the four bit alignments a fragment's first digit can have in the original stream.
-    let mut accumulators = [0u32; 4];
-    let mut bits = [0i32, -2, -4, -6];
-    let mut decoded = [0u64; 4];
+    // Decoded at the four bit alignments a fragment's first digit can have in the original stream: (bits
+    // pending, how many, decoded window).
+    let mut phases = [(0u32, 0i32, 0u64), (0, -2, 0), (0, -4, 0), (0, -6, 0)];
     for &byte in run {
         let Some(digit) = base64_digit(byte) else { continue };
-        for phase in 0..4 {
-            let (Some(acc), Some(nbits), Some(out)) =
-                (accumulators.get_mut(phase), bits.get_mut(phase), decoded.get_mut(phase))
-            else {
-                continue;
-            };
-            *acc = (*acc << 6 | u32::from(digit)) & 0x3fff;
+        for (acc, nbits, out) in phases.iter_mut() {
+            *acc = ((*acc << 6) | u32::from(digit)) & 0x3fff;
             *nbits += 6;
             if *nbits >= 8 {
                 *nbits -= 8;
-                let decoded_byte = ((*acc >> *nbits) & 0xff) as u8;
-                let lower = decoded_byte.to_ascii_lowercase();
+                let decoded = ((*acc >> *nbits) & 0xff) as u8;
+                let lower = decoded.to_ascii_lowercase();
                 *out = (*out << 8) | u64::from(lower);
                 if ends_signature(lower) && matches_signature(*out) {
                     return Strength::Medium;
@@ -657,8 +696,7 @@ mod tests {
                 let at = (rng.next() as usize) % (value.len() + 1);
                 value.insert(at, (rng.next() & 0xff) as u8);
             }
-            let [low, medium, high] =
-                [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High].map(|s| at(&value, s));
+            let [low, medium, high] = [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High].map(|s| at(&value, s));
             assert!((!low || medium) && (!medium || high), "{:?}", String::from_utf8_lossy(&value));
         }
     }
