@@ -67,10 +67,15 @@ fn is_ident(byte: u8) -> bool {
 /// What one identifier means to a Java exploit.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// Nothing Java-specific.
     Other,
+    /// `Runtime`: an English word too, so only beside other Java signs.
     Runtime,
+    /// `getRuntime`.
     GetRuntime,
+    /// A class that starts processes.
     ProcessBuilder,
+    /// `exec`/`start`: code only right after `getRuntime()`.
     Exec,
     /// Classes of the well-known deserialization gadget chains.
     Gadget,
@@ -78,15 +83,23 @@ enum Kind {
     WeakGadget,
     /// OGNL's context and access guards: only exploits name them.
     Ognl,
+    /// Class loaders: code loaded from an attacker's URL.
     ClassLoader,
+    /// `javax.script` engines: any script run as Java.
     ScriptEngine,
+    /// Reflection calls that reach any class or method.
     Reflection,
+    /// `getClass`: the way out of an expression language's sandbox.
     GetClass,
+    /// XML/JSON unmarshallers and their base64 fields.
     Unmarshaller,
+    /// Spring application contexts that load bean definitions from a URL.
     SpringContext,
+    /// A JSP file extension.
     Jsp,
 }
 
+/// What the (lower-case) identifier `segment` names.
 fn kind(segment: &[u8]) -> Kind {
     match segment {
         b"runtime" => Kind::Runtime,
@@ -198,7 +211,7 @@ impl<'a> Head<'a> {
 
 /// Reads the chain of identifiers starting at `start` and judges it: where it ends, and what it shows. Updates the
 /// value-wide `signs`.
-fn chain<'a>(lower: &'a [u8], start: usize, signs: &mut Signs) -> (usize, Strength) {
+fn chain(lower: &[u8], start: usize, signs: &mut Signs) -> (usize, Strength) {
     let before = start.checked_sub(1).and_then(|at| lower.get(at)).copied();
     let mut best = Strength::None;
     let mut head = Head::default();
@@ -372,7 +385,8 @@ fn jsp_file(lower: &[u8], start: usize, extension: usize, end: usize, dotted: bo
         && name.strip_suffix(b".").is_some_and(|n| !n.is_empty() && !n.contains(&b' '));
     if (dotted && !tail.is_empty()) || spaced {
         Strength::Medium
-    } else if dotted && extension > start {
+    } else if dotted && extension > start && !head.contains(&b'/') {
+        // A file name (`shell.jsp`), not a link to a page (`https://shop.test/cart.jsp`).
         Strength::High
     } else {
         Strength::None
@@ -425,10 +439,10 @@ fn matches_signature(window: u64) -> bool {
 /// `bytes` (at most 8) packed big-endian into the low bytes of a u64, as the rolling window holds them.
 const fn pack(bytes: &[u8]) -> u64 {
     let mut value = 0u64;
-    let mut i = 0;
-    while i < bytes.len() {
-        value = (value << 8) | bytes[i] as u64;
-        i += 1;
+    let mut rest = bytes;
+    while let [first, tail @ ..] = rest {
+        value = (value << 8) | *first as u64;
+        rest = tail;
     }
     value
 }
@@ -646,7 +660,7 @@ mod tests {
             "java.util.ArrayList",
             "java.lang.NullPointerException",
             "org.springframework.web.servlet",
-            "index.jsp",
+            "upload.jsp",
             "classloader",
             "H4sIAAAAAAAAA6tWKkktLlGyUlAqS8wpTtVRSs7PS8tM",
             "obj.getClass()",
@@ -674,6 +688,7 @@ mod tests {
             "she is world class.",
             "I learned jsp...",
             "see the jsp folder",
+            "https://shop.example.com/cart/checkout.jsp",
             "Exec summary: start on Monday",
             "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
             "0xDEADBEEF",
