@@ -46,7 +46,7 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         Sensitivity::High => Strength::High,
     };
     // A raw serialized stream (NULs kept: only `raw` has them).
-    if memchr::memmem::find(subject.raw, &MAGIC).is_some() {
+    if memchr::memchr_iter(MAGIC[0], subject.raw).any(|at| subject.raw.get(at..at + MAGIC.len()) == Some(&MAGIC[..])) {
         return true;
     }
     if scan_names(subject.lower) <= wanted {
@@ -178,6 +178,15 @@ fn scan_names(lower: &[u8]) -> Strength {
             while lower.get(pos).is_some_and(|&b| is_ident(b)) {
                 pos += 1;
             }
+            continue;
+        }
+        // A short word on its own (most of prose) names nothing in the tables: skipped without judging it.
+        let mut word_end = pos;
+        while lower.get(word_end).is_some_and(|&b| is_ident(b)) {
+            word_end += 1;
+        }
+        if word_end - pos < 7 && byte != b'j' && !matches!(lower.get(word_end), Some(b'.' | b'(' | b':')) {
+            pos = word_end;
             continue;
         }
         let (end, found) = chain(lower, pos, &mut signs);
@@ -471,7 +480,8 @@ fn scan_encoded(raw: &[u8]) -> Strength {
             dense += usize::from(byte.is_ascii_uppercase() || byte.is_ascii_digit());
             pos += 1;
         }
-        if pos - start >= 5 {
+        // Every header form and every encoded name holds two capitals or digits; a word of prose does not.
+        if pos - start >= 5 && dense >= 2 {
             if let Some(run) = raw.get(start..pos) {
                 best = best.min(judge_run(run, dense * 5 >= run.len() && dense < run.len()));
                 if best == Strength::Medium {
