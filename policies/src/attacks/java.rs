@@ -16,12 +16,13 @@
 //!   `T(java.…)`, Spring4Shell's `class.module.classLoader` binding.
 //! - **Medium**: also JDK classes an exploit uses (`java.lang.*`, `java.io.*`, `javax.script`, `javax.naming`,
 //!   `com.sun.*`, `org.apache.commons…`, `org.omg…`, `com.opensymphony.xwork2`), `ProcessBuilder`, gadget classes,
-//!   `Runtime`/`ProcessBuilder` beside a `java.` name, an unmarshaller or a closure gadget, reflection calls in Java
-//!   code (`.getClass(`, `Class.forName(`), class loaders, script engines, Spring XML application contexts, JNDI and
-//!   RMI names (`rmi://`, `jndi:`), JSP tags, a serialized object in base64 or hex, gadget names in base64, a JSP file
-//!   name with trailing dots or spaces (Windows drops them).
-//! - **High**: also any `java.`/`javax.` package chain, exception names, `org.springframework.` names, `.jsp` file
-//!   names, a gzip stream in base64 (`H4sI`: what it holds cannot be told without inflating it).
+//!   `Runtime`/`ProcessBuilder` beside a `java.` name, an unmarshaller or a closure gadget, reflection calls
+//!   (`Class.forName(`, `.getMethod(`), `.getClass(` in a value opening `${`/`#{`/`%{`, class loaders, script
+//!   engines, Spring XML application contexts, JNDI and RMI names (`rmi://`, `jndi:`), JSP tags, a serialized object
+//!   in base64 or hex, gadget names in base64, a JSP file name with trailing dots or spaces (Windows drops them).
+//! - **High**: also any `java.`/`javax.` package chain, exception names, `org.springframework.` names, `.getClass(`,
+//!   `.jsp` file names (not links), a gzip stream in base64 (`H4sI`: what it holds cannot be told without inflating
+//!   it).
 
 use super::{Sensitivity, Subject};
 
