@@ -19,6 +19,7 @@
 pub mod command;
 pub mod crlf;
 pub mod file_inclusion;
+pub mod java;
 pub mod ldap;
 pub mod log4shell;
 pub mod names;
@@ -46,7 +47,9 @@ pub enum AttackClass {
     PathTraversal,
     /// Remote URLs and stream wrappers (`php://`, `file://`, `data:`) where a file name is expected.
     FileInclusion,
-    /// JNDI lookups that Log4j 2 expands (`${jndi:ldap://…}`), including nested and obfuscated forms.
+    /// JNDI lookups that Log4j 2 expands (`${jndi:ldap://…}`), including nested and obfuscated forms, and Java code
+    /// injection: dangerous class names and method chains, expression-language payloads reaching Java, serialized
+    /// Java objects.
     Log4shell,
     /// URL-valued parameters aimed at loopback, link-local, cloud metadata or private addresses.
     Ssrf,
@@ -119,7 +122,7 @@ impl AttackClass {
             AttackClass::CommandInjection => command::detect(subject, sensitivity),
             AttackClass::PathTraversal => path_traversal::detect(subject, sensitivity),
             AttackClass::FileInclusion => file_inclusion::detect(subject, sensitivity),
-            AttackClass::Log4shell => log4shell::detect(subject, sensitivity),
+            AttackClass::Log4shell => log4shell::detect(subject, sensitivity) || java::detect(subject, sensitivity),
             AttackClass::Ssrf => ssrf::detect(subject, sensitivity),
             AttackClass::Xxe => xxe::detect(subject, sensitivity),
             AttackClass::NosqlInjection => names::detect_nosql(subject, sensitivity),
