@@ -193,13 +193,30 @@ impl<'a> Judge<'a> {
                     && matches!(self.back(3).kind, Kind::Close | Kind::Str | Kind::Num | Kind::Word(_))
                     && matches!(
                         self.text(t0),
-                        b"int" | b"integer" | b"text" | b"varchar" | b"numeric" | b"jsonb" | b"bigint"
+                        b"int"
+                            | b"integer"
+                            | b"text"
+                            | b"varchar"
+                            | b"numeric"
+                            | b"json"
+                            | b"jsonb"
+                            | b"bigint"
+                            | b"smallint"
+                            | b"float"
+                            | b"double"
+                            | b"real"
+                            | b"bool"
+                            | b"boolean"
+                            | b"regclass"
+                            | b"oid"
+                            | b"bytea"
                     ) =>
             {
                 self.hit(MEDIUM)
             }
             _ => {}
         }
+        self.judge_fragments(t0, t1, t2, t3);
         // UNION [ALL|DISTINCT] [(] SELECT and a column list (not `union select committee`, two plain words).
         if self.union_select(2) {
             let prose = t1.kind == Kind::Word(Word::Plain)
@@ -370,6 +387,92 @@ impl<'a> Judge<'a> {
         }
     }
 
+    /// Shapes of query fragments that only SQL writes: aliases, encodings, inline comments in place of blanks,
+    /// operators and calls no prose has.
+    fn judge_fragments(&mut self, t0: Token, t1: Token, t2: Token, t3: Token) {
+        let text = self.lexer.text_all();
+        let ident = |t: Token| matches!(t.kind, Kind::Word(Word::Plain | Word::ObjectKind));
+        // `) AS name FROM`, `` `a` AS `b` FROM ``, `1234 AS "x" FROM`: a column aliased in a select list.
+        // What follows FROM must be a table or nothing, and a quote somewhere, for `(below) as well from now` to
+        // stay prose.
+        let t4 = self.back(4);
+        if t1.is(Word::From)
+            && (ident(t2) || t2.kind == Kind::Str)
+            && t3.is(Word::As)
+            && (matches!(t4.kind, Kind::Close | Kind::Num) || (ident(t4) && backticked(text, t4)))
+            && (matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi | Kind::Word(Word::SystemObject))
+                || (ident(t0) && backticked(text, t0))
+                || t2.kind == Kind::Str
+                || backticked(text, t2)
+                || backticked(text, t4))
+        {
+            self.hit(MEDIUM);
+        }
+        // `select/**/password/**/from`, `drop/*x*/t`: an inline comment in place of the blank next to a keyword.
+        if matches!(t0.kind, Kind::Word(_))
+            && matches!(t1.kind, Kind::Word(_))
+            && (is_clause(t0) || is_clause(t1))
+            && t1.end + 4 <= t0.start
+            && text.get(t1.end..t1.end + 2) == Some(b"/*")
+            && t0.start.checked_sub(2).and_then(|at| text.get(at..t0.start)) == Some(b"*/")
+        {
+            self.hit(MEDIUM);
+        }
+        let hex = |t: Token| t.kind == Kind::Num && text.get(t.start..t.start + 2) == Some(b"0x");
+        let function = |t: Token| {
+            matches!(t.kind, Kind::Word(_)) && words::is_sql_function(text.get(t.start..t.end).unwrap_or_default())
+        };
+        // A function given a hex literal (`concat(0x3a,`, `unhex(0x41)`), `select 0x…`.
+        if hex(t0) && ((t1.kind == Kind::Open && function(t2)) || t1.is(Word::Select)) {
+            self.hit(MEDIUM);
+        }
+        // CHAR(65,66…): a string spelled in character codes.
+        if t0.kind == Kind::Comma
+            && t1.kind == Kind::Num
+            && t2.kind == Kind::Open
+            && matches!(self.text(t3), b"char" | b"chr" | b"nchar")
+        {
+            self.hit(MEDIUM);
+        }
+        // A call nested in a call or a select: `concat(version(`, `select(user(`.
+        if t0.kind == Kind::Open && function(t1) && t2.kind == Kind::Open && (function(t3) || t3.is(Word::Select)) {
+            self.hit(MEDIUM);
+        }
+        // `1<=>1`: MySQL's null-safe equality on a literal (`a <=> b` is how a text names the operator).
+        if self.text(t1) == b"<=>"
+            && is_operand(t0)
+            && is_operand(t2)
+            && (t0.kind != Kind::Word(Word::Plain) || t2.kind != Kind::Word(Word::Plain))
+        {
+            self.hit(MEDIUM);
+        }
+        // A tautology at the start of the value or a list: `1=1`, `b,'1'='1'`, `11!=1`.
+        if matches!(t3.kind, Kind::None | Kind::Comma)
+            && t1.kind == Kind::Cmp
+            && t0.kind == t2.kind
+            && matches!(t0.kind, Kind::Num | Kind::Str)
+        {
+            let same = self.text(t0) == self.text(t2);
+            let equal = matches!(self.text(t1), b"=" | b"==");
+            let unequal = matches!(self.text(t1), b"!=" | b"<>");
+            if (same && equal) || (!same && unequal && t0.kind == Kind::Num) {
+                self.hit(MEDIUM);
+            }
+        }
+        // VALUES ('…', an INSERT's row.
+        if t0.kind == Kind::Str && t1.kind == Kind::Open && t2.is(Word::Values) {
+            self.hit(MEDIUM);
+        }
+        // `) like (`: two expressions compared by pattern.
+        if t3.kind == Kind::Close
+            && t2.is(Word::Like)
+            && t1.kind == Kind::Open
+            && matches!(t0.kind, Kind::End | Kind::Num | Kind::Str | Kind::Word(Word::Select))
+        {
+            self.hit(MEDIUM);
+        }
+    }
+
     /// Whether the token `k` back is a SELECT after UNION [ALL|DISTINCT], with parentheses between.
     fn union_select(&self, k: usize) -> bool {
         if !self.back(k).is(Word::Select) {
@@ -435,6 +538,14 @@ impl<'a> Judge<'a> {
                 _ => {}
             }
         }
+        // The whole value a call left open (`concat(`, `version (`): a probe for the functions a query accepts.
+        if matches!(at(0).kind, Kind::Word(_))
+            && at(1).kind == Kind::Open
+            && at(2).kind == Kind::End
+            && words::is_sql_function(self.text(at(0)))
+        {
+            self.hit(MEDIUM);
+        }
         if !quoted {
             return;
         }
@@ -443,12 +554,28 @@ impl<'a> Judge<'a> {
         let operator = matches!(p0.kind, Kind::Arith | Kind::Cmp | Kind::LogicOp)
             || p0.is(Word::Not)
             || p0.is_logic()
-            || matches!(self.text(p0), b"mod" | b"div" | b"collate");
+            || matches!(p0.kind, Kind::Word(w) if w.is_comparison())
+            || matches!(self.text(p0), b"mod" | b"div" | b"collate" | b"notnull" | b"isnull");
         if operator && head.get(i + 1..i + 5).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
             self.hit(MEDIUM);
         }
         // A condition after the break whose end is commented out: `' and col = all (select …)--`.
         if p0.is_logic() && head.get(i + 1..).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
+            self.hit(MEDIUM);
+        }
+        // `x'or'y`: a logic operator written between two quotes with no blank, which only an injection does.
+        if p0.is_logic()
+            && i == 1
+            && p0.start == at(0).end + 1
+            && p1.kind == Kind::Str
+            && p1.start == p0.end + 1
+            && self.text(at(0)).last().is_none_or(|b| !is_blank(*b))
+            && self.text(p1).first().is_some_and(|b| !is_blank(*b))
+        {
+            self.hit(MEDIUM);
+        }
+        // `',NULL)`, `'),NULL,NULL`: the break closes a value and adds columns to an INSERT's row or a select.
+        if p0.kind == Kind::Comma && p1.is(Word::Null) && matches!(p2.kind, Kind::Close | Kind::Comma) {
             self.hit(MEDIUM);
         }
         // What the break was: one word (`admin'`) rather than a phrase (`my students'`).
@@ -580,6 +707,45 @@ impl<'a> Judge<'a> {
             _ => NOTHING,
         }
     }
+}
+
+/// Whether a token is a keyword that starts or joins a statement's clauses (not a name like `index` or `user`).
+fn is_clause(t: Token) -> bool {
+    matches!(
+        t.kind,
+        Kind::Word(
+            Word::Union
+                | Word::Select
+                | Word::Insert
+                | Word::Update
+                | Word::Delete
+                | Word::Drop
+                | Word::Create
+                | Word::Alter
+                | Word::Truncate
+                | Word::Exec
+                | Word::Declare
+                | Word::From
+                | Word::Where
+                | Word::Having
+                | Word::Order
+                | Word::Group
+                | Word::By
+                | Word::Limit
+                | Word::Into
+                | Word::Values
+                | Word::And
+                | Word::Or
+                | Word::Xor
+                | Word::Like
+                | Word::Null
+        )
+    )
+}
+
+/// Whether a word was written between backticks (a quoted identifier, which only SQL writes).
+fn backticked(text: &[u8], t: Token) -> bool {
+    t.start.checked_sub(1).and_then(|at| text.get(at)) == Some(&b'`')
 }
 
 fn is_blank(b: u8) -> bool {

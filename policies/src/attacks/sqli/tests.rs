@@ -283,3 +283,66 @@ fn a_long_value_is_judged_to_its_end() {
     value.push_str("x' or 3=3--");
     assert_eq!(level_of(&value), Some(Sensitivity::Low));
 }
+
+#[test]
+fn query_fragments_only_sql_writes_are_reported_at_medium() {
+    reported_from(
+        Sensitivity::Medium,
+        &[
+            ") as total FROM",
+            "`a` AS `b` from",
+            "77 as \"label\" from orders",
+            "SELECT/**/secret/**/FROM/**/vault",
+            "DELETE/*x*/FROM/*y*/logs",
+            "mid(0x41424344,1,1)",
+            "select 0x6b6579",
+            "x' and char(107,101,121)='k",
+            "lower(version(",
+            "select(database(",
+            "7<=>7",
+            "'q'<=>'q'",
+            "3=3",
+            "q,'z'='z'",
+            "21!=2",
+            "VALUES ('10.1.2.3', 'me')",
+            ") like (",
+            "substring(",
+            "trim (",
+            "IN (",
+            "k'notnull--",
+            "k' regexp id--",
+            "k'or'k",
+            "z'and'q",
+            "',null)--",
+            "'),null,null--",
+            "or '{\"a\":1}'::json",
+        ],
+    );
+}
+
+#[test]
+fn look_alikes_of_query_fragments_are_not_reported_at_medium() {
+    for case in [
+        "docs/**/index.md",
+        "src/**/*.rs",
+        "see the list (below) as well from now on",
+        "the committee as a whole from 2020",
+        "trim the hedge (front)",
+        "count (them)",
+        "max (2 per person)",
+        "I like (most) cats",
+        "1=2",
+        "x=1",
+        "a,b=c",
+        "rock'n'roll",
+        "O'Neil, null)",
+        "the spaceship operator a <=> b",
+        "ratio 16:9",
+        "0x1f in the log",
+        "select 0 items",
+        "hex colour 0xff00ff",
+    ] {
+        let found = level_of(case);
+        assert!(found.is_none() || found == Some(Sensitivity::High), "{case:?}: {found:?}");
+    }
+}
