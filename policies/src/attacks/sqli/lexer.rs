@@ -77,6 +77,9 @@ pub(super) struct Lexer<'a> {
     pos: usize,
     /// The quote that opened the application's string, until the value closes it.
     quote: Option<u8>,
+    /// Whether a backslash escapes the next byte in a string (MySQL), or is an ordinary byte (SQLite, PostgreSQL's
+    /// standard strings, SQL Server).
+    backslash: bool,
     /// Inside a MySQL executable comment (`/*! ... */`), whose content MySQL runs as SQL.
     in_executable: bool,
     /// Whether the value has a MySQL executable comment.
@@ -94,9 +97,10 @@ fn is_word_byte(b: u8) -> bool {
 }
 
 impl<'a> Lexer<'a> {
-    /// A lexer over `text` (lower case), which lands after `quote` (or as-is).
-    pub(super) fn new(text: &'a [u8], quote: Option<u8>) -> Lexer<'a> {
-        Lexer { text, pos: 0, quote, in_executable: false, saw_executable: false, done: false }
+    /// A lexer over `text` (lower case), which lands after `quote` (or as-is), in a dialect where a backslash
+    /// escapes in strings or not.
+    pub(super) fn new(text: &'a [u8], quote: Option<u8>, backslash: bool) -> Lexer<'a> {
+        Lexer { text, pos: 0, quote, backslash, in_executable: false, saw_executable: false, done: false }
     }
 
     fn at(&self, i: usize) -> u8 {
@@ -270,7 +274,7 @@ impl<'a> Lexer<'a> {
             let at = i + hit;
             let here = self.quote_len(at, quote);
             // A backslash escapes the next byte; a doubled quote is a quote inside the string.
-            if self.at(at) == b'\\' || (here == 1 && self.at(at + 1) == quote) {
+            if (self.backslash && self.at(at) == b'\\') || (here == 1 && self.at(at + 1) == quote) {
                 i = at + 2;
             } else if here == 0 {
                 i = at + 1;

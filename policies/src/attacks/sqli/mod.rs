@@ -66,12 +66,16 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
 /// The lowest level at which `text` (lower case) reports, or [`NOTHING`]; it stops looking once a shape at
 /// `enough` or lower is found.
 fn level(text: &[u8], enough: Level) -> Level {
-    let mut best = judge(text, None, enough);
+    let mut best = judge(text, None, enough, true);
     for quote in [b'\'', b'"'] {
         // 0xe2: the typographic forms of a single quote (see the lexer).
         let holds = if quote == b'\'' { memchr::memchr2(quote, 0xe2, text) } else { memchr::memchr(quote, text) };
         if best > enough && holds.is_some() {
-            best = best.min(judge(text, Some(quote), enough));
+            best = best.min(judge(text, Some(quote), enough, true));
+            // `\'` closes the string where a backslash is an ordinary byte (SQLite, PostgreSQL, SQL Server).
+            if best > enough && memchr::memmem::find(text, &[b'\\', quote]).is_some() {
+                best = best.min(judge(text, Some(quote), enough, false));
+            }
         }
     }
     best
@@ -88,9 +92,9 @@ struct Judge<'a> {
 }
 
 /// The lowest level `text` reports at in one context (as-is, or after `quote`), stopping at `enough`.
-fn judge(text: &[u8], quote: Option<u8>, enough: Level) -> Level {
+fn judge(text: &[u8], quote: Option<u8>, enough: Level, backslash: bool) -> Level {
     let mut judge = Judge {
-        lexer: Lexer::new(text, quote),
+        lexer: Lexer::new(text, quote, backslash),
         window: [Token::NONE; WINDOW],
         seen: 0,
         head: [Token::NONE; HEAD],
@@ -459,6 +463,47 @@ impl<'a> Judge<'a> {
                 self.hit(MEDIUM);
             }
         }
+        // `` `db`.`table` ``: a qualified name quoted the way only MySQL writes it.
+        if t1.kind == Kind::Dot && ident(t0) && ident(t2) && backticked(text, t0) && backticked(text, t2) {
+            self.hit(MEDIUM);
+        }
+        // FROM t WHERE c = '…': the tail of a query, with its quoted literal.
+        let t5 = self.back(5);
+        if t0.kind == Kind::Str
+            && t1.kind == Kind::Cmp
+            && ident(t2)
+            && t3.is(Word::Where)
+            && ident(t4)
+            && t5.is(Word::From)
+        {
+            self.hit(MEDIUM);
+        }
+        // SELECT c FROM t WHERE c =: a whole query, which prose does not spell with one word on each side.
+        if t0.kind == Kind::Cmp
+            && ident(t1)
+            && t2.is(Word::Where)
+            && ident(t3)
+            && t4.is(Word::From)
+            && ident(t5)
+            && self.back(6).is(Word::Select)
+        {
+            self.hit(MEDIUM);
+        }
+        // SELECT 'x'||: a string concatenated in a select list (Oracle, PostgreSQL).
+        if t2.is(Word::Select) && t1.kind == Kind::Str && t0.kind == Kind::LogicOp && self.text(t0) == b"||" {
+            self.hit(MEDIUM);
+        }
+        // At the start of the value, a literal matched against a literal: `4 like 4`, `'a' not regexp 'b'`,
+        // `1 is not 2`.
+        let literal = |t: Token| matches!(t.kind, Kind::Num | Kind::Str);
+        let start = |k: usize| self.seen == k + 1;
+        if literal(t0)
+            && ((t1.is(Word::Like) && t0.kind == Kind::Num && t2.kind == Kind::Num && start(2))
+                || (t1.is(Word::Like) && t2.is(Word::Not) && literal(t3) && start(3))
+                || (t1.is(Word::Not) && t2.is(Word::Is) && literal(t3) && t0.kind == t3.kind && start(3)))
+        {
+            self.hit(MEDIUM);
+        }
         // VALUES ('…', an INSERT's row.
         if t0.kind == Kind::Str && t1.kind == Kind::Open && t2.is(Word::Values) {
             self.hit(MEDIUM);
@@ -667,6 +712,17 @@ impl<'a> Judge<'a> {
                 k += 2;
             }
             if k > i + 1 && at(k).kind == Kind::Cmp {
+                return MEDIUM;
+            }
+        }
+        // PostgreSQL's JSON operators between strings: `or '{…}' ? 'k'`, `?|`, `?&`, `-> '$.a'`, `->> 'k'`.
+        if a.kind == Kind::Str {
+            let json = match (self.text(at(i + 1)), self.text(at(i + 2))) {
+                (b"?", b"|" | b"&") | (b"-", b">" | b">>") => at(i + 3),
+                (b"?", _) => at(i + 2),
+                _ => Token::NONE,
+            };
+            if json.kind == Kind::Str || self.text(json) == b"array" {
                 return MEDIUM;
             }
         }

@@ -316,6 +316,18 @@ fn query_fragments_only_sql_writes_are_reported_at_medium() {
             "',null)--",
             "'),null,null--",
             "or '{\"a\":1}'::json",
+            "from `shop`.`orders` limit",
+            "FROM staff WHERE login = 'root'",
+            "select pass from staff where id=",
+            "SELECT 'abc'||(SELECT 1)",
+            "12 like 12",
+            "'a' not regexp 'b'",
+            "3 is not 4",
+            "or '{\"k\":1}' ? 'k'",
+            "and '{\"k\":[1]}' -> '$.k' = 1",
+            "or '[1]' ?| array['1']",
+            "jo@example.org\\' or glob (id,id);",
+            "\\'or'7",
         ],
     );
 }
@@ -341,6 +353,14 @@ fn look_alikes_of_query_fragments_are_not_reported_at_medium() {
         "0x1f in the log",
         "select 0 items",
         "hex colour 0xff00ff",
+        "copy from `src` to `dst`",
+        "from Paris where it rains",
+        "select one from below where it says",
+        "1 in 3 people",
+        "5 is the answer",
+        "'yes' like 'no'?",
+        "C:\\Users\\O'Brien\\docs",
+        "it\\'s or maybe not",
     ] {
         let found = level_of(case);
         assert!(found.is_none() || found == Some(Sensitivity::High), "{case:?}: {found:?}");
