@@ -6,7 +6,7 @@
 //! single quotes `‘ ’ ′` count as `'` (SQL Server's best-fit mapping turns them into one). Comments are whitespace
 //! (`union/**/select`), so is the no-break space; MySQL's executable comments `/*! … */` are read as SQL. The judge
 //! looks at the tokens through an 8-token sliding window and at the first 16 tokens (what follows the break or a
-//! leading number): the cost is linear in the value's length (three passes at most), nothing is allocated, the
+//! leading number): the cost is linear in the value's length (four passes at most), nothing is allocated, the
 //! keyword table is a static `match`, and nothing can panic.
 //!
 //! What each level reports (each level includes the ones before it):
@@ -25,7 +25,18 @@
 //!   `copy t from '…'`); `@@` system variables, system tables (`information_schema`, `sysobjects`, `pg_shadow`,
 //!   `sqlite_master`…), SQL Server attack procedures (`xp_dirtree`, `sp_executesql`, `openrowset`), MySQL
 //!   executable comments, PostgreSQL casts (`)::int`), a number compared after a logic operator anywhere
-//!   (`… and 5>3`), `having count(`, `if(3=`, `in (1,2`.
+//!   (`… and 5>3`), `having count(`, `if(3=`, `in (1,2`. Query fragments only SQL writes: a column aliased in a
+//!   select list (`) AS x FROM`, `` `a` AS `b` FROM ``), an inline comment in place of the blank next to a keyword
+//!   (`select/**/pass/**/from`), a function given a hex literal or nested in a call or a select (`concat(0x3a,`,
+//!   `lower(version(`, `select(user(`), `select 0x…`, `CHAR(107,…`, the whole value a bare call left open
+//!   (`concat(`, `sleep (`), `<=>` on a literal, a tautology at the start of a value or a list (`1=1`,
+//!   `x,'a'='a'`, `11!=1`), literals matched by `LIKE`/`IS NOT` at the start (`4 like 4`, `1 is not 2`),
+//!   `VALUES ('…'`, `) like (`, `` `db`.`table` ``, `FROM t WHERE c = '…'`, `SELECT c FROM t WHERE c =`,
+//!   `IN (SELECT c FROM`, `LIKE p ESCAPE '…'`, `SELECT 'x'||`, PostgreSQL's JSON operators after a logic operator
+//!   (`or '{…}' ? 'k'`, `-> '$.a'`), and after the break a comparison word before a comment (`x' notnull--`),
+//!   `x'or'y` written with no blank, `',NULL)`. A quote after a backslash is also read as closing the string
+//!   (SQLite, PostgreSQL and SQL Server do not escape with a backslash): a fourth pass, only when the value holds
+//!   `\'` or `\"`.
 //! - **High**: weak signals too — a value made of a lone quote (`'`, `1'`), a condition after a logic operator that
 //!   follows a plain word (`name or a=b`, `1 or 2`), a SQL function called (`char(`, `count(`), a bare statement
 //!   verb after `;` (`; drop`), `select c from t` unstacked, `set @v`.
@@ -502,6 +513,14 @@ impl<'a> Judge<'a> {
                 || (t1.is(Word::Like) && t2.is(Word::Not) && literal(t3) && start(3))
                 || (t1.is(Word::Not) && t2.is(Word::Is) && literal(t3) && t0.kind == t3.kind && start(3)))
         {
+            self.hit(MEDIUM);
+        }
+        // IN (SELECT c FROM: a subquery.
+        if t0.is(Word::From) && ident(t1) && t2.is(Word::Select) && t3.kind == Kind::Open && t4.is(Word::In) {
+            self.hit(MEDIUM);
+        }
+        // LIKE pattern ESCAPE '…': the clause that names a LIKE's escape character.
+        if t0.kind == Kind::Str && self.text(t1) == b"escape" && t3.is(Word::Like) {
             self.hit(MEDIUM);
         }
         // VALUES ('…', an INSERT's row.

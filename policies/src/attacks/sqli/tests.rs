@@ -328,6 +328,8 @@ fn query_fragments_only_sql_writes_are_reported_at_medium() {
             "or '[1]' ?| array['1']",
             "jo@example.org\\' or glob (id,id);",
             "\\'or'7",
+            "id in (select code from vault)",
+            "k' or nick like boss escape '!';",
         ],
     );
 }
@@ -361,6 +363,8 @@ fn look_alikes_of_query_fragments_are_not_reported_at_medium() {
         "'yes' like 'no'?",
         "C:\\Users\\O'Brien\\docs",
         "it\\'s or maybe not",
+        "available in (select) sizes",
+        "I like it, escape 'now'",
     ] {
         let found = level_of(case);
         assert!(found.is_none() || found == Some(Sensitivity::High), "{case:?}: {found:?}");
