@@ -93,8 +93,23 @@ fn is_space(b: u8) -> bool {
 }
 
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || (b >= 0x80 && b != 0xa0)
+    WORD_BYTES.get(usize::from(b)).copied().unwrap_or(false)
 }
+
+/// Which bytes continue a word (letters, digits, `_`, `$`, any byte of a UTF-8 sequence but the no-break space's
+/// 0xa0): a table, since the lexer asks it of every byte of every word. Built at compile time, where an index out of
+/// bounds would be a build error.
+#[allow(clippy::indexing_slicing)]
+static WORD_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' || (byte >= 0x80 && byte != 0xa0);
+        b += 1;
+    }
+    table
+};
 
 impl<'a> Lexer<'a> {
     /// A lexer over `text` (lower case), which lands after `quote` (or as-is), in a dialect where a backslash
@@ -215,10 +230,16 @@ impl<'a> Lexer<'a> {
                 }
                 _ if is_word_byte(b) => {
                     let mut i = start + 1;
-                    while is_word_byte(self.at(i))
-                        && !(self.at(i) == 0xc2 && self.at(i + 1) == 0xa0)
-                        && self.quote_len(i, b'\'') == 0
-                    {
+                    // A word ends at a byte that is not a word's, a no-break space or a typographic quote (the only
+                    // quotes made of word bytes).
+                    loop {
+                        let c = self.at(i);
+                        if !is_word_byte(c)
+                            || (c == 0xc2 && self.at(i + 1) == 0xa0)
+                            || (c == 0xe2 && self.quote_len(i, b'\'') > 0)
+                        {
+                            break;
+                        }
                         i += 1;
                     }
                     let text = self.text.get(start..i).unwrap_or_default();

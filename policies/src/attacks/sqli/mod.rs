@@ -77,6 +77,9 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
 /// The lowest level at which `text` (lower case) reports, or [`NOTHING`]; it stops looking once a shape at
 /// `enough` or lower is found.
 fn level(text: &[u8], enough: Level) -> Level {
+    if let Some(level) = one_token(text) {
+        return level;
+    }
     let mut best = judge(text, None, enough, true);
     for quote in [b'\'', b'"'] {
         // 0xe2: the typographic forms of a single quote (see the lexer).
@@ -90,6 +93,29 @@ fn level(text: &[u8], enough: Level) -> Level {
         }
     }
     best
+}
+
+/// The level of a value the lexer reads as one token and nothing else (most values: `2`, `price_asc`, `en`), or
+/// `None` for any other value. Digits alone are one number; a letter or `_` followed by letters, digits and `_` is
+/// one word. No shape of two tokens or more can match either, and a quoted context needs a quote, so only the
+/// shapes of one word are left: a system table, SQL Server's attack procedures, `xp_cmdshell` (what the full judge
+/// finds for them, without building it).
+fn one_token(text: &[u8]) -> Option<Level> {
+    let first = *text.first()?;
+    if text.iter().all(u8::is_ascii_digit) {
+        return Some(NOTHING);
+    }
+    if !(first.is_ascii_lowercase() || first == b'_')
+        || !text.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+    {
+        return None;
+    }
+    Some(match Word::of(text) {
+        Word::Danger if text == b"xp_cmdshell" => LOW,
+        Word::SystemObject => MEDIUM,
+        _ if words::is_mssql_attack_procedure(text) => MEDIUM,
+        _ => NOTHING,
+    })
 }
 
 /// The judge of one context: the window, the head, and the best level found so far.
@@ -410,24 +436,24 @@ impl<'a> Judge<'a> {
         // `) AS name FROM`, `` `a` AS `b` FROM ``, `1234 AS "x" FROM`: a column aliased in a select list.
         // What follows FROM must be a table or nothing, and a quote somewhere, for `(below) as well from now` to
         // stay prose.
-        let t4 = self.back(4);
         if t1.is(Word::From)
             && (ident(t2) || t2.kind == Kind::Str)
             && t3.is(Word::As)
-            && (matches!(t4.kind, Kind::Close | Kind::Num) || (ident(t4) && backticked(text, t4)))
+            && (matches!(self.back(4).kind, Kind::Close | Kind::Num)
+                || (ident(self.back(4)) && backticked(text, self.back(4))))
             && (matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi | Kind::Word(Word::SystemObject))
                 || (ident(t0) && backticked(text, t0))
                 || t2.kind == Kind::Str
                 || backticked(text, t2)
-                || backticked(text, t4))
+                || backticked(text, self.back(4)))
         {
             self.hit(MEDIUM);
         }
         // `select/**/password/**/from`, `drop/*x*/t`: an inline comment in place of the blank next to a keyword.
-        if matches!(t0.kind, Kind::Word(_))
+        if t1.end + 4 <= t0.start
+            && matches!(t0.kind, Kind::Word(_))
             && matches!(t1.kind, Kind::Word(_))
             && (is_clause(t0) || is_clause(t1))
-            && t1.end + 4 <= t0.start
             && text.get(t1.end..t1.end + 2) == Some(b"/*")
             && t0.start.checked_sub(2).and_then(|at| text.get(at..t0.start)) == Some(b"*/")
         {
@@ -454,7 +480,8 @@ impl<'a> Judge<'a> {
             self.hit(MEDIUM);
         }
         // `1<=>1`: MySQL's null-safe equality on a literal (`a <=> b` is how a text names the operator).
-        if self.text(t1) == b"<=>"
+        if t1.kind == Kind::Cmp
+            && self.text(t1) == b"<=>"
             && is_operand(t0)
             && is_operand(t2)
             && (t0.kind != Kind::Word(Word::Plain) || t2.kind != Kind::Word(Word::Plain))
@@ -479,13 +506,12 @@ impl<'a> Judge<'a> {
             self.hit(MEDIUM);
         }
         // FROM t WHERE c = '…': the tail of a query, with its quoted literal.
-        let t5 = self.back(5);
         if t0.kind == Kind::Str
             && t1.kind == Kind::Cmp
             && ident(t2)
             && t3.is(Word::Where)
-            && ident(t4)
-            && t5.is(Word::From)
+            && ident(self.back(4))
+            && self.back(5).is(Word::From)
         {
             self.hit(MEDIUM);
         }
@@ -494,8 +520,8 @@ impl<'a> Judge<'a> {
             && ident(t1)
             && t2.is(Word::Where)
             && ident(t3)
-            && t4.is(Word::From)
-            && ident(t5)
+            && self.back(4).is(Word::From)
+            && ident(self.back(5))
             && self.back(6).is(Word::Select)
         {
             self.hit(MEDIUM);
@@ -516,7 +542,7 @@ impl<'a> Judge<'a> {
             self.hit(MEDIUM);
         }
         // IN (SELECT c FROM: a subquery.
-        if t0.is(Word::From) && ident(t1) && t2.is(Word::Select) && t3.kind == Kind::Open && t4.is(Word::In) {
+        if t0.is(Word::From) && ident(t1) && t2.is(Word::Select) && t3.kind == Kind::Open && self.back(4).is(Word::In) {
             self.hit(MEDIUM);
         }
         // LIKE pattern ESCAPE '…': the clause that names a LIKE's escape character.

@@ -370,3 +370,42 @@ fn look_alikes_of_query_fragments_are_not_reported_at_medium() {
         assert!(found.is_none() || found == Some(Sensitivity::High), "{case:?}: {found:?}");
     }
 }
+
+#[test]
+fn a_value_of_one_token_is_judged_as_the_full_judge_would() {
+    for case in [
+        "2",
+        "0042",
+        "price_asc",
+        "_x9",
+        "select",
+        "union",
+        "or",
+        "sleep",
+        "information_schema",
+        "xp_cmdshell",
+        "xp_dirtree",
+        "sp_executesql",
+        "openrowset",
+        "benchmark",
+        "pg_shadow",
+        "abc123",
+    ] {
+        for enough in [LOW, MEDIUM, HIGH] {
+            let full = {
+                let mut best = judge(case.as_bytes(), None, enough, true);
+                if best > enough && case.contains('\'') {
+                    best = best.min(judge(case.as_bytes(), Some(b'\''), enough, true));
+                }
+                best
+            };
+            let fast = one_token(case.as_bytes());
+            assert!(fast.is_some(), "{case:?}");
+            // The full judge stops at the first shape at or below `enough`: compare what each reports at `enough`.
+            assert_eq!(fast.is_some_and(|f| f <= enough), full <= enough, "{case:?} at {enough}");
+        }
+    }
+    for case in ["1e5or", "2 or 3", "1e5information_schema", "x$", "é", "a-b", ""] {
+        assert_eq!(one_token(case.as_bytes()), None, "{case:?}");
+    }
+}
