@@ -409,3 +409,37 @@ fn a_value_of_one_token_is_judged_as_the_full_judge_would() {
         assert_eq!(one_token(case.as_bytes()), None, "{case:?}");
     }
 }
+
+#[test]
+fn the_one_token_shortcut_agrees_with_the_full_judge_on_random_words() {
+    const PARTS: &[&str] = &[
+        "xp_",
+        "sp_",
+        "cmdshell",
+        "executesql",
+        "select",
+        "information_",
+        "schema",
+        "or",
+        "1",
+        "0",
+        "_",
+        "a",
+        "e5",
+        "pg_shadow",
+        "sleep",
+        "union",
+    ];
+    let mut rng = Rng(0x0e70_c0de);
+    for _ in 0..20_000 {
+        let mut word = String::new();
+        for _ in 0..1 + rng.below(4) {
+            word.push_str(PARTS[rng.below(PARTS.len())]);
+        }
+        let Some(fast) = one_token(word.as_bytes()) else { continue };
+        for enough in [LOW, MEDIUM, HIGH] {
+            let full = judge(word.as_bytes(), None, enough, true);
+            assert_eq!(fast <= enough, full <= enough, "{word:?} at {enough}");
+        }
+    }
+}
