@@ -77,6 +77,9 @@ pub(super) struct Lexer<'a> {
     pos: usize,
     /// The quote that opened the application's string, until the value closes it.
     quote: Option<u8>,
+    /// Whether a backslash escapes the next byte in a string (MySQL), or is an ordinary byte (SQLite, PostgreSQL's
+    /// standard strings, SQL Server).
+    backslash: bool,
     /// Inside a MySQL executable comment (`/*! ... */`), whose content MySQL runs as SQL.
     in_executable: bool,
     /// Whether the value has a MySQL executable comment.
@@ -90,13 +93,29 @@ fn is_space(b: u8) -> bool {
 }
 
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || (b >= 0x80 && b != 0xa0)
+    WORD_BYTES.get(usize::from(b)).copied().unwrap_or(false)
 }
 
+/// Which bytes continue a word (letters, digits, `_`, `$`, any byte of a UTF-8 sequence but the no-break space's
+/// 0xa0): a table, since the lexer asks it of every byte of every word. Built at compile time, where an index out of
+/// bounds would be a build error.
+#[allow(clippy::indexing_slicing)]
+static WORD_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' || (byte >= 0x80 && byte != 0xa0);
+        b += 1;
+    }
+    table
+};
+
 impl<'a> Lexer<'a> {
-    /// A lexer over `text` (lower case), which lands after `quote` (or as-is).
-    pub(super) fn new(text: &'a [u8], quote: Option<u8>) -> Lexer<'a> {
-        Lexer { text, pos: 0, quote, in_executable: false, saw_executable: false, done: false }
+    /// A lexer over `text` (lower case), which lands after `quote` (or as-is), in a dialect where a backslash
+    /// escapes in strings or not.
+    pub(super) fn new(text: &'a [u8], quote: Option<u8>, backslash: bool) -> Lexer<'a> {
+        Lexer { text, pos: 0, quote, backslash, in_executable: false, saw_executable: false, done: false }
     }
 
     fn at(&self, i: usize) -> u8 {
@@ -211,10 +230,16 @@ impl<'a> Lexer<'a> {
                 }
                 _ if is_word_byte(b) => {
                     let mut i = start + 1;
-                    while is_word_byte(self.at(i))
-                        && !(self.at(i) == 0xc2 && self.at(i + 1) == 0xa0)
-                        && self.quote_len(i, b'\'') == 0
-                    {
+                    // A word ends at a byte that is not a word's, a no-break space or a typographic quote (the only
+                    // quotes made of word bytes).
+                    loop {
+                        let c = self.at(i);
+                        if !is_word_byte(c)
+                            || (c == 0xc2 && self.at(i + 1) == 0xa0)
+                            || (c == 0xe2 && self.quote_len(i, b'\'') > 0)
+                        {
+                            break;
+                        }
                         i += 1;
                     }
                     let text = self.text.get(start..i).unwrap_or_default();
@@ -270,7 +295,7 @@ impl<'a> Lexer<'a> {
             let at = i + hit;
             let here = self.quote_len(at, quote);
             // A backslash escapes the next byte; a doubled quote is a quote inside the string.
-            if self.at(at) == b'\\' || (here == 1 && self.at(at + 1) == quote) {
+            if (self.backslash && self.at(at) == b'\\') || (here == 1 && self.at(at + 1) == quote) {
                 i = at + 2;
             } else if here == 0 {
                 i = at + 1;

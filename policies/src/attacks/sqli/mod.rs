@@ -6,7 +6,7 @@
 //! single quotes `‘ ’ ′` count as `'` (SQL Server's best-fit mapping turns them into one). Comments are whitespace
 //! (`union/**/select`), so is the no-break space; MySQL's executable comments `/*! … */` are read as SQL. The judge
 //! looks at the tokens through an 8-token sliding window and at the first 16 tokens (what follows the break or a
-//! leading number): the cost is linear in the value's length (three passes at most), nothing is allocated, the
+//! leading number): the cost is linear in the value's length (four passes at most), nothing is allocated, the
 //! keyword table is a static `match`, and nothing can panic.
 //!
 //! What each level reports (each level includes the ones before it):
@@ -25,7 +25,18 @@
 //!   `copy t from '…'`); `@@` system variables, system tables (`information_schema`, `sysobjects`, `pg_shadow`,
 //!   `sqlite_master`…), SQL Server attack procedures (`xp_dirtree`, `sp_executesql`, `openrowset`), MySQL
 //!   executable comments, PostgreSQL casts (`)::int`), a number compared after a logic operator anywhere
-//!   (`… and 5>3`), `having count(`, `if(3=`, `in (1,2`.
+//!   (`… and 5>3`), `having count(`, `if(3=`, `in (1,2`. Query fragments only SQL writes: a column aliased in a
+//!   select list (`) AS x FROM`, `` `a` AS `b` FROM ``), an inline comment in place of the blank next to a keyword
+//!   (`select/**/pass/**/from`), a function given a hex literal or nested in a call or a select (`concat(0x3a,`,
+//!   `lower(version(`, `select(user(`), `select 0x…`, `CHAR(107,…`, the whole value a bare call left open
+//!   (`concat(`, `sleep (`), `<=>` on a literal, a tautology at the start of a value or a list (`1=1`,
+//!   `x,'a'='a'`, `11!=1`), literals matched by `LIKE`/`IS NOT` at the start (`4 like 4`, `1 is not 2`),
+//!   `VALUES ('…'`, `) like (`, `` `db`.`table` ``, `FROM t WHERE c = '…'`, `SELECT c FROM t WHERE c =`,
+//!   `IN (SELECT c FROM`, `LIKE p ESCAPE '…'`, `SELECT 'x'||`, PostgreSQL's JSON operators after a logic operator
+//!   (`or '{…}' ? 'k'`, `-> '$.a'`), and after the break a comparison word before a comment (`x' notnull--`),
+//!   `x'or'y` written with no blank, `',NULL)`. A quote after a backslash is also read as closing the string
+//!   (SQLite, PostgreSQL and SQL Server do not escape with a backslash): a fourth pass, only when the value holds
+//!   `\'` or `\"`.
 //! - **High**: weak signals too — a value made of a lone quote (`'`, `1'`), a condition after a logic operator that
 //!   follows a plain word (`name or a=b`, `1 or 2`), a SQL function called (`char(`, `count(`), a bare statement
 //!   verb after `;` (`; drop`), `select c from t` unstacked, `set @v`.
@@ -66,15 +77,45 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
 /// The lowest level at which `text` (lower case) reports, or [`NOTHING`]; it stops looking once a shape at
 /// `enough` or lower is found.
 fn level(text: &[u8], enough: Level) -> Level {
-    let mut best = judge(text, None, enough);
+    if let Some(level) = one_token(text) {
+        return level;
+    }
+    let mut best = judge(text, None, enough, true);
     for quote in [b'\'', b'"'] {
         // 0xe2: the typographic forms of a single quote (see the lexer).
         let holds = if quote == b'\'' { memchr::memchr2(quote, 0xe2, text) } else { memchr::memchr(quote, text) };
         if best > enough && holds.is_some() {
-            best = best.min(judge(text, Some(quote), enough));
+            best = best.min(judge(text, Some(quote), enough, true));
+            // `\'` closes the string where a backslash is an ordinary byte (SQLite, PostgreSQL, SQL Server).
+            if best > enough && memchr::memmem::find(text, &[b'\\', quote]).is_some() {
+                best = best.min(judge(text, Some(quote), enough, false));
+            }
         }
     }
     best
+}
+
+/// The level of a value the lexer reads as one token and nothing else (most values: `2`, `price_asc`, `en`), or
+/// `None` for any other value. Digits alone are one number; a letter or `_` followed by letters, digits and `_` is
+/// one word. No shape of two tokens or more can match either, and a quoted context needs a quote, so only the
+/// shapes of one word are left: a system table, SQL Server's attack procedures, `xp_cmdshell` (what the full judge
+/// finds for them, without building it).
+fn one_token(text: &[u8]) -> Option<Level> {
+    let first = *text.first()?;
+    if text.iter().all(u8::is_ascii_digit) {
+        return Some(NOTHING);
+    }
+    if !(first.is_ascii_lowercase() || first == b'_')
+        || !text.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+    {
+        return None;
+    }
+    Some(match Word::of(text) {
+        Word::Danger if text == b"xp_cmdshell" => LOW,
+        Word::SystemObject => MEDIUM,
+        _ if words::is_mssql_attack_procedure(text) => MEDIUM,
+        _ => NOTHING,
+    })
 }
 
 /// The judge of one context: the window, the head, and the best level found so far.
@@ -88,9 +129,9 @@ struct Judge<'a> {
 }
 
 /// The lowest level `text` reports at in one context (as-is, or after `quote`), stopping at `enough`.
-fn judge(text: &[u8], quote: Option<u8>, enough: Level) -> Level {
+fn judge(text: &[u8], quote: Option<u8>, enough: Level, backslash: bool) -> Level {
     let mut judge = Judge {
-        lexer: Lexer::new(text, quote),
+        lexer: Lexer::new(text, quote, backslash),
         window: [Token::NONE; WINDOW],
         seen: 0,
         head: [Token::NONE; HEAD],
@@ -193,13 +234,30 @@ impl<'a> Judge<'a> {
                     && matches!(self.back(3).kind, Kind::Close | Kind::Str | Kind::Num | Kind::Word(_))
                     && matches!(
                         self.text(t0),
-                        b"int" | b"integer" | b"text" | b"varchar" | b"numeric" | b"jsonb" | b"bigint"
+                        b"int"
+                            | b"integer"
+                            | b"text"
+                            | b"varchar"
+                            | b"numeric"
+                            | b"json"
+                            | b"jsonb"
+                            | b"bigint"
+                            | b"smallint"
+                            | b"float"
+                            | b"double"
+                            | b"real"
+                            | b"bool"
+                            | b"boolean"
+                            | b"regclass"
+                            | b"oid"
+                            | b"bytea"
                     ) =>
             {
                 self.hit(MEDIUM)
             }
             _ => {}
         }
+        self.judge_fragments(t0, t1, t2, t3);
         // UNION [ALL|DISTINCT] [(] SELECT and a column list (not `union select committee`, two plain words).
         if self.union_select(2) {
             let prose = t1.kind == Kind::Word(Word::Plain)
@@ -370,6 +428,141 @@ impl<'a> Judge<'a> {
         }
     }
 
+    /// Shapes of query fragments that only SQL writes: aliases, encodings, inline comments in place of blanks,
+    /// operators and calls no prose has.
+    fn judge_fragments(&mut self, t0: Token, t1: Token, t2: Token, t3: Token) {
+        let text = self.lexer.text_all();
+        let ident = |t: Token| matches!(t.kind, Kind::Word(Word::Plain | Word::ObjectKind));
+        // `) AS name FROM`, `` `a` AS `b` FROM ``, `1234 AS "x" FROM`: a column aliased in a select list.
+        // What follows FROM must be a table or nothing, and a quote somewhere, for `(below) as well from now` to
+        // stay prose.
+        if t1.is(Word::From)
+            && (ident(t2) || t2.kind == Kind::Str)
+            && t3.is(Word::As)
+            && (matches!(self.back(4).kind, Kind::Close | Kind::Num)
+                || (ident(self.back(4)) && backticked(text, self.back(4))))
+            && (matches!(t0.kind, Kind::End | Kind::Comment | Kind::Semi | Kind::Word(Word::SystemObject))
+                || (ident(t0) && backticked(text, t0))
+                || t2.kind == Kind::Str
+                || backticked(text, t2)
+                || backticked(text, self.back(4)))
+        {
+            self.hit(MEDIUM);
+        }
+        // `select/**/password/**/from`, `drop/*x*/t`: an inline comment in place of the blank next to a keyword.
+        if t1.end + 4 <= t0.start
+            && matches!(t0.kind, Kind::Word(_))
+            && matches!(t1.kind, Kind::Word(_))
+            && (is_clause(t0) || is_clause(t1))
+            && text.get(t1.end..t1.end + 2) == Some(b"/*")
+            && t0.start.checked_sub(2).and_then(|at| text.get(at..t0.start)) == Some(b"*/")
+        {
+            self.hit(MEDIUM);
+        }
+        let hex = |t: Token| t.kind == Kind::Num && text.get(t.start..t.start + 2) == Some(b"0x");
+        let function = |t: Token| {
+            matches!(t.kind, Kind::Word(_)) && words::is_sql_function(text.get(t.start..t.end).unwrap_or_default())
+        };
+        // A function given a hex literal (`concat(0x3a,`, `unhex(0x41)`), `select 0x…`.
+        if hex(t0) && ((t1.kind == Kind::Open && function(t2)) || t1.is(Word::Select)) {
+            self.hit(MEDIUM);
+        }
+        // CHAR(65,66…): a string spelled in character codes.
+        if t0.kind == Kind::Comma
+            && t1.kind == Kind::Num
+            && t2.kind == Kind::Open
+            && matches!(self.text(t3), b"char" | b"chr" | b"nchar")
+        {
+            self.hit(MEDIUM);
+        }
+        // A call nested in a call or a select: `concat(version(`, `select(user(`.
+        if t0.kind == Kind::Open && function(t1) && t2.kind == Kind::Open && (function(t3) || t3.is(Word::Select)) {
+            self.hit(MEDIUM);
+        }
+        // `1<=>1`: MySQL's null-safe equality on a literal (`a <=> b` is how a text names the operator).
+        if t1.kind == Kind::Cmp
+            && self.text(t1) == b"<=>"
+            && is_operand(t0)
+            && is_operand(t2)
+            && (t0.kind != Kind::Word(Word::Plain) || t2.kind != Kind::Word(Word::Plain))
+        {
+            self.hit(MEDIUM);
+        }
+        // A tautology at the start of the value or a list: `1=1`, `b,'1'='1'`, `11!=1`.
+        if matches!(t3.kind, Kind::None | Kind::Comma)
+            && t1.kind == Kind::Cmp
+            && t0.kind == t2.kind
+            && matches!(t0.kind, Kind::Num | Kind::Str)
+        {
+            let same = self.text(t0) == self.text(t2);
+            let equal = matches!(self.text(t1), b"=" | b"==");
+            let unequal = matches!(self.text(t1), b"!=" | b"<>");
+            if (same && equal) || (!same && unequal && t0.kind == Kind::Num) {
+                self.hit(MEDIUM);
+            }
+        }
+        // `` `db`.`table` ``: a qualified name quoted the way only MySQL writes it.
+        if t1.kind == Kind::Dot && ident(t0) && ident(t2) && backticked(text, t0) && backticked(text, t2) {
+            self.hit(MEDIUM);
+        }
+        // FROM t WHERE c = '…': the tail of a query, with its quoted literal.
+        if t0.kind == Kind::Str
+            && t1.kind == Kind::Cmp
+            && ident(t2)
+            && t3.is(Word::Where)
+            && ident(self.back(4))
+            && self.back(5).is(Word::From)
+        {
+            self.hit(MEDIUM);
+        }
+        // SELECT c FROM t WHERE c =: a whole query, which prose does not spell with one word on each side.
+        if t0.kind == Kind::Cmp
+            && ident(t1)
+            && t2.is(Word::Where)
+            && ident(t3)
+            && self.back(4).is(Word::From)
+            && ident(self.back(5))
+            && self.back(6).is(Word::Select)
+        {
+            self.hit(MEDIUM);
+        }
+        // SELECT 'x'||: a string concatenated in a select list (Oracle, PostgreSQL).
+        if t2.is(Word::Select) && t1.kind == Kind::Str && t0.kind == Kind::LogicOp && self.text(t0) == b"||" {
+            self.hit(MEDIUM);
+        }
+        // At the start of the value, a literal matched against a literal: `4 like 4`, `'a' not regexp 'b'`,
+        // `1 is not 2`.
+        let literal = |t: Token| matches!(t.kind, Kind::Num | Kind::Str);
+        let start = |k: usize| self.seen == k + 1;
+        if literal(t0)
+            && ((t1.is(Word::Like) && t0.kind == Kind::Num && t2.kind == Kind::Num && start(2))
+                || (t1.is(Word::Like) && t2.is(Word::Not) && literal(t3) && start(3))
+                || (t1.is(Word::Not) && t2.is(Word::Is) && literal(t3) && t0.kind == t3.kind && start(3)))
+        {
+            self.hit(MEDIUM);
+        }
+        // IN (SELECT c FROM: a subquery.
+        if t0.is(Word::From) && ident(t1) && t2.is(Word::Select) && t3.kind == Kind::Open && self.back(4).is(Word::In) {
+            self.hit(MEDIUM);
+        }
+        // LIKE pattern ESCAPE '…': the clause that names a LIKE's escape character.
+        if t0.kind == Kind::Str && self.text(t1) == b"escape" && t3.is(Word::Like) {
+            self.hit(MEDIUM);
+        }
+        // VALUES ('…', an INSERT's row.
+        if t0.kind == Kind::Str && t1.kind == Kind::Open && t2.is(Word::Values) {
+            self.hit(MEDIUM);
+        }
+        // `) like (`: two expressions compared by pattern.
+        if t3.kind == Kind::Close
+            && t2.is(Word::Like)
+            && t1.kind == Kind::Open
+            && matches!(t0.kind, Kind::End | Kind::Num | Kind::Str | Kind::Word(Word::Select))
+        {
+            self.hit(MEDIUM);
+        }
+    }
+
     /// Whether the token `k` back is a SELECT after UNION [ALL|DISTINCT], with parentheses between.
     fn union_select(&self, k: usize) -> bool {
         if !self.back(k).is(Word::Select) {
@@ -435,6 +628,14 @@ impl<'a> Judge<'a> {
                 _ => {}
             }
         }
+        // The whole value a call left open (`concat(`, `version (`): a probe for the functions a query accepts.
+        if matches!(at(0).kind, Kind::Word(_))
+            && at(1).kind == Kind::Open
+            && at(2).kind == Kind::End
+            && words::is_sql_function(self.text(at(0)))
+        {
+            self.hit(MEDIUM);
+        }
         if !quoted {
             return;
         }
@@ -443,12 +644,28 @@ impl<'a> Judge<'a> {
         let operator = matches!(p0.kind, Kind::Arith | Kind::Cmp | Kind::LogicOp)
             || p0.is(Word::Not)
             || p0.is_logic()
-            || matches!(self.text(p0), b"mod" | b"div" | b"collate");
+            || matches!(p0.kind, Kind::Word(w) if w.is_comparison())
+            || matches!(self.text(p0), b"mod" | b"div" | b"collate" | b"notnull" | b"isnull");
         if operator && head.get(i + 1..i + 5).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
             self.hit(MEDIUM);
         }
         // A condition after the break whose end is commented out: `' and col = all (select …)--`.
         if p0.is_logic() && head.get(i + 1..).unwrap_or_default().iter().any(|t| t.kind == Kind::Comment) {
+            self.hit(MEDIUM);
+        }
+        // `x'or'y`: a logic operator written between two quotes with no blank, which only an injection does.
+        if p0.is_logic()
+            && i == 1
+            && p0.start == at(0).end + 1
+            && p1.kind == Kind::Str
+            && p1.start == p0.end + 1
+            && self.text(at(0)).last().is_none_or(|b| !is_blank(*b))
+            && self.text(p1).first().is_some_and(|b| !is_blank(*b))
+        {
+            self.hit(MEDIUM);
+        }
+        // `',NULL)`, `'),NULL,NULL`: the break closes a value and adds columns to an INSERT's row or a select.
+        if p0.kind == Kind::Comma && p1.is(Word::Null) && matches!(p2.kind, Kind::Close | Kind::Comma) {
             self.hit(MEDIUM);
         }
         // What the break was: one word (`admin'`) rather than a phrase (`my students'`).
@@ -543,6 +760,17 @@ impl<'a> Judge<'a> {
                 return MEDIUM;
             }
         }
+        // PostgreSQL's JSON operators between strings: `or '{…}' ? 'k'`, `?|`, `?&`, `-> '$.a'`, `->> 'k'`.
+        if a.kind == Kind::Str {
+            let json = match (self.text(at(i + 1)), self.text(at(i + 2))) {
+                (b"?", b"|" | b"&") | (b"-", b">" | b">>") => at(i + 3),
+                (b"?", _) => at(i + 2),
+                _ => Token::NONE,
+            };
+            if json.kind == Kind::Str || self.text(json) == b"array" {
+                return MEDIUM;
+            }
+        }
         // `or ''-'`, `or '' '`: strings combined into the application's string.
         if a.kind == Kind::Str && (b.kind == Kind::Str || (b.kind == Kind::Arith && at(i + 2).kind == Kind::Str)) {
             return MEDIUM;
@@ -580,6 +808,45 @@ impl<'a> Judge<'a> {
             _ => NOTHING,
         }
     }
+}
+
+/// Whether a token is a keyword that starts or joins a statement's clauses (not a name like `index` or `user`).
+fn is_clause(t: Token) -> bool {
+    matches!(
+        t.kind,
+        Kind::Word(
+            Word::Union
+                | Word::Select
+                | Word::Insert
+                | Word::Update
+                | Word::Delete
+                | Word::Drop
+                | Word::Create
+                | Word::Alter
+                | Word::Truncate
+                | Word::Exec
+                | Word::Declare
+                | Word::From
+                | Word::Where
+                | Word::Having
+                | Word::Order
+                | Word::Group
+                | Word::By
+                | Word::Limit
+                | Word::Into
+                | Word::Values
+                | Word::And
+                | Word::Or
+                | Word::Xor
+                | Word::Like
+                | Word::Null
+        )
+    )
+}
+
+/// Whether a word was written between backticks (a quoted identifier, which only SQL writes).
+fn backticked(text: &[u8], t: Token) -> bool {
+    t.start.checked_sub(1).and_then(|at| text.get(at)) == Some(&b'`')
 }
 
 fn is_blank(b: u8) -> bool {

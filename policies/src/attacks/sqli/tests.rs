@@ -283,3 +283,163 @@ fn a_long_value_is_judged_to_its_end() {
     value.push_str("x' or 3=3--");
     assert_eq!(level_of(&value), Some(Sensitivity::Low));
 }
+
+#[test]
+fn query_fragments_only_sql_writes_are_reported_at_medium() {
+    reported_from(
+        Sensitivity::Medium,
+        &[
+            ") as total FROM",
+            "`a` AS `b` from",
+            "77 as \"label\" from orders",
+            "SELECT/**/secret/**/FROM/**/vault",
+            "DELETE/*x*/FROM/*y*/logs",
+            "mid(0x41424344,1,1)",
+            "select 0x6b6579",
+            "x' and char(107,101,121)='k",
+            "lower(version(",
+            "select(database(",
+            "7<=>7",
+            "'q'<=>'q'",
+            "3=3",
+            "q,'z'='z'",
+            "21!=2",
+            "VALUES ('10.1.2.3', 'me')",
+            ") like (",
+            "substring(",
+            "trim (",
+            "IN (",
+            "k'notnull--",
+            "k' regexp id--",
+            "k'or'k",
+            "z'and'q",
+            "',null)--",
+            "'),null,null--",
+            "or '{\"a\":1}'::json",
+            "from `shop`.`orders` limit",
+            "FROM staff WHERE login = 'root'",
+            "select pass from staff where id=",
+            "SELECT 'abc'||(SELECT 1)",
+            "12 like 12",
+            "'a' not regexp 'b'",
+            "3 is not 4",
+            "or '{\"k\":1}' ? 'k'",
+            "and '{\"k\":[1]}' -> '$.k' = 1",
+            "or '[1]' ?| array['1']",
+            "jo@example.org\\' or glob (id,id);",
+            "\\'or'7",
+            "id in (select code from vault)",
+            "k' or nick like boss escape '!';",
+        ],
+    );
+}
+
+#[test]
+fn look_alikes_of_query_fragments_are_not_reported_at_medium() {
+    for case in [
+        "docs/**/index.md",
+        "src/**/*.rs",
+        "see the list (below) as well from now on",
+        "the committee as a whole from 2020",
+        "trim the hedge (front)",
+        "count (them)",
+        "max (2 per person)",
+        "I like (most) cats",
+        "1=2",
+        "x=1",
+        "a,b=c",
+        "rock'n'roll",
+        "O'Neil, null)",
+        "the spaceship operator a <=> b",
+        "ratio 16:9",
+        "0x1f in the log",
+        "select 0 items",
+        "hex colour 0xff00ff",
+        "copy from `src` to `dst`",
+        "from Paris where it rains",
+        "select one from below where it says",
+        "1 in 3 people",
+        "5 is the answer",
+        "'yes' like 'no'?",
+        "C:\\Users\\O'Brien\\docs",
+        "it\\'s or maybe not",
+        "available in (select) sizes",
+        "I like it, escape 'now'",
+    ] {
+        let found = level_of(case);
+        assert!(found.is_none() || found == Some(Sensitivity::High), "{case:?}: {found:?}");
+    }
+}
+
+#[test]
+fn a_value_of_one_token_is_judged_as_the_full_judge_would() {
+    for case in [
+        "2",
+        "0042",
+        "price_asc",
+        "_x9",
+        "select",
+        "union",
+        "or",
+        "sleep",
+        "information_schema",
+        "xp_cmdshell",
+        "xp_dirtree",
+        "sp_executesql",
+        "openrowset",
+        "benchmark",
+        "pg_shadow",
+        "abc123",
+    ] {
+        for enough in [LOW, MEDIUM, HIGH] {
+            let full = {
+                let mut best = judge(case.as_bytes(), None, enough, true);
+                if best > enough && case.contains('\'') {
+                    best = best.min(judge(case.as_bytes(), Some(b'\''), enough, true));
+                }
+                best
+            };
+            let fast = one_token(case.as_bytes());
+            assert!(fast.is_some(), "{case:?}");
+            // The full judge stops at the first shape at or below `enough`: compare what each reports at `enough`.
+            assert_eq!(fast.is_some_and(|f| f <= enough), full <= enough, "{case:?} at {enough}");
+        }
+    }
+    for case in ["1e5or", "2 or 3", "1e5information_schema", "x$", "é", "a-b", ""] {
+        assert_eq!(one_token(case.as_bytes()), None, "{case:?}");
+    }
+}
+
+#[test]
+fn the_one_token_shortcut_agrees_with_the_full_judge_on_random_words() {
+    const PARTS: &[&str] = &[
+        "xp_",
+        "sp_",
+        "cmdshell",
+        "executesql",
+        "select",
+        "information_",
+        "schema",
+        "or",
+        "1",
+        "0",
+        "_",
+        "a",
+        "e5",
+        "pg_shadow",
+        "sleep",
+        "union",
+    ];
+    let mut rng = Rng(0x0e70_c0de);
+    for _ in 0..20_000 {
+        let mut word = String::new();
+        for _ in 0..1 + rng.below(4) {
+            word.push_str(PARTS[rng.below(PARTS.len())]);
+        }
+        let Some(fast) = one_token(word.as_bytes()) else { continue };
+        for enough in [LOW, MEDIUM, HIGH] {
+            let full = judge(word.as_bytes(), None, enough, true);
+            assert_eq!(fast <= enough, full <= enough, "{word:?} at {enough}");
+        }
+    }
+}
