@@ -58,6 +58,8 @@ type Level = Sensitivity;
 const MAX_NAME: usize = 40;
 /// The most bytes of closers (`)`, `]`, quotes, index digits) allowed between a name and its `(`.
 const MAX_GAP: usize = 24;
+/// The most bytes read after a variable looking for its `(`.
+const MAX_CALL_READ: usize = 96;
 /// The longest index (`[…]`, `{…}`) or `${…}` read after a variable.
 const MAX_INDEX: usize = 48;
 
@@ -507,8 +509,9 @@ fn call(text: &[u8], start: usize, end: usize, gap: Gap, arg: usize) -> Option<L
         (tier::CODE | tier::GENERIC | tier::WORD, Gap::Closer, Argument::Word) => Sensitivity::Medium,
         (tier::CODE, Gap::None, Argument::Word) => Sensitivity::Medium,
         // A library name only PHP uses, given an argument: `chr(123)`, `printf(foo)`, `fopen  (blah)`.
-        (tier::GENERIC, Gap::None, Argument::Word | Argument::Quoted | Argument::Other)
-        | (tier::GENERIC, Gap::Blank, Argument::Word) => Sensitivity::Medium,
+        (tier::GENERIC, Gap::None, Argument::Word | Argument::Other) | (tier::GENERIC, Gap::Blank, Argument::Word) => {
+            Sensitivity::Medium
+        }
         _ => Sensitivity::High,
     };
     Some(level)
@@ -700,7 +703,12 @@ fn bracket_end(text: &[u8], i: usize) -> Option<usize> {
 /// After a variable ending at `i`: indexes, `->name`, comments and blanks, then `(` makes a variable function.
 fn variable_call(text: &[u8], mut i: usize, mut strong: bool) -> Option<Level> {
     let mut blank = false;
+    let origin = i;
     for _ in 0..8 {
+        // A bounded look-ahead in all: a value made of `$a[` cannot make every `$` read far.
+        if i - origin > MAX_CALL_READ {
+            return None;
+        }
         let before = i;
         while is_blank(at(text, i)) && i - before < 32 {
             i += 1;
