@@ -233,6 +233,11 @@ static WRAPPERS: &[&[u8]] = &[
 
 /// Whether `subject` carries PHP code injection at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
+    // Every shape needs one of these bytes (a call's `(`, `<?`, a tag's bracket, `$`, `O:`/`scheme:`, `name=`): most
+    // values have none and are passed after one tight loop.
+    if !subject.lower.iter().any(|&b| matches!(b, b'(' | b'<' | b'[' | b'{' | b'$' | b':' | b'=')) {
+        return false;
+    }
     scan(subject.lower).is_some_and(|level| level <= sensitivity)
 }
 
@@ -933,6 +938,31 @@ mod tests {
         let prose = b"PHP is fun";
         let lower = prose.to_ascii_lowercase();
         assert!(!detect(&Subject::plain(prose, &lower, Place::Query), Sensitivity::High));
+    }
+
+    /// The quick reject in `detect` keeps every shape: each needs one of the bytes it looks for.
+    #[test]
+    fn detect_agrees_with_the_scan() {
+        for text in [
+            "<?php",
+            "system(id)",
+            "$_GET",
+            "[/php]",
+            "O:3:\"Foo\":0:{}",
+            "phar://x",
+            "memory_limit=1",
+            "$r = `id`;",
+            "include $f",
+            "plain words only",
+            "no shapes: system call, eval, php",
+        ] {
+            let lower = text.to_ascii_lowercase();
+            let subject = Subject::plain(text.as_bytes(), lower.as_bytes(), Place::Form);
+            for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
+                let expected = scan(lower.as_bytes()).is_some_and(|l| l <= level);
+                assert_eq!(detect(&subject, level), expected, "{text:?} at {level:?}");
+            }
+        }
     }
 
     #[test]
