@@ -7,14 +7,15 @@
 //! One pass over the decoded, lower-cased value. It remembers the last word it read and whether only what PHP lets
 //! stand between a function name and its `(` followed it (blanks, `/*…*/`, `//…` and `#…` comments up to a line
 //! break, and the closing quote, bracket or parenthesis of `"system"(…)`, `(system)(…)`, `[system][0](…)`). At a `(`
-//! it looks that word up in a static table of PHP functions in three tiers:
+//! it looks that word up in a static table of PHP functions in tiers:
 //! - **code**: functions that run a command or code and are also English words (`system`, `exec`, `eval`,
 //!   `assert`, `passthru`, `popen`, `include`, `require`);
 //! - **php-only**: names nobody writes outside PHP source (`shell_exec`, `proc_open`, `base64_decode`,
 //!   `gzinflate`, `str_rot13`, `call_user_func`, `create_function`, `file_put_contents`, `preg_replace`,
 //!   `fsockopen`, `phpinfo`, `move_uploaded_file`, …);
-//! - **generic**: ordinary library functions an exploit leans on (`chr`, `substr`, `fopen`, `strrev`, `print_r`,
-//!   `unserialize`, …).
+//! - **generic**: ordinary library functions an exploit leans on (`chr`, `substr`, `fopen`, `strrev`, `intval`,
+//!   `unserialize`, …), and among them **word**s that are English too (`file`, `touch`, `mail`, `extract`);
+//! - **include**: `include`, `require` and their `_once` forms, whose argument must be a variable or a path.
 //!
 //! What stands between the name and `(` (nothing, blanks, or a comment or closer only code has) and how the
 //! argument starts (a superglobal, a nested dangerous call, a variable, a quoted string, a bare word, nothing)
@@ -26,28 +27,36 @@
 //! # What each level reports
 //! - **Low**: the `<?php` opening tag (also `<? php`); a code or php-only call whose argument is a superglobal
 //!   (`system($_GET['c'])`) or another code or php-only call (`eval(base64_decode(…))`,
-//!   `eval(gzinflate(str_rot13(…)))`); a serialized object (`O:<len>:"Class":<n>:{`); the `php.ini` directives that
-//!   turn a request into code (`auto_prepend_file=`, `allow_url_include=`, `disable_functions=`, `open_basedir=`).
-//! - **Medium** (recommended) adds: `<?=`, `<?` followed by a blank and code, `<?xml` followed by code instead of
-//!   attributes; `[php]`, `[/php]`, `{php}`, `{/php}` tags; the superglobals (`$_GET`, `$_POST`, `$_COOKIE`,
-//!   `$_REQUEST`, `$_SERVER`, `$_FILES`, `$_ENV`, `$_SESSION`, `$GLOBALS`) anywhere; a php-only call in any form; a
-//!   code call with a quoted, variable or backtick argument (`exec('id')`, `eval($x)`), with a bare word attached
-//!   (`system(whoami)`) or reached through a comment or a closer (`exec/**/()`, `("system")("id")`); a generic call
-//!   reached through a comment or closer, or whose argument is a variable; variable functions (`$a(1)`, `$$b(2)`,
-//!   `$__['o'](5)`, `${'a'}(11)`, `$a /*c*/ ()`); `${'…'}`, `${$…}` and `$ {…}` variable variables; PHP stream
-//!   wrappers other than `http`/`ftp`/`file`/`data` (`phar://`, `zip://`, `compress.zlib://`, `ssh2.exec://`,
-//!   `expect://`, `php://`); more `php.ini` directives with `=` (`memory_limit`, `extension_dir`,
-//!   `opcache.…`, `mbstring.…`); and a backtick command assigned to a variable.
-//! - **High** adds: code calls with nothing or a spaced bare word in the parentheses (`eval()`, `system (x)`), any
-//!   generic call (`chr(123)`, `strrev( )`), `<?` anywhere else (`test<?`), a spaced plain variable call
-//!   (`$function (1)`), `${name}`, serialized arrays (`a:2:{i:0;…`), and short `php.ini` directive names that are
-//!   also ordinary words (`engine=`, `extension=`, `precision=`, `smtp=`).
+//!   `eval(gzinflate(str_rot13(…)))`); `include $_GET[…]`; a serialized object whose declared length matches its
+//!   class name (`O:<len>:"Class":<n>:{`; a mismatched length is medium); the `php.ini` directives that turn a
+//!   request into code (`auto_prepend_file=`, `allow_url_include=`, `disable_functions=`, `open_basedir=`).
+//! - **Medium** (recommended) adds: `<?=`, `<?` followed by a blank and code or ending the value, `<?xml` followed
+//!   by code instead of attributes; `[php]`, `[/php]`, `{php}`, `{/php}` tags; the superglobals (`$_GET`, `$_POST`,
+//!   `$_COOKIE`, `$_REQUEST`, `$_SERVER`, `$_FILES`, `$_ENV`, `$_SESSION`, `$GLOBALS`) anywhere; a php-only call in
+//!   any form (also glued to other letters, `xcall_user_func(`); a code call with a quoted, variable or backtick
+//!   argument (`exec('id')`, `eval($x)`), with a bare word attached (`system(whoami)`) or reached through a comment
+//!   or a closer (`exec/**/()`, `("system")("id")`, `[system][0](ls)`); a generic call given an argument
+//!   (`chr(123)`, `fopen  (x)`), reached through a comment, or given a variable; a called string built by
+//!   concatenation (`('sys'.'tem')('id')`); variable functions (`$a(1)`, `$$b(2)`, `$__['o'](5)`, `${'a'}(11)`,
+//!   `$a /*c*/ ()`); `${'…'}`, `${$…}` and `$ {…}` variable variables; PHP stream wrappers other than
+//!   `http`/`ftp`/`file`/`data` (`phar://`, `zip://`, `compress.zlib://`, `ssh2.exec://`, `expect://`, `php://`);
+//!   more `php.ini` directives with `=` (`memory_limit`, `extension_dir`, `opcache.…`, `mbstring.…`); `include $f`;
+//!   and a backtick command assigned to a variable (`$r = `id`;`).
+//! - **High** adds: code calls with nothing or a spaced bare word in the parentheses (`eval()`, `system (x)`),
+//!   generic calls with nothing in them (`substr()`), English-word functions (`file(x)`, `touch (x)`), `<?` anywhere
+//!   else, a spaced plain variable call (`$function (1)`), `${name}`, serialized arrays (`a:2:{i:0;…`), and short
+//!   `php.ini` directive names that are also ordinary words (`engine=`, `extension=`, `precision=`, `smtp=`).
 //!
 //! Prose stays clean at low and medium: "php is a language", "the system (see above)", "I use eval() in my
 //! notes" (high only), "costs $5 (USD)", "the O:1 ratio", "a.php?id=2".
 //!
-//! Linear in the value's length: every look-ahead is bounded by a constant, and comments and line comments are
-//! skipped by moving the scan forward. No allocation.
+//! Linear in the value's length: one forward pass, and every look-ahead from a position is bounded by a constant
+//! (at most 96 bytes after a variable, 128 in a serialized class name). A value with none of `(`, `<`, `[`, `{`,
+//! `$`, `:`, `=` is passed after one tight loop. No allocation.
+//!
+//! Not covered: file names of uploads (`shell.php`, `x.phtml`, `sess_…`), which arrive in multipart `filename=` and
+//! `X-Filename` headers that are not inspected values; names split by blanks (`$_S ERVER`); calls of strings
+//! built from bare fragments (`(sy.(st).em)(…)`).
 
 use super::{Sensitivity, Subject};
 
