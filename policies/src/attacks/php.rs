@@ -41,7 +41,8 @@
 //!   `$a /*c*/ ()`); `${'…'}`, `${$…}` and `$ {…}` variable variables; PHP stream wrappers other than
 //!   `http`/`ftp`/`file`/`data` (`phar://`, `zip://`, `compress.zlib://`, `ssh2.exec://`, `expect://`, `php://`);
 //!   more `php.ini` directives with `=` (`memory_limit`, `extension_dir`, `opcache.…`, `mbstring.…`); `include $f`;
-//!   and a backtick command assigned to a variable (`$r = `id`;`).
+//!   a backtick command assigned to a variable (`$r = `id`;`); and a parameter name that is a superglobal's entry
+//!   (`_SERVER[DOCUMENT_ROOT]=…`, `GLOBALS[admin]=1`), which overwrites PHP's variables where requests are imported.
 //! - **High** adds: code calls with nothing or a spaced bare word in the parentheses (`eval()`, `system (x)`),
 //!   generic calls with nothing in them (`substr()`), English-word functions (`file(x)`, `touch (x)`), `<?` anywhere
 //!   else, a spaced plain variable call (`$function (1)`), `${name}`, serialized arrays (`a:2:{i:0;…`), and short
@@ -247,7 +248,16 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     if !subject.lower.iter().any(|&b| matches!(b, b'(' | b'<' | b'[' | b'{' | b'$' | b':' | b'=')) {
         return false;
     }
-    scan(subject.lower).is_some_and(|level| level <= sensitivity)
+    let name = if subject.is_name { superglobal_name(subject.lower) } else { None };
+    lowest(name, scan(subject.lower)).is_some_and(|level| level <= sensitivity)
+}
+
+/// A parameter named after a superglobal's entry (`_SERVER[DOCUMENT_ROOT]=…`, `GLOBALS[admin]=1`,
+/// `_SESSION[user]=…`): what overwrites PHP's own variables where `register_globals` or `extract()` import
+/// request parameters.
+fn superglobal_name(name: &[u8]) -> Option<Level> {
+    let end = superglobal(name, 0)?;
+    (at(name, end) == b'[').then_some(Sensitivity::Medium)
 }
 
 /// The byte at `i`, or 0 past the end.

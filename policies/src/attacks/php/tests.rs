@@ -167,6 +167,30 @@ fn detect_agrees_with_the_scan() {
     }
 }
 
+/// Parameter names that overwrite PHP's own variables; the same words as values, or other names, are clean.
+#[test]
+fn superglobal_parameter_names_are_reported_at_medium() {
+    let subject = |text: &'static [u8], lower: &'static [u8], is_name: bool| Subject {
+        raw: text,
+        decoded: text,
+        lower,
+        is_name,
+        place: Place::Query,
+    };
+    for (name, lower) in [
+        (&b"_SERVER[DOCUMENT_ROOT]"[..], &b"_server[document_root]"[..]),
+        (b"GLOBALS[admin]", b"globals[admin]"),
+        (b"_SESSION[user]", b"_session[user]"),
+    ] {
+        assert!(!detect(&subject(name, lower, true), Sensitivity::Low));
+        assert!(detect(&subject(name, lower, true), Sensitivity::Medium));
+        assert!(!detect(&subject(name, lower, false), Sensitivity::High));
+    }
+    for lower in [&b"user[name]"[..], b"globals", b"_server_name[x]", b"filter[_get]"] {
+        assert!(!detect(&subject(lower, lower, true), Sensitivity::High), "{:?}", String::from_utf8_lossy(lower));
+    }
+}
+
 #[test]
 fn tables_are_sorted_for_binary_search() {
     assert!(FUNCTIONS.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)));
