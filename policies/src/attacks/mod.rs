@@ -25,6 +25,7 @@ pub mod log4shell;
 pub mod names;
 pub mod normalize;
 pub mod path_traversal;
+pub mod php;
 pub mod sqli;
 pub mod ssrf;
 pub mod template;
@@ -41,7 +42,8 @@ pub enum AttackClass {
     Sqli,
     /// Cross-site scripting: HTML or script that a page would run.
     Xss,
-    /// Operating-system commands chained or substituted into a value.
+    /// Operating-system commands chained or substituted into a value, and PHP code injected into one (`<?php`,
+    /// `eval(base64_decode(…))`, `$_GET['a']($_GET['b'])`, serialized PHP objects, `php.ini` directives).
     CommandInjection,
     /// `../` climbing out of a directory, and well-known system files as targets.
     PathTraversal,
@@ -119,7 +121,7 @@ impl AttackClass {
         match self {
             AttackClass::Sqli => sqli::detect(subject, sensitivity),
             AttackClass::Xss => xss::detect(subject, sensitivity),
-            AttackClass::CommandInjection => command::detect(subject, sensitivity),
+            AttackClass::CommandInjection => command::detect(subject, sensitivity) || php::detect(subject, sensitivity),
             AttackClass::PathTraversal => path_traversal::detect(subject, sensitivity),
             AttackClass::FileInclusion => file_inclusion::detect(subject, sensitivity),
             AttackClass::Log4shell => log4shell::detect(subject, sensitivity) || java::detect(subject, sensitivity),
