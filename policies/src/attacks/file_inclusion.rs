@@ -49,8 +49,10 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     if local(&path_traversal::scan(subject.lower)) {
         return true;
     }
-    let cut = memchr::memchr(0, subject.raw).is_some()
-        || memchr::memchr_iter(b'%', subject.raw).any(|at| has_at(subject.raw, at, b"%00"));
+    // Only a remote URL asks whether the value was cut, and it needs a `:`.
+    let cut = memchr::memchr(b':', subject.lower).is_some()
+        && (memchr::memchr(0, subject.raw).is_some()
+            || memchr::memchr_iter(b'%', subject.raw).any(|at| has_at(subject.raw, at, b"%00")));
     if wrappers_and_urls(subject.lower, cut) >= need {
         return true;
     }
@@ -83,11 +85,11 @@ fn wrappers_and_urls(text: &[u8], cut: bool) -> u8 {
         }
     }
     for dot in memchr::memchr_iter(b'.', text) {
-        for offset in PHP_FILTER_DOTS {
+        for (offset, first) in PHP_FILTER_DOTS {
             let Some(start) = dot.checked_sub(offset) else {
                 continue;
             };
-            if start == 0 || !is_word(lc(text, start - 1)) {
+            if lc(text, start) == first && (start == 0 || !is_word(lc(text, start - 1))) {
                 best = best.max(php_filter(text, start));
             }
         }
@@ -247,9 +249,9 @@ fn unc(text: &[u8], i: usize) -> u8 {
 const PHP_FILTERS: [&[u8]; 5] =
     [b"convert.iconv.", b"convert.base64-", b"convert.quoted-printable-", b"string.rot13", b"zlib.inflate"];
 
-/// Where the first dot of each [`PHP_FILTERS`] name is (`convert.`, `string.`, `zlib.`): a name is looked for only
-/// that far before a dot.
-const PHP_FILTER_DOTS: [usize; 3] = [7, 6, 4];
+/// Where the first dot of each [`PHP_FILTERS`] name is (`convert.`, `string.`, `zlib.`), with the name's first
+/// byte: a name is looked for only that far before a dot, and only where that byte is.
+const PHP_FILTER_DOTS: [(usize, u8); 3] = [(7, b'c'), (6, b's'), (4, b'z')];
 
 /// A [`PHP_FILTERS`] name at `i`.
 fn php_filter(text: &[u8], i: usize) -> u8 {
@@ -385,7 +387,10 @@ mod tests {
     #[test]
     fn searching_changes_nothing() {
         // The offsets of the filter names' first dots are the ones searched back from.
-        let mut dots: Vec<usize> = PHP_FILTERS.iter().filter_map(|name| name.iter().position(|&b| b == b'.')).collect();
+        let mut dots: Vec<(usize, u8)> = PHP_FILTERS
+            .iter()
+            .filter_map(|name| Some((name.iter().position(|&b| b == b'.')?, *name.first()?)))
+            .collect();
         dots.sort_unstable();
         dots.dedup();
         let mut expected = PHP_FILTER_DOTS.to_vec();

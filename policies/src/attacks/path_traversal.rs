@@ -34,7 +34,7 @@
 //!
 //! Linear in the value's length; no allocation.
 
-use super::command::lexicon::{dot_len, has_at, is_word, lc, sep_len, target, target_at};
+use super::command::lexicon::{dot_len, has_at, is_word, lc, sep_len, target, target_at, target_possible};
 use super::{Sensitivity, Subject};
 
 /// What one pass over a value found.
@@ -166,6 +166,34 @@ fn pass<const SKIP: bool>(text: &[u8]) -> Scan {
                 break;
             }
         }
+        if SKIP {
+            // The two commonest steps of prose, taken without the full reading (which would come to the same).
+            match FAST.get(usize::from(lc(text, i))).copied().unwrap_or(0) {
+                // A word starts that is neither a climb, a target nor a drive.
+                FAST_WORD if component && lc(text, i + 1) != b':' && !target_possible(text, i) => {
+                    component = false;
+                    fresh = false;
+                    first = false;
+                    root = false;
+                    after_sep = false;
+                    i += 1;
+                    continue;
+                }
+                // A blank or punctuation mark outside an absolute path ends what came before.
+                FAST_END if !in_rooted => {
+                    comp_start = i + 1;
+                    component = true;
+                    fresh = true;
+                    first = first && matches!(lc(text, i), b' ' | b'\t' | b'\'' | b'"' | b'=' | b'\n' | b'\r');
+                    last_sep = 0;
+                    root = false;
+                    after_sep = false;
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
         let sep = sep_len(text, i);
         if sep > 0 {
             if in_rooted && !after_sep && config_file(text.get(comp_start..i).unwrap_or_default()) {
@@ -274,6 +302,33 @@ const fn is_path_byte(b: u8) -> bool {
         || matches!(b, b'_' | b'.' | b'-' | b'~' | b'$' | b'+' | b'@' | b'!' | b',' | b'%' | b'*')
         || b >= 0x80
 }
+
+/// [`FAST`]: a path byte that starts no separator, dot or climb (a word's letter).
+const FAST_WORD: u8 = 1;
+/// [`FAST`]: a byte that ends a path and starts no separator or climb (a blank, most punctuation).
+const FAST_END: u8 = 2;
+
+/// The kind of each byte (lower-cased) for the fast steps of [`pass`]: [`FAST_WORD`], [`FAST_END`] or 0 (read fully).
+// Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation, clippy::as_conversions)]
+static FAST: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte == b'.' || byte == b'0' || byte >= 0xc0 {
+            0
+        } else if is_path_byte(byte) {
+            FAST_WORD
+        } else if byte == b'/' || byte == b'\\' || byte == b'?' {
+            0
+        } else {
+            FAST_END
+        };
+        b += 1;
+    }
+    table
+};
 
 /// Bytes a climb can start with: a dot (`.`, `0x2e`, a look-alike or overlong form) or a `?` wildcard.
 // Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.

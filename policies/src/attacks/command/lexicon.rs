@@ -576,24 +576,34 @@ static TARGET_INDEX: TargetIndex = {
     TargetIndex { order, start, second }
 };
 
+/// Whether a [`TARGETS`] pattern may match at `i`, judged by its first two bytes (no false "no").
+pub(in crate::attacks) fn target_possible(text: &[u8], i: usize) -> bool {
+    let second = TARGET_INDEX.second.get(usize::from(lc(text, i))).copied().unwrap_or(0);
+    second >> (lc(text, i + 1) & 31) & 1 != 0
+}
+
 /// The weight of the heaviest [`TARGETS`] pattern matching at `i` (0 if none), and where the match ends; of equally
 /// heavy patterns, the first in the table.
 pub(in crate::attacks) fn target_at(text: &[u8], i: usize) -> (u8, usize) {
     let first = usize::from(lc(text, i));
-    let second = TARGET_INDEX.second.get(first).copied().unwrap_or(0);
-    if second >> (lc(text, i + 1) & 31) & 1 == 0 {
+    if !target_possible(text, i) {
         return (0, i);
     }
     let (Some(&from), Some(&to)) = (TARGET_INDEX.start.get(first), TARGET_INDEX.start.get(first + 1)) else {
         return (0, i);
     };
     let group = TARGET_INDEX.order.get(usize::from(from)..usize::from(to)).unwrap_or_default();
+    let second = lc(text, i + 1);
     let mut best = (0, i);
     for &k in group {
         let Some((pattern, weight)) = TARGETS.get(usize::from(k)) else {
             continue;
         };
         if *weight <= best.0 {
+            continue;
+        }
+        // A second byte that differs (other than a separator's) fails the pattern before it is walked.
+        if pattern.get(1).is_some_and(|&p| p != b'/' && p != second) {
             continue;
         }
         if let Some(end) = match_path(text, i, pattern) {
