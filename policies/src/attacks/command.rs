@@ -88,9 +88,37 @@ fn scan(cased: &[u8], lower: &[u8], need: u8) -> bool {
     if candidate(cased, text, 0, Lead::Start) >= need {
         return true;
     }
+    // A code call is a word before a `(`: look back from each `(` rather than at every word.
+    for open in memchr::memchr_iter(b'(', text) {
+        let mut end = open;
+        while end > 0 && lc(text, end - 1) == b' ' {
+            end -= 1;
+        }
+        let mut start = end;
+        while start > 0 && is_word(lc(text, start - 1)) && end - start <= 24 {
+            start -= 1;
+        }
+        let word_start = start == 0 || !is_word(lc(text, start - 1));
+        if start < end && word_start && lc(text, start).is_ascii_lowercase() && code_call(cased, text, start) >= need {
+            return true;
+        }
+    }
     let mut i = 0;
     while i < n {
+        // Jump to the next byte that can lead somewhere: a shell operator, or the `f` of `FOR` and `i` of `IF`.
+        let rest = text.get(i..).unwrap_or_default();
+        let Some(at) = rest.iter().position(|&b| LEADS.get(usize::from(b)).copied().unwrap_or(true)) else {
+            break;
+        };
+        i += at;
         let b = lc(text, i);
+        if matches!(b, b'f' | b'i') {
+            if (i == 0 || !is_word(lc(text, i - 1))) && batch(text, i) && MEDIUM >= need {
+                return true;
+            }
+            i += 1;
+            continue;
+        }
         let next = lc(text, i + 1);
         let level = match b {
             b';' | b'\n' | b'\r' => candidate(cased, text, i + 1, Lead::Chain),
@@ -114,8 +142,6 @@ fn scan(cased: &[u8], lower: &[u8], need: u8) -> bool {
             b'(' if next == b')' && shellshock(text, i + 2) => LOW,
             b'\\' if next == b'n' || next == b'r' => candidate(cased, text, i + 2, Lead::Chain),
             b'/' if has_at(text, i, b"/dev/tcp/") || has_at(text, i, b"/dev/udp/") => LOW,
-            b'f' | b'i' if (i == 0 || !is_word(lc(text, i - 1))) && batch(text, i) => MEDIUM,
-            b'a'..=b'z' if i == 0 || !is_word(lc(text, i - 1)) => code_call(cased, text, i),
             _ => 0,
         };
         if level >= need {
@@ -125,6 +151,21 @@ fn scan(cased: &[u8], lower: &[u8], need: u8) -> bool {
     }
     false
 }
+
+/// The bytes [`scan`] reads something at (code calls aside): shell operators, and `f` and `i` (lower case) for
+/// cmd.exe's `FOR` and `IF`. The others (letters, blanks, most punctuation, UTF-8) are skipped.
+// Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing)]
+static LEADS: [bool; 256] = {
+    let mut table = [false; 256];
+    let leads = b";\n\r|&`$<>{(\\/fi";
+    let mut k = 0;
+    while k < leads.len() {
+        table[leads[k] as usize] = true;
+        k += 1;
+    }
+    table
+};
 
 /// `$(…)`, `${IFS}`, `$IFS`, and PHP's `${@…}` at `i` (a `$`).
 fn dollar(cased: &[u8], text: &[u8], i: usize) -> u8 {
@@ -276,14 +317,12 @@ fn code_call(cased: &[u8], text: &[u8], i: usize) -> u8 {
     while is_word(lc(text, end)) && end - i < 24 {
         end += 1;
     }
-    if is_word(lc(text, end)) || !lexicon::code_call(text.get(i..end).unwrap_or_default()) {
-        return 0;
-    }
     let mut j = end;
     while lc(text, j) == b' ' {
         j += 1;
     }
-    if lc(text, j) != b'(' {
+    // The `(` first: it rejects almost every word before the table is searched.
+    if lc(text, j) != b'(' || is_word(lc(text, end)) || !lexicon::code_call(text.get(i..end).unwrap_or_default()) {
         return 0;
     }
     let mut k = j + 1;
@@ -795,6 +834,99 @@ mod tests {
             let lower = text.to_ascii_lowercase();
             for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
                 let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
+            }
+        }
+    }
+
+    /// [`scan`] testing every byte, as it did before it skipped words and inert bytes.
+    fn scan_every_byte(cased: &[u8], text: &[u8], need: u8) -> bool {
+        if candidate(cased, text, 0, Lead::Start) >= need {
+            return true;
+        }
+        let mut i = 0;
+        while i < text.len() {
+            let next = lc(text, i + 1);
+            let level = match lc(text, i) {
+                b';' | b'\n' | b'\r' => candidate(cased, text, i + 1, Lead::Chain),
+                b'|' | b'&' => {
+                    if next == lc(text, i) {
+                        i += 1;
+                    }
+                    candidate(cased, text, i + 1, Lead::Chain)
+                }
+                b'`' => candidate(cased, text, i + 1, Lead::Subst),
+                b'$' => dollar(cased, text, i),
+                b'<' | b'>' if next == b'(' => candidate(cased, text, i + 2, Lead::Subst),
+                b'<' if has_at(text, i, b"<!--#exec") => LOW,
+                b'<' if has_at(text, i, b"<?php") => MEDIUM,
+                b'{' if next == b'$' && lc(text, i + 2) == b'{' => MEDIUM,
+                b'{' => brace(cased, text, i + 1),
+                b'(' if next == b')' && shellshock(text, i + 2) => LOW,
+                b'\\' if next == b'n' || next == b'r' => candidate(cased, text, i + 2, Lead::Chain),
+                b'/' if has_at(text, i, b"/dev/tcp/") || has_at(text, i, b"/dev/udp/") => LOW,
+                b'f' | b'i' if (i == 0 || !is_word(lc(text, i - 1))) && batch(text, i) => MEDIUM,
+                b'a'..=b'z' if i == 0 || !is_word(lc(text, i - 1)) => code_call(cased, text, i),
+                _ => 0,
+            };
+            if level >= need {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    #[test]
+    fn skipping_changes_nothing() {
+        let mut rng = crate::token_analysis::test_rng::Rng(0x0c0d_e5ca);
+        let mut below = |n: usize| (rng.next() % n as u64) as usize;
+        let pieces: [&str; 36] = [
+            ";",
+            "|",
+            "||",
+            "&",
+            "&&",
+            "`",
+            "$(",
+            "${IFS}",
+            " ",
+            "id",
+            "cat",
+            "whoami",
+            "/etc/passwd",
+            "-la",
+            "system",
+            "(",
+            ")",
+            "'",
+            "for %i in (a) do echo",
+            "if exist x echo",
+            "\\n",
+            "{",
+            ",",
+            "<(",
+            "() {",
+            "sleep 5",
+            "é",
+            "Ping",
+            "x_y",
+            "phpinfo",
+            "eval",
+            "abcdefghijklmnopqrstuvw",
+            "x",
+            "SYSTEM",
+            "'id'",
+            "  ",
+        ];
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..below(10) {
+                text.push_str(pieces.get(below(pieces.len())).copied().unwrap_or_default());
+            }
+            let lower = text.to_ascii_lowercase();
+            for need in [LOW, MEDIUM, HIGH] {
+                let (cased, lower) = (text.as_bytes(), lower.as_bytes());
+                assert_eq!(scan(cased, lower, need), scan_every_byte(cased, lower, need), "{text:?} at {need}");
             }
         }
     }

@@ -49,7 +49,10 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     if local(&path_traversal::scan(subject.lower)) {
         return true;
     }
-    let cut = subject.raw.contains(&0) || has_at_any(subject.raw, b"%00");
+    // Only a remote URL asks whether the value was cut, and it needs a `:`.
+    let cut = memchr::memchr(b':', subject.lower).is_some()
+        && (memchr::memchr(0, subject.raw).is_some()
+            || memchr::memchr_iter(b'%', subject.raw).any(|at| has_at(subject.raw, at, b"%00")));
     if wrappers_and_urls(subject.lower, cut) >= need {
         return true;
     }
@@ -62,24 +65,37 @@ fn has_at_any(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// The highest level reached by a wrapper, a PHP filter name or a remote URL in `text` (lower case); `cut` says
-/// the value carried a NUL.
+/// the value carried a NUL. Each kind is found by searching for the byte it needs (`:`, `\`, `.`), not by testing
+/// every byte; the result is the highest level of any, so the order they are read in does not matter.
 fn wrappers_and_urls(text: &[u8], cut: bool) -> u8 {
     let mut best = 0;
-    let mut i = 0;
     // Where the last remote URL read ended: a `:` inside it is not another scheme (keeps the pass linear).
     let mut url_end = 0;
-    while i < text.len() {
-        let level = match lc(text, i) {
-            b':' if i >= url_end => scheme(text, i, cut, &mut url_end),
-            b'c' | b's' | b'z' if i == 0 || !is_word(lc(text, i - 1)) => php_filter(text, i),
-            b'\\' if lc(text, i + 1) == b'\\' && (i == 0 || lc(text, i - 1) != b'\\') => unc(text, i + 2),
-            _ => 0,
-        };
-        best = best.max(level);
+    for colon in memchr::memchr_iter(b':', text) {
+        if colon >= url_end {
+            best = best.max(scheme(text, colon, cut, &mut url_end));
+            if best >= LOW {
+                return best;
+            }
+        }
+    }
+    for at in memchr::memchr_iter(b'\\', text) {
+        if lc(text, at + 1) == b'\\' && (at == 0 || lc(text, at - 1) != b'\\') {
+            best = best.max(unc(text, at + 2));
+        }
+    }
+    for dot in memchr::memchr_iter(b'.', text) {
+        for (offset, first) in PHP_FILTER_DOTS {
+            let Some(start) = dot.checked_sub(offset) else {
+                continue;
+            };
+            if lc(text, start) == first && (start == 0 || !is_word(lc(text, start - 1))) {
+                best = best.max(php_filter(text, start));
+            }
+        }
         if best >= LOW {
             return best;
         }
-        i += 1;
     }
     best
 }
@@ -230,10 +246,16 @@ fn unc(text: &[u8], i: usize) -> u8 {
 }
 
 /// PHP filter names used outside a `php://filter` URL (a parameter passed to `php://filter/…/resource=`).
+const PHP_FILTERS: [&[u8]; 5] =
+    [b"convert.iconv.", b"convert.base64-", b"convert.quoted-printable-", b"string.rot13", b"zlib.inflate"];
+
+/// Where the first dot of each [`PHP_FILTERS`] name is (`convert.`, `string.`, `zlib.`), with the name's first
+/// byte: a name is looked for only that far before a dot, and only where that byte is.
+const PHP_FILTER_DOTS: [(usize, u8); 3] = [(7, b'c'), (6, b's'), (4, b'z')];
+
+/// A [`PHP_FILTERS`] name at `i`.
 fn php_filter(text: &[u8], i: usize) -> u8 {
-    let names: [&[u8]; 5] =
-        [b"convert.iconv.", b"convert.base64-", b"convert.quoted-printable-", b"string.rot13", b"zlib.inflate"];
-    if names.iter().any(|name| has_at(text, i, name)) {
+    if PHP_FILTERS.iter().any(|name| has_at(text, i, name)) {
         LOW
     } else {
         0
@@ -339,6 +361,74 @@ mod tests {
             let lower = text.to_ascii_lowercase();
             for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
                 let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
+            }
+        }
+    }
+
+    /// [`wrappers_and_urls`] testing every byte, as it did before it searched for the bytes each kind needs.
+    fn every_byte(text: &[u8], cut: bool) -> u8 {
+        let mut best = 0;
+        let mut url_end = 0;
+        for i in 0..text.len() {
+            let level = match lc(text, i) {
+                b':' if i >= url_end => scheme(text, i, cut, &mut url_end),
+                b'c' | b's' | b'z' if i == 0 || !is_word(lc(text, i - 1)) => php_filter(text, i),
+                b'\\' if lc(text, i + 1) == b'\\' && (i == 0 || lc(text, i - 1) != b'\\') => unc(text, i + 2),
+                _ => 0,
+            };
+            best = best.max(level);
+            if best >= LOW {
+                return best;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn searching_changes_nothing() {
+        // The offsets of the filter names' first dots are the ones searched back from.
+        let mut dots: Vec<(usize, u8)> = PHP_FILTERS
+            .iter()
+            .filter_map(|name| Some((name.iter().position(|&b| b == b'.')?, *name.first()?)))
+            .collect();
+        dots.sort_unstable();
+        dots.dedup();
+        let mut expected = PHP_FILTER_DOTS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(dots, expected);
+        let mut rng = crate::token_analysis::test_rng::Rng(0xf11e_1c1d);
+        let mut below = |n: usize| (rng.next() % n as u64) as usize;
+        let pieces: [&str; 22] = [
+            "php://",
+            "http://",
+            "https://",
+            "10.0.0.1",
+            "evil.com",
+            "/shell.txt",
+            "?",
+            ":",
+            "\\\\",
+            "\\",
+            "host",
+            "share",
+            "x.php",
+            "convert.iconv.",
+            "string.rot13",
+            "zlib.inflate",
+            "a",
+            ".",
+            "data:",
+            "text/plain",
+            " ",
+            "file:/",
+        ];
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..below(8) {
+                text.push_str(pieces.get(below(pieces.len())).copied().unwrap_or_default());
+            }
+            for cut in [false, true] {
+                assert_eq!(wrappers_and_urls(text.as_bytes(), cut), every_byte(text.as_bytes(), cut), "{text:?}");
             }
         }
     }

@@ -34,7 +34,7 @@
 //!
 //! Linear in the value's length; no allocation.
 
-use super::command::lexicon::{dot_len, has_at, is_word, lc, sep_len, target, target_at};
+use super::command::lexicon::{dot_len, has_at, is_word, lc, sep_len, target, target_at, target_possible};
 use super::{Sensitivity, Subject};
 
 /// What one pass over a value found.
@@ -63,11 +63,52 @@ pub(super) struct Scan {
 
 /// Whether `subject` carries a path traversal at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
-    let decoded = scan(subject.lower);
-    if verdict(&decoded, sensitivity) {
+    if verdict(&scan(subject.lower), sensitivity) {
         return true;
     }
     subject.raw != subject.decoded && verdict(&scan(subject.raw), sensitivity)
+}
+
+/// Bytes that can start a separator, a dot, a wildcard climb or a target ([`scan`] finds nothing in a value without
+/// one of them, or one of the [`SPACED_TARGETS`]): `/`, `\`, `.`, `?`, `_`, `0` (of `0x2e`, `0x2f`, `0x5c`) and
+/// UTF-8 lead bytes (look-alike and overlong forms).
+// Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing)]
+static TRIGGER: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0xc0;
+    while b < 256 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'/' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[b'.' as usize] = true;
+    table[b'?' as usize] = true;
+    table[b'_' as usize] = true;
+    table[b'0' as usize] = true;
+    table
+};
+
+/// The targets spelled with neither a separator, a dot nor an underscore, with the offset of their first space.
+const SPACED_TARGETS: [(&[u8], usize); 2] = [(b"program files", 7), (b"documents and settings", 9)];
+
+/// Whether [`scan`] can find anything in `text`: a cheap reject, one table lookup a byte, for the many values with
+/// none of the bytes a path needs (a name, a number, a word, prose without a dot).
+pub(super) fn may_match(text: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(at) =
+        text.get(i..).and_then(|rest| rest.iter().position(|&b| TRIGGER.get(usize::from(b)).copied().unwrap_or(true)))
+    {
+        let at = i + at;
+        // A `0` only matters as the start of `0x..`.
+        if lc(text, at) != b'0' || lc(text, at + 1) == b'x' {
+            return true;
+        }
+        i = at + 1;
+    }
+    memchr::memchr_iter(b' ', text)
+        .any(|space| SPACED_TARGETS.iter().any(|(target, offset)| has_at(text, space.wrapping_sub(*offset), target)))
 }
 
 /// The rules of each level (see the module doc) applied to one scan.
@@ -92,6 +133,14 @@ pub(super) fn verdict(s: &Scan, sensitivity: Sensitivity) -> bool {
 
 /// One pass over `text` (any case).
 pub(super) fn scan(text: &[u8]) -> Scan {
+    if !may_match(text) {
+        return Scan::default();
+    }
+    pass::<true>(text)
+}
+
+/// The pass of [`scan`]; `SKIP` skips the bytes inside a component that change nothing (a test compares both).
+fn pass<const SKIP: bool>(text: &[u8]) -> Scan {
     let mut s = Scan::default();
     let n = text.len();
     let mut i = 0;
@@ -109,6 +158,42 @@ pub(super) fn scan(text: &[u8]) -> Scan {
     let mut in_rooted = false;
     let mut comp_start = 0;
     while i < n {
+        if SKIP && !component {
+            // Inside a component, a byte that neither separates nor ends it changes nothing: skip the run.
+            let rest = text.get(i..).unwrap_or_default();
+            i += rest.iter().position(|&b| !INERT.get(usize::from(b)).copied().unwrap_or(false)).unwrap_or(rest.len());
+            if i >= n {
+                break;
+            }
+        }
+        if SKIP {
+            // The two commonest steps of prose, taken without the full reading (which would come to the same).
+            match FAST.get(usize::from(lc(text, i))).copied().unwrap_or(0) {
+                // A word starts that is neither a climb, a target nor a drive.
+                FAST_WORD if component && lc(text, i + 1) != b':' && !target_possible(text, i) => {
+                    component = false;
+                    fresh = false;
+                    first = false;
+                    root = false;
+                    after_sep = false;
+                    i += 1;
+                    continue;
+                }
+                // A blank or punctuation mark outside an absolute path ends what came before.
+                FAST_END if !in_rooted => {
+                    comp_start = i + 1;
+                    component = true;
+                    fresh = true;
+                    first = first && matches!(lc(text, i), b' ' | b'\t' | b'\'' | b'"' | b'=' | b'\n' | b'\r');
+                    last_sep = 0;
+                    root = false;
+                    after_sep = false;
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
         let sep = sep_len(text, i);
         if sep > 0 {
             if in_rooted && !after_sep && config_file(text.get(comp_start..i).unwrap_or_default()) {
@@ -136,7 +221,8 @@ pub(super) fn scan(text: &[u8]) -> Scan {
             continue;
         }
         if component {
-            if let Some((end, evasive, junk)) = climb(text, i) {
+            let may_climb = CLIMB_START.get(usize::from(lc(text, i))).copied().unwrap_or(true);
+            if let Some((end, evasive, junk)) = if may_climb { climb(text, i) } else { None } {
                 s.climbs = s.climbs.saturating_add(1);
                 s.climb_at_start |= first && (junk || sep_len(text, end) > 0);
                 s.evasive |= evasive;
@@ -211,9 +297,69 @@ fn config_file(component: &[u8]) -> bool {
 }
 
 /// Bytes that continue a path component (anything but separators, blanks, quotes and URL punctuation).
-fn is_path_byte(b: u8) -> bool {
-    is_word(b) || matches!(b, b'.' | b'-' | b'~' | b'$' | b'+' | b'@' | b'!' | b',' | b'%' | b'*') || b >= 0x80
+const fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'_' | b'.' | b'-' | b'~' | b'$' | b'+' | b'@' | b'!' | b',' | b'%' | b'*')
+        || b >= 0x80
 }
+
+/// [`FAST`]: a path byte that starts no separator, dot or climb (a word's letter).
+const FAST_WORD: u8 = 1;
+/// [`FAST`]: a byte that ends a path and starts no separator or climb (a blank, most punctuation).
+const FAST_END: u8 = 2;
+
+/// The kind of each byte (lower-cased) for the fast steps of [`pass`]: [`FAST_WORD`], [`FAST_END`] or 0 (read fully).
+// Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation, clippy::as_conversions)]
+static FAST: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte == b'.' || byte == b'0' || byte >= 0xc0 {
+            0
+        } else if is_path_byte(byte) {
+            FAST_WORD
+        } else if byte == b'/' || byte == b'\\' || byte == b'?' {
+            0
+        } else {
+            FAST_END
+        };
+        b += 1;
+    }
+    table
+};
+
+/// Bytes a climb can start with: a dot (`.`, `0x2e`, a look-alike or overlong form) or a `?` wildcard.
+// Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing)]
+static CLIMB_START: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0xc0;
+    while b < 256 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'.' as usize] = true;
+    table[b'?' as usize] = true;
+    table[b'0' as usize] = true;
+    table
+};
+
+/// Bytes (in any case) that continue a path component and cannot start a separator: inside a component,
+/// [`scan`] has nothing to do on them. `0` (of `0x2f`) and UTF-8 lead bytes (look-alike slashes) are left out.
+// Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation, clippy::as_conversions)]
+static INERT: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = (b as u8).to_ascii_lowercase();
+        table[b] = is_path_byte(byte) && byte != b'0' && byte < 0xc0;
+        b += 1;
+    }
+    table
+};
 
 /// A climb at `i`: a component of dots, returning where it ends, whether it is evasive, and whether it ended in an
 /// undecodable escape standing for a separator (then a new component starts at the end).
@@ -413,6 +559,50 @@ mod tests {
             for level in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
                 let _ = detect(&Subject::plain(text.as_bytes(), lower.as_bytes(), crate::attacks::Place::Query), level);
             }
+        }
+    }
+
+    #[test]
+    fn shortcuts_change_nothing() {
+        // The cheap reject and the skipping of inert bytes give the scan a full pass gives, on path-like noise.
+        let mut rng = crate::token_analysis::test_rng::Rng(0x5eed_9a7c);
+        let mut below = |n: usize| (rng.next() % n as u64) as usize;
+        let pieces: [&[u8]; 26] = [
+            b"/",
+            b"\\",
+            b".",
+            b"..",
+            b"?",
+            b"_",
+            b"0x2e",
+            b"0x2f",
+            b"0",
+            b" ",
+            b"etc",
+            b"passwd",
+            b"c:",
+            b"\xef\xbc\x8e",
+            b"\xe2\x88\x95",
+            b"\xc0\xae",
+            b"program files",
+            b"id_rsa",
+            b"httpd.conf",
+            b"%",
+            b";",
+            b"'",
+            b"abc",
+            b"\x01",
+            b"Documents and Settings",
+            b"PROGRAM FILES",
+        ];
+        for _ in 0..20_000 {
+            let mut text = Vec::new();
+            for _ in 0..below(12) {
+                text.extend_from_slice(pieces.get(below(pieces.len())).copied().unwrap_or_default());
+            }
+            let lower = text.to_ascii_lowercase();
+            assert_eq!(scan(&lower), pass::<false>(&lower), "{:?}", String::from_utf8_lossy(&text));
+            assert_eq!(scan(&text), pass::<false>(&text), "{:?}", String::from_utf8_lossy(&text));
         }
     }
 

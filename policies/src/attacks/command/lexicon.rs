@@ -106,7 +106,10 @@ const N: u8 = cmd::NUMBER;
 const R: u8 = cmd::WRAP;
 
 /// Unix and Windows commands and common binaries, sorted by name (a test checks it), with their [`cmd`] flags.
-pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = &[
+pub(in crate::attacks) static COMMANDS: &[(&[u8], u8)] = COMMAND_TABLE;
+
+/// [`COMMANDS`] as a constant, so its first bytes can be counted at compile time.
+const COMMAND_TABLE: &[(&[u8], u8)] = &[
     (b"7z", 2),
     (b"alias", 1),
     (b"ansible", 3),
@@ -337,10 +340,35 @@ pub(in crate::attacks) static SUBCOMMANDS: &[(&[u8], &[&[u8]])] = &[
     (b"sc", &[b"query", b"create", b"config", b"start", b"stop", b"delete", b"qc"]),
 ];
 
-/// The flags of command `name` (lower case), if it is one.
+/// The flags of command `name` (lower case), if it is one: only the names with its first byte and length are
+/// compared.
 pub(in crate::attacks) fn command(name: &[u8]) -> Option<u8> {
-    COMMANDS.binary_search_by(|(n, _)| (*n).cmp(name)).ok().and_then(|i| COMMANDS.get(i)).map(|(_, f)| *f)
+    let first = usize::from(*name.first()?);
+    let (Some(&from), Some(&to)) = (COMMAND_START.get(first), COMMAND_START.get(first + 1)) else {
+        return None;
+    };
+    let group = COMMANDS.get(usize::from(from)..usize::from(to))?;
+    group.iter().find(|(n, _)| n.len() == name.len() && *n == name).map(|(_, f)| *f)
 }
+
+/// Where each first byte's names start in [`COMMANDS`] (sorted, so each first byte's names are contiguous; 257
+/// entries, the last one ends the last group).
+// Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation, clippy::as_conversions)]
+static COMMAND_START: [u16; 257] = {
+    let mut start = [0u16; 257];
+    let mut k = 0;
+    while k < COMMAND_TABLE.len() {
+        start[COMMAND_TABLE[k].0[0] as usize + 1] += 1;
+        k += 1;
+    }
+    let mut b = 0;
+    while b < 256 {
+        start[b + 1] += start[b];
+        b += 1;
+    }
+    start
+};
 
 /// Functions of scripting languages that run a command or code (`system('id')`, `phpinfo()`), sorted.
 pub(in crate::attacks) static CODE_CALLS: &[&[u8]] = &[
@@ -378,7 +406,10 @@ pub(in crate::attacks) mod target {
 
 /// Well-known targets of traversal and local file inclusion, lower case; `/` stands for one or more separators of
 /// any kind. A pattern matches at the start of a path component.
-pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
+pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = TARGET_TABLE;
+
+/// [`TARGETS`] as a constant, so its length and first bytes can be indexed at compile time.
+const TARGET_TABLE: &[(&[u8], u8)] = &[
     // Files no request has a reason to name.
     (b"etc/passwd", target::SECRET),
     (b"etc/shadow", target::SECRET),
@@ -495,30 +526,84 @@ pub(in crate::attacks) static TARGETS: &[(&[u8], u8)] = &[
     (b"unattend.xml", target::FILE),
 ];
 
-/// First bytes of [`TARGETS`], so most component starts are rejected with one lookup.
+/// [`TARGETS`] grouped by first byte, each group in table order: the patterns of byte `b` are the indices
+/// `order[start[b]..start[b + 1]]`, so a component start is only tried against the few patterns it can begin.
+struct TargetIndex {
+    /// Indices into [`TARGETS`], stably sorted by their pattern's first byte.
+    order: [u8; TARGET_TABLE.len()],
+    /// Where each first byte's group starts in `order` (257 entries: the last one ends the last group).
+    start: [u16; 257],
+    /// Per first byte, bit `b & 31` set for each second byte `b` its patterns have (every bit when one has a
+    /// separator there): most words are rejected before any pattern is tried.
+    second: [u32; 256],
+}
+
+/// The [`TargetIndex`] of [`TARGETS`].
 // Evaluated at compile time: an index out of range fails the build, it cannot panic at run time.
-#[allow(clippy::indexing_slicing)]
-static TARGET_FIRST: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut rest: &[(&[u8], u8)] = TARGETS;
-    while let [(pattern, _), tail @ ..] = rest {
-        if let [first, ..] = pattern {
-            table[*first as usize] = true;
-        }
-        rest = tail;
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation, clippy::as_conversions)]
+static TARGET_INDEX: TargetIndex = {
+    assert!(TARGET_TABLE.len() < 256, "target indices are bytes");
+    // Counting sort by first byte: counts, then running starts, then each index placed in table order.
+    let mut start = [0u16; 257];
+    let mut k = 0;
+    while k < TARGET_TABLE.len() {
+        let first = TARGET_TABLE[k].0[0] as usize;
+        start[first + 1] += 1;
+        k += 1;
     }
-    table
+    let mut b = 0;
+    while b < 256 {
+        start[b + 1] += start[b];
+        b += 1;
+    }
+    let mut next = start;
+    let mut order = [0u8; TARGET_TABLE.len()];
+    let mut k = 0;
+    while k < TARGET_TABLE.len() {
+        let first = TARGET_TABLE[k].0[0] as usize;
+        order[next[first] as usize] = k as u8;
+        next[first] += 1;
+        k += 1;
+    }
+    let mut second = [0u32; 256];
+    let mut k = 0;
+    while k < TARGET_TABLE.len() {
+        let pattern = TARGET_TABLE[k].0;
+        let first = pattern[0] as usize;
+        second[first] |= if pattern.len() < 2 || pattern[1] == b'/' { u32::MAX } else { 1 << (pattern[1] & 31) };
+        k += 1;
+    }
+    TargetIndex { order, start, second }
 };
 
-/// The weight of the heaviest [`TARGETS`] pattern matching at `i` (0 if none), and where the match ends.
+/// Whether a [`TARGETS`] pattern may match at `i`, judged by its first two bytes (no false "no").
+pub(in crate::attacks) fn target_possible(text: &[u8], i: usize) -> bool {
+    let second = TARGET_INDEX.second.get(usize::from(lc(text, i))).copied().unwrap_or(0);
+    second >> (lc(text, i + 1) & 31) & 1 != 0
+}
+
+/// The weight of the heaviest [`TARGETS`] pattern matching at `i` (0 if none), and where the match ends; of equally
+/// heavy patterns, the first in the table.
 pub(in crate::attacks) fn target_at(text: &[u8], i: usize) -> (u8, usize) {
-    let first = lc(text, i);
-    if !TARGET_FIRST.get(usize::from(first)).copied().unwrap_or(false) {
+    let first = usize::from(lc(text, i));
+    if !target_possible(text, i) {
         return (0, i);
     }
+    let (Some(&from), Some(&to)) = (TARGET_INDEX.start.get(first), TARGET_INDEX.start.get(first + 1)) else {
+        return (0, i);
+    };
+    let group = TARGET_INDEX.order.get(usize::from(from)..usize::from(to)).unwrap_or_default();
+    let second = lc(text, i + 1);
     let mut best = (0, i);
-    for (pattern, weight) in TARGETS {
+    for &k in group {
+        let Some((pattern, weight)) = TARGETS.get(usize::from(k)) else {
+            continue;
+        };
         if *weight <= best.0 {
+            continue;
+        }
+        // A second byte that differs (other than a separator's) fails the pattern before it is walked.
+        if pattern.get(1).is_some_and(|&p| p != b'/' && p != second) {
             continue;
         }
         if let Some(end) = match_path(text, i, pattern) {
@@ -571,6 +656,46 @@ mod tests {
         assert!(COMMANDS.iter().all(|(name, flags)| !name.is_empty() && flags & cmd::STRENGTH != 0));
     }
 
+    /// [`target_at`] as a walk over the whole table, for comparison with the indexed one.
+    fn target_at_linear(text: &[u8], i: usize) -> (u8, usize) {
+        let mut best = (0, i);
+        for (pattern, weight) in TARGETS {
+            if *weight <= best.0 {
+                continue;
+            }
+            if let Some(end) = match_path(text, i, pattern) {
+                let last = pattern.last().copied().unwrap_or(b'/');
+                if last == b'/' || !is_word(lc(text, end)) {
+                    best = (*weight, end);
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_first_byte_index_finds_what_the_whole_table_does() {
+        let mut rng = crate::token_analysis::test_rng::Rng(0x7a26_e7c1);
+        let mut below = |n: usize| (rng.next() % n as u64) as usize;
+        for _ in 0..20_000 {
+            let mut text = Vec::new();
+            for _ in 0..below(4) {
+                let (pattern, _) = TARGETS.get(below(TARGETS.len())).copied().unwrap_or_default();
+                let cut = below(pattern.len() + 1);
+                text.extend_from_slice(pattern.get(..cut).unwrap_or_default());
+                text.extend_from_slice([&b"/"[..], b"\\", b"x", b"", b"A"].get(below(5)).copied().unwrap_or_default());
+            }
+            for i in 0..=text.len() {
+                assert_eq!(
+                    target_at(&text, i),
+                    target_at_linear(&text, i),
+                    "{:?} at {i}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+
     #[test]
     fn targets_match_any_separator() {
         assert_eq!(target_at(b"etc/passwd", 0).0, target::SECRET);
@@ -591,5 +716,13 @@ mod tests {
         assert_eq!(dot_len(b"\xf0\x80\x80", 0), 0);
         assert_eq!(command(b"whoami"), Some(3 | cmd::WIN | cmd::SOLO));
         assert_eq!(command(b"whoam"), None);
+        assert_eq!(command(b""), None);
+        for (name, flags) in COMMANDS {
+            assert_eq!(command(name), Some(*flags));
+            assert_eq!(
+                command(&[name, &b"x"[..]].concat()),
+                COMMANDS.iter().find(|(n, _)| *n == [name, &b"x"[..]].concat()).map(|(_, f)| *f)
+            );
+        }
     }
 }
