@@ -59,6 +59,143 @@ pub struct Normalized<'s> {
     pub decoded: &'s [u8],
     /// `decoded` in ASCII lower case, the same length.
     pub lower: &'s [u8],
+    /// The kinds of bytes `lower` holds.
+    pub bytes: ByteSet,
+}
+
+/// Which kinds of bytes a text holds, one bit each, found in the pass the normaliser makes anyway: a detector that
+/// needs a byte the value lacks returns at once instead of scanning it. One bit per ASCII punctuation character, per
+/// letter (either case; `w`, `x`, `y` and `z` share one), and for digits, space, CR, LF, tab, other control bytes,
+/// NUL, non-ASCII bytes and ASCII capitals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSet(u64);
+
+/// ASCII punctuation, one bit each in this order.
+const PUNCTUATION: &[u8; 32] = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+const DIGIT_BIT: u32 = 32;
+const SPACE_BIT: u32 = 33;
+const CR_BIT: u32 = 34;
+const LF_BIT: u32 = 35;
+const TAB_BIT: u32 = 36;
+const CONTROL_BIT: u32 = 37;
+const NUL_BIT: u32 = 38;
+const HIGH_BIT: u32 = 39;
+const UPPER_BIT: u32 = 40;
+const LETTER_BITS: u32 = 41;
+
+/// The bit of one byte (a capital has its letter's bit and [`UPPER_BIT`]).
+const fn byte_bits(b: u8) -> u64 {
+    let mut rest: &[u8] = PUNCTUATION;
+    let mut bit = 0;
+    while let [first, tail @ ..] = rest {
+        if *first == b {
+            return 1 << bit;
+        }
+        bit += 1;
+        rest = tail;
+    }
+    match b {
+        b'0'..=b'9' => 1 << DIGIT_BIT,
+        b' ' => 1 << SPACE_BIT,
+        b'\r' => 1 << CR_BIT,
+        b'\n' => 1 << LF_BIT,
+        b'\t' => 1 << TAB_BIT,
+        0 => 1 << NUL_BIT,
+        1..=0x1f | 0x7f => 1 << CONTROL_BIT,
+        0x80..=0xff => 1 << HIGH_BIT,
+        b'a'..=b'z' => letter_bit(b),
+        b'A'..=b'Z' => letter_bit(b.to_ascii_lowercase()) | 1 << UPPER_BIT,
+        _ => 0,
+    }
+}
+
+/// The bit of a small letter.
+const fn letter_bit(l: u8) -> u64 {
+    let index = l.saturating_sub(b'a') as u32;
+    1 << (LETTER_BITS + if index < 22 { index } else { 22 })
+}
+
+/// [`byte_bits`] of every byte.
+#[allow(clippy::indexing_slicing)] // Evaluated by the compiler, which rejects an index out of bounds.
+static BYTE_BITS: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = byte_bits(b as u8);
+        b += 1;
+    }
+    table
+};
+
+impl ByteSet {
+    /// Every bit set: a text whose bytes are not known (a detector can never return early on it).
+    pub const ALL: ByteSet = ByteSet(u64::MAX);
+
+    /// The kinds of bytes `text` holds.
+    pub fn of(text: &[u8]) -> ByteSet {
+        ByteSet(text.iter().fold(0, |bits, &b| bits | BYTE_BITS.get(usize::from(b)).copied().unwrap_or(0)))
+    }
+
+    /// The set of the bytes in `bytes` (for a detector's constant: `ByteSet::bytes(b"${")`).
+    pub const fn bytes(bytes: &[u8]) -> ByteSet {
+        let mut bits = 0;
+        let mut rest = bytes;
+        while let [first, tail @ ..] = rest {
+            bits |= byte_bits(*first);
+            rest = tail;
+        }
+        ByteSet(bits)
+    }
+
+    /// Whether the text holds some byte of `other` (of its kind: a letter's bit may stand for `w`…`z`).
+    pub fn any_of(self, other: ByteSet) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Whether the text holds a byte of the kind of every byte in `other`.
+    pub fn all_of(self, other: ByteSet) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether the text holds a byte of the kind of `b`.
+    pub fn has(self, b: u8) -> bool {
+        self.any_of(ByteSet(byte_bits(b)))
+    }
+
+    /// Whether the text holds no CR, LF, tab, other control byte, NUL or non-ASCII byte.
+    pub fn is_printable_ascii(self) -> bool {
+        self.0 & (1 << CR_BIT | 1 << LF_BIT | 1 << TAB_BIT | 1 << CONTROL_BIT | 1 << NUL_BIT | 1 << HIGH_BIT) == 0
+    }
+
+    /// The set without the capitals' bit: the set of the text in lower case.
+    fn lowered(self) -> ByteSet {
+        ByteSet(self.0 & !(1 << UPPER_BIT))
+    }
+
+    /// The normaliser's flags of a text with this set.
+    fn flags(self) -> u8 {
+        let has = |b: u8| self.has(b);
+        let mut flags = 0;
+        if has(b'%') {
+            flags |= PERCENT;
+        }
+        if has(b'&') {
+            flags |= AMPERSAND;
+        }
+        if has(b'\\') {
+            flags |= BACKSLASH;
+        }
+        if self.0 & (1 << NUL_BIT | 1 << HIGH_BIT) != 0 {
+            flags |= FOLD;
+        }
+        if has(b'+') {
+            flags |= PLUS;
+        }
+        if self.0 & 1 << UPPER_BIT != 0 {
+            flags |= UPPER;
+        }
+        flags
+    }
 }
 
 /// Which buffer holds the current text.
@@ -87,33 +224,37 @@ impl Normalizer {
     /// Normalises `raw` (cut to [`Normalizer::capacity`]); `form` turns `+` into a space. Never allocates.
     pub fn normalize<'s>(&'s mut self, raw: &'s [u8], form: bool) -> Normalized<'s> {
         let raw = raw.get(..self.a.len()).unwrap_or(raw);
-        // One branch-free pass, eight bytes at a time, tells whether anything needs decoding, and whether the value
-        // has upper case.
-        let flags = flags(raw);
+        // One branch-free pass tells which bytes the value holds: whether anything needs decoding, and whether it has
+        // upper case.
+        let raw_bytes = ByteSet::of(raw);
+        let flags = raw_bytes.flags();
         let needs = flags & DECODE != 0 || (form && flags & PLUS != 0);
-        let (current, len) = if needs { self.decode(raw, form, flags) } else { (Current::Raw, raw.len()) };
+        let (current, len, bytes) =
+            if needs { self.decode(raw, form, raw_bytes) } else { (Current::Raw, raw.len(), raw_bytes) };
+        let bytes = bytes.lowered();
         let decoded: &'s [u8] = match current {
             Current::Raw => raw,
             Current::A => self.a.get(..len).unwrap_or_default(),
             Current::B => self.b.get(..len).unwrap_or_default(),
         };
         if current == Current::Raw && flags & UPPER == 0 {
-            return Normalized { decoded, lower: decoded };
+            return Normalized { decoded, lower: decoded, bytes };
         }
         let lower = self.lower.get_mut(..decoded.len()).unwrap_or_default();
         if !lower_case(decoded, lower) {
             // Nothing was upper case: the decoded text is its own lower case.
-            return Normalized { decoded, lower: decoded };
+            return Normalized { decoded, lower: decoded, bytes };
         }
-        Normalized { decoded, lower }
+        Normalized { decoded, lower, bytes }
     }
 
-    /// Runs the rounds on `raw`, whose [`flags`] are `flags`; returns where the result is and its length.
-    fn decode(&mut self, raw: &[u8], form: bool, flags: u8) -> (Current, usize) {
+    /// Runs the rounds on `raw`, which holds `bytes`; returns where the result is, its length and its bytes.
+    fn decode(&mut self, raw: &[u8], form: bool, bytes: ByteSet) -> (Current, usize, ByteSet) {
         let mut current = Current::Raw;
         let mut len = raw.len();
         // The bytes the current text holds: a pass none of whose bytes are there would change nothing.
-        let mut flags = flags;
+        let mut bytes = bytes;
+        let mut flags = bytes.flags();
         for _ in 0..MAX_ROUNDS {
             let mut changed = false;
             for pass in [Pass::Percent, Pass::Entities, Pass::Backslash, Pass::Fold] {
@@ -129,17 +270,18 @@ impl Normalizer {
                     current = next;
                     len = written;
                     changed = true;
-                    flags = self::flags(match current {
+                    bytes = ByteSet::of(match current {
                         Current::A => self.a.get(..len).unwrap_or_default(),
                         _ => self.b.get(..len).unwrap_or_default(),
                     });
+                    flags = bytes.flags();
                 }
             }
             if !changed {
                 break;
             }
         }
-        (current, len)
+        (current, len, bytes)
     }
 }
 
@@ -185,25 +327,6 @@ fn upper_bytes(w: u64) -> u64 {
     ascii.wrapping_add(0x3f * LO) & !ascii.wrapping_add(0x25 * LO) & !w & HI
 }
 
-/// [`class`] of every byte of `s`, together.
-fn flags(s: &[u8]) -> u8 {
-    let (words, tail) = words(s);
-    let [mut percent, mut ampersand, mut backslash, mut fold, mut plus, mut upper] = [0u64; 6];
-    for w in words {
-        percent |= zero_bytes(w ^ (u64::from(b'%') * LO));
-        ampersand |= zero_bytes(w ^ (u64::from(b'&') * LO));
-        backslash |= zero_bytes(w ^ (u64::from(b'\\') * LO));
-        fold |= (w | zero_bytes(w)) & HI;
-        plus |= zero_bytes(w ^ (u64::from(b'+') * LO));
-        upper |= upper_bytes(w);
-    }
-    let found = [(percent, PERCENT), (ampersand, AMPERSAND), (backslash, BACKSLASH), (fold, FOLD), (plus, PLUS)];
-    let flags = found
-        .iter()
-        .fold(u8::from(upper != 0) * UPPER, |flags, &(bits, flag)| flags | if bits != 0 { flag } else { 0 });
-    tail.iter().fold(flags, |flags, &b| flags | class(b))
-}
-
 /// Writes `text` in ASCII lower case into `lower` (as long); whether any byte was upper case.
 fn lower_case(text: &[u8], lower: &mut [u8]) -> bool {
     let mut upper = 0u64;
@@ -234,20 +357,6 @@ fn next_fold(s: &[u8]) -> Option<usize> {
         at += 8;
     }
     s.get(at..)?.iter().position(|&b| b == 0 || b >= 0x80).map(|p| at + p)
-}
-
-/// What a byte tells about its value.
-#[inline]
-fn class(b: u8) -> u8 {
-    match b {
-        b'%' => PERCENT,
-        b'&' => AMPERSAND,
-        b'\\' => BACKSLASH,
-        0 | 0x80..=0xff => FOLD,
-        b'+' => PLUS,
-        b'A'..=b'Z' => UPPER,
-        _ => 0,
-    }
 }
 
 /// One pass over a value.
@@ -897,6 +1006,7 @@ mod tests {
             let new = n.normalize(&bytes, form);
             let was = old.normalize(&bytes, form);
             assert_eq!((new.decoded, new.lower), (was.decoded, was.lower), "{bytes:?} form {form}");
+            assert_eq!(new.bytes, ByteSet::of(new.lower), "{bytes:?} form {form}");
         }
     }
 }

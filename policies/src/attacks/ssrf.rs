@@ -608,7 +608,14 @@ mod tests {
     fn a_nul_that_ends_the_host_for_resolvers_is_seen() {
         let raw = b"http://localhost\0.example.com/";
         let decoded = b"http://localhost.example.com/";
-        let subject = Subject { raw, decoded, lower: decoded, is_name: false, place: Place::Query };
+        let subject = Subject {
+            raw,
+            decoded,
+            lower: decoded,
+            bytes: crate::attacks::ByteSet::of(decoded),
+            is_name: false,
+            place: Place::Query,
+        };
         assert!(detect(&subject, Sensitivity::Low));
         assert!(!detect(&Subject::plain(decoded, decoded, Place::Query), Sensitivity::High));
     }

@@ -466,7 +466,14 @@ mod tests {
         let raw = br#"<!DOCTYPE r [<!ENTITY q "&quot;"><!ENTITY e SYSTEM "http://attacker.test/">]>"#;
         let decoded = br#"<!DOCTYPE r [<!ENTITY q """><!ENTITY e SYSTEM "http://attacker.test/">]>"#;
         let lower = decoded.to_ascii_lowercase();
-        let subject = Subject { raw, decoded, lower: &lower, is_name: false, place: Place::Xml };
+        let subject = Subject {
+            raw,
+            decoded,
+            lower: &lower,
+            bytes: crate::attacks::ByteSet::of(&lower),
+            is_name: false,
+            place: Place::Xml,
+        };
         assert!(detect(&subject, Sensitivity::Low));
     }
 
@@ -533,7 +540,14 @@ mod tests {
             for sensitivity in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
                 let _ = detect(&Subject::plain(&bytes, &lower, Place::Xml), sensitivity);
                 let _ = detect(
-                    &Subject { raw: &bytes, decoded: &lower, lower: &lower, is_name: false, place: Place::Body },
+                    &Subject {
+                        raw: &bytes,
+                        decoded: &lower,
+                        lower: &lower,
+                        bytes: crate::attacks::ByteSet::of(&lower),
+                        is_name: false,
+                        place: Place::Body,
+                    },
                     sensitivity,
                 );
             }
