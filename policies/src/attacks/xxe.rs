@@ -27,12 +27,14 @@
 //! A plain XML document, `<!DOCTYPE html>`, an XHTML or SVG DOCTYPE naming the W3C's DTD, and prose with `&` or `%`
 //! are benign at Low and Medium.
 
-use super::{Sensitivity, Subject};
+use super::{ByteSet, Sensitivity, Subject};
 
 /// Whether `subject` carries an XML external entity attack at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
-    let mut found = scan(subject.lower);
-    if !found.fires(sensitivity) && subject.raw != subject.decoded {
+    // The scan needs markup (`<`, or `+` for UTF-7): the byte set says when there is none, without a scan. A value
+    // that needed no decoding is the same slice as its decoded form: not compared byte by byte.
+    let mut found = if subject.bytes.any_of(ByteSet::bytes(b"<+")) { scan(subject.lower) } else { Level::None };
+    if !found.fires(sensitivity) && !std::ptr::eq(subject.raw, subject.decoded) && subject.raw != subject.decoded {
         found = found.max(scan(subject.raw));
     }
     if !found.fires(sensitivity) && utf16(subject.raw) {
