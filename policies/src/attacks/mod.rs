@@ -9,7 +9,9 @@
 //!    values to the application too.
 //! 2. [`normalize`] undoes what attackers add to slip past filters, into scratch space reused for every value (no
 //!    allocation per value): repeated percent-decoding (bounded), `%uXXXX`, HTML entities, backslash escapes, NULs,
-//!    fullwidth forms and overlong UTF-8, and ASCII case. The result is a [`Subject`].
+//!    fullwidth forms and overlong UTF-8, and ASCII case. The result is a [`Subject`], with the kinds of bytes it
+//!    holds ([`ByteSet`], found in the pass that decides what needs decoding): a detector that needs a byte the value
+//!    lacks returns at once, without reading it.
 //! 3. Each enabled [`AttackClass`] looks at the subject at its [`Sensitivity`]: a tokenizer for SQL and HTML, and
 //!    for the other classes small lexers over static tables. Nothing is compiled in the VM.
 //!
