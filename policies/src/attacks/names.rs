@@ -39,7 +39,13 @@ pub fn detect_nosql(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     if !subject.bytes.any_of(ByteSet::bytes(if subject.is_name { b"$" } else { b"$'\";|&.(" })) {
         return false;
     }
-    let level = if subject.is_name { name_operators(text) } else { value_operators(text).max(javascript(text)) };
+    let bytes = subject.bytes;
+    let operators = |find: fn(&[u8]) -> Level| if bytes.has(b'$') { find(text) } else { Level::None };
+    let level = if subject.is_name {
+        operators(name_operators)
+    } else {
+        operators(value_operators).max(javascript(text, bytes))
+    };
     level.fires(sensitivity)
 }
 
@@ -191,25 +197,30 @@ fn value_operators(text: &[u8]) -> Level {
 
 /// JavaScript written into a value that a `$where` clause or `mapReduce` would run. Every shape starts at a quote,
 /// `;`, `||`/`&&`, the `.` of `this.`/`db.` or the `(` of `sleep(`: memchr finds those, the rest is not read.
-fn javascript(text: &[u8]) -> Level {
-    let found = memchr::memchr3_iter(b'\'', b'"', b';', text).any(|i| match text.get(i) {
-        Some(b';') => semicolon_return(text, i + 1),
-        _ => string_break(text, i + 1),
-    }) || memchr::memchr3_iter(b'|', b'&', b'.', text).any(|i| match text.get(i) {
-        Some(&c @ (b'|' | b'&')) => {
-            text.get(i + 1) == Some(&c) && text.get(i + 2) != Some(&c) && tautology(text, i + 2)
-        }
-        _ => {
-            if word_before(text, i, b"this") {
-                this_access(text, i + 1)
-            } else if word_before(text, i, b"db") {
-                db_call(text, i + 1)
-            } else {
-                false
-            }
-        }
-    }) || memchr::memchr_iter(b'(', text)
-        .any(|i| word_before(text, i, b"sleep") && sleep_argument(text, i + 1));
+fn javascript(text: &[u8], bytes: ByteSet) -> Level {
+    // Each search runs only when the byte set says its bytes are there.
+    let found = (bytes.any_of(ByteSet::bytes(b"'\";"))
+        && memchr::memchr3_iter(b'\'', b'"', b';', text).any(|i| match text.get(i) {
+            Some(b';') => semicolon_return(text, i + 1),
+            _ => string_break(text, i + 1),
+        }))
+        || (bytes.any_of(ByteSet::bytes(b"|&."))
+            && memchr::memchr3_iter(b'|', b'&', b'.', text).any(|i| match text.get(i) {
+                Some(&c @ (b'|' | b'&')) => {
+                    text.get(i + 1) == Some(&c) && text.get(i + 2) != Some(&c) && tautology(text, i + 2)
+                }
+                _ => {
+                    if word_before(text, i, b"this") {
+                        this_access(text, i + 1)
+                    } else if word_before(text, i, b"db") {
+                        db_call(text, i + 1)
+                    } else {
+                        false
+                    }
+                }
+            }))
+        || (bytes.has(b'(')
+            && memchr::memchr_iter(b'(', text).any(|i| word_before(text, i, b"sleep") && sleep_argument(text, i + 1)));
     if found {
         Level::Medium
     } else {
