@@ -17,7 +17,7 @@
 //! - **High**: also any CR or LF in a path, query, cookie or header, and any `Label:` line after a break in a query
 //!   or a body (prose has those).
 
-use super::{Place, Sensitivity, Subject};
+use super::{ByteSet, Place, Sensitivity, Subject};
 
 /// The longest header name read after a line break.
 const MAX_HEADER_NAME: usize = 64;
@@ -69,6 +69,12 @@ enum After {
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     let lower = subject.lower;
     let in_body = matches!(subject.place, Place::Json | Place::Form | Place::Xml | Place::Body);
+    // Without a line break (CR, LF, or the non-ASCII lead byte of U+560A and U+560D) every level says no, unless a
+    // request line (which needs a space) may be smuggled: the byte set says so without a scan.
+    let request_line = sensitivity >= Sensitivity::Medium && !in_body && subject.bytes.has(b' ');
+    if !subject.bytes.any_of(ByteSet::bytes(b"\r\n\x80")) && !request_line {
+        return false;
+    }
     if sensitivity >= Sensitivity::Medium && !in_body && smuggled_request_line(lower) {
         return true;
     }

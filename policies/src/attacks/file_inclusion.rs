@@ -303,7 +303,14 @@ mod tests {
     fn nul_cut_urls_are_unmistakable() {
         let raw = b"http://evil.example/shell.txt\0";
         let decoded = b"http://evil.example/shell.txt";
-        let subject = Subject { raw, decoded, lower: decoded, is_name: false, place: Place::Query };
+        let subject = Subject {
+            raw,
+            decoded,
+            lower: decoded,
+            bytes: crate::attacks::ByteSet::ALL,
+            is_name: false,
+            place: Place::Query,
+        };
         assert!(detect(&subject, Sensitivity::Low));
     }
 

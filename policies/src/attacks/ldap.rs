@@ -24,13 +24,22 @@
 //!
 //! A lone `*`, `()` or parenthesis in prose, and `a=b` expressions, are benign at Low and Medium.
 
-use super::{Sensitivity, Subject};
+use super::{ByteSet, Sensitivity, Subject};
 
 /// Whether `subject` carries an LDAP injection at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
-    let mut level = scan(subject.lower);
+    // Each part needs a byte the byte set says whether the value holds, without a scan: the filter scan a
+    // parenthesis, `*` or `\\`; the truncation a `)` (in `raw`, which is the decoded value itself when nothing needed
+    // decoding); the metacharacters-only value one of them.
+    let bytes = subject.bytes;
+    let mut level = if bytes.any_of(ByteSet::bytes(b"()*\\")) { scan(subject.lower) } else { Level::None };
     if !level.fires(sensitivity) {
-        level = level.max(truncation(subject.raw)).max(only_metacharacters(subject.lower));
+        if !std::ptr::eq(subject.raw, subject.decoded) || bytes.has(b')') {
+            level = level.max(truncation(subject.raw));
+        }
+        if bytes.any_of(ByteSet::bytes(b"*()|&!")) {
+            level = level.max(only_metacharacters(subject.lower));
+        }
     }
     level.fires(sensitivity)
 }

@@ -14,7 +14,7 @@
 //!   inside a URL (secrets exfiltrated through a DNS name or a path).
 //! - **High**: also any `${name:` with a Log4j lookup name (`${env:HOME}`, `${date:…}`).
 
-use super::{Sensitivity, Subject};
+use super::{ByteSet, Sensitivity, Subject};
 
 /// How deeply lookups may nest before the value is reported: Log4j needs a handful for every known obfuscation.
 pub const MAX_DEPTH: usize = 12;
@@ -53,8 +53,8 @@ const SECRET_LOOKUPS: &[&[u8]] =
 /// Whether `subject` carries a Log4Shell lookup at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     let text = subject.decoded;
-    // Every lookup starts with `${`; most values have no `$` at all.
-    if memchr::memmem::find(text, b"${").is_none() {
+    // Every lookup starts with `${`; most values have no `$` at all (the byte set says so without a scan).
+    if !subject.bytes.all_of(ByteSet::bytes(b"${")) || memchr::memmem::find(text, b"${").is_none() {
         return false;
     }
     let mut seen = Seen::default();

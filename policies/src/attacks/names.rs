@@ -29,18 +29,36 @@
 //! - **High** adds `__proto__` in prose, `prototype` as a name segment, `constructor` or `prototype` as a whole
 //!   value, and the legacy accessors (`__defineGetter__`, `__lookupSetter__`…).
 
-use super::{Sensitivity, Subject};
+use super::{ByteSet, Sensitivity, Subject};
 
 /// Whether `subject` carries a NoSQL operator injection at `sensitivity`.
 pub fn detect_nosql(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     let text = subject.lower;
-    let level = if subject.is_name { name_operators(text) } else { value_operators(text).max(javascript(text)) };
+    // Every operator starts with `$`, every JavaScript shape at one of the others: the byte set says when none is
+    // there, without a scan.
+    if !subject.bytes.any_of(ByteSet::bytes(if subject.is_name { b"$" } else { b"$'\";|&.(" })) {
+        return false;
+    }
+    let bytes = subject.bytes;
+    let operators = |find: fn(&[u8]) -> Level| if bytes.has(b'$') { find(text) } else { Level::None };
+    let level = if subject.is_name {
+        operators(name_operators)
+    } else {
+        operators(value_operators).max(javascript(text, bytes))
+    };
     level.fires(sensitivity)
 }
 
 /// Whether `subject` reaches an object's prototype at `sensitivity`.
 pub fn detect_prototype_pollution(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
-    prototype_paths(subject.lower, subject.is_name).fires(sensitivity)
+    // Every finding holds `_` (`__proto__`, the accessors) or is `prototype` or `constructor`: the byte set says
+    // when none can be there, without a scan.
+    let bytes = subject.bytes;
+    if !bytes.has(b'_') && !bytes.all_of(ByteSet::bytes(b"prototype")) && !bytes.all_of(ByteSet::bytes(b"constructor"))
+    {
+        return false;
+    }
+    prototype_paths(subject.lower, subject.is_name, bytes).fires(sensitivity)
 }
 
 /// The lowest sensitivity at which what was found is reported (ordered from nothing to unmistakable).
@@ -179,25 +197,30 @@ fn value_operators(text: &[u8]) -> Level {
 
 /// JavaScript written into a value that a `$where` clause or `mapReduce` would run. Every shape starts at a quote,
 /// `;`, `||`/`&&`, the `.` of `this.`/`db.` or the `(` of `sleep(`: memchr finds those, the rest is not read.
-fn javascript(text: &[u8]) -> Level {
-    let found = memchr::memchr3_iter(b'\'', b'"', b';', text).any(|i| match text.get(i) {
-        Some(b';') => semicolon_return(text, i + 1),
-        _ => string_break(text, i + 1),
-    }) || memchr::memchr3_iter(b'|', b'&', b'.', text).any(|i| match text.get(i) {
-        Some(&c @ (b'|' | b'&')) => {
-            text.get(i + 1) == Some(&c) && text.get(i + 2) != Some(&c) && tautology(text, i + 2)
-        }
-        _ => {
-            if word_before(text, i, b"this") {
-                this_access(text, i + 1)
-            } else if word_before(text, i, b"db") {
-                db_call(text, i + 1)
-            } else {
-                false
-            }
-        }
-    }) || memchr::memchr_iter(b'(', text)
-        .any(|i| word_before(text, i, b"sleep") && sleep_argument(text, i + 1));
+fn javascript(text: &[u8], bytes: ByteSet) -> Level {
+    // Each search runs only when the byte set says its bytes are there.
+    let found = (bytes.any_of(ByteSet::bytes(b"'\";"))
+        && memchr::memchr3_iter(b'\'', b'"', b';', text).any(|i| match text.get(i) {
+            Some(b';') => semicolon_return(text, i + 1),
+            _ => string_break(text, i + 1),
+        }))
+        || (bytes.any_of(ByteSet::bytes(b"|&."))
+            && memchr::memchr3_iter(b'|', b'&', b'.', text).any(|i| match text.get(i) {
+                Some(&c @ (b'|' | b'&')) => {
+                    text.get(i + 1) == Some(&c) && text.get(i + 2) != Some(&c) && tautology(text, i + 2)
+                }
+                _ => {
+                    if word_before(text, i, b"this") {
+                        this_access(text, i + 1)
+                    } else if word_before(text, i, b"db") {
+                        db_call(text, i + 1)
+                    } else {
+                        false
+                    }
+                }
+            }))
+        || (bytes.has(b'(')
+            && memchr::memchr_iter(b'(', text).any(|i| word_before(text, i, b"sleep") && sleep_argument(text, i + 1)));
     if found {
         Level::Medium
     } else {
@@ -368,7 +391,7 @@ fn db_call(text: &[u8], at: usize) -> bool {
 
 /// Prototype paths in a name or a value. Every finding holds `__proto__`, `prototype` or a legacy accessor
 /// (`__define…`, `__lookup…`): memchr and memmem find those, the rest is not read.
-fn prototype_paths(text: &[u8], is_name: bool) -> Level {
+fn prototype_paths(text: &[u8], is_name: bool, bytes: ByteSet) -> Level {
     let trimmed = text.trim_ascii();
     if !is_name && trimmed == b"__proto__" {
         return Level::Low;
@@ -377,7 +400,8 @@ fn prototype_paths(text: &[u8], is_name: bool) -> Level {
         if !is_name && (trimmed == b"constructor" || trimmed == b"prototype") { Level::High } else { Level::None };
     let mut prose = None;
     let mut token_end = 0;
-    for at in memchr::memchr_iter(b'_', text) {
+    let underscores = if bytes.has(b'_') { memchr::memchr_iter(b'_', text) } else { memchr::memchr_iter(b'_', &[]) };
+    for at in underscores {
         let rest = text.get(at..).unwrap_or_default();
         if at < token_end || ![&b"__proto__"[..], b"__define", b"__lookup"].iter().any(|p| rest.starts_with(p)) {
             continue;
@@ -400,7 +424,15 @@ fn prototype_paths(text: &[u8], is_name: bool) -> Level {
             level = level.max(Level::High);
         }
     }
-    for at in memchr::memmem::find_iter(text, b"prototype") {
+    // Each `prototype` holds one `y`, six bytes in (it cannot overlap itself): found from the `y`s, without building
+    // a searcher.
+    let ys = if bytes.all_of(ByteSet::bytes(b"prototype")) {
+        memchr::memchr_iter(b'y', text)
+    } else {
+        memchr::memchr_iter(b'y', &[])
+    };
+    let found = ys.filter_map(|y| y.checked_sub(6)).filter(|&at| text.get(at..at + 9) == Some(&b"prototype"[..]));
+    for at in found {
         let end = at + 9;
         if !word_start(text, at) || text.get(end).is_some_and(|&b| is_word(b)) {
             continue;
@@ -481,7 +513,14 @@ mod tests {
     use crate::attacks::Place;
 
     fn subject<'a>(text: &'a [u8], lower: &'a [u8], is_name: bool) -> Subject<'a> {
-        Subject { raw: text, decoded: text, lower, is_name, place: Place::Query }
+        Subject {
+            raw: text,
+            decoded: text,
+            lower,
+            bytes: crate::attacks::ByteSet::of(lower),
+            is_name,
+            place: Place::Query,
+        }
     }
 
     /// The lowest sensitivity at which `check` reports `text`, if any.

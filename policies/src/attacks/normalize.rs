@@ -43,6 +43,10 @@
 /// its remaining layers (detectors see the signs of encoding in it).
 pub const MAX_ROUNDS: usize = 3;
 
+mod byte_set;
+
+pub use byte_set::ByteSet;
+
 /// Scratch space for normalising values up to a fixed length: two buffers the passes alternate between and one for
 /// the lower-case copy.
 #[derive(Debug)]
@@ -59,6 +63,8 @@ pub struct Normalized<'s> {
     pub decoded: &'s [u8],
     /// `decoded` in ASCII lower case, the same length.
     pub lower: &'s [u8],
+    /// The kinds of bytes `lower` holds.
+    pub bytes: ByteSet,
 }
 
 /// Which buffer holds the current text.
@@ -87,34 +93,43 @@ impl Normalizer {
     /// Normalises `raw` (cut to [`Normalizer::capacity`]); `form` turns `+` into a space. Never allocates.
     pub fn normalize<'s>(&'s mut self, raw: &'s [u8], form: bool) -> Normalized<'s> {
         let raw = raw.get(..self.a.len()).unwrap_or(raw);
-        // One branch-free pass tells whether anything needs decoding, and whether the value has upper case.
-        let flags = raw.iter().fold(0u8, |flags, &b| flags | class(b));
+        // One branch-free pass tells which bytes the value holds: whether anything needs decoding, and whether it has
+        // upper case.
+        let raw_bytes = ByteSet::of(raw);
+        let flags = raw_bytes.flags();
         let needs = flags & DECODE != 0 || (form && flags & PLUS != 0);
-        let (current, len) = if needs { self.decode(raw, form) } else { (Current::Raw, raw.len()) };
+        let (current, len, bytes) =
+            if needs { self.decode(raw, form, raw_bytes) } else { (Current::Raw, raw.len(), raw_bytes) };
+        let bytes = bytes.lowered();
         let decoded: &'s [u8] = match current {
             Current::Raw => raw,
             Current::A => self.a.get(..len).unwrap_or_default(),
             Current::B => self.b.get(..len).unwrap_or_default(),
         };
-        let upper =
-            if current == Current::Raw { flags & UPPER != 0 } else { decoded.iter().any(u8::is_ascii_uppercase) };
-        if !upper {
-            return Normalized { decoded, lower: decoded };
+        if current == Current::Raw && flags & UPPER == 0 {
+            return Normalized { decoded, lower: decoded, bytes };
         }
         let lower = self.lower.get_mut(..decoded.len()).unwrap_or_default();
-        for (l, d) in lower.iter_mut().zip(decoded) {
-            *l = d.to_ascii_lowercase();
+        if !lower_case(decoded, lower) {
+            // Nothing was upper case: the decoded text is its own lower case.
+            return Normalized { decoded, lower: decoded, bytes };
         }
-        Normalized { decoded, lower }
+        Normalized { decoded, lower, bytes }
     }
 
-    /// Runs the rounds; returns where the result is and its length.
-    fn decode(&mut self, raw: &[u8], form: bool) -> (Current, usize) {
+    /// Runs the rounds on `raw`, which holds `bytes`; returns where the result is, its length and its bytes.
+    fn decode(&mut self, raw: &[u8], form: bool, bytes: ByteSet) -> (Current, usize, ByteSet) {
         let mut current = Current::Raw;
         let mut len = raw.len();
+        // The bytes the current text holds: a pass none of whose bytes are there would change nothing.
+        let mut bytes = bytes;
+        let mut flags = bytes.flags();
         for _ in 0..MAX_ROUNDS {
             let mut changed = false;
             for pass in [Pass::Percent, Pass::Entities, Pass::Backslash, Pass::Fold] {
+                if flags & pass.trigger(form) == 0 {
+                    continue;
+                }
                 let (src, dst, next): (&[u8], &mut [u8], Current) = match current {
                     Current::Raw => (raw, &mut self.a, Current::A),
                     Current::A => (self.a.get(..len).unwrap_or_default(), &mut self.b, Current::B),
@@ -124,32 +139,93 @@ impl Normalizer {
                     current = next;
                     len = written;
                     changed = true;
+                    bytes = ByteSet::of(match current {
+                        Current::A => self.a.get(..len).unwrap_or_default(),
+                        _ => self.b.get(..len).unwrap_or_default(),
+                    });
+                    flags = bytes.flags();
                 }
             }
             if !changed {
                 break;
             }
         }
-        (current, len)
+        (current, len, bytes)
     }
 }
 
+/// `%`, which the percent pass decodes.
+const PERCENT: u8 = 1;
+/// `&`, which the entity pass decodes.
+const AMPERSAND: u8 = 2;
+/// `\`, which the backslash pass decodes.
+const BACKSLASH: u8 = 4;
+/// A NUL or a non-ASCII byte, which the fold looks at.
+const FOLD: u8 = 8;
 /// A byte some pass would change.
-const DECODE: u8 = 1;
+const DECODE: u8 = PERCENT | AMPERSAND | BACKSLASH | FOLD;
 /// `+`, which a pass changes in form-encoded places.
-const PLUS: u8 = 2;
+const PLUS: u8 = 16;
 /// An ASCII capital.
-const UPPER: u8 = 4;
+const UPPER: u8 = 32;
 
-/// What a byte tells about its value.
+/// A 1 in every byte of a word.
+const LO: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte of a word.
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The words of eight bytes of `s` (little-endian), and the bytes left over.
+fn words(s: &[u8]) -> (impl Iterator<Item = u64> + '_, &[u8]) {
+    let chunks = s.chunks_exact(8);
+    let tail = chunks.remainder();
+    (chunks.map(|c| u64::from_le_bytes(<[u8; 8]>::try_from(c).unwrap_or_default())), tail)
+}
+
+/// The high bit of every byte of `w` that is zero, and maybe of bytes above one that is (as a whole: non-zero
+/// exactly when some byte is zero).
 #[inline]
-fn class(b: u8) -> u8 {
-    match b {
-        b'%' | b'&' | b'\\' | 0 | 0x80..=0xff => DECODE,
-        b'+' => PLUS,
-        b'A'..=b'Z' => UPPER,
-        _ => 0,
+fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(LO) & !w & HI
+}
+
+/// The high bit of every ASCII capital in `w`, exactly.
+#[inline]
+fn upper_bytes(w: u64) -> u64 {
+    let ascii = w & !HI;
+    // Seven-bit bytes plus 0x3f or 0x25 never carry into the next byte: the high bit then says `>= A`, `> Z`.
+    ascii.wrapping_add(0x3f * LO) & !ascii.wrapping_add(0x25 * LO) & !w & HI
+}
+
+/// Writes `text` in ASCII lower case into `lower` (as long); whether any byte was upper case.
+fn lower_case(text: &[u8], lower: &mut [u8]) -> bool {
+    let mut upper = 0u64;
+    let (words, tail) = words(text);
+    let mut out = lower.chunks_exact_mut(8);
+    for (w, to) in words.zip(&mut out) {
+        let capitals = upper_bytes(w);
+        upper |= capitals;
+        // 0x80 >> 2 is 0x20, the bit that makes a capital small.
+        to.copy_from_slice(&(w | capitals >> 2).to_le_bytes());
     }
+    let mut tail_upper = false;
+    for (l, &d) in out.into_remainder().iter_mut().zip(tail) {
+        tail_upper |= d.is_ascii_uppercase();
+        *l = d.to_ascii_lowercase();
+    }
+    upper != 0 || tail_upper
+}
+
+/// Where the next byte the fold looks at (a NUL or a non-ASCII byte) is in `s`.
+fn next_fold(s: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    let (words, _) = words(s);
+    for w in words {
+        if (w | zero_bytes(w)) & HI != 0 {
+            break;
+        }
+        at += 8;
+    }
+    s.get(at..)?.iter().position(|&b| b == 0 || b >= 0x80).map(|p| at + p)
 }
 
 /// One pass over a value.
@@ -162,48 +238,78 @@ enum Pass {
 }
 
 impl Pass {
-    /// Runs the pass from `src` into `dst` (at least as long); `None` when it changed nothing (`dst` is then junk).
-    fn run(self, src: &[u8], dst: &mut [u8], form: bool) -> Option<usize> {
-        let trigger = match self {
-            Pass::Percent => memchr::memchr(b'%', src).is_some() || (form && memchr::memchr(b'+', src).is_some()),
-            Pass::Entities => memchr::memchr(b'&', src).is_some(),
-            Pass::Backslash => memchr::memchr(b'\\', src).is_some(),
-            Pass::Fold => src.iter().any(|&b| b == 0 || b >= 0x80),
-        };
-        if !trigger {
-            return None;
+    /// The [`flags`] of the bytes the pass may change.
+    fn trigger(self, form: bool) -> u8 {
+        match self {
+            Pass::Percent if form => PERCENT | PLUS,
+            Pass::Percent => PERCENT,
+            Pass::Entities => AMPERSAND,
+            Pass::Backslash => BACKSLASH,
+            Pass::Fold => FOLD,
         }
-        let mut out = Out { buf: dst, len: 0, changed: false };
+    }
+
+    /// Runs the pass from `src` into `dst` (at least as long); `None` when it changed nothing (`dst` is then junk).
+    /// Each pass jumps from one byte it may change to the next and copies what lies between in one piece, only once
+    /// it changed something: a value it leaves alone is read, never copied.
+    fn run(self, src: &[u8], dst: &mut [u8], form: bool) -> Option<usize> {
+        let mut out = Out { src, buf: dst, len: 0, kept: 0, at: 0, changed: false };
         match self {
             Pass::Percent => percent(src, form, &mut out),
             Pass::Entities => entities(src, &mut out),
             Pass::Backslash => backslashes(src, &mut out),
             Pass::Fold => fold(src, &mut out),
         }
-        out.changed.then_some(out.len)
+        out.finish()
     }
 }
 
-/// Where a pass writes: never past the buffer (the passes only shrink, so nothing is lost in practice).
-struct Out<'b> {
+/// Where a pass writes: never past the buffer (the passes only shrink, so nothing is lost in practice). The source
+/// is copied lazily: `src[kept..at]` goes out unchanged just before the replacement of what starts at `at`.
+struct Out<'s, 'b> {
+    src: &'s [u8],
     buf: &'b mut [u8],
     len: usize,
+    /// The source up to here is written (copied or replaced).
+    kept: usize,
+    /// Where in the source the replacement being written starts.
+    at: usize,
     changed: bool,
 }
 
-impl Out<'_> {
-    #[inline]
-    fn push(&mut self, b: u8) {
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
+impl Out<'_, '_> {
+    /// Copies `bytes`, cut at the end of the buffer.
+    fn copy(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(self.buf.len().saturating_sub(self.len));
+        if let (Some(to), Some(from)) = (self.buf.get_mut(self.len..self.len + take), bytes.get(..take)) {
+            to.copy_from_slice(from);
+            self.len += take;
         }
     }
 
-    fn extend(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.push(b);
+    /// Copies the source unchanged up to where the replacement starts.
+    fn flush(&mut self) {
+        if self.kept < self.at {
+            let src = self.src;
+            self.copy(src.get(self.kept..self.at).unwrap_or_default());
+            self.kept = self.at;
         }
+    }
+
+    /// The source from `at` up to `to` is replaced by what was written since (perhaps nothing).
+    fn replaced(&mut self, to: usize) {
+        self.flush();
+        self.kept = to;
+    }
+
+    fn push(&mut self, b: u8) {
+        self.flush();
+        self.copy(&[b]);
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        self.flush();
+        self.copy(bytes);
     }
 
     /// A decoded character (an invalid code point is written as U+FFFD).
@@ -218,6 +324,16 @@ impl Out<'_> {
         self.push(b);
         self.changed = true;
     }
+
+    /// The length written, the rest of the source copied, if anything changed.
+    fn finish(mut self) -> Option<usize> {
+        if !self.changed {
+            return None;
+        }
+        self.at = self.src.len();
+        self.flush();
+        Some(self.len)
+    }
 }
 
 fn hex(b: u8) -> Option<u32> {
@@ -230,29 +346,37 @@ fn hex_run(s: &[u8], digits: usize) -> Option<u32> {
     run.iter().try_fold(0u32, |v, &b| Some(v << 4 | hex(b)?))
 }
 
-fn percent(src: &[u8], form: bool, out: &mut Out<'_>) {
+fn percent(src: &[u8], form: bool, out: &mut Out<'_, '_>) {
     let mut i = 0;
-    while let Some(&b) = src.get(i) {
+    loop {
+        let rest = src.get(i..).unwrap_or_default();
+        let next = if form { memchr::memchr2(b'%', b'+', rest) } else { memchr::memchr(b'%', rest) };
+        let Some(skip) = next else { return };
+        i += skip;
+        out.at = i;
         let rest = src.get(i + 1..).unwrap_or_default();
-        if b == b'%' {
+        if src.get(i) == Some(&b'%') {
             if let Some(v) = hex_run(rest, 2) {
                 out.decoded(v as u8);
                 i += 3;
+                out.replaced(i);
                 continue;
             }
             if matches!(rest.first(), Some(b'u' | b'U')) {
                 if let Some(v) = hex_run(rest.get(1..).unwrap_or_default(), 4) {
                     out.char(v);
                     i += 6;
+                    out.replaced(i);
                     continue;
                 }
             }
-        } else if b == b'+' && form {
+        } else {
+            // A `+`, searched for only in form-encoded places.
             out.decoded(b' ');
             i += 1;
+            out.replaced(i);
             continue;
         }
-        out.push(b);
         i += 1;
     }
 }
@@ -363,22 +487,23 @@ const LEGACY: &[(&[u8], u8)] = &[
 /// The longest entity name in [`ENTITIES`].
 const MAX_ENTITY: usize = 17;
 
-fn entities(src: &[u8], out: &mut Out<'_>) {
+fn entities(src: &[u8], out: &mut Out<'_, '_>) {
     let mut i = 0;
-    while let Some(&b) = src.get(i) {
-        if b == b'&' {
-            if let Some(used) = entity(src.get(i + 1..).unwrap_or_default(), out) {
+    while let Some(skip) = memchr::memchr(b'&', src.get(i..).unwrap_or_default()) {
+        i += skip;
+        out.at = i;
+        match entity(src.get(i + 1..).unwrap_or_default(), out) {
+            Some(used) => {
                 i += 1 + used;
-                continue;
+                out.replaced(i);
             }
+            None => i += 1,
         }
-        out.push(b);
-        i += 1;
     }
 }
 
 /// Decodes the entity after a `&`; returns the bytes it used, or `None` (nothing written) if it is not one.
-fn entity(s: &[u8], out: &mut Out<'_>) -> Option<usize> {
+fn entity(s: &[u8], out: &mut Out<'_, '_>) -> Option<usize> {
     if s.first() == Some(&b'#') {
         let hex_form = matches!(s.get(1), Some(b'x' | b'X'));
         let start = if hex_form { 2 } else { 1 };
@@ -416,22 +541,23 @@ fn entity(s: &[u8], out: &mut Out<'_>) -> Option<usize> {
     Some(legacy.len())
 }
 
-fn backslashes(src: &[u8], out: &mut Out<'_>) {
+fn backslashes(src: &[u8], out: &mut Out<'_, '_>) {
     let mut i = 0;
-    while let Some(&b) = src.get(i) {
-        if b == b'\\' {
-            if let Some(used) = backslash(src.get(i + 1..).unwrap_or_default(), out) {
+    while let Some(skip) = memchr::memchr(b'\\', src.get(i..).unwrap_or_default()) {
+        i += skip;
+        out.at = i;
+        match backslash(src.get(i + 1..).unwrap_or_default(), out) {
+            Some(used) => {
                 i += 1 + used;
-                continue;
+                out.replaced(i);
             }
+            None => i += 1,
         }
-        out.push(b);
-        i += 1;
     }
 }
 
 /// Decodes the escape after a `\`; returns the bytes it used, or `None` (nothing written) if it is not one.
-fn backslash(s: &[u8], out: &mut Out<'_>) -> Option<usize> {
+fn backslash(s: &[u8], out: &mut Out<'_, '_>) -> Option<usize> {
     let &first = s.first()?;
     let simple = match first {
         b'n' => Some(b'\n'),
@@ -482,21 +608,18 @@ fn backslash(s: &[u8], out: &mut Out<'_>) -> Option<usize> {
     }
 }
 
-fn fold(src: &[u8], out: &mut Out<'_>) {
+fn fold(src: &[u8], out: &mut Out<'_, '_>) {
     let mut i = 0;
-    while let Some(&b) = src.get(i) {
-        if b == 0 {
+    while let Some(skip) = next_fold(src.get(i..).unwrap_or_default()) {
+        i += skip;
+        out.at = i;
+        if src.get(i) == Some(&0) {
             out.changed = true;
             i += 1;
+            out.replaced(i);
             continue;
         }
-        if b < 0x80 {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        let rest = src.get(i..).unwrap_or_default();
-        match fold_char(rest) {
+        match fold_char(src.get(i..).unwrap_or_default()) {
             Some((used, replacement)) => {
                 match replacement {
                     Fold::Byte(b) => out.push(b),
@@ -504,11 +627,9 @@ fn fold(src: &[u8], out: &mut Out<'_>) {
                 }
                 out.changed = true;
                 i += used;
+                out.replaced(i);
             }
-            None => {
-                out.push(b);
-                i += 1;
-            }
+            None => i += 1,
         }
     }
 }
@@ -579,6 +700,9 @@ enum Fold {
     Byte(u8),
     Bytes(&'static [u8]),
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 mod tests {
@@ -710,6 +834,48 @@ mod tests {
             assert!(r.decoded.len() <= bytes.len(), "{bytes:?}");
             assert_eq!(r.lower.len(), r.decoded.len());
             assert_eq!(r.lower, r.decoded.to_ascii_lowercase().as_slice());
+        }
+    }
+
+    /// The normaliser gives exactly what the byte-by-byte one before it gave, on every kind of value: plain text,
+    /// text with capitals, every encoding, invalid UTF-8, values longer than the scratch space.
+    #[test]
+    fn same_output_as_the_byte_by_byte_reference() {
+        let mut rng = Rng(0x1a2_7c09);
+        let mut n = Normalizer::new(96);
+        let mut old = reference::Normalizer::new(96);
+        let alphabet: &[u8] =
+            b"%&#;\\xu{}0123456789abcdefABCDEFZz@[`+<>'\"./lgtamp \0\xc0\xaf\xe0\x80\xef\xbc\xbd\xff\xe2\x80\x93";
+        let pieces: &[&[u8]] = &[
+            b"%2525",
+            b"%u003C",
+            b"&amp;lt;",
+            b"&#x3c;",
+            b"&#60",
+            b"\\x3c",
+            b"\\u{3e}",
+            b"\\101",
+            "\u{ff05}\u{ff12}\u{ff17}".as_bytes(),
+            "O\u{2019}Brien \u{2013} Men's".as_bytes(),
+            b"Plain ASCII Words 123 ",
+        ];
+        for i in 0..30_000 {
+            let len = (rng.next_u64() % 120) as usize;
+            let mut bytes = Vec::with_capacity(len);
+            while bytes.len() < len {
+                let r = rng.next_u64();
+                match i % 4 {
+                    0 => bytes.push(r as u8),
+                    1 => bytes.push(alphabet[(r % alphabet.len() as u64) as usize]),
+                    _ if r % 3 == 0 => bytes.extend_from_slice(pieces[(r >> 8) as usize % pieces.len()]),
+                    _ => bytes.push(alphabet[(r % alphabet.len() as u64) as usize]),
+                }
+            }
+            let form = i % 2 == 0;
+            let new = n.normalize(&bytes, form);
+            let was = old.normalize(&bytes, form);
+            assert_eq!((new.decoded, new.lower), (was.decoded, was.lower), "{bytes:?} form {form}");
+            assert_eq!(new.bytes, ByteSet::of(new.lower), "{bytes:?} form {form}");
         }
     }
 }

@@ -546,7 +546,14 @@ mod tests {
         // A decoder that took the backslashes for escapes leaves no climb in `decoded`; `raw` still has them.
         let raw = b"..\\..\\..\\secret";
         let decoded = b"......secret";
-        let subject = Subject { raw, decoded, lower: decoded, is_name: false, place: Place::Query };
+        let subject = Subject {
+            raw,
+            decoded,
+            lower: decoded,
+            bytes: crate::attacks::ByteSet::ALL,
+            is_name: false,
+            place: Place::Query,
+        };
         assert!(detect(&subject, Sensitivity::Low));
     }
 

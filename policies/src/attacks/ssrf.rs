@@ -19,7 +19,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{Sensitivity, Subject};
+use super::{ByteSet, Sensitivity, Subject};
 
 /// How far past `://` a URL's authority (userinfo and host) is read.
 const MAX_AUTHORITY: usize = 128;
@@ -42,16 +42,24 @@ enum Target {
 /// Whether `subject` carries a server-side request forgery at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     // A NUL ends the host for C resolvers (`localhost%00.evil.test`); the decoded form has it removed.
-    scan(subject.decoded, sensitivity) || (memchr::memchr(0, subject.raw).is_some() && scan(subject.raw, sensitivity))
+    // When nothing needed decoding `raw` is the decoded slice itself, and the byte set tells whether it has a NUL.
+    let raw_nul = if std::ptr::eq(subject.raw, subject.decoded) {
+        subject.bytes.has(0)
+    } else {
+        memchr::memchr(0, subject.raw).is_some()
+    };
+    scan(subject.decoded, sensitivity, subject.bytes) || (raw_nul && scan(subject.raw, sensitivity, ByteSet::ALL))
 }
 
 /// Whether `text` holds a URL or a bare host that `sensitivity` reports.
-fn scan(text: &[u8], sensitivity: Sensitivity) -> bool {
+/// `bytes`: the kinds of bytes `text` holds (a search for a byte it lacks is skipped).
+fn scan(text: &[u8], sensitivity: Sensitivity, bytes: ByteSet) -> bool {
     let start = leading_space(text);
-    let has_at = memchr::memchr(b'@', text).is_some();
+    let has_at = bytes.has(b'@') && memchr::memchr(b'@', text).is_some();
     let mut found = false;
     // URLs with a scheme: every `:` preceded by a scheme name.
-    for colon in memchr::memchr_iter(b':', text) {
+    let colons = if bytes.has(b':') { memchr::memchr_iter(b':', text) } else { memchr::memchr_iter(b':', &[]) };
+    for colon in colons {
         let Some(scheme) = scheme_before(text, colon) else { continue };
         let after = colon + 1;
         let slashes = count_slashes(text, after);
@@ -608,7 +616,14 @@ mod tests {
     fn a_nul_that_ends_the_host_for_resolvers_is_seen() {
         let raw = b"http://localhost\0.example.com/";
         let decoded = b"http://localhost.example.com/";
-        let subject = Subject { raw, decoded, lower: decoded, is_name: false, place: Place::Query };
+        let subject = Subject {
+            raw,
+            decoded,
+            lower: decoded,
+            bytes: crate::attacks::ByteSet::of(decoded),
+            is_name: false,
+            place: Place::Query,
+        };
         assert!(detect(&subject, Sensitivity::Low));
         assert!(!detect(&Subject::plain(decoded, decoded, Place::Query), Sensitivity::High));
     }

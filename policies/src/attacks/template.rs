@@ -16,7 +16,7 @@
 //! - **High**: also any non-empty expression, bare names and filters included (`{{name}}`, `${price}`,
 //!   `{{ total|currency }}`, wiki templates), which benign text carries too.
 
-use super::{Sensitivity, Subject};
+use super::{ByteSet, Sensitivity, Subject};
 
 /// How strongly an expression's content looks like code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,7 +171,7 @@ const STATEMENTS: &[&[u8]] = &[
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
     let lower = subject.lower;
     // Every delimiter and every directive but the Java-only ones needs one of these bytes.
-    if memchr::memchr3(b'{', b'%', b'#', lower).is_none() && memchr::memchr3(b'[', b'@', b'$', lower).is_none() {
+    if !subject.bytes.any_of(ByteSet::bytes(b"{%#[@$")) {
         return false;
     }
     if STRONG_MARKERS.iter().any(|m| memchr::memmem::find(lower, m).is_some()) {

@@ -279,8 +279,14 @@ where
             self.findings.uninspectable = true;
         }
         let normalized = self.normalizer.normalize(raw, v.form);
-        let subject =
-            Subject { raw, decoded: normalized.decoded, lower: normalized.lower, is_name: v.is_name, place: v.place };
+        let subject = Subject {
+            raw,
+            decoded: normalized.decoded,
+            lower: normalized.lower,
+            bytes: normalized.bytes,
+            is_name: v.is_name,
+            place: v.place,
+        };
         let applies = |check: &Check<'_>| {
             check.places & bit != 0
                 && v.only.is_none_or(|only| only == check.class)

@@ -27,12 +27,14 @@
 //! A plain XML document, `<!DOCTYPE html>`, an XHTML or SVG DOCTYPE naming the W3C's DTD, and prose with `&` or `%`
 //! are benign at Low and Medium.
 
-use super::{Sensitivity, Subject};
+use super::{ByteSet, Sensitivity, Subject};
 
 /// Whether `subject` carries an XML external entity attack at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
-    let mut found = scan(subject.lower);
-    if !found.fires(sensitivity) && subject.raw != subject.decoded {
+    // The scan needs markup (`<`, or `+` for UTF-7): the byte set says when there is none, without a scan. A value
+    // that needed no decoding is the same slice as its decoded form: not compared byte by byte.
+    let mut found = if subject.bytes.any_of(ByteSet::bytes(b"<+")) { scan(subject.lower) } else { Level::None };
+    if !found.fires(sensitivity) && !std::ptr::eq(subject.raw, subject.decoded) && subject.raw != subject.decoded {
         found = found.max(scan(subject.raw));
     }
     if !found.fires(sensitivity) && utf16(subject.raw) {
@@ -466,7 +468,14 @@ mod tests {
         let raw = br#"<!DOCTYPE r [<!ENTITY q "&quot;"><!ENTITY e SYSTEM "http://attacker.test/">]>"#;
         let decoded = br#"<!DOCTYPE r [<!ENTITY q """><!ENTITY e SYSTEM "http://attacker.test/">]>"#;
         let lower = decoded.to_ascii_lowercase();
-        let subject = Subject { raw, decoded, lower: &lower, is_name: false, place: Place::Xml };
+        let subject = Subject {
+            raw,
+            decoded,
+            lower: &lower,
+            bytes: crate::attacks::ByteSet::of(&lower),
+            is_name: false,
+            place: Place::Xml,
+        };
         assert!(detect(&subject, Sensitivity::Low));
     }
 
@@ -533,7 +542,14 @@ mod tests {
             for sensitivity in [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High] {
                 let _ = detect(&Subject::plain(&bytes, &lower, Place::Xml), sensitivity);
                 let _ = detect(
-                    &Subject { raw: &bytes, decoded: &lower, lower: &lower, is_name: false, place: Place::Body },
+                    &Subject {
+                        raw: &bytes,
+                        decoded: &lower,
+                        lower: &lower,
+                        bytes: crate::attacks::ByteSet::of(&lower),
+                        is_name: false,
+                        place: Place::Body,
+                    },
                     sensitivity,
                 );
             }

@@ -341,19 +341,47 @@ fn decoding_is_looked_through_and_raw_lexed_too() {
     let raw = b"&lt;script&gt;go()&lt;/script&gt;";
     let decoded = b"<script>go()</script>";
     let lower = decoded.to_ascii_lowercase();
-    let subject = Subject { raw, decoded, lower: &lower, is_name: false, place: Place::Json };
+    let subject = Subject {
+        raw,
+        decoded,
+        lower: &lower,
+        bytes: crate::attacks::ByteSet::ALL,
+        is_name: false,
+        place: Place::Json,
+    };
     assert!(detect(&subject, Low));
     // A lone `<` encoded beyond its place's decoding is a probe; as typed it is only a weak signal.
-    let probe = Subject { raw: b"&#x3c;", decoded: b"<", lower: b"<", is_name: false, place: Place::Json };
+    let probe = Subject {
+        raw: b"&#x3c;",
+        decoded: b"<",
+        lower: b"<",
+        bytes: crate::attacks::ByteSet::ALL,
+        is_name: false,
+        place: Place::Json,
+    };
     assert!(detect(&probe, Medium) && !detect(&probe, Low));
-    let typed = Subject { raw: b"<", decoded: b"<", lower: b"<", is_name: false, place: Place::Query };
+    let typed = Subject {
+        raw: b"<",
+        decoded: b"<",
+        lower: b"<",
+        bytes: crate::attacks::ByteSet::ALL,
+        is_name: false,
+        place: Place::Query,
+    };
     assert!(detect(&typed, High) && !detect(&typed, Medium));
 }
 
 #[test]
 fn names_skip_value_only_rules() {
     let lower = b"onload";
-    let name = Subject { raw: b"onLoad", decoded: b"onLoad", lower, is_name: true, place: Place::Query };
+    let name = Subject {
+        raw: b"onLoad",
+        decoded: b"onLoad",
+        lower,
+        bytes: crate::attacks::ByteSet::ALL,
+        is_name: true,
+        place: Place::Query,
+    };
     assert!(!detect(&name, Medium));
 }
 
@@ -391,8 +419,14 @@ fn arbitrary_bytes_never_panic() {
         let cut = rng.below(buf.len() as u64 + 1) as usize;
         for text in [&buf[..], &buf[..cut], &buf[cut..]] {
             let lower = text.to_ascii_lowercase();
-            let subject =
-                Subject { raw: text, decoded: text, lower: &lower, is_name: round % 3 == 0, place: Place::Body };
+            let subject = Subject {
+                raw: text,
+                decoded: text,
+                lower: &lower,
+                bytes: crate::attacks::ByteSet::ALL,
+                is_name: round % 3 == 0,
+                place: Place::Body,
+            };
             for s in [Low, Medium, High] {
                 let _ = detect(&subject, s);
             }
