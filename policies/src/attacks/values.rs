@@ -122,6 +122,9 @@ pub const DEFAULT_HEADERS: &[&[u8]] = &[
     b"x-rewrite-url",
     // The header Log4Shell scanners spray, after the vulnerable demo application that logged it.
     b"x-api-version",
+    // Upload APIs take the file's name in a header: a name the server writes to disk.
+    b"x-filename",
+    b"x-file-name",
 ];
 
 /// One attack found: which check, where, and the parameter's name (never the value).

@@ -176,6 +176,7 @@ fn superglobal_parameter_names_are_reported_at_medium() {
         lower,
         is_name,
         place: Place::Query,
+        bytes: crate::attacks::ByteSet::ALL,
     };
     for (name, lower) in [
         (&b"_SERVER[DOCUMENT_ROOT]"[..], &b"_server[document_root]"[..]),
