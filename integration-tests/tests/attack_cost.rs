@@ -11,10 +11,13 @@ use portcullis_integration_tests::compile;
 /// The ready policy: every class, at medium (block) and high (watch), everywhere in the request.
 const OWASP: &str = include_str!("../../envoy-examples/policies/owasp.yaml");
 
-/// The most wasm instructions one request may cost with a pathological path, query or headers (60 KiB).
-const HEADERS_BOUND: u64 = 60_000_000_000;
-/// The most wasm instructions one request may cost with a pathological 256 KiB body.
-const BODY_BOUND: u64 = 250_000_000_000;
+/// The most wasm instructions one request may cost with a pathological path, query or headers (60 KiB). Measured
+/// worst (2026-12-08): 254 M, for 8 KiB of `${${` (the SQL judge and the XSS script scan, per token). Far above
+/// what it should be (an ordinary GET costs 0.4 M): see README.md, "Known limits".
+const HEADERS_BOUND: u64 = 320_000_000;
+/// The most wasm instructions one request may cost with a pathological 256 KiB body. Measured worst (2026-12-08):
+/// 438 M, for `${${` repeated.
+const BODY_BOUND: u64 = 550_000_000;
 
 /// The median and the largest instruction count of `requests` identical requests (after a warm-up).
 fn instructions(path: &str, headers: &[(&str, String)], body: Option<&[u8]>) -> (u64, u64) {
@@ -23,11 +26,17 @@ fn instructions(path: &str, headers: &[(&str, String)], body: Option<&[u8]>) -> 
     let dir = tempfile::tempdir().expect("temp dir");
     let bundle = compile(OWASP, "owasp", 1);
     let mut command = Command::new(&python);
-    command
-        .arg(repo_root().join("scripts/vm-cost.py"))
-        .arg(filter_wasm())
-        .arg(&bundle)
-        .args(["--name", "owasp", "--requests", "3", "--warmup", "1", "--json", "--path", path]);
+    command.arg(repo_root().join("scripts/vm-cost.py")).arg(filter_wasm()).arg(&bundle).args([
+        "--name",
+        "owasp",
+        "--requests",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+        "--path",
+        path,
+    ]);
     for (name, value) in headers {
         command.arg("--header").arg(format!("{name}:{value}"));
     }
@@ -69,7 +78,6 @@ fn a_pathological_query_path_or_header_stays_under_the_bound() {
             ("path", instructions(&path, &[], None).1),
             ("header", instructions("/search", &header, None).1),
         ] {
-            eprintln!("COST {what} {unit:?} {cost}");
             assert!(cost <= HEADERS_BOUND, "{what} of {unit:?} costs {cost} instructions (bound {HEADERS_BOUND})");
             if cost > worst.0 {
                 worst = (cost, unit);
@@ -97,7 +105,6 @@ fn a_pathological_body_stays_under_the_bound() {
         ] {
             let headers = vec![("content-type", content_type.to_owned())];
             let cost = instructions("/comments", &headers, Some(body.as_bytes())).1;
-            eprintln!("COST {what} {unit:?} {cost}");
             assert!(cost <= BODY_BOUND, "{what} of {unit:?} costs {cost} instructions (bound {BODY_BOUND})");
             if cost > worst.0 {
                 worst = (cost, unit);
