@@ -293,7 +293,9 @@ pub fn measure_attacks(settings: &Settings, placement: &Placement, started: Inst
     ];
     placement.apply(variants.iter().map(|v| (v.name, &v.envoy)))?;
     let send_get = |envoy: &Envoy| envoy.get(GET_PATH, &headers).status;
-    let send_post = |envoy: &Envoy| envoy.client().request("POST", POST_PATH, &headers, document.as_bytes()).status;
+    let post_headers: Vec<(&str, &str)> = headers.iter().copied().chain([("content-type", JSON)]).collect();
+    let send_post =
+        |envoy: &Envoy| envoy.client().request("POST", POST_PATH, &post_headers, document.as_bytes()).status;
     check_ok(&variants[NOOP_GET], "GET", send_get)?;
     check_ok(&variants[NOOP_POST], "POST", send_post)?;
     wait_for_bundle(&variants[PORTCULLIS_GET], send_get)?;
@@ -358,7 +360,7 @@ pub fn measure_attacks(settings: &Settings, placement: &Placement, started: Inst
     let probes = [
         probe(&variants[PORTCULLIS_GET], "GET with a script in `q`", |envoy| envoy.get(GET_PROBE, &headers).status),
         probe(&variants[PORTCULLIS_POST], "POST with SQL in `customer.last_name`", |envoy| {
-            envoy.client().request("POST", POST_PATH, &headers, POST_PROBE.as_bytes()).status
+            envoy.client().request("POST", POST_PATH, &post_headers, POST_PROBE.as_bytes()).status
         }),
     ];
     if upstream.requests() != upstream_before_probe {

@@ -210,7 +210,16 @@ where
         if body.is_empty() {
             return;
         }
-        match shape(content_type) {
+        let mut shape = shape(content_type);
+        if shape == Shape::Text && content_type.iter().all(u8::is_ascii_whitespace) {
+            // No content type: many applications parse JSON or XML anyway, so read it as what it looks like.
+            shape = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{' | b'[') => Shape::Json,
+                Some(b'<') => Shape::Xml,
+                _ => Shape::Text,
+            };
+        }
+        match shape {
             Shape::Form => self.pairs(body, Place::Form, value, name),
             Shape::Multipart => match boundary(content_type) {
                 Some(b) => self.multipart(body, b, value, name),

@@ -508,3 +508,13 @@ fn fuzz_every_part_never_panics() {
         assert!(findings.values as usize <= limits.max_values);
     }
 }
+
+#[test]
+fn a_body_without_a_content_type_is_read_as_what_it_looks_like() {
+    let (seen, findings) = run(&[Part::Body { content_type: b"", body: b" {\"user\":{\"bio\":\"EVIL\"}}" }]);
+    assert_eq!(raws(&seen), [n("user"), n("bio"), v("EVIL")]);
+    assert_eq!(names(&findings), [(Place::Json, "user.bio".to_string())]);
+    let (seen, _) = run(&[Part::Body { content_type: b"", body: b"plain EVIL text" }]);
+    assert_eq!(raws(&seen), [v("plain EVIL text")]);
+    assert_eq!(seen[0].place, Place::Body);
+}
