@@ -24,7 +24,7 @@
 //!
 //! A lone `*`, `()` or parenthesis in prose, and `a=b` expressions, are benign at Low and Medium.
 
-use super::{ByteSet, Sensitivity, Subject};
+use super::{ByteSet, Level, Sensitivity, Subject};
 
 /// Whether `subject` carries an LDAP injection at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
@@ -42,30 +42,6 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         }
     }
     level.fires(sensitivity)
-}
-
-/// The lowest sensitivity at which what was found is reported (ordered from nothing to unmistakable).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
-    /// Nothing found.
-    None,
-    /// A weak signal, reported at High only.
-    High,
-    /// Reported at Medium and High.
-    Medium,
-    /// Unmistakable: reported at every level.
-    Low,
-}
-
-impl Level {
-    /// Whether a finding of this level is reported at `sensitivity`.
-    fn fires(self, sensitivity: Sensitivity) -> bool {
-        match sensitivity {
-            Sensitivity::Low => self >= Level::Low,
-            Sensitivity::Medium => self >= Level::Medium,
-            Sensitivity::High => self >= Level::High,
-        }
-    }
 }
 
 /// One symbol of an LDAP filter.

@@ -140,6 +140,31 @@ impl AttackClass {
     }
 }
 
+/// The lowest sensitivity at which what a detector found is reported (ordered from nothing to unmistakable), for
+/// detectors that grade what they find before comparing it with the sensitivity asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    /// Nothing found.
+    None,
+    /// A weak signal, reported at High only.
+    High,
+    /// Reported at Medium and High.
+    Medium,
+    /// Unmistakable: reported at every level.
+    Low,
+}
+
+impl Level {
+    /// Whether a finding of this level is reported at `sensitivity`.
+    pub(crate) fn fires(self, sensitivity: Sensitivity) -> bool {
+        match sensitivity {
+            Sensitivity::Low => self >= Level::Low,
+            Sensitivity::Medium => self >= Level::Medium,
+            Sensitivity::High => self >= Level::High,
+        }
+    }
+}
+
 /// A set of classes, one bit each.
 pub type ClassSet = u16;
 

@@ -29,7 +29,7 @@
 //! - **High** adds `__proto__` in prose, `prototype` as a name segment, `constructor` or `prototype` as a whole
 //!   value, and the legacy accessors (`__defineGetter__`, `__lookupSetter__`…).
 
-use super::{ByteSet, Sensitivity, Subject};
+use super::{ByteSet, Level, Sensitivity, Subject};
 
 /// Whether `subject` carries a NoSQL operator injection at `sensitivity`.
 pub fn detect_nosql(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
@@ -59,30 +59,6 @@ pub fn detect_prototype_pollution(subject: &Subject<'_>, sensitivity: Sensitivit
         return false;
     }
     prototype_paths(subject.lower, subject.is_name, bytes).fires(sensitivity)
-}
-
-/// The lowest sensitivity at which what was found is reported (ordered from nothing to unmistakable).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
-    /// Nothing found.
-    None,
-    /// A weak signal, reported at High only.
-    High,
-    /// Reported at Medium and High.
-    Medium,
-    /// Unmistakable: reported at every level.
-    Low,
-}
-
-impl Level {
-    /// Whether a finding of this level is reported at `sensitivity`.
-    fn fires(self, sensitivity: Sensitivity) -> bool {
-        match sensitivity {
-            Sensitivity::Low => self >= Level::Low,
-            Sensitivity::Medium => self >= Level::Medium,
-            Sensitivity::High => self >= Level::High,
-        }
-    }
 }
 
 /// MongoDB query, update and aggregation operators, lower case, without their `$`.

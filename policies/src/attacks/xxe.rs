@@ -27,7 +27,7 @@
 //! A plain XML document, `<!DOCTYPE html>`, an XHTML or SVG DOCTYPE naming the W3C's DTD, and prose with `&` or `%`
 //! are benign at Low and Medium.
 
-use super::{ByteSet, Sensitivity, Subject};
+use super::{ByteSet, Level, Sensitivity, Subject};
 
 /// Whether `subject` carries an XML external entity attack at `sensitivity`.
 pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
@@ -41,30 +41,6 @@ pub fn detect(subject: &Subject<'_>, sensitivity: Sensitivity) -> bool {
         found = found.max(Level::High);
     }
     found.fires(sensitivity)
-}
-
-/// The lowest sensitivity at which what was found is reported (ordered from nothing to unmistakable).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
-    /// Nothing found.
-    None,
-    /// A weak signal, reported at High only.
-    High,
-    /// Reported at Medium and High.
-    Medium,
-    /// Unmistakable: reported at every level.
-    Low,
-}
-
-impl Level {
-    /// Whether a finding of this level is reported at `sensitivity`.
-    fn fires(self, sensitivity: Sensitivity) -> bool {
-        match sensitivity {
-            Sensitivity::Low => self >= Level::Low,
-            Sensitivity::Medium => self >= Level::Medium,
-            Sensitivity::High => self >= Level::High,
-        }
-    }
 }
 
 /// References in one document to declared entities from which on it is an expansion attack (quadratic blowup).
