@@ -17,8 +17,12 @@ use crate::metrics::Metrics;
 /// The bundle's attack detections, prepared once per bundle and VM.
 #[derive(Debug, Default)]
 pub struct AttackPlan {
-    /// One per attack detection, in bundle order: (detection index, check, exclusions).
-    checks: Vec<(u16, Check<'static>, Vec<Exclusion>)>,
+    /// One check per attack detection, in bundle order, without exclusions: what most requests run as they are.
+    checks: Vec<Check<'static>>,
+    /// The detection index of each check.
+    detections: Vec<u16>,
+    /// The exclusions of each check.
+    exclusions: Vec<Vec<Exclusion>>,
     /// Places some check looks at that come with the request headers.
     header_places: u8,
     /// Some check looks at the body.
@@ -41,7 +45,9 @@ impl AttackPlan {
                 Check { class: attack.class, sensitivity: attack.sensitivity, places: attack.places, skip: &[] };
             plan.header_places |= attack.places & HEADER_PLACES;
             plan.body |= attack.places & !HEADER_PLACES != 0;
-            plan.checks.push((index, check, attack.exclude.clone()));
+            plan.checks.push(check);
+            plan.detections.push(index);
+            plan.exclusions.push(attack.exclude.clone());
         }
         if !plan.checks.is_empty() {
             *plan.inspector.borrow_mut() = Some(Inspector::new(Limits::default()));
@@ -52,6 +58,11 @@ impl AttackPlan {
     /// True when the bundle has no attack detection.
     pub fn is_empty(&self) -> bool {
         self.checks.is_empty()
+    }
+
+    /// True when some attack detection looks at request headers or cookies.
+    pub fn reads_headers(&self) -> bool {
+        self.header_places & ((1 << Place::Header as u8) | (1 << Place::Cookie as u8)) != 0
     }
 
     /// True when some attack detection looks at the request body.
@@ -111,20 +122,22 @@ impl AttackPlan {
     fn run<'p>(&self, parts: impl Iterator<Item = Part<'p>>, endpoint: &[u8], findings: &mut Findings) {
         let Ok(mut slot) = self.inspector.try_borrow_mut() else { return };
         let Some(inspector) = slot.as_mut() else { return };
-        // The names each check skips on this endpoint (two small vectors per request, none per value).
+        let applies = |e: &Exclusion| e.endpoint.is_empty() || e.endpoint.as_bytes() == endpoint;
+        if !self.exclusions.iter().flatten().any(applies) {
+            // No exclusion on this endpoint (most requests): the prepared checks, nothing allocated.
+            for part in parts {
+                inspector.inspect(part, &self.checks, findings);
+            }
+            return;
+        }
+        // The parameters each check skips on this endpoint.
         let skips: Vec<Vec<&[u8]>> = self
-            .checks
+            .exclusions
             .iter()
-            .map(|(_, _, exclude)| {
-                exclude
-                    .iter()
-                    .filter(|e| e.endpoint.is_empty() || e.endpoint.as_bytes() == endpoint)
-                    .map(|e| e.param.as_bytes())
-                    .collect()
-            })
+            .map(|exclude| exclude.iter().filter(|e| applies(e)).map(|e| e.param.as_bytes()).collect())
             .collect();
         let checks: Vec<Check<'_>> =
-            self.checks.iter().zip(&skips).map(|((_, check, _), skip)| Check { skip, ..*check }).collect();
+            self.checks.iter().zip(&skips).map(|(check, skip)| Check { skip, ..*check }).collect();
         for part in parts {
             inspector.inspect(part, &checks, findings);
         }
@@ -132,7 +145,7 @@ impl AttackPlan {
 
     /// The detection index of each check that fired, and how often, for the engine's `detected()`.
     pub fn counts<'a>(&'a self, findings: &'a Findings) -> impl Iterator<Item = (u16, u32)> + 'a {
-        self.checks.iter().enumerate().filter_map(|(i, (detection, _, _))| {
+        self.detections.iter().enumerate().filter_map(|(i, detection)| {
             let fired = findings.fired & (1u64 << i.min(63)) != 0;
             let named = findings.items.iter().flatten().filter(|f| usize::from(f.check) == i).count();
             fired.then(|| (*detection, u32::try_from(named.max(1)).unwrap_or(u32::MAX)))

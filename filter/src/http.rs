@@ -316,7 +316,9 @@ impl HttpContext for RequestFilter {
         let mut attacks = AttackFindings::default();
         if !active.attacks.is_empty() {
             let (path, query) = request.path_parts().unwrap_or_default();
-            let headers: Vec<(&[u8], &[u8])> = request.headers().collect();
+            // The header list is copied only for a policy that inspects headers (`Vec::new` allocates nothing).
+            let headers: Vec<(&[u8], &[u8])> =
+                if active.attacks.reads_headers() { request.headers().collect() } else { Vec::new() };
             active.attacks.inspect_headers(path, query, &headers, request.endpoint(), &mut attacks);
             for (detection, count) in active.attacks.counts(&attacks) {
                 findings.set_count(detection, count);
