@@ -933,13 +933,8 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::token_analysis::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
         let alphabet = b";|&`$(){}'\"\\/-. abcdeilnostwIFS0123456789\n<>#%^@*,:";
         for _ in 0..4000 {
             let len = (next() % 64) as usize;

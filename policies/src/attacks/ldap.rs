@@ -396,13 +396,8 @@ mod tests {
 
     #[test]
     fn skipping_prose_misses_nothing() {
-        let mut state = 0x0bad_cafe_dead_beef_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::token_analysis::test_rng::Rng(0x0bad_cafe_dead_beef);
+        let mut next = move || rng.next();
         let alphabet = b"()*|&!=~:\\2a9 \tcnuid.-x";
         for _ in 0..20_000 {
             let text: Vec<u8> = (0..next() % 24).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
@@ -414,13 +409,8 @@ mod tests {
 
     #[test]
     fn never_panics_on_any_bytes() {
-        let mut state = 0x1234_5678_9abc_def1_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::token_analysis::test_rng::Rng(0x1234_5678_9abc_def1);
+        let mut next = move || rng.next();
         let seeds: [&[u8]; 3] = [b"*)(uid=*))(|(uid=*", b"x\\2a\\28cn:1.2:=)%00", b""];
         for round in 0..4_000 {
             let mut bytes = seeds[round % seeds.len()].to_vec();

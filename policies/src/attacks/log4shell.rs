@@ -399,13 +399,8 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::token_analysis::test_rng::Rng(0x9E37_79B9_7F4A_7C15);
+        let mut next = move || rng.next();
         let alphabet = b"${}:-jndiJ'lowerupp\xc4\xb1 ";
         for _ in 0..4000 {
             let len = (next() % 64) as usize;

@@ -708,16 +708,7 @@ mod reference;
 mod tests {
     use super::*;
 
-    /// xorshift64: deterministic test input (the token-analysis generator is private to its module).
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::token_analysis::test_rng::Rng;
 
     fn norm(raw: &[u8], form: bool) -> (Vec<u8>, Vec<u8>) {
         let mut n = Normalizer::new(1024);
@@ -818,10 +809,10 @@ mod tests {
         let mut n = Normalizer::new(256);
         let alphabet = b"%&#;\\xu{}0123456789abcdefABCDEF+<>'\"./lgtamp \0\xc0\xaf\xe0\x80\xef\xbc\xbd\xff\xe2\x80";
         for i in 0..20_000 {
-            let len = (rng.next_u64() % 80) as usize;
+            let len = (rng.next() % 80) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    let r = rng.next_u64();
+                    let r = rng.next();
                     if i % 3 == 0 {
                         r as u8
                     } else {
@@ -860,10 +851,10 @@ mod tests {
             b"Plain ASCII Words 123 ",
         ];
         for i in 0..30_000 {
-            let len = (rng.next_u64() % 120) as usize;
+            let len = (rng.next() % 120) as usize;
             let mut bytes = Vec::with_capacity(len);
             while bytes.len() < len {
-                let r = rng.next_u64();
+                let r = rng.next();
                 match i % 4 {
                     0 => bytes.push(r as u8),
                     1 => bytes.push(alphabet[(r % alphabet.len() as u64) as usize]),

@@ -615,13 +615,8 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::token_analysis::test_rng::Rng(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next();
         let alphabet = b"./\\;:$0x2ecf ETCpasswd\xe2\x88\x95\xef\xbc\x8e?'\"=";
         for _ in 0..4000 {
             let len = (next() % 64) as usize;

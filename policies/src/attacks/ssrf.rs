@@ -696,13 +696,8 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut state = 0x2545_F491_4F6C_DD1D_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::token_analysis::test_rng::Rng(0x2545_F491_4F6C_DD1D);
+        let mut next = move || rng.next();
         let alphabet = b"http:/@[]:.0x7f1ff%\\\xe2\x91\xa0\xe3\x80\x82localhost";
         for _ in 0..4000 {
             let len = (next() % 80) as usize;

@@ -559,13 +559,8 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut state = 0xD1B5_4A32_D192_ED03_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::token_analysis::test_rng::Rng(0xD1B5_4A32_D192_ED03);
+        let mut next = move || rng.next();
         let alphabet = b"{}%$#<>[]()'\"*7._ classgetr";
         for _ in 0..4000 {
             let len = (next() % 64) as usize;

@@ -234,21 +234,7 @@ fn the_value_is_judged_in_every_context_it_can_land_in() {
     assert_eq!(level_of("x\" means 'yes'"), None);
 }
 
-/// A small deterministic generator (xorshift64*), so the fuzz cases are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::token_analysis::test_rng::Rng;
 
 #[test]
 fn arbitrary_bytes_never_panic() {

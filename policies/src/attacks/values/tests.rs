@@ -436,17 +436,7 @@ fn real_detectors_run_through_the_public_entry() {
     assert_eq!(findings.values, 4);
 }
 
-/// xorshift64: deterministic test input.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use crate::token_analysis::test_rng::Rng;
 
 #[test]
 fn fuzz_every_part_never_panics() {
